@@ -1,0 +1,4 @@
+//! Integration tests of the protocol crate: the shared signature vectors,
+//! byte for byte.
+
+mod vectors;
