@@ -1,1 +1,21 @@
-//! placeholder
+//! The idprov certificate authority: generate a CA or load an existing CA or
+//! intermediate, issue device, server and client certificates with random
+//! serials, parse and check the public keys devices submit, and read the
+//! fields of certificates that authorization needs.
+//!
+//! This crate does no network or file I/O: callers pass PEM text in and
+//! write the PEM it returns. It knows nothing of HTTP or the registry.
+
+mod authority;
+mod error;
+mod inspect;
+mod key;
+pub mod pem;
+
+pub use authority::{
+    BACKDATE, Ca, GeneratedCa, IssueParams, IssuedCert, KeyAlgorithm, Usage, key_type_of,
+};
+pub use error::{CaError, KeyError};
+pub use inspect::{CertInfo, hex};
+pub use key::{KeyType, PublicKey};
+pub use rcgen::KeyPair;

@@ -1,0 +1,55 @@
+//! Errors of the certificate authority.
+
+/// Why a public key was refused. Messages name the key type where known, so a
+/// device maker can see what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The text holds no PEM block, or a malformed one.
+    #[error("publicKeyPEM is not PEM: {0}")]
+    NotPem(String),
+    /// A PEM block of another kind (a certificate, a private key…).
+    #[error("publicKeyPEM holds a {0} block, expected PUBLIC KEY (PKIX)")]
+    WrongPemKind(String),
+    /// More than one PEM block.
+    #[error("publicKeyPEM holds more than one PEM block")]
+    MultipleBlocks,
+    /// The DER inside is not a SubjectPublicKeyInfo.
+    #[error("publicKeyPEM is not a valid PKIX SubjectPublicKeyInfo")]
+    Malformed,
+    /// A well-formed key of a type we do not issue for.
+    #[error("unsupported key type {0}; accepted: ECDSA P-256, ECDSA P-384, Ed25519, RSA 2048-4096")]
+    Unsupported(String),
+    /// An RSA key outside 2048–4096 bits.
+    #[error("unsupported key type RSA-{0}; RSA keys must be 2048 to 4096 bits")]
+    RsaSize(usize),
+    /// The key material does not decode for its algorithm (a point off the
+    /// curve, a truncated key).
+    #[error("{0} public key is invalid (the key material does not decode)")]
+    InvalidKey(&'static str),
+}
+
+/// Errors of certificate issuance, CA loading and certificate inspection.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// rcgen refused to build or sign a certificate or key.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A certificate could not be parsed.
+    #[error("invalid certificate: {0}")]
+    BadCertificate(String),
+    /// A PEM file held nothing usable.
+    #[error("invalid PEM: {0}")]
+    BadPem(String),
+    /// A private key could not be loaded.
+    #[error("invalid private key: {0}")]
+    BadKey(String),
+    /// The configured CA is unusable (not a CA, key mismatch, expired…).
+    #[error("unusable CA certificate: {0}")]
+    UnusableCa(String),
+    /// A public key was refused.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The system random number generator failed.
+    #[error("random number generator failed")]
+    Random,
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the certificate authority.
+
+mod issue;
