@@ -1,1 +1,21 @@
-//! placeholder
+//! The idprov registry: OOB secrets (sealed by the caller, never in clear),
+//! waiting requests, failed-secret counters, issued certificates and the
+//! append-only, hash-chained audit log.
+//!
+//! [`Registry`] is the storage trait; [`SqliteRegistry`] is the embedded
+//! default backend. Every mutation writes its audit entry in the same
+//! transaction and returns only once that transaction is durable. The store
+//! knows nothing of HTTP, TLS or certificates beyond the text it is given,
+//! and never sees a secret in clear.
+
+pub mod audit;
+mod error;
+pub mod model;
+mod registry;
+mod sqlite;
+
+pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain};
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use registry::Registry;
+pub use sqlite::{SCHEMA_VERSION, SqliteRegistry};

@@ -1,0 +1,190 @@
+//! The audit log's records and its hash chain.
+//!
+//! Each entry carries the hash of the previous one, so an edited or deleted
+//! entry breaks the chain from that point on. The hash covers a canonical
+//! serialization of the entry (serde_json with sorted object keys).
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The hash the first entry links to.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Who did something: `admin:<name>`, `plugin:<name>`, `device:<id>`,
+/// `source:<address>` (an unauthenticated peer) or `system`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(pub String);
+
+impl Actor {
+    /// The server itself (start-up, sweeps).
+    pub fn system() -> Self {
+        Actor("system".into())
+    }
+    /// An unauthenticated peer, known only by its address.
+    pub fn source(addr: &str) -> Self {
+        Actor(format!("source:{addr}"))
+    }
+    /// A caller authenticated by a certificate or session of this kind.
+    pub fn named(kind: &str, name: &str) -> Self {
+        Actor(format!("{kind}:{name}"))
+    }
+    /// The text form.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An event to append, before it has a sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRecord {
+    /// When it happened, Unix seconds.
+    pub at: i64,
+    /// Who did it.
+    pub actor: Actor,
+    /// What happened: a stable snake_case name (`secret_added`, `certificate_issued`…).
+    pub event: String,
+    /// The device concerned, if any.
+    pub device_id: Option<String>,
+    /// Event-specific facts. Never a secret.
+    pub detail: serde_json::Value,
+}
+
+impl AuditRecord {
+    /// A record with the given fields.
+    pub fn new(
+        at: i64,
+        actor: Actor,
+        event: &str,
+        device_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Self {
+        AuditRecord {
+            at,
+            actor,
+            event: event.to_owned(),
+            device_id: device_id.map(str::to_owned),
+            detail,
+        }
+    }
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the log, from 1, without gaps.
+    pub seq: i64,
+    /// When it happened, Unix seconds.
+    pub at: i64,
+    /// Who did it.
+    pub actor: String,
+    /// What happened.
+    pub event: String,
+    /// The device concerned, if any.
+    #[serde(rename = "deviceID")]
+    pub device_id: Option<String>,
+    /// Event-specific facts.
+    pub detail: serde_json::Value,
+    /// Hash of the previous entry (hex SHA-256), or [`GENESIS_HASH`].
+    pub prev_hash: String,
+    /// Hash of this entry (hex SHA-256).
+    pub hash: String,
+}
+
+/// The fields a hash covers, in a fixed order.
+#[derive(Serialize)]
+struct Hashed<'a> {
+    seq: i64,
+    at: i64,
+    actor: &'a str,
+    event: &'a str,
+    device_id: Option<&'a str>,
+    detail: &'a serde_json::Value,
+}
+
+/// The hash of an entry linked to `prev_hash`.
+pub fn entry_hash(
+    prev_hash: &str,
+    seq: i64,
+    at: i64,
+    actor: &str,
+    event: &str,
+    device_id: Option<&str>,
+    detail: &serde_json::Value,
+) -> String {
+    let body = serde_json::to_vec(&Hashed {
+        seq,
+        at,
+        actor,
+        event,
+        device_id,
+        detail,
+    })
+    .unwrap_or_default();
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(b"\n");
+    h.update(&body);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl AuditEntry {
+    /// Recomputes this entry's hash from its fields.
+    pub fn computed_hash(&self) -> String {
+        entry_hash(
+            &self.prev_hash,
+            self.seq,
+            self.at,
+            &self.actor,
+            &self.event,
+            self.device_id.as_deref(),
+            &self.detail,
+        )
+    }
+}
+
+/// Where a chain of entries stops being valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    /// An entry's stored hash does not match its fields.
+    #[error("audit entry {0} was altered: its hash does not match its contents")]
+    Altered(i64),
+    /// An entry does not link to its predecessor.
+    #[error("audit entry {0} does not link to the entry before it")]
+    Broken(i64),
+    /// A sequence number is missing.
+    #[error("audit entry {0} is missing")]
+    Gap(i64),
+}
+
+/// Checks a run of consecutive entries; `prev` is the entry before the first
+/// (or `None` when the run starts the log).
+pub fn verify_chain<'a>(
+    prev: Option<&AuditEntry>,
+    entries: impl IntoIterator<Item = &'a AuditEntry>,
+) -> Result<(), ChainError> {
+    let (mut expected_seq, mut prev_hash) = match prev {
+        Some(p) => (p.seq + 1, p.hash.clone()),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    for e in entries {
+        if e.seq != expected_seq {
+            return Err(ChainError::Gap(expected_seq));
+        }
+        if e.prev_hash != prev_hash {
+            return Err(ChainError::Broken(e.seq));
+        }
+        if e.computed_hash() != e.hash {
+            return Err(ChainError::Altered(e.seq));
+        }
+        prev_hash = e.hash.clone();
+        expected_seq += 1;
+    }
+    Ok(())
+}

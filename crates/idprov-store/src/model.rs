@@ -1,0 +1,415 @@
+//! The records the registry keeps. Times are Unix seconds.
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{Actor, AuditRecord};
+
+/// A page request for keyset paging: entries strictly after `after`, in
+/// byte order of their key, at most `limit` of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Key of the last entry of the previous page.
+    pub after: Option<String>,
+    /// Most entries to return.
+    pub limit: u32,
+}
+
+/// An OOB secret to store, already sealed (AEAD) by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSecret {
+    /// The device it belongs to.
+    pub device_id: String,
+    /// Nonce + ciphertext + tag; the plaintext never reaches the store.
+    pub sealed: Vec<u8>,
+    /// Identifies the key that sealed it, so unreadable rows can be purged.
+    pub key_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of its life.
+    pub valid_until: i64,
+    /// Who registered it.
+    pub created_by: Actor,
+}
+
+/// A stored, unconsumed secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    /// Row identity: a replaced secret gets a new one, so a request verified
+    /// against the old secret cannot consume the new one.
+    pub id: i64,
+    /// The device.
+    pub device_id: String,
+    /// Sealed secret.
+    pub sealed: Vec<u8>,
+    /// Sealing key identity.
+    pub key_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of its life.
+    pub valid_until: i64,
+}
+
+impl std::fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("id", &self.id)
+            .field("device_id", &self.device_id)
+            .field("valid_until", &self.valid_until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret as administrators may see it: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretSummary {
+    /// The device.
+    pub device_id: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// End of its life.
+    pub valid_until: i64,
+    /// Who registered it.
+    pub created_by: String,
+}
+
+/// Whether storing a secret added one or replaced an existing one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutSecretOutcome {
+    /// The device had no live secret.
+    Added,
+    /// An existing secret was replaced.
+    Replaced,
+}
+
+/// A secret consumed recently, kept (sealed) so that a device whose Approved
+/// response was lost gets the same certificate again (PROTOCOL.md §6 4.4).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsumedSecret {
+    /// Sealed secret.
+    pub sealed: Vec<u8>,
+    /// Sealing key identity.
+    pub key_id: String,
+    /// The certificate issued when it was consumed.
+    pub serial: String,
+    /// When it was consumed.
+    pub consumed_at: i64,
+}
+
+impl std::fmt::Debug for ConsumedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumedSecret")
+            .field("serial", &self.serial)
+            .field("consumed_at", &self.consumed_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a certificate was issued to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertKind {
+    /// A device (OU iotdevice).
+    Device,
+    /// An administrator (OU admin).
+    Admin,
+    /// A plugin (OU plugin).
+    Plugin,
+    /// A hub service (OU service).
+    Service,
+    /// The idprov server's own TLS certificate.
+    Server,
+}
+
+impl CertKind {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertKind::Device => "device",
+            CertKind::Admin => "admin",
+            CertKind::Plugin => "plugin",
+            CertKind::Service => "service",
+            CertKind::Server => "server",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "device" => CertKind::Device,
+            "admin" => CertKind::Admin,
+            "plugin" => CertKind::Plugin,
+            "service" => CertKind::Service,
+            "server" => CertKind::Server,
+            _ => return None,
+        })
+    }
+}
+
+/// How a certificate came to be issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IssueKind {
+    /// A device proved knowledge of its OOB secret.
+    Oob,
+    /// A device renewed with its own valid certificate, same key.
+    Renewal,
+    /// A device renewed with its own valid certificate and a new key.
+    Rekey,
+    /// An administrator or plugin requested it over mutual TLS.
+    Admin,
+    /// An administrator approved a waiting request.
+    Approval,
+    /// Issued by the server for itself or an operator (credentials).
+    Local,
+}
+
+impl IssueKind {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssueKind::Oob => "oob",
+            IssueKind::Renewal => "renewal",
+            IssueKind::Rekey => "rekey",
+            IssueKind::Admin => "admin",
+            IssueKind::Approval => "approval",
+            IssueKind::Local => "local",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "oob" => IssueKind::Oob,
+            "renewal" => IssueKind::Renewal,
+            "rekey" => IssueKind::Rekey,
+            "admin" => IssueKind::Admin,
+            "approval" => IssueKind::Approval,
+            "local" => IssueKind::Local,
+            _ => return None,
+        })
+    }
+}
+
+/// A certificate to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// What it was issued to.
+    pub kind: CertKind,
+    /// Subject CN: the device ID for devices.
+    pub subject: String,
+    /// Leaf PEM.
+    pub pem: String,
+    /// Fingerprint of the subject public key.
+    pub key_fingerprint: String,
+    /// Key type, e.g. `ECDSA-P256`.
+    pub key_type: String,
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+    /// Issuance time.
+    pub issued_at: i64,
+    /// How it was authorized.
+    pub issue_kind: IssueKind,
+    /// Who authorized it (the actor text).
+    pub authorized_by: String,
+}
+
+/// A recorded certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertRecord {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// What it was issued to.
+    pub kind: CertKind,
+    /// Subject CN.
+    pub subject: String,
+    /// Leaf PEM.
+    pub pem: String,
+    /// Fingerprint of the subject public key.
+    pub key_fingerprint: String,
+    /// Key type.
+    pub key_type: String,
+    /// notBefore.
+    pub not_before: i64,
+    /// notAfter.
+    pub not_after: i64,
+    /// Issuance time.
+    pub issued_at: i64,
+    /// How it was authorized.
+    pub issue_kind: IssueKind,
+    /// Who authorized it.
+    pub authorized_by: String,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<i64>,
+    /// RFC 5280 reason code, if revoked.
+    pub revocation_reason: Option<i64>,
+}
+
+/// Consume a secret as part of recording an issuance.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConsumeSecret {
+    /// The row read before verification; consumption fails if it changed.
+    pub secret_id: i64,
+    /// Fingerprint of the key the request carried (for re-delivery).
+    pub key_fingerprint: String,
+}
+
+impl std::fmt::Debug for ConsumeSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumeSecret")
+            .field("secret_id", &self.secret_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything one issuance changes, applied in one transaction.
+#[derive(Debug, Clone)]
+pub struct IssueRecord {
+    /// The certificate.
+    pub cert: NewCertificate,
+    /// The secret the request proved, consumed atomically with the record.
+    pub consume_secret: Option<ConsumeSecret>,
+    /// Source address whose failure counter is reset for this device.
+    pub reset_lockout_for: Option<String>,
+    /// Remove waiting requests of this device with this key fingerprint.
+    pub clear_waiting_key: Option<String>,
+    /// The audit entry describing the issuance.
+    pub audit: AuditRecord,
+}
+
+/// The result of recording an issuance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// Recorded and durable.
+    Recorded,
+    /// The secret was consumed or replaced by someone else in the meantime;
+    /// nothing was recorded and the certificate must not be handed out.
+    SecretGone,
+}
+
+/// A request waiting for a secret or an administrator (PROTOCOL.md §6 4.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRequest {
+    /// The device.
+    pub device_id: String,
+    /// Fingerprint of the submitted public key.
+    pub key_fingerprint: String,
+    /// Key type.
+    pub key_type: String,
+    /// The submitted public key, PEM.
+    pub public_key_pem: String,
+    /// The address the device claimed (free text).
+    pub claimed_ip: String,
+    /// The MAC the device claimed (free text).
+    pub claimed_mac: String,
+    /// The address the request came from.
+    pub source: String,
+    /// First request.
+    pub first_seen: i64,
+    /// Latest request.
+    pub last_seen: i64,
+    /// Number of requests.
+    pub attempts: i64,
+}
+
+/// Limits that keep a flood of unknown devices from filling the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingCaps {
+    /// Most entries from one source address.
+    pub per_source: u64,
+    /// Most entries in total.
+    pub total: u64,
+}
+
+/// What happened to a waiting request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitingOutcome {
+    /// A new entry was recorded (and audited).
+    Queued,
+    /// The existing entry for this device and key was updated.
+    Updated,
+    /// The source already has its maximum of entries; nothing recorded.
+    SourceCapReached,
+    /// The queue is full; nothing recorded.
+    TotalCapReached,
+}
+
+/// Failed-secret counting for one device ID and source address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lockout {
+    /// Consecutive failures.
+    pub failures: u32,
+    /// Locked until this time (in the past when not locked).
+    pub locked_until: i64,
+}
+
+/// How failures turn into locks (PROTOCOL.md §6 4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutPolicy {
+    /// The failure that starts the first lock.
+    pub threshold: u32,
+    /// First lock length, seconds; each further failure doubles it.
+    pub base_secs: i64,
+    /// Longest lock, seconds.
+    pub max_secs: i64,
+    /// A counter untouched this long starts again from zero.
+    pub forget_after_secs: i64,
+}
+
+impl LockoutPolicy {
+    /// The lock length after `failures` consecutive failures (0 = none).
+    pub fn lock_secs(&self, failures: u32) -> i64 {
+        if failures < self.threshold {
+            return 0;
+        }
+        let doublings = (failures - self.threshold).min(32);
+        self.base_secs
+            .saturating_mul(1i64 << doublings)
+            .min(self.max_secs)
+    }
+}
+
+/// What the registry knows of one device, for the status table of §4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceFacts {
+    /// The device.
+    pub device_id: String,
+    /// First heard of.
+    pub created_at: i64,
+    /// The newest certificate valid now and not revoked.
+    pub newest_valid: Option<CertRecord>,
+    /// Certificates ever issued.
+    pub certificates: u64,
+    /// Of which revoked.
+    pub revoked: u64,
+    /// A live (unconsumed, unexpired) secret is registered.
+    pub live_secret: bool,
+    /// Waiting requests recorded.
+    pub waiting: u64,
+}
+
+/// One row of the device list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceSummary {
+    /// The device.
+    pub device_id: String,
+    /// First heard of.
+    pub created_at: i64,
+    /// Certificates ever issued.
+    pub certificates: u64,
+    /// Of which revoked.
+    pub revoked: u64,
+    /// notAfter of the newest valid, unrevoked certificate.
+    pub valid_until: Option<i64>,
+    /// Serial of that certificate.
+    pub serial: Option<String>,
+    /// When the newest certificate was issued.
+    pub last_issued_at: Option<i64>,
+    /// A live secret is registered.
+    pub live_secret: bool,
+    /// Waiting requests recorded.
+    pub waiting: u64,
+}

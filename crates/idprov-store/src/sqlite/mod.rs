@@ -1,0 +1,726 @@
+//! The SQLite backend: one file in the data directory, WAL journal,
+//! `synchronous=FULL`, one writer thread with group commit, pooled readers.
+
+mod schema;
+mod worker;
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::audit::{Actor, AuditEntry, AuditRecord, GENESIS_HASH, entry_hash};
+use crate::error::{Result, StoreError};
+use crate::model::*;
+use crate::registry::Registry;
+
+pub use schema::SCHEMA_VERSION;
+use worker::{Readers, Writer};
+
+/// The registry in a SQLite file.
+#[derive(Debug)]
+pub struct SqliteRegistry {
+    path: PathBuf,
+    writer: Writer,
+    readers: Readers,
+}
+
+impl SqliteRegistry {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteRegistry> {
+        let mut conn = worker::open(path, false)?;
+        schema::migrate(&mut conn)?;
+        Ok(SqliteRegistry {
+            path: path.to_owned(),
+            writer: Writer::start(conn),
+            readers: Readers::new(path.to_owned()),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A PRAGMA value as the writer's settings apply it (tests read back
+    /// `synchronous` and `journal_mode`).
+    pub async fn pragma(&self, name: &'static str) -> Result<String> {
+        self.writer
+            .write(move |c| {
+                Ok(c.query_row(&format!("PRAGMA {name}"), [], |r| {
+                    r.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|v| match v {
+                    rusqlite::types::Value::Integer(i) => i.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    other => format!("{other:?}"),
+                })?)
+            })
+            .await
+    }
+
+    /// Finishes queued writes and stops the writer thread.
+    pub fn close(&self) {
+        self.writer.close();
+    }
+}
+
+impl Drop for SqliteRegistry {
+    fn drop(&mut self) {
+        self.writer.close();
+    }
+}
+
+/// Appends an audit entry inside the current transaction, linking it to the
+/// chain's head.
+fn append_audit_tx(c: &Connection, r: &AuditRecord) -> Result<i64> {
+    let head: Option<(i64, String)> = c
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    let (seq, prev) = match head {
+        Some((seq, hash)) => (seq + 1, hash),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    let hash = entry_hash(
+        &prev,
+        seq,
+        r.at,
+        r.actor.as_str(),
+        &r.event,
+        r.device_id.as_deref(),
+        &r.detail,
+    );
+    let detail = serde_json::to_string(&r.detail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    c.execute(
+        "INSERT INTO audit_log (seq, at, actor, event, device_id, detail, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![seq, r.at, r.actor.as_str(), r.event, r.device_id, detail, prev, hash],
+    )?;
+    Ok(seq)
+}
+
+fn ensure_device(c: &Connection, device_id: &str, now: i64) -> Result<()> {
+    c.execute(
+        "INSERT INTO devices (device_id, created_at) VALUES (?1, ?2)
+         ON CONFLICT(device_id) DO NOTHING",
+        params![device_id, now],
+    )?;
+    Ok(())
+}
+
+const CERT_COLUMNS: &str = "serial, kind, subject, pem, key_fingerprint, key_type, not_before, \
+     not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason";
+
+fn cert_from_row(r: &Row<'_>) -> rusqlite::Result<CertRecord> {
+    let kind: String = r.get(1)?;
+    let issue_kind: String = r.get(9)?;
+    let bad = |what: &str, v: &str| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} {v:?}").into(),
+        )
+    };
+    Ok(CertRecord {
+        serial: r.get(0)?,
+        kind: CertKind::parse(&kind).ok_or_else(|| bad("certificate kind", &kind))?,
+        subject: r.get(2)?,
+        pem: r.get(3)?,
+        key_fingerprint: r.get(4)?,
+        key_type: r.get(5)?,
+        not_before: r.get(6)?,
+        not_after: r.get(7)?,
+        issued_at: r.get(8)?,
+        issue_kind: IssueKind::parse(&issue_kind).ok_or_else(|| bad("issue kind", &issue_kind))?,
+        authorized_by: r.get(10)?,
+        revoked_at: r.get(11)?,
+        revocation_reason: r.get(12)?,
+    })
+}
+
+fn waiting_from_row(r: &Row<'_>) -> rusqlite::Result<WaitingRequest> {
+    Ok(WaitingRequest {
+        device_id: r.get(0)?,
+        key_fingerprint: r.get(1)?,
+        key_type: r.get(2)?,
+        public_key_pem: r.get(3)?,
+        claimed_ip: r.get(4)?,
+        claimed_mac: r.get(5)?,
+        source: r.get(6)?,
+        first_seen: r.get(7)?,
+        last_seen: r.get(8)?,
+        attempts: r.get(9)?,
+    })
+}
+
+fn limit_of(page: &Page) -> i64 {
+    i64::from(page.limit.clamp(1, 10_000))
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+#[async_trait]
+impl Registry for SqliteRegistry {
+    async fn put_secret(&self, s: NewSecret, audit: AuditRecord) -> Result<PutSecretOutcome> {
+        self.writer
+            .write(move |c| {
+                ensure_device(c, &s.device_id, s.created_at)?;
+                let replaced = c.execute(
+                    "DELETE FROM oob_secrets WHERE device_id = ?1",
+                    [&s.device_id],
+                )? > 0;
+                c.execute(
+                    "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        s.device_id,
+                        s.sealed,
+                        s.key_id,
+                        s.created_at,
+                        s.valid_until,
+                        s.created_by.as_str()
+                    ],
+                )?;
+                append_audit_tx(c, &audit)?;
+                Ok(if replaced {
+                    PutSecretOutcome::Replaced
+                } else {
+                    PutSecretOutcome::Added
+                })
+            })
+            .await
+    }
+
+    async fn remove_secret(&self, device_id: &str, audit: AuditRecord) -> Result<bool> {
+        let device_id = device_id.to_owned();
+        self.writer
+            .write(move |c| {
+                let removed =
+                    c.execute("DELETE FROM oob_secrets WHERE device_id = ?1", [&device_id])? > 0;
+                if removed {
+                    append_audit_tx(c, &audit)?;
+                }
+                Ok(removed)
+            })
+            .await
+    }
+
+    async fn live_secret(&self, device_id: &str, now: i64) -> Result<Option<StoredSecret>> {
+        let device_id = device_id.to_owned();
+        self.readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT id, device_id, sealed, key_id, created_at, valid_until
+                     FROM oob_secrets WHERE device_id = ?1 AND valid_until >= ?2",
+                    params![device_id, now],
+                    |r| {
+                        Ok(StoredSecret {
+                            id: r.get(0)?,
+                            device_id: r.get(1)?,
+                            sealed: r.get(2)?,
+                            key_id: r.get(3)?,
+                            created_at: r.get(4)?,
+                            valid_until: r.get(5)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn consumed_secret(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        since: i64,
+    ) -> Result<Option<ConsumedSecret>> {
+        let (device_id, key_fingerprint) = (device_id.to_owned(), key_fingerprint.to_owned());
+        self.readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
+                     WHERE device_id = ?1 AND key_fingerprint = ?2 AND consumed_at >= ?3",
+                    params![device_id, key_fingerprint, since],
+                    |r| {
+                        Ok(ConsumedSecret {
+                            sealed: r.get(0)?,
+                            key_id: r.get(1)?,
+                            serial: r.get(2)?,
+                            consumed_at: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn list_secrets(&self, page: &Page) -> Result<Vec<SecretSummary>> {
+        let after = page.after.clone().unwrap_or_default();
+        let limit = limit_of(page);
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT device_id, created_at, valid_until, created_by FROM oob_secrets
+                     WHERE device_id > ?1 ORDER BY device_id LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![after, limit], |r| {
+                    Ok(SecretSummary {
+                        device_id: r.get(0)?,
+                        created_at: r.get(1)?,
+                        valid_until: r.get(2)?,
+                        created_by: r.get(3)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn purge_secrets(
+        &self,
+        current_key_id: &str,
+        now: i64,
+        consumed_before: i64,
+    ) -> Result<(u64, u64)> {
+        let key_id = current_key_id.to_owned();
+        self.writer
+            .write(move |c| {
+                let unreadable = c.execute("DELETE FROM oob_secrets WHERE key_id != ?1", [&key_id])?
+                    + c.execute("DELETE FROM consumed_secrets WHERE key_id != ?1", [&key_id])?;
+                let expired =
+                    c.execute("DELETE FROM oob_secrets WHERE valid_until < ?1", [now])?;
+                c.execute(
+                    "DELETE FROM consumed_secrets WHERE consumed_at < ?1",
+                    [consumed_before],
+                )?;
+                let (unreadable, expired) = (unreadable as u64, expired as u64);
+                if unreadable > 0 {
+                    append_audit_tx(
+                        c,
+                        &AuditRecord::new(
+                            now,
+                            Actor::system(),
+                            "secrets_purged",
+                            None,
+                            serde_json::json!({
+                                "count": unreadable,
+                                "reason": "sealed under a key this server no longer has (restart without a persistent secret key)"
+                            }),
+                        ),
+                    )?;
+                }
+                if expired > 0 {
+                    append_audit_tx(
+                        c,
+                        &AuditRecord::new(
+                            now,
+                            Actor::system(),
+                            "secrets_expired",
+                            None,
+                            serde_json::json!({ "count": expired }),
+                        ),
+                    )?;
+                }
+                Ok((unreadable, expired))
+            })
+            .await
+    }
+
+    async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>> {
+        let (device_id, source) = (device_id.to_owned(), source.to_owned());
+        self.readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT failures, locked_until FROM lockouts WHERE device_id = ?1 AND source = ?2",
+                    params![device_id, source],
+                    |r| {
+                        Ok(Lockout {
+                            failures: r.get(0)?,
+                            locked_until: r.get(1)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn record_failure(
+        &self,
+        device_id: &str,
+        source: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<Lockout> {
+        let (device_id, source, policy) = (device_id.to_owned(), source.to_owned(), *policy);
+        self.writer
+            .write(move |c| {
+                let previous: Option<(u32, i64)> = c
+                    .query_row(
+                        "SELECT failures, last_failure FROM lockouts WHERE device_id = ?1 AND source = ?2",
+                        params![device_id, source],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                let failures = match previous {
+                    Some((n, last)) if now - last < policy.forget_after_secs => n.saturating_add(1),
+                    _ => 1,
+                };
+                let lock = policy.lock_secs(failures);
+                let locked_until = if lock > 0 { now + lock } else { 0 };
+                c.execute(
+                    "INSERT INTO lockouts (device_id, source, failures, last_failure, locked_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(device_id, source) DO UPDATE SET
+                        failures = excluded.failures, last_failure = excluded.last_failure,
+                        locked_until = excluded.locked_until",
+                    params![device_id, source, failures, now, locked_until],
+                )?;
+                if lock > 0 {
+                    append_audit_tx(
+                        c,
+                        &AuditRecord::new(
+                            now,
+                            Actor::source(&source),
+                            "lockout_started",
+                            Some(&device_id),
+                            serde_json::json!({
+                                "source": source,
+                                "failures": failures,
+                                "seconds": lock,
+                            }),
+                        ),
+                    )?;
+                }
+                Ok(Lockout {
+                    failures,
+                    locked_until,
+                })
+            })
+            .await
+    }
+
+    async fn record_waiting(
+        &self,
+        w: WaitingRequest,
+        caps: WaitingCaps,
+        actor: Actor,
+    ) -> Result<WaitingOutcome> {
+        self.writer
+            .write(move |c| {
+                let updated = c.execute(
+                    "UPDATE waiting_requests SET claimed_ip = ?3, claimed_mac = ?4, source = ?5,
+                        last_seen = ?6, attempts = attempts + 1
+                     WHERE device_id = ?1 AND key_fingerprint = ?2",
+                    params![
+                        w.device_id,
+                        w.key_fingerprint,
+                        w.claimed_ip,
+                        w.claimed_mac,
+                        w.source,
+                        w.last_seen
+                    ],
+                )?;
+                if updated > 0 {
+                    return Ok(WaitingOutcome::Updated);
+                }
+                let from_source: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM waiting_requests WHERE source = ?1",
+                    [&w.source],
+                    |r| r.get(0),
+                )?;
+                if count(from_source) >= caps.per_source {
+                    return Ok(WaitingOutcome::SourceCapReached);
+                }
+                let total: i64 =
+                    c.query_row("SELECT COUNT(*) FROM waiting_requests", [], |r| r.get(0))?;
+                if count(total) >= caps.total {
+                    return Ok(WaitingOutcome::TotalCapReached);
+                }
+                ensure_device(c, &w.device_id, w.first_seen)?;
+                c.execute(
+                    "INSERT INTO waiting_requests (device_id, key_fingerprint, key_type, public_key_pem,
+                        claimed_ip, claimed_mac, source, first_seen, last_seen, attempts)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+                    params![
+                        w.device_id,
+                        w.key_fingerprint,
+                        w.key_type,
+                        w.public_key_pem,
+                        w.claimed_ip,
+                        w.claimed_mac,
+                        w.source,
+                        w.first_seen,
+                        w.last_seen
+                    ],
+                )?;
+                append_audit_tx(
+                    c,
+                    &AuditRecord::new(
+                        w.first_seen,
+                        actor,
+                        "request_queued",
+                        Some(&w.device_id),
+                        serde_json::json!({
+                            "keyFingerprint": w.key_fingerprint,
+                            "keyType": w.key_type,
+                            "source": w.source,
+                            "claimedIP": w.claimed_ip,
+                            "claimedMAC": w.claimed_mac,
+                        }),
+                    ),
+                )?;
+                Ok(WaitingOutcome::Queued)
+            })
+            .await
+    }
+
+    async fn record_issue(&self, rec: IssueRecord) -> Result<IssueOutcome> {
+        self.writer
+            .write(move |c| {
+                let cert = &rec.cert;
+                if let Some(consume) = &rec.consume_secret {
+                    // Conditional consumption: the row must still be the one the
+                    // request was verified against, and still unexpired.
+                    let row: Option<(Vec<u8>, String)> = c
+                        .query_row(
+                            "DELETE FROM oob_secrets WHERE id = ?1 AND device_id = ?2 AND valid_until >= ?3
+                             RETURNING sealed, key_id",
+                            params![consume.secret_id, cert.subject, cert.issued_at],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?;
+                    let Some((sealed, key_id)) = row else {
+                        return Ok(IssueOutcome::SecretGone);
+                    };
+                    c.execute(
+                        "INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT(device_id, key_fingerprint) DO UPDATE SET
+                            sealed = excluded.sealed, key_id = excluded.key_id,
+                            serial = excluded.serial, consumed_at = excluded.consumed_at",
+                        params![
+                            cert.subject,
+                            consume.key_fingerprint,
+                            sealed,
+                            key_id,
+                            cert.serial,
+                            cert.issued_at
+                        ],
+                    )?;
+                }
+                if cert.kind == CertKind::Device {
+                    ensure_device(c, &cert.subject, cert.issued_at)?;
+                }
+                c.execute(
+                    &format!("INSERT INTO certificates ({CERT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)"),
+                    params![
+                        cert.serial,
+                        cert.kind.as_str(),
+                        cert.subject,
+                        cert.pem,
+                        cert.key_fingerprint,
+                        cert.key_type,
+                        cert.not_before,
+                        cert.not_after,
+                        cert.issued_at,
+                        cert.issue_kind.as_str(),
+                        cert.authorized_by
+                    ],
+                )?;
+                if let Some(source) = &rec.reset_lockout_for {
+                    c.execute(
+                        "DELETE FROM lockouts WHERE device_id = ?1 AND source = ?2",
+                        params![cert.subject, source],
+                    )?;
+                }
+                if let Some(fp) = &rec.clear_waiting_key {
+                    c.execute(
+                        "DELETE FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2",
+                        params![cert.subject, fp],
+                    )?;
+                }
+                append_audit_tx(c, &rec.audit)?;
+                Ok(IssueOutcome::Recorded)
+            })
+            .await
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>> {
+        let serial = serial.to_owned();
+        self.readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
+                    [serial],
+                    cert_from_row,
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn certificates_of(&self, kind: CertKind, subject: &str) -> Result<Vec<CertRecord>> {
+        let subject = subject.to_owned();
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = ?1 AND subject = ?2
+                     ORDER BY issued_at DESC, serial"
+                ))?;
+                let rows = st.query_map(params![kind.as_str(), subject], cert_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>> {
+        let device_id = device_id.to_owned();
+        self.readers
+            .read(move |c| {
+                let Some(created_at) = c
+                    .query_row(
+                        "SELECT created_at FROM devices WHERE device_id = ?1",
+                        [&device_id],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let newest_valid = c
+                    .query_row(
+                        &format!(
+                            "SELECT {CERT_COLUMNS} FROM certificates
+                             WHERE kind = 'device' AND subject = ?1 AND revoked_at IS NULL
+                               AND not_before <= ?2 AND not_after >= ?2
+                             ORDER BY issued_at DESC, not_after DESC LIMIT 1"
+                        ),
+                        params![device_id, now],
+                        cert_from_row,
+                    )
+                    .optional()?;
+                let (certificates, revoked): (i64, i64) = c.query_row(
+                    "SELECT COUNT(*), COUNT(revoked_at) FROM certificates
+                     WHERE kind = 'device' AND subject = ?1",
+                    [&device_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                let live_secret: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = ?1 AND valid_until >= ?2)",
+                    params![device_id, now],
+                    |r| r.get(0),
+                )?;
+                let waiting: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM waiting_requests WHERE device_id = ?1",
+                    [&device_id],
+                    |r| r.get(0),
+                )?;
+                Ok(Some(DeviceFacts {
+                    device_id,
+                    created_at,
+                    newest_valid,
+                    certificates: count(certificates),
+                    revoked: count(revoked),
+                    live_secret,
+                    waiting: count(waiting),
+                }))
+            })
+            .await
+    }
+
+    async fn list_devices(&self, page: &Page, now: i64) -> Result<Vec<DeviceSummary>> {
+        let after = page.after.clone().unwrap_or_default();
+        let limit = limit_of(page);
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT d.device_id, d.created_at,
+                        (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND subject = d.device_id),
+                        (SELECT COUNT(revoked_at) FROM certificates WHERE kind = 'device' AND subject = d.device_id),
+                        v.not_after, v.serial,
+                        (SELECT MAX(issued_at) FROM certificates WHERE kind = 'device' AND subject = d.device_id),
+                        EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = d.device_id AND valid_until >= ?3),
+                        (SELECT COUNT(*) FROM waiting_requests WHERE device_id = d.device_id)
+                     FROM devices d
+                     LEFT JOIN certificates v ON v.serial = (
+                        SELECT serial FROM certificates
+                        WHERE kind = 'device' AND subject = d.device_id AND revoked_at IS NULL
+                          AND not_before <= ?3 AND not_after >= ?3
+                        ORDER BY issued_at DESC, not_after DESC LIMIT 1)
+                     WHERE d.device_id > ?1 ORDER BY d.device_id LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![after, limit, now], |r| {
+                    Ok(DeviceSummary {
+                        device_id: r.get(0)?,
+                        created_at: r.get(1)?,
+                        certificates: count(r.get(2)?),
+                        revoked: count(r.get(3)?),
+                        valid_until: r.get(4)?,
+                        serial: r.get(5)?,
+                        last_issued_at: r.get(6)?,
+                        live_secret: r.get(7)?,
+                        waiting: count(r.get(8)?),
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>> {
+        let after = page.after.clone().unwrap_or_default();
+        let limit = limit_of(page);
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT device_id, key_fingerprint, key_type, public_key_pem, claimed_ip,
+                        claimed_mac, source, first_seen, last_seen, attempts
+                     FROM waiting_requests WHERE device_id > ?1
+                     ORDER BY device_id, key_fingerprint LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![after, limit], waiting_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
+        self.writer.write(move |c| append_audit_tx(c, &record)).await
+    }
+
+    async fn audit_entries(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+        let limit = i64::from(limit.clamp(1, 10_000));
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT seq, at, actor, event, device_id, detail, prev_hash, hash
+                     FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![after, limit], |r| {
+                    let detail: String = r.get(5)?;
+                    Ok(AuditEntry {
+                        seq: r.get(0)?,
+                        at: r.get(1)?,
+                        actor: r.get(2)?,
+                        event: r.get(3)?,
+                        device_id: r.get(4)?,
+                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+                        prev_hash: r.get(6)?,
+                        hash: r.get(7)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+}

@@ -1,0 +1,133 @@
+//! The SQLite schema and its versioned migrations.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::{Result, StoreError};
+
+/// Migrations in order; the schema version is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: the registry of the core server.
+    r#"
+    CREATE TABLE devices (
+        device_id   TEXT PRIMARY KEY,
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE oob_secrets (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id   TEXT NOT NULL UNIQUE,
+        sealed      BLOB NOT NULL,
+        key_id      TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        valid_until INTEGER NOT NULL,
+        created_by  TEXT NOT NULL
+    );
+    CREATE INDEX oob_secrets_valid_until ON oob_secrets(valid_until);
+
+    CREATE TABLE consumed_secrets (
+        device_id       TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        sealed          BLOB NOT NULL,
+        key_id          TEXT NOT NULL,
+        serial          TEXT NOT NULL,
+        consumed_at     INTEGER NOT NULL,
+        PRIMARY KEY (device_id, key_fingerprint)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE certificates (
+        serial            TEXT PRIMARY KEY,
+        kind              TEXT NOT NULL,
+        subject           TEXT NOT NULL,
+        pem               TEXT NOT NULL,
+        key_fingerprint   TEXT NOT NULL,
+        key_type          TEXT NOT NULL,
+        not_before        INTEGER NOT NULL,
+        not_after         INTEGER NOT NULL,
+        issued_at         INTEGER NOT NULL,
+        issue_kind        TEXT NOT NULL,
+        authorized_by     TEXT NOT NULL,
+        revoked_at        INTEGER,
+        revocation_reason INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX certificates_subject ON certificates(kind, subject, issued_at);
+
+    CREATE TABLE waiting_requests (
+        device_id       TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        key_type        TEXT NOT NULL,
+        public_key_pem  TEXT NOT NULL,
+        claimed_ip      TEXT NOT NULL,
+        claimed_mac     TEXT NOT NULL,
+        source          TEXT NOT NULL,
+        first_seen      INTEGER NOT NULL,
+        last_seen       INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL,
+        PRIMARY KEY (device_id, key_fingerprint)
+    ) WITHOUT ROWID;
+    CREATE INDEX waiting_requests_source ON waiting_requests(source);
+
+    CREATE TABLE lockouts (
+        device_id    TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        failures     INTEGER NOT NULL,
+        last_failure INTEGER NOT NULL,
+        locked_until INTEGER NOT NULL,
+        PRIMARY KEY (device_id, source)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE audit_log (
+        seq       INTEGER PRIMARY KEY,
+        at        INTEGER NOT NULL,
+        actor     TEXT NOT NULL,
+        event     TEXT NOT NULL,
+        device_id TEXT,
+        detail    TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_device ON audit_log(device_id, seq);
+
+    -- The audit log is append-only: the database itself refuses changes.
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+    BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    "#,
+];
+
+/// The newest schema version this binary knows.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the database up to [`SCHEMA_VERSION`], refusing a newer one.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    )?;
+    let found: i64 = conn
+        .query_row(
+            "SELECT value FROM schema_meta WHERE key = 'version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        let version = i64::try_from(i + 1).unwrap_or(i64::MAX);
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_meta (key, value) VALUES ('version', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [version],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "registry schema migrated");
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! Backend-independent registry behaviour. Every function takes any
+//! [`Registry`] and asserts what the trait promises.
+
+use std::sync::Arc;
+
+use idprov_store::*;
+use serde_json::json;
+
+/// A fixed "now" so expiry arithmetic is exact.
+pub const NOW: i64 = 1_800_000_000;
+
+fn audit(event: &str, device: &str) -> AuditRecord {
+    AuditRecord::new(NOW, Actor::named("admin", "tester"), event, Some(device), json!({}))
+}
+
+fn secret(device: &str, valid_until: i64) -> NewSecret {
+    NewSecret {
+        device_id: device.into(),
+        sealed: format!("sealed-{device}-{valid_until}").into_bytes(),
+        key_id: "key-1".into(),
+        created_at: NOW,
+        valid_until,
+        created_by: Actor::named("admin", "tester"),
+    }
+}
+
+fn cert(device: &str, serial: &str, not_after: i64) -> NewCertificate {
+    NewCertificate {
+        serial: serial.into(),
+        kind: CertKind::Device,
+        subject: device.into(),
+        pem: format!("PEM {serial}"),
+        key_fingerprint: "fp-1".into(),
+        key_type: "ECDSA-P256".into(),
+        not_before: NOW - 60,
+        not_after,
+        issued_at: NOW,
+        issue_kind: IssueKind::Oob,
+        authorized_by: format!("device:{device}"),
+    }
+}
+
+fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRecord {
+    IssueRecord {
+        cert: cert(device, serial, NOW + 30 * 86_400),
+        consume_secret: consume.map(|id| ConsumeSecret {
+            secret_id: id,
+            key_fingerprint: "fp-1".into(),
+        }),
+        reset_lockout_for: Some("10.0.0.9".into()),
+        clear_waiting_key: Some("fp-1".into()),
+        audit: audit("certificate_issued", device),
+    }
+}
+
+pub async fn secrets_add_replace_list_remove(reg: &Arc<dyn Registry>) {
+    assert_eq!(
+        reg.put_secret(secret("dev-1", NOW + 100), audit("secret_added", "dev-1"))
+            .await
+            .expect("put"),
+        PutSecretOutcome::Added
+    );
+    let first = reg.live_secret("dev-1", NOW).await.expect("read").expect("live");
+    assert_eq!(
+        reg.put_secret(secret("dev-1", NOW + 200), audit("secret_added", "dev-1"))
+            .await
+            .expect("put"),
+        PutSecretOutcome::Replaced
+    );
+    let second = reg.live_secret("dev-1", NOW).await.expect("read").expect("live");
+    assert_ne!(first.id, second.id, "a replaced secret has a new identity");
+    assert_eq!(second.valid_until, NOW + 200);
+    // Expired at NOW + 201.
+    assert!(reg.live_secret("dev-1", NOW + 201).await.expect("read").is_none());
+
+    for i in 0..25 {
+        reg.put_secret(secret(&format!("bulk-{i:02}"), NOW + 100), audit("secret_added", "x"))
+            .await
+            .expect("put");
+    }
+    // Keyset paging returns every entry once, in byte order.
+    let mut seen = Vec::new();
+    let mut page = Page { after: None, limit: 10 };
+    loop {
+        let rows = reg.list_secrets(&page).await.expect("list");
+        if rows.is_empty() {
+            break;
+        }
+        page.after = rows.last().map(|r| r.device_id.clone());
+        seen.extend(rows.into_iter().map(|r| r.device_id));
+    }
+    assert_eq!(seen.len(), 26);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted);
+
+    assert!(reg.remove_secret("dev-1", audit("secret_removed", "dev-1")).await.expect("rm"));
+    assert!(!reg.remove_secret("dev-1", audit("secret_removed", "dev-1")).await.expect("rm"));
+    assert!(reg.live_secret("dev-1", NOW).await.expect("read").is_none());
+}
+
+pub async fn consuming_a_secret_is_conditional(reg: &Arc<dyn Registry>) {
+    reg.put_secret(secret("dev-c", NOW + 100), audit("secret_added", "dev-c"))
+        .await
+        .expect("put");
+    let s = reg.live_secret("dev-c", NOW).await.expect("read").expect("live");
+    assert_eq!(
+        reg.record_issue(issue("dev-c", "aa01", Some(s.id))).await.expect("issue"),
+        IssueOutcome::Recorded
+    );
+    assert!(reg.live_secret("dev-c", NOW).await.expect("read").is_none(), "consumed");
+    // A second request verified against the same secret cannot consume it again.
+    assert_eq!(
+        reg.record_issue(issue("dev-c", "aa02", Some(s.id))).await.expect("issue"),
+        IssueOutcome::SecretGone
+    );
+    assert!(reg.certificate("aa02").await.expect("read").is_none(), "nothing recorded");
+    // Nor can a request verified against a secret that was replaced meanwhile.
+    reg.put_secret(secret("dev-c", NOW + 100), audit("secret_added", "dev-c"))
+        .await
+        .expect("put");
+    let old = reg.live_secret("dev-c", NOW).await.expect("read").expect("live");
+    reg.put_secret(secret("dev-c", NOW + 300), audit("secret_added", "dev-c"))
+        .await
+        .expect("replace");
+    assert_eq!(
+        reg.record_issue(issue("dev-c", "aa03", Some(old.id))).await.expect("issue"),
+        IssueOutcome::SecretGone
+    );
+    let recorded = reg.certificate("aa01").await.expect("read").expect("present");
+    assert_eq!(recorded.subject, "dev-c");
+    assert_eq!(recorded.issue_kind, IssueKind::Oob);
+    assert_eq!(recorded.revoked_at, None);
+}
+
+pub async fn redelivery_window(reg: &Arc<dyn Registry>) {
+    reg.put_secret(secret("dev-r", NOW + 100), audit("secret_added", "dev-r"))
+        .await
+        .expect("put");
+    let s = reg.live_secret("dev-r", NOW).await.expect("read").expect("live");
+    reg.record_issue(issue("dev-r", "bb01", Some(s.id))).await.expect("issue");
+    let consumed = reg
+        .consumed_secret("dev-r", "fp-1", NOW - 600)
+        .await
+        .expect("read")
+        .expect("kept for re-delivery");
+    assert_eq!(consumed.serial, "bb01");
+    assert_eq!(consumed.sealed, s.sealed);
+    assert!(reg.consumed_secret("dev-r", "other-key", NOW - 600).await.expect("read").is_none());
+    assert!(reg.consumed_secret("dev-r", "fp-1", NOW + 1).await.expect("read").is_none());
+}
+
+pub async fn lockout_doubles_and_resets(reg: &Arc<dyn Registry>) {
+    let policy = LockoutPolicy {
+        threshold: 5,
+        base_secs: 60,
+        max_secs: 3600,
+        forget_after_secs: 86_400,
+    };
+    let mut last = None;
+    for n in 1..=4 {
+        let l = reg.record_failure("dev-l", "10.0.0.9", NOW, &policy).await.expect("fail");
+        assert_eq!(l.failures, n);
+        assert_eq!(l.locked_until, 0, "no lock before the fifth failure");
+        last = Some(l);
+    }
+    assert!(last.is_some());
+    let fifth = reg.record_failure("dev-l", "10.0.0.9", NOW, &policy).await.expect("fail");
+    assert_eq!(fifth.locked_until, NOW + 60);
+    let sixth = reg.record_failure("dev-l", "10.0.0.9", NOW + 61, &policy).await.expect("fail");
+    assert_eq!(sixth.locked_until, NOW + 61 + 120, "doubling");
+    let mut l = sixth;
+    for _ in 0..10 {
+        l = reg.record_failure("dev-l", "10.0.0.9", NOW + 100, &policy).await.expect("fail");
+    }
+    assert_eq!(l.locked_until, NOW + 100 + 3600, "capped at one hour");
+    // Counters are per (device, source).
+    assert!(reg.lockout("dev-l", "10.0.0.8").await.expect("read").is_none());
+    assert_eq!(
+        reg.lockout("dev-l", "10.0.0.9").await.expect("read").map(|l| l.failures),
+        Some(16)
+    );
+    // A successful issuance for that source resets it.
+    reg.record_issue(issue("dev-l", "cc01", None)).await.expect("issue");
+    assert!(reg.lockout("dev-l", "10.0.0.9").await.expect("read").is_none());
+    // Lock starts are audited.
+    let entries = reg.audit_entries(0, 1000).await.expect("audit");
+    assert!(entries.iter().filter(|e| e.event == "lockout_started").count() >= 2);
+}
+
+pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registry>) {
+    let caps = WaitingCaps {
+        per_source: 2,
+        total: 3,
+    };
+    let req = |device: &str, fp: &str, source: &str, at: i64| WaitingRequest {
+        device_id: device.into(),
+        key_fingerprint: fp.into(),
+        key_type: "ECDSA-P256".into(),
+        public_key_pem: "PEM".into(),
+        claimed_ip: "<nil>".into(),
+        claimed_mac: "<script>".into(),
+        source: source.into(),
+        first_seen: at,
+        last_seen: at,
+        attempts: 1,
+    };
+    let actor = || Actor::source("10.0.0.1");
+    assert_eq!(
+        reg.record_waiting(req("w1", "k1", "10.0.0.1", NOW), caps, actor()).await.expect("w"),
+        WaitingOutcome::Queued
+    );
+    assert_eq!(
+        reg.record_waiting(req("w1", "k1", "10.0.0.1", NOW + 5), caps, actor()).await.expect("w"),
+        WaitingOutcome::Updated
+    );
+    assert_eq!(
+        reg.record_waiting(req("w2", "k1", "10.0.0.1", NOW), caps, actor()).await.expect("w"),
+        WaitingOutcome::Queued
+    );
+    assert_eq!(
+        reg.record_waiting(req("w3", "k1", "10.0.0.1", NOW), caps, actor()).await.expect("w"),
+        WaitingOutcome::SourceCapReached
+    );
+    assert_eq!(
+        reg.record_waiting(req("w3", "k1", "10.0.0.2", NOW), caps, actor()).await.expect("w"),
+        WaitingOutcome::Queued
+    );
+    assert_eq!(
+        reg.record_waiting(req("w4", "k1", "10.0.0.3", NOW), caps, actor()).await.expect("w"),
+        WaitingOutcome::TotalCapReached
+    );
+    let all = reg.list_waiting(&Page { after: None, limit: 100 }).await.expect("list");
+    assert_eq!(all.len(), 3);
+    let w1 = &all[0];
+    assert_eq!((w1.device_id.as_str(), w1.attempts), ("w1", 2));
+    assert_eq!((w1.first_seen, w1.last_seen), (NOW, NOW + 5));
+    assert_eq!(w1.claimed_mac, "<script>", "free text is stored as sent");
+    // Queued once: one audit entry for w1 despite two requests.
+    let entries = reg.audit_entries(0, 1000).await.expect("audit");
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.event == "request_queued" && e.device_id.as_deref() == Some("w1"))
+            .count(),
+        1
+    );
+    // Issuing for (w1, k1) clears its waiting entry.
+    let mut rec = issue("w1", "dd01", None);
+    rec.clear_waiting_key = Some("k1".into());
+    reg.record_issue(rec).await.expect("issue");
+    assert_eq!(reg.list_waiting(&Page { after: None, limit: 100 }).await.expect("list").len(), 2);
+}
+
+pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
+    assert!(reg.device("dev-a", NOW).await.expect("read").is_none(), "never heard of");
+    reg.put_secret(secret("dev-a", NOW + 100), audit("secret_added", "dev-a"))
+        .await
+        .expect("put");
+    let a = reg.device("dev-a", NOW).await.expect("read").expect("known");
+    assert!(a.live_secret && a.newest_valid.is_none() && a.certificates == 0);
+
+    // Two certificates for dev-b: the newer one is the one reported.
+    let mut older = issue("dev-b", "ee01", None);
+    older.cert.issued_at = NOW - 10;
+    reg.record_issue(older).await.expect("issue");
+    reg.record_issue(issue("dev-b", "ee02", None)).await.expect("issue");
+    let b = reg.device("dev-b", NOW).await.expect("read").expect("known");
+    assert_eq!(b.newest_valid.as_ref().map(|c| c.serial.as_str()), Some("ee02"));
+    assert_eq!(b.certificates, 2);
+    // After expiry there is no valid certificate.
+    let later = reg.device("dev-b", NOW + 31 * 86_400).await.expect("read").expect("known");
+    assert!(later.newest_valid.is_none());
+
+    let certs = reg.certificates_of(CertKind::Device, "dev-b").await.expect("certs");
+    assert_eq!(
+        certs.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
+        vec!["ee02", "ee01"],
+        "newest first"
+    );
+    let list = reg.list_devices(&Page { after: None, limit: 10 }, NOW).await.expect("list");
+    let ids: Vec<_> = list.iter().map(|d| d.device_id.as_str()).collect();
+    assert_eq!(ids, vec!["dev-a", "dev-b"]);
+    assert_eq!(list[1].serial.as_deref(), Some("ee02"));
+    assert_eq!(list[1].certificates, 2);
+    assert!(list[0].live_secret);
+    let next = reg
+        .list_devices(&Page { after: Some("dev-a".into()), limit: 10 }, NOW)
+        .await
+        .expect("list");
+    assert_eq!(next.len(), 1);
+}
+
+pub async fn audit_chain_links_every_entry(reg: &Arc<dyn Registry>) {
+    for i in 0..10 {
+        reg.append_audit(AuditRecord::new(
+            NOW + i,
+            Actor::system(),
+            "test_event",
+            None,
+            json!({ "i": i, "text": "ünïcødé <&>" }),
+        ))
+        .await
+        .expect("append");
+    }
+    let entries = reg.audit_entries(0, 100).await.expect("read");
+    assert_eq!(entries.len(), 10);
+    assert_eq!(entries[0].prev_hash, audit::GENESIS_HASH);
+    verify_chain(None, &entries).expect("valid chain");
+    // Paging continues the chain.
+    let tail = reg.audit_entries(5, 100).await.expect("read");
+    verify_chain(Some(&entries[4]), &tail).expect("valid tail");
+    // Any edit is detected at that entry.
+    let mut edited = entries.clone();
+    edited[3].detail = json!({ "i": 99 });
+    assert_eq!(verify_chain(None, &edited), Err(ChainError::Altered(4)));
+    let mut gap = entries.clone();
+    gap.remove(6);
+    assert_eq!(verify_chain(None, &gap), Err(ChainError::Gap(7)));
+}
+
+pub async fn purge_drops_unreadable_and_expired(reg: &Arc<dyn Registry>) {
+    reg.put_secret(secret("p1", NOW + 100), audit("secret_added", "p1")).await.expect("put");
+    reg.put_secret(secret("p2", NOW - 1), audit("secret_added", "p2")).await.expect("put");
+    let mut other_key = secret("p3", NOW + 100);
+    other_key.key_id = "key-0".into();
+    reg.put_secret(other_key, audit("secret_added", "p3")).await.expect("put");
+    let (unreadable, expired) = reg.purge_secrets("key-1", NOW, NOW - 600).await.expect("purge");
+    assert_eq!((unreadable, expired), (1, 1));
+    let left = reg.list_secrets(&Page { after: None, limit: 10 }).await.expect("list");
+    assert_eq!(left.iter().map(|s| s.device_id.as_str()).collect::<Vec<_>>(), vec!["p1"]);
+    let entries = reg.audit_entries(0, 100).await.expect("audit");
+    let purged = entries.iter().find(|e| e.event == "secrets_purged").expect("audited");
+    assert_eq!(purged.detail["count"], 1);
+    // Nothing to purge: no new entries.
+    let before = entries.len();
+    reg.purge_secrets("key-1", NOW, NOW - 600).await.expect("purge");
+    assert_eq!(reg.audit_entries(0, 100).await.expect("audit").len(), before);
+}
+
+pub async fn concurrent_writers_all_commit(reg: &Arc<dyn Registry>) {
+    // Many writers at once share group commits; every one must be recorded
+    // and the chain must stay one valid chain.
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            reg.put_secret(secret(&format!("c-{i:03}"), NOW + 100), audit("secret_added", "c"))
+                .await
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.expect("join").expect("put"), PutSecretOutcome::Added);
+    }
+    let all = reg.list_secrets(&Page { after: None, limit: 1000 }).await.expect("list");
+    assert_eq!(all.len(), 200);
+    let entries = reg.audit_entries(0, 1000).await.expect("audit");
+    assert_eq!(entries.len(), 200);
+    verify_chain(None, &entries).expect("one valid chain");
+}
+
