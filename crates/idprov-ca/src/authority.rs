@@ -387,6 +387,54 @@ impl Ca {
     }
 }
 
+/// What a certificate is checked for by [`Ca::verifies`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// TLS client authentication.
+    ClientAuth,
+    /// TLS server authentication.
+    ServerAuth,
+}
+
+impl Ca {
+    /// True when `leaf` (followed by any `intermediates`) chains to this CA's
+    /// chain, is valid at `now` and allows `purpose` (checked by webpki, the
+    /// same code rustls uses).
+    pub fn verifies(
+        &self,
+        leaf: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: SystemTime,
+        purpose: Purpose,
+    ) -> bool {
+        let anchors: Vec<_> = self
+            .chain_der
+            .iter()
+            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
+            .map(|a| a.to_owned())
+            .collect();
+        let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
+            return false;
+        };
+        let secs = u64::try_from(idprov_proto::clock::unix_seconds(now)).unwrap_or(0);
+        let time = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let usage = match purpose {
+            Purpose::ClientAuth => webpki::KeyUsage::client_auth(),
+            Purpose::ServerAuth => webpki::KeyUsage::server_auth(),
+        };
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            intermediates,
+            time,
+            usage,
+            None,
+            None,
+        )
+        .is_ok()
+    }
+}
+
 fn is_self_issued(der: &[u8]) -> Result<bool, CaError> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) =

@@ -13,7 +13,7 @@ mod key;
 pub mod pem;
 
 pub use authority::{
-    BACKDATE, Ca, GeneratedCa, IssueParams, IssuedCert, KeyAlgorithm, Usage, key_type_of,
+    BACKDATE, Ca, GeneratedCa, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, key_type_of,
 };
 pub use error::{CaError, KeyError};
 pub use inspect::{CertInfo, hex};

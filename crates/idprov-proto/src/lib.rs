@@ -11,6 +11,7 @@
 
 extern crate alloc;
 
+pub mod admin;
 pub mod canonical;
 #[cfg(feature = "std")]
 pub mod clock;

@@ -1,1 +1,26 @@
-//! placeholder
+//! The idprov server: the protocol endpoints of PROTOCOL.md over rustls, the
+//! admin API, the data directory (CA, server and administrator credentials),
+//! and the accept loop.
+//!
+//! This is the only crate that knows HTTP. It owns no storage format (that is
+//! `idprov-store`) and no certificate encoding (that is `idprov-ca`); it wires
+//! them to the network, decides on requests (PROTOCOL.md §6), and turns every
+//! error into a response in one place ([`error::ApiError`]).
+
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod datadir;
+pub mod decision;
+pub mod defaults;
+pub mod error;
+mod listener;
+pub mod routes;
+pub mod secrets;
+mod server;
+pub mod state;
+mod tls;
+
+pub use config::{RawConfig, ServerConfig};
+pub use error::{ApiError, StartError};
+pub use server::{RunningServer, ServerOptions, start};

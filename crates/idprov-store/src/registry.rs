@@ -11,7 +11,8 @@ use crate::model::*;
 /// transaction, and returns only once that transaction is durable.
 #[async_trait]
 pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores (or replaces) a device's secret.
+    /// Stores (or replaces) a device's secret. The store adds `"replaced"`
+    /// (true or false) to the audit entry's detail object.
     async fn put_secret(&self, secret: NewSecret, audit: AuditRecord) -> Result<PutSecretOutcome>;
 
     /// Removes a device's secret; false when it had none.
@@ -83,8 +84,8 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// Devices in device-ID order.
     async fn list_devices(&self, page: &Page, now: i64) -> Result<Vec<DeviceSummary>>;
 
-    /// Waiting requests in (device ID, key fingerprint) order; `after` is a
-    /// device ID.
+    /// Waiting requests in (device ID, key fingerprint) order; `after` is
+    /// `"<deviceID> <keyFingerprint>"` of the last entry seen, or a device ID.
     async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>>;
 
     /// Appends one audit entry on its own; returns its sequence number.

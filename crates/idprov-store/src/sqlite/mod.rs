@@ -167,7 +167,7 @@ fn count(v: i64) -> u64 {
 
 #[async_trait]
 impl Registry for SqliteRegistry {
-    async fn put_secret(&self, s: NewSecret, audit: AuditRecord) -> Result<PutSecretOutcome> {
+    async fn put_secret(&self, s: NewSecret, mut audit: AuditRecord) -> Result<PutSecretOutcome> {
         self.writer
             .write(move |c| {
                 ensure_device(c, &s.device_id, s.created_at)?;
@@ -187,6 +187,9 @@ impl Registry for SqliteRegistry {
                         s.created_by.as_str()
                     ],
                 )?;
+                if let Some(detail) = audit.detail.as_object_mut() {
+                    detail.insert("replaced".into(), replaced.into());
+                }
                 append_audit_tx(c, &audit)?;
                 Ok(if replaced {
                     PutSecretOutcome::Replaced
@@ -678,17 +681,25 @@ impl Registry for SqliteRegistry {
     }
 
     async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>> {
+        // The cursor is "<deviceID> <keyFingerprint>" (a space is in neither
+        // alphabet), or a bare device ID meaning "after every key of it".
         let after = page.after.clone().unwrap_or_default();
+        let (device, fp) = match after.split_once(' ') {
+            Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
+            None => (after, None),
+        };
         let limit = limit_of(page);
         self.readers
             .read(move |c| {
                 let mut st = c.prepare_cached(
                     "SELECT device_id, key_fingerprint, key_type, public_key_pem, claimed_ip,
                         claimed_mac, source, first_seen, last_seen, attempts
-                     FROM waiting_requests WHERE device_id > ?1
-                     ORDER BY device_id, key_fingerprint LIMIT ?2",
+                     FROM waiting_requests
+                     WHERE (?2 IS NULL AND device_id > ?1)
+                        OR (?2 IS NOT NULL AND (device_id, key_fingerprint) > (?1, ?2))
+                     ORDER BY device_id, key_fingerprint LIMIT ?3",
                 )?;
-                let rows = st.query_map(params![after, limit], waiting_from_row)?;
+                let rows = st.query_map(params![device, fp, limit], waiting_from_row)?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await

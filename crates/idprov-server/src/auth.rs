@@ -1,0 +1,215 @@
+//! Who is calling: decided once per request from the connection's verified
+//! client certificate leaf, and nothing else — never headers, addresses or
+//! certificates the peer appended after its leaf (PROTOCOL.md §2).
+//!
+//! rustls has already checked the chain, validity and EKU during a full
+//! handshake. A resumed TLS session carries the leaf verified back then
+//! without checking it again, so the leaf is re-checked here on every
+//! request: validity at the injected clock's time, presence of EKU
+//! clientAuth (rustls lets a leaf without any EKU through), and revocation
+//! in the registry.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use idprov_ca::CertInfo;
+use idprov_proto::DeviceId;
+use idprov_proto::clock::unix_seconds;
+use idprov_store::Actor;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// What the accept loop knows of a connection; attached to every request.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    /// The peer's address (IPv4-mapped IPv6 addresses already mapped back).
+    pub peer: SocketAddr,
+    /// The leaf certificate rustls verified, parsed once per connection.
+    pub leaf: Option<Arc<CertInfo>>,
+}
+
+/// The role a verified certificate's subject OU grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// OU `admin`: every administrative operation.
+    Admin,
+    /// OU `plugin`: the protocol's privileged operations (PROTOCOL.md §1).
+    Plugin,
+    /// OU `service`: a hub service (reads the CRL, metrics).
+    Service,
+    /// OU `iotdevice`: a device, CN = device ID.
+    Device,
+    /// Any other OU: authenticated, privileged for nothing.
+    Client,
+}
+
+impl Role {
+    fn of(ous: &[String]) -> Role {
+        let has = |ou: &str| ous.iter().any(|o| o == ou);
+        if has("admin") {
+            Role::Admin
+        } else if has("plugin") {
+            Role::Plugin
+        } else if has("service") {
+            Role::Service
+        } else if has("iotdevice") {
+            Role::Device
+        } else {
+            Role::Client
+        }
+    }
+
+    /// The prefix of this role's actor names in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Plugin => "plugin",
+            Role::Service => "service",
+            Role::Device => "device",
+            Role::Client => "client",
+        }
+    }
+}
+
+/// A caller whose leaf passed every check.
+#[derive(Debug, Clone)]
+pub struct VerifiedCaller {
+    /// What it may do.
+    pub role: Role,
+    /// Its CN (a device ID for devices).
+    pub name: String,
+    /// Its certificate.
+    pub leaf: Arc<CertInfo>,
+}
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// No client certificate.
+    Anonymous,
+    /// A certificate that chains to the CA but fails a check made after the
+    /// handshake; it authorizes nothing.
+    Refused(&'static str),
+    /// A certificate that passed every check.
+    Verified(VerifiedCaller),
+}
+
+impl Caller {
+    /// The audit actor: the verified identity, else the source address.
+    pub fn actor(&self, source: std::net::IpAddr) -> Actor {
+        match self {
+            Caller::Verified(v) => Actor::named(v.role.as_str(), &v.name),
+            _ => Actor::source(&source.to_string()),
+        }
+    }
+
+    /// The verified caller, if any.
+    pub fn verified(&self) -> Option<&VerifiedCaller> {
+        match self {
+            Caller::Verified(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a leaf after the handshake and derives the caller from it.
+pub async fn resolve(app: &AppState, leaf: Option<&Arc<CertInfo>>) -> Result<Caller, ApiError> {
+    let Some(leaf) = leaf else {
+        return Ok(Caller::Anonymous);
+    };
+    let now = unix_seconds(app.clock.now());
+    if !leaf.is_valid_at(now) {
+        return Ok(Caller::Refused("the client certificate is outside its validity period"));
+    }
+    if !leaf.allows_client_auth() {
+        return Ok(Caller::Refused(
+            "the client certificate does not allow client authentication (EKU clientAuth)",
+        ));
+    }
+    let Some(name) = leaf.common_name() else {
+        return Ok(Caller::Refused("the client certificate must have exactly one CN"));
+    };
+    let role = Role::of(&leaf.organizational_units);
+    if role == Role::Device && DeviceId::parse(name).is_err() {
+        return Ok(Caller::Refused("the device certificate's CN is not a valid device ID"));
+    }
+    if app.is_revoked(&leaf.serial).await? {
+        return Ok(Caller::Refused("the client certificate has been revoked"));
+    }
+    Ok(Caller::Verified(VerifiedCaller {
+        role,
+        name: name.to_owned(),
+        leaf: leaf.clone(),
+    }))
+}
+
+/// Middleware: resolves the caller once and attaches it to the request.
+pub async fn authenticate(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let leaf = req
+        .extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.leaf.clone());
+    match resolve(&app, leaf.as_ref()).await {
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller::Anonymous))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ConnInfo {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<ConnInfo>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("request without connection information".into()))
+    }
+}
+
+/// An administrator or plugin, authenticated by a verified certificate (and,
+/// with the web page, by an admin session). Handlers reach administrative
+/// operations only through this value.
+#[derive(Debug, Clone)]
+pub struct AdminCaller {
+    /// The identity for audit entries.
+    pub actor: Actor,
+    /// Whether this is a plugin rather than a person.
+    pub role: Role,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Caller::from_request_parts(parts, state).await? {
+            Caller::Anonymous => Err(ApiError::Unauthenticated),
+            Caller::Refused(why) => Err(ApiError::Forbidden(why)),
+            Caller::Verified(v) if matches!(v.role, Role::Admin | Role::Plugin) => Ok(AdminCaller {
+                actor: Actor::named(v.role.as_str(), &v.name),
+                role: v.role,
+            }),
+            Caller::Verified(_) => Err(ApiError::Forbidden(
+                "this operation needs an administrator or plugin certificate",
+            )),
+        }
+    }
+}

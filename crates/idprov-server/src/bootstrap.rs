@@ -1,0 +1,327 @@
+//! Start-up: the CA, the server's TLS certificate and the administrator
+//! credential, created on first start and reused (or re-issued when stale)
+//! afterwards.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use idprov_ca::{Ca, CertInfo, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, pem};
+use idprov_proto::clock::unix_seconds;
+use idprov_store::{Actor, AuditRecord, CertKind, IssueKind, IssueRecord, NewCertificate, Registry};
+use rustls_pki_types::CertificateDer;
+use serde_json::json;
+
+use crate::config::{CaSource, ServerConfig, host_name};
+use crate::datadir::{DataDir, check_private_permissions, files, write_private_file, write_public_file};
+use crate::defaults;
+use crate::error::StartError;
+
+/// The CN of the administrator credential created for the local CLI.
+pub const LOCAL_ADMIN_NAME: &str = "admin";
+
+/// The names and addresses the server certificate must cover: localhost,
+/// the host name and `<hostname>.local`, the public name, configured extra
+/// names, and every address of the machine's interfaces.
+pub fn server_identities(config: &ServerConfig) -> (Vec<String>, Vec<IpAddr>) {
+    let host = host_name();
+    let mut names: BTreeSet<String> = BTreeSet::new();
+    let mut ips: BTreeSet<IpAddr> = BTreeSet::new();
+    names.insert("localhost".into());
+    if host != "localhost" {
+        names.insert(host.clone());
+        names.insert(format!("{host}.local"));
+    }
+    for n in std::iter::once(&config.public_name).chain(&config.server_names) {
+        let bare = n.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => {
+                ips.insert(ip);
+            }
+            Err(_) => {
+                names.insert(n.to_ascii_lowercase());
+            }
+        }
+    }
+    ips.insert(IpAddr::from([127, 0, 0, 1]));
+    ips.insert(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
+    if let Ok(ifaces) = if_addrs::get_if_addrs() {
+        for iface in ifaces {
+            ips.insert(iface.ip());
+        }
+    }
+    for addr in &config.listen {
+        if !addr.ip().is_unspecified() {
+            ips.insert(addr.ip());
+        }
+    }
+    (names.into_iter().collect(), ips.into_iter().collect())
+}
+
+/// Loads the configured CA, or the generated one, generating it on first start.
+pub fn load_or_generate_ca(
+    config: &ServerConfig,
+    dir: &DataDir,
+    now: SystemTime,
+) -> Result<Ca, StartError> {
+    match &config.ca {
+        CaSource::Files { cert, key, chain } => {
+            check_private_permissions(key).map_err(|e| StartError::file(key, e))?;
+            let cert_pem = read(cert)?;
+            let key_pem = zeroize::Zeroizing::new(read(key)?);
+            let chain_pem = chain.as_deref().map(read).transpose()?;
+            Ca::load(&cert_pem, &key_pem, chain_pem.as_deref(), now)
+                .map_err(|e| StartError::Ca(format!("{}: {e}", cert.display())))
+        }
+        CaSource::Generated { validity, key_type } => {
+            let cert_path = dir.path(files::CA_CERT);
+            let key_path = dir.path(files::CA_KEY);
+            if cert_path.exists() || key_path.exists() {
+                check_private_permissions(&key_path).map_err(|e| StartError::file(&key_path, e))?;
+                let cert_pem = read(&cert_path)?;
+                let key_pem = zeroize::Zeroizing::new(read(&key_path)?);
+                return Ca::load(&cert_pem, &key_pem, None, now)
+                    .map_err(|e| StartError::Ca(format!("{}: {e}", cert_path.display())));
+            }
+            let generated = Ca::generate(&config.organization, *key_type, now, *validity)
+                .map_err(|e| StartError::Ca(e.to_string()))?;
+            // The key first: a CA certificate without its key would be unusable.
+            write_private_file(&key_path, generated.key_pem.as_bytes())
+                .map_err(|e| StartError::file(&key_path, e))?;
+            write_public_file(&cert_path, generated.cert_pem.as_bytes())
+                .map_err(|e| StartError::file(&cert_path, e))?;
+            tracing::info!(
+                fingerprint = %generated.ca.fingerprint(),
+                "generated a new CA"
+            );
+            Ok(generated.ca)
+        }
+    }
+}
+
+fn read(path: &Path) -> Result<String, StartError> {
+    std::fs::read_to_string(path).map_err(|e| StartError::file(path, e))
+}
+
+/// Why an existing credential file is not reused.
+fn stale_reason(
+    ca: &Ca,
+    cert_path: &Path,
+    key_path: &Path,
+    now: SystemTime,
+    purpose: Purpose,
+    wanted: Option<(&[String], &[IpAddr])>,
+) -> Option<&'static str> {
+    if !cert_path.exists() || !key_path.exists() {
+        return Some("missing");
+    }
+    if check_private_permissions(key_path).is_err() {
+        return Some("its key file had loose permissions");
+    }
+    let Ok(text) = std::fs::read_to_string(cert_path) else {
+        return Some("unreadable");
+    };
+    let Ok(certs) = pem::parse_certificates(&text) else {
+        return Some("unreadable");
+    };
+    let Ok(info) = CertInfo::from_der(&certs[0]) else {
+        return Some("unreadable");
+    };
+    // The key must belong to the certificate (a half-written pair is re-made).
+    let key_ok = std::fs::read_to_string(key_path)
+        .ok()
+        .and_then(|k| idprov_ca::KeyPair::from_pem(&k).ok())
+        .is_some_and(|k| rcgen_spki(&k) == info.spki_der);
+    if !key_ok {
+        return Some("its key does not match");
+    }
+    if !ca.verifies(&certs[0], &certs[1..], now, purpose) {
+        return Some("not issued by the current CA, or expired");
+    }
+    let lifetime = (info.not_after - info.not_before).max(1) as f64;
+    let left = (info.not_after - unix_seconds(now)) as f64;
+    if left / lifetime < defaults::REISSUE_REMAINING_FRACTION {
+        return Some("close to expiry");
+    }
+    if let Some((names, ips)) = wanted {
+        let have_names: BTreeSet<&str> = info.dns_names.iter().map(String::as_str).collect();
+        let want_names: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+        let have_ips: BTreeSet<&IpAddr> = info.ip_addresses.iter().collect();
+        let want_ips: BTreeSet<&IpAddr> = ips.iter().collect();
+        if have_names != want_names || have_ips != want_ips {
+            return Some("the host names or addresses changed");
+        }
+    }
+    None
+}
+
+fn rcgen_spki(k: &idprov_ca::KeyPair) -> Vec<u8> {
+    // `KeyPair` exposes its SPKI through rcgen's `PublicKeyData`.
+    idprov_ca::PublicKey::from_pem(&k.public_key_pem())
+        .map(|p| p.spki_der().to_vec())
+        .unwrap_or_default()
+}
+
+/// Records a locally issued credential in the registry (so it can be
+/// listed and revoked) with its audit entry.
+async fn record_local(
+    registry: &dyn Registry,
+    kind: CertKind,
+    subject: &str,
+    issued: &IssuedCert,
+    now: SystemTime,
+    reason: &str,
+) -> Result<(), StartError> {
+    let info = CertInfo::from_der(&issued.der).map_err(|e| StartError::Ca(e.to_string()))?;
+    let key = idprov_ca::PublicKey::from_spki_der(&info.spki_der)
+        .map_err(|e| StartError::Ca(e.to_string()))?;
+    let at = unix_seconds(now);
+    registry
+        .record_issue(IssueRecord {
+            cert: NewCertificate {
+                serial: issued.serial.clone(),
+                kind,
+                subject: subject.to_owned(),
+                pem: issued.pem.clone(),
+                key_fingerprint: key.fingerprint().to_string(),
+                key_type: key.key_type().to_string(),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                issued_at: at,
+                issue_kind: IssueKind::Local,
+                authorized_by: Actor::system().0,
+            },
+            consume_secret: None,
+            reset_lockout_for: None,
+            clear_waiting_key: None,
+            audit: AuditRecord::new(
+                at,
+                Actor::system(),
+                "certificate_issued",
+                None,
+                json!({
+                    "serial": issued.serial,
+                    "kind": kind.as_str(),
+                    "subject": subject,
+                    "notAfter": issued.not_after,
+                    "reason": reason,
+                }),
+            ),
+        })
+        .await
+        .map_err(StartError::Store)?;
+    Ok(())
+}
+
+/// The server's TLS credential, ready for rustls.
+#[derive(Debug)]
+pub struct ServerCredential {
+    /// Leaf followed by intermediates.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// PKCS#8 PEM of the key.
+    pub key_pem: zeroize::Zeroizing<String>,
+}
+
+/// Reuses or (re-)issues the server certificate for the current names.
+pub async fn server_credential(
+    config: &ServerConfig,
+    dir: &DataDir,
+    ca: &Ca,
+    registry: &dyn Registry,
+    now: SystemTime,
+) -> Result<ServerCredential, StartError> {
+    let cert_path = dir.path(files::SERVER_CERT);
+    let key_path = dir.path(files::SERVER_KEY);
+    let (names, ips) = server_identities(config);
+    if let Some(reason) = stale_reason(
+        ca,
+        &cert_path,
+        &key_path,
+        now,
+        Purpose::ServerAuth,
+        Some((&names, &ips)),
+    ) {
+        let (issued, key_pem) = ca
+            .issue_with_new_key(
+                KeyAlgorithm::EcdsaP256,
+                IssueParams {
+                    common_name: &host_name(),
+                    organizational_unit: "service",
+                    organization: &config.organization,
+                    usage: Usage::Server {
+                        dns_names: names.clone(),
+                        ip_addresses: ips.clone(),
+                    },
+                    now,
+                    validity: config.server_validity,
+                    crl_url: None,
+                },
+            )
+            .map_err(|e| StartError::Ca(e.to_string()))?;
+        write_private_file(&key_path, key_pem.as_bytes())
+            .map_err(|e| StartError::file(&key_path, e))?;
+        let chain_pem = format!("{}{}", issued.pem, ca.intermediates_pem());
+        write_public_file(&cert_path, chain_pem.as_bytes())
+            .map_err(|e| StartError::file(&cert_path, e))?;
+        record_local(registry, CertKind::Server, &host_name(), &issued, now, reason).await?;
+        tracing::info!(reason, names = ?names, addresses = ?ips, "issued the server TLS certificate");
+    }
+    let chain = pem::parse_certificates(&read(&cert_path)?)
+        .map_err(|e| StartError::Ca(format!("{}: {e}", cert_path.display())))?;
+    Ok(ServerCredential {
+        chain,
+        key_pem: zeroize::Zeroizing::new(read(&key_path)?),
+    })
+}
+
+/// Reuses or (re-)issues the administrator credential of the local CLI, and
+/// writes the CA chain file clients trust.
+pub async fn local_admin_credential(
+    config: &ServerConfig,
+    dir: &DataDir,
+    ca: &Ca,
+    registry: &dyn Registry,
+    now: SystemTime,
+) -> Result<(), StartError> {
+    let chain_path = dir.path(files::CA_CHAIN);
+    write_public_file(&chain_path, ca.chain_pem().as_bytes())
+        .map_err(|e| StartError::file(&chain_path, e))?;
+    let cert_path = dir.path(files::ADMIN_CERT);
+    let key_path = dir.path(files::ADMIN_KEY);
+    if let Some(reason) = stale_reason(ca, &cert_path, &key_path, now, Purpose::ClientAuth, None) {
+        let (issued, key_pem) = ca
+            .issue_with_new_key(
+                KeyAlgorithm::EcdsaP256,
+                IssueParams {
+                    common_name: LOCAL_ADMIN_NAME,
+                    organizational_unit: "admin",
+                    organization: &config.organization,
+                    usage: Usage::Client,
+                    now,
+                    validity: config.admin_validity,
+                    crl_url: None,
+                },
+            )
+            .map_err(|e| StartError::Ca(e.to_string()))?;
+        write_private_file(&key_path, key_pem.as_bytes())
+            .map_err(|e| StartError::file(&key_path, e))?;
+        write_public_file(
+            &cert_path,
+            format!("{}{}", issued.pem, ca.intermediates_pem()).as_bytes(),
+        )
+        .map_err(|e| StartError::file(&cert_path, e))?;
+        record_local(registry, CertKind::Admin, LOCAL_ADMIN_NAME, &issued, now, reason).await?;
+        tracing::info!(reason, path = %cert_path.display(), "issued the local administrator credential");
+    }
+    Ok(())
+}
+
+/// Convenience for callers that hold the CA in an `Arc`.
+pub type SharedCa = Arc<Ca>;
+
+/// How long a local credential has left, for warnings.
+pub fn remaining(info: &CertInfo, now: SystemTime) -> Duration {
+    Duration::from_secs(u64::try_from(info.not_after - unix_seconds(now)).unwrap_or(0))
+}

@@ -1,0 +1,691 @@
+//! Configuration: one typed struct, built from defaults < TOML file <
+//! `IDPROV_*` environment variables < command-line flags, and validated at
+//! start-up with the offending key named.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::Deserialize;
+
+use idprov_ca::KeyAlgorithm;
+use idprov_store::{LockoutPolicy, WaitingCaps};
+
+use crate::defaults as d;
+
+/// Why the configuration was refused. The message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The configuration file named on the command line does not exist.
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+    /// The file or an environment variable could not be read or parsed.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// A value was read but is not acceptable.
+    #[error("configuration key `{key}`: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `certificates.device_validity`.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// A duration written as seconds (`60`) or in words (`"30d"`, `"1h 30m"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(ConfigDuration(Duration::from_secs(s))),
+            Raw::Text(t) => humantime::parse_duration(t.trim())
+                .map(ConfigDuration)
+                .map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "{t:?} is not a duration ({e}); write e.g. 60, \"90s\", \"30d\""
+                    ))
+                }),
+        }
+    }
+}
+
+/// One listen address or several.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `listen = "[::]:43776"`
+    One(String),
+    /// `listen = ["0.0.0.0:43776", "[::1]:43776"]`
+    Many(Vec<String>),
+}
+
+/// The configuration as written in the file and environment: every key
+/// optional, unknown keys refused.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<OneOrMany>,
+    pub organization: Option<String>,
+    pub public_name: Option<String>,
+    pub server_names: Option<Vec<String>>,
+    pub services: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub ca: RawCa,
+    #[serde(default)]
+    pub certificates: RawCertificates,
+    #[serde(default)]
+    pub secrets: RawSecrets,
+    #[serde(default)]
+    pub provisioning: RawProvisioning,
+    #[serde(default)]
+    pub lockout: RawLockout,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub dns_sd: RawDnsSd,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCa {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub chain_file: Option<PathBuf>,
+    pub validity: Option<ConfigDuration>,
+    pub key_type: Option<String>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificates {
+    pub device_validity: Option<ConfigDuration>,
+    pub server_validity: Option<ConfigDuration>,
+    pub admin_validity: Option<ConfigDuration>,
+}
+
+#[allow(missing_docs)]
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecrets {
+    pub lifetime: Option<ConfigDuration>,
+    pub redelivery_window: Option<ConfigDuration>,
+    pub key_file: Option<PathBuf>,
+    pub key: Option<String>,
+}
+
+impl fmt::Debug for RawSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSecrets")
+            .field("lifetime", &self.lifetime)
+            .field("redelivery_window", &self.redelivery_window)
+            .field("key_file", &self.key_file)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvisioning {
+    pub waiting_retry: Option<ConfigDuration>,
+    pub waiting_per_source: Option<u64>,
+    pub waiting_total: Option<u64>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLockout {
+    pub threshold: Option<u32>,
+    pub base: Option<ConfigDuration>,
+    pub max: Option<ConfigDuration>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub body: Option<usize>,
+    pub handshake_timeout: Option<ConfigDuration>,
+    pub header_timeout: Option<ConfigDuration>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDnsSd {
+    pub enabled: Option<bool>,
+    pub instance: Option<String>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+}
+
+/// Where the CA comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaSource {
+    /// Generated in the data directory on first start, reused afterwards.
+    Generated {
+        /// Validity of a newly generated CA.
+        validity: Duration,
+        /// Key algorithm of a newly generated CA.
+        key_type: KeyAlgorithm,
+    },
+    /// An operator's CA or intermediate.
+    Files {
+        /// The issuing certificate (optionally followed by its chain).
+        cert: PathBuf,
+        /// Its private key (PEM, mode 0600).
+        key: PathBuf,
+        /// The chain up to the root, if not in `cert`.
+        chain: Option<PathBuf>,
+    },
+}
+
+/// Where the key that seals OOB secrets comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum SecretKeySource {
+    /// Generated in memory at start and never written: a restart makes every
+    /// stored secret unreadable (the standard's behaviour).
+    Ephemeral,
+    /// 32 bytes, base64, in a 0600 file.
+    File(PathBuf),
+    /// 32 bytes, base64, given in the configuration or environment.
+    Inline(String),
+}
+
+impl fmt::Debug for SecretKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretKeySource::Ephemeral => f.write_str("Ephemeral"),
+            SecretKeySource::File(p) => f.debug_tuple("File").field(p).finish(),
+            SecretKeySource::Inline(_) => f.write_str("Inline(<redacted>)"),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Holds keys, certificates and the database; created 0700.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// O= of every subject.
+    pub organization: String,
+    /// The name devices and services use for this server (CRL URL, TLS name).
+    pub public_name: String,
+    /// Extra DNS names and addresses for the server certificate.
+    pub server_names: Vec<String>,
+    /// Services listed in the directory.
+    pub services: BTreeMap<String, String>,
+    /// The CA.
+    pub ca: CaSource,
+    /// Device certificate validity.
+    pub device_validity: Duration,
+    /// Server certificate validity.
+    pub server_validity: Duration,
+    /// Administrator certificate validity.
+    pub admin_validity: Duration,
+    /// Default OOB secret lifetime.
+    pub secret_lifetime: Duration,
+    /// Re-delivery window after a secret is consumed.
+    pub redelivery_window: Duration,
+    /// The secret-sealing key.
+    pub secret_key: SecretKeySource,
+    /// `retrySec` of Waiting responses.
+    pub waiting_retry: Duration,
+    /// Waiting-queue caps.
+    pub waiting_caps: WaitingCaps,
+    /// Failed-secret lockout.
+    pub lockout: LockoutPolicy,
+    /// Body limit of unauthenticated and single-object routes.
+    pub body_limit: usize,
+    /// TLS handshake timeout.
+    pub handshake_timeout: Duration,
+    /// Request header timeout.
+    pub header_timeout: Duration,
+    /// DNS-SD instance name, or `None` when the advert is off.
+    pub dns_sd_instance: Option<String>,
+    /// Log level filter (tracing `EnvFilter` syntax).
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// The host name of this machine, or `localhost` when it has none.
+pub fn host_name() -> String {
+    hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn is_root() -> bool {
+    // The effective user is root when /proc/self is owned by uid 0.
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(PathBuf::from)
+}
+
+/// The default data directory: `/var/lib/idprov` for root, else
+/// `$XDG_STATE_HOME/idprov` (default `~/.local/state/idprov`).
+pub fn default_data_dir() -> PathBuf {
+    if is_root() {
+        return PathBuf::from(d::DATA_DIR_ROOT);
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home_dir().map(|h| h.join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("idprov")
+}
+
+/// The default configuration file: `/etc/idprov/idprov.toml` for root, else
+/// `$XDG_CONFIG_HOME/idprov/idprov.toml` (default `~/.config/idprov/idprov.toml`).
+/// A missing default file is not an error.
+pub fn default_config_file() -> PathBuf {
+    if is_root() {
+        return PathBuf::from(d::CONFIG_FILE_ROOT);
+    }
+    std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home_dir().map(|h| h.join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("idprov/idprov.toml")
+}
+
+/// Top-level keys that `IDPROV_*` variables may set. Other `IDPROV_*`
+/// variables belong to the command-line tool (`IDPROV_CONFIG`, …).
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "listen",
+    "organization",
+    "public_name",
+    "server_names",
+    "services",
+    "ca",
+    "certificates",
+    "secrets",
+    "provisioning",
+    "lockout",
+    "limits",
+    "dns_sd",
+    "log",
+];
+
+/// Reads the configuration file (the named one, which must exist, or the
+/// default one, which may not) and the environment.
+pub fn read(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
+    let path = match file {
+        Some(p) if !p.exists() => return Err(ConfigError::MissingFile(p.to_owned())),
+        Some(p) => Some(p.to_owned()),
+        None => Some(default_config_file()).filter(|p| p.exists()),
+    };
+    let mut figment = Figment::new();
+    if let Some(p) = &path {
+        figment = figment.merge(Toml::file_exact(p));
+    }
+    figment = figment.merge(
+        Env::prefixed(d::ENV_PREFIX)
+            .split("__")
+            .filter(|k| ENV_KEYS.contains(&k.as_str().split('.').next().unwrap_or_default())),
+    );
+    figment
+        .extract::<RawConfig>()
+        .map_err(|e| ConfigError::Parse(figment_message(&e)))
+}
+
+fn figment_message(e: &figment::Error) -> String {
+    let mut parts = Vec::new();
+    for err in e.clone() {
+        let key = err.path.join(".");
+        let origin = err
+            .metadata
+            .as_ref()
+            .map(|m| m.name.to_string())
+            .unwrap_or_default();
+        let what = err.kind.to_string();
+        parts.push(match (key.is_empty(), origin.is_empty()) {
+            (false, false) => format!("key `{key}` ({origin}): {what}"),
+            (false, true) => format!("key `{key}`: {what}"),
+            _ => what,
+        });
+    }
+    parts.join("; ")
+}
+
+fn positive(key: &'static str, v: Option<ConfigDuration>, default: Duration) -> Result<Duration, ConfigError> {
+    let v = v.map(|c| c.0).unwrap_or(default);
+    if v.is_zero() {
+        return Err(invalid(key, "must be longer than zero"));
+    }
+    Ok(v)
+}
+
+fn parse_listen(items: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut out = Vec::new();
+    for item in items {
+        let addrs: Vec<SocketAddr> = item
+            .to_socket_addrs()
+            .map_err(|e| invalid("listen", format!("{item:?} is not HOST:PORT ({e})")))?
+            .collect();
+        if addrs.is_empty() {
+            return Err(invalid("listen", format!("{item:?} resolves to no address")));
+        }
+        out.extend(addrs);
+    }
+    if out.is_empty() {
+        return Err(invalid("listen", "at least one address is required"));
+    }
+    Ok(out)
+}
+
+impl RawConfig {
+    /// Validates into the configuration the server runs with.
+    pub fn validate(self) -> Result<ServerConfig, ConfigError> {
+        let listen = match &self.listen {
+            None => parse_listen(&[d::LISTEN.to_owned()])?,
+            Some(OneOrMany::One(s)) => parse_listen(std::slice::from_ref(s))?,
+            Some(OneOrMany::Many(v)) => parse_listen(v)?,
+        };
+        let organization = self.organization.unwrap_or_else(|| d::ORGANIZATION.into());
+        if organization.trim().is_empty() || organization.chars().any(char::is_control) {
+            return Err(invalid(
+                "organization",
+                "must be non-empty text without control characters",
+            ));
+        }
+        let public_name = self
+            .public_name
+            .unwrap_or_else(|| format!("{}.local", host_name()));
+        if public_name.is_empty()
+            || !public_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+        {
+            return Err(invalid(
+                "public_name",
+                "must be a DNS name or an IP address",
+            ));
+        }
+        let server_names = self.server_names.unwrap_or_default();
+        for n in &server_names {
+            if n.parse::<IpAddr>().is_err()
+                && (n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*')))
+            {
+                return Err(invalid(
+                    "server_names",
+                    format!("{n:?} is neither a DNS name nor an IP address"),
+                ));
+            }
+        }
+        let services = self.services.unwrap_or_default();
+        for (name, url) in &services {
+            if name.is_empty() || url.is_empty() || url.chars().any(char::is_control) {
+                return Err(invalid(
+                    "services",
+                    format!("service {name:?} needs a non-empty name and URL"),
+                ));
+            }
+        }
+        let ca = match (self.ca.cert_file, self.ca.key_file) {
+            (None, None) => {
+                if self.ca.chain_file.is_some() {
+                    return Err(invalid("ca.chain_file", "needs ca.cert_file and ca.key_file"));
+                }
+                let key_type = match self.ca.key_type.as_deref() {
+                    None => KeyAlgorithm::EcdsaP256,
+                    Some(t) => match KeyAlgorithm::parse(t) {
+                        Some(k @ (KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384)) => k,
+                        _ => {
+                            return Err(invalid(
+                                "ca.key_type",
+                                format!("{t:?} is not p256 or p384 (the CA key is ECDSA)"),
+                            ));
+                        }
+                    },
+                };
+                CaSource::Generated {
+                    validity: positive("ca.validity", self.ca.validity, d::CA_VALIDITY)?,
+                    key_type,
+                }
+            }
+            (Some(cert), Some(key)) => CaSource::Files {
+                cert,
+                key,
+                chain: self.ca.chain_file,
+            },
+            (Some(_), None) => return Err(invalid("ca.key_file", "is required with ca.cert_file")),
+            (None, Some(_)) => return Err(invalid("ca.cert_file", "is required with ca.key_file")),
+        };
+        let secret_key = match (self.secrets.key_file, self.secrets.key) {
+            (None, None) => SecretKeySource::Ephemeral,
+            (Some(p), None) => SecretKeySource::File(p),
+            (None, Some(k)) => {
+                crate::secrets::decode_key(&k).map_err(|m| invalid("secrets.key", m))?;
+                SecretKeySource::Inline(k)
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid("secrets.key", "set either secrets.key or secrets.key_file"));
+            }
+        };
+        let lockout = LockoutPolicy {
+            threshold: self.lockout.threshold.unwrap_or(d::LOCKOUT_THRESHOLD),
+            base_secs: secs(positive("lockout.base", self.lockout.base, d::LOCKOUT_BASE)?),
+            max_secs: secs(positive("lockout.max", self.lockout.max, d::LOCKOUT_MAX)?),
+            forget_after_secs: secs(d::LOCKOUT_FORGET),
+        };
+        if lockout.threshold == 0 {
+            return Err(invalid("lockout.threshold", "must be at least 1"));
+        }
+        if lockout.max_secs < lockout.base_secs {
+            return Err(invalid("lockout.max", "must not be shorter than lockout.base"));
+        }
+        let body_limit = self.limits.body.unwrap_or(d::BODY_LIMIT);
+        if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
+            return Err(invalid("limits.body", "must be between 1024 and 16777216 bytes"));
+        }
+        let log_format = match self.log.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid("log.format", format!("{other:?} is not \"text\" or \"json\"")));
+            }
+        };
+        let dns_sd_instance = match self.dns_sd.enabled {
+            Some(false) => None,
+            _ => {
+                let name = self.dns_sd.instance.unwrap_or_else(|| "idprov".into());
+                if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
+                    return Err(invalid("dns_sd.instance", "must be 1-63 characters of text"));
+                }
+                Some(name)
+            }
+        };
+        Ok(ServerConfig {
+            data_dir: self.data_dir.unwrap_or_else(default_data_dir),
+            listen,
+            organization,
+            public_name,
+            server_names,
+            services,
+            ca,
+            device_validity: positive(
+                "certificates.device_validity",
+                self.certificates.device_validity,
+                d::DEVICE_VALIDITY,
+            )?,
+            server_validity: positive(
+                "certificates.server_validity",
+                self.certificates.server_validity,
+                d::SERVER_VALIDITY,
+            )?,
+            admin_validity: positive(
+                "certificates.admin_validity",
+                self.certificates.admin_validity,
+                d::ADMIN_VALIDITY,
+            )?,
+            secret_lifetime: positive("secrets.lifetime", self.secrets.lifetime, d::SECRET_LIFETIME)?,
+            redelivery_window: positive(
+                "secrets.redelivery_window",
+                self.secrets.redelivery_window,
+                d::REDELIVERY_WINDOW,
+            )?,
+            secret_key,
+            waiting_retry: positive(
+                "provisioning.waiting_retry",
+                self.provisioning.waiting_retry,
+                d::WAITING_RETRY,
+            )?,
+            waiting_caps: WaitingCaps {
+                per_source: self
+                    .provisioning
+                    .waiting_per_source
+                    .unwrap_or(d::WAITING_PER_SOURCE),
+                total: self.provisioning.waiting_total.unwrap_or(d::WAITING_TOTAL),
+            },
+            lockout,
+            body_limit,
+            handshake_timeout: positive(
+                "limits.handshake_timeout",
+                self.limits.handshake_timeout,
+                d::HANDSHAKE_TIMEOUT,
+            )?,
+            header_timeout: positive(
+                "limits.header_timeout",
+                self.limits.header_timeout,
+                d::HEADER_TIMEOUT,
+            )?,
+            dns_sd_instance,
+            log_level: self.log.level.unwrap_or_else(|| "info".into()),
+            log_format,
+        })
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl ServerConfig {
+    /// The defaults, with `data_dir` set (used by the test kit).
+    pub fn with_data_dir(data_dir: &Path) -> Result<ServerConfig, ConfigError> {
+        RawConfig {
+            data_dir: Some(data_dir.to_owned()),
+            ..RawConfig::default()
+        }
+        .validate()
+    }
+
+    /// The port devices reach the server on (the first listen address's).
+    pub fn port(&self) -> u16 {
+        self.listen.first().map(SocketAddr::port).unwrap_or(d::PORT)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(toml: &str) -> Result<RawConfig, figment::Error> {
+        Figment::new().merge(Toml::string(toml)).extract()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let c = RawConfig::default().validate().expect("defaults");
+        assert_eq!(c.listen, vec!["[::]:43776".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(c.device_validity, d::DEVICE_VALIDITY);
+        assert_eq!(c.secret_key, SecretKeySource::Ephemeral);
+        assert_eq!(c.dns_sd_instance.as_deref(), Some("idprov"));
+    }
+
+    #[test]
+    fn durations_in_words_or_seconds() {
+        let c = raw("[certificates]\ndevice_validity = \"7d\"\n[provisioning]\nwaiting_retry = 5")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!(c.device_validity, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.waiting_retry, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[certificates]\ndevice_validity = \"0s\"", "certificates.device_validity"),
+            ("listen = \"nonsense\"", "listen"),
+            ("[ca]\ncert_file = \"/x\"", "ca.key_file"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+            ("[ca]\nkey_type = \"rsa2048\"", "ca.key_type"),
+            ("[lockout]\nthreshold = 0", "lockout.threshold"),
+            ("[secrets]\nkey = \"short\"", "secrets.key"),
+        ];
+        for (toml, key) in cases {
+            let err = raw(toml).expect("parse").validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{toml:?} -> {err}");
+        }
+        let err = raw("nonsense_key = 1").unwrap_err().to_string();
+        assert!(err.contains("nonsense_key"), "{err}");
+        let err = raw("[certificates]\ndevice_validity = \"soon\"").unwrap_err().to_string();
+        assert!(err.contains("soon"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_redacts_the_secret_key() {
+        let c = raw("[secrets]\nkey = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\"")
+            .expect("parse");
+        assert!(!format!("{c:?}").contains("AAAA"));
+        let v = c.validate().expect("valid");
+        assert!(!format!("{v:?}").contains("AAAA"));
+    }
+}

@@ -1,0 +1,420 @@
+//! The server's decision on a provisioning request, in the order of
+//! PROTOCOL.md §6, and the status table of §4.
+//!
+//! 1. parse and validate (done by the caller: [`ValidRequest::parse`]);
+//! 2. a verified admin/plugin leaf → Approved for any device;
+//! 3. a verified iotdevice leaf whose CN is the device ID → Approved (renewal,
+//!    a new key is a re-key);
+//! 4. otherwise the OOB path for (device ID, key):
+//!    1. locked out → 429;
+//!    2. rejected by an administrator → Rejected (arrives with the admin queue);
+//!    3. an administrator's approval for this key → Approved (idem);
+//!    4. re-delivery of the certificate issued when a secret was consumed in
+//!       the last minutes by this key, if the signature verifies under it;
+//!    5. no live secret → Waiting, recorded once per (device, key);
+//!    6. signature verifies under neither variant → Rejected, failure counted;
+//!    7. signature verifies → Approved, secret consumed.
+//! 5. on Approved, the certificate, the consumed secret and the audit entry
+//!    are recorded in one durable transaction before the response is sent.
+
+use std::net::IpAddr;
+
+use idprov_ca::{IssueParams, PublicKey, Usage};
+use idprov_proto::sign::KeyVariant;
+use idprov_proto::{DeviceId, OobSecret, ProvisionRequest, ProvisionStatus};
+use idprov_store::{
+    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, DeviceFacts, IssueKind,
+    IssueOutcome, IssueRecord, NewCertificate, WaitingOutcome, WaitingRequest,
+};
+use serde_json::json;
+
+use crate::auth::{Caller, Role};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The longest `ip` and `mac` free text accepted, in bytes.
+pub const MAX_FREE_TEXT: usize = 255;
+
+/// A provisioning request whose fields parsed into domain types.
+#[derive(Debug)]
+pub struct ValidRequest {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its public key.
+    pub key: PublicKey,
+    /// The key's fingerprint (unpadded base64url).
+    pub key_fingerprint: String,
+    /// The message as received, for signature verification over its strings.
+    pub message: ProvisionRequest,
+}
+
+impl ValidRequest {
+    /// Checks device-ID syntax, free-text lengths and the public key.
+    pub fn parse(message: ProvisionRequest) -> Result<ValidRequest, ApiError> {
+        let device_id = DeviceId::parse(&message.device_id)
+            .map_err(|e| ApiError::BadRequest(format!("field \"deviceID\": {e}")))?;
+        for (field, value) in [("ip", &message.ip), ("mac", &message.mac)] {
+            if value.len() > MAX_FREE_TEXT {
+                return Err(ApiError::BadRequest(format!(
+                    "field \"{field}\": longer than {MAX_FREE_TEXT} bytes"
+                )));
+            }
+        }
+        let key = PublicKey::from_pem(&message.public_key_pem)
+            .map_err(|e| ApiError::BadRequest(format!("field \"publicKeyPEM\": {e}")))?;
+        Ok(ValidRequest {
+            device_id,
+            key_fingerprint: key.fingerprint().to_string(),
+            key,
+            message,
+        })
+    }
+}
+
+/// The key an Approved response is signed with (PROTOCOL.md §5).
+#[derive(Debug)]
+pub enum ResponseKey {
+    /// The empty key: a verified client certificate was presented, or an
+    /// administrator approved.
+    Empty,
+    /// The secret the request proved, in the variant it used.
+    Secret(OobSecret, KeyVariant),
+}
+
+/// What the server answers.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A certificate was issued or re-delivered.
+    Approved {
+        /// Leaf PEM followed by intermediates.
+        client_cert: String,
+        /// Recommended renewal interval, seconds.
+        retry_sec: i64,
+        /// How the response is signed.
+        key: ResponseKey,
+    },
+    /// Ask again later.
+    Waiting,
+    /// Refused; `retry_sec` > 0 when a lock started.
+    Rejected {
+        /// Seconds until another attempt counts (0 = none).
+        retry_sec: i64,
+    },
+}
+
+/// What happened to an issuance attempt.
+enum Issued {
+    Done(Outcome),
+    SecretGone,
+}
+
+fn half_validity(not_before: i64, not_after: i64) -> i64 {
+    let backdate = i64::try_from(idprov_ca::BACKDATE.as_secs()).unwrap_or(0);
+    ((not_after - not_before - backdate) / 2).max(1)
+}
+
+/// Decides on a provisioning request.
+pub async fn decide(
+    app: &AppState,
+    caller: &Caller,
+    source: IpAddr,
+    req: &ValidRequest,
+) -> Result<Outcome, ApiError> {
+    if let Caller::Verified(v) = caller {
+        match v.role {
+            // §6 step 2: an administrator or plugin may request for any device.
+            Role::Admin | Role::Plugin => {
+                let actor = Actor::named(v.role.as_str(), &v.name);
+                return issue(app, req, IssueKind::Admin, actor, ResponseKey::Empty, None, None)
+                    .await
+                    .map(|i| match i {
+                        Issued::Done(o) => o,
+                        Issued::SecretGone => Outcome::Waiting,
+                    });
+            }
+            // §6 step 3: a device renews its own certificate.
+            Role::Device if v.name == req.device_id.as_str() => {
+                let kind = if v.leaf.spki_der == req.key.spki_der() {
+                    IssueKind::Renewal
+                } else {
+                    IssueKind::Rekey
+                };
+                let actor = Actor::named("device", &v.name);
+                return issue(app, req, kind, actor, ResponseKey::Empty, None, None)
+                    .await
+                    .map(|i| match i {
+                        Issued::Done(o) => o,
+                        Issued::SecretGone => Outcome::Waiting,
+                    });
+            }
+            _ => {}
+        }
+    }
+    oob(app, caller, source, req).await
+}
+
+/// §5 rule 1: any verified certificate on the connection means the empty key.
+fn response_key(caller: &Caller, secret: OobSecret, variant: KeyVariant) -> ResponseKey {
+    match caller {
+        Caller::Verified(_) => ResponseKey::Empty,
+        _ => ResponseKey::Secret(secret, variant),
+    }
+}
+
+async fn oob(
+    app: &AppState,
+    caller: &Caller,
+    source: IpAddr,
+    req: &ValidRequest,
+) -> Result<Outcome, ApiError> {
+    let now = app.now_unix();
+    let device = req.device_id.as_str();
+    let src = source.to_string();
+    let actor = caller.actor(source);
+
+    // 4.1: a locked (device, source) pair is refused even with a correct signature.
+    if let Some(lock) = app.registry.lockout(device, &src).await?
+        && lock.locked_until > now
+    {
+        return Err(ApiError::TooManyRequests {
+            retry_after: u64::try_from(lock.locked_until - now).unwrap_or(1),
+            reason: "too many wrong secrets for this device from this address",
+        });
+    }
+
+    // 4.4 first, and again if a concurrent request consumed the secret.
+    for attempt in 0..2 {
+        if let Some(outcome) = redeliver(app, caller, req, now, &actor).await? {
+            return Ok(outcome);
+        }
+        // 4.5: no live secret → Waiting.
+        let Some(stored) = app.registry.live_secret(device, now).await? else {
+            return waiting(app, req, &src, actor, now).await;
+        };
+        let secret = match app.secrets.open(device, &stored.sealed) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(device_id = device, error = %e, "a stored secret does not open; treating it as absent");
+                return waiting(app, req, &src, actor, now).await;
+            }
+        };
+        // 4.6: a wrong signature is Rejected and counted; the secret stays.
+        let Some(verified) = req.message.verify(secret.expose().as_bytes()) else {
+            if req.message.signature.is_empty() {
+                // No signature is no guess: nothing to count.
+                return Ok(Outcome::Rejected { retry_sec: 0 });
+            }
+            let lock = app
+                .registry
+                .record_failure(device, &src, now, &app.config.lockout)
+                .await?;
+            tracing::info!(device_id = device, source = %src, failures = lock.failures, "wrong secret");
+            return Ok(Outcome::Rejected {
+                retry_sec: (lock.locked_until - now).max(0),
+            });
+        };
+        // 4.7: verified → issue and consume in one transaction.
+        let key = response_key(caller, secret, verified.variant);
+        let consume = ConsumeSecret {
+            secret_id: stored.id,
+            key_fingerprint: req.key_fingerprint.clone(),
+        };
+        match issue(
+            app,
+            req,
+            IssueKind::Oob,
+            actor.clone(),
+            key,
+            Some(consume),
+            Some(src.clone()),
+        )
+        .await?
+        {
+            Issued::Done(outcome) => return Ok(outcome),
+            Issued::SecretGone if attempt == 0 => continue,
+            Issued::SecretGone => break,
+        }
+    }
+    Ok(Outcome::Waiting)
+}
+
+/// §6 4.4: the same certificate again for a device whose Approved response
+/// was lost, if its request verifies under the secret consumed for it.
+async fn redeliver(
+    app: &AppState,
+    caller: &Caller,
+    req: &ValidRequest,
+    now: i64,
+    actor: &Actor,
+) -> Result<Option<Outcome>, ApiError> {
+    let device = req.device_id.as_str();
+    let window = i64::try_from(app.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
+    let Some(consumed) = app
+        .registry
+        .consumed_secret(device, &req.key_fingerprint, now.saturating_sub(window))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Ok(secret) = app.secrets.open(device, &consumed.sealed) else {
+        return Ok(None);
+    };
+    let Some(verified) = req.message.verify(secret.expose().as_bytes()) else {
+        return Ok(None);
+    };
+    let Some(cert) = app.registry.certificate(&consumed.serial).await? else {
+        return Ok(None);
+    };
+    if cert.revoked_at.is_some() || cert.not_after < now {
+        return Ok(None);
+    }
+    app.registry
+        .append_audit(AuditRecord::new(
+            now,
+            actor.clone(),
+            "certificate_redelivered",
+            Some(device),
+            json!({ "serial": cert.serial, "keyFingerprint": req.key_fingerprint }),
+        ))
+        .await?;
+    tracing::info!(device_id = device, serial = %cert.serial, "certificate re-delivered");
+    Ok(Some(Outcome::Approved {
+        client_cert: format!("{}{}", cert.pem, app.ca.intermediates_pem()),
+        retry_sec: half_validity(cert.not_before, cert.not_after),
+        key: response_key(caller, secret, verified.variant),
+    }))
+}
+
+async fn waiting(
+    app: &AppState,
+    req: &ValidRequest,
+    source: &str,
+    actor: Actor,
+    now: i64,
+) -> Result<Outcome, ApiError> {
+    let outcome = app
+        .registry
+        .record_waiting(
+            WaitingRequest {
+                device_id: req.device_id.to_string(),
+                key_fingerprint: req.key_fingerprint.clone(),
+                key_type: req.key.key_type().to_string(),
+                public_key_pem: req.key.to_pem(),
+                claimed_ip: req.message.ip.clone(),
+                claimed_mac: req.message.mac.clone(),
+                source: source.to_owned(),
+                first_seen: now,
+                last_seen: now,
+                attempts: 1,
+            },
+            app.config.waiting_caps,
+            actor,
+        )
+        .await?;
+    match outcome {
+        WaitingOutcome::Queued => {
+            tracing::info!(device_id = %req.device_id, source, "request queued for approval");
+            Ok(Outcome::Waiting)
+        }
+        WaitingOutcome::Updated => Ok(Outcome::Waiting),
+        WaitingOutcome::SourceCapReached => Err(ApiError::TooManyRequests {
+            retry_after: app.config.waiting_retry.as_secs(),
+            reason: "too many waiting requests from this address",
+        }),
+        WaitingOutcome::TotalCapReached => {
+            tracing::warn!(device_id = %req.device_id, source, "waiting queue full; request not recorded");
+            Ok(Outcome::Waiting)
+        }
+    }
+}
+
+/// Issues a device certificate and records it (with the secret consumption,
+/// lockout reset and audit entry) in one durable transaction.
+async fn issue(
+    app: &AppState,
+    req: &ValidRequest,
+    kind: IssueKind,
+    actor: Actor,
+    key: ResponseKey,
+    consume: Option<ConsumeSecret>,
+    source: Option<String>,
+) -> Result<Issued, ApiError> {
+    let now = app.clock.now();
+    let issued = app
+        .ca
+        .issue(
+            &req.key,
+            &IssueParams {
+                common_name: req.device_id.as_str(),
+                organizational_unit: "iotdevice",
+                organization: &app.config.organization,
+                usage: Usage::Client,
+                now,
+                validity: app.config.device_validity,
+                crl_url: Some(&app.crl_url),
+            },
+        )
+        .map_err(|e| ApiError::Internal(format!("issuing a certificate: {e}")))?;
+    let issued_at = idprov_proto::clock::unix_seconds(now);
+    let record = IssueRecord {
+        cert: NewCertificate {
+            serial: issued.serial.clone(),
+            kind: CertKind::Device,
+            subject: req.device_id.to_string(),
+            pem: issued.pem.clone(),
+            key_fingerprint: req.key_fingerprint.clone(),
+            key_type: req.key.key_type().to_string(),
+            not_before: issued.not_before,
+            not_after: issued.not_after,
+            issued_at,
+            issue_kind: kind,
+            authorized_by: actor.0.clone(),
+        },
+        consume_secret: consume,
+        reset_lockout_for: source,
+        clear_waiting_key: Some(req.key_fingerprint.clone()),
+        audit: AuditRecord::new(
+            issued_at,
+            actor,
+            "certificate_issued",
+            Some(req.device_id.as_str()),
+            json!({
+                "serial": issued.serial,
+                "how": kind.as_str(),
+                "keyFingerprint": req.key_fingerprint,
+                "keyType": req.key.key_type().to_string(),
+                "notAfter": issued.not_after,
+            }),
+        ),
+    };
+    match app.registry.record_issue(record).await? {
+        IssueOutcome::SecretGone => Ok(Issued::SecretGone),
+        IssueOutcome::Recorded => {
+            tracing::info!(
+                device_id = %req.device_id,
+                serial = %issued.serial,
+                how = kind.as_str(),
+                "certificate issued"
+            );
+            Ok(Issued::Done(Outcome::Approved {
+                client_cert: format!("{}{}", issued.pem, app.ca.intermediates_pem()),
+                retry_sec: half_validity(issued.not_before, issued.not_after),
+                key,
+            }))
+        }
+    }
+}
+
+/// The status of PROTOCOL.md §4's table, and the certificate to report.
+pub fn status_of(facts: &DeviceFacts) -> (ProvisionStatus, Option<&CertRecord>) {
+    if let Some(cert) = &facts.newest_valid {
+        return (ProvisionStatus::Approved, Some(cert));
+    }
+    if facts.live_secret || facts.waiting > 0 {
+        return (ProvisionStatus::Waiting, None);
+    }
+    if facts.certificates > 0 && facts.revoked == facts.certificates {
+        return (ProvisionStatus::Rejected, None);
+    }
+    (ProvisionStatus::Waiting, None)
+}

@@ -1,0 +1,67 @@
+//! Every default, named, with the reason for its value. The README's table of
+//! defaults is generated from the same values (see `idprov defaults`).
+
+use std::time::Duration;
+
+const DAY: u64 = 86_400;
+
+/// The standard's port (the Go reference used 8880; always configurable).
+pub const PORT: u16 = 43776;
+/// Dual-stack: `[::]` also accepts IPv4 on Linux unless `bindv6only` is set.
+pub const LISTEN: &str = "[::]:43776";
+/// Organisation written into every certificate subject (O=).
+pub const ORGANIZATION: &str = "idprov";
+/// Data directory when running as root (systemd's StateDirectory).
+pub const DATA_DIR_ROOT: &str = "/var/lib/idprov";
+/// Configuration file when running as root.
+pub const CONFIG_FILE_ROOT: &str = "/etc/idprov/idprov.toml";
+/// Environment variables with this prefix override configuration keys
+/// (`IDPROV_CA__VALIDITY` sets `ca.validity`).
+pub const ENV_PREFIX: &str = "IDPROV_";
+
+/// CA validity: long enough that devices never see it roll over in service.
+pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * DAY);
+/// Device certificates: short enough that revocation matters less, long
+/// enough that a device offline for two weeks still renews with its own key.
+pub const DEVICE_VALIDITY: Duration = Duration::from_secs(30 * DAY);
+/// The server's TLS certificate; re-issued automatically before it expires.
+pub const SERVER_VALIDITY: Duration = Duration::from_secs(90 * DAY);
+/// Administrator certificates (one year, as personal credentials usually are).
+pub const ADMIN_VALIDITY: Duration = Duration::from_secs(365 * DAY);
+/// Local credentials are re-issued at start when less than this fraction of
+/// their validity is left.
+pub const REISSUE_REMAINING_FRACTION: f64 = 1.0 / 3.0;
+
+/// OOB secret lifetime when `validUntil` is empty (the standard's 3 days).
+pub const SECRET_LIFETIME: Duration = Duration::from_secs(3 * DAY);
+/// How long a consumed secret still lets the same key fetch the same
+/// certificate again, for a device whose Approved response was lost.
+pub const REDELIVERY_WINDOW: Duration = Duration::from_secs(600);
+/// `retrySec` of a Waiting response: a device polls about once a minute.
+pub const WAITING_RETRY: Duration = Duration::from_secs(60);
+
+/// The failure that starts a lock (PROTOCOL.md §6 4.6).
+pub const LOCKOUT_THRESHOLD: u32 = 5;
+/// First lock length; each further failure doubles it.
+pub const LOCKOUT_BASE: Duration = Duration::from_secs(60);
+/// Longest lock.
+pub const LOCKOUT_MAX: Duration = Duration::from_secs(3600);
+/// A failure counter untouched for a day starts from zero again.
+pub const LOCKOUT_FORGET: Duration = Duration::from_secs(DAY);
+
+/// Waiting requests recorded from one source address.
+pub const WAITING_PER_SOURCE: u64 = 1_000;
+/// Waiting requests recorded in total.
+pub const WAITING_TOTAL: u64 = 100_000;
+
+/// Body limit of unauthenticated routes and single-object posts (PROTOCOL.md §3).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// Time allowed for the TLS handshake before the connection is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to send the request headers.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful shutdown waits for requests in flight.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// SQLite file name inside the data directory.
+pub const DATABASE_FILE: &str = "idprov.db";

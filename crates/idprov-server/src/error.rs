@@ -1,0 +1,155 @@
+//! Errors, and the one place where an error becomes an HTTP response.
+
+use std::path::Path;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use idprov_store::StoreError;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory is unusable.
+    #[error(transparent)]
+    DataDir(#[from] crate::datadir::DataDirError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The CA or a certificate could not be loaded or issued.
+    #[error("certificate authority: {0}")]
+    Ca(String),
+    /// The secret-sealing key could not be set up.
+    #[error(transparent)]
+    SecretKey(#[from] crate::secrets::KeyFileError),
+    /// The registry could not be opened.
+    #[error("registry: {0}")]
+    Store(#[from] StoreError),
+    /// TLS could not be configured.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    pub(crate) fn file(path: &Path, source: std::io::Error) -> Self {
+        StartError::File {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Every way a request can fail. Each variant maps to exactly one status;
+/// the message is safe to show a client, internal details are logged only.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the input is malformed or invalid; the message names the field.
+    BadRequest(String),
+    /// 401: a client certificate is required and none authenticated.
+    Unauthenticated,
+    /// 403: the verified caller may not do this.
+    Forbidden(&'static str),
+    /// 404: unknown path, or unknown device on the status endpoint.
+    NotFound(&'static str),
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
+    /// 413: the body exceeds the route's limit.
+    PayloadTooLarge(usize),
+    /// 429: locked out or rate limited; retry after this many seconds.
+    TooManyRequests {
+        /// Seconds until a retry can succeed.
+        retry_after: u64,
+        /// Why.
+        reason: &'static str,
+    },
+    /// 500: something failed inside; the detail goes to the log only.
+    Internal(String),
+    /// 503: the server is shutting down or its registry is unavailable.
+    Unavailable,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Closed => ApiError::Unavailable,
+            other => ApiError::Internal(format!("registry: {other}")),
+        }
+    }
+}
+
+impl From<idprov_proto::MessageError> for ApiError {
+    fn from(e: idprov_proto::MessageError) -> Self {
+        ApiError::BadRequest(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message, retry_after) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                "a client certificate issued by this server's CA is required".to_owned(),
+                None,
+            ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_owned(), None),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned(), None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this path".to_owned(),
+                None,
+            ),
+            ApiError::PayloadTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the limit of {limit} bytes for this path"),
+                None,
+            ),
+            ApiError::TooManyRequests {
+                retry_after,
+                reason,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{reason}; retry after {retry_after} seconds"),
+                Some(retry_after.max(1)),
+            ),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; see the server log".to_owned(),
+                    None,
+                )
+            }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server is shutting down or its registry is unavailable".to_owned(),
+                Some(5),
+            ),
+        };
+        let body = serde_json::json!({ "error": message, "status": status.as_u16() });
+        let mut response = (status, crate::routes::json_bytes(body.to_string().into_bytes()))
+            .into_response();
+        if let Some(secs) = retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        response
+    }
+}

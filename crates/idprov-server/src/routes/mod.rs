@@ -1,0 +1,134 @@
+//! The HTTP surface: one file per operation, assembled by [`router`].
+//!
+//! Each handler reads like a recipe: extract, parse into domain types,
+//! authorize, act, respond. Errors become responses only in
+//! [`crate::error::ApiError`].
+
+mod admin;
+mod directory;
+mod oobsecret;
+mod provreq;
+mod status;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::auth;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The whole router; tests can drive it without a socket.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(idprov_proto::messages::DIRECTORY_PATH, get(directory::get))
+        .route(idprov_proto::messages::OOB_SECRET_PATH, post(oobsecret::post))
+        .route(idprov_proto::messages::PROVISION_REQUEST_PATH, post(provreq::post))
+        .route("/idprov/status/{device_id}", get(status::get))
+        .route("/idprov/admin/devices", get(admin::list_devices))
+        .route("/idprov/admin/devices/{device_id}", get(admin::show_device))
+        .route("/idprov/admin/oob", get(admin::list_secrets))
+        .route("/idprov/admin/oob/{device_id}", delete(admin::remove_secret))
+        .route("/idprov/admin/requests", get(admin::list_waiting))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("unknown path")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// A JSON response from already-encoded bytes.
+pub(crate) fn json_bytes(body: impl Into<Bytes>) -> Response {
+    let mut r = Body::from(body.into()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// A JSON response from a serializable value.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError> {
+    serde_json::to_vec(value)
+        .map(json_bytes)
+        .map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))
+}
+
+/// Reads a request body of at most `limit` bytes. A declared length over the
+/// limit is refused before anything is read; a chunked body is cut off at
+/// the limit.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+        let len = len
+            .to_str()
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| ApiError::BadRequest("invalid Content-Length header".into()))?;
+        if len > limit as u64 {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
+        Err(_) => Err(ApiError::BadRequest("the request body could not be read".into())),
+    }
+}
+
+/// `?after=…&limit=…` of listings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PageQuery {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// Default and largest page sizes of admin listings.
+pub(crate) const PAGE_DEFAULT: u32 = 100;
+pub(crate) const PAGE_MAX: u32 = 1000;
+
+impl PageQuery {
+    pub(crate) fn page(&self) -> Result<idprov_store::Page, ApiError> {
+        let limit = self.limit.unwrap_or(PAGE_DEFAULT);
+        if limit == 0 || limit > PAGE_MAX {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter \"limit\" must be between 1 and {PAGE_MAX}"
+            )));
+        }
+        Ok(idprov_store::Page {
+            after: self.after.clone(),
+            limit,
+        })
+    }
+}
+
+/// Parses the query string strictly, answering bad ones with a JSON 400.
+pub(crate) fn page_query(
+    q: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<idprov_store::Page, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    q.page()
+}
+
+/// RFC 3339 in UTC.
+pub(crate) fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}

@@ -1,0 +1,120 @@
+//! `POST /idprov/oobsecret`: an administrator or plugin registers a device's
+//! out-of-band secret (replacing any previous one).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use idprov_proto::admin::SecretAdded;
+use idprov_proto::{DeviceId, OobSecret, OobSecretMessage};
+use idprov_store::{AuditRecord, NewSecret, PutSecretOutcome};
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::routes::{json, read_body, rfc3339};
+use crate::state::AppState;
+
+/// A secret registration that passed validation.
+pub(crate) struct Registration {
+    pub device_id: DeviceId,
+    pub secret: OobSecret,
+    pub valid_until: i64,
+    pub warnings: Vec<String>,
+}
+
+/// Validates one `{"deviceID","oobSecret","validUntil"}`; the error names the field.
+pub(crate) fn validate(
+    msg: &OobSecretMessage,
+    now: i64,
+    default_lifetime: i64,
+) -> Result<Registration, String> {
+    let device_id =
+        DeviceId::parse(&msg.device_id).map_err(|e| format!("field \"deviceID\": {e}"))?;
+    let secret =
+        OobSecret::parse(&msg.oob_secret).map_err(|e| format!("field \"oobSecret\": {e}"))?;
+    let valid_until = if msg.valid_until.is_empty() {
+        now.saturating_add(default_lifetime)
+    } else {
+        let t = OffsetDateTime::parse(&msg.valid_until, &Rfc3339).map_err(|_| {
+            "field \"validUntil\": not an RFC 3339 time (e.g. 2026-12-01T12:00:00Z)".to_string()
+        })?;
+        let t = t.unix_timestamp();
+        if t <= now {
+            return Err("field \"validUntil\": the time is in the past".into());
+        }
+        t
+    };
+    let mut warnings = Vec::new();
+    if secret.is_short() {
+        warnings.push(format!(
+            "the secret is shorter than {} characters: a captured exchange lets an attacker guess it offline",
+            idprov_proto::secret::SHORT_SECRET_CHARS
+        ));
+    }
+    Ok(Registration {
+        device_id,
+        secret,
+        valid_until,
+        warnings,
+    })
+}
+
+pub(crate) async fn post(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, app.config.body_limit).await?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::BadRequest(
+            "this server takes one secret object per request here; use the admin import for bulk registration"
+                .into(),
+        ));
+    }
+    let msg = OobSecretMessage::from_json(&bytes)?;
+    let now = app.now_unix();
+    let lifetime = i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let reg = validate(&msg, now, lifetime).map_err(ApiError::BadRequest)?;
+    let sealed = app
+        .secrets
+        .seal(reg.device_id.as_str(), &reg.secret)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let outcome = app
+        .registry
+        .put_secret(
+            NewSecret {
+                device_id: reg.device_id.to_string(),
+                sealed,
+                key_id: app.secrets.key_id().to_owned(),
+                created_at: now,
+                valid_until: reg.valid_until,
+                created_by: admin.actor.clone(),
+            },
+            AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "secret_added",
+                Some(reg.device_id.as_str()),
+                json!({ "validUntil": reg.valid_until, "short": reg.secret.is_short() }),
+            ),
+        )
+        .await?;
+    let replaced = outcome == PutSecretOutcome::Replaced;
+    tracing::info!(
+        device_id = %reg.device_id,
+        actor = %admin.actor,
+        replaced,
+        "OOB secret registered"
+    );
+    json(&SecretAdded {
+        device_id: reg.device_id.into_string(),
+        valid_until: rfc3339(reg.valid_until),
+        replaced,
+        warnings: reg.warnings,
+    })
+}

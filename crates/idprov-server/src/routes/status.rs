@@ -1,0 +1,52 @@
+//! `GET /idprov/status/{deviceID}`: an administrator, a plugin, or the device
+//! itself reads a device's status (PROTOCOL.md §4 table).
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+
+use idprov_proto::{DeviceId, StatusMessage};
+
+use crate::auth::{Caller, Role};
+use crate::decision::status_of;
+use crate::error::ApiError;
+use crate::routes::json_bytes;
+use crate::state::AppState;
+
+pub(crate) async fn get(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(raw_id): Path<String>,
+) -> Result<Response, ApiError> {
+    // Authorization comes before any lookup, so a caller who may not read a
+    // device learns nothing about whether it exists.
+    let verified = match &caller {
+        Caller::Anonymous => return Err(ApiError::Unauthenticated),
+        Caller::Refused(why) => return Err(ApiError::Forbidden(why)),
+        Caller::Verified(v) => v,
+    };
+    let device_id = DeviceId::parse(&raw_id)
+        .map_err(|e| ApiError::BadRequest(format!("deviceID in the path: {e}")))?;
+    let allowed = match verified.role {
+        Role::Admin | Role::Plugin => true,
+        Role::Device => verified.name == device_id.as_str(),
+        Role::Service | Role::Client => false,
+    };
+    if !allowed {
+        return Err(ApiError::Forbidden(
+            "only an administrator, a plugin or the device itself may read this status",
+        ));
+    }
+    let facts = app
+        .registry
+        .device(device_id.as_str(), app.now_unix())
+        .await?
+        .ok_or(ApiError::NotFound("unknown device"))?;
+    let (status, cert) = status_of(&facts);
+    let message = StatusMessage {
+        device_id: device_id.into_string(),
+        status,
+        ca_cert: app.ca.chain_pem().to_owned(),
+        client_cert: cert.map(|c| format!("{}{}", c.pem, app.ca.intermediates_pem())),
+    };
+    Ok(json_bytes(message.to_json()))
+}

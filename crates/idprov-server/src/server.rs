@@ -1,0 +1,192 @@
+//! Starting and stopping the server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idprov_proto::clock::{Clock, SystemClock, unix_seconds};
+use idprov_store::{Registry, SqliteRegistry};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+use crate::bootstrap;
+use crate::config::{SecretKeySource, ServerConfig};
+use crate::datadir::{DataDir, files};
+use crate::defaults;
+use crate::error::StartError;
+use crate::listener::{self, Timeouts};
+use crate::routes;
+use crate::secrets::SecretBox;
+use crate::state::AppState;
+
+/// How often expired secrets and stale re-delivery records are swept.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Choices that are not configuration: injected time, and TLS resumption
+/// (on by default; the benchmark turns it off to measure full handshakes).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Wall-clock time for validity, expiry and lockouts.
+    pub clock: Arc<dyn Clock>,
+    /// Whether TLS sessions may be resumed.
+    pub tls_resumption: bool,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            clock: Arc::new(SystemClock),
+            tls_resumption: true,
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct RunningServer {
+    addrs: Vec<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    registry: Arc<SqliteRegistry>,
+    state: AppState,
+    _dir: DataDir,
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |source| StartError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // Dual-stack: `[::]` accepts IPv4 too, whatever the system default.
+        socket.set_only_v6(false).map_err(err)?;
+    }
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
+}
+
+/// Starts the server: data directory, registry, CA, credentials, listeners.
+pub async fn start(config: ServerConfig, options: ServerOptions) -> Result<RunningServer, StartError> {
+    let clock = options.clock.clone();
+    let now = clock.now();
+    let dir = DataDir::open(&config.data_dir, true)?;
+    let registry = Arc::new(SqliteRegistry::open(&dir.path(files::DATABASE))?);
+    let secrets = match &config.secret_key {
+        SecretKeySource::Ephemeral => {
+            SecretBox::ephemeral().map_err(|e| StartError::Ca(e.to_string()))?
+        }
+        SecretKeySource::File(path) => SecretBox::from_file(path, false)?,
+        SecretKeySource::Inline(text) => SecretBox::from_text(text)?,
+    };
+    let window = i64::try_from(config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
+    let (unreadable, expired) = registry
+        .purge_secrets(secrets.key_id(), unix_seconds(now), unix_seconds(now) - window)
+        .await?;
+    if unreadable > 0 {
+        tracing::info!(
+            count = unreadable,
+            "removed OOB secrets sealed before this start (secrets are not persistent; configure secrets.key_file to keep them)"
+        );
+    }
+    if expired > 0 {
+        tracing::info!(count = expired, "removed expired OOB secrets");
+    }
+    let ca = Arc::new(bootstrap::load_or_generate_ca(&config, &dir, now)?);
+    let credential = bootstrap::server_credential(&config, &dir, &ca, &*registry, now).await?;
+    bootstrap::local_admin_credential(&config, &dir, &ca, &*registry, now).await?;
+    let tls = crate::tls::server_config(&ca, &credential, clock.clone(), options.tls_resumption)?;
+    let acceptor = TlsAcceptor::from(tls);
+
+    let listeners = config
+        .listen
+        .iter()
+        .map(|a| bind(*a))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addrs = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect::<Vec<_>>();
+    let timeouts = Timeouts {
+        handshake: config.handshake_timeout,
+        header: config.header_timeout,
+        shutdown_grace: defaults::SHUTDOWN_GRACE,
+    };
+    tracing::info!(
+        listen = ?addrs,
+        data_dir = %config.data_dir.display(),
+        ca_fingerprint = %ca.fingerprint(),
+        secrets_persistent = secrets.is_persistent(),
+        "idprov server ready"
+    );
+    let dyn_registry: Arc<dyn Registry> = registry.clone();
+    let state = AppState::new(config, ca, dyn_registry, secrets, clock);
+    let router = routes::router(state.clone());
+    let (shutdown, rx) = watch::channel(false);
+    let mut tasks: Vec<JoinHandle<()>> = listeners
+        .into_iter()
+        .map(|l| {
+            tokio::spawn(listener::serve(
+                l,
+                acceptor.clone(),
+                router.clone(),
+                timeouts,
+                rx.clone(),
+            ))
+        })
+        .collect();
+    tasks.push(tokio::spawn(sweep(state.clone(), rx)));
+    Ok(RunningServer {
+        addrs,
+        shutdown,
+        tasks,
+        registry,
+        state,
+        _dir: dir,
+    })
+}
+
+/// Removes expired secrets and stale re-delivery records once a minute.
+async fn sweep(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = state.now_unix();
+        let window = i64::try_from(state.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
+        if let Err(e) = state
+            .registry
+            .purge_secrets(state.secrets.key_id(), now, now - window)
+            .await
+        {
+            tracing::warn!(error = %e, "sweeping expired secrets failed");
+        }
+    }
+}
+
+impl RunningServer {
+    /// The bound addresses (useful with port 0).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The shared state (tests inspect the registry through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Stops accepting, lets requests in flight finish, flushes the registry.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let registry = self.registry.clone();
+        let _ = tokio::task::spawn_blocking(move || registry.close()).await;
+        tracing::info!("idprov server stopped");
+    }
+}

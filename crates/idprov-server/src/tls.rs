@@ -1,0 +1,63 @@
+//! The rustls server configuration: TLS 1.2 and 1.3, HTTP/2 and HTTP/1.1 by
+//! ALPN, client certificates requested but optional, and verified against
+//! the issuing CA when presented.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idprov_ca::Ca;
+use idprov_proto::clock::{Clock, unix_seconds};
+use rustls::RootCertStore;
+use rustls::server::WebPkiClientVerifier;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, UnixTime};
+
+use crate::bootstrap::ServerCredential;
+use crate::error::StartError;
+
+/// rustls reads time through this, so the injected clock also governs the
+/// validity checks of full handshakes.
+#[derive(Debug)]
+struct ClockTime(Arc<dyn Clock>);
+
+impl rustls::time_provider::TimeProvider for ClockTime {
+    fn current_time(&self) -> Option<UnixTime> {
+        let secs = u64::try_from(unix_seconds(self.0.now())).ok()?;
+        Some(UnixTime::since_unix_epoch(Duration::from_secs(secs)))
+    }
+}
+
+/// Builds the server's TLS configuration.
+pub fn server_config(
+    ca: &Ca,
+    credential: &ServerCredential,
+    clock: Arc<dyn Clock>,
+    resumption: bool,
+) -> Result<Arc<rustls::ServerConfig>, StartError> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = RootCertStore::empty();
+    // The issuing CA is the trust anchor, so the acceptable-CA hint names the
+    // issuer of device certificates (PROTOCOL.md §7).
+    roots
+        .add(ca.cert_der().clone())
+        .map_err(|e| StartError::Tls(format!("CA certificate: {e}")))?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| StartError::Tls(format!("client verifier: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(credential.key_pem.as_bytes())
+        .map_err(|e| StartError::Tls(format!("server key: {e}")))?;
+    let mut config =
+        rustls::ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| StartError::Tls(e.to_string()))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(credential.chain.clone(), key)
+            .map_err(|e| StartError::Tls(format!("server certificate: {e}")))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    if !resumption {
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+    }
+    Ok(Arc::new(config))
+}
