@@ -1,1 +1,349 @@
-//! placeholder
+//! The test kit: starts the **real** idprov server on `127.0.0.1:0` in a
+//! temporary data directory (DNS-SD off, an injected clock), and hands back
+//! clients configured for it — anonymous, administrator, or a device's own
+//! certificate — so tests go through real TLS and HTTP.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use idprov_ca::{Ca, KeyAlgorithm, KeyPair};
+use idprov_client::{AdminClient, Credentials};
+use idprov_proto::clock::ManualClock;
+use idprov_proto::{ProvisionRequest, ProvisionResponse};
+use idprov_server::datadir::files;
+use idprov_server::{RunningServer, ServerConfig, ServerOptions};
+use idprov_store::Registry;
+use tempfile::TempDir;
+use zeroize::Zeroizing;
+
+/// A running server in a temporary directory.
+#[derive(Debug)]
+pub struct TestServer {
+    dir: TempDir,
+    server: Option<RunningServer>,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    /// Its clock; advance it to expire things.
+    pub clock: Arc<ManualClock>,
+    /// The configuration it runs with.
+    pub config: ServerConfig,
+    resumption: bool,
+}
+
+/// Options for [`TestServer::start_with`].
+pub struct Setup {
+    /// Adjust the configuration before start.
+    pub configure: Box<dyn FnOnce(&mut ServerConfig) + Send>,
+    /// Whether TLS sessions may be resumed.
+    pub resumption: bool,
+}
+
+impl std::fmt::Debug for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Setup")
+            .field("resumption", &self.resumption)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            configure: Box::new(|_| {}),
+            resumption: true,
+        }
+    }
+}
+
+impl TestServer {
+    /// Starts a server with the default configuration.
+    pub async fn start() -> TestServer {
+        Self::start_with(Setup::default()).await
+    }
+
+    /// Starts a server after adjusting its configuration.
+    pub async fn start_with(setup: Setup) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary data directory");
+        let mut config = ServerConfig::with_data_dir(&dir.path().join("data")).expect("defaults");
+        config.listen = vec!["127.0.0.1:0".parse().expect("address")];
+        config.dns_sd_instance = None;
+        config.public_name = "localhost".into();
+        (setup.configure)(&mut config);
+        let clock = Arc::new(ManualClock::starting_now());
+        let server = idprov_server::start(
+            config.clone(),
+            ServerOptions {
+                clock: clock.clone(),
+                tls_resumption: setup.resumption,
+            },
+        )
+        .await
+        .expect("server starts");
+        let addr = server.local_addrs()[0];
+        TestServer {
+            dir,
+            server: Some(server),
+            addr,
+            clock,
+            config,
+            resumption: setup.resumption,
+        }
+    }
+
+    /// Stops the server and starts it again on the same data directory (and
+    /// the same port), keeping the clock.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+        let mut config = self.config.clone();
+        config.listen = vec![self.addr];
+        let server = idprov_server::start(
+            config,
+            ServerOptions {
+                clock: self.clock.clone(),
+                tls_resumption: self.resumption,
+            },
+        )
+        .await
+        .expect("server restarts");
+        self.addr = server.local_addrs()[0];
+        self.server = Some(server);
+    }
+
+    /// Stops the server; the data directory stays until the value is dropped.
+    pub async fn stop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+
+    /// The running server.
+    pub fn server(&self) -> &RunningServer {
+        self.server.as_ref().expect("server is running")
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A URL on the server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+
+    /// `HOST:PORT` for the command-line tool.
+    pub fn server_arg(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The whole temporary directory (data directory and anything a test adds).
+    pub fn temp_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The CA chain clients trust.
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.data_dir().join(files::CA_CHAIN)).expect("CA chain file")
+    }
+
+    /// The CA, as the server uses it.
+    pub fn ca(&self) -> Arc<Ca> {
+        self.server().state().ca.clone()
+    }
+
+    /// The registry, as the server uses it.
+    pub fn registry(&self) -> Arc<dyn Registry> {
+        self.server().state().registry.clone()
+    }
+
+    /// The local administrator's credentials.
+    pub fn admin_credentials(&self) -> Credentials {
+        Credentials::from_files(
+            &self.data_dir().join(files::ADMIN_CERT),
+            &self.data_dir().join(files::ADMIN_KEY),
+            &self.data_dir().join(files::CA_CHAIN),
+        )
+        .expect("admin credentials")
+    }
+
+    /// An admin API client with the local administrator certificate.
+    pub fn admin(&self) -> AdminClient {
+        AdminClient::new(&self.server_arg(), &self.admin_credentials()).expect("admin client")
+    }
+
+    /// A rustls client configuration trusting the CA, with an optional
+    /// client certificate (PEM chain and key).
+    pub fn tls_config(&self, client: Option<(&str, &str)>) -> rustls::ClientConfig {
+        Credentials {
+            ca_pem: self.ca_pem(),
+            cert_pem: client.map(|(c, _)| c.to_owned()),
+            key_pem: client.map(|(_, k)| Zeroizing::new(k.to_owned())),
+        }
+        .client_config()
+        .expect("client TLS configuration")
+    }
+
+    /// An HTTP client trusting the CA, without a client certificate.
+    pub fn http(&self) -> reqwest::Client {
+        http_client(self.tls_config(None))
+    }
+
+    /// An HTTP client presenting a certificate.
+    pub fn http_with(&self, cert_pem: &str, key_pem: &str) -> reqwest::Client {
+        http_client(self.tls_config(Some((cert_pem, key_pem))))
+    }
+
+    /// Issues a certificate directly with the server's CA (a test PKI made
+    /// by code): any OU, CN and validity, recorded in the registry only if
+    /// the caller records it.
+    pub fn issue_client_cert(
+        &self,
+        ou: &str,
+        cn: &str,
+        validity: Duration,
+    ) -> (String, Zeroizing<String>) {
+        let (issued, key) = self
+            .ca()
+            .issue_with_new_key(
+                KeyAlgorithm::EcdsaP256,
+                idprov_ca::IssueParams {
+                    common_name: cn,
+                    organizational_unit: ou,
+                    organization: "idprov",
+                    usage: idprov_ca::Usage::Client,
+                    now: idprov_proto::clock::Clock::now(&*self.clock),
+                    validity,
+                    crl_url: None,
+                },
+            )
+            .expect("issue");
+        (issued.pem, Zeroizing::new(key))
+    }
+}
+
+/// A reqwest client with a rustls configuration; one connection per request
+/// is not forced (callers that need new connections build new clients).
+pub fn http_client(config: rustls::ClientConfig) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("HTTP client")
+}
+
+/// A simulated device: its ID and a key it generated.
+pub struct TestDevice {
+    /// The device ID.
+    pub id: String,
+    /// Its key pair.
+    pub key: KeyPair,
+}
+
+impl std::fmt::Debug for TestDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDevice").field("id", &self.id).finish()
+    }
+}
+
+impl TestDevice {
+    /// A device with a fresh ECDSA P-256 key.
+    pub fn new(id: &str) -> TestDevice {
+        Self::with_key(id, KeyAlgorithm::EcdsaP256)
+    }
+
+    /// A device with a fresh key of the given algorithm.
+    pub fn with_key(id: &str, alg: KeyAlgorithm) -> TestDevice {
+        TestDevice {
+            id: id.to_owned(),
+            key: alg.generate().expect("device key"),
+        }
+    }
+
+    /// Its private key, PEM.
+    pub fn key_pem(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.key.serialize_pem())
+    }
+
+    /// A provisioning request, signed with `secret` when given.
+    pub fn request(&self, secret: Option<&str>) -> ProvisionRequest {
+        let mut req = ProvisionRequest {
+            device_id: self.id.clone(),
+            ip: "192.0.2.10".into(),
+            mac: "02:00:00:00:00:01".into(),
+            public_key_pem: self.key.public_key_pem(),
+            signature: String::new(),
+        };
+        if let Some(s) = secret {
+            req.sign(s.as_bytes());
+        }
+        req
+    }
+}
+
+/// Posts a provisioning request; returns the HTTP status and, on 200, the
+/// parsed response.
+pub async fn provision(
+    client: &reqwest::Client,
+    server: &TestServer,
+    req: &ProvisionRequest,
+) -> (u16, Option<ProvisionResponse>, String) {
+    let resp = client
+        .post(server.url("/idprov/provreq"))
+        .body(req.to_json())
+        .send()
+        .await
+        .expect("request sent");
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.expect("body");
+    let parsed = if status == 200 {
+        Some(ProvisionResponse::from_json(&body).expect("a valid provisioning response"))
+    } else {
+        None
+    };
+    (status, parsed, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Everything logged in this process since [`capture_logs`] was first called,
+/// at the most verbose level.
+pub fn captured_logs() -> String {
+    let buf = LOGS.get_or_init(|| Mutex::new(Vec::new()));
+    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+}
+
+static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let buf = LOGS.get_or_init(|| Mutex::new(Vec::new()));
+        buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Routes every log line of this process, at TRACE level, into a buffer
+/// that [`captured_logs`] returns. Idempotent.
+pub fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}

@@ -296,8 +296,9 @@ impl Registry for SqliteRegistry {
         let key_id = current_key_id.to_owned();
         self.writer
             .write(move |c| {
-                let unreadable = c.execute("DELETE FROM oob_secrets WHERE key_id != ?1", [&key_id])?
-                    + c.execute("DELETE FROM consumed_secrets WHERE key_id != ?1", [&key_id])?;
+                // Only registered secrets count: consumed ones served re-delivery.
+                let unreadable = c.execute("DELETE FROM oob_secrets WHERE key_id != ?1", [&key_id])?;
+                c.execute("DELETE FROM consumed_secrets WHERE key_id != ?1", [&key_id])?;
                 let expired =
                     c.execute("DELETE FROM oob_secrets WHERE valid_until < ?1", [now])?;
                 c.execute(
@@ -578,7 +579,7 @@ impl Registry for SqliteRegistry {
             .read(move |c| {
                 let mut st = c.prepare_cached(&format!(
                     "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = ?1 AND subject = ?2
-                     ORDER BY issued_at DESC, serial"
+                     ORDER BY id DESC"
                 ))?;
                 let rows = st.query_map(params![kind.as_str(), subject], cert_from_row)?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
@@ -606,7 +607,7 @@ impl Registry for SqliteRegistry {
                             "SELECT {CERT_COLUMNS} FROM certificates
                              WHERE kind = 'device' AND subject = ?1 AND revoked_at IS NULL
                                AND not_before <= ?2 AND not_after >= ?2
-                             ORDER BY issued_at DESC, not_after DESC LIMIT 1"
+                             ORDER BY id DESC LIMIT 1"
                         ),
                         params![device_id, now],
                         cert_from_row,
@@ -659,7 +660,7 @@ impl Registry for SqliteRegistry {
                         SELECT serial FROM certificates
                         WHERE kind = 'device' AND subject = d.device_id AND revoked_at IS NULL
                           AND not_before <= ?3 AND not_after >= ?3
-                        ORDER BY issued_at DESC, not_after DESC LIMIT 1)
+                        ORDER BY id DESC LIMIT 1)
                      WHERE d.device_id > ?1 ORDER BY d.device_id LIMIT ?2",
                 )?;
                 let rows = st.query_map(params![after, limit, now], |r| {

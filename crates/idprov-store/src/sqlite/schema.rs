@@ -35,7 +35,8 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
 
     CREATE TABLE certificates (
-        serial            TEXT PRIMARY KEY,
+        id                INTEGER PRIMARY KEY,
+        serial            TEXT NOT NULL UNIQUE,
         kind              TEXT NOT NULL,
         subject           TEXT NOT NULL,
         pem               TEXT NOT NULL,
@@ -48,8 +49,8 @@ const MIGRATIONS: &[&str] = &[
         authorized_by     TEXT NOT NULL,
         revoked_at        INTEGER,
         revocation_reason INTEGER
-    ) WITHOUT ROWID;
-    CREATE INDEX certificates_subject ON certificates(kind, subject, issued_at);
+    );
+    CREATE INDEX certificates_subject ON certificates(kind, subject, id);
 
     CREATE TABLE waiting_requests (
         device_id       TEXT NOT NULL,

@@ -1,0 +1,171 @@
+//! The admin API client: the command-line tool's way to the server, over
+//! mutual TLS with an administrator certificate.
+
+use std::time::Duration;
+
+use idprov_proto::admin::{DeviceDetail, DeviceView, Page, Removed, SecretAdded, SecretView, WaitingView};
+use idprov_proto::{OobSecretMessage, StatusMessage};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use serde::de::DeserializeOwned;
+
+use crate::error::ClientError;
+use crate::tls::Credentials;
+
+/// Characters escaped in path segments and query values.
+const SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'/')
+    .add(b'?')
+    .add(b'#')
+    .add(b'%')
+    .add(b'&')
+    .add(b'=')
+    .add(b'+');
+
+/// The page size listings ask for.
+const PAGE_SIZE: usize = 1000;
+
+/// A client for `/idprov/…` administrative calls.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    server: String,
+}
+
+impl AdminClient {
+    /// A client for the server at `server` (`HOST:PORT`, or a full `https://` URL).
+    pub fn new(server: &str, credentials: &Credentials) -> Result<AdminClient, ClientError> {
+        let base = if server.starts_with("https://") {
+            server.trim_end_matches('/').to_owned()
+        } else {
+            format!("https://{server}")
+        };
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(credentials.client_config()?)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| ClientError::Credentials(format!("TLS client: {e}")))?;
+        Ok(AdminClient {
+            http,
+            base,
+            server: server.to_owned(),
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Sends a request; the body of a success, or the error it stands for.
+    async fn send_raw(&self, req: reqwest::RequestBuilder) -> Result<bytes::Bytes, ClientError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ClientError::from_transport(&self.server, &e))?;
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| ClientError::from_transport(&self.server, &e))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err(match status.as_u16() {
+            401 | 403 => ClientError::CredentialsRefused(message),
+            code => ClientError::Refused {
+                status: code,
+                message,
+            },
+        })
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let body = self.send_raw(req).await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("{e} in {}", String::from_utf8_lossy(&body))))
+    }
+
+    /// Every entry of a paged listing, up to `limit`.
+    async fn all<T: DeserializeOwned>(&self, path: &str, limit: Option<usize>) -> Result<Vec<T>, ClientError> {
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let want = limit.map_or(PAGE_SIZE, |l| (l - out.len()).min(PAGE_SIZE));
+            if want == 0 {
+                break;
+            }
+            let mut url = format!("{}?limit={want}", self.url(path));
+            if let Some(a) = &after {
+                url.push_str("&after=");
+                url.extend(utf8_percent_encode(a, SEGMENT));
+            }
+            let page: Page<T> = self.send(self.http.get(url)).await?;
+            let got = page.items.len();
+            out.extend(page.items);
+            match page.next {
+                Some(n) if got > 0 => after = Some(n),
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn segment(id: &str) -> String {
+        utf8_percent_encode(id, SEGMENT).to_string()
+    }
+
+    /// Registers (or replaces) a device's OOB secret.
+    pub async fn add_secret(&self, msg: &OobSecretMessage) -> Result<SecretAdded, ClientError> {
+        self.send(
+            self.http
+                .post(self.url(idprov_proto::messages::OOB_SECRET_PATH))
+                .header("content-type", "application/json")
+                .body(msg.to_json()),
+        )
+        .await
+    }
+
+    /// Registered secrets (never their values).
+    pub async fn list_secrets(&self, limit: Option<usize>) -> Result<Vec<SecretView>, ClientError> {
+        self.all("/idprov/admin/oob", limit).await
+    }
+
+    /// Removes a device's secret.
+    pub async fn remove_secret(&self, device_id: &str) -> Result<Removed, ClientError> {
+        self.send(self.http.delete(self.url(&format!("/idprov/admin/oob/{}", Self::segment(device_id)))))
+            .await
+    }
+
+    /// Devices.
+    pub async fn list_devices(&self, limit: Option<usize>) -> Result<Vec<DeviceView>, ClientError> {
+        self.all("/idprov/admin/devices", limit).await
+    }
+
+    /// One device with its certificate history.
+    pub async fn device(&self, device_id: &str) -> Result<DeviceDetail, ClientError> {
+        self.send(self.http.get(self.url(&format!("/idprov/admin/devices/{}", Self::segment(device_id)))))
+            .await
+    }
+
+    /// Waiting provisioning requests.
+    pub async fn list_requests(&self, limit: Option<usize>) -> Result<Vec<WaitingView>, ClientError> {
+        self.all("/idprov/admin/requests", limit).await
+    }
+
+    /// A device's protocol status (`GET /idprov/status/{deviceID}`).
+    pub async fn status(&self, device_id: &str) -> Result<StatusMessage, ClientError> {
+        let path = format!(
+            "{}{}",
+            idprov_proto::messages::STATUS_PATH_PREFIX,
+            Self::segment(device_id)
+        );
+        let body = self.send_raw(self.http.get(self.url(&path))).await?;
+        StatusMessage::from_json(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}

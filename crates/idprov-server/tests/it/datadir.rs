@@ -1,0 +1,154 @@
+//! The data directory on first start and later starts (issue point 1).
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use idprov_ca::{CertInfo, KeyAlgorithm};
+use idprov_server::config::CaSource;
+use idprov_testkit::{Setup, TestDevice, TestServer};
+
+use crate::common::{add_secret, leaf_of, provision_ok};
+
+fn mode(path: &std::path::Path) -> u32 {
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+fn cert_file(server: &TestServer, name: &str) -> CertInfo {
+    leaf_of(&std::fs::read_to_string(server.data_dir().join(name)).expect("read"))
+}
+
+#[tokio::test]
+async fn first_start_creates_a_private_directory_with_every_credential() {
+    let server = TestServer::start().await;
+    let dir = server.data_dir();
+    assert_eq!(mode(&dir), 0o700);
+    for key in ["ca.key", "server.key", "admin.key", "idprov.lock"] {
+        assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
+    }
+    for public in ["ca.pem", "server.pem", "admin.pem", "ca-chain.pem", "idprov.db"] {
+        assert!(dir.join(public).exists(), "{public}");
+    }
+    for key in ["ca.key", "server.key", "admin.key"] {
+        let text = std::fs::read_to_string(dir.join(key)).expect("read");
+        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{key} is PKCS#8 PEM");
+    }
+    let ca = cert_file(&server, "ca.pem");
+    assert!(ca.is_ca && !ca.has_eku);
+    assert_eq!((ca.not_after - ca.not_before) / 86_400, 3650);
+
+    let admin = cert_file(&server, "admin.pem");
+    assert_eq!(admin.organizational_units, vec!["admin"]);
+    assert!(admin.eku_client_auth);
+
+    let tls = cert_file(&server, "server.pem");
+    assert!(tls.eku_server_auth);
+    assert!(tls.dns_names.contains(&"localhost".to_owned()));
+    let host = idprov_server::config::host_name();
+    if host != "localhost" {
+        assert!(tls.dns_names.contains(&host), "{:?}", tls.dns_names);
+        assert!(tls.dns_names.contains(&format!("{host}.local")));
+    }
+    assert!(tls.ip_addresses.contains(&"127.0.0.1".parse().expect("ip")));
+    assert!(tls.ip_addresses.contains(&"::1".parse().expect("ip")));
+    // Every address of the machine's interfaces.
+    for iface in if_addrs::get_if_addrs().expect("interfaces") {
+        assert!(tls.ip_addresses.contains(&iface.ip()), "{}", iface.ip());
+    }
+}
+
+#[tokio::test]
+async fn later_starts_reuse_the_ca_and_credentials() {
+    let mut server = TestServer::start().await;
+    let ca = server.ca().fingerprint();
+    let tls = cert_file(&server, "server.pem").serial;
+    let admin = cert_file(&server, "admin.pem").serial;
+    server.restart().await;
+    assert_eq!(server.ca().fingerprint(), ca);
+    assert_eq!(cert_file(&server, "server.pem").serial, tls);
+    assert_eq!(cert_file(&server, "admin.pem").serial, admin);
+}
+
+#[tokio::test]
+async fn the_server_certificate_is_reissued_when_its_names_change() {
+    let mut server = TestServer::start().await;
+    let before = cert_file(&server, "server.pem").serial;
+    server.config.server_names = vec!["hub.example.net".into(), "10.99.0.1".into()];
+    server.restart().await;
+    let after = cert_file(&server, "server.pem");
+    assert_ne!(after.serial, before);
+    assert!(after.dns_names.contains(&"hub.example.net".to_owned()));
+    assert!(after.ip_addresses.contains(&"10.99.0.1".parse().expect("ip")));
+}
+
+#[tokio::test]
+async fn a_second_server_on_the_same_directory_is_refused() {
+    let server = TestServer::start().await;
+    let mut config = server.config.clone();
+    config.listen = vec!["127.0.0.1:0".parse().expect("addr")];
+    let err = idprov_server::start(config, Default::default()).await.unwrap_err();
+    assert!(err.to_string().contains("in use by another idprov server"), "{err}");
+}
+
+#[tokio::test]
+async fn a_key_file_with_loose_permissions_is_refused() {
+    let mut server = TestServer::start().await;
+    server.stop().await;
+    let key = server.data_dir().join("ca.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let err = idprov_server::start(server.config.clone(), Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("0600"), "{err}");
+}
+
+#[tokio::test]
+async fn a_configured_intermediate_issues_with_its_chain() {
+    // An operator's root and an intermediate below it, made by rcgen as an
+    // outside PKI would be.
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyUsagePurpose};
+    let pki = tempfile::tempdir().expect("tempdir");
+    let params = |cn: &str, bc| {
+        let mut p = CertificateParams::default();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.is_ca = IsCa::Ca(bc);
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        p.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+        p
+    };
+    let root_key = KeyAlgorithm::EcdsaP256.generate().expect("key");
+    let root_params = params("Operator Root", BasicConstraints::Unconstrained);
+    let root_pem = root_params.self_signed(&root_key).expect("root").pem();
+    let root = Issuer::new(root_params, root_key);
+    let inter_key = KeyAlgorithm::EcdsaP256.generate().expect("key");
+    let mut inter_params = params("Operator Intermediate", BasicConstraints::Constrained(0));
+    inter_params.use_authority_key_identifier_extension = true;
+    let inter_pem = inter_params.signed_by(&inter_key, &root).expect("sign").pem();
+    let files = pki.path().to_owned();
+    std::fs::write(files.join("inter.pem"), &inter_pem).expect("write");
+    std::fs::write(files.join("root.pem"), &root_pem).expect("write");
+    std::fs::write(files.join("inter.key"), inter_key.serialize_pem()).expect("write");
+    std::fs::set_permissions(files.join("inter.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+
+    let cfg_files = files.clone();
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(move |c| {
+            c.ca = CaSource::Files {
+                cert: cfg_files.join("inter.pem"),
+                key: cfg_files.join("inter.key"),
+                chain: Some(cfg_files.join("root.pem")),
+            };
+        }),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(server.ca_pem(), format!("{inter_pem}{root_pem}"));
+    add_secret(&server, "via-inter", "intermediate-secret").await;
+    let resp = provision_ok(&server, &TestDevice::new("via-inter"), "intermediate-secret").await;
+    assert_eq!(resp.ca_cert, format!("{inter_pem}{root_pem}"));
+    let chain = idprov_ca::pem::parse_certificates(&resp.client_cert).expect("chain");
+    assert_eq!(chain.len(), 2, "leaf followed by the intermediate");
+    assert_eq!(idprov_ca::pem::certificate_pem(&chain[1]), inter_pem);
+    assert!(!server.data_dir().join("ca.key").exists(), "no CA was generated");
+    let _ = Duration::ZERO;
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the server through real TLS and HTTP, against the
+//! real server started by the test kit.
+
+mod authz;
+mod bad_input;
+mod common;
+mod datadir;
+mod directory;
+mod provision;
+mod registry;
+mod renewal;
+mod tls;

@@ -1,0 +1,285 @@
+//! The OOB path of PROTOCOL.md §6, branch by branch, through real TLS.
+
+use std::time::Duration;
+
+use idprov_ca::KeyAlgorithm;
+use idprov_proto::canonical::EscapeStyle;
+use idprov_proto::sign::{KeyVariant, sign_bytes};
+use idprov_proto::{ProvisionStatus, StatusMessage};
+use idprov_testkit::{TestDevice, TestServer, provision};
+
+use crate::common::{add_secret, audit_events, leaf_of, provision_ok};
+
+#[tokio::test]
+async fn approved_with_the_secret_signed_with_the_secret_and_consumed() {
+    let server = TestServer::start().await;
+    add_secret(&server, "sensor-1", "correct horse battery").await;
+    let device = TestDevice::new("sensor-1");
+    let resp = provision_ok(&server, &device, "correct horse battery").await;
+
+    // Signed with the raw secret (PROTOCOL.md §5 rule 2).
+    let v = resp.verify(b"correct horse battery").expect("signature verifies");
+    assert_eq!(v.variant, KeyVariant::RawSecret);
+    assert!(resp.verify(b"").is_none(), "not the empty key");
+    // retrySec is half the 30-day validity.
+    assert_eq!(resp.retry_sec, 15 * 86_400);
+    // caCert is plain PEM of the chain, clientCert the issued leaf.
+    assert_eq!(resp.ca_cert, server.ca_pem());
+    let leaf = leaf_of(&resp.client_cert);
+    assert_eq!(leaf.common_names, vec!["sensor-1"]);
+    assert_eq!(leaf.organizational_units, vec!["iotdevice"]);
+    assert!(leaf.eku_client_auth);
+    assert_eq!(
+        leaf.spki_der,
+        idprov_ca::PublicKey::from_pem(&device.key.public_key_pem())
+            .expect("key")
+            .spki_der()
+    );
+
+    // The secret is consumed: the status is Approved and no secret is left.
+    let status = server.admin().status("sensor-1").await.expect("status");
+    assert_eq!(status.status, ProvisionStatus::Approved);
+    assert_eq!(status.client_cert.as_deref(), Some(resp.client_cert.as_str()));
+    assert!(server.admin().list_secrets(None).await.expect("list").is_empty());
+    // One issuance, audited with the way it was authorized.
+    let entries = server.registry().audit_entries(0, 100).await.expect("audit");
+    let issued = entries
+        .iter()
+        .find(|e| e.event == "certificate_issued" && e.device_id.as_deref() == Some("sensor-1"))
+        .expect("audited");
+    assert_eq!(issued.detail["how"], "oob");
+    assert!(issued.actor.starts_with("source:127.0.0.1"), "{}", issued.actor);
+}
+
+#[tokio::test]
+async fn status_json_has_base64_client_cert_and_404_for_unknown() {
+    let server = TestServer::start().await;
+    add_secret(&server, "s-1", "a-long-enough-secret").await;
+    let device = TestDevice::new("s-1");
+    let approved = provision_ok(&server, &device, "a-long-enough-secret").await;
+    let admin = idprov_testkit::http_client(server.tls_config(Some((
+        &std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert"),
+        &std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key"),
+    ))));
+    let body = admin
+        .get(server.url("/idprov/status/s-1"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
+    assert_eq!(keys.len(), 4);
+    assert!(body.starts_with(r#"{"deviceID":"s-1","status":"Approved","caCert":"-----BEGIN CERTIFICATE-----"#), "{body}");
+    let parsed = StatusMessage::from_json(body.as_bytes()).expect("status");
+    assert_eq!(parsed.client_cert.as_deref(), Some(approved.client_cert.as_str()));
+    assert!(!v["clientCert"].as_str().expect("string").starts_with("-----"), "base64 on the wire");
+
+    let unknown = admin
+        .get(server.url("/idprov/status/never-heard-of"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.text().await.expect("body").contains("unknown device"));
+}
+
+#[tokio::test]
+async fn no_secret_is_waiting_recorded_once_then_approved_when_the_secret_arrives() {
+    let server = TestServer::start().await;
+    let device = TestDevice::new("thermo-7");
+    let client = server.http();
+    for _ in 0..2 {
+        let (status, resp, _) = provision(&client, &server, &device.request(Some("whatever"))).await;
+        assert_eq!(status, 200, "Waiting is a 200");
+        let resp = resp.expect("response");
+        assert_eq!(resp.status, ProvisionStatus::Waiting);
+        assert_eq!(resp.retry_sec, 60);
+        assert_eq!(resp.signature, "");
+        assert_eq!(resp.client_cert, "");
+    }
+    let waiting = server.admin().list_requests(None).await.expect("list");
+    assert_eq!(waiting.len(), 1, "recorded once per (device, key)");
+    assert_eq!(waiting[0].device_id, "thermo-7");
+    assert_eq!(waiting[0].attempts, 2);
+    assert_eq!(waiting[0].claimed_ip, "192.0.2.10");
+    assert_eq!(waiting[0].source, "127.0.0.1");
+    assert_eq!(waiting[0].key_type, "ECDSA-P256");
+    // A second key for the same device is a second entry.
+    let other_key = TestDevice::new("thermo-7");
+    provision(&client, &server, &other_key.request(None)).await;
+    assert_eq!(server.admin().list_requests(None).await.expect("list").len(), 2);
+    let status = server.admin().status("thermo-7").await.expect("status");
+    assert_eq!(status.status, ProvisionStatus::Waiting);
+    assert_eq!(status.client_cert, None);
+
+    add_secret(&server, "thermo-7", "now-it-is-registered").await;
+    provision_ok(&server, &device, "now-it-is-registered").await;
+    // Approving clears that key's waiting entry; the other key's stays.
+    assert_eq!(server.admin().list_requests(None).await.expect("list").len(), 1);
+    assert_eq!(
+        audit_events(&server).await.iter().filter(|e| *e == "request_queued").count(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn wrong_secret_is_rejected_and_does_not_consume_the_secret() {
+    let server = TestServer::start().await;
+    add_secret(&server, "lamp-1", "the-right-secret").await;
+    let device = TestDevice::new("lamp-1");
+    let (status, resp, _) = provision(&server.http(), &server, &device.request(Some("a-wrong-one"))).await;
+    assert_eq!(status, 200, "Rejected is a 200");
+    let resp = resp.expect("response");
+    assert_eq!(resp.status, ProvisionStatus::Rejected);
+    assert_eq!(resp.retry_sec, 0, "no back-off after one failure");
+    assert_eq!(resp.client_cert, "");
+    // The correct secret still works.
+    provision_ok(&server, &device, "the-right-secret").await;
+}
+
+#[tokio::test]
+async fn the_fifth_failure_locks_the_pair_even_for_a_correct_signature() {
+    let server = TestServer::start().await;
+    add_secret(&server, "door-9", "the-right-secret").await;
+    let device = TestDevice::new("door-9");
+    let client = server.http();
+    for n in 1..=5 {
+        let (status, resp, _) = provision(&client, &server, &device.request(Some("guess"))).await;
+        assert_eq!(status, 200);
+        let resp = resp.expect("response");
+        assert_eq!(resp.status, ProvisionStatus::Rejected);
+        assert_eq!(resp.retry_sec, if n == 5 { 60 } else { 0 }, "failure {n}");
+    }
+    // Locked: a correct signature is refused with 429 and Retry-After.
+    let resp = client
+        .post(server.url("/idprov/provreq"))
+        .body(device.request(Some("the-right-secret")).to_json())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "60");
+    // The lock is per (device, source): another address is not locked.
+    let other_source = reqwest::Client::builder()
+        .use_preconfigured_tls(server.tls_config(None))
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    let (status, resp, body) = provision(&other_source, &server, &device.request(Some("the-right-secret"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved);
+    // A sixth failure from the locked source after the lock doubles it.
+    add_secret(&server, "door-9", "the-right-secret").await;
+    server.clock.advance(Duration::from_secs(61));
+    let (_, resp, _) = provision(&client, &server, &device.request(Some("guess"))).await;
+    assert_eq!(resp.expect("response").retry_sec, 120);
+    server.clock.advance(Duration::from_secs(121));
+    provision_ok(&server, &device, "the-right-secret").await;
+    assert!(audit_events(&server).await.iter().any(|e| e == "lockout_started"));
+}
+
+#[tokio::test]
+async fn the_sha256_variant_is_accepted_and_answered_in_kind() {
+    let server = TestServer::start().await;
+    add_secret(&server, "v-1", "variant-secret").await;
+    let device = TestDevice::new("v-1");
+    let mut req = device.request(None);
+    req.signature = sign_bytes(
+        b"variant-secret",
+        KeyVariant::Sha256OfSecret,
+        &req.signing_bytes(EscapeStyle::Go119),
+    );
+    let (status, resp, body) = provision(&server.http(), &server, &req).await;
+    assert_eq!(status, 200, "{body}");
+    let resp = resp.expect("response");
+    assert_eq!(resp.status, ProvisionStatus::Approved);
+    let v = resp.verify(b"variant-secret").expect("verifies");
+    assert_eq!(v.variant, KeyVariant::Sha256OfSecret, "answered in the variant the request used");
+}
+
+#[tokio::test]
+async fn a_go_1_22_signature_over_short_escapes_is_accepted() {
+    let server = TestServer::start().await;
+    add_secret(&server, "v-2", "variant-secret").await;
+    let device = TestDevice::new("v-2");
+    let mut req = device.request(None);
+    req.mac = "a\u{8}b\u{c}c".into();
+    req.signature = sign_bytes(
+        b"variant-secret",
+        KeyVariant::RawSecret,
+        &req.signing_bytes(EscapeStyle::Go122),
+    );
+    let (_, resp, body) = provision(&server.http(), &server, &req).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved, "{body}");
+}
+
+#[tokio::test]
+async fn a_lost_response_is_redelivered_within_the_window_only() {
+    let server = TestServer::start().await;
+    add_secret(&server, "re-1", "redelivery-secret").await;
+    let device = TestDevice::new("re-1");
+    let first = provision_ok(&server, &device, "redelivery-secret").await;
+    // The same request again (the device never saw the answer).
+    server.clock.advance(Duration::from_secs(300));
+    let again = provision_ok(&server, &device, "redelivery-secret").await;
+    assert_eq!(again.client_cert, first.client_cert, "the same certificate, not a new one");
+    assert!(again.verify(b"redelivery-secret").is_some());
+    // Another key with the old secret gets nothing.
+    let thief = TestDevice::new("re-1");
+    let (_, resp, _) = provision(&server.http(), &server, &thief.request(Some("redelivery-secret"))).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+    // After the window the same key waits like anyone else.
+    server.clock.advance(Duration::from_secs(301));
+    let (_, resp, _) = provision(&server.http(), &server, &device.request(Some("redelivery-secret"))).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+    let devices = server.registry().certificates_of(idprov_store::CertKind::Device, "re-1").await.expect("certs");
+    assert_eq!(devices.len(), 1, "exactly one certificate was issued");
+    assert!(audit_events(&server).await.iter().any(|e| e == "certificate_redelivered"));
+}
+
+#[tokio::test]
+async fn every_accepted_key_type_is_provisioned() {
+    let server = TestServer::start().await;
+    for (i, alg) in [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Ed25519,
+        KeyAlgorithm::Rsa2048,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("kt-{i}");
+        add_secret(&server, &id, "key-type-secret").await;
+        let device = TestDevice::with_key(&id, alg);
+        let resp = provision_ok(&server, &device, "key-type-secret").await;
+        let leaf = leaf_of(&resp.client_cert);
+        assert_eq!(leaf.common_names, vec![id]);
+    }
+}
+
+#[tokio::test]
+async fn an_expired_secret_is_no_secret() {
+    let server = TestServer::start().await;
+    add_secret(&server, "exp-1", "expiring-secret").await;
+    server.clock.advance(Duration::from_secs(3 * 86_400 + 1));
+    let device = TestDevice::new("exp-1");
+    let (_, resp, _) = provision(&server.http(), &server, &device.request(Some("expiring-secret"))).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+}
+
+#[tokio::test]
+async fn an_offline_go_client_ip_of_nil_is_accepted() {
+    let server = TestServer::start().await;
+    add_secret(&server, "nil-ip", "offline-secret").await;
+    let device = TestDevice::new("nil-ip");
+    let mut req = device.request(None);
+    req.ip = "<nil>".into();
+    req.mac = "<script>alert(1)</script>".into();
+    req.sign(b"offline-secret");
+    let (_, resp, body) = provision(&server.http(), &server, &req).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved, "{body}");
+}
