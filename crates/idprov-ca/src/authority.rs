@@ -182,7 +182,7 @@ impl Ca {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, organization);
-        dn.push(DnType::CommonName, format!("{organization} idprov CA"));
+        dn.push(DnType::CommonName, format!("{organization} provisioning CA"));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];

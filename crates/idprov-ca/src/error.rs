@@ -5,16 +5,16 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// The text holds no PEM block, or a malformed one.
-    #[error("publicKeyPEM is not PEM: {0}")]
+    #[error("not PEM: {0}")]
     NotPem(String),
     /// A PEM block of another kind (a certificate, a private key…).
-    #[error("publicKeyPEM holds a {0} block, expected PUBLIC KEY (PKIX)")]
+    #[error("a {0} PEM block, expected PUBLIC KEY (PKIX)")]
     WrongPemKind(String),
     /// More than one PEM block.
-    #[error("publicKeyPEM holds more than one PEM block")]
+    #[error("more than one PEM block")]
     MultipleBlocks,
     /// The DER inside is not a SubjectPublicKeyInfo.
-    #[error("publicKeyPEM is not a valid PKIX SubjectPublicKeyInfo")]
+    #[error("not a valid PKIX SubjectPublicKeyInfo")]
     Malformed,
     /// A well-formed key of a type we do not issue for.
     #[error("unsupported key type {0}; accepted: ECDSA P-256, ECDSA P-384, Ed25519, RSA 2048-4096")]

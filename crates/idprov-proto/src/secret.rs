@@ -56,6 +56,26 @@ impl OobSecret {
     }
 }
 
+/// Crockford's base32 alphabet: no I, L, O or U, so a secret read off a
+/// label cannot be mistyped into another valid one.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Characters of a generated secret: 26 × 5 bits = 130 bits (PROTOCOL.md §9).
+pub const GENERATED_SECRET_CHARS: usize = 26;
+
+impl OobSecret {
+    /// A strong secret from 26 random bytes (the caller's CSPRNG): 26
+    /// Crockford base32 characters. Each byte contributes its low 5 bits, an
+    /// unbiased choice because 256 is a multiple of 32.
+    pub fn generate(random: &[u8; GENERATED_SECRET_CHARS]) -> OobSecret {
+        let text: String = random
+            .iter()
+            .map(|b| char::from(CROCKFORD[usize::from(b & 0x1f)]))
+            .collect();
+        OobSecret(text)
+    }
+}
+
 impl fmt::Debug for OobSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("OobSecret(<redacted>)")
@@ -93,6 +113,19 @@ mod tests {
         assert_eq!(OobSecret::parse(" a ").expect("valid").expose(), " a ");
         assert!(OobSecret::parse("short").expect("valid").is_short());
         assert!(!OobSecret::parse("0123456789").expect("valid").is_short());
+    }
+
+    #[test]
+    fn generated_secrets_use_crockford_base32() {
+        let s = OobSecret::generate(&[0xff; GENERATED_SECRET_CHARS]);
+        assert_eq!(s.expose(), "Z".repeat(26));
+        let mut bytes = [0u8; GENERATED_SECRET_CHARS];
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let s = OobSecret::generate(&bytes);
+        assert_eq!(s.expose(), "0123456789ABCDEFGHJKMNPQRS");
+        assert!(!s.is_short());
     }
 
     #[test]

@@ -374,7 +374,10 @@ pub fn read(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
     figment = figment.merge(
         Env::prefixed(d::ENV_PREFIX)
             .split("__")
-            .filter(|k| ENV_KEYS.contains(&k.as_str().split('.').next().unwrap_or_default())),
+            .filter(|k| {
+                let top = k.as_str().split('.').next().unwrap_or_default();
+                ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+            }),
     );
     figment
         .extract::<RawConfig>()

@@ -1,1 +1,69 @@
-fn main() {}
+//! `idprov`: the server and its command-line tool. Thin: parse, validate,
+//! call the libraries, print, and exit with a code scripts can rely on:
+//! 0 success, 1 refused by the server, 2 usage, 3 unreachable,
+//! 4 credentials missing or refused.
+
+mod admin;
+mod cli;
+mod output;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// A command failed; the message is printed, the code returned.
+#[derive(Debug)]
+pub struct Failure {
+    /// Exit code.
+    pub code: u8,
+    /// What to print.
+    pub message: String,
+}
+
+impl Failure {
+    /// A usage or local-input problem (exit 2).
+    pub fn usage(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 2,
+            message: e.to_string(),
+        }
+    }
+
+    /// Missing or unreadable credentials (exit 4).
+    pub fn credentials(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 4,
+            message: e.to_string(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Oob(cmd) => admin::oob(cmd).await,
+            Command::Devices(cmd) => admin::devices(cmd).await,
+            Command::Requests(cmd) => admin::requests(cmd).await,
+            Command::Status { device_id, conn } => admin::status(device_id, conn).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -54,7 +54,7 @@ async fn provisioning_requests_that_are_malformed_are_400_and_change_nothing() {
         ("long ip", with(&|r| r.ip = "1".repeat(256)), "\"ip\": longer than 255"),
         ("long mac", with(&|r| r.mac = "1".repeat(256)), "\"mac\": longer than 255"),
         ("garbage PEM, correct signature", with(&|r| r.public_key_pem = "-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n".into()), "publicKeyPEM"),
-        ("not PEM", with(&|r| r.public_key_pem = "hello".into()), "publicKeyPEM is not PEM"),
+        ("not PEM", with(&|r| r.public_key_pem = "hello".into()), "publicKeyPEM\": not PEM"),
         ("P-521", with(&|r| r.public_key_pem = p521.clone()), "ECDSA-P521"),
         ("a certificate, not a key", with(&|r| r.public_key_pem = server.ca_pem()), "CERTIFICATE"),
     ];

@@ -28,6 +28,17 @@ pub struct SqliteRegistry {
 impl SqliteRegistry {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteRegistry> {
+        // Created 0600 before SQLite opens it: its -wal and -shm files take
+        // the same mode. The rows hold sealed secrets and the audit log.
+        if !path.exists() {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| StoreError::Database(format!("creating {}: {e}", path.display())))?;
+        }
         let mut conn = worker::open(path, false)?;
         schema::migrate(&mut conn)?;
         Ok(SqliteRegistry {

@@ -1,0 +1,318 @@
+//! The admin commands: each resolves its connection, calls the server, prints.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::time::SystemTime;
+
+use idprov_client::{AdminClient, ClientError, Credentials};
+use idprov_proto::admin::SecretAdded;
+use idprov_proto::{OobSecret, OobSecretMessage};
+use idprov_server::datadir::files;
+use zeroize::Zeroizing;
+
+use crate::cli::{Connection, DevicesCommand, OobCommand, RequestsCommand};
+use crate::output::{self, fields, table};
+use crate::Failure;
+
+/// Warn this long before the administrator certificate expires.
+const ADMIN_EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+
+/// Where the server is and which credentials to use.
+fn connect(conn: &Connection) -> Result<AdminClient, Failure> {
+    let raw = idprov_server::config::read(conn.config.as_deref()).map_err(Failure::usage)?;
+    let config = raw.validate().map_err(Failure::usage)?;
+    let data_dir = conn.data_dir.clone().unwrap_or(config.data_dir.clone());
+    let server = match &conn.server {
+        Some(s) => s.clone(),
+        None => {
+            let addr = config.listen.first().copied().ok_or_else(|| Failure::usage("no listen address configured"))?;
+            let ip = if addr.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                addr.ip()
+            };
+            std::net::SocketAddr::new(ip, addr.port()).to_string()
+        }
+    };
+    let (cert, key, ca) = match (&conn.cert, &conn.key, &conn.ca) {
+        (Some(c), Some(k), Some(a)) => (c.clone(), k.clone(), a.clone()),
+        _ => (
+            data_dir.join(files::ADMIN_CERT),
+            data_dir.join(files::ADMIN_KEY),
+            conn.ca.clone().unwrap_or_else(|| data_dir.join(files::CA_CHAIN)),
+        ),
+    };
+    let credentials = Credentials::from_files(&cert, &key, &ca).map_err(|e| {
+        Failure::credentials(format!(
+            "{e}\n  (pass --data-dir DIR of the server, or --cert/--key/--ca)"
+        ))
+    })?;
+    warn_if_expiring(&cert);
+    AdminClient::new(&server, &credentials).map_err(Failure::from)
+}
+
+fn warn_if_expiring(cert: &Path) {
+    let Ok(text) = std::fs::read_to_string(cert) else {
+        return;
+    };
+    let Some(info) = idprov_ca::pem::parse_certificates(&text)
+        .ok()
+        .and_then(|c| idprov_ca::CertInfo::from_der(&c[0]).ok())
+    else {
+        return;
+    };
+    let left = info.not_after - idprov_proto::clock::unix_seconds(SystemTime::now());
+    if left < i64::try_from(ADMIN_EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX) {
+        eprintln!(
+            "warning: the administrator certificate {} expires in {} days",
+            cert.display(),
+            left.max(0) / 86_400
+        );
+    }
+}
+
+/// Reads a secret from a file or standard input: the first line, without
+/// its line ending (the secret itself is never trimmed).
+fn read_secret(source: Option<&Path>) -> Result<Zeroizing<String>, Failure> {
+    let mut line = Zeroizing::new(String::new());
+    let read = match source {
+        Some(path) => std::fs::File::open(path)
+            .map(std::io::BufReader::new)
+            .and_then(|mut r| r.read_line(&mut line)),
+        None => std::io::stdin().lock().read_line(&mut line),
+    };
+    read.map_err(|e| {
+        Failure::usage(format!(
+            "reading the secret from {}: {e}",
+            source.map_or("standard input".into(), |p| p.display().to_string())
+        ))
+    })?;
+    if line.ends_with('\n') {
+        line.pop();
+        if line.ends_with('\r') {
+            line.pop();
+        }
+    }
+    Ok(line)
+}
+
+fn generate_secret() -> Result<OobSecret, Failure> {
+    let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
+    aws_lc_rs::rand::fill(&mut random[..])
+        .map_err(|_| Failure::usage("the system random number generator failed"))?;
+    Ok(OobSecret::generate(&random))
+}
+
+pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
+    match cmd {
+        OobCommand::Add {
+            device_id,
+            secret,
+            secret_file,
+            valid_until,
+            conn,
+        } => {
+            let (secret, generated) = match (secret.as_deref(), secret_file) {
+                (Some("-"), None) => (read_secret(None)?, false),
+                (Some(s), None) => {
+                    eprintln!(
+                        "warning: a secret given on the command line is visible in the process list and shell history; prefer --secret-file FILE or -"
+                    );
+                    (Zeroizing::new(s.to_owned()), false)
+                }
+                (None, Some(path)) => (read_secret(Some(&path))?, false),
+                (None, None) => (Zeroizing::new(generate_secret()?.expose().to_owned()), true),
+                (Some(_), Some(_)) => unreachable!("clap refuses SECRET with --secret-file"),
+            };
+            // Refuse locally what the server would refuse, without sending it.
+            OobSecret::parse(&secret).map_err(|e| Failure::usage(format!("secret: {e}")))?;
+            idprov_proto::DeviceId::parse(&device_id).map_err(|e| Failure::usage(format!("DEVICE_ID: {e}")))?;
+            let client = connect(&conn)?;
+            let added: SecretAdded = client
+                .add_secret(&OobSecretMessage {
+                    device_id,
+                    oob_secret: secret.to_string(),
+                    valid_until: valid_until.unwrap_or_default(),
+                })
+                .await?;
+            for w in &added.warnings {
+                eprintln!("warning: {w}");
+            }
+            if conn.json {
+                let mut v = serde_json::to_value(&added).unwrap_or_default();
+                if generated && let Some(o) = v.as_object_mut() {
+                    o.insert("oobSecret".into(), secret.as_str().into());
+                }
+                output::json(&v);
+            } else {
+                let mut rows = vec![
+                    ("device", added.device_id.clone()),
+                    ("valid until", added.valid_until.clone()),
+                    ("replaced", added.replaced.to_string()),
+                ];
+                if generated {
+                    rows.insert(1, ("secret", format!("{} (generated; shown only now)", secret.as_str())));
+                }
+                fields(&rows);
+            }
+            Ok(())
+        }
+        OobCommand::List { limit, conn } => {
+            let rows = connect(&conn)?.list_secrets(limit).await?;
+            if conn.json {
+                output::json(&rows);
+            } else {
+                table(
+                    &["DEVICE", "VALID UNTIL", "CREATED", "BY"],
+                    &rows
+                        .iter()
+                        .map(|s| vec![s.device_id.clone(), s.valid_until.clone(), s.created_at.clone(), s.created_by.clone()])
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(())
+        }
+        OobCommand::Remove { device_id, conn } => {
+            let removed = connect(&conn)?.remove_secret(&device_id).await?;
+            if conn.json {
+                output::json(&removed);
+            } else {
+                println!("Removed the secret of {}.", output::safe(&device_id));
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
+    match cmd {
+        DevicesCommand::List { limit, conn } => {
+            let rows = connect(&conn)?.list_devices(limit).await?;
+            if conn.json {
+                output::json(&rows);
+            } else {
+                table(
+                    &["DEVICE", "STATUS", "VALID UNTIL", "CERTS", "REVOKED", "SECRET", "WAITING"],
+                    &rows
+                        .iter()
+                        .map(|d| {
+                            vec![
+                                d.device_id.clone(),
+                                d.status.clone(),
+                                d.valid_until.clone().unwrap_or_else(|| "-".into()),
+                                d.certificates.to_string(),
+                                d.revoked.to_string(),
+                                if d.live_secret { "yes" } else { "no" }.into(),
+                                d.waiting.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(())
+        }
+        DevicesCommand::Show { device_id, conn } => {
+            let detail = connect(&conn)?.device(&device_id).await?;
+            if conn.json {
+                output::json(&detail);
+            } else {
+                let d = &detail.device;
+                fields(&[
+                    ("device", d.device_id.clone()),
+                    ("status", d.status.clone()),
+                    ("first seen", d.created_at.clone()),
+                    ("valid until", d.valid_until.clone().unwrap_or_else(|| "-".into())),
+                    ("secret registered", d.live_secret.to_string()),
+                    ("waiting requests", d.waiting.to_string()),
+                ]);
+                println!();
+                table(
+                    &["SERIAL", "ISSUED", "NOT AFTER", "HOW", "BY", "KEY", "REVOKED"],
+                    &detail
+                        .certificates
+                        .iter()
+                        .map(|c| {
+                            vec![
+                                c.serial.clone(),
+                                c.issued_at.clone(),
+                                c.not_after.clone(),
+                                c.issue_kind.clone(),
+                                c.authorized_by.clone(),
+                                c.key_type.clone(),
+                                c.revoked_at.clone().unwrap_or_else(|| "-".into()),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
+    match cmd {
+        RequestsCommand::List { limit, conn } => {
+            let rows = connect(&conn)?.list_requests(limit).await?;
+            if conn.json {
+                output::json(&rows);
+            } else {
+                table(
+                    &["DEVICE", "KEY", "TYPE", "CLAIMED IP", "CLAIMED MAC", "SOURCE", "FIRST SEEN", "LAST SEEN", "ATTEMPTS"],
+                    &rows
+                        .iter()
+                        .map(|w| {
+                            vec![
+                                w.device_id.clone(),
+                                w.key_fingerprint.clone(),
+                                w.key_type.clone(),
+                                w.claimed_ip.clone(),
+                                w.claimed_mac.clone(),
+                                w.source.clone(),
+                                w.first_seen.clone(),
+                                w.last_seen.clone(),
+                                w.attempts.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub async fn status(device_id: String, conn: Connection) -> Result<(), Failure> {
+    let status = connect(&conn)?.status(&device_id).await?;
+    if conn.json {
+        output::json(&serde_json::json!({
+            "deviceID": status.device_id,
+            "status": status.status.as_str(),
+            "caCert": status.ca_cert,
+            "clientCert": status.client_cert,
+        }));
+    } else {
+        fields(&[
+            ("device", status.device_id.clone()),
+            ("status", status.status.as_str().to_owned()),
+        ]);
+        if let Some(cert) = &status.client_cert {
+            print!("{cert}");
+        }
+    }
+    Ok(())
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let code = match &e {
+            ClientError::Refused { .. } | ClientError::Protocol(_) => 1,
+            ClientError::Unreachable { .. } => 3,
+            ClientError::Credentials(_) | ClientError::CredentialsRefused(_) => 4,
+        };
+        Failure {
+            code,
+            message: e.to_string(),
+        }
+    }
+}

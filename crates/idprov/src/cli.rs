@@ -1,0 +1,152 @@
+//! The command line, as clap parses it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// idprov: IoT device provisioning over the idprov v1 protocol.
+///
+/// `idprov serve` runs the server. The other commands talk to a running
+/// server over mutual TLS with an administrator certificate, so they work
+/// from another machine too.
+#[derive(Debug, Parser)]
+#[command(name = "idprov", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the provisioning server.
+    Serve(ServeArgs),
+    /// Register, list and remove out-of-band secrets.
+    #[command(subcommand)]
+    Oob(OobCommand),
+    /// List and inspect devices.
+    #[command(subcommand)]
+    Devices(DevicesCommand),
+    /// List provisioning requests waiting for a secret or an approval.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
+    /// Show a device's protocol status (Approved, Waiting or Rejected).
+    Status {
+        /// The device ID.
+        device_id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Default: /etc/idprov/idprov.toml for root,
+    /// else ~/.config/idprov/idprov.toml, if it exists.
+    #[arg(long, env = "IDPROV_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (CA, keys, database). Default: /var/lib/idprov for
+    /// root, else ~/.local/state/idprov.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; repeat for several. Default: [::]:43776 (dual-stack).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Vec<String>,
+    /// Do not advertise the server over DNS-SD (multicast DNS).
+    #[arg(long)]
+    pub no_dns_sd: bool,
+}
+
+/// How admin commands reach the server and authenticate.
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// The server, HOST:PORT. Default: the server of this machine's
+    /// configuration (its listen port on 127.0.0.1).
+    #[arg(long, env = "IDPROV_SERVER", value_name = "HOST:PORT", global = true)]
+    pub server: Option<String>,
+    /// Data directory holding the administrator credential (admin.pem,
+    /// admin.key, ca-chain.pem). Default: as for `serve`.
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file to read the defaults from.
+    #[arg(long, env = "IDPROV_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Client certificate (PEM) instead of the data directory's admin.pem.
+    #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], global = true)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], global = true)]
+    pub key: Option<PathBuf>,
+    /// The CA certificate(s) to trust (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Print JSON: one array for listings, one object otherwise.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OobCommand {
+    /// Register (or replace) a device's secret. Without SECRET, a strong one
+    /// is generated and printed.
+    Add {
+        /// The device ID.
+        device_id: String,
+        /// The secret, or `-` to read it from standard input. A secret given
+        /// here is visible in the process list: prefer --secret-file or `-`.
+        secret: Option<String>,
+        /// Read the secret from this file (first line).
+        #[arg(long, value_name = "FILE", conflicts_with = "secret")]
+        secret_file: Option<PathBuf>,
+        /// Expiry (RFC 3339). Default: 3 days from now.
+        #[arg(long, value_name = "TIME")]
+        valid_until: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List registered secrets (never their values).
+    List {
+        /// Stop after this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a device's secret.
+    Remove {
+        /// The device ID.
+        device_id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DevicesCommand {
+    /// List devices.
+    List {
+        /// Stop after this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Show one device and its certificate history.
+    Show {
+        /// The device ID.
+        device_id: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestsCommand {
+    /// List waiting requests.
+    List {
+        /// Stop after this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}

@@ -1,0 +1,77 @@
+//! `idprov serve`.
+
+use idprov_server::config::{LogFormat, OneOrMany};
+use idprov_server::{ServerOptions, start};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::ServeArgs;
+use crate::Failure;
+
+fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
+    // RUST_LOG, when set, overrides the configured level.
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.is_empty() => EnvFilter::try_new(v),
+        _ => EnvFilter::try_new(level),
+    }
+    .map_err(|e| Failure::usage(format!("configuration key `log.level`: {e}")))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    result.map_err(|e| Failure::usage(format!("logging: {e}")))
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), Failure> {
+    let mut raw = idprov_server::config::read(args.config.as_deref()).map_err(Failure::usage)?;
+    if let Some(dir) = args.data_dir {
+        raw.data_dir = Some(dir);
+    }
+    if !args.listen.is_empty() {
+        raw.listen = Some(OneOrMany::Many(args.listen));
+    }
+    if args.no_dns_sd {
+        raw.dns_sd.enabled = Some(false);
+    }
+    let config = raw.validate().map_err(Failure::usage)?;
+    init_logging(&config.log_level, config.log_format)?;
+    let data_dir = config.data_dir.clone();
+    let server = start(config, ServerOptions::default())
+        .await
+        .map_err(|e| Failure {
+            code: 1,
+            message: e.to_string(),
+        })?;
+    tracing::info!(
+        admin_certificate = %data_dir.join(idprov_server::datadir::files::ADMIN_CERT).display(),
+        "admin commands on this machine use this credential (idprov oob add DEVICE_ID …)"
+    );
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

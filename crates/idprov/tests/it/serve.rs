@@ -1,0 +1,133 @@
+//! `idprov serve` as a process: first start, later start, signals, config errors.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{idprov, stderr};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_idprov"))
+        .args(["serve", "--no-dns-sd", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("HOME", std::env::temp_dir())
+        .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
+        .env_remove("IDPROV_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server starts")
+}
+
+fn wait_ready(data_dir: &std::path::Path, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = idprov(
+            &["oob", "list", "--server", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().expect("path")],
+            None,
+        );
+        if out.status.success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server not ready: {}", stderr(&out));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stop(mut child: Child) -> String {
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = child.wait().expect("wait");
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}\n{err}");
+    err
+}
+
+#[test]
+fn serve_starts_from_nothing_and_reuses_its_files() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("state");
+    let port = free_port();
+    let child = spawn_server(&data, port);
+    wait_ready(&data, port);
+    let log = stop(child);
+    assert!(log.contains("generated a new CA"), "{log}");
+    for f in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem", "admin.key", "idprov.db"] {
+        assert!(data.join(f).exists(), "{f}");
+    }
+    let ca = std::fs::read(data.join("ca.pem")).expect("read");
+    let child = spawn_server(&data, port);
+    wait_ready(&data, port);
+    let log = stop(child);
+    assert!(!log.contains("generated a new CA"), "{log}");
+    assert_eq!(std::fs::read(data.join("ca.pem")).expect("read"), ca, "the CA is reused");
+}
+
+#[test]
+fn configuration_errors_name_the_key_and_exit_2() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("idprov.toml");
+    std::fs::write(&config, "[certificates]\ndevice_validity = \"0s\"\n").expect("write");
+    let state = tmp.path().join("state");
+    let state = state.to_str().expect("path");
+    let serve = |extra: &[&str]| {
+        let mut args = vec!["serve", "--no-dns-sd", "--listen", "127.0.0.1:0", "--data-dir", state];
+        args.extend_from_slice(extra);
+        idprov(&args, None)
+    };
+    let out = serve(&["--config", config.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("certificates.device_validity"), "{}", stderr(&out));
+
+    std::fs::write(&config, "listen = 5\n").expect("write");
+    let out = idprov(
+        &["serve", "--no-dns-sd", "--data-dir", state, "--config", config.to_str().expect("path")],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("listen"), "{}", stderr(&out));
+
+    let out = serve(&["--config", "/nonexistent/idprov.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+}
+
+#[test]
+fn environment_variables_override_the_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let config = tmp.path().join("idprov.toml");
+    std::fs::write(&config, "[certificates]\ndevice_validity = \"7d\"\n").expect("write");
+    // SAFETY of the environment: the variable is set for the child only.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idprov"))
+        .args(["serve", "--no-dns-sd", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("state"))
+        .arg("--config")
+        .arg(&config)
+        .env("IDPROV_CERTIFICATES__DEVICE_VALIDITY", "nonsense")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nonsense") && err.contains("device_validity"), "{err}");
+}
