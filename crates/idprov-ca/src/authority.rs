@@ -182,7 +182,10 @@ impl Ca {
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, organization);
-        dn.push(DnType::CommonName, format!("{organization} provisioning CA"));
+        dn.push(
+            DnType::CommonName,
+            format!("{organization} provisioning CA"),
+        );
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -318,13 +321,11 @@ impl Ca {
         }
         let cert = params.signed_by(public_key.rcgen(), &self.issuer)?;
         let der = cert.der().clone();
-        let serial = hex(
-            &params
-                .serial_number
-                .as_ref()
-                .map(SerialNumber::to_bytes)
-                .unwrap_or_default(),
-        );
+        let serial = hex(&params
+            .serial_number
+            .as_ref()
+            .map(SerialNumber::to_bytes)
+            .unwrap_or_default());
         Ok(IssuedCert {
             serial,
             pem: certificate_pem(&der),

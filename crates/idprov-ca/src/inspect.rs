@@ -45,15 +45,18 @@ pub struct CertInfo {
 impl CertInfo {
     /// Parses a DER certificate; trailing bytes are an error.
     pub fn from_der(der: &[u8]) -> Result<Self, CaError> {
-        let (rest, cert) = X509Certificate::from_der(der)
-            .map_err(|e| CaError::BadCertificate(e.to_string()))?;
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| CaError::BadCertificate(e.to_string()))?;
         if !rest.is_empty() {
-            return Err(CaError::BadCertificate("trailing bytes after the certificate".into()));
+            return Err(CaError::BadCertificate(
+                "trailing bytes after the certificate".into(),
+            ));
         }
-        let strings = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
-            it.filter_map(|a| a.as_str().ok().map(str::to_owned))
-                .collect::<Vec<_>>()
-        };
+        let strings =
+            |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+                it.filter_map(|a| a.as_str().ok().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            };
         let subject = cert.subject();
         let eku = cert
             .extended_key_usage()

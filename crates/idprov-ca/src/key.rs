@@ -105,12 +105,13 @@ impl PublicKey {
                 } else {
                     return Err(KeyError::Unsupported(ec_curve_name(&curve.to_id_string())));
                 };
-            ParsedPublicKey::new(verify_alg, key_bytes)
-                .map_err(|_| KeyError::InvalidKey(if key_type == KeyType::EcdsaP256 {
+            ParsedPublicKey::new(verify_alg, key_bytes).map_err(|_| {
+                KeyError::InvalidKey(if key_type == KeyType::EcdsaP256 {
                     "ECDSA-P256"
                 } else {
                     "ECDSA-P384"
-                }))?;
+                })
+            })?;
             key_type
         } else if *alg == OID_SIG_ED25519 {
             if spki.algorithm.parameters.is_some() || key_bytes.len() != 32 {
@@ -133,9 +134,8 @@ impl PublicKey {
         } else {
             return Err(KeyError::Unsupported(algorithm_name(&alg.to_id_string())));
         };
-        let rcgen = rcgen::SubjectPublicKeyInfo::from_der(der).map_err(|_| {
-            KeyError::Unsupported(key_type.to_string())
-        })?;
+        let rcgen = rcgen::SubjectPublicKeyInfo::from_der(der)
+            .map_err(|_| KeyError::Unsupported(key_type.to_string()))?;
         Ok(PublicKey {
             spki_der: der.to_vec(),
             key_type,

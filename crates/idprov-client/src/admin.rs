@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use idprov_proto::admin::{DeviceDetail, DeviceView, Page, Removed, SecretAdded, SecretView, WaitingView};
+use idprov_proto::admin::{
+    DeviceDetail, DeviceView, Page, Removed, SecretAdded, SecretView, WaitingView,
+};
 use idprov_proto::{OobSecretMessage, StatusMessage};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::de::DeserializeOwned;
@@ -85,14 +87,22 @@ impl AdminClient {
         })
     }
 
-    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+    async fn send<T: DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ClientError> {
         let body = self.send_raw(req).await?;
-        serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("{e} in {}", String::from_utf8_lossy(&body))))
+        serde_json::from_slice(&body).map_err(|e| {
+            ClientError::Protocol(format!("{e} in {}", String::from_utf8_lossy(&body)))
+        })
     }
 
     /// Every entry of a paged listing, up to `limit`.
-    async fn all<T: DeserializeOwned>(&self, path: &str, limit: Option<usize>) -> Result<Vec<T>, ClientError> {
+    async fn all<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        limit: Option<usize>,
+    ) -> Result<Vec<T>, ClientError> {
         let mut out = Vec::new();
         let mut after: Option<String> = None;
         loop {
@@ -138,8 +148,11 @@ impl AdminClient {
 
     /// Removes a device's secret.
     pub async fn remove_secret(&self, device_id: &str) -> Result<Removed, ClientError> {
-        self.send(self.http.delete(self.url(&format!("/idprov/admin/oob/{}", Self::segment(device_id)))))
-            .await
+        self.send(
+            self.http
+                .delete(self.url(&format!("/idprov/admin/oob/{}", Self::segment(device_id)))),
+        )
+        .await
     }
 
     /// Devices.
@@ -149,12 +162,18 @@ impl AdminClient {
 
     /// One device with its certificate history.
     pub async fn device(&self, device_id: &str) -> Result<DeviceDetail, ClientError> {
-        self.send(self.http.get(self.url(&format!("/idprov/admin/devices/{}", Self::segment(device_id)))))
-            .await
+        self.send(self.http.get(self.url(&format!(
+            "/idprov/admin/devices/{}",
+            Self::segment(device_id)
+        ))))
+        .await
     }
 
     /// Waiting provisioning requests.
-    pub async fn list_requests(&self, limit: Option<usize>) -> Result<Vec<WaitingView>, ClientError> {
+    pub async fn list_requests(
+        &self,
+        limit: Option<usize>,
+    ) -> Result<Vec<WaitingView>, ClientError> {
         self.all("/idprov/admin/requests", limit).await
     }
 

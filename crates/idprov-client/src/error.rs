@@ -40,7 +40,10 @@ impl ClientError {
         while let Some(err) = source {
             let text = match err.downcast_ref::<rustls::Error>() {
                 Some(tls) => tls.to_string(),
-                None => match err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+                None => match err
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                {
                     Some(inner) => inner.to_string(),
                     None => String::new(),
                 },

@@ -61,7 +61,9 @@ impl Credentials {
             any = true;
         }
         if !any {
-            return Err(ClientError::Credentials("the CA file holds no certificate".into()));
+            return Err(ClientError::Credentials(
+                "the CA file holds no certificate".into(),
+            ));
         }
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -73,7 +75,9 @@ impl Credentials {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| ClientError::Credentials(format!("certificate PEM: {e:?}")))?;
                 if chain.is_empty() {
-                    return Err(ClientError::Credentials("the certificate file holds no certificate".into()));
+                    return Err(ClientError::Credentials(
+                        "the certificate file holds no certificate".into(),
+                    ));
                 }
                 let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
                     .map_err(|e| ClientError::Credentials(format!("key PEM: {e:?}")))?;

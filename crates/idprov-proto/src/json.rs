@@ -126,9 +126,7 @@ impl Object {
     pub(crate) fn optional_int(&mut self, key: &'static str) -> Result<i64, MessageError> {
         match self.take(key) {
             None | Some(Value::Null) => Ok(0),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .ok_or(MessageError::WrongType(key, "an integer")),
+            Some(Value::Number(n)) => n.as_i64().ok_or(MessageError::WrongType(key, "an integer")),
             Some(_) => Err(MessageError::WrongType(key, "an integer")),
         }
     }

@@ -175,9 +175,8 @@ pub fn encode_response(
     signature: &[u8],
     style: EscapeStyle,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        96 + fields.ca_cert.len() + fields.client_cert.len() + signature.len(),
-    );
+    let mut out =
+        Vec::with_capacity(96 + fields.ca_cert.len() + fields.client_cert.len() + signature.len());
     let mut w = ObjectWriter::new(&mut out, style);
     if fields.retry_sec != 0 {
         w.int("retrySec", fields.retry_sec);

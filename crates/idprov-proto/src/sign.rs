@@ -154,7 +154,10 @@ mod tests {
         let good = sign_bytes(b"k", KeyVariant::RawSecret, msg);
         assert!(verify_bytes(b"k", KeyVariant::RawSecret, msg, &good));
         for bad in ["", "!!!", &good[..good.len() - 1], "AAAA"] {
-            assert!(!verify_bytes(b"k", KeyVariant::RawSecret, msg, bad), "{bad}");
+            assert!(
+                !verify_bytes(b"k", KeyVariant::RawSecret, msg, bad),
+                "{bad}"
+            );
         }
     }
 }

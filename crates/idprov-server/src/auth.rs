@@ -125,7 +125,9 @@ pub async fn resolve(app: &AppState, leaf: Option<&Arc<CertInfo>>) -> Result<Cal
     };
     let now = unix_seconds(app.clock.now());
     if !leaf.is_valid_at(now) {
-        return Ok(Caller::Refused("the client certificate is outside its validity period"));
+        return Ok(Caller::Refused(
+            "the client certificate is outside its validity period",
+        ));
     }
     if !leaf.allows_client_auth() {
         return Ok(Caller::Refused(
@@ -133,11 +135,15 @@ pub async fn resolve(app: &AppState, leaf: Option<&Arc<CertInfo>>) -> Result<Cal
         ));
     }
     let Some(name) = leaf.common_name() else {
-        return Ok(Caller::Refused("the client certificate must have exactly one CN"));
+        return Ok(Caller::Refused(
+            "the client certificate must have exactly one CN",
+        ));
     };
     let role = Role::of(&leaf.organizational_units);
     if role == Role::Device && DeviceId::parse(name).is_err() {
-        return Ok(Caller::Refused("the device certificate's CN is not a valid device ID"));
+        return Ok(Caller::Refused(
+            "the device certificate's CN is not a valid device ID",
+        ));
     }
     if app.is_revoked(&leaf.serial).await? {
         return Ok(Caller::Refused("the client certificate has been revoked"));
@@ -203,10 +209,12 @@ impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
         match Caller::from_request_parts(parts, state).await? {
             Caller::Anonymous => Err(ApiError::Unauthenticated),
             Caller::Refused(why) => Err(ApiError::Forbidden(why)),
-            Caller::Verified(v) if matches!(v.role, Role::Admin | Role::Plugin) => Ok(AdminCaller {
-                actor: Actor::named(v.role.as_str(), &v.name),
-                role: v.role,
-            }),
+            Caller::Verified(v) if matches!(v.role, Role::Admin | Role::Plugin) => {
+                Ok(AdminCaller {
+                    actor: Actor::named(v.role.as_str(), &v.name),
+                    role: v.role,
+                })
+            }
             Caller::Verified(_) => Err(ApiError::Forbidden(
                 "this operation needs an administrator or plugin certificate",
             )),

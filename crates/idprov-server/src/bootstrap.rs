@@ -10,12 +10,16 @@ use std::time::{Duration, SystemTime};
 
 use idprov_ca::{Ca, CertInfo, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, pem};
 use idprov_proto::clock::unix_seconds;
-use idprov_store::{Actor, AuditRecord, CertKind, IssueKind, IssueRecord, NewCertificate, Registry};
+use idprov_store::{
+    Actor, AuditRecord, CertKind, IssueKind, IssueRecord, NewCertificate, Registry,
+};
 use rustls_pki_types::CertificateDer;
 use serde_json::json;
 
 use crate::config::{CaSource, ServerConfig, host_name};
-use crate::datadir::{DataDir, check_private_permissions, files, write_private_file, write_public_file};
+use crate::datadir::{
+    DataDir, check_private_permissions, files, write_private_file, write_public_file,
+};
 use crate::defaults;
 use crate::error::StartError;
 
@@ -265,7 +269,15 @@ pub async fn server_credential(
         let chain_pem = format!("{}{}", issued.pem, ca.intermediates_pem());
         write_public_file(&cert_path, chain_pem.as_bytes())
             .map_err(|e| StartError::file(&cert_path, e))?;
-        record_local(registry, CertKind::Server, &host_name(), &issued, now, reason).await?;
+        record_local(
+            registry,
+            CertKind::Server,
+            &host_name(),
+            &issued,
+            now,
+            reason,
+        )
+        .await?;
         tracing::info!(reason, names = ?names, addresses = ?ips, "issued the server TLS certificate");
     }
     let chain = pem::parse_certificates(&read(&cert_path)?)
@@ -312,7 +324,15 @@ pub async fn local_admin_credential(
             format!("{}{}", issued.pem, ca.intermediates_pem()).as_bytes(),
         )
         .map_err(|e| StartError::file(&cert_path, e))?;
-        record_local(registry, CertKind::Admin, LOCAL_ADMIN_NAME, &issued, now, reason).await?;
+        record_local(
+            registry,
+            CertKind::Admin,
+            LOCAL_ADMIN_NAME,
+            &issued,
+            now,
+            reason,
+        )
+        .await?;
         tracing::info!(reason, path = %cert_path.display(), "issued the local administrator credential");
     }
     Ok(())

@@ -371,14 +371,10 @@ pub fn read(file: Option<&Path>) -> Result<RawConfig, ConfigError> {
     if let Some(p) = &path {
         figment = figment.merge(Toml::file_exact(p));
     }
-    figment = figment.merge(
-        Env::prefixed(d::ENV_PREFIX)
-            .split("__")
-            .filter(|k| {
-                let top = k.as_str().split('.').next().unwrap_or_default();
-                ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
-            }),
-    );
+    figment = figment.merge(Env::prefixed(d::ENV_PREFIX).split("__").filter(|k| {
+        let top = k.as_str().split('.').next().unwrap_or_default();
+        ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+    }));
     figment
         .extract::<RawConfig>()
         .map_err(|e| ConfigError::Parse(figment_message(&e)))
@@ -403,7 +399,11 @@ fn figment_message(e: &figment::Error) -> String {
     parts.join("; ")
 }
 
-fn positive(key: &'static str, v: Option<ConfigDuration>, default: Duration) -> Result<Duration, ConfigError> {
+fn positive(
+    key: &'static str,
+    v: Option<ConfigDuration>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     let v = v.map(|c| c.0).unwrap_or(default);
     if v.is_zero() {
         return Err(invalid(key, "must be longer than zero"));
@@ -419,7 +419,10 @@ fn parse_listen(items: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
             .map_err(|e| invalid("listen", format!("{item:?} is not HOST:PORT ({e})")))?
             .collect();
         if addrs.is_empty() {
-            return Err(invalid("listen", format!("{item:?} resolves to no address")));
+            return Err(invalid(
+                "listen",
+                format!("{item:?} resolves to no address"),
+            ));
         }
         out.extend(addrs);
     }
@@ -483,7 +486,10 @@ impl RawConfig {
         let ca = match (self.ca.cert_file, self.ca.key_file) {
             (None, None) => {
                 if self.ca.chain_file.is_some() {
-                    return Err(invalid("ca.chain_file", "needs ca.cert_file and ca.key_file"));
+                    return Err(invalid(
+                        "ca.chain_file",
+                        "needs ca.cert_file and ca.key_file",
+                    ));
                 }
                 let key_type = match self.ca.key_type.as_deref() {
                     None => KeyAlgorithm::EcdsaP256,
@@ -518,12 +524,19 @@ impl RawConfig {
                 SecretKeySource::Inline(k)
             }
             (Some(_), Some(_)) => {
-                return Err(invalid("secrets.key", "set either secrets.key or secrets.key_file"));
+                return Err(invalid(
+                    "secrets.key",
+                    "set either secrets.key or secrets.key_file",
+                ));
             }
         };
         let lockout = LockoutPolicy {
             threshold: self.lockout.threshold.unwrap_or(d::LOCKOUT_THRESHOLD),
-            base_secs: secs(positive("lockout.base", self.lockout.base, d::LOCKOUT_BASE)?),
+            base_secs: secs(positive(
+                "lockout.base",
+                self.lockout.base,
+                d::LOCKOUT_BASE,
+            )?),
             max_secs: secs(positive("lockout.max", self.lockout.max, d::LOCKOUT_MAX)?),
             forget_after_secs: secs(d::LOCKOUT_FORGET),
         };
@@ -531,17 +544,26 @@ impl RawConfig {
             return Err(invalid("lockout.threshold", "must be at least 1"));
         }
         if lockout.max_secs < lockout.base_secs {
-            return Err(invalid("lockout.max", "must not be shorter than lockout.base"));
+            return Err(invalid(
+                "lockout.max",
+                "must not be shorter than lockout.base",
+            ));
         }
         let body_limit = self.limits.body.unwrap_or(d::BODY_LIMIT);
         if !(1024..=16 * 1024 * 1024).contains(&body_limit) {
-            return Err(invalid("limits.body", "must be between 1024 and 16777216 bytes"));
+            return Err(invalid(
+                "limits.body",
+                "must be between 1024 and 16777216 bytes",
+            ));
         }
         let log_format = match self.log.format.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
             Some(other) => {
-                return Err(invalid("log.format", format!("{other:?} is not \"text\" or \"json\"")));
+                return Err(invalid(
+                    "log.format",
+                    format!("{other:?} is not \"text\" or \"json\""),
+                ));
             }
         };
         let dns_sd_instance = match self.dns_sd.enabled {
@@ -549,7 +571,10 @@ impl RawConfig {
             _ => {
                 let name = self.dns_sd.instance.unwrap_or_else(|| "idprov".into());
                 if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
-                    return Err(invalid("dns_sd.instance", "must be 1-63 characters of text"));
+                    return Err(invalid(
+                        "dns_sd.instance",
+                        "must be 1-63 characters of text",
+                    ));
                 }
                 Some(name)
             }
@@ -577,7 +602,11 @@ impl RawConfig {
                 self.certificates.admin_validity,
                 d::ADMIN_VALIDITY,
             )?,
-            secret_lifetime: positive("secrets.lifetime", self.secrets.lifetime, d::SECRET_LIFETIME)?,
+            secret_lifetime: positive(
+                "secrets.lifetime",
+                self.secrets.lifetime,
+                d::SECRET_LIFETIME,
+            )?,
             redelivery_window: positive(
                 "secrets.redelivery_window",
                 self.secrets.redelivery_window,
@@ -639,14 +668,20 @@ impl ServerConfig {
 mod tests {
     use super::*;
 
-    fn raw(toml: &str) -> Result<RawConfig, figment::Error> {
-        Figment::new().merge(Toml::string(toml)).extract()
+    fn raw(toml: &str) -> Result<RawConfig, Box<figment::Error>> {
+        Figment::new()
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(Box::new)
     }
 
     #[test]
     fn defaults_validate() {
         let c = RawConfig::default().validate().expect("defaults");
-        assert_eq!(c.listen, vec!["[::]:43776".parse::<SocketAddr>().expect("addr")]);
+        assert_eq!(
+            c.listen,
+            vec!["[::]:43776".parse::<SocketAddr>().expect("addr")]
+        );
         assert_eq!(c.device_validity, d::DEVICE_VALIDITY);
         assert_eq!(c.secret_key, SecretKeySource::Ephemeral);
         assert_eq!(c.dns_sd_instance.as_deref(), Some("idprov"));
@@ -665,7 +700,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let cases = [
-            ("[certificates]\ndevice_validity = \"0s\"", "certificates.device_validity"),
+            (
+                "[certificates]\ndevice_validity = \"0s\"",
+                "certificates.device_validity",
+            ),
             ("listen = \"nonsense\"", "listen"),
             ("[ca]\ncert_file = \"/x\"", "ca.key_file"),
             ("[log]\nformat = \"xml\"", "log.format"),
@@ -674,12 +712,18 @@ mod tests {
             ("[secrets]\nkey = \"short\"", "secrets.key"),
         ];
         for (toml, key) in cases {
-            let err = raw(toml).expect("parse").validate().unwrap_err().to_string();
+            let err = raw(toml)
+                .expect("parse")
+                .validate()
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(key), "{toml:?} -> {err}");
         }
         let err = raw("nonsense_key = 1").unwrap_err().to_string();
         assert!(err.contains("nonsense_key"), "{err}");
-        let err = raw("[certificates]\ndevice_validity = \"soon\"").unwrap_err().to_string();
+        let err = raw("[certificates]\ndevice_validity = \"soon\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("soon"), "{err}");
     }
 

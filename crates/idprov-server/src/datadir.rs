@@ -166,7 +166,11 @@ pub fn check_private_permissions(path: &Path) -> io::Result<()> {
     if mode & 0o077 != 0 {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("{} has mode {:o}; private keys must be 0600", path.display(), mode & 0o777),
+            format!(
+                "{} has mode {:o}; private keys must be 0600",
+                path.display(),
+                mode & 0o777
+            ),
         ));
     }
     Ok(())
@@ -185,7 +189,10 @@ mod tests {
         assert_eq!(mode, 0o700);
         let key = dir.path("x.key");
         write_private_file(&key, b"secret").expect("write");
-        assert_eq!(fs::metadata(&key).expect("meta").permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&key).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
         check_private_permissions(&key).expect("private");
         write_public_file(&dir.path("x.pem"), b"cert").expect("write");
         fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -194,7 +201,10 @@ mod tests {
             io::ErrorKind::PermissionDenied
         );
         // A second server cannot take the lock.
-        assert!(matches!(DataDir::open(&root, true), Err(DataDirError::Locked(_))));
+        assert!(matches!(
+            DataDir::open(&root, true),
+            Err(DataDirError::Locked(_))
+        ));
         drop(dir);
         DataDir::open(&root, true).expect("lock released");
     }

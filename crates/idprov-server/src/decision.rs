@@ -23,8 +23,8 @@ use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, OobSecret, ProvisionRequest, ProvisionStatus};
 use idprov_store::{
-    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, DeviceFacts, IssueKind,
-    IssueOutcome, IssueRecord, NewCertificate, WaitingOutcome, WaitingRequest,
+    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, DeviceFacts, IssueKind, IssueOutcome,
+    IssueRecord, NewCertificate, WaitingOutcome, WaitingRequest,
 };
 use serde_json::json;
 
@@ -125,12 +125,20 @@ pub async fn decide(
             // §6 step 2: an administrator or plugin may request for any device.
             Role::Admin | Role::Plugin => {
                 let actor = Actor::named(v.role.as_str(), &v.name);
-                return issue(app, req, IssueKind::Admin, actor, ResponseKey::Empty, None, None)
-                    .await
-                    .map(|i| match i {
-                        Issued::Done(o) => o,
-                        Issued::SecretGone => Outcome::Waiting,
-                    });
+                return issue(
+                    app,
+                    req,
+                    IssueKind::Admin,
+                    actor,
+                    ResponseKey::Empty,
+                    None,
+                    None,
+                )
+                .await
+                .map(|i| match i {
+                    Issued::Done(o) => o,
+                    Issued::SecretGone => Outcome::Waiting,
+                });
             }
             // §6 step 3: a device renews its own certificate.
             Role::Device if v.name == req.device_id.as_str() => {

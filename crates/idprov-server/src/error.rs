@@ -143,7 +143,10 @@ impl IntoResponse for ApiError {
             ),
         };
         let body = serde_json::json!({ "error": message, "status": status.as_u16() });
-        let mut response = (status, crate::routes::json_bytes(body.to_string().into_bytes()))
+        let mut response = (
+            status,
+            crate::routes::json_bytes(body.to_string().into_bytes()),
+        )
             .into_response();
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())

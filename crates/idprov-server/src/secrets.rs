@@ -47,10 +47,7 @@ pub fn decode_key(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
             .map_err(|_| "is not base64 (expected 32 random bytes, base64-encoded)".to_string())?,
     );
     if bytes.len() != 32 {
-        return Err(format!(
-            "decodes to {} bytes; 32 are required",
-            bytes.len()
-        ));
+        return Err(format!("decodes to {} bytes; 32 are required", bytes.len()));
     }
     Ok(bytes)
 }
@@ -77,8 +74,14 @@ const AAD_PREFIX: &[u8] = b"idprov oob secret v1\0";
 /// about the key but tells two keys apart.
 fn key_id_of(key: &[u8]) -> String {
     use aws_lc_rs::hmac;
-    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), b"idprov secret key id");
-    tag.as_ref()[..12].iter().map(|b| format!("{b:02x}")).collect()
+    let tag = hmac::sign(
+        &hmac::Key::new(hmac::HMAC_SHA256, key),
+        b"idprov secret key id",
+    );
+    tag.as_ref()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl SecretBox {
@@ -103,17 +106,17 @@ impl SecretBox {
         let name = path.display().to_string();
         if !path.exists() && create {
             let mut key = Zeroizing::new([0u8; 32]);
-            aws_lc_rs::rand::fill(&mut key[..])
-                .map_err(|_| KeyFileError::Format(name.clone(), "random generator failed".into()))?;
+            aws_lc_rs::rand::fill(&mut key[..]).map_err(|_| {
+                KeyFileError::Format(name.clone(), "random generator failed".into())
+            })?;
             let text = Zeroizing::new(BASE64.encode(&key[..]) + "\n");
             crate::datadir::write_private_file(path, text.as_bytes())
                 .map_err(|e| KeyFileError::Io(name.clone(), e))?;
         }
-        crate::datadir::check_private_permissions(path)
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::PermissionDenied => KeyFileError::Permissions(name.clone()),
-                _ => KeyFileError::Io(name.clone(), e),
-            })?;
+        crate::datadir::check_private_permissions(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => KeyFileError::Permissions(name.clone()),
+            _ => KeyFileError::Io(name.clone(), e),
+        })?;
         let text = Zeroizing::new(
             std::fs::read_to_string(path).map_err(|e| KeyFileError::Io(name.clone(), e))?,
         );
@@ -188,7 +191,10 @@ mod tests {
         assert_eq!(b.open("dev-1", &sealed).expect("open"), s);
         assert!(matches!(b.open("dev-2", &sealed), Err(SealError::WrongKey)));
         let other = SecretBox::ephemeral().expect("key");
-        assert!(matches!(other.open("dev-1", &sealed), Err(SealError::WrongKey)));
+        assert!(matches!(
+            other.open("dev-1", &sealed),
+            Err(SealError::WrongKey)
+        ));
         assert_ne!(b.key_id(), other.key_id());
         // Two seals of the same secret differ (random nonce).
         assert_ne!(sealed, b.seal("dev-1", &s).expect("seal"));

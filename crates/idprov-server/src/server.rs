@@ -57,7 +57,8 @@ pub struct RunningServer {
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let err = |source| StartError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // Dual-stack: `[::]` accepts IPv4 too, whatever the system default.
         socket.set_only_v6(false).map_err(err)?;
@@ -70,7 +71,10 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
 }
 
 /// Starts the server: data directory, registry, CA, credentials, listeners.
-pub async fn start(config: ServerConfig, options: ServerOptions) -> Result<RunningServer, StartError> {
+pub async fn start(
+    config: ServerConfig,
+    options: ServerOptions,
+) -> Result<RunningServer, StartError> {
     let clock = options.clock.clone();
     let now = clock.now();
     let dir = DataDir::open(&config.data_dir, true)?;
@@ -84,7 +88,11 @@ pub async fn start(config: ServerConfig, options: ServerOptions) -> Result<Runni
     };
     let window = i64::try_from(config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
     let (unreadable, expired) = registry
-        .purge_secrets(secrets.key_id(), unix_seconds(now), unix_seconds(now) - window)
+        .purge_secrets(
+            secrets.key_id(),
+            unix_seconds(now),
+            unix_seconds(now) - window,
+        )
         .await?;
     if unreadable > 0 {
         tracing::info!(

@@ -326,7 +326,9 @@ struct LogWriter;
 impl std::io::Write for LogWriter {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let buf = LOGS.get_or_init(|| Mutex::new(Vec::new()));
-        buf.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(data);
+        buf.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
         Ok(data.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -10,9 +10,9 @@ use idprov_proto::{OobSecret, OobSecretMessage};
 use idprov_server::datadir::files;
 use zeroize::Zeroizing;
 
+use crate::Failure;
 use crate::cli::{Connection, DevicesCommand, OobCommand, RequestsCommand};
 use crate::output::{self, fields, table};
-use crate::Failure;
 
 /// Warn this long before the administrator certificate expires.
 const ADMIN_EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -25,7 +25,11 @@ fn connect(conn: &Connection) -> Result<AdminClient, Failure> {
     let server = match &conn.server {
         Some(s) => s.clone(),
         None => {
-            let addr = config.listen.first().copied().ok_or_else(|| Failure::usage("no listen address configured"))?;
+            let addr = config
+                .listen
+                .first()
+                .copied()
+                .ok_or_else(|| Failure::usage("no listen address configured"))?;
             let ip = if addr.ip().is_unspecified() {
                 std::net::IpAddr::from([127, 0, 0, 1])
             } else {
@@ -39,7 +43,9 @@ fn connect(conn: &Connection) -> Result<AdminClient, Failure> {
         _ => (
             data_dir.join(files::ADMIN_CERT),
             data_dir.join(files::ADMIN_KEY),
-            conn.ca.clone().unwrap_or_else(|| data_dir.join(files::CA_CHAIN)),
+            conn.ca
+                .clone()
+                .unwrap_or_else(|| data_dir.join(files::CA_CHAIN)),
         ),
     };
     let credentials = Credentials::from_files(&cert, &key, &ca).map_err(|e| {
@@ -126,7 +132,8 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             };
             // Refuse locally what the server would refuse, without sending it.
             OobSecret::parse(&secret).map_err(|e| Failure::usage(format!("secret: {e}")))?;
-            idprov_proto::DeviceId::parse(&device_id).map_err(|e| Failure::usage(format!("DEVICE_ID: {e}")))?;
+            idprov_proto::DeviceId::parse(&device_id)
+                .map_err(|e| Failure::usage(format!("DEVICE_ID: {e}")))?;
             let client = connect(&conn)?;
             let added: SecretAdded = client
                 .add_secret(&OobSecretMessage {
@@ -151,7 +158,13 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                     ("replaced", added.replaced.to_string()),
                 ];
                 if generated {
-                    rows.insert(1, ("secret", format!("{} (generated; shown only now)", secret.as_str())));
+                    rows.insert(
+                        1,
+                        (
+                            "secret",
+                            format!("{} (generated; shown only now)", secret.as_str()),
+                        ),
+                    );
                 }
                 fields(&rows);
             }
@@ -166,7 +179,14 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                     &["DEVICE", "VALID UNTIL", "CREATED", "BY"],
                     &rows
                         .iter()
-                        .map(|s| vec![s.device_id.clone(), s.valid_until.clone(), s.created_at.clone(), s.created_by.clone()])
+                        .map(|s| {
+                            vec![
+                                s.device_id.clone(),
+                                s.valid_until.clone(),
+                                s.created_at.clone(),
+                                s.created_by.clone(),
+                            ]
+                        })
                         .collect::<Vec<_>>(),
                 );
             }
@@ -192,7 +212,15 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                 output::json(&rows);
             } else {
                 table(
-                    &["DEVICE", "STATUS", "VALID UNTIL", "CERTS", "REVOKED", "SECRET", "WAITING"],
+                    &[
+                        "DEVICE",
+                        "STATUS",
+                        "VALID UNTIL",
+                        "CERTS",
+                        "REVOKED",
+                        "SECRET",
+                        "WAITING",
+                    ],
                     &rows
                         .iter()
                         .map(|d| {
@@ -221,13 +249,24 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                     ("device", d.device_id.clone()),
                     ("status", d.status.clone()),
                     ("first seen", d.created_at.clone()),
-                    ("valid until", d.valid_until.clone().unwrap_or_else(|| "-".into())),
+                    (
+                        "valid until",
+                        d.valid_until.clone().unwrap_or_else(|| "-".into()),
+                    ),
                     ("secret registered", d.live_secret.to_string()),
                     ("waiting requests", d.waiting.to_string()),
                 ]);
                 println!();
                 table(
-                    &["SERIAL", "ISSUED", "NOT AFTER", "HOW", "BY", "KEY", "REVOKED"],
+                    &[
+                        "SERIAL",
+                        "ISSUED",
+                        "NOT AFTER",
+                        "HOW",
+                        "BY",
+                        "KEY",
+                        "REVOKED",
+                    ],
                     &detail
                         .certificates
                         .iter()
@@ -258,7 +297,17 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                 output::json(&rows);
             } else {
                 table(
-                    &["DEVICE", "KEY", "TYPE", "CLAIMED IP", "CLAIMED MAC", "SOURCE", "FIRST SEEN", "LAST SEEN", "ATTEMPTS"],
+                    &[
+                        "DEVICE",
+                        "KEY",
+                        "TYPE",
+                        "CLAIMED IP",
+                        "CLAIMED MAC",
+                        "SOURCE",
+                        "FIRST SEEN",
+                        "LAST SEEN",
+                        "ATTEMPTS",
+                    ],
                     &rows
                         .iter()
                         .map(|w| {

@@ -4,8 +4,8 @@ use idprov_server::config::{LogFormat, OneOrMany};
 use idprov_server::{ServerOptions, start};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::ServeArgs;
 use crate::Failure;
+use crate::cli::ServeArgs;
 
 fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
     // RUST_LOG, when set, overrides the configured level.
@@ -58,13 +58,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -11,8 +11,13 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 const DAY: Duration = Duration::from_secs(86_400);
 
 fn new_ca() -> idprov_ca::GeneratedCa {
-    Ca::generate("Test Org", KeyAlgorithm::EcdsaP256, SystemTime::now(), 3650 * DAY)
-        .expect("generate CA")
+    Ca::generate(
+        "Test Org",
+        KeyAlgorithm::EcdsaP256,
+        SystemTime::now(),
+        3650 * DAY,
+    )
+    .expect("generate CA")
 }
 
 fn device_params(now: SystemTime) -> IssueParams<'static> {
@@ -33,17 +38,27 @@ fn generated_ca_has_the_documented_profile() {
     let der = g.ca.cert_der().to_vec();
     let (_, cert) = X509Certificate::from_der(&der).expect("parse");
     assert!(cert.is_ca());
-    let bc = cert.basic_constraints().expect("bc").expect("present").value;
+    let bc = cert
+        .basic_constraints()
+        .expect("bc")
+        .expect("present")
+        .value;
     assert_eq!(bc.path_len_constraint, Some(0));
     let ku = cert.key_usage().expect("ku").expect("present").value;
     assert!(ku.key_cert_sign() && ku.crl_sign());
     assert!(!ku.digital_signature());
-    assert!(cert.extended_key_usage().expect("eku").is_none(), "a CA has no EKU");
+    assert!(
+        cert.extended_key_usage().expect("eku").is_none(),
+        "a CA has no EKU"
+    );
     let years = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp())
         / 86_400
         / 365;
     assert_eq!(years, 10);
-    assert!(g.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+    assert!(
+        g.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"),
+        "PKCS#8"
+    );
     // Loading the files back gives the same CA.
     let again = Ca::load(&g.cert_pem, &g.key_pem, None, SystemTime::now()).expect("load");
     assert_eq!(again.fingerprint(), g.ca.fingerprint());
@@ -59,19 +74,36 @@ fn device_certificate_profile() {
     let (_, cert) = X509Certificate::from_der(&issued.der).expect("parse");
 
     let subject = cert.subject();
-    let cn: Vec<_> = subject.iter_common_name().map(|a| a.as_str().expect("cn")).collect();
+    let cn: Vec<_> = subject
+        .iter_common_name()
+        .map(|a| a.as_str().expect("cn"))
+        .collect();
     let ou: Vec<_> = subject
         .iter_organizational_unit()
         .map(|a| a.as_str().expect("ou"))
         .collect();
-    let o: Vec<_> = subject.iter_organization().map(|a| a.as_str().expect("o")).collect();
-    assert_eq!((cn, ou, o), (vec!["device-1"], vec!["iotdevice"], vec!["Test Org"]));
+    let o: Vec<_> = subject
+        .iter_organization()
+        .map(|a| a.as_str().expect("o"))
+        .collect();
+    assert_eq!(
+        (cn, ou, o),
+        (vec!["device-1"], vec!["iotdevice"], vec!["Test Org"])
+    );
 
-    let eku = cert.extended_key_usage().expect("eku").expect("present").value;
+    let eku = cert
+        .extended_key_usage()
+        .expect("eku")
+        .expect("present")
+        .value;
     assert!(eku.client_auth && !eku.server_auth);
     let ku = cert.key_usage().expect("ku").expect("present").value;
     assert!(ku.digital_signature() && !ku.key_encipherment() && !ku.key_cert_sign());
-    let bc = cert.basic_constraints().expect("bc").expect("present").value;
+    let bc = cert
+        .basic_constraints()
+        .expect("bc")
+        .expect("present")
+        .value;
     assert!(!bc.ca);
     let mut has_ski = false;
     let mut has_aki = false;
@@ -117,8 +149,7 @@ fn serials_are_random_even_for_the_same_key() {
     let public = PublicKey::from_pem(&key.public_key_pem()).expect("public");
     let serials: HashSet<String> = (0..20)
         .map(|_| {
-            g.ca
-                .issue(&public, &device_params(SystemTime::now()))
+            g.ca.issue(&public, &device_params(SystemTime::now()))
                 .expect("issue")
                 .serial
         })
@@ -131,7 +162,9 @@ fn rsa_device_keys_get_key_encipherment() {
     let g = new_ca();
     let key = KeyAlgorithm::Rsa2048.generate().expect("rsa");
     let public = PublicKey::from_pem(&key.public_key_pem()).expect("public");
-    let issued = g.ca.issue(&public, &device_params(SystemTime::now())).expect("issue");
+    let issued =
+        g.ca.issue(&public, &device_params(SystemTime::now()))
+            .expect("issue");
     let (_, cert) = X509Certificate::from_der(&issued.der).expect("parse");
     let ku = cert.key_usage().expect("ku").expect("present").value;
     assert!(ku.digital_signature() && ku.key_encipherment());
@@ -182,7 +215,11 @@ fn an_intermediate_with_its_chain_issues_and_reports_its_chain() {
         ca.intermediates_pem(),
         idprov_ca::pem::certificate_pem(ca.cert_der())
     );
-    assert_eq!(root.ca.intermediates_pem(), "", "a root has no intermediates");
+    assert_eq!(
+        root.ca.intermediates_pem(),
+        "",
+        "a root has no intermediates"
+    );
     let key = KeyAlgorithm::EcdsaP256.generate().expect("key");
     let public = PublicKey::from_pem(&key.public_key_pem()).expect("public");
     let issued = ca.issue(&public, &device_params(now)).expect("issue");
@@ -195,16 +232,25 @@ fn unusable_cas_are_refused_with_a_reason() {
     let a = new_ca();
     let b = new_ca();
     let err = Ca::load(&a.cert_pem, &b.key_pem, None, now).unwrap_err();
-    assert!(matches!(err, CaError::UnusableCa(ref m) if m.contains("does not belong")), "{err}");
+    assert!(
+        matches!(err, CaError::UnusableCa(ref m) if m.contains("does not belong")),
+        "{err}"
+    );
     // A leaf is not a CA.
     let key = KeyAlgorithm::EcdsaP256.generate().expect("key");
     let public = PublicKey::from_pem(&key.public_key_pem()).expect("public");
     let leaf = a.ca.issue(&public, &device_params(now)).expect("issue");
     let err = Ca::load(&leaf.pem, &key.serialize_pem(), None, now).unwrap_err();
-    assert!(matches!(err, CaError::UnusableCa(ref m) if m.contains("not a CA")), "{err}");
+    assert!(
+        matches!(err, CaError::UnusableCa(ref m) if m.contains("not a CA")),
+        "{err}"
+    );
     // Expired.
     let err = Ca::load(&a.cert_pem, &a.key_pem, None, now + 3651 * DAY).unwrap_err();
-    assert!(matches!(err, CaError::UnusableCa(ref m) if m.contains("expired")), "{err}");
+    assert!(
+        matches!(err, CaError::UnusableCa(ref m) if m.contains("expired")),
+        "{err}"
+    );
     // Garbage.
     assert!(matches!(
         Ca::load("junk", &a.key_pem, None, now),
@@ -219,9 +265,8 @@ fn unusable_cas_are_refused_with_a_reason() {
 #[test]
 fn server_certificates_verify_with_openssl() {
     let g = new_ca();
-    let (issued, _key) = g
-        .ca
-        .issue_with_new_key(
+    let (issued, _key) =
+        g.ca.issue_with_new_key(
             KeyAlgorithm::EcdsaP256,
             IssueParams {
                 common_name: "hub",
@@ -229,7 +274,10 @@ fn server_certificates_verify_with_openssl() {
                 organization: "Test Org",
                 usage: Usage::Server {
                     dns_names: vec!["localhost".into(), "hub.local".into()],
-                    ip_addresses: vec!["127.0.0.1".parse().expect("ip"), "::1".parse().expect("ip")],
+                    ip_addresses: vec![
+                        "127.0.0.1".parse().expect("ip"),
+                        "::1".parse().expect("ip"),
+                    ],
                 },
                 now: SystemTime::now(),
                 validity: 90 * DAY,

@@ -52,7 +52,10 @@ fn peer() -> Option<&'static Mutex<GoPeer>> {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let program = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/go/canonical/main.go");
+        let program = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/go/canonical/main.go"
+        );
         let binary = dir.path().join("canonical");
         let built = Command::new("go")
             .arg("build")
@@ -96,7 +99,10 @@ fn ask(line: &str) -> (Vec<u8>, String) {
     p.stdin.flush().expect("flush");
     let mut answer = String::new();
     p.stdout.read_line(&mut answer).expect("read from Go");
-    let (json, sig) = answer.trim_end().split_once(' ').expect("two fields from Go");
+    let (json, sig) = answer
+        .trim_end()
+        .split_once(' ')
+        .expect("two fields from Go");
     (unhex(json), sig.to_owned())
 }
 

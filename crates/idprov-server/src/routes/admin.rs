@@ -155,11 +155,19 @@ pub(crate) async fn remove_secret(
         .registry
         .remove_secret(
             id.as_str(),
-            AuditRecord::new(now, admin.actor.clone(), "secret_removed", Some(id.as_str()), json!({})),
+            AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "secret_removed",
+                Some(id.as_str()),
+                json!({}),
+            ),
         )
         .await?;
     if !removed {
-        return Err(ApiError::NotFound("no secret is registered for this device"));
+        return Err(ApiError::NotFound(
+            "no secret is registered for this device",
+        ));
     }
     tracing::info!(device_id = %id, actor = %admin.actor, "OOB secret removed");
     json(&Removed { removed })

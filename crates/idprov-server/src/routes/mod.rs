@@ -30,13 +30,22 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route(idprov_proto::messages::DIRECTORY_PATH, get(directory::get))
-        .route(idprov_proto::messages::OOB_SECRET_PATH, post(oobsecret::post))
-        .route(idprov_proto::messages::PROVISION_REQUEST_PATH, post(provreq::post))
+        .route(
+            idprov_proto::messages::OOB_SECRET_PATH,
+            post(oobsecret::post),
+        )
+        .route(
+            idprov_proto::messages::PROVISION_REQUEST_PATH,
+            post(provreq::post),
+        )
         .route("/idprov/status/{device_id}", get(status::get))
         .route("/idprov/admin/devices", get(admin::list_devices))
         .route("/idprov/admin/devices/{device_id}", get(admin::show_device))
         .route("/idprov/admin/oob", get(admin::list_secrets))
-        .route("/idprov/admin/oob/{device_id}", delete(admin::remove_secret))
+        .route(
+            "/idprov/admin/oob/{device_id}",
+            delete(admin::remove_secret),
+        )
         .route("/idprov/admin/requests", get(admin::list_waiting))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -72,7 +81,11 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError>
 /// Reads a request body of at most `limit` bytes. A declared length over the
 /// limit is refused before anything is read; a chunked body is cut off at
 /// the limit.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         let len = len
             .to_str()
@@ -85,8 +98,12 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     }
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
-        Err(_) => Err(ApiError::BadRequest("the request body could not be read".into())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(limit))
+        }
+        Err(_) => Err(ApiError::BadRequest(
+            "the request body could not be read".into(),
+        )),
     }
 }
 
@@ -121,7 +138,8 @@ impl PageQuery {
 pub(crate) fn page_query(
     q: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<idprov_store::Page, ApiError> {
-    let axum::extract::Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let axum::extract::Query(q) =
+        q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
     q.page()
 }
 

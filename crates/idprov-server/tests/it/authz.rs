@@ -23,7 +23,9 @@ async fn status_needs_an_admin_a_plugin_or_the_device_itself() {
     let server = TestServer::start().await;
     add_secret(&server, "me", "status-secret").await;
     let device = TestDevice::new("me");
-    let cert = provision_ok(&server, &device, "status-secret").await.client_cert;
+    let cert = provision_ok(&server, &device, "status-secret")
+        .await
+        .client_cert;
     let own = server.http_with(&cert, &device.key_pem());
     let (svc_cert, svc_key) = server.issue_client_cert("service", "svc", Duration::from_secs(600));
     let service = server.http_with(&svc_cert, &svc_key);
@@ -61,7 +63,16 @@ async fn posting_secrets_needs_an_admin_or_plugin() {
     let post = |client: reqwest::Client| {
         let url = server.url("/idprov/oobsecret");
         let body = msg.to_json();
-        async move { client.post(url).body(body).send().await.expect("request").status().as_u16() }
+        async move {
+            client
+                .post(url)
+                .body(body)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
     };
     assert_eq!(post(server.http()).await, 401);
     let (cert, key) = server.issue_client_cert("iotdevice", "d", Duration::from_secs(600));
@@ -74,8 +85,17 @@ async fn posting_secrets_needs_an_admin_or_plugin() {
 #[tokio::test]
 async fn admin_listings_need_an_admin() {
     let server = TestServer::start().await;
-    for path in ["/idprov/admin/devices", "/idprov/admin/oob", "/idprov/admin/requests"] {
-        let r = server.http().get(server.url(path)).send().await.expect("request");
+    for path in [
+        "/idprov/admin/devices",
+        "/idprov/admin/oob",
+        "/idprov/admin/requests",
+    ] {
+        let r = server
+            .http()
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("request");
         assert_eq!(r.status(), 401, "{path}");
         let (cert, key) = server.issue_client_cert("service", "svc", Duration::from_secs(600));
         let r = server

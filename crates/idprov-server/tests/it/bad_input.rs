@@ -4,7 +4,12 @@ use idprov_testkit::{TestDevice, TestServer};
 
 use crate::common::add_secret;
 
-async fn post_raw(server: &TestServer, client: &reqwest::Client, path: &str, body: Vec<u8>) -> (u16, String) {
+async fn post_raw(
+    server: &TestServer,
+    client: &reqwest::Client,
+    path: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
     let r = client
         .post(server.url(path))
         .body(body)
@@ -17,7 +22,10 @@ async fn post_raw(server: &TestServer, client: &reqwest::Client, path: &str, bod
 /// Registry contents that must not change: audit length, devices, waiting.
 async fn snapshot(server: &TestServer) -> (usize, usize, usize) {
     let reg = server.registry();
-    let page = idprov_store::Page { after: None, limit: 10_000 };
+    let page = idprov_store::Page {
+        after: None,
+        limit: 10_000,
+    };
     (
         reg.audit_entries(0, 10_000).await.expect("audit").len(),
         reg.list_devices(&page, 0).await.expect("devices").len(),
@@ -38,25 +46,86 @@ async fn provisioning_requests_that_are_malformed_are_400_and_change_nothing() {
         r.sign(b"secret-for-bad-input");
         r.to_json()
     };
-    let p521 = idprov_ca::KeyPair::generate_for(&rcgen_alg::P521).expect("key").public_key_pem();
+    let p521 = idprov_ca::KeyPair::generate_for(&rcgen_alg::P521)
+        .expect("key")
+        .public_key_pem();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("not JSON", b"{not json".to_vec(), "not a valid JSON object"),
         ("an array", b"[]".to_vec(), "not a valid JSON object"),
-        ("wrong type", format!(r#"{{"deviceID":1,"ip":"","publicKeyPEM":{key:?}}}"#).into_bytes(), "\"deviceID\" must be a string"),
-        ("missing key", br#"{"deviceID":"dev-ok","ip":""}"#.to_vec(), "missing field \"publicKeyPEM\""),
-        ("duplicated key", br#"{"deviceID":"a","deviceID":"b","ip":"","publicKeyPEM":""}"#.to_vec(), "duplicate key \"deviceID\""),
-        ("path traversal", with(&|r| r.device_id = "../x".into()), "deviceID"),
-        ("empty ID", with(&|r| r.device_id = String::new()), "device ID is empty"),
-        ("129 characters", with(&|r| r.device_id = "a".repeat(129)), "longer than 128"),
-        ("NUL byte", with(&|r| r.device_id = "a\0b".into()), "deviceID"),
+        (
+            "wrong type",
+            format!(r#"{{"deviceID":1,"ip":"","publicKeyPEM":{key:?}}}"#).into_bytes(),
+            "\"deviceID\" must be a string",
+        ),
+        (
+            "missing key",
+            br#"{"deviceID":"dev-ok","ip":""}"#.to_vec(),
+            "missing field \"publicKeyPEM\"",
+        ),
+        (
+            "duplicated key",
+            br#"{"deviceID":"a","deviceID":"b","ip":"","publicKeyPEM":""}"#.to_vec(),
+            "duplicate key \"deviceID\"",
+        ),
+        (
+            "path traversal",
+            with(&|r| r.device_id = "../x".into()),
+            "deviceID",
+        ),
+        (
+            "empty ID",
+            with(&|r| r.device_id = String::new()),
+            "device ID is empty",
+        ),
+        (
+            "129 characters",
+            with(&|r| r.device_id = "a".repeat(129)),
+            "longer than 128",
+        ),
+        (
+            "NUL byte",
+            with(&|r| r.device_id = "a\0b".into()),
+            "deviceID",
+        ),
         ("space", with(&|r| r.device_id = "a b".into()), "deviceID"),
-        ("leading dash", with(&|r| r.device_id = "-a".into()), "must not start"),
-        ("long ip", with(&|r| r.ip = "1".repeat(256)), "\"ip\": longer than 255"),
-        ("long mac", with(&|r| r.mac = "1".repeat(256)), "\"mac\": longer than 255"),
-        ("garbage PEM, correct signature", with(&|r| r.public_key_pem = "-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n".into()), "publicKeyPEM"),
-        ("not PEM", with(&|r| r.public_key_pem = "hello".into()), "publicKeyPEM\": not PEM"),
-        ("P-521", with(&|r| r.public_key_pem = p521.clone()), "ECDSA-P521"),
-        ("a certificate, not a key", with(&|r| r.public_key_pem = server.ca_pem()), "CERTIFICATE"),
+        (
+            "leading dash",
+            with(&|r| r.device_id = "-a".into()),
+            "must not start",
+        ),
+        (
+            "long ip",
+            with(&|r| r.ip = "1".repeat(256)),
+            "\"ip\": longer than 255",
+        ),
+        (
+            "long mac",
+            with(&|r| r.mac = "1".repeat(256)),
+            "\"mac\": longer than 255",
+        ),
+        (
+            "garbage PEM, correct signature",
+            with(&|r| {
+                r.public_key_pem =
+                    "-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n".into()
+            }),
+            "publicKeyPEM",
+        ),
+        (
+            "not PEM",
+            with(&|r| r.public_key_pem = "hello".into()),
+            "publicKeyPEM\": not PEM",
+        ),
+        (
+            "P-521",
+            with(&|r| r.public_key_pem = p521.clone()),
+            "ECDSA-P521",
+        ),
+        (
+            "a certificate, not a key",
+            with(&|r| r.public_key_pem = server.ca_pem()),
+            "CERTIFICATE",
+        ),
     ];
     let before = snapshot(&server).await;
     let client = server.http();
@@ -65,7 +134,10 @@ async fn provisioning_requests_that_are_malformed_are_400_and_change_nothing() {
         assert_eq!(status, 400, "{name}: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).expect("a JSON error object");
         let message = v["error"].as_str().expect("an error message");
-        assert!(message.contains(needle), "{name}: {message:?} should mention {needle:?}");
+        assert!(
+            message.contains(needle),
+            "{name}: {message:?} should mention {needle:?}"
+        );
     }
     assert_eq!(snapshot(&server).await, before, "nothing changed");
     // The secret is still there and works.
@@ -87,7 +159,9 @@ async fn oversized_bodies_are_413_before_being_read() {
     let mut stream = tokio_rustls_client(&server).await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     stream
-        .write_all(b"POST /idprov/provreq HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n")
+        .write_all(
+            b"POST /idprov/provreq HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n",
+        )
         .await
         .expect("write");
     let mut buf = vec![0u8; 4096];
@@ -112,7 +186,10 @@ struct Chunks(Vec<bytes::Bytes>);
 
 impl Chunks {
     fn new(data: Vec<u8>) -> Chunks {
-        let mut v: Vec<bytes::Bytes> = data.chunks(8192).map(bytes::Bytes::copy_from_slice).collect();
+        let mut v: Vec<bytes::Bytes> = data
+            .chunks(8192)
+            .map(bytes::Bytes::copy_from_slice)
+            .collect();
         v.reverse();
         Chunks(v)
     }
@@ -129,11 +206,15 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-async fn tokio_rustls_client(server: &TestServer) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+async fn tokio_rustls_client(
+    server: &TestServer,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut config = server.tls_config(None);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
     connector
         .connect(
             rustls_pki_types::ServerName::IpAddress(server.addr.ip().into()),
@@ -147,12 +228,24 @@ async fn tokio_rustls_client(server: &TestServer) -> tokio_rustls::client::TlsSt
 async fn wrong_methods_and_unknown_paths() {
     let server = TestServer::start().await;
     let client = server.http();
-    let r = client.get(server.url("/idprov/provreq")).send().await.expect("request");
+    let r = client
+        .get(server.url("/idprov/provreq"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 405);
     assert!(r.text().await.expect("body").contains("method not allowed"));
-    let r = client.delete(server.url("/idprov/directory")).send().await.expect("request");
+    let r = client
+        .delete(server.url("/idprov/directory"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 405);
-    let r = client.get(server.url("/nope")).send().await.expect("request");
+    let r = client
+        .get(server.url("/nope"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 404);
     assert!(r.text().await.expect("body").contains("unknown path"));
 }
@@ -164,25 +257,69 @@ async fn secret_registrations_that_are_invalid_are_400_and_change_nothing() {
     let admin_key = std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key");
     let admin = server.http_with(&admin_cert, &admin_key);
     let cases: &[(&str, &str, &str)] = &[
-        ("past", r#"{"deviceID":"d1","oobSecret":"abcdefghijk","validUntil":"2000-01-01T00:00:00Z"}"#, "in the past"),
-        ("unparsable", r#"{"deviceID":"d1","oobSecret":"abcdefghijk","validUntil":"tomorrow"}"#, "RFC 3339"),
-        ("empty secret", r#"{"deviceID":"d1","oobSecret":""}"#, "secret is empty"),
-        ("control character", r#"{"deviceID":"d1","oobSecret":"a\u0007b"}"#, "control character"),
-        ("bad ID", r#"{"deviceID":"../etc","oobSecret":"abcdefghijk"}"#, "deviceID"),
+        (
+            "past",
+            r#"{"deviceID":"d1","oobSecret":"abcdefghijk","validUntil":"2000-01-01T00:00:00Z"}"#,
+            "in the past",
+        ),
+        (
+            "unparsable",
+            r#"{"deviceID":"d1","oobSecret":"abcdefghijk","validUntil":"tomorrow"}"#,
+            "RFC 3339",
+        ),
+        (
+            "empty secret",
+            r#"{"deviceID":"d1","oobSecret":""}"#,
+            "secret is empty",
+        ),
+        (
+            "control character",
+            r#"{"deviceID":"d1","oobSecret":"a\u0007b"}"#,
+            "control character",
+        ),
+        (
+            "bad ID",
+            r#"{"deviceID":"../etc","oobSecret":"abcdefghijk"}"#,
+            "deviceID",
+        ),
         ("missing secret", r#"{"deviceID":"d1"}"#, "oobSecret"),
-        ("wrong type", r#"{"deviceID":"d1","oobSecret":5}"#, "oobSecret"),
-        ("duplicate", r#"{"deviceID":"d1","deviceID":"d2","oobSecret":"abcdefghijk"}"#, "duplicate"),
+        (
+            "wrong type",
+            r#"{"deviceID":"d1","oobSecret":5}"#,
+            "oobSecret",
+        ),
+        (
+            "duplicate",
+            r#"{"deviceID":"d1","deviceID":"d2","oobSecret":"abcdefghijk"}"#,
+            "duplicate",
+        ),
         ("array", r#"[]"#, "bulk"),
     ];
     let before = snapshot(&server).await;
     for (name, body, needle) in cases {
-        let (status, text) = post_raw(&server, &admin, "/idprov/oobsecret", body.as_bytes().to_vec()).await;
+        let (status, text) = post_raw(
+            &server,
+            &admin,
+            "/idprov/oobsecret",
+            body.as_bytes().to_vec(),
+        )
+        .await;
         assert_eq!(status, 400, "{name}: {text}");
         assert!(text.contains(needle), "{name}: {text}");
-        assert!(!text.contains("abcdefghijk"), "{name}: the secret is never echoed");
+        assert!(
+            !text.contains("abcdefghijk"),
+            "{name}: the secret is never echoed"
+        );
     }
     assert_eq!(snapshot(&server).await, before);
-    assert!(server.admin().list_secrets(None).await.expect("list").is_empty());
+    assert!(
+        server
+            .admin()
+            .list_secrets(None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
 }
 
 #[tokio::test]

@@ -18,8 +18,13 @@ pub async fn add_secret(server: &TestServer, device: &str, secret: &str) {
 }
 
 /// Provisions a device anonymously with its secret; asserts Approved.
-pub async fn provision_ok(server: &TestServer, device: &TestDevice, secret: &str) -> ProvisionResponse {
-    let (status, resp, body) = provision(&server.http(), server, &device.request(Some(secret))).await;
+pub async fn provision_ok(
+    server: &TestServer,
+    device: &TestDevice,
+    secret: &str,
+) -> ProvisionResponse {
+    let (status, resp, body) =
+        provision(&server.http(), server, &device.request(Some(secret))).await;
     assert_eq!(status, 200, "{body}");
     let resp = resp.expect("response");
     assert_eq!(resp.status, ProvisionStatus::Approved, "{body}");

@@ -10,7 +10,11 @@ use idprov_testkit::{Setup, TestDevice, TestServer};
 use crate::common::{add_secret, leaf_of, provision_ok};
 
 fn mode(path: &std::path::Path) -> u32 {
-    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+    std::fs::metadata(path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777
 }
 
 fn cert_file(server: &TestServer, name: &str) -> CertInfo {
@@ -25,12 +29,21 @@ async fn first_start_creates_a_private_directory_with_every_credential() {
     for key in ["ca.key", "server.key", "admin.key", "idprov.lock"] {
         assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
     }
-    for public in ["ca.pem", "server.pem", "admin.pem", "ca-chain.pem", "idprov.db"] {
+    for public in [
+        "ca.pem",
+        "server.pem",
+        "admin.pem",
+        "ca-chain.pem",
+        "idprov.db",
+    ] {
         assert!(dir.join(public).exists(), "{public}");
     }
     for key in ["ca.key", "server.key", "admin.key"] {
         let text = std::fs::read_to_string(dir.join(key)).expect("read");
-        assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{key} is PKCS#8 PEM");
+        assert!(
+            text.starts_with("-----BEGIN PRIVATE KEY-----"),
+            "{key} is PKCS#8 PEM"
+        );
     }
     let ca = cert_file(&server, "ca.pem");
     assert!(ca.is_ca && !ca.has_eku);
@@ -77,7 +90,11 @@ async fn the_server_certificate_is_reissued_when_its_names_change() {
     let after = cert_file(&server, "server.pem");
     assert_ne!(after.serial, before);
     assert!(after.dns_names.contains(&"hub.example.net".to_owned()));
-    assert!(after.ip_addresses.contains(&"10.99.0.1".parse().expect("ip")));
+    assert!(
+        after
+            .ip_addresses
+            .contains(&"10.99.0.1".parse().expect("ip"))
+    );
 }
 
 #[tokio::test]
@@ -85,8 +102,13 @@ async fn a_second_server_on_the_same_directory_is_refused() {
     let server = TestServer::start().await;
     let mut config = server.config.clone();
     config.listen = vec!["127.0.0.1:0".parse().expect("addr")];
-    let err = idprov_server::start(config, Default::default()).await.unwrap_err();
-    assert!(err.to_string().contains("in use by another idprov server"), "{err}");
+    let err = idprov_server::start(config, Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("in use by another idprov server"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -123,12 +145,19 @@ async fn a_configured_intermediate_issues_with_its_chain() {
     let inter_key = KeyAlgorithm::EcdsaP256.generate().expect("key");
     let mut inter_params = params("Operator Intermediate", BasicConstraints::Constrained(0));
     inter_params.use_authority_key_identifier_extension = true;
-    let inter_pem = inter_params.signed_by(&inter_key, &root).expect("sign").pem();
+    let inter_pem = inter_params
+        .signed_by(&inter_key, &root)
+        .expect("sign")
+        .pem();
     let files = pki.path().to_owned();
     std::fs::write(files.join("inter.pem"), &inter_pem).expect("write");
     std::fs::write(files.join("root.pem"), &root_pem).expect("write");
     std::fs::write(files.join("inter.key"), inter_key.serialize_pem()).expect("write");
-    std::fs::set_permissions(files.join("inter.key"), std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    std::fs::set_permissions(
+        files.join("inter.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
 
     let cfg_files = files.clone();
     let server = TestServer::start_with(Setup {
@@ -144,11 +173,19 @@ async fn a_configured_intermediate_issues_with_its_chain() {
     .await;
     assert_eq!(server.ca_pem(), format!("{inter_pem}{root_pem}"));
     add_secret(&server, "via-inter", "intermediate-secret").await;
-    let resp = provision_ok(&server, &TestDevice::new("via-inter"), "intermediate-secret").await;
+    let resp = provision_ok(
+        &server,
+        &TestDevice::new("via-inter"),
+        "intermediate-secret",
+    )
+    .await;
     assert_eq!(resp.ca_cert, format!("{inter_pem}{root_pem}"));
     let chain = idprov_ca::pem::parse_certificates(&resp.client_cert).expect("chain");
     assert_eq!(chain.len(), 2, "leaf followed by the intermediate");
     assert_eq!(idprov_ca::pem::certificate_pem(&chain[1]), inter_pem);
-    assert!(!server.data_dir().join("ca.key").exists(), "no CA was generated");
+    assert!(
+        !server.data_dir().join("ca.key").exists(),
+        "no CA was generated"
+    );
     let _ = Duration::ZERO;
 }

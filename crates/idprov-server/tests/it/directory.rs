@@ -14,18 +14,25 @@ async fn directory_has_the_exact_keys_relative_paths_and_base64_ca() {
         .expect("request");
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.headers()["content-type"], "application/json",
+        resp.headers()["content-type"],
+        "application/json",
         "JSON content type"
     );
     let body = resp.text().await.expect("body");
     let prefix = r#"{"endpoints":{"directory":"/idprov/directory","status":"/idprov/status/{deviceID}","postOobSecret":"/idprov/oobsecret","postProvisionRequest":"/idprov/provreq"},"caCert":""#;
     assert!(body.starts_with(prefix), "{body}");
-    assert!(body.ends_with(r#"","version":"1","services":{}}"#), "{body}");
+    assert!(
+        body.ends_with(r#"","version":"1","services":{}}"#),
+        "{body}"
+    );
     let ca_b64 = &body[prefix.len()..body.len() - r#"","version":"1","services":{}}"#.len()];
     let ca_pem = base64::engine::general_purpose::STANDARD
         .decode(ca_b64)
         .expect("standard padded base64");
-    assert_eq!(String::from_utf8(ca_pem).expect("PEM text"), server.ca_pem());
+    assert_eq!(
+        String::from_utf8(ca_pem).expect("PEM text"),
+        server.ca_pem()
+    );
 }
 
 #[tokio::test]
@@ -47,7 +54,10 @@ async fn configured_services_are_listed() {
         .text()
         .await
         .expect("body");
-    assert!(body.ends_with(r#""services":{"mqtts":"mqtts://hub.local:8883"}}"#), "{body}");
+    assert!(
+        body.ends_with(r#""services":{"mqtts":"mqtts://hub.local:8883"}}"#),
+        "{body}"
+    );
 }
 
 #[tokio::test]

@@ -18,7 +18,9 @@ async fn approved_with_the_secret_signed_with_the_secret_and_consumed() {
     let resp = provision_ok(&server, &device, "correct horse battery").await;
 
     // Signed with the raw secret (PROTOCOL.md §5 rule 2).
-    let v = resp.verify(b"correct horse battery").expect("signature verifies");
+    let v = resp
+        .verify(b"correct horse battery")
+        .expect("signature verifies");
     assert_eq!(v.variant, KeyVariant::RawSecret);
     assert!(resp.verify(b"").is_none(), "not the empty key");
     // retrySec is half the 30-day validity.
@@ -39,16 +41,34 @@ async fn approved_with_the_secret_signed_with_the_secret_and_consumed() {
     // The secret is consumed: the status is Approved and no secret is left.
     let status = server.admin().status("sensor-1").await.expect("status");
     assert_eq!(status.status, ProvisionStatus::Approved);
-    assert_eq!(status.client_cert.as_deref(), Some(resp.client_cert.as_str()));
-    assert!(server.admin().list_secrets(None).await.expect("list").is_empty());
+    assert_eq!(
+        status.client_cert.as_deref(),
+        Some(resp.client_cert.as_str())
+    );
+    assert!(
+        server
+            .admin()
+            .list_secrets(None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     // One issuance, audited with the way it was authorized.
-    let entries = server.registry().audit_entries(0, 100).await.expect("audit");
+    let entries = server
+        .registry()
+        .audit_entries(0, 100)
+        .await
+        .expect("audit");
     let issued = entries
         .iter()
         .find(|e| e.event == "certificate_issued" && e.device_id.as_deref() == Some("sensor-1"))
         .expect("audited");
     assert_eq!(issued.detail["how"], "oob");
-    assert!(issued.actor.starts_with("source:127.0.0.1"), "{}", issued.actor);
+    assert!(
+        issued.actor.starts_with("source:127.0.0.1"),
+        "{}",
+        issued.actor
+    );
 }
 
 #[tokio::test]
@@ -72,10 +92,24 @@ async fn status_json_has_base64_client_cert_and_404_for_unknown() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     let keys: Vec<_> = v.as_object().expect("object").keys().cloned().collect();
     assert_eq!(keys.len(), 4);
-    assert!(body.starts_with(r#"{"deviceID":"s-1","status":"Approved","caCert":"-----BEGIN CERTIFICATE-----"#), "{body}");
+    assert!(
+        body.starts_with(
+            r#"{"deviceID":"s-1","status":"Approved","caCert":"-----BEGIN CERTIFICATE-----"#
+        ),
+        "{body}"
+    );
     let parsed = StatusMessage::from_json(body.as_bytes()).expect("status");
-    assert_eq!(parsed.client_cert.as_deref(), Some(approved.client_cert.as_str()));
-    assert!(!v["clientCert"].as_str().expect("string").starts_with("-----"), "base64 on the wire");
+    assert_eq!(
+        parsed.client_cert.as_deref(),
+        Some(approved.client_cert.as_str())
+    );
+    assert!(
+        !v["clientCert"]
+            .as_str()
+            .expect("string")
+            .starts_with("-----"),
+        "base64 on the wire"
+    );
 
     let unknown = admin
         .get(server.url("/idprov/status/never-heard-of"))
@@ -83,7 +117,13 @@ async fn status_json_has_base64_client_cert_and_404_for_unknown() {
         .await
         .expect("request");
     assert_eq!(unknown.status(), 404);
-    assert!(unknown.text().await.expect("body").contains("unknown device"));
+    assert!(
+        unknown
+            .text()
+            .await
+            .expect("body")
+            .contains("unknown device")
+    );
 }
 
 #[tokio::test]
@@ -92,7 +132,8 @@ async fn no_secret_is_waiting_recorded_once_then_approved_when_the_secret_arrive
     let device = TestDevice::new("thermo-7");
     let client = server.http();
     for _ in 0..2 {
-        let (status, resp, _) = provision(&client, &server, &device.request(Some("whatever"))).await;
+        let (status, resp, _) =
+            provision(&client, &server, &device.request(Some("whatever"))).await;
         assert_eq!(status, 200, "Waiting is a 200");
         let resp = resp.expect("response");
         assert_eq!(resp.status, ProvisionStatus::Waiting);
@@ -110,7 +151,15 @@ async fn no_secret_is_waiting_recorded_once_then_approved_when_the_secret_arrive
     // A second key for the same device is a second entry.
     let other_key = TestDevice::new("thermo-7");
     provision(&client, &server, &other_key.request(None)).await;
-    assert_eq!(server.admin().list_requests(None).await.expect("list").len(), 2);
+    assert_eq!(
+        server
+            .admin()
+            .list_requests(None)
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
     let status = server.admin().status("thermo-7").await.expect("status");
     assert_eq!(status.status, ProvisionStatus::Waiting);
     assert_eq!(status.client_cert, None);
@@ -118,9 +167,21 @@ async fn no_secret_is_waiting_recorded_once_then_approved_when_the_secret_arrive
     add_secret(&server, "thermo-7", "now-it-is-registered").await;
     provision_ok(&server, &device, "now-it-is-registered").await;
     // Approving clears that key's waiting entry; the other key's stays.
-    assert_eq!(server.admin().list_requests(None).await.expect("list").len(), 1);
     assert_eq!(
-        audit_events(&server).await.iter().filter(|e| *e == "request_queued").count(),
+        server
+            .admin()
+            .list_requests(None)
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert_eq!(
+        audit_events(&server)
+            .await
+            .iter()
+            .filter(|e| *e == "request_queued")
+            .count(),
         2
     );
 }
@@ -130,7 +191,12 @@ async fn wrong_secret_is_rejected_and_does_not_consume_the_secret() {
     let server = TestServer::start().await;
     add_secret(&server, "lamp-1", "the-right-secret").await;
     let device = TestDevice::new("lamp-1");
-    let (status, resp, _) = provision(&server.http(), &server, &device.request(Some("a-wrong-one"))).await;
+    let (status, resp, _) = provision(
+        &server.http(),
+        &server,
+        &device.request(Some("a-wrong-one")),
+    )
+    .await;
     assert_eq!(status, 200, "Rejected is a 200");
     let resp = resp.expect("response");
     assert_eq!(resp.status, ProvisionStatus::Rejected);
@@ -168,7 +234,12 @@ async fn the_fifth_failure_locks_the_pair_even_for_a_correct_signature() {
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .expect("client");
-    let (status, resp, body) = provision(&other_source, &server, &device.request(Some("the-right-secret"))).await;
+    let (status, resp, body) = provision(
+        &other_source,
+        &server,
+        &device.request(Some("the-right-secret")),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(resp.expect("response").status, ProvisionStatus::Approved);
     // A sixth failure from the locked source after the lock doubles it.
@@ -178,7 +249,12 @@ async fn the_fifth_failure_locks_the_pair_even_for_a_correct_signature() {
     assert_eq!(resp.expect("response").retry_sec, 120);
     server.clock.advance(Duration::from_secs(121));
     provision_ok(&server, &device, "the-right-secret").await;
-    assert!(audit_events(&server).await.iter().any(|e| e == "lockout_started"));
+    assert!(
+        audit_events(&server)
+            .await
+            .iter()
+            .any(|e| e == "lockout_started")
+    );
 }
 
 #[tokio::test]
@@ -197,7 +273,11 @@ async fn the_sha256_variant_is_accepted_and_answered_in_kind() {
     let resp = resp.expect("response");
     assert_eq!(resp.status, ProvisionStatus::Approved);
     let v = resp.verify(b"variant-secret").expect("verifies");
-    assert_eq!(v.variant, KeyVariant::Sha256OfSecret, "answered in the variant the request used");
+    assert_eq!(
+        v.variant,
+        KeyVariant::Sha256OfSecret,
+        "answered in the variant the request used"
+    );
 }
 
 #[tokio::test]
@@ -213,7 +293,11 @@ async fn a_go_1_22_signature_over_short_escapes_is_accepted() {
         &req.signing_bytes(EscapeStyle::Go122),
     );
     let (_, resp, body) = provision(&server.http(), &server, &req).await;
-    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved, "{body}");
+    assert_eq!(
+        resp.expect("response").status,
+        ProvisionStatus::Approved,
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -225,19 +309,41 @@ async fn a_lost_response_is_redelivered_within_the_window_only() {
     // The same request again (the device never saw the answer).
     server.clock.advance(Duration::from_secs(300));
     let again = provision_ok(&server, &device, "redelivery-secret").await;
-    assert_eq!(again.client_cert, first.client_cert, "the same certificate, not a new one");
+    assert_eq!(
+        again.client_cert, first.client_cert,
+        "the same certificate, not a new one"
+    );
     assert!(again.verify(b"redelivery-secret").is_some());
     // Another key with the old secret gets nothing.
     let thief = TestDevice::new("re-1");
-    let (_, resp, _) = provision(&server.http(), &server, &thief.request(Some("redelivery-secret"))).await;
+    let (_, resp, _) = provision(
+        &server.http(),
+        &server,
+        &thief.request(Some("redelivery-secret")),
+    )
+    .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
     // After the window the same key waits like anyone else.
     server.clock.advance(Duration::from_secs(301));
-    let (_, resp, _) = provision(&server.http(), &server, &device.request(Some("redelivery-secret"))).await;
+    let (_, resp, _) = provision(
+        &server.http(),
+        &server,
+        &device.request(Some("redelivery-secret")),
+    )
+    .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
-    let devices = server.registry().certificates_of(idprov_store::CertKind::Device, "re-1").await.expect("certs");
+    let devices = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "re-1")
+        .await
+        .expect("certs");
     assert_eq!(devices.len(), 1, "exactly one certificate was issued");
-    assert!(audit_events(&server).await.iter().any(|e| e == "certificate_redelivered"));
+    assert!(
+        audit_events(&server)
+            .await
+            .iter()
+            .any(|e| e == "certificate_redelivered")
+    );
 }
 
 #[tokio::test]
@@ -267,7 +373,12 @@ async fn an_expired_secret_is_no_secret() {
     add_secret(&server, "exp-1", "expiring-secret").await;
     server.clock.advance(Duration::from_secs(3 * 86_400 + 1));
     let device = TestDevice::new("exp-1");
-    let (_, resp, _) = provision(&server.http(), &server, &device.request(Some("expiring-secret"))).await;
+    let (_, resp, _) = provision(
+        &server.http(),
+        &server,
+        &device.request(Some("expiring-secret")),
+    )
+    .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
 }
 
@@ -281,5 +392,9 @@ async fn an_offline_go_client_ip_of_nil_is_accepted() {
     req.mac = "<script>alert(1)</script>".into();
     req.sign(b"offline-secret");
     let (_, resp, body) = provision(&server.http(), &server, &req).await;
-    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved, "{body}");
+    assert_eq!(
+        resp.expect("response").status,
+        ProvisionStatus::Approved,
+        "{body}"
+    );
 }

@@ -18,9 +18,21 @@ async fn status_survives_a_restart_and_secrets_do_not_by_default() {
     let status = server.admin().status("keeps").await.expect("status");
     assert_eq!(status.status, ProvisionStatus::Approved);
     // The standard's behaviour: a restart invalidates secrets.
-    assert!(server.admin().list_secrets(None).await.expect("list").is_empty());
+    assert!(
+        server
+            .admin()
+            .list_secrets(None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
     let other = TestDevice::new("loses");
-    let (_, resp, _) = provision(&server.http(), &server, &other.request(Some("restart-secret-two"))).await;
+    let (_, resp, _) = provision(
+        &server.http(),
+        &server,
+        &other.request(Some("restart-secret-two")),
+    )
+    .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
     let purged = server
         .registry()
@@ -31,14 +43,22 @@ async fn status_survives_a_restart_and_secrets_do_not_by_default() {
         .find(|e| e.event == "secrets_purged")
         .expect("one audit entry with the count");
     assert_eq!(purged.detail["count"], 1);
-    let entries = server.registry().audit_entries(0, 1000).await.expect("audit");
+    let entries = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit");
     idprov_store::verify_chain(None, &entries).expect("the audit chain is intact");
 }
 
 #[tokio::test]
 async fn with_a_configured_key_secrets_survive_a_restart() {
     let key_file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(key_file.path(), base64::engine::general_purpose::STANDARD.encode([42u8; 32])).expect("write");
+    std::fs::write(
+        key_file.path(),
+        base64::engine::general_purpose::STANDARD.encode([42u8; 32]),
+    )
+    .expect("write");
     let path = key_file.path().to_owned();
     let mut server = TestServer::start_with(Setup {
         configure: Box::new(move |c| {
@@ -50,7 +70,12 @@ async fn with_a_configured_key_secrets_survive_a_restart() {
     add_secret(&server, "durable", "persistent-secret").await;
     server.restart().await;
     provision_ok(&server, &TestDevice::new("durable"), "persistent-secret").await;
-    assert!(!audit_events(&server).await.iter().any(|e| e == "secrets_purged"));
+    assert!(
+        !audit_events(&server)
+            .await
+            .iter()
+            .any(|e| e == "secrets_purged")
+    );
 }
 
 #[tokio::test]
@@ -61,15 +86,26 @@ async fn secrets_are_never_at_rest_in_clear_nor_in_logs() {
     add_secret(&server, "hidden", secret).await;
     let device = TestDevice::new("hidden");
     // A wrong attempt, a correct one, and a re-delivery all pass through the logs.
-    provision(&server.http(), &server, &device.request(Some("not-the-secret"))).await;
+    provision(
+        &server.http(),
+        &server,
+        &device.request(Some("not-the-secret")),
+    )
+    .await;
     provision_ok(&server, &device, secret).await;
     provision_ok(&server, &device, secret).await;
     add_secret(&server, "hidden-2", secret).await;
 
     let forms = [
         secret.to_owned(),
-        secret.bytes().map(|b| format!("{b:02x}")).collect::<String>(),
-        secret.bytes().map(|b| format!("{b:02X}")).collect::<String>(),
+        secret
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        secret
+            .bytes()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>(),
         base64::engine::general_purpose::STANDARD.encode(secret),
         base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
@@ -87,11 +123,20 @@ async fn secrets_are_never_at_rest_in_clear_nor_in_logs() {
             );
         }
     }
-    assert!(files >= 8, "the database, its WAL and the key files were checked");
-    assert!(server.data_dir().join("idprov.db-wal").exists(), "the WAL was checked too");
+    assert!(
+        files >= 8,
+        "the database, its WAL and the key files were checked"
+    );
+    assert!(
+        server.data_dir().join("idprov.db-wal").exists(),
+        "the WAL was checked too"
+    );
     let logs = captured_logs();
     assert!(logs.contains("OOB secret registered"), "logs were captured");
     for form in &forms {
-        assert!(!logs.contains(form.as_str()), "the log holds the secret as {form}");
+        assert!(
+            !logs.contains(form.as_str()),
+            "the log holds the secret as {form}"
+        );
     }
 }

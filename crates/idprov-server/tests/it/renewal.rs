@@ -27,7 +27,10 @@ async fn renewal_with_the_same_key_gets_new_random_serials() {
         let resp = resp.expect("response");
         assert_eq!(resp.status, ProvisionStatus::Approved);
         // A verified client certificate means the empty key (§5 rule 1).
-        assert_eq!(resp.verify(b"").map(|v| v.variant), Some(KeyVariant::RawSecret));
+        assert_eq!(
+            resp.verify(b"").map(|v| v.variant),
+            Some(KeyVariant::RawSecret)
+        );
         cert = resp.client_cert.clone();
         serials.insert(leaf_of(&cert).serial);
     }
@@ -38,7 +41,10 @@ async fn renewal_with_the_same_key_gets_new_random_serials() {
         .await
         .expect("history");
     let kinds: Vec<_> = history.iter().map(|c| c.issue_kind).collect();
-    assert_eq!(kinds, vec![IssueKind::Renewal, IssueKind::Renewal, IssueKind::Oob]);
+    assert_eq!(
+        kinds,
+        vec![IssueKind::Renewal, IssueKind::Renewal, IssueKind::Oob]
+    );
 }
 
 #[tokio::test]
@@ -71,7 +77,9 @@ async fn a_device_certificate_renews_only_its_own_id() {
     let server = TestServer::start().await;
     add_secret(&server, "own-1", "own-secret").await;
     let device = TestDevice::new("own-1");
-    let cert = provision_ok(&server, &device, "own-secret").await.client_cert;
+    let cert = provision_ok(&server, &device, "own-secret")
+        .await
+        .client_cert;
     let other = TestDevice::new("someone-else");
     let client = server.http_with(&cert, &device.key_pem());
     let (_, resp, _) = provision(&client, &server, &other.request(None)).await;
@@ -87,7 +95,9 @@ async fn only_the_verified_leaf_authorizes_not_certificates_appended_after_it() 
     let server = TestServer::start().await;
     add_secret(&server, "leaf-1", "leaf-secret").await;
     let device = TestDevice::new("leaf-1");
-    let cert = provision_ok(&server, &device, "leaf-secret").await.client_cert;
+    let cert = provision_ok(&server, &device, "leaf-secret")
+        .await
+        .client_cert;
     // A self-signed OU=plugin certificate appended to the device's chain.
     let plugin = {
         use rcgen_shim::self_signed_plugin;
@@ -150,9 +160,12 @@ async fn administrators_and_plugins_get_certificates_for_any_device() {
     let admin_key = std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key");
     let (plugin_cert, plugin_key) =
         server.issue_client_cert("plugin", "hub-plugin", Duration::from_secs(3600));
-    for (i, (cert, key)) in [(admin_cert, admin_key), (plugin_cert, plugin_key.to_string())]
-        .iter()
-        .enumerate()
+    for (i, (cert, key)) in [
+        (admin_cert, admin_key),
+        (plugin_cert, plugin_key.to_string()),
+    ]
+    .iter()
+    .enumerate()
     {
         let id = format!("by-admin-{i}");
         let device = TestDevice::new(&id);
@@ -175,7 +188,12 @@ async fn a_service_certificate_is_not_privileged() {
     let server = TestServer::start().await;
     let (cert, key) = server.issue_client_cert("service", "mqtt", Duration::from_secs(3600));
     let device = TestDevice::new("svc-target");
-    let (_, resp, _) = provision(&server.http_with(&cert, &key), &server, &device.request(None)).await;
+    let (_, resp, _) = provision(
+        &server.http_with(&cert, &key),
+        &server,
+        &device.request(None),
+    )
+    .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
 }
 
@@ -184,7 +202,9 @@ async fn a_revoked_device_certificate_falls_to_the_oob_path() {
     let server = TestServer::start().await;
     add_secret(&server, "rev-1", "revoke-secret").await;
     let device = TestDevice::new("rev-1");
-    let cert = provision_ok(&server, &device, "revoke-secret").await.client_cert;
+    let cert = provision_ok(&server, &device, "revoke-secret")
+        .await
+        .client_cert;
     let serial = leaf_of(&cert).serial;
     // Revoke directly in the registry file (the admin command arrives later).
     let db = server.data_dir().join("idprov.db");
@@ -194,7 +214,12 @@ async fn a_revoked_device_certificate_falls_to_the_oob_path() {
         [&serial],
     )
     .expect("revoke");
-    let (_, resp, _) = provision(&server.http_with(&cert, &device.key_pem()), &server, &device.request(None)).await;
+    let (_, resp, _) = provision(
+        &server.http_with(&cert, &device.key_pem()),
+        &server,
+        &device.request(None),
+    )
+    .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
     // And it can no longer read its own status.
     let r = server

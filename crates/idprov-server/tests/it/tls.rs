@@ -19,8 +19,13 @@ async fn directory_ok(server: &TestServer) {
 #[tokio::test]
 async fn a_certificate_from_another_ca_fails_the_handshake_and_the_server_stays_up() {
     let server = TestServer::start().await;
-    let rogue = Ca::generate("rogue", KeyAlgorithm::EcdsaP256, std::time::SystemTime::now(), Duration::from_secs(86_400))
-        .expect("rogue CA");
+    let rogue = Ca::generate(
+        "rogue",
+        KeyAlgorithm::EcdsaP256,
+        std::time::SystemTime::now(),
+        Duration::from_secs(86_400),
+    )
+    .expect("rogue CA");
     let (cert, key) = rogue
         .ca
         .issue_with_new_key(
@@ -55,7 +60,10 @@ async fn a_certificate_from_another_ca_fails_the_handshake_and_the_server_stays_
     .await
     .expect_err("refused");
     assert!(
-        matches!(client_err, idprov_client::ClientError::CredentialsRefused(_)),
+        matches!(
+            client_err,
+            idprov_client::ClientError::CredentialsRefused(_)
+        ),
         "{client_err} / {err}"
     );
     directory_ok(&server).await;
@@ -66,8 +74,15 @@ async fn an_expired_certificate_fails_a_full_handshake() {
     let server = TestServer::start().await;
     let (cert, key) = server.issue_client_cert("admin", "short-lived", Duration::from_secs(600));
     server.clock.advance(Duration::from_secs(1200));
-    let r = server.http_with(&cert, &key).get(server.url("/idprov/admin/devices")).send().await;
-    assert!(r.is_err(), "full handshake with an expired certificate is refused");
+    let r = server
+        .http_with(&cert, &key)
+        .get(server.url("/idprov/admin/devices"))
+        .send()
+        .await;
+    assert!(
+        r.is_err(),
+        "full handshake with an expired certificate is refused"
+    );
     directory_ok(&server).await;
 }
 
@@ -78,12 +93,24 @@ async fn a_certificate_that_expired_during_a_session_authorizes_nothing_when_res
     // One rustls configuration, so both clients share its session cache.
     let config = server.tls_config(Some((&cert, &key)));
     let url = server.url("/idprov/status/resumer");
-    let first = http_client(config.clone()).get(&url).send().await.expect("request");
-    assert_eq!(first.status(), 404, "authorized as the device itself; the device is unknown");
+    let first = http_client(config.clone())
+        .get(&url)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        first.status(),
+        404,
+        "authorized as the device itself; the device is unknown"
+    );
     server.clock.advance(Duration::from_secs(1200));
     // A new client makes a new connection, which resumes the TLS session:
     // rustls does not verify the certificate again, the server does.
-    let resumed = http_client(config).get(&url).send().await.expect("the resumed handshake succeeds");
+    let resumed = http_client(config)
+        .get(&url)
+        .send()
+        .await
+        .expect("the resumed handshake succeeds");
     assert_eq!(resumed.status(), 403, "the expired leaf authorizes nothing");
     assert!(resumed.text().await.expect("body").contains("validity"));
     // Without a session to resume, the handshake itself is refused.
@@ -101,7 +128,15 @@ async fn without_resumption_every_handshake_is_full() {
     let (cert, key) = server.issue_client_cert("iotdevice", "full", Duration::from_secs(600));
     let config = server.tls_config(Some((&cert, &key)));
     let url = server.url("/idprov/status/full");
-    assert_eq!(http_client(config.clone()).get(&url).send().await.expect("request").status(), 404);
+    assert_eq!(
+        http_client(config.clone())
+            .get(&url)
+            .send()
+            .await
+            .expect("request")
+            .status(),
+        404
+    );
     server.clock.advance(Duration::from_secs(1200));
     assert!(http_client(config).get(&url).send().await.is_err());
 }

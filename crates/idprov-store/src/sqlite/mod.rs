@@ -105,11 +105,21 @@ fn append_audit_tx(c: &Connection, r: &AuditRecord) -> Result<i64> {
         r.device_id.as_deref(),
         &r.detail,
     );
-    let detail = serde_json::to_string(&r.detail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let detail =
+        serde_json::to_string(&r.detail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     c.execute(
         "INSERT INTO audit_log (seq, at, actor, event, device_id, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![seq, r.at, r.actor.as_str(), r.event, r.device_id, detail, prev, hash],
+        params![
+            seq,
+            r.at,
+            r.actor.as_str(),
+            r.event,
+            r.device_id,
+            detail,
+            prev,
+            hash
+        ],
     )?;
     Ok(seq)
 }
@@ -718,7 +728,9 @@ impl Registry for SqliteRegistry {
     }
 
     async fn append_audit(&self, record: AuditRecord) -> Result<i64> {
-        self.writer.write(move |c| append_audit_tx(c, &record)).await
+        self.writer
+            .write(move |c| append_audit_tx(c, &record))
+            .await
     }
 
     async fn audit_entries(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {

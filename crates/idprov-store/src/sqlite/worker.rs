@@ -23,7 +23,8 @@ const MAX_GROUP: usize = 256;
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// Runs inside the transaction (or learns that none could be started);
 /// returns whether it succeeded and its completion.
-type Job = Box<dyn FnOnce(std::result::Result<&Connection, &StoreError>) -> (bool, Completion) + Send>;
+type Job =
+    Box<dyn FnOnce(std::result::Result<&Connection, &StoreError>) -> (bool, Completion) + Send>;
 
 /// Opens a connection with the registry's settings.
 pub(crate) fn open(path: &Path, read_only: bool) -> Result<Connection> {

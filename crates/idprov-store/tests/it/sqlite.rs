@@ -69,11 +69,17 @@ async fn a_newer_schema_is_refused_with_a_clear_message() {
     let path = dir.path().join("idprov.db");
     drop(SqliteRegistry::open(&path).expect("open"));
     let conn = rusqlite::Connection::open(&path).expect("open");
-    conn.execute("UPDATE schema_meta SET value = 999 WHERE key = 'version'", [])
-        .expect("bump");
+    conn.execute(
+        "UPDATE schema_meta SET value = 999 WHERE key = 'version'",
+        [],
+    )
+    .expect("bump");
     drop(conn);
     let err = SqliteRegistry::open(&path).unwrap_err().to_string();
-    assert!(err.contains("999") && err.contains("upgrade idprov"), "{err}");
+    assert!(
+        err.contains("999") && err.contains("upgrade idprov"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -10,7 +10,13 @@ use serde_json::json;
 pub const NOW: i64 = 1_800_000_000;
 
 fn audit(event: &str, device: &str) -> AuditRecord {
-    AuditRecord::new(NOW, Actor::named("admin", "tester"), event, Some(device), json!({}))
+    AuditRecord::new(
+        NOW,
+        Actor::named("admin", "tester"),
+        event,
+        Some(device),
+        json!({}),
+    )
 }
 
 fn secret(device: &str, valid_until: i64) -> NewSecret {
@@ -60,27 +66,46 @@ pub async fn secrets_add_replace_list_remove(reg: &Arc<dyn Registry>) {
             .expect("put"),
         PutSecretOutcome::Added
     );
-    let first = reg.live_secret("dev-1", NOW).await.expect("read").expect("live");
+    let first = reg
+        .live_secret("dev-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
     assert_eq!(
         reg.put_secret(secret("dev-1", NOW + 200), audit("secret_added", "dev-1"))
             .await
             .expect("put"),
         PutSecretOutcome::Replaced
     );
-    let second = reg.live_secret("dev-1", NOW).await.expect("read").expect("live");
+    let second = reg
+        .live_secret("dev-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
     assert_ne!(first.id, second.id, "a replaced secret has a new identity");
     assert_eq!(second.valid_until, NOW + 200);
     // Expired at NOW + 201.
-    assert!(reg.live_secret("dev-1", NOW + 201).await.expect("read").is_none());
+    assert!(
+        reg.live_secret("dev-1", NOW + 201)
+            .await
+            .expect("read")
+            .is_none()
+    );
 
     for i in 0..25 {
-        reg.put_secret(secret(&format!("bulk-{i:02}"), NOW + 100), audit("secret_added", "x"))
-            .await
-            .expect("put");
+        reg.put_secret(
+            secret(&format!("bulk-{i:02}"), NOW + 100),
+            audit("secret_added", "x"),
+        )
+        .await
+        .expect("put");
     }
     // Keyset paging returns every entry once, in byte order.
     let mut seen = Vec::new();
-    let mut page = Page { after: None, limit: 10 };
+    let mut page = Page {
+        after: None,
+        limit: 10,
+    };
     loop {
         let rows = reg.list_secrets(&page).await.expect("list");
         if rows.is_empty() {
@@ -94,8 +119,16 @@ pub async fn secrets_add_replace_list_remove(reg: &Arc<dyn Registry>) {
     sorted.sort();
     assert_eq!(seen, sorted);
 
-    assert!(reg.remove_secret("dev-1", audit("secret_removed", "dev-1")).await.expect("rm"));
-    assert!(!reg.remove_secret("dev-1", audit("secret_removed", "dev-1")).await.expect("rm"));
+    assert!(
+        reg.remove_secret("dev-1", audit("secret_removed", "dev-1"))
+            .await
+            .expect("rm")
+    );
+    assert!(
+        !reg.remove_secret("dev-1", audit("secret_removed", "dev-1"))
+            .await
+            .expect("rm")
+    );
     assert!(reg.live_secret("dev-1", NOW).await.expect("read").is_none());
 }
 
@@ -103,31 +136,55 @@ pub async fn consuming_a_secret_is_conditional(reg: &Arc<dyn Registry>) {
     reg.put_secret(secret("dev-c", NOW + 100), audit("secret_added", "dev-c"))
         .await
         .expect("put");
-    let s = reg.live_secret("dev-c", NOW).await.expect("read").expect("live");
+    let s = reg
+        .live_secret("dev-c", NOW)
+        .await
+        .expect("read")
+        .expect("live");
     assert_eq!(
-        reg.record_issue(issue("dev-c", "aa01", Some(s.id))).await.expect("issue"),
+        reg.record_issue(issue("dev-c", "aa01", Some(s.id)))
+            .await
+            .expect("issue"),
         IssueOutcome::Recorded
     );
-    assert!(reg.live_secret("dev-c", NOW).await.expect("read").is_none(), "consumed");
+    assert!(
+        reg.live_secret("dev-c", NOW).await.expect("read").is_none(),
+        "consumed"
+    );
     // A second request verified against the same secret cannot consume it again.
     assert_eq!(
-        reg.record_issue(issue("dev-c", "aa02", Some(s.id))).await.expect("issue"),
+        reg.record_issue(issue("dev-c", "aa02", Some(s.id)))
+            .await
+            .expect("issue"),
         IssueOutcome::SecretGone
     );
-    assert!(reg.certificate("aa02").await.expect("read").is_none(), "nothing recorded");
+    assert!(
+        reg.certificate("aa02").await.expect("read").is_none(),
+        "nothing recorded"
+    );
     // Nor can a request verified against a secret that was replaced meanwhile.
     reg.put_secret(secret("dev-c", NOW + 100), audit("secret_added", "dev-c"))
         .await
         .expect("put");
-    let old = reg.live_secret("dev-c", NOW).await.expect("read").expect("live");
+    let old = reg
+        .live_secret("dev-c", NOW)
+        .await
+        .expect("read")
+        .expect("live");
     reg.put_secret(secret("dev-c", NOW + 300), audit("secret_added", "dev-c"))
         .await
         .expect("replace");
     assert_eq!(
-        reg.record_issue(issue("dev-c", "aa03", Some(old.id))).await.expect("issue"),
+        reg.record_issue(issue("dev-c", "aa03", Some(old.id)))
+            .await
+            .expect("issue"),
         IssueOutcome::SecretGone
     );
-    let recorded = reg.certificate("aa01").await.expect("read").expect("present");
+    let recorded = reg
+        .certificate("aa01")
+        .await
+        .expect("read")
+        .expect("present");
     assert_eq!(recorded.subject, "dev-c");
     assert_eq!(recorded.issue_kind, IssueKind::Oob);
     assert_eq!(recorded.revoked_at, None);
@@ -137,8 +194,14 @@ pub async fn redelivery_window(reg: &Arc<dyn Registry>) {
     reg.put_secret(secret("dev-r", NOW + 100), audit("secret_added", "dev-r"))
         .await
         .expect("put");
-    let s = reg.live_secret("dev-r", NOW).await.expect("read").expect("live");
-    reg.record_issue(issue("dev-r", "bb01", Some(s.id))).await.expect("issue");
+    let s = reg
+        .live_secret("dev-r", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    reg.record_issue(issue("dev-r", "bb01", Some(s.id)))
+        .await
+        .expect("issue");
     let consumed = reg
         .consumed_secret("dev-r", "fp-1", NOW - 600)
         .await
@@ -146,8 +209,18 @@ pub async fn redelivery_window(reg: &Arc<dyn Registry>) {
         .expect("kept for re-delivery");
     assert_eq!(consumed.serial, "bb01");
     assert_eq!(consumed.sealed, s.sealed);
-    assert!(reg.consumed_secret("dev-r", "other-key", NOW - 600).await.expect("read").is_none());
-    assert!(reg.consumed_secret("dev-r", "fp-1", NOW + 1).await.expect("read").is_none());
+    assert!(
+        reg.consumed_secret("dev-r", "other-key", NOW - 600)
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        reg.consumed_secret("dev-r", "fp-1", NOW + 1)
+            .await
+            .expect("read")
+            .is_none()
+    );
 }
 
 pub async fn lockout_doubles_and_resets(reg: &Arc<dyn Registry>) {
@@ -159,33 +232,66 @@ pub async fn lockout_doubles_and_resets(reg: &Arc<dyn Registry>) {
     };
     let mut last = None;
     for n in 1..=4 {
-        let l = reg.record_failure("dev-l", "10.0.0.9", NOW, &policy).await.expect("fail");
+        let l = reg
+            .record_failure("dev-l", "10.0.0.9", NOW, &policy)
+            .await
+            .expect("fail");
         assert_eq!(l.failures, n);
         assert_eq!(l.locked_until, 0, "no lock before the fifth failure");
         last = Some(l);
     }
     assert!(last.is_some());
-    let fifth = reg.record_failure("dev-l", "10.0.0.9", NOW, &policy).await.expect("fail");
+    let fifth = reg
+        .record_failure("dev-l", "10.0.0.9", NOW, &policy)
+        .await
+        .expect("fail");
     assert_eq!(fifth.locked_until, NOW + 60);
-    let sixth = reg.record_failure("dev-l", "10.0.0.9", NOW + 61, &policy).await.expect("fail");
+    let sixth = reg
+        .record_failure("dev-l", "10.0.0.9", NOW + 61, &policy)
+        .await
+        .expect("fail");
     assert_eq!(sixth.locked_until, NOW + 61 + 120, "doubling");
     let mut l = sixth;
     for _ in 0..10 {
-        l = reg.record_failure("dev-l", "10.0.0.9", NOW + 100, &policy).await.expect("fail");
+        l = reg
+            .record_failure("dev-l", "10.0.0.9", NOW + 100, &policy)
+            .await
+            .expect("fail");
     }
     assert_eq!(l.locked_until, NOW + 100 + 3600, "capped at one hour");
     // Counters are per (device, source).
-    assert!(reg.lockout("dev-l", "10.0.0.8").await.expect("read").is_none());
+    assert!(
+        reg.lockout("dev-l", "10.0.0.8")
+            .await
+            .expect("read")
+            .is_none()
+    );
     assert_eq!(
-        reg.lockout("dev-l", "10.0.0.9").await.expect("read").map(|l| l.failures),
+        reg.lockout("dev-l", "10.0.0.9")
+            .await
+            .expect("read")
+            .map(|l| l.failures),
         Some(16)
     );
     // A successful issuance for that source resets it.
-    reg.record_issue(issue("dev-l", "cc01", None)).await.expect("issue");
-    assert!(reg.lockout("dev-l", "10.0.0.9").await.expect("read").is_none());
+    reg.record_issue(issue("dev-l", "cc01", None))
+        .await
+        .expect("issue");
+    assert!(
+        reg.lockout("dev-l", "10.0.0.9")
+            .await
+            .expect("read")
+            .is_none()
+    );
     // Lock starts are audited.
     let entries = reg.audit_entries(0, 1000).await.expect("audit");
-    assert!(entries.iter().filter(|e| e.event == "lockout_started").count() >= 2);
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.event == "lockout_started")
+            .count()
+            >= 2
+    );
 }
 
 pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registry>) {
@@ -207,30 +313,48 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
     };
     let actor = || Actor::source("10.0.0.1");
     assert_eq!(
-        reg.record_waiting(req("w1", "k1", "10.0.0.1", NOW), caps, actor()).await.expect("w"),
+        reg.record_waiting(req("w1", "k1", "10.0.0.1", NOW), caps, actor())
+            .await
+            .expect("w"),
         WaitingOutcome::Queued
     );
     assert_eq!(
-        reg.record_waiting(req("w1", "k1", "10.0.0.1", NOW + 5), caps, actor()).await.expect("w"),
+        reg.record_waiting(req("w1", "k1", "10.0.0.1", NOW + 5), caps, actor())
+            .await
+            .expect("w"),
         WaitingOutcome::Updated
     );
     assert_eq!(
-        reg.record_waiting(req("w2", "k1", "10.0.0.1", NOW), caps, actor()).await.expect("w"),
+        reg.record_waiting(req("w2", "k1", "10.0.0.1", NOW), caps, actor())
+            .await
+            .expect("w"),
         WaitingOutcome::Queued
     );
     assert_eq!(
-        reg.record_waiting(req("w3", "k1", "10.0.0.1", NOW), caps, actor()).await.expect("w"),
+        reg.record_waiting(req("w3", "k1", "10.0.0.1", NOW), caps, actor())
+            .await
+            .expect("w"),
         WaitingOutcome::SourceCapReached
     );
     assert_eq!(
-        reg.record_waiting(req("w3", "k1", "10.0.0.2", NOW), caps, actor()).await.expect("w"),
+        reg.record_waiting(req("w3", "k1", "10.0.0.2", NOW), caps, actor())
+            .await
+            .expect("w"),
         WaitingOutcome::Queued
     );
     assert_eq!(
-        reg.record_waiting(req("w4", "k1", "10.0.0.3", NOW), caps, actor()).await.expect("w"),
+        reg.record_waiting(req("w4", "k1", "10.0.0.3", NOW), caps, actor())
+            .await
+            .expect("w"),
         WaitingOutcome::TotalCapReached
     );
-    let all = reg.list_waiting(&Page { after: None, limit: 100 }).await.expect("list");
+    let all = reg
+        .list_waiting(&Page {
+            after: None,
+            limit: 100,
+        })
+        .await
+        .expect("list");
     assert_eq!(all.len(), 3);
     let w1 = &all[0];
     assert_eq!((w1.device_id.as_str(), w1.attempts), ("w1", 2));
@@ -249,43 +373,90 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
     let mut rec = issue("w1", "dd01", None);
     rec.clear_waiting_key = Some("k1".into());
     reg.record_issue(rec).await.expect("issue");
-    assert_eq!(reg.list_waiting(&Page { after: None, limit: 100 }).await.expect("list").len(), 2);
+    assert_eq!(
+        reg.list_waiting(&Page {
+            after: None,
+            limit: 100
+        })
+        .await
+        .expect("list")
+        .len(),
+        2
+    );
 }
 
 pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
-    assert!(reg.device("dev-a", NOW).await.expect("read").is_none(), "never heard of");
+    assert!(
+        reg.device("dev-a", NOW).await.expect("read").is_none(),
+        "never heard of"
+    );
     reg.put_secret(secret("dev-a", NOW + 100), audit("secret_added", "dev-a"))
         .await
         .expect("put");
-    let a = reg.device("dev-a", NOW).await.expect("read").expect("known");
+    let a = reg
+        .device("dev-a", NOW)
+        .await
+        .expect("read")
+        .expect("known");
     assert!(a.live_secret && a.newest_valid.is_none() && a.certificates == 0);
 
     // Two certificates for dev-b: the newer one is the one reported.
     let mut older = issue("dev-b", "ee01", None);
     older.cert.issued_at = NOW - 10;
     reg.record_issue(older).await.expect("issue");
-    reg.record_issue(issue("dev-b", "ee02", None)).await.expect("issue");
-    let b = reg.device("dev-b", NOW).await.expect("read").expect("known");
-    assert_eq!(b.newest_valid.as_ref().map(|c| c.serial.as_str()), Some("ee02"));
+    reg.record_issue(issue("dev-b", "ee02", None))
+        .await
+        .expect("issue");
+    let b = reg
+        .device("dev-b", NOW)
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(
+        b.newest_valid.as_ref().map(|c| c.serial.as_str()),
+        Some("ee02")
+    );
     assert_eq!(b.certificates, 2);
     // After expiry there is no valid certificate.
-    let later = reg.device("dev-b", NOW + 31 * 86_400).await.expect("read").expect("known");
+    let later = reg
+        .device("dev-b", NOW + 31 * 86_400)
+        .await
+        .expect("read")
+        .expect("known");
     assert!(later.newest_valid.is_none());
 
-    let certs = reg.certificates_of(CertKind::Device, "dev-b").await.expect("certs");
+    let certs = reg
+        .certificates_of(CertKind::Device, "dev-b")
+        .await
+        .expect("certs");
     assert_eq!(
         certs.iter().map(|c| c.serial.as_str()).collect::<Vec<_>>(),
         vec!["ee02", "ee01"],
         "newest first"
     );
-    let list = reg.list_devices(&Page { after: None, limit: 10 }, NOW).await.expect("list");
+    let list = reg
+        .list_devices(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+        )
+        .await
+        .expect("list");
     let ids: Vec<_> = list.iter().map(|d| d.device_id.as_str()).collect();
     assert_eq!(ids, vec!["dev-a", "dev-b"]);
     assert_eq!(list[1].serial.as_deref(), Some("ee02"));
     assert_eq!(list[1].certificates, 2);
     assert!(list[0].live_secret);
     let next = reg
-        .list_devices(&Page { after: Some("dev-a".into()), limit: 10 }, NOW)
+        .list_devices(
+            &Page {
+                after: Some("dev-a".into()),
+                limit: 10,
+            },
+            NOW,
+        )
         .await
         .expect("list");
     assert_eq!(next.len(), 1);
@@ -320,22 +491,50 @@ pub async fn audit_chain_links_every_entry(reg: &Arc<dyn Registry>) {
 }
 
 pub async fn purge_drops_unreadable_and_expired(reg: &Arc<dyn Registry>) {
-    reg.put_secret(secret("p1", NOW + 100), audit("secret_added", "p1")).await.expect("put");
-    reg.put_secret(secret("p2", NOW - 1), audit("secret_added", "p2")).await.expect("put");
+    reg.put_secret(secret("p1", NOW + 100), audit("secret_added", "p1"))
+        .await
+        .expect("put");
+    reg.put_secret(secret("p2", NOW - 1), audit("secret_added", "p2"))
+        .await
+        .expect("put");
     let mut other_key = secret("p3", NOW + 100);
     other_key.key_id = "key-0".into();
-    reg.put_secret(other_key, audit("secret_added", "p3")).await.expect("put");
-    let (unreadable, expired) = reg.purge_secrets("key-1", NOW, NOW - 600).await.expect("purge");
+    reg.put_secret(other_key, audit("secret_added", "p3"))
+        .await
+        .expect("put");
+    let (unreadable, expired) = reg
+        .purge_secrets("key-1", NOW, NOW - 600)
+        .await
+        .expect("purge");
     assert_eq!((unreadable, expired), (1, 1));
-    let left = reg.list_secrets(&Page { after: None, limit: 10 }).await.expect("list");
-    assert_eq!(left.iter().map(|s| s.device_id.as_str()).collect::<Vec<_>>(), vec!["p1"]);
+    let left = reg
+        .list_secrets(&Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        left.iter()
+            .map(|s| s.device_id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["p1"]
+    );
     let entries = reg.audit_entries(0, 100).await.expect("audit");
-    let purged = entries.iter().find(|e| e.event == "secrets_purged").expect("audited");
+    let purged = entries
+        .iter()
+        .find(|e| e.event == "secrets_purged")
+        .expect("audited");
     assert_eq!(purged.detail["count"], 1);
     // Nothing to purge: no new entries.
     let before = entries.len();
-    reg.purge_secrets("key-1", NOW, NOW - 600).await.expect("purge");
-    assert_eq!(reg.audit_entries(0, 100).await.expect("audit").len(), before);
+    reg.purge_secrets("key-1", NOW, NOW - 600)
+        .await
+        .expect("purge");
+    assert_eq!(
+        reg.audit_entries(0, 100).await.expect("audit").len(),
+        before
+    );
 }
 
 pub async fn concurrent_writers_all_commit(reg: &Arc<dyn Registry>) {
@@ -345,17 +544,28 @@ pub async fn concurrent_writers_all_commit(reg: &Arc<dyn Registry>) {
     for i in 0..200 {
         let reg = reg.clone();
         tasks.push(tokio::spawn(async move {
-            reg.put_secret(secret(&format!("c-{i:03}"), NOW + 100), audit("secret_added", "c"))
-                .await
+            reg.put_secret(
+                secret(&format!("c-{i:03}"), NOW + 100),
+                audit("secret_added", "c"),
+            )
+            .await
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.expect("join").expect("put"), PutSecretOutcome::Added);
+        assert_eq!(
+            t.await.expect("join").expect("put"),
+            PutSecretOutcome::Added
+        );
     }
-    let all = reg.list_secrets(&Page { after: None, limit: 1000 }).await.expect("list");
+    let all = reg
+        .list_secrets(&Page {
+            after: None,
+            limit: 1000,
+        })
+        .await
+        .expect("list");
     assert_eq!(all.len(), 200);
     let entries = reg.audit_entries(0, 1000).await.expect("audit");
     assert_eq!(entries.len(), 200);
     verify_chain(None, &entries).expect("one valid chain");
 }
-

@@ -23,38 +23,88 @@ fn run(server: &TestServer, args: &[&str], stdin: Option<&str>) -> std::process:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oob_add_generates_a_strong_secret_that_provisions() {
     let server = TestServer::start().await;
-    let out = tokio::task::block_in_place(|| run(&server, &["oob", "add", "gen-1", "--json"], None));
+    let out =
+        tokio::task::block_in_place(|| run(&server, &["oob", "add", "gen-1", "--json"], None));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
-    let secret = v["oobSecret"].as_str().expect("the generated secret is printed");
+    let secret = v["oobSecret"]
+        .as_str()
+        .expect("the generated secret is printed");
     assert_eq!(secret.len(), 26);
-    assert!(secret.chars().all(|c| "0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(c)));
+    assert!(
+        secret
+            .chars()
+            .all(|c| "0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(c))
+    );
     assert_eq!(v["deviceID"], "gen-1");
     assert_eq!(v["replaced"], false);
     let device = TestDevice::new("gen-1");
     let (_, resp, _) = provision(&server.http(), &server, &device.request(Some(secret))).await;
-    assert_eq!(resp.expect("response").status, idprov_proto::ProvisionStatus::Approved);
+    assert_eq!(
+        resp.expect("response").status,
+        idprov_proto::ProvisionStatus::Approved
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_from_stdin_files_and_arguments() {
     let server = TestServer::start().await;
-    let out = tokio::task::block_in_place(|| run(&server, &["oob", "add", "in-1", "-"], Some("stdin-secret-value\n")));
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &["oob", "add", "in-1", "-"],
+            Some("stdin-secret-value\n"),
+        )
+    });
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(!stdout(&out).contains("stdin-secret-value"), "a given secret is not echoed");
+    assert!(
+        !stdout(&out).contains("stdin-secret-value"),
+        "a given secret is not echoed"
+    );
     let file = server.temp_dir().join("secret.txt");
     std::fs::write(&file, "file-secret-value\r\n").expect("write");
     let out = tokio::task::block_in_place(|| {
-        run(&server, &["oob", "add", "in-2", "--secret-file", file.to_str().expect("path")], None)
+        run(
+            &server,
+            &[
+                "oob",
+                "add",
+                "in-2",
+                "--secret-file",
+                file.to_str().expect("path"),
+            ],
+            None,
+        )
     });
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let out = tokio::task::block_in_place(|| run(&server, &["oob", "add", "in-3", "arg-sec"], None));
+    let out =
+        tokio::task::block_in_place(|| run(&server, &["oob", "add", "in-3", "arg-sec"], None));
     assert_eq!(out.status.code(), Some(0));
-    assert!(stderr(&out).contains("visible in the process list"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("shorter than 10"), "short secrets are warned about");
-    for (id, secret) in [("in-1", "stdin-secret-value"), ("in-2", "file-secret-value"), ("in-3", "arg-sec")] {
-        let (_, resp, _) = provision(&server.http(), &server, &TestDevice::new(id).request(Some(secret))).await;
-        assert_eq!(resp.expect("response").status, idprov_proto::ProvisionStatus::Approved, "{id}");
+    assert!(
+        stderr(&out).contains("visible in the process list"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("shorter than 10"),
+        "short secrets are warned about"
+    );
+    for (id, secret) in [
+        ("in-1", "stdin-secret-value"),
+        ("in-2", "file-secret-value"),
+        ("in-3", "arg-sec"),
+    ] {
+        let (_, resp, _) = provision(
+            &server.http(),
+            &server,
+            &TestDevice::new(id).request(Some(secret)),
+        )
+        .await;
+        assert_eq!(
+            resp.expect("response").status,
+            idprov_proto::ProvisionStatus::Approved,
+            "{id}"
+        );
     }
 }
 
@@ -76,8 +126,13 @@ async fn listings_in_json_return_every_entry() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).expect("one JSON array");
     assert_eq!(v.len(), 1205, "paged underneath, complete on top");
-    assert!(v.iter().all(|s| s.get("oobSecret").is_none()), "never the values");
-    let out = tokio::task::block_in_place(|| run(&server, &["oob", "list", "--json", "--limit", "7"], None));
+    assert!(
+        v.iter().all(|s| s.get("oobSecret").is_none()),
+        "never the values"
+    );
+    let out = tokio::task::block_in_place(|| {
+        run(&server, &["oob", "list", "--json", "--limit", "7"], None)
+    });
     let v: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).expect("array");
     assert_eq!(v.len(), 7);
     let out = tokio::task::block_in_place(|| run(&server, &["devices", "list", "--json"], None));
@@ -96,11 +151,20 @@ async fn devices_show_requests_list_and_status() {
     let out = tokio::task::block_in_place(|| run(&server, &["requests", "list"], None));
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert!(text.contains("shown") && text.contains("ECDSA-P256"), "{text}");
-    assert!(!text.contains('\u{1b}'), "device-supplied text cannot drive the terminal");
+    assert!(
+        text.contains("shown") && text.contains("ECDSA-P256"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('\u{1b}'),
+        "device-supplied text cannot drive the terminal"
+    );
     let out = tokio::task::block_in_place(|| run(&server, &["requests", "list", "--json"], None));
     let v: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).expect("array");
-    assert_eq!(v[0]["claimedMAC"], "\u{1b}[31mred", "JSON keeps the exact text");
+    assert_eq!(
+        v[0]["claimedMAC"], "\u{1b}[31mred",
+        "JSON keeps the exact text"
+    );
 
     server
         .admin()
@@ -111,8 +175,14 @@ async fn devices_show_requests_list_and_status() {
         })
         .await
         .expect("add");
-    provision(&server.http(), &server, &device.request(Some("show-me-secret"))).await;
-    let out = tokio::task::block_in_place(|| run(&server, &["devices", "show", "shown", "--json"], None));
+    provision(
+        &server.http(),
+        &server,
+        &device.request(Some("show-me-secret")),
+    )
+    .await;
+    let out =
+        tokio::task::block_in_place(|| run(&server, &["devices", "show", "shown", "--json"], None));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("object");
     assert_eq!(v["device"]["status"], "Approved");
@@ -136,34 +206,75 @@ async fn exit_codes_tell_scripts_what_happened() {
     // 2: usage.
     let out = idprov(&["oob", "frobnicate"], None);
     assert_eq!(out.status.code(), Some(2));
-    let out = tokio::task::block_in_place(|| run(&server, &["oob", "add", "bad id", "some-secret-value"], None));
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &["oob", "add", "bad id", "some-secret-value"],
+            None,
+        )
+    });
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("DEVICE_ID"), "{}", stderr(&out));
     let out = tokio::task::block_in_place(|| run(&server, &["oob", "add", "d", "-"], Some("\n")));
-    assert_eq!(out.status.code(), Some(2), "an empty secret is refused locally");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an empty secret is refused locally"
+    );
     // 3: unreachable.
     let out = idprov(
-        &["oob", "list", "--server", "127.0.0.1:1", "--data-dir", server.data_dir().to_str().expect("path")],
+        &[
+            "oob",
+            "list",
+            "--server",
+            "127.0.0.1:1",
+            "--data-dir",
+            server.data_dir().to_str().expect("path"),
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     // 4: credentials missing, or refused by the server.
-    let out = idprov(&["oob", "list", "--server", &server.server_arg(), "--data-dir", "/nonexistent"], None);
+    let out = idprov(
+        &[
+            "oob",
+            "list",
+            "--server",
+            &server.server_arg(),
+            "--data-dir",
+            "/nonexistent",
+        ],
+        None,
+    );
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let (cert, key) = server.issue_client_cert("service", "not-an-admin", std::time::Duration::from_secs(600));
+    let (cert, key) = server.issue_client_cert(
+        "service",
+        "not-an-admin",
+        std::time::Duration::from_secs(600),
+    );
     let dir = server.temp_dir();
     std::fs::write(dir.join("svc.pem"), &cert).expect("write");
     std::fs::write(dir.join("svc.key"), key.as_str()).expect("write");
     let ca = server.data_dir().join("ca-chain.pem");
     let out = idprov(
         &[
-            "devices", "list", "--server", &server.server_arg(),
-            "--cert", dir.join("svc.pem").to_str().expect("p"),
-            "--key", dir.join("svc.key").to_str().expect("p"),
-            "--ca", ca.to_str().expect("p"),
+            "devices",
+            "list",
+            "--server",
+            &server.server_arg(),
+            "--cert",
+            dir.join("svc.pem").to_str().expect("p"),
+            "--key",
+            dir.join("svc.key").to_str().expect("p"),
+            "--ca",
+            ca.to_str().expect("p"),
         ],
         None,
     );
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(stderr(&out).contains("administrator or plugin"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("administrator or plugin"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -16,7 +16,13 @@ fn free_port() -> u16 {
 
 fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_idprov"))
-        .args(["serve", "--no-dns-sd", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "serve",
+            "--no-dns-sd",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("HOME", std::env::temp_dir())
         .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
@@ -31,13 +37,24 @@ fn wait_ready(data_dir: &std::path::Path, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = idprov(
-            &["oob", "list", "--server", &format!("127.0.0.1:{port}"), "--data-dir", data_dir.to_str().expect("path")],
+            &[
+                "oob",
+                "list",
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+                data_dir.to_str().expect("path"),
+            ],
             None,
         );
         if out.status.success() {
             return;
         }
-        assert!(Instant::now() < deadline, "server not ready: {}", stderr(&out));
+        assert!(
+            Instant::now() < deadline,
+            "server not ready: {}",
+            stderr(&out)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -64,7 +81,15 @@ fn serve_starts_from_nothing_and_reuses_its_files() {
     wait_ready(&data, port);
     let log = stop(child);
     assert!(log.contains("generated a new CA"), "{log}");
-    for f in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem", "admin.key", "idprov.db"] {
+    for f in [
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "admin.pem",
+        "admin.key",
+        "idprov.db",
+    ] {
         assert!(data.join(f).exists(), "{f}");
     }
     let ca = std::fs::read(data.join("ca.pem")).expect("read");
@@ -72,7 +97,11 @@ fn serve_starts_from_nothing_and_reuses_its_files() {
     wait_ready(&data, port);
     let log = stop(child);
     assert!(!log.contains("generated a new CA"), "{log}");
-    assert_eq!(std::fs::read(data.join("ca.pem")).expect("read"), ca, "the CA is reused");
+    assert_eq!(
+        std::fs::read(data.join("ca.pem")).expect("read"),
+        ca,
+        "the CA is reused"
+    );
 }
 
 #[test]
@@ -83,17 +112,35 @@ fn configuration_errors_name_the_key_and_exit_2() {
     let state = tmp.path().join("state");
     let state = state.to_str().expect("path");
     let serve = |extra: &[&str]| {
-        let mut args = vec!["serve", "--no-dns-sd", "--listen", "127.0.0.1:0", "--data-dir", state];
+        let mut args = vec![
+            "serve",
+            "--no-dns-sd",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            state,
+        ];
         args.extend_from_slice(extra);
         idprov(&args, None)
     };
     let out = serve(&["--config", config.to_str().expect("path")]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("certificates.device_validity"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("certificates.device_validity"),
+        "{}",
+        stderr(&out)
+    );
 
     std::fs::write(&config, "listen = 5\n").expect("write");
     let out = idprov(
-        &["serve", "--no-dns-sd", "--data-dir", state, "--config", config.to_str().expect("path")],
+        &[
+            "serve",
+            "--no-dns-sd",
+            "--data-dir",
+            state,
+            "--config",
+            config.to_str().expect("path"),
+        ],
         None,
     );
     assert_eq!(out.status.code(), Some(2));
@@ -111,7 +158,13 @@ fn environment_variables_override_the_file() {
     std::fs::write(&config, "[certificates]\ndevice_validity = \"7d\"\n").expect("write");
     // SAFETY of the environment: the variable is set for the child only.
     let mut child = Command::new(env!("CARGO_BIN_EXE_idprov"))
-        .args(["serve", "--no-dns-sd", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--no-dns-sd",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(tmp.path().join("state"))
         .arg("--config")
         .arg(&config)
@@ -129,5 +182,8 @@ fn environment_variables_override_the_file() {
     let out = child.wait_with_output().expect("output");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nonsense") && err.contains("device_validity"), "{err}");
+    assert!(
+        err.contains("nonsense") && err.contains("device_validity"),
+        "{err}"
+    );
 }
