@@ -18,6 +18,7 @@ pub mod clock;
 pub mod device_id;
 pub mod fingerprint;
 mod json;
+pub mod label;
 pub mod messages;
 pub mod secret;
 pub mod sign;
@@ -26,6 +27,7 @@ pub use canonical::EscapeStyle;
 pub use device_id::{DeviceId, DeviceIdError};
 pub use fingerprint::Fingerprint;
 pub use json::MessageError;
+pub use label::{Label, LabelError};
 pub use messages::{
     Directory, Endpoints, OobSecretMessage, ProvisionRequest, ProvisionResponse, ProvisionStatus,
     StatusMessage,

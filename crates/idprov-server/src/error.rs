@@ -36,6 +36,9 @@ pub enum StartError {
     /// TLS could not be configured.
     #[error("TLS: {0}")]
     Tls(String),
+    /// The DNS-SD advert could not be published.
+    #[error("DNS-SD advert: {0}")]
+    DnsSd(String),
     /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {

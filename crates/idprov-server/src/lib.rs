@@ -13,6 +13,7 @@ pub mod config;
 pub mod datadir;
 pub mod decision;
 pub mod defaults;
+pub mod dnssd;
 pub mod error;
 mod listener;
 pub mod routes;

@@ -51,6 +51,7 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     registry: Arc<SqliteRegistry>,
     state: AppState,
+    advert: Option<crate::dnssd::Advert>,
     _dir: DataDir,
 }
 
@@ -130,6 +131,10 @@ pub async fn start(
         secrets_persistent = secrets.is_persistent(),
         "idprov server ready"
     );
+    let advert = match (&config.dns_sd_instance, addrs.first()) {
+        (Some(instance), Some(addr)) => Some(crate::dnssd::Advert::publish(instance, addr.port())?),
+        _ => None,
+    };
     let dyn_registry: Arc<dyn Registry> = registry.clone();
     let state = AppState::new(config, ca, dyn_registry, secrets, clock);
     let router = routes::router(state.clone());
@@ -153,6 +158,7 @@ pub async fn start(
         tasks,
         registry,
         state,
+        advert,
         _dir: dir,
     })
 }
@@ -189,6 +195,9 @@ impl RunningServer {
 
     /// Stops accepting, lets requests in flight finish, flushes the registry.
     pub async fn shutdown(self) {
+        if let Some(advert) = self.advert {
+            advert.withdraw().await;
+        }
         let _ = self.shutdown.send(true);
         for t in self.tasks {
             let _ = t.await;
