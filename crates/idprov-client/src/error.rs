@@ -25,6 +25,9 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// DNS-SD discovery failed.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
     /// The server's answer did not make sense.
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),

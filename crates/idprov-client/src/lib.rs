@@ -1,11 +1,13 @@
-//! The idprov client library: the admin API client the command-line tool
-//! uses, over mutual TLS with an administrator certificate. (The device side
-//! of the protocol joins it in a later change.)
+//! The idprov client library: the device side of the protocol (discover,
+//! provision, verify, renew, store credentials atomically) and the admin API
+//! client the command-line tool uses.
 //!
-//! It depends on the protocol crate only — never on server code — so a
-//! device or tool can use it alone.
+//! It depends on the protocol crate only among idprov's crates — never on
+//! server code — so firmware or a tool can use it alone.
 
 pub mod admin;
+pub mod device;
+pub mod discovery;
 mod error;
 mod tls;
 

@@ -349,3 +349,47 @@ pub fn capture_logs() {
         let _ = tracing::subscriber::set_global_default(subscriber);
     });
 }
+
+/// Builds a Go program of this repository (`tests/go/<name>/main.go`) with
+/// the system's `go`; `None` (with a message) when Go is not installed,
+/// except under `CI=true`, where that is a failure.
+pub fn build_go_program(name: &str) -> Option<PathBuf> {
+    static BUILT: OnceLock<Mutex<std::collections::HashMap<String, PathBuf>>> = OnceLock::new();
+    let go_ok = std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !go_ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "`go` is required in CI (apt-get install golang-go)"
+        );
+        eprintln!("skipping: `go` is not installed");
+        return None;
+    }
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(Default::default()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(name) {
+        return Some(p.clone());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out_dir = std::env::temp_dir().join(format!("idprov-go-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).expect("Go output directory");
+    let binary = out_dir.join(name);
+    let status = std::process::Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(root.join(format!("tests/go/{name}/main.go")))
+        .env("GOCACHE", std::env::temp_dir().join("idprov-gocache"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .status()
+        .expect("go build runs");
+    assert!(status.success(), "go build of tests/go/{name} failed");
+    built.insert(name.to_owned(), binary.clone());
+    Some(binary)
+}

@@ -356,7 +356,7 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         let code = match &e {
             ClientError::Refused { .. } | ClientError::Protocol(_) => 1,
-            ClientError::Unreachable { .. } => 3,
+            ClientError::Unreachable { .. } | ClientError::Discovery(_) => 3,
             ClientError::Credentials(_) | ClientError::CredentialsRefused(_) => 4,
         };
         Failure {

@@ -29,6 +29,18 @@ pub enum Command {
     /// List provisioning requests waiting for a secret or an approval.
     #[command(subcommand)]
     Requests(RequestsCommand),
+    /// Find idprov servers on the local network (DNS-SD).
+    Discover {
+        /// How long to listen.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Be a device: get a certificate, and keep it renewed.
+    #[command(subcommand)]
+    Device(DeviceCommand),
     /// Show a device's protocol status (Approved, Waiting or Rejected).
     Status {
         /// The device ID.
@@ -149,4 +161,79 @@ pub enum RequestsCommand {
         #[command(flatten)]
         conn: Connection,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Provision once: exit 0 with a certificate installed, 1 when the
+    /// server answers Waiting or Rejected (with --wait: keep asking).
+    Provision {
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// Keep asking while the answer is Waiting.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait, give up after this long.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<std::time::Duration>,
+    },
+    /// Provision, wait, and keep renewing until stopped.
+    Run {
+        #[command(flatten)]
+        device: DeviceArgs,
+        /// How often to look at the clock while waiting.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        poll: std::time::Duration,
+    },
+}
+
+/// Who the device is and how it finds and trusts the server.
+#[derive(Debug, Args, Clone)]
+pub struct DeviceArgs {
+    /// The device ID (or take it from --label).
+    #[arg(long = "id", value_name = "ID")]
+    pub device_id: Option<String>,
+    /// The OOB secret. Visible in the process list: prefer --secret-file or --label.
+    #[arg(long, conflicts_with_all = ["secret_file", "label"])]
+    pub secret: Option<String>,
+    /// Read the OOB secret from this file (first line).
+    #[arg(long, value_name = "FILE", conflicts_with = "label")]
+    pub secret_file: Option<PathBuf>,
+    /// A label URI (idprov:1?id=…&s=…&ca=…): ID, secret and CA fingerprint.
+    #[arg(long, value_name = "URI")]
+    pub label: Option<String>,
+    /// The expected CA fingerprint (SHA-256, base64url or colon hex).
+    #[arg(long, value_name = "FP")]
+    pub ca_fingerprint: Option<String>,
+    /// A CA certificate file to trust instead of the one the server offers.
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// The server, HOST:PORT; without it the server is discovered (DNS-SD).
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "discover")]
+    pub server: Option<String>,
+    /// Discover the server over DNS-SD (the default without --server).
+    #[arg(long)]
+    pub discover: bool,
+    /// How long discovery listens.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub discovery_timeout: std::time::Duration,
+    /// The credential directory (DIR/current/{key,cert,ca}.pem).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Key type generated on first run: p256, p384, ed25519, rsa2048, rsa3072, rsa4096.
+    #[arg(long, default_value = "p256")]
+    pub key_type: String,
+    /// The address the device claims (free text).
+    #[arg(long, default_value = "<nil>")]
+    pub claimed_ip: String,
+    /// The MAC the device claims (free text).
+    #[arg(long, default_value = "")]
+    pub claimed_mac: String,
+    /// Accept an answer signed with the empty key after an unpinned first
+    /// contact. Dangerous: a rogue server could hand out its own CA.
+    #[arg(long)]
+    pub danger_accept_empty_key: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod cli;
+mod device;
 mod output;
 mod serve;
 
@@ -60,6 +61,8 @@ fn main() -> ExitCode {
             Command::Devices(cmd) => admin::devices(cmd).await,
             Command::Requests(cmd) => admin::requests(cmd).await,
             Command::Status { device_id, conn } => admin::status(device_id, conn).await,
+            Command::Discover { timeout, json } => device::discover_command(timeout, json).await,
+            Command::Device(cmd) => device::device(cmd).await,
         }
     });
     match result {

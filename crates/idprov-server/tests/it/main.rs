@@ -6,6 +6,7 @@ mod bad_input;
 mod common;
 mod datadir;
 mod directory;
+mod go_client;
 mod provision;
 mod registry;
 mod renewal;

@@ -1,0 +1,777 @@
+//! The device side of the protocol (PROTOCOL.md §10): find the server, pin
+//! its CA, send a signed request, verify the answer, and replace key,
+//! certificate and CA as one set.
+
+mod agent;
+mod store;
+mod time;
+mod trust;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use idprov_proto::clock::{Clock, SystemClock, unix_seconds};
+use idprov_proto::{
+    DeviceId, Directory, Fingerprint, OobSecret, ProvisionRequest, ProvisionResponse,
+    ProvisionStatus,
+};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use x509_parser::prelude::{FromDer, X509Certificate};
+use zeroize::Zeroizing;
+
+pub use agent::{AgentOptions, run};
+pub use store::{CredentialSet, Store};
+pub use time::{TimeKeeper, build_time};
+
+use crate::discovery::{Discovered, discover};
+
+/// Key algorithms a device can generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KeyType {
+    /// ECDSA P-256 (what Go idprov devices use).
+    #[default]
+    EcdsaP256,
+    /// ECDSA P-384.
+    EcdsaP384,
+    /// Ed25519.
+    Ed25519,
+    /// RSA 2048.
+    Rsa2048,
+    /// RSA 3072.
+    Rsa3072,
+    /// RSA 4096.
+    Rsa4096,
+}
+
+impl KeyType {
+    /// Parses `p256`, `p384`, `ed25519`, `rsa2048`, `rsa3072`, `rsa4096`.
+    pub fn parse(s: &str) -> Option<KeyType> {
+        Some(match s.to_ascii_lowercase().replace('-', "").as_str() {
+            "p256" | "ecdsap256" => KeyType::EcdsaP256,
+            "p384" | "ecdsap384" => KeyType::EcdsaP384,
+            "ed25519" => KeyType::Ed25519,
+            "rsa2048" => KeyType::Rsa2048,
+            "rsa3072" => KeyType::Rsa3072,
+            "rsa4096" => KeyType::Rsa4096,
+            _ => return None,
+        })
+    }
+
+    fn generate(self) -> Result<rcgen::KeyPair, DeviceError> {
+        let rsa = |size| rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size);
+        match self {
+            KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
+            KeyType::EcdsaP384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+            KeyType::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
+            KeyType::Rsa2048 => rsa(rcgen::RsaKeySize::_2048),
+            KeyType::Rsa3072 => rsa(rcgen::RsaKeySize::_3072),
+            KeyType::Rsa4096 => rsa(rcgen::RsaKeySize::_4096),
+        }
+        .map_err(|e| DeviceError::Key(e.to_string()))
+    }
+}
+
+/// Where the server is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerTarget {
+    /// `HOST:PORT` or an `https://` base URL.
+    Address(String),
+    /// Found over DNS-SD within this time.
+    Discover(Duration),
+}
+
+/// What a device needs to know.
+#[derive(Clone)]
+pub struct DeviceOptions {
+    /// The device's ID.
+    pub device_id: DeviceId,
+    /// Its OOB secret, if it has one (without, an administrator must approve).
+    pub secret: Option<OobSecret>,
+    /// The CA fingerprint from the label or configuration: checked before
+    /// anything signed is sent.
+    pub ca_fingerprint: Option<Fingerprint>,
+    /// A CA (PEM) given out of band.
+    pub ca_pem: Option<String>,
+    /// Where the server is.
+    pub server: ServerTarget,
+    /// The credential directory.
+    pub dir: PathBuf,
+    /// The key type generated on first run.
+    pub key_type: KeyType,
+    /// The free-text address the device claims (`ip`), e.g. `"<nil>"`.
+    pub claimed_ip: String,
+    /// The free-text MAC the device claims (`mac`).
+    pub claimed_mac: String,
+    /// Wall-clock time.
+    pub clock: Arc<dyn Clock>,
+    /// From when the clock is trusted.
+    pub build_time: SystemTime,
+    /// Accept an Approved answer signed with the empty key although the CA
+    /// was trusted on first use. Dangerous: a rogue server on the network
+    /// could then hand out its own CA.
+    pub danger_accept_empty_key_after_first_contact: bool,
+}
+
+impl std::fmt::Debug for DeviceOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceOptions")
+            .field("device_id", &self.device_id)
+            .field("has_secret", &self.secret.is_some())
+            .field("ca_fingerprint", &self.ca_fingerprint)
+            .field("server", &self.server)
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeviceOptions {
+    /// Options with the defaults: discovery (5 s), ECDSA P-256, the system
+    /// clock, `ip` and `mac` as `"<nil>"` and `""`.
+    pub fn new(device_id: DeviceId, dir: PathBuf) -> DeviceOptions {
+        DeviceOptions {
+            device_id,
+            secret: None,
+            ca_fingerprint: None,
+            ca_pem: None,
+            server: ServerTarget::Discover(Duration::from_secs(5)),
+            dir,
+            key_type: KeyType::default(),
+            claimed_ip: "<nil>".into(),
+            claimed_mac: String::new(),
+            clock: Arc::new(SystemClock),
+            build_time: build_time(),
+            danger_accept_empty_key_after_first_contact: false,
+        }
+    }
+}
+
+/// Why provisioning failed. The messages are written for a device's log.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// DNS-SD found no idprov server.
+    #[error("no idprov server found on the local network (DNS-SD _idprov._tcp)")]
+    NoServerFound,
+    /// DNS-SD itself failed.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+    /// The server could not be reached.
+    #[error("cannot reach the server at {server}: {detail}")]
+    Unreachable {
+        /// Where.
+        server: String,
+        /// Why.
+        detail: String,
+    },
+    /// The TLS handshake failed while presenting the device's certificate.
+    #[error("the server refused the device certificate in the TLS handshake: {0}")]
+    CertificateRefused(String),
+    /// The server's certificate does not chain to the pinned CA.
+    #[error("the server at {server} is not trusted: {detail}")]
+    ServerUntrusted {
+        /// Where.
+        server: String,
+        /// Why.
+        detail: String,
+    },
+    /// The directory's CA does not match the configured fingerprint.
+    #[error(
+        "the server's CA does not match the expected fingerprint {expected} (it offered {offered}); nothing was sent"
+    )]
+    FingerprintMismatch {
+        /// What the label or configuration said.
+        expected: String,
+        /// What the server offered.
+        offered: String,
+    },
+    /// The directory carried no CA and none is pinned.
+    #[error("the server's directory carries no CA certificate, and no CA is configured")]
+    NoCa,
+    /// An HTTP error from the server.
+    #[error("the server refused the request ({status}): {message}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// Its message.
+        message: String,
+    },
+    /// The answer did not make sense.
+    #[error("unexpected answer from the server: {0}")]
+    Protocol(String),
+    /// The Approved answer's signature verifies under no acceptable key.
+    #[error(
+        "the Approved answer's signature does not verify under any acceptable key; its certificate was discarded"
+    )]
+    BadSignature,
+    /// The issued certificate is not acceptable.
+    #[error("the issued certificate was refused: {0}")]
+    BadCertificate(String),
+    /// Reading or writing the credential directory failed.
+    #[error("credential directory: {0}")]
+    Storage(String),
+    /// The device's key could not be generated or read.
+    #[error("device key: {0}")]
+    Key(String),
+}
+
+/// What a provisioning attempt ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new (or re-delivered) certificate is installed.
+    Approved(Installed),
+    /// Ask again after this long.
+    Waiting(Duration),
+    /// Refused; another attempt counts after this long (zero: no back-off).
+    Rejected(Duration),
+    /// Locked out or rate limited for this long.
+    RateLimited(Duration),
+}
+
+/// A certificate the device installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// Which key verified the answer: "secret" or "empty key".
+    pub verified_with: &'static str,
+}
+
+/// The facts of a certificate the device needs.
+#[derive(Debug, Clone)]
+pub struct LeafFacts {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// Subject CNs.
+    pub common_names: Vec<String>,
+    /// The DER SubjectPublicKeyInfo.
+    pub spki_der: Vec<u8>,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+impl LeafFacts {
+    /// Reads the first certificate of a PEM chain.
+    pub fn of_pem(pem: &str) -> Result<LeafFacts, DeviceError> {
+        let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .next()
+            .ok_or_else(|| DeviceError::BadCertificate("no certificate in the PEM".into()))?
+            .map_err(|e| DeviceError::BadCertificate(format!("PEM: {e:?}")))?;
+        let (_, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| DeviceError::BadCertificate(e.to_string()))?;
+        let serial = cert.raw_serial();
+        let first = serial
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(serial.len().saturating_sub(1));
+        Ok(LeafFacts {
+            serial: serial[first..].iter().map(|b| format!("{b:02x}")).collect(),
+            common_names: cert
+                .subject()
+                .iter_common_name()
+                .filter_map(|a| a.as_str().ok().map(str::to_owned))
+                .collect(),
+            spki_der: cert.public_key().raw.to_vec(),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+        })
+    }
+}
+
+fn spki_of(key: &rcgen::KeyPair) -> Vec<u8> {
+    rcgen::PublicKeyData::subject_public_key_info(key)
+}
+
+/// Where to send requests: a base URL and, for discovered servers, the
+/// addresses its host name resolves to (IPv6 link-local ones with scope).
+#[derive(Debug, Clone)]
+struct Target {
+    base: String,
+    host: Option<(String, Vec<SocketAddr>)>,
+}
+
+/// A device: its options, its credential directory and its key.
+pub struct Device {
+    opts: DeviceOptions,
+    store: Store,
+    key: rcgen::KeyPair,
+    time: TimeKeeper,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device")
+            .field("opts", &self.opts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn storage(e: std::io::Error) -> DeviceError {
+    DeviceError::Storage(e.to_string())
+}
+
+impl Device {
+    /// Opens the credential directory and loads the device's key, generating
+    /// (and keeping) one on first run.
+    pub fn open(opts: DeviceOptions) -> Result<Device, DeviceError> {
+        let store = Store::open(&opts.dir).map_err(storage)?;
+        let key_pem = match store.current().map_err(storage)? {
+            Some(set) => set.key_pem,
+            None => match store.pending_key().map_err(storage)? {
+                Some(k) => k,
+                None => {
+                    let key = opts.key_type.generate()?;
+                    let pem = Zeroizing::new(key.serialize_pem());
+                    store.save_pending_key(&pem).map_err(storage)?;
+                    tracing::info!(device_id = %opts.device_id, key_type = ?opts.key_type, "generated the device key");
+                    pem
+                }
+            },
+        };
+        let key =
+            rcgen::KeyPair::from_pem(&key_pem).map_err(|e| DeviceError::Key(e.to_string()))?;
+        let time = TimeKeeper::new(opts.clock.clone(), opts.build_time);
+        Ok(Device {
+            opts,
+            store,
+            key,
+            time,
+        })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &DeviceOptions {
+        &self.opts
+    }
+
+    /// The device's view of time.
+    pub fn time(&self) -> &TimeKeeper {
+        &self.time
+    }
+
+    /// The installed certificate, if any.
+    pub fn current(&self) -> Result<Option<(CredentialSet, LeafFacts)>, DeviceError> {
+        match self.store.current().map_err(storage)? {
+            None => Ok(None),
+            Some(set) => {
+                let facts = LeafFacts::of_pem(&set.cert_pem)?;
+                Ok(Some((set, facts)))
+            }
+        }
+    }
+
+    async fn target(&self) -> Result<Target, DeviceError> {
+        match &self.opts.server {
+            ServerTarget::Address(a) if a.starts_with("https://") => Ok(Target {
+                base: a.trim_end_matches('/').to_owned(),
+                host: None,
+            }),
+            ServerTarget::Address(a) => Ok(Target {
+                base: format!("https://{a}"),
+                host: None,
+            }),
+            ServerTarget::Discover(timeout) => {
+                let found = discover(*timeout, true)
+                    .await
+                    .map_err(|e| DeviceError::Discovery(e.to_string()))?;
+                let d: &Discovered = found.first().ok_or(DeviceError::NoServerFound)?;
+                tracing::info!(instance = %d.instance, host = %d.host, port = d.port, addresses = ?d.addresses, "discovered an idprov server");
+                Ok(Target {
+                    base: d.base_url(),
+                    host: Some((d.host.clone(), d.addresses.clone())),
+                })
+            }
+        }
+    }
+
+    fn http(
+        &self,
+        target: &Target,
+        tls: rustls::ClientConfig,
+    ) -> Result<reqwest::Client, DeviceError> {
+        let mut b = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(0);
+        if let Some((host, addrs)) = &target.host {
+            b = b.resolve_to_addrs(host, addrs);
+        }
+        b.build()
+            .map_err(|e| DeviceError::Protocol(format!("HTTP client: {e}")))
+    }
+
+    fn transport_error(&self, target: &Target, e: &reqwest::Error, with_cert: bool) -> DeviceError {
+        let text = chain_text(e);
+        if text.contains("invalid peer certificate") {
+            return DeviceError::ServerUntrusted {
+                server: target.base.clone(),
+                detail: text,
+            };
+        }
+        if with_cert && text.contains("received fatal alert") {
+            return DeviceError::CertificateRefused(text);
+        }
+        DeviceError::Unreachable {
+            server: target.base.clone(),
+            detail: text,
+        }
+    }
+
+    /// Reads the directory; returns it with the `Date` the server sent.
+    async fn directory(
+        &self,
+        client: &reqwest::Client,
+        target: &Target,
+    ) -> Result<(Directory, Option<SystemTime>), DeviceError> {
+        let url = format!("{}{}", target.base, idprov_proto::messages::DIRECTORY_PATH);
+        let resp = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(target, &e, false))?;
+        let date = server_date(&resp);
+        let status = resp.status();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(target, &e, false))?;
+        if !status.is_success() {
+            return Err(DeviceError::Refused {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&body).into_owned(),
+            });
+        }
+        let dir = Directory::from_json(&body)
+            .map_err(|e| DeviceError::Protocol(format!("directory: {e}")))?;
+        Ok((dir, date))
+    }
+
+    /// The CA to trust and whether it was pinned out of band (or confirmed
+    /// by an earlier verified provisioning), first contacting the server
+    /// unverified when no CA is known yet.
+    async fn trust(&self, target: &Target) -> Result<(String, bool), DeviceError> {
+        let matches = |pem: &str, fp: &Fingerprint| {
+            CertificateDer::pem_slice_iter(pem.as_bytes())
+                .filter_map(Result::ok)
+                .any(|c| Fingerprint::of_der(&c).ct_eq(fp))
+        };
+        if let Some(ca) = &self.opts.ca_pem {
+            return Ok((ca.clone(), true));
+        }
+        if let Some((set, _)) = self.current()? {
+            match &self.opts.ca_fingerprint {
+                Some(fp) if !matches(&set.ca_pem, fp) => {}
+                _ => return Ok((set.ca_pem, true)),
+            }
+        }
+        if self.opts.ca_fingerprint.is_none()
+            && let Some(ca) = self.store.pending_ca().map_err(storage)?
+        {
+            return Ok((ca, false));
+        }
+        // First contact: read the directory without verifying the server.
+        let tls =
+            trust::first_contact_config(&self.time).map_err(|e| DeviceError::Protocol(e.0))?;
+        let (dir, _) = self.directory(&self.http(target, tls)?, target).await?;
+        let ca = dir
+            .ca_pem()
+            .map_err(|e| DeviceError::Protocol(e.to_string()))?
+            .ok_or(DeviceError::NoCa)?;
+        match &self.opts.ca_fingerprint {
+            Some(fp) => {
+                if !matches(&ca, fp) {
+                    let offered = CertificateDer::pem_slice_iter(ca.as_bytes())
+                        .filter_map(Result::ok)
+                        .next()
+                        .map(|c| Fingerprint::of_der(&c).to_string())
+                        .unwrap_or_default();
+                    return Err(DeviceError::FingerprintMismatch {
+                        expected: fp.to_string(),
+                        offered,
+                    });
+                }
+                tracing::info!(fingerprint = %fp, "the server's CA matches the expected fingerprint");
+                Ok((ca, true))
+            }
+            None => {
+                tracing::warn!(
+                    "trusting the server's CA on first use (no CA fingerprint configured)"
+                );
+                self.store.save_pending_ca(&ca).map_err(storage)?;
+                Ok((ca, false))
+            }
+        }
+    }
+
+    /// One provisioning attempt. With `use_certificate`, the installed
+    /// certificate is presented (renewal over mutual TLS).
+    pub async fn provision(&mut self, use_certificate: bool) -> Result<Outcome, DeviceError> {
+        let target = self.target().await?;
+        let (ca_pem, pinned) = self.trust(&target).await?;
+        let current = if use_certificate {
+            self.current()?
+        } else {
+            None
+        };
+        let client_cert = current
+            .as_ref()
+            .map(|(set, _)| (set.cert_pem.as_str(), set.key_pem.as_str()));
+        let tls = trust::pinned_config(&ca_pem, client_cert, &self.time)
+            .map_err(|e| DeviceError::Protocol(e.0))?;
+        let client = self.http(&target, tls)?;
+        let presented = client_cert.is_some();
+
+        // The directory over verified TLS: where to post, and the server's time.
+        let (dir, date) = self
+            .directory(&client, &target)
+            .await
+            .map_err(|e| match e {
+                DeviceError::Unreachable { detail, .. }
+                    if presented && detail.contains("alert") =>
+                {
+                    DeviceError::CertificateRefused(detail)
+                }
+                other => other,
+            })?;
+        if let Some(d) = date {
+            self.time.learn_server_date(d);
+        }
+        let url = endpoint(&target.base, &dir.endpoints.post_provision_request);
+
+        let mut request = ProvisionRequest {
+            device_id: self.opts.device_id.to_string(),
+            ip: self.opts.claimed_ip.clone(),
+            mac: self.opts.claimed_mac.clone(),
+            public_key_pem: self.key.public_key_pem(),
+            signature: String::new(),
+        };
+        if let Some(secret) = &self.opts.secret {
+            request.sign(secret.expose().as_bytes());
+        }
+        let resp = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(request.to_json())
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&target, &e, presented))?;
+        if let Some(d) = server_date(&resp) {
+            self.time.learn_server_date(d);
+        }
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&target, &e, presented))?;
+        if status.as_u16() == 429 {
+            return Ok(Outcome::RateLimited(Duration::from_secs(
+                retry_after.unwrap_or(60),
+            )));
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|m| m.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(DeviceError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        let answer = ProvisionResponse::from_json(&body)
+            .map_err(|e| DeviceError::Protocol(e.to_string()))?;
+        let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(0));
+        match answer.status {
+            ProvisionStatus::Waiting => Ok(Outcome::Waiting(secs(answer.retry_sec))),
+            ProvisionStatus::Rejected => Ok(Outcome::Rejected(secs(answer.retry_sec))),
+            ProvisionStatus::Approved => {
+                let installed = self.accept(&answer, &ca_pem, pinned || presented)?;
+                Ok(Outcome::Approved(installed))
+            }
+        }
+    }
+
+    /// Verifies an Approved answer (PROTOCOL.md §5, §10) and installs it.
+    fn accept(
+        &self,
+        answer: &ProvisionResponse,
+        pinned_ca: &str,
+        empty_key_ok: bool,
+    ) -> Result<Installed, DeviceError> {
+        let by_secret = self
+            .opts
+            .secret
+            .as_ref()
+            .is_some_and(|s| answer.verify(s.expose().as_bytes()).is_some());
+        let verified_with = if by_secret {
+            "secret"
+        } else if (empty_key_ok || self.opts.danger_accept_empty_key_after_first_contact)
+            && answer.verify(b"").is_some()
+        {
+            "empty key"
+        } else {
+            return Err(DeviceError::BadSignature);
+        };
+        tracing::info!(verified_with, "the Approved answer's signature verified");
+        if answer.ca_cert.trim().is_empty() {
+            return Err(DeviceError::BadCertificate(
+                "the answer carries no CA".into(),
+            ));
+        }
+        let answer_ca: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(answer.ca_cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| DeviceError::BadCertificate(format!("caCert: {e:?}")))?;
+        if !by_secret {
+            // Only an answer signed with the device's own secret may bring a
+            // CA other than the one already pinned.
+            let pinned: Vec<Fingerprint> = CertificateDer::pem_slice_iter(pinned_ca.as_bytes())
+                .filter_map(Result::ok)
+                .map(|c| Fingerprint::of_der(&c))
+                .collect();
+            if !answer_ca
+                .iter()
+                .any(|c| pinned.iter().any(|p| p.ct_eq(&Fingerprint::of_der(c))))
+            {
+                return Err(DeviceError::BadCertificate(
+                    "the answer names a CA other than the pinned one, without the device's secret"
+                        .into(),
+                ));
+            }
+        }
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(answer.client_cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .map_err(|e| DeviceError::BadCertificate(format!("clientCert: {e:?}")))?;
+        let leaf_der = chain
+            .first()
+            .ok_or_else(|| DeviceError::BadCertificate("no certificate in clientCert".into()))?;
+        let leaf = LeafFacts::of_pem(&answer.client_cert)?;
+        if leaf.spki_der != spki_of(&self.key) {
+            return Err(DeviceError::BadCertificate(
+                "the certificate is not for this device's key".into(),
+            ));
+        }
+        if leaf.common_names != [self.opts.device_id.to_string()] {
+            return Err(DeviceError::BadCertificate(format!(
+                "the certificate's CN is {:?}, not the device ID",
+                leaf.common_names
+            )));
+        }
+        let now = self.time.now();
+        let anchors: Vec<_> = answer_ca
+            .iter()
+            .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
+            .map(|a| a.to_owned())
+            .collect();
+        let secs = u64::try_from(unix_seconds(now)).unwrap_or(0);
+        let cert = webpki::EndEntityCert::try_from(leaf_der)
+            .map_err(|e| DeviceError::BadCertificate(e.to_string()))?;
+        cert.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &chain[1..],
+            rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(secs)),
+            webpki::KeyUsage::client_auth(),
+            None,
+            None,
+        )
+        .map_err(|e| {
+            DeviceError::BadCertificate(format!(
+                "it does not chain to the CA or is not valid now: {e}"
+            ))
+        })?;
+        let stamp = time_stamp(now);
+        let name = format!("{stamp}-{}", &leaf.serial[..leaf.serial.len().min(16)]);
+        let key_pem = Zeroizing::new(self.key.serialize_pem());
+        self.store
+            .install(&name, &key_pem, &answer.client_cert, &answer.ca_cert)
+            .map_err(storage)?;
+        tracing::info!(device_id = %self.opts.device_id, serial = %leaf.serial, not_after = leaf.not_after, "installed a new certificate");
+        Ok(Installed {
+            serial: leaf.serial,
+            not_before: leaf.not_before,
+            not_after: leaf.not_after,
+            verified_with,
+        })
+    }
+}
+
+/// An endpoint from the directory: relative paths are appended to the base
+/// URL (the Go reference's convention); absolute URLs are used as they are.
+fn endpoint(base: &str, value: &str) -> String {
+    if value.starts_with("https://") || value.starts_with("http://") {
+        value.to_owned()
+    } else if value.starts_with('/') {
+        format!("{base}{value}")
+    } else if value.is_empty() {
+        format!("{base}{}", idprov_proto::messages::PROVISION_REQUEST_PATH)
+    } else {
+        format!("{base}/{value}")
+    }
+}
+
+fn server_date(resp: &reqwest::Response) -> Option<SystemTime> {
+    resp.headers()
+        .get("date")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
+fn time_stamp(t: SystemTime) -> String {
+    format!("{:012}", unix_seconds(t).max(0))
+}
+
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(err) = source {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|i| i.to_string());
+        parts.push(inner.unwrap_or_else(|| err.to_string()));
+        source = err.source();
+    }
+    parts.dedup();
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_relative_or_absolute() {
+        assert_eq!(
+            endpoint("https://h:1", "/idprov/provreq"),
+            "https://h:1/idprov/provreq"
+        );
+        assert_eq!(endpoint("https://h:1", "https://o:2/p"), "https://o:2/p");
+        assert_eq!(
+            endpoint("https://h:1", "idprov/provreq"),
+            "https://h:1/idprov/provreq"
+        );
+        assert_eq!(endpoint("https://h:1", ""), "https://h:1/idprov/provreq");
+    }
+
+    #[test]
+    fn key_types_parse() {
+        assert_eq!(KeyType::parse("P-384"), Some(KeyType::EcdsaP384));
+        assert_eq!(KeyType::parse("rsa-2048"), Some(KeyType::Rsa2048));
+        assert_eq!(KeyType::parse("dsa"), None);
+    }
+}
