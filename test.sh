@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test of idprov: formatting, lints, and the whole test suite.
 #
-# What the tests need from the system (Go 1.19 for the differential and
-# interop tests, openssl for an independent certificate check) is installed
-# here when missing, as root, with apt-get; nothing is mocked. Under CI=true a
-# missing dependency is an error rather than a skipped test.
+# What the tests need from the system is installed here when missing, as
+# root, with apt-get; nothing is mocked:
+#   golang-go          Go 1.19: the encoder differential test and a Go device
+#   openssl            an independent check of issued certificates
+#   mosquitto(-clients) a real MQTT broker that must accept issued certificates
+#   iproute2           network namespaces and veth for real multicast DNS-SD
+# Under CI=true a missing dependency is an error rather than a skipped test.
+# The tests start their own broker and namespaces and remove them afterwards.
 #
 # Usage: ./test.sh            (from the repository root)
 set -euo pipefail
@@ -29,12 +33,20 @@ stage "system packages"
 need=()
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq "${need[@]}" >/dev/null
+        # Debian starts mosquitto's own service where it can; the tests run
+        # their own brokers on free ports and need none.
+        if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v service >/dev/null 2>&1; then
+            service mosquitto stop >/dev/null 2>&1 || true
+        fi
     elif [ "${CI:-}" = true ]; then
         echo "missing packages and not root: ${need[*]}" >&2
         exit 1

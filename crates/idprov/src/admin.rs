@@ -365,3 +365,31 @@ impl From<ClientError> for Failure {
         }
     }
 }
+
+/// `idprov ca-fingerprint`: the fingerprint of the issuing CA of a data
+/// directory, in the canonical form and as colon hex.
+pub fn ca_fingerprint(
+    data_dir: Option<std::path::PathBuf>,
+    config: Option<std::path::PathBuf>,
+    json: bool,
+) -> Result<(), Failure> {
+    let dir = match data_dir {
+        Some(d) => d,
+        None => {
+            let raw = idprov_server::config::read(config.as_deref()).map_err(Failure::usage)?;
+            raw.validate().map_err(Failure::usage)?.data_dir
+        }
+    };
+    let path = dir.join(files::CA_CHAIN);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let certs = idprov_ca::pem::parse_certificates(&text)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let fp = idprov_proto::Fingerprint::of_der(&certs[0]);
+    if json {
+        output::json(&serde_json::json!({ "fingerprint": fp.to_string(), "hex": fp.to_hex() }));
+    } else {
+        println!("{fp}");
+    }
+    Ok(())
+}

@@ -29,6 +29,18 @@ pub enum Command {
     /// List provisioning requests waiting for a secret or an approval.
     #[command(subcommand)]
     Requests(RequestsCommand),
+    /// Print the CA fingerprint devices check (from the data directory).
+    CaFingerprint {
+        /// Data directory. Default: as for `serve`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file to read the defaults from.
+        #[arg(long, env = "IDPROV_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Find idprov servers on the local network (DNS-SD).
     Discover {
         /// How long to listen.
@@ -214,8 +226,9 @@ pub struct DeviceArgs {
     /// Discover the server over DNS-SD (the default without --server).
     #[arg(long)]
     pub discover: bool,
-    /// How long discovery listens.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    /// How long discovery listens. A server that has just started answers
+    /// after its probing and announcement, a few seconds.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub discovery_timeout: std::time::Duration,
     /// The credential directory (DIR/current/{key,cert,ca}.pem).
     #[arg(long, value_name = "DIR")]

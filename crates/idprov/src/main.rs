@@ -61,6 +61,11 @@ fn main() -> ExitCode {
             Command::Devices(cmd) => admin::devices(cmd).await,
             Command::Requests(cmd) => admin::requests(cmd).await,
             Command::Status { device_id, conn } => admin::status(device_id, conn).await,
+            Command::CaFingerprint {
+                data_dir,
+                config,
+                json,
+            } => admin::ca_fingerprint(data_dir, config, json),
             Command::Discover { timeout, json } => device::discover_command(timeout, json).await,
             Command::Device(cmd) => device::device(cmd).await,
         }

@@ -128,7 +128,7 @@ impl std::fmt::Debug for DeviceOptions {
 }
 
 impl DeviceOptions {
-    /// Options with the defaults: discovery (5 s), ECDSA P-256, the system
+    /// Options with the defaults: discovery (10 s), ECDSA P-256, the system
     /// clock, `ip` and `mac` as `"<nil>"` and `""`.
     pub fn new(device_id: DeviceId, dir: PathBuf) -> DeviceOptions {
         DeviceOptions {
@@ -136,7 +136,7 @@ impl DeviceOptions {
             secret: None,
             ca_fingerprint: None,
             ca_pem: None,
-            server: ServerTarget::Discover(Duration::from_secs(5)),
+            server: ServerTarget::Discover(Duration::from_secs(10)),
             dir,
             key_type: KeyType::default(),
             claimed_ip: "<nil>".into(),

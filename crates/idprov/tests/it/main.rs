@@ -1,6 +1,8 @@
 //! Tests of the `idprov` binary: the real executable against a real server.
 
 mod admin;
+mod mosquitto;
+mod netns;
 mod serve;
 
 use std::io::Write;

@@ -1,0 +1,139 @@
+//! The agent: provision, renew at 45–55%, fall back to the OOB path, wait.
+//! Time is the test server's injected clock, shared with the agent, so the
+//! test steps it instead of sleeping.
+
+use std::time::Duration;
+
+use idprov_client::device::{AgentOptions, DeviceOptions, LeafFacts, ServerTarget, run};
+use idprov_proto::{DeviceId, OobSecret, OobSecretMessage};
+use idprov_testkit::{TestServer, capture_logs, captured_logs};
+use tokio::sync::watch;
+
+async fn add_secret(server: &TestServer, id: &str, secret: &str) {
+    server
+        .admin()
+        .add_secret(&OobSecretMessage {
+            device_id: id.into(),
+            oob_secret: secret.into(),
+            valid_until: String::new(),
+        })
+        .await
+        .expect("secret registered");
+}
+
+fn serial_in(dir: &std::path::Path) -> Option<String> {
+    let pem = std::fs::read_to_string(dir.join("current/cert.pem")).ok()?;
+    LeafFacts::of_pem(&pem).ok().map(|l| l.serial)
+}
+
+/// Waits (real time, bounded) until `f` holds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_provisions_renews_and_recovers_from_expiry() {
+    capture_logs();
+    let server = TestServer::start().await;
+    let dir = server.temp_dir().join("agent-1");
+    let mut opts = DeviceOptions::new(DeviceId::parse("agent-1").expect("id"), dir.clone());
+    opts.secret = Some(OobSecret::parse("agent-secret-1").expect("secret"));
+    opts.server = ServerTarget::Address(server.server_arg());
+    opts.clock = server.clock.clone();
+    let (stop, stopped) = watch::channel(false);
+    let pace = AgentOptions {
+        poll: Duration::from_millis(20),
+        ..AgentOptions::default()
+    };
+    let agent = tokio::spawn(run(opts, pace, stopped));
+
+    // No secret yet: the agent waits, then provisions once it is registered.
+    eventually("a waiting request", || {
+        captured_logs().contains("waiting for the server")
+    })
+    .await;
+    add_secret(&server, "agent-1", "agent-secret-1").await;
+    server.clock.advance(Duration::from_secs(70));
+    eventually("the first certificate", || serial_in(&dir).is_some()).await;
+    let first = serial_in(&dir).expect("serial");
+
+    // Half-way through the 30-day validity it renews over mutual TLS.
+    server.clock.advance(Duration::from_secs(13 * 86_400));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        serial_in(&dir).as_deref(),
+        Some(first.as_str()),
+        "not before 45%"
+    );
+    server.clock.advance(Duration::from_secs(4 * 86_400));
+    eventually("a renewed certificate", || {
+        serial_in(&dir).is_some_and(|s| s != first)
+    })
+    .await;
+    let renewed = serial_in(&dir).expect("serial");
+    let history = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "agent-1")
+        .await
+        .expect("history");
+    assert_eq!(history[0].issue_kind, idprov_store::IssueKind::Renewal);
+
+    // The certificate expires while the device is off; it goes back to the
+    // OOB path, which waits (the secret was used) until it is re-registered.
+    server.clock.advance(Duration::from_secs(31 * 86_400));
+    eventually("the re-register hint", || {
+        captured_logs().contains("re-register or approve device agent-1")
+    })
+    .await;
+    add_secret(&server, "agent-1", "agent-secret-1").await;
+    server.clock.advance(Duration::from_secs(120));
+    eventually("a certificate after expiry", || {
+        serial_in(&dir).is_some_and(|s| s != renewed)
+    })
+    .await;
+
+    let _ = stop.send(true);
+    agent.await.expect("join").expect("agent stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_renewal_retries_once_without_the_certificate() {
+    capture_logs();
+    let server = TestServer::start().await;
+    add_secret(&server, "agent-2", "agent-secret-2").await;
+    let dir = server.temp_dir().join("agent-2");
+    let mut opts = DeviceOptions::new(DeviceId::parse("agent-2").expect("id"), dir.clone());
+    opts.secret = Some(OobSecret::parse("agent-secret-2").expect("secret"));
+    opts.server = ServerTarget::Address(server.server_arg());
+    opts.clock = server.clock.clone();
+    let (stop, stopped) = watch::channel(false);
+    let pace = AgentOptions {
+        poll: Duration::from_millis(20),
+        ..AgentOptions::default()
+    };
+    let agent = tokio::spawn(run(opts, pace, stopped));
+    eventually("the first certificate", || serial_in(&dir).is_some()).await;
+    // Revoke it (in the registry file; the admin command arrives later).
+    let serial = serial_in(&dir).expect("serial");
+    let conn = rusqlite::Connection::open(server.data_dir().join("idprov.db")).expect("db");
+    conn.execute(
+        "UPDATE certificates SET revoked_at = 1 WHERE serial = ?1",
+        [&serial],
+    )
+    .expect("revoke");
+    server.clock.advance(Duration::from_secs(16 * 86_400));
+    eventually("the fallback", || {
+        let logs = captured_logs();
+        logs.contains("renewal with the certificate failed; retrying once without it")
+            && logs.contains("re-register or approve device agent-2")
+    })
+    .await;
+    let _ = stop.send(true);
+    agent.await.expect("join").expect("agent stops cleanly");
+}

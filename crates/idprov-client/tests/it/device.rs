@@ -1,0 +1,256 @@
+//! One-shot provisioning: every branch of the device library against the
+//! real server.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use idprov_client::device::{Device, DeviceError, DeviceOptions, LeafFacts, Outcome, ServerTarget};
+use idprov_proto::clock::ManualClock;
+use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret, OobSecretMessage};
+use idprov_testkit::TestServer;
+
+async fn add_secret(server: &TestServer, id: &str, secret: &str) {
+    server
+        .admin()
+        .add_secret(&OobSecretMessage {
+            device_id: id.into(),
+            oob_secret: secret.into(),
+            valid_until: String::new(),
+        })
+        .await
+        .expect("secret registered");
+}
+
+fn options(server: &TestServer, id: &str, secret: Option<&str>) -> DeviceOptions {
+    let mut o = DeviceOptions::new(
+        DeviceId::parse(id).expect("id"),
+        server.temp_dir().join(format!("device-{id}")),
+    );
+    o.secret = secret.map(|s| OobSecret::parse(s).expect("secret"));
+    o.server = ServerTarget::Address(server.server_arg());
+    o.clock = server.clock.clone();
+    o
+}
+
+fn ca_fingerprint(server: &TestServer) -> Fingerprint {
+    server.ca().fingerprint()
+}
+
+#[tokio::test]
+async fn waiting_then_approved_once_the_secret_is_registered() {
+    let server = TestServer::start().await;
+    let mut device =
+        Device::open(options(&server, "d-wait", Some("registered-later"))).expect("open");
+    assert_eq!(
+        device.provision(false).await.expect("attempt"),
+        Outcome::Waiting(Duration::from_secs(60))
+    );
+    add_secret(&server, "d-wait", "registered-later").await;
+    let Outcome::Approved(installed) = device.provision(false).await.expect("attempt") else {
+        panic!("expected Approved");
+    };
+    assert_eq!(installed.verified_with, "secret");
+    let (set, leaf) = device.current().expect("read").expect("installed");
+    assert_eq!(leaf.serial, installed.serial);
+    assert_eq!(leaf.common_names, vec!["d-wait"]);
+    assert!(
+        set.path
+            .starts_with(server.temp_dir().join("device-d-wait/sets"))
+    );
+    // The key kept from the first run is the certificate's key.
+    assert!(set.key_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+}
+
+#[tokio::test]
+async fn a_wrong_secret_is_rejected() {
+    let server = TestServer::start().await;
+    add_secret(&server, "d-wrong", "the-right-secret").await;
+    let mut device =
+        Device::open(options(&server, "d-wrong", Some("a-wrong-secret"))).expect("open");
+    assert_eq!(
+        device.provision(false).await.expect("attempt"),
+        Outcome::Rejected(Duration::ZERO)
+    );
+    assert!(device.current().expect("read").is_none());
+}
+
+#[tokio::test]
+async fn renewal_over_mutual_tls_keeps_the_key_and_verifies_the_empty_key() {
+    let server = TestServer::start().await;
+    add_secret(&server, "d-renew", "renew-me-secret").await;
+    let mut device =
+        Device::open(options(&server, "d-renew", Some("renew-me-secret"))).expect("open");
+    let Outcome::Approved(first) = device.provision(false).await.expect("attempt") else {
+        panic!("expected Approved");
+    };
+    let Outcome::Approved(second) = device.provision(true).await.expect("renewal") else {
+        panic!("expected Approved");
+    };
+    assert_ne!(first.serial, second.serial);
+    assert_eq!(second.verified_with, "empty key");
+    let history = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "d-renew")
+        .await
+        .expect("history");
+    assert_eq!(
+        history[0].issue_kind,
+        idprov_store::IssueKind::Renewal,
+        "same key: a renewal, not a re-key"
+    );
+}
+
+#[tokio::test]
+async fn a_fingerprint_mismatch_is_refused_before_anything_signed_is_sent() {
+    let server = TestServer::start().await;
+    add_secret(&server, "d-fp", "fingerprint-secret").await;
+    let mut opts = options(&server, "d-fp", Some("fingerprint-secret"));
+    opts.ca_fingerprint = Some(Fingerprint::of_der(b"some other CA"));
+    let before = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit")
+        .len();
+    let mut device = Device::open(opts).expect("open");
+    let err = device.provision(false).await.unwrap_err();
+    assert!(
+        matches!(err, DeviceError::FingerprintMismatch { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("nothing was sent"));
+    // The server saw no request: no waiting entry, no audit entry, the secret intact.
+    assert_eq!(
+        server
+            .registry()
+            .audit_entries(0, 1000)
+            .await
+            .expect("audit")
+            .len(),
+        before
+    );
+    assert!(
+        server
+            .admin()
+            .list_requests(None)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert_eq!(
+        server.admin().list_secrets(None).await.expect("list").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_label_with_the_ca_fingerprint_provisions_without_trust_on_first_use() {
+    let server = TestServer::start().await;
+    add_secret(&server, "d-label", "label-secret-value").await;
+    let label = Label {
+        device_id: DeviceId::parse("d-label").expect("id"),
+        secret: OobSecret::parse("label-secret-value").expect("secret"),
+        ca: Some(ca_fingerprint(&server)),
+    };
+    let parsed = Label::parse(&label.to_uri()).expect("label");
+    let mut opts = options(&server, "d-label", None);
+    opts.secret = Some(parsed.secret);
+    opts.ca_fingerprint = parsed.ca;
+    let mut device = Device::open(opts).expect("open");
+    assert!(matches!(
+        device.provision(false).await.expect("attempt"),
+        Outcome::Approved(_)
+    ));
+    assert!(
+        !server
+            .temp_dir()
+            .join("device-d-label/pending/ca.pem")
+            .exists(),
+        "no CA was trusted on first use"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_server_certificate_is_refused() {
+    let server = TestServer::start().await;
+    let other = TestServer::start().await;
+    let mut opts = options(&server, "d-untrusted", Some("irrelevant-secret"));
+    // A CA pinned out of band that is not the server's.
+    opts.ca_pem = Some(other.ca_pem());
+    let mut device = Device::open(opts).expect("open");
+    let err = device.provision(false).await.unwrap_err();
+    assert!(matches!(err, DeviceError::ServerUntrusted { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn a_device_without_a_real_time_clock_uses_the_servers_time() {
+    let server = TestServer::start().await;
+    add_secret(&server, "d-1970", "no-rtc-secret").await;
+    let mut opts = options(&server, "d-1970", Some("no-rtc-secret"));
+    // The device's clock reads 1970; the software was built an hour ago.
+    opts.clock = Arc::new(ManualClock::new(
+        SystemTime::UNIX_EPOCH + Duration::from_secs(3600),
+    ));
+    opts.build_time = SystemTime::now() - Duration::from_secs(3600);
+    opts.ca_fingerprint = Some(ca_fingerprint(&server));
+    let mut device = Device::open(opts).expect("open");
+    assert!(device.time().clock_is_wrong());
+    let Outcome::Approved(installed) = device.provision(false).await.expect("attempt") else {
+        panic!("expected Approved");
+    };
+    // Its notion of now came from the server's Date, not 1970.
+    let now = device.time().now();
+    assert!(
+        now > SystemTime::now() - Duration::from_secs(120),
+        "{now:?}"
+    );
+    assert!(installed.not_after > idprov_proto::clock::unix_seconds(SystemTime::now()));
+}
+
+#[tokio::test]
+async fn the_installed_set_is_key_cert_and_ca_in_one_directory() {
+    let server = TestServer::start().await;
+    add_secret(&server, "d-files", "files-secret-value").await;
+    let mut device =
+        Device::open(options(&server, "d-files", Some("files-secret-value"))).expect("open");
+    device.provision(false).await.expect("attempt");
+    let current = server.temp_dir().join("device-d-files/current");
+    let meta = std::fs::symlink_metadata(&current).expect("current");
+    assert!(meta.file_type().is_symlink());
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(current.join("key.pem"))
+        .expect("key")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let leaf = LeafFacts::of_pem(&std::fs::read_to_string(current.join("cert.pem")).expect("cert"))
+        .expect("leaf");
+    assert_eq!(leaf.common_names, vec!["d-files"]);
+    assert_eq!(
+        std::fs::read_to_string(current.join("ca.pem")).expect("ca"),
+        server.ca_pem()
+    );
+}
+
+#[tokio::test]
+async fn other_key_types_are_provisioned() {
+    let server = TestServer::start().await;
+    for (id, kt) in [
+        ("d-p384", "p384"),
+        ("d-ed", "ed25519"),
+        ("d-rsa", "rsa2048"),
+    ] {
+        add_secret(&server, id, "key-type-secret").await;
+        let mut opts = options(&server, id, Some("key-type-secret"));
+        opts.key_type = idprov_client::device::KeyType::parse(kt).expect("key type");
+        let mut device = Device::open(opts).expect("open");
+        assert!(
+            matches!(
+                device.provision(false).await.expect("attempt"),
+                Outcome::Approved(_)
+            ),
+            "{id}"
+        );
+    }
+}

@@ -1,0 +1,4 @@
+//! The device library against the real server, branch by branch.
+
+mod agent;
+mod device;

@@ -1,0 +1,241 @@
+//! A real service accepts the certificate: Debian's mosquitto, requiring
+//! client certificates from our CA, lets a device provisioned by our agent
+//! connect and publish, and refuses a certificate from another CA.
+//!
+//! Needs mosquitto and mosquitto-clients; skipped otherwise, except under
+//! `CI=true`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use idprov_ca::{IssueParams, KeyAlgorithm, Usage};
+use idprov_testkit::TestServer;
+
+use crate::{idprov, stderr};
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::process::Output {
+    Command::new("mosquitto_pub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--cafile",
+            ca,
+            "--cert",
+            cert,
+            "--key",
+            key,
+        ])
+        .args(["-t", "idprov/test", "-m", message, "-q", "1"])
+        .output()
+        .expect("mosquitto_pub runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
+    if !(have("mosquitto") && have("mosquitto_pub") && have("mosquitto_sub")) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mosquitto and mosquitto-clients are required in CI"
+        );
+        eprintln!("skipping: mosquitto is not installed");
+        return;
+    }
+    let server = TestServer::start().await;
+    let dir = server.temp_dir().to_owned();
+
+    // The device, provisioned by our agent with a secret from the admin tool.
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "mosquitto-device-secret\n").expect("write");
+    let data = server.data_dir();
+    let dev = dir.join("device");
+    let (server_arg, data_s, dev_s, secret_s) = (
+        server.server_arg(),
+        data.to_str().expect("p").to_owned(),
+        dev.to_str().expect("p").to_owned(),
+        secret.to_str().expect("p").to_owned(),
+    );
+    tokio::task::block_in_place(|| {
+        let out = idprov(
+            &[
+                "oob",
+                "add",
+                "sensor-mqtt",
+                "--secret-file",
+                &secret_s,
+                "--server",
+                &server_arg,
+                "--data-dir",
+                &data_s,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let out = idprov(
+            &[
+                "device",
+                "provision",
+                "--id",
+                "sensor-mqtt",
+                "--secret-file",
+                &secret_s,
+                "--server",
+                &server_arg,
+                "--dir",
+                &dev_s,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+
+    // The broker: a server certificate from our CA, client certificates required.
+    let (broker_cert, broker_key) = server
+        .ca()
+        .issue_with_new_key(
+            KeyAlgorithm::EcdsaP256,
+            IssueParams {
+                common_name: "mqtt-broker",
+                organizational_unit: "service",
+                organization: "idprov",
+                usage: Usage::Server {
+                    dns_names: vec!["localhost".into()],
+                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
+                },
+                now: std::time::SystemTime::now(),
+                validity: Duration::from_secs(86_400),
+                crl_url: None,
+            },
+        )
+        .expect("broker certificate");
+    std::fs::write(dir.join("broker.pem"), &broker_cert.pem).expect("write");
+    std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
+    let port = free_port();
+    let ca = data.join("ca-chain.pem");
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
+             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\n",
+            ca.display(),
+            dir.join("broker.pem").display(),
+            dir.join("broker.key").display()
+        ),
+    )
+    .expect("write");
+    let _broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let cert = dev.join("current/cert.pem");
+    let key = dev.join("current/key.pem");
+    let ca_s = ca.to_str().expect("p");
+    // A subscriber with the device's own certificate sees what it publishes.
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--cafile", ca_s])
+        .args([
+            "--cert",
+            cert.to_str().expect("p"),
+            "--key",
+            key.to_str().expect("p"),
+        ])
+        .args(["-t", "idprov/test", "-C", "1", "-W", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out = publish(
+        port,
+        ca_s,
+        cert.to_str().expect("p"),
+        key.to_str().expect("p"),
+        "hello from sensor-mqtt",
+    );
+    assert!(
+        out.status.success(),
+        "publish refused: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let received = tokio::task::block_in_place(|| sub.wait_with_output()).expect("subscriber");
+    assert_eq!(
+        String::from_utf8_lossy(&received.stdout).trim(),
+        "hello from sensor-mqtt"
+    );
+
+    // A certificate from another CA is refused by the broker.
+    let rogue = idprov_ca::Ca::generate(
+        "rogue",
+        KeyAlgorithm::EcdsaP256,
+        std::time::SystemTime::now(),
+        Duration::from_secs(86_400),
+    )
+    .expect("rogue CA");
+    let (rogue_cert, rogue_key) = rogue
+        .ca
+        .issue_with_new_key(
+            KeyAlgorithm::EcdsaP256,
+            IssueParams {
+                common_name: "sensor-mqtt",
+                organizational_unit: "iotdevice",
+                organization: "rogue",
+                usage: Usage::Client,
+                now: std::time::SystemTime::now(),
+                validity: Duration::from_secs(3600),
+                crl_url: None,
+            },
+        )
+        .expect("rogue certificate");
+    std::fs::write(dir.join("rogue.pem"), &rogue_cert.pem).expect("write");
+    std::fs::write(dir.join("rogue.key"), &rogue_key).expect("write");
+    let out = publish(
+        port,
+        ca_s,
+        dir.join("rogue.pem").to_str().expect("p"),
+        dir.join("rogue.key").to_str().expect("p"),
+        "should not arrive",
+    );
+    assert!(
+        !out.status.success(),
+        "a certificate from another CA must be refused"
+    );
+}

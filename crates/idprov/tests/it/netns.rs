@@ -1,0 +1,268 @@
+//! Discovery on real multicast between two network namespaces joined by a
+//! veth pair: the server advertises in one, the device discovers and
+//! provisions from the other. Nothing reaches the machine's real network.
+//!
+//! Needs root and iproute2; skipped otherwise, except under `CI=true`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{stderr, stdout};
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
+fn can_run() -> bool {
+    let ip = Command::new("ip")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if is_root() && ip {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the namespace tests need root and iproute2 in CI"
+    );
+    eprintln!("skipping: network namespace tests need root and iproute2");
+    false
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("command runs");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Two namespaces and the veth between them; removed on drop, with every
+/// process started in them.
+struct Lab {
+    a: String,
+    b: String,
+    children: Vec<Child>,
+}
+
+impl Lab {
+    fn new(tag: &str, ipv4: bool) -> Lab {
+        let n = std::process::id() % 100_000;
+        let (a, b) = (format!("idpv{tag}{n}a"), format!("idpv{tag}{n}b"));
+        let (va, vb) = (format!("v{tag}{n}a"), format!("v{tag}{n}b"));
+        let lab = Lab {
+            a: a.clone(),
+            b: b.clone(),
+            children: Vec::new(),
+        };
+        sh(&["ip", "netns", "add", &a]);
+        sh(&["ip", "netns", "add", &b]);
+        sh(&[
+            "ip", "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b,
+        ]);
+        for (ns, dev, addr) in [(&a, &va, "10.213.7.1/24"), (&b, &vb, "10.213.7.2/24")] {
+            // No duplicate address detection: link-local addresses are usable at once.
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+            ]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.default.accept_dad=0",
+            ]);
+            if ipv4 {
+                sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            }
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        lab
+    }
+
+    fn exec(&self, ns: &str, args: &[&str]) -> std::process::Output {
+        let mut all = vec!["netns", "exec", ns, env!("CARGO_BIN_EXE_idprov")];
+        all.extend_from_slice(args);
+        Command::new("ip")
+            .args(&all)
+            .env("HOME", std::env::temp_dir())
+            .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
+            .output()
+            .expect("runs")
+    }
+
+    fn spawn_server(&mut self, data: &str) {
+        let child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.a,
+                env!("CARGO_BIN_EXE_idprov"),
+                "serve",
+                "--data-dir",
+                data,
+                "--listen",
+                "[::]:43776",
+            ])
+            .env("HOME", std::env::temp_dir())
+            .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("server starts");
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.exec(
+                &self.a.clone(),
+                &[
+                    "oob",
+                    "list",
+                    "--server",
+                    "127.0.0.1:43776",
+                    "--data-dir",
+                    data,
+                ],
+            );
+            if out.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready: {}",
+                stderr(&out)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip").args(["netns", "del", &self.a]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.b]).status();
+    }
+}
+
+fn discover_and_provision(tag: &str, ipv4: bool) {
+    if !can_run() {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("server");
+    let data = data.to_str().expect("path");
+    let mut lab = Lab::new(tag, ipv4);
+    lab.spawn_server(data);
+    let added = lab.exec(
+        &lab.a.clone(),
+        &[
+            "oob",
+            "add",
+            "dev-over-veth",
+            "--json",
+            "--server",
+            "127.0.0.1:43776",
+            "--data-dir",
+            data,
+        ],
+    );
+    assert!(added.status.success(), "{}", stderr(&added));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&added)).expect("json");
+    let secret_file = tmp.path().join("secret");
+    std::fs::write(&secret_file, v["oobSecret"].as_str().expect("secret")).expect("write");
+
+    let found = lab.exec(&lab.b.clone(), &["discover", "--timeout", "8s", "--json"]);
+    assert!(found.status.success(), "{}", stderr(&found));
+    let servers: Vec<serde_json::Value> = serde_json::from_str(&stdout(&found)).expect("json");
+    assert_eq!(servers.len(), 1, "{servers:?}");
+    assert_eq!(servers[0]["instance"], "idprov");
+    assert_eq!(servers[0]["path"], "/idprov/directory");
+    assert_eq!(servers[0]["version"], "1");
+    let addresses: Vec<String> = servers[0]["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .map(|a| a.as_str().expect("address").to_owned())
+        .collect();
+    if ipv4 {
+        assert_eq!(
+            addresses[0], "10.213.7.1:43776",
+            "IPv4 first: {addresses:?}"
+        );
+    } else {
+        assert!(
+            addresses
+                .iter()
+                .all(|a| a.starts_with("[fe80::") && a.contains('%')),
+            "link-local IPv6 with its scope: {addresses:?}"
+        );
+    }
+
+    // The device trusts the CA only if it matches the fingerprint it was given.
+    let fp = lab.exec(&lab.a.clone(), &["ca-fingerprint", "--data-dir", data]);
+    assert!(fp.status.success(), "{}", stderr(&fp));
+    let fp = stdout(&fp).trim().to_owned();
+    let ca = std::fs::read_to_string(format!("{data}/ca.pem")).expect("ca");
+    let der = idprov_ca::pem::parse_certificates(&ca).expect("pem");
+    assert_eq!(fp, idprov_proto::Fingerprint::of_der(&der[0]).to_string());
+    let dev_dir = tmp.path().join("device");
+    let out = lab.exec(
+        &lab.b.clone(),
+        &[
+            "device",
+            "provision",
+            "--id",
+            "dev-over-veth",
+            "--secret-file",
+            secret_file.to_str().expect("path"),
+            "--ca-fingerprint",
+            &fp,
+            "--dir",
+            dev_dir.to_str().expect("path"),
+            "--discovery-timeout",
+            "15s",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    assert_eq!(v["status"], "Approved");
+    assert_eq!(v["verifiedWith"], "secret");
+    assert!(dev_dir.join("current/cert.pem").exists());
+    assert!(
+        stderr(&out).contains("discovered an idprov server"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn discovery_and_provisioning_across_namespaces_over_ipv4() {
+    discover_and_provision("4", true);
+}
+
+#[test]
+fn discovery_and_provisioning_over_link_local_ipv6_only() {
+    discover_and_provision("6", false);
+}
