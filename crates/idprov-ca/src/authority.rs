@@ -372,6 +372,10 @@ impl Ca {
         self.issuer.key()
     }
 
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// Generates a key and issues a certificate for it in one step (server,
     /// administrator and service credentials). Returns the certificate and
     /// the key's PKCS#8 PEM.

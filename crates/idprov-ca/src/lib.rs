@@ -7,6 +7,7 @@
 //! write the PEM it returns. It knows nothing of HTTP or the registry.
 
 mod authority;
+mod crl;
 mod error;
 mod inspect;
 mod key;
@@ -15,6 +16,7 @@ pub mod pem;
 pub use authority::{
     BACKDATE, Ca, GeneratedCa, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, key_type_of,
 };
+pub use crl::{CrlEntry, REASONS, reason_code, verify_signed_by};
 pub use error::{CaError, KeyError};
 pub use inspect::{CertInfo, hex};
 pub use key::{KeyType, PublicKey};

@@ -145,6 +145,235 @@ pub struct WaitingView {
     pub last_seen: String,
     /// Number of requests.
     pub attempts: i64,
+    /// `waiting`, `approved` (the next request with this key is Approved)
+    /// or `rejected` (until cleared).
+    #[serde(default = "waiting_state")]
+    pub state: String,
+    /// Who approved or rejected it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<String>,
+    /// When an approval lapses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_expires_at: Option<String>,
+    /// Why it was rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejection_reason: Option<String>,
+}
+
+fn waiting_state() -> String {
+    String::from("waiting")
+}
+
+/// `POST /idprov/admin/requests/{deviceID}/approve|reject|clear`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Decision {
+    /// The key (fingerprint) decided on; may be left out when the device has
+    /// exactly one waiting key (for clear: every key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fingerprint: Option<String>,
+    /// Why (reject only; kept for administrators and the audit log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The answer to approve, reject and clear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Decided {
+    /// The device.
+    #[serde(rename = "deviceID")]
+    pub device_id: String,
+    /// The keys decided on.
+    pub key_fingerprints: Vec<String>,
+    /// approved, rejected or cleared.
+    pub state: String,
+    /// When an approval lapses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// `POST /idprov/admin/devices/{deviceID}/revoke`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// RFC 5280 reason: a name (`keyCompromise`) or its code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A note for the audit log only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// One certificate only (default: every unrevoked one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+}
+
+/// The answer to a revocation or removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Revoked {
+    /// The serials newly revoked.
+    pub serials: Vec<String>,
+    /// The CRL number that lists them.
+    pub crl_number: i64,
+}
+
+/// One row of a bulk registration as the CLI streams it (NDJSON): the
+/// `/idprov/oobsecret` object plus where it came from in the file.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportRow {
+    /// The device ID.
+    #[serde(rename = "deviceID")]
+    pub device_id: String,
+    /// The secret.
+    pub oob_secret: String,
+    /// RFC 3339 or empty.
+    #[serde(default)]
+    pub valid_until: String,
+    /// Physical line of the file where the row starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+}
+
+impl core::fmt::Debug for ImportRow {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ImportRow")
+            .field("device_id", &self.device_id)
+            .field("line", &self.line)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A row a bulk registration refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    /// 0-based position in the stream (for a JSON array: the element index).
+    pub index: u64,
+    /// Physical 1-based line of the file, when the client said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    /// The device ID as given.
+    #[serde(rename = "deviceID")]
+    pub device_id: String,
+    /// What is wrong, naming the field.
+    pub error: String,
+}
+
+/// The answer to a bulk registration.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkResult {
+    /// Rows stored (or, in a dry run, that would be).
+    pub accepted: u64,
+    /// Of which replaced an existing secret.
+    pub replaced: u64,
+    /// Rows refused, in input order.
+    pub rejected: Vec<RejectedRow>,
+    /// True for a dry run: nothing was changed.
+    #[serde(
+        default,
+        rename = "dryRun",
+        skip_serializing_if = "core::ops::Not::not"
+    )]
+    pub dry_run: bool,
+}
+
+/// One row of an export (NDJSON from the server; the CLI writes CSV).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportRow {
+    /// The device ID.
+    #[serde(rename = "deviceID")]
+    pub device_id: String,
+    /// The secret, only in an export with secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oob_secret: Option<String>,
+    /// When it expires.
+    pub valid_until: String,
+}
+
+impl core::fmt::Debug for ExportRow {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ExportRow")
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An audit entry as the admin API lists it (the stored fields, verbatim,
+/// so that an export can be verified).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    /// Position in the log.
+    pub seq: i64,
+    /// Unix seconds.
+    pub at: i64,
+    /// RFC 3339 of `at`, for people.
+    #[serde(default)]
+    pub time: String,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub event: String,
+    /// Which device.
+    #[serde(rename = "deviceID", default)]
+    pub device_id: Option<String>,
+    /// Details.
+    pub detail: serde_json::Value,
+    /// Hash of the previous entry.
+    pub prev_hash: String,
+    /// Hash of this entry.
+    pub hash: String,
+}
+
+/// A signed checkpoint of the audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckpointView {
+    /// The last entry covered.
+    pub seq: i64,
+    /// Its hash.
+    pub head_hash: String,
+    /// Unix seconds.
+    pub at: i64,
+    /// Fingerprint of the CA certificate whose key signed it.
+    pub signer: String,
+    /// The signature, hex.
+    pub signature: String,
+}
+
+/// `POST /idprov/admin/credentials`: a certificate for a person or service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialRequest {
+    /// `admin`, `plugin`, `service` or `client`.
+    pub ou: String,
+    /// The name (CN); device-ID syntax.
+    pub cn: String,
+    /// The subject's public key, PKIX PEM (the key stays with the caller).
+    #[serde(rename = "publicKeyPEM")]
+    pub public_key_pem: String,
+    /// DNS names and IP addresses (a service's server certificate).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sans: Vec<String>,
+    /// Validity in days (default: 365).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validity_days: Option<u32>,
+}
+
+/// An issued credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialIssued {
+    /// The certificate followed by intermediates, PEM.
+    pub cert_pem: String,
+    /// The CA chain, PEM.
+    pub ca_pem: String,
+    /// Serial.
+    pub serial: String,
+    /// notAfter.
+    pub not_after: String,
 }
 
 /// The answer to removing something.

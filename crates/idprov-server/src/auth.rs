@@ -192,29 +192,59 @@ impl<S: Send + Sync> FromRequestParts<S> for ConnInfo {
     }
 }
 
-/// An administrator or plugin, authenticated by a verified certificate (and,
-/// with the web page, by an admin session). Handlers reach administrative
-/// operations only through this value.
+/// An administrator signed in to the web page: the session layer (with the
+/// web page) attaches this to requests whose session cookie is valid.
+#[derive(Debug, Clone)]
+pub struct SessionIdentity {
+    /// The administrator's name.
+    pub name: String,
+}
+
+/// How an administrator was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminVia {
+    /// A verified client certificate with OU admin or plugin.
+    Certificate,
+    /// An admin web session.
+    Session,
+}
+
+/// An administrator or plugin, authenticated by a verified certificate or an
+/// admin web session. Handlers reach administrative operations only through
+/// this value.
 #[derive(Debug, Clone)]
 pub struct AdminCaller {
     /// The identity for audit entries.
     pub actor: Actor,
     /// Whether this is a plugin rather than a person.
     pub role: Role,
+    /// How the caller was authenticated.
+    pub via: AdminVia,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Caller::from_request_parts(parts, state).await? {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if let Caller::Verified(v) = &caller
+            && matches!(v.role, Role::Admin | Role::Plugin)
+        {
+            return Ok(AdminCaller {
+                actor: Actor::named(v.role.as_str(), &v.name),
+                role: v.role,
+                via: AdminVia::Certificate,
+            });
+        }
+        if let Some(session) = parts.extensions.get::<SessionIdentity>() {
+            return Ok(AdminCaller {
+                actor: Actor::named("admin", &session.name),
+                role: Role::Admin,
+                via: AdminVia::Session,
+            });
+        }
+        match caller {
             Caller::Anonymous => Err(ApiError::Unauthenticated),
             Caller::Refused(why) => Err(ApiError::Forbidden(why)),
-            Caller::Verified(v) if matches!(v.role, Role::Admin | Role::Plugin) => {
-                Ok(AdminCaller {
-                    actor: Actor::named(v.role.as_str(), &v.name),
-                    role: v.role,
-                })
-            }
             Caller::Verified(_) => Err(ApiError::Forbidden(
                 "this operation needs an administrator or plugin certificate",
             )),

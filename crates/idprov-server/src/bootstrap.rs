@@ -198,6 +198,7 @@ async fn record_local(
                 authorized_by: Actor::system().0,
             },
             consume_secret: None,
+            consume_approval: None,
             reset_lockout_for: None,
             clear_waiting_key: None,
             audit: AuditRecord::new(

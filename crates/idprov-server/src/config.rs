@@ -106,6 +106,16 @@ pub struct RawConfig {
     pub dns_sd: RawDnsSd,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub export_secrets_loopback_only: Option<bool>,
+    pub checkpoint_interval: Option<ConfigDuration>,
 }
 
 #[allow(missing_docs)]
@@ -153,6 +163,8 @@ impl fmt::Debug for RawSecrets {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawProvisioning {
+    pub approval_lifetime: Option<ConfigDuration>,
+    pub waiting_lifetime: Option<ConfigDuration>,
     pub waiting_retry: Option<ConfigDuration>,
     pub waiting_per_source: Option<u64>,
     pub waiting_total: Option<u64>,
@@ -172,6 +184,8 @@ pub struct RawLockout {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub body: Option<usize>,
+    pub bulk_rows: Option<u64>,
+    pub bulk_bytes: Option<u64>,
     pub handshake_timeout: Option<ConfigDuration>,
     pub header_timeout: Option<ConfigDuration>,
 }
@@ -277,6 +291,18 @@ pub struct ServerConfig {
     pub waiting_retry: Duration,
     /// Waiting-queue caps.
     pub waiting_caps: WaitingCaps,
+    /// How long an approval waits for its device.
+    pub approval_lifetime: Duration,
+    /// How long a waiting request stays without a new attempt.
+    pub waiting_lifetime: Duration,
+    /// Rows of one bulk registration.
+    pub bulk_rows: u64,
+    /// Bytes of one bulk registration body.
+    pub bulk_bytes: u64,
+    /// Exports with secrets only over loopback.
+    pub export_secrets_loopback_only: bool,
+    /// How often the audit head is signed.
+    pub checkpoint_interval: Duration,
     /// Failed-secret lockout.
     pub lockout: LockoutPolicy,
     /// Body limit of unauthenticated and single-object routes.
@@ -357,6 +383,7 @@ const ENV_KEYS: &[&str] = &[
     "limits",
     "dns_sd",
     "log",
+    "admin",
 ];
 
 /// Reads the configuration file (the named one, which must exist, or the
@@ -625,6 +652,35 @@ impl RawConfig {
                     .unwrap_or(d::WAITING_PER_SOURCE),
                 total: self.provisioning.waiting_total.unwrap_or(d::WAITING_TOTAL),
             },
+            approval_lifetime: positive(
+                "provisioning.approval_lifetime",
+                self.provisioning.approval_lifetime,
+                d::APPROVAL_LIFETIME,
+            )?,
+            waiting_lifetime: positive(
+                "provisioning.waiting_lifetime",
+                self.provisioning.waiting_lifetime,
+                d::WAITING_LIFETIME,
+            )?,
+            bulk_rows: match self.limits.bulk_rows {
+                Some(0) => return Err(invalid("limits.bulk_rows", "must be at least 1")),
+                v => v.unwrap_or(d::BULK_ROWS),
+            },
+            bulk_bytes: match self.limits.bulk_bytes {
+                Some(v) if v < 1024 => {
+                    return Err(invalid("limits.bulk_bytes", "must be at least 1024"));
+                }
+                v => v.unwrap_or(d::BULK_BYTES),
+            },
+            export_secrets_loopback_only: self
+                .admin
+                .export_secrets_loopback_only
+                .unwrap_or(d::EXPORT_SECRETS_LOOPBACK_ONLY),
+            checkpoint_interval: positive(
+                "admin.checkpoint_interval",
+                self.admin.checkpoint_interval,
+                d::CHECKPOINT_INTERVAL,
+            )?,
             lockout,
             body_limit,
             handshake_timeout: positive(

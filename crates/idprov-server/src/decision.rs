@@ -7,8 +7,8 @@
 //!    a new key is a re-key);
 //! 4. otherwise the OOB path for (device ID, key):
 //!    1. locked out → 429;
-//!    2. rejected by an administrator → Rejected (arrives with the admin queue);
-//!    3. an administrator's approval for this key → Approved (idem);
+//!    2. rejected by an administrator for this key → Rejected (not counted);
+//!    3. an administrator's unused approval for this key → Approved, consumed;
 //!    4. re-delivery of the certificate issued when a secret was consumed in
 //!       the last minutes by this key, if the signature verifies under it;
 //!    5. no live secret → Waiting, recorded once per (device, key);
@@ -23,8 +23,8 @@ use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, OobSecret, ProvisionRequest, ProvisionStatus};
 use idprov_store::{
-    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, DeviceFacts, IssueKind, IssueOutcome,
-    IssueRecord, NewCertificate, WaitingOutcome, WaitingRequest,
+    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, DeviceFacts, DeviceStatus, IssueKind,
+    IssueOutcome, IssueRecord, NewCertificate, WaitingOutcome, WaitingRequest,
 };
 use serde_json::json;
 
@@ -131,7 +131,7 @@ pub async fn decide(
                     IssueKind::Admin,
                     actor,
                     ResponseKey::Empty,
-                    None,
+                    Consume::Nothing,
                     None,
                 )
                 .await
@@ -148,12 +148,20 @@ pub async fn decide(
                     IssueKind::Rekey
                 };
                 let actor = Actor::named("device", &v.name);
-                return issue(app, req, kind, actor, ResponseKey::Empty, None, None)
-                    .await
-                    .map(|i| match i {
-                        Issued::Done(o) => o,
-                        Issued::SecretGone => Outcome::Waiting,
-                    });
+                return issue(
+                    app,
+                    req,
+                    kind,
+                    actor,
+                    ResponseKey::Empty,
+                    Consume::Nothing,
+                    None,
+                )
+                .await
+                .map(|i| match i {
+                    Issued::Done(o) => o,
+                    Issued::SecretGone => Outcome::Waiting,
+                });
             }
             _ => {}
         }
@@ -190,6 +198,36 @@ async fn oob(
         });
     }
 
+    // 4.2: an administrator rejected this device and key.
+    if let Some(r) = app.registry.rejection(device, &req.key_fingerprint).await? {
+        tracing::info!(device_id = device, rejected_by = %r.rejected_by, "request of a rejected key");
+        return Ok(Outcome::Rejected { retry_sec: 0 });
+    }
+
+    // 4.3: an administrator approved this key; the approval is used up.
+    if app
+        .registry
+        .approval(device, &req.key_fingerprint, now)
+        .await?
+        .is_some()
+    {
+        match issue(
+            app,
+            req,
+            IssueKind::Approval,
+            actor.clone(),
+            ResponseKey::Empty,
+            Consume::Approval,
+            Some(src.clone()),
+        )
+        .await?
+        {
+            Issued::Done(outcome) => return Ok(outcome),
+            // Used by a concurrent request: go on with the other branches.
+            Issued::SecretGone => {}
+        }
+    }
+
     // 4.4 first, and again if a concurrent request consumed the secret.
     for attempt in 0..2 {
         if let Some(outcome) = redeliver(app, caller, req, now, &actor).await? {
@@ -223,17 +261,17 @@ async fn oob(
         };
         // 4.7: verified → issue and consume in one transaction.
         let key = response_key(caller, secret, verified.variant);
-        let consume = ConsumeSecret {
+        let consume = Consume::Secret(ConsumeSecret {
             secret_id: stored.id,
             key_fingerprint: req.key_fingerprint.clone(),
-        };
+        });
         match issue(
             app,
             req,
             IssueKind::Oob,
             actor.clone(),
             key,
-            Some(consume),
+            consume,
             Some(src.clone()),
         )
         .await?
@@ -336,15 +374,22 @@ async fn waiting(
     }
 }
 
-/// Issues a device certificate and records it (with the secret consumption,
-/// lockout reset and audit entry) in one durable transaction.
+/// What an issuance uses up.
+enum Consume {
+    Nothing,
+    Secret(ConsumeSecret),
+    Approval,
+}
+
+/// Issues a device certificate and records it (with the secret or approval
+/// consumption, lockout reset and audit entry) in one durable transaction.
 async fn issue(
     app: &AppState,
     req: &ValidRequest,
     kind: IssueKind,
     actor: Actor,
     key: ResponseKey,
-    consume: Option<ConsumeSecret>,
+    consume: Consume,
     source: Option<String>,
 ) -> Result<Issued, ApiError> {
     let now = app.clock.now();
@@ -378,7 +423,14 @@ async fn issue(
             issue_kind: kind,
             authorized_by: actor.0.clone(),
         },
-        consume_secret: consume,
+        consume_secret: match &consume {
+            Consume::Secret(s) => Some(s.clone()),
+            _ => None,
+        },
+        consume_approval: match consume {
+            Consume::Approval => Some(req.key_fingerprint.clone()),
+            _ => None,
+        },
         reset_lockout_for: source,
         clear_waiting_key: Some(req.key_fingerprint.clone()),
         audit: AuditRecord::new(
@@ -415,14 +467,16 @@ async fn issue(
 
 /// The status of PROTOCOL.md §4's table, and the certificate to report.
 pub fn status_of(facts: &DeviceFacts) -> (ProvisionStatus, Option<&CertRecord>) {
-    if let Some(cert) = &facts.newest_valid {
-        return (ProvisionStatus::Approved, Some(cert));
-    }
-    if facts.live_secret || facts.waiting > 0 {
-        return (ProvisionStatus::Waiting, None);
-    }
-    if facts.certificates > 0 && facts.revoked == facts.certificates {
-        return (ProvisionStatus::Rejected, None);
-    }
-    (ProvisionStatus::Waiting, None)
+    let status = match facts.status() {
+        DeviceStatus::Approved => ProvisionStatus::Approved,
+        DeviceStatus::Waiting => ProvisionStatus::Waiting,
+        DeviceStatus::Rejected => ProvisionStatus::Rejected,
+    };
+    (
+        status,
+        facts
+            .newest_valid
+            .as_ref()
+            .filter(|_| status == ProvisionStatus::Approved),
+    )
 }

@@ -49,6 +49,23 @@ pub const LOCKOUT_MAX: Duration = Duration::from_secs(3600);
 /// A failure counter untouched for a day starts from zero again.
 pub const LOCKOUT_FORGET: Duration = Duration::from_secs(DAY);
 
+/// An administrator's approval lapses if the device does not come back
+/// within this time (the standard's 3 days).
+pub const APPROVAL_LIFETIME: Duration = Duration::from_secs(3 * DAY);
+/// A waiting request not seen again for this long leaves the queue.
+pub const WAITING_LIFETIME: Duration = Duration::from_secs(7 * DAY);
+
+/// Rows of one bulk registration.
+pub const BULK_ROWS: u64 = 1_000_000;
+/// Bytes of one bulk registration body.
+pub const BULK_BYTES: u64 = 256 * 1024 * 1024;
+/// Exports with secrets are answered only over loopback (an extra
+/// restriction on top of the administrator certificate, defeated by a local
+/// proxy, so never a grant on its own).
+pub const EXPORT_SECRETS_LOOPBACK_ONLY: bool = true;
+/// How often the audit chain's head is signed.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(600);
+
 /// Waiting requests recorded from one source address.
 pub const WAITING_PER_SOURCE: u64 = 1_000;
 /// Waiting requests recorded in total.

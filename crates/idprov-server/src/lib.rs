@@ -9,7 +9,9 @@
 
 pub mod auth;
 pub mod bootstrap;
+pub mod checkpoint;
 pub mod config;
+pub mod crl;
 pub mod datadir;
 pub mod decision;
 pub mod defaults;

@@ -137,6 +137,10 @@ pub async fn start(
     };
     let dyn_registry: Arc<dyn Registry> = registry.clone();
     let state = AppState::new(config, ca, dyn_registry, secrets, clock);
+    // An empty CRL exists from the first start; later starts refresh a stale one.
+    crate::crl::current(&state)
+        .await
+        .map_err(|e| StartError::Ca(format!("issuing the CRL: {e:?}")))?;
     let router = routes::router(state.clone());
     let (shutdown, rx) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> = listeners
@@ -163,12 +167,20 @@ pub async fn start(
     })
 }
 
-/// Removes expired secrets and stale re-delivery records once a minute.
+/// Once a minute: removes expired secrets, stale re-delivery records, stale
+/// waiting requests and lapsed approvals; re-issues the CRL daily; signs the
+/// audit head at the checkpoint interval. Signs a last checkpoint on shutdown.
 async fn sweep(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut last_checkpoint = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                if let Err(e) = crate::checkpoint::sign_head(&state).await {
+                    tracing::warn!(error = ?e, "signing the final audit checkpoint failed");
+                }
+                return;
+            }
         }
         let now = state.now_unix();
         let window = i64::try_from(state.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
@@ -178,6 +190,23 @@ async fn sweep(state: AppState, mut shutdown: watch::Receiver<bool>) {
             .await
         {
             tracing::warn!(error = %e, "sweeping expired secrets failed");
+        }
+        let waiting = i64::try_from(state.config.waiting_lifetime.as_secs()).unwrap_or(i64::MAX);
+        if let Err(e) = state
+            .registry
+            .expire_queue(now.saturating_sub(waiting), now)
+            .await
+        {
+            tracing::warn!(error = %e, "expiring the waiting queue failed");
+        }
+        if let Err(e) = crate::crl::current(&state).await {
+            tracing::warn!(error = ?e, "refreshing the CRL failed");
+        }
+        if last_checkpoint.elapsed() >= state.config.checkpoint_interval {
+            last_checkpoint = std::time::Instant::now();
+            if let Err(e) = crate::checkpoint::sign_head(&state).await {
+                tracing::warn!(error = ?e, "signing an audit checkpoint failed");
+            }
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Inner {
     pub directory_json: Bytes,
     /// The CRL distribution point written into device certificates.
     pub crl_url: String,
+    /// Serializes CRL regeneration.
+    pub crl_lock: tokio::sync::Mutex<()>,
 }
 
 impl Deref for AppState {
@@ -68,6 +70,7 @@ impl AppState {
             clock,
             directory_json,
             crl_url,
+            crl_lock: tokio::sync::Mutex::new(()),
         }))
     }
 

@@ -272,6 +272,8 @@ pub struct IssueRecord {
     pub cert: NewCertificate,
     /// The secret the request proved, consumed atomically with the record.
     pub consume_secret: Option<ConsumeSecret>,
+    /// The approval (by key fingerprint) used, consumed atomically.
+    pub consume_approval: Option<String>,
     /// Source address whose failure counter is reset for this device.
     pub reset_lockout_for: Option<String>,
     /// Remove waiting requests of this device with this key fingerprint.
@@ -285,8 +287,9 @@ pub struct IssueRecord {
 pub enum IssueOutcome {
     /// Recorded and durable.
     Recorded,
-    /// The secret was consumed or replaced by someone else in the meantime;
-    /// nothing was recorded and the certificate must not be handed out.
+    /// The secret (or approval) was consumed or replaced by someone else in
+    /// the meantime; nothing was recorded and the certificate must not be
+    /// handed out.
     SecretGone,
 }
 
@@ -389,6 +392,66 @@ pub struct DeviceFacts {
     pub live_secret: bool,
     /// Waiting requests recorded.
     pub waiting: u64,
+    /// An unused, unexpired approval exists.
+    pub approved: bool,
+    /// An administrator rejected one of its keys.
+    pub rejected: bool,
+}
+
+impl DeviceFacts {
+    /// The status of PROTOCOL.md §4's table.
+    pub fn status(&self) -> DeviceStatus {
+        DeviceStatus::derive(
+            self.newest_valid.is_some(),
+            self.rejected,
+            self.live_secret || self.waiting > 0 || self.approved,
+            self.certificates,
+            self.revoked,
+        )
+    }
+}
+
+impl DeviceStatus {
+    /// The status table of PROTOCOL.md §4, in order. The SQLite listing's
+    /// `CASE` expression mirrors it (a test checks they agree).
+    pub fn derive(
+        valid_cert: bool,
+        rejected: bool,
+        pending: bool,
+        certificates: u64,
+        revoked: u64,
+    ) -> DeviceStatus {
+        if valid_cert {
+            DeviceStatus::Approved
+        } else if rejected {
+            DeviceStatus::Rejected
+        } else if pending {
+            DeviceStatus::Waiting
+        } else if certificates > 0 && revoked == certificates {
+            DeviceStatus::Rejected
+        } else {
+            DeviceStatus::Waiting
+        }
+    }
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Approved => "Approved",
+            DeviceStatus::Waiting => "Waiting",
+            DeviceStatus::Rejected => "Rejected",
+        }
+    }
+
+    /// Parses the wire spelling (case-insensitive, for query strings).
+    pub fn parse(s: &str) -> Option<DeviceStatus> {
+        match s.to_ascii_lowercase().as_str() {
+            "approved" => Some(DeviceStatus::Approved),
+            "waiting" => Some(DeviceStatus::Waiting),
+            "rejected" => Some(DeviceStatus::Rejected),
+            _ => None,
+        }
+    }
 }
 
 /// One row of the device list.
@@ -396,6 +459,8 @@ pub struct DeviceFacts {
 pub struct DeviceSummary {
     /// The device.
     pub device_id: String,
+    /// Its status.
+    pub status: DeviceStatus,
     /// First heard of.
     pub created_at: i64,
     /// Certificates ever issued.
@@ -412,4 +477,229 @@ pub struct DeviceSummary {
     pub live_secret: bool,
     /// Waiting requests recorded.
     pub waiting: u64,
+    /// An unused, unexpired approval exists.
+    pub approved: bool,
+    /// An administrator rejected one of its keys.
+    pub rejected: bool,
+}
+
+/// An administrator's approval of a waiting request, bound to its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// The device.
+    pub device_id: String,
+    /// The approved key.
+    pub key_fingerprint: String,
+    /// Who approved it.
+    pub approved_by: String,
+    /// When.
+    pub created_at: i64,
+    /// Unused approvals lapse at this time.
+    pub expires_at: i64,
+}
+
+/// An administrator's rejection of a device and key, until cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The device.
+    pub device_id: String,
+    /// The rejected key.
+    pub key_fingerprint: String,
+    /// Who rejected it.
+    pub rejected_by: String,
+    /// Why (shown to administrators and in the audit log only).
+    pub reason: String,
+    /// When.
+    pub created_at: i64,
+}
+
+/// A waiting request together with any decision on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// The request.
+    pub request: WaitingRequest,
+    /// Its approval, if approved and not yet used or expired.
+    pub approval: Option<Approval>,
+    /// Its rejection, if rejected.
+    pub rejection: Option<Rejection>,
+}
+
+/// What to revoke.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revocation {
+    /// The kind of subject.
+    pub kind: CertKind,
+    /// The subject (device ID or credential name).
+    pub subject: String,
+    /// One certificate only, or every unrevoked one of the subject.
+    pub serial: Option<String>,
+    /// RFC 5280 reason code.
+    pub reason: i64,
+    /// When.
+    pub at: i64,
+    /// The audit entry (the store adds the revoked serials to its detail).
+    pub audit: AuditRecord,
+}
+
+/// A revoked certificate, as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedCert {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// Revocation time.
+    pub revoked_at: i64,
+    /// RFC 5280 reason code.
+    pub reason: i64,
+    /// notAfter (expired certificates may leave the CRL).
+    pub not_after: i64,
+}
+
+/// The current CRL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlRecord {
+    /// The CRL number; only grows.
+    pub number: i64,
+    /// thisUpdate.
+    pub this_update: i64,
+    /// nextUpdate.
+    pub next_update: i64,
+    /// The signed CRL, DER.
+    pub der: Vec<u8>,
+}
+
+/// A signed audit checkpoint: the chain's head at a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Sequence number of the last entry covered.
+    pub seq: i64,
+    /// That entry's hash.
+    pub head_hash: String,
+    /// When it was signed.
+    pub at: i64,
+    /// Fingerprint of the signing certificate.
+    pub signer: String,
+    /// Signature over [`Checkpoint::message`], DER ECDSA (or Ed25519/RSA).
+    #[serde(with = "hex_bytes")]
+    pub signature: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// The bytes a checkpoint signature covers.
+    pub fn message(seq: i64, head_hash: &str, at: i64) -> Vec<u8> {
+        format!("idprov audit checkpoint v1\nseq={seq}\nhead={head_hash}\nat={at}\n").into_bytes()
+    }
+}
+
+mod hex_bytes {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        if !s.len().is_multiple_of(2) {
+            return Err(serde::de::Error::custom("odd-length hex"));
+        }
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(serde::de::Error::custom))
+            .collect()
+    }
+}
+
+/// Which entries an audit query returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries with `seq > after`.
+    pub after: i64,
+    /// At most this many.
+    pub limit: u32,
+    /// Only this device's.
+    pub device_id: Option<String>,
+    /// Only this event.
+    pub event: Option<String>,
+    /// Only this actor's.
+    pub actor: Option<String>,
+    /// Not before this time.
+    pub since: Option<i64>,
+    /// Not after this time.
+    pub until: Option<i64>,
+}
+
+/// Device statuses, for filtering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DeviceStatus {
+    /// A valid, unrevoked certificate.
+    Approved,
+    /// Waiting for a secret, an approval, or a renewal.
+    Waiting,
+    /// Rejected by an administrator, or every certificate revoked.
+    Rejected,
+}
+
+/// Which devices a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Only devices with this status.
+    pub status: Option<DeviceStatus>,
+    /// Only devices whose current certificate expires within this many seconds.
+    pub expiring_within: Option<i64>,
+    /// Only devices that missed their renewal: no certificate issued after
+    /// 55% of the latest one's validity plus a day.
+    pub missed_renewal: bool,
+    /// Only device IDs that start with this.
+    pub prefix: Option<String>,
+}
+
+/// One row of a bulk registration, sealed already.
+#[derive(Debug, Clone)]
+pub struct BulkSecret {
+    /// Position in the caller's input (reported back).
+    pub index: u64,
+    /// The secret to store.
+    pub secret: NewSecret,
+}
+
+/// What a bulk registration streams into the store.
+#[derive(Debug)]
+pub enum BulkMessage {
+    /// One more row.
+    Row(BulkSecret),
+    /// The input ended normally: commit. A stream that closes without this
+    /// is an interrupted import, and nothing is stored.
+    End,
+}
+
+/// What a bulk registration did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BulkOutcome {
+    /// Rows stored (new or replacing).
+    pub accepted: u64,
+    /// Of which replaced an existing secret.
+    pub replaced: u64,
+    /// Rows refused by the store: (index, device ID, reason).
+    pub rejected: Vec<(u64, String, String)>,
+}
+
+/// A sealed secret for an export with secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    /// The device.
+    pub device_id: String,
+    /// Sealed secret.
+    pub sealed: Vec<u8>,
+    /// Sealing key identity.
+    pub key_id: String,
+    /// End of its life.
+    pub valid_until: i64,
+}
+
+impl std::fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("device_id", &self.device_id)
+            .finish_non_exhaustive()
+    }
 }

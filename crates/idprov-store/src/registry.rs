@@ -81,12 +81,127 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// What the registry knows of a device; `None` if never heard of.
     async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>>;
 
-    /// Devices in device-ID order.
-    async fn list_devices(&self, page: &Page, now: i64) -> Result<Vec<DeviceSummary>>;
+    /// Devices in device-ID order, filtered.
+    async fn list_devices(
+        &self,
+        page: &Page,
+        now: i64,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<DeviceSummary>>;
 
     /// Waiting requests in (device ID, key fingerprint) order; `after` is
     /// `"<deviceID> <keyFingerprint>"` of the last entry seen, or a device ID.
     async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>>;
+
+    /// The waiting requests of one device.
+    async fn waiting_for(&self, device_id: &str) -> Result<Vec<WaitingRequest>>;
+
+    /// The waiting queue with each entry's approval or rejection.
+    async fn list_queue(&self, page: &Page, now: i64) -> Result<Vec<QueueEntry>>;
+
+    /// Approves a waiting request's key until `expires_at` (replacing a
+    /// rejection); false when no request with that key is waiting.
+    async fn approve(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        expires_at: i64,
+        audit: AuditRecord,
+    ) -> Result<bool>;
+
+    /// Rejects a device's key until cleared (replacing an approval); false
+    /// when no request with that key is waiting.
+    async fn reject(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        reason: &str,
+        audit: AuditRecord,
+    ) -> Result<bool>;
+
+    /// Removes waiting requests, approvals and rejections of a device (one
+    /// key, or all); returns how many rows went.
+    async fn clear_requests(
+        &self,
+        device_id: &str,
+        key_fingerprint: Option<&str>,
+        audit: AuditRecord,
+    ) -> Result<u64>;
+
+    /// An unused approval valid at `now`.
+    async fn approval(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<Approval>>;
+
+    /// A rejection of this device and key.
+    async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>>;
+
+    /// Removes waiting requests last seen before `waiting_before`, and
+    /// approvals expired at `now`; audits the counts. Returns them.
+    async fn expire_queue(&self, waiting_before: i64, now: i64) -> Result<(u64, u64)>;
+
+    /// Revokes certificates; returns the serials newly revoked (the audit
+    /// entry is written only when there are some).
+    async fn revoke(&self, revocation: Revocation) -> Result<Vec<String>>;
+
+    /// Revokes every certificate of a device and forgets it: its secret,
+    /// requests, approvals, rejections and counters go; the certificates stay
+    /// (revoked) for the CRL. False when the device is unknown.
+    async fn remove_device(
+        &self,
+        device_id: &str,
+        at: i64,
+        audit: AuditRecord,
+    ) -> Result<Option<Vec<String>>>;
+
+    /// Revoked certificates not yet expired at `now`.
+    async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedCert>>;
+
+    /// Certificates of a kind, by subject (credentials: admins, services).
+    async fn certificates_by_kind(&self, kind: CertKind) -> Result<Vec<CertRecord>>;
+
+    /// The next CRL number (the stored one plus one; never reused).
+    async fn next_crl_number(&self) -> Result<i64>;
+
+    /// Stores a CRL unless a newer one is stored already.
+    async fn store_crl(&self, crl: CrlRecord) -> Result<()>;
+
+    /// The stored CRL.
+    async fn crl(&self) -> Result<Option<CrlRecord>>;
+
+    /// Audit entries matching a filter, oldest first.
+    async fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// The chain's head: (seq, hash), if any entry exists.
+    async fn audit_head(&self) -> Result<Option<(i64, String)>>;
+
+    /// Stores a signed checkpoint.
+    async fn add_checkpoint(&self, checkpoint: Checkpoint) -> Result<()>;
+
+    /// Every checkpoint, oldest first.
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+
+    /// Stores many secrets, streamed in, in one transaction. Rows whose
+    /// device already has a secret replace it, or are refused when `replace`
+    /// is false. With `dry_run` nothing is written. One audit entry is
+    /// written (the store adds the counts to its detail). Nothing is stored
+    /// unless the stream ends with [`BulkMessage::End`].
+    async fn put_secrets_bulk(
+        &self,
+        rows: tokio::sync::mpsc::Receiver<BulkMessage>,
+        replace: bool,
+        dry_run: bool,
+        audit: AuditRecord,
+    ) -> Result<BulkOutcome>;
+
+    /// Which of these device IDs already have a live secret.
+    async fn existing_secrets(&self, device_ids: Vec<String>, now: i64) -> Result<Vec<String>>;
+
+    /// Sealed secrets for an export with secrets, in device-ID order.
+    async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>>;
 
     /// Appends one audit entry on its own; returns its sequence number.
     async fn append_audit(&self, record: AuditRecord) -> Result<i64>;

@@ -5,8 +5,9 @@
 //! [`crate::error::ApiError`].
 
 mod admin;
+mod crl;
 mod directory;
-mod oobsecret;
+pub(crate) mod oobsecret;
 mod provreq;
 mod status;
 
@@ -39,14 +40,49 @@ pub fn router(state: AppState) -> Router {
             post(provreq::post),
         )
         .route("/idprov/status/{device_id}", get(status::get))
-        .route("/idprov/admin/devices", get(admin::list_devices))
-        .route("/idprov/admin/devices/{device_id}", get(admin::show_device))
-        .route("/idprov/admin/oob", get(admin::list_secrets))
+        .route("/idprov/crl", get(crl::get))
+        .route("/idprov/admin/devices", get(admin::devices::list))
+        .route(
+            "/idprov/admin/devices/{device_id}",
+            get(admin::devices::show).delete(admin::devices::remove),
+        )
+        .route(
+            "/idprov/admin/devices/{device_id}/revoke",
+            post(admin::devices::revoke),
+        )
+        .route("/idprov/admin/oob", get(admin::secrets::list))
+        .route("/idprov/admin/oob/export", get(admin::secrets::export))
+        .route("/idprov/admin/oob/import", post(admin::import::ndjson))
         .route(
             "/idprov/admin/oob/{device_id}",
-            delete(admin::remove_secret),
+            delete(admin::secrets::remove),
         )
-        .route("/idprov/admin/requests", get(admin::list_waiting))
+        .route("/idprov/admin/requests", get(admin::queue::list))
+        .route(
+            "/idprov/admin/requests/{device_id}/approve",
+            post(admin::queue::approve),
+        )
+        .route(
+            "/idprov/admin/requests/{device_id}/reject",
+            post(admin::queue::reject),
+        )
+        .route(
+            "/idprov/admin/requests/{device_id}/clear",
+            post(admin::queue::clear),
+        )
+        .route("/idprov/admin/audit", get(admin::audit::list))
+        .route(
+            "/idprov/admin/audit/checkpoints",
+            get(admin::audit::checkpoints).post(admin::audit::checkpoint_now),
+        )
+        .route(
+            "/idprov/admin/credentials",
+            get(admin::credentials::list).post(admin::credentials::issue),
+        )
+        .route(
+            "/idprov/admin/credentials/{ou}/{cn}/revoke",
+            post(admin::credentials::revoke),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), auth::authenticate))

@@ -69,12 +69,26 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(&headers, body, app.config.body_limit).await?;
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+    // A JSON array is a bulk post (PROTOCOL.md §3 ext), with the bulk
+    // limits; it is read only after the caller was authorized.
+    if headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"))
+    {
         return Err(ApiError::BadRequest(
-            "this server takes one secret object per request here; use the admin import for bulk registration"
-                .into(),
+            "NDJSON goes to /idprov/admin/oob/import".into(),
         ));
+    }
+    // The caller is an administrator, so the bulk limit applies to what is
+    // read; a single object must still fit the single-object limit.
+    let bulk_limit = usize::try_from(app.config.bulk_bytes).unwrap_or(usize::MAX);
+    let bytes = read_body(&headers, body, bulk_limit).await?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return crate::routes::admin::import::array(&app, &admin, bytes).await;
+    }
+    if bytes.len() > app.config.body_limit {
+        return Err(ApiError::PayloadTooLarge(app.config.body_limit));
     }
     let msg = OobSecretMessage::from_json(&bytes)?;
     let now = app.now_unix();

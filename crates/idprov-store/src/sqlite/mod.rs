@@ -178,6 +178,21 @@ fn waiting_from_row(r: &Row<'_>) -> rusqlite::Result<WaitingRequest> {
     })
 }
 
+fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    let detail: String = r.get(5)?;
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        event: r.get(3)?,
+        device_id: r.get(4)?,
+        // A detail that no longer parses still fails the hash check.
+        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+        prev_hash: r.get(6)?,
+        hash: r.get(7)?,
+    })
+}
+
 fn limit_of(page: &Page) -> i64 {
     i64::from(page.limit.clamp(1, 10_000))
 }
@@ -542,6 +557,15 @@ impl Registry for SqliteRegistry {
                         ],
                     )?;
                 }
+                if let Some(fp) = &rec.consume_approval {
+                    let used = c.execute(
+                        "DELETE FROM approvals WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
+                        params![cert.subject, fp, cert.issued_at],
+                    )?;
+                    if used == 0 {
+                        return Ok(IssueOutcome::SecretGone);
+                    }
+                }
                 if cert.kind == CertKind::Device {
                     ensure_device(c, &cert.subject, cert.issued_at)?;
                 }
@@ -650,6 +674,16 @@ impl Registry for SqliteRegistry {
                     [&device_id],
                     |r| r.get(0),
                 )?;
+                let approved: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM approvals WHERE device_id = ?1 AND expires_at >= ?2)",
+                    params![device_id, now],
+                    |r| r.get(0),
+                )?;
+                let rejected: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM rejections WHERE device_id = ?1)",
+                    [&device_id],
+                    |r| r.get(0),
+                )?;
                 Ok(Some(DeviceFacts {
                     device_id,
                     created_at,
@@ -658,45 +692,92 @@ impl Registry for SqliteRegistry {
                     revoked: count(revoked),
                     live_secret,
                     waiting: count(waiting),
+                    approved,
+                    rejected,
                 }))
             })
             .await
     }
 
-    async fn list_devices(&self, page: &Page, now: i64) -> Result<Vec<DeviceSummary>> {
+    async fn list_devices(
+        &self,
+        page: &Page,
+        now: i64,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<DeviceSummary>> {
         let after = page.after.clone().unwrap_or_default();
         let limit = limit_of(page);
+        let filter = filter.clone();
         self.readers
             .read(move |c| {
+                // The CASE mirrors DeviceStatus::derive.
                 let mut st = c.prepare_cached(
-                    "SELECT d.device_id, d.created_at,
-                        (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND subject = d.device_id),
-                        (SELECT COUNT(revoked_at) FROM certificates WHERE kind = 'device' AND subject = d.device_id),
-                        v.not_after, v.serial,
-                        (SELECT MAX(issued_at) FROM certificates WHERE kind = 'device' AND subject = d.device_id),
-                        EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = d.device_id AND valid_until >= ?3),
-                        (SELECT COUNT(*) FROM waiting_requests WHERE device_id = d.device_id)
-                     FROM devices d
-                     LEFT JOIN certificates v ON v.serial = (
-                        SELECT serial FROM certificates
-                        WHERE kind = 'device' AND subject = d.device_id AND revoked_at IS NULL
-                          AND not_before <= ?3 AND not_after >= ?3
-                        ORDER BY id DESC LIMIT 1)
-                     WHERE d.device_id > ?1 ORDER BY d.device_id LIMIT ?2",
+                    "WITH d AS (
+                        SELECT dv.device_id, dv.created_at,
+                          (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS certs,
+                          (SELECT COUNT(revoked_at) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS revoked,
+                          (SELECT id FROM certificates WHERE kind = 'device' AND subject = dv.device_id
+                              AND revoked_at IS NULL AND not_before <= ?3 AND not_after >= ?3
+                              ORDER BY id DESC LIMIT 1) AS valid_id,
+                          (SELECT MAX(id) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS latest_id,
+                          EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = dv.device_id AND valid_until >= ?3) AS live,
+                          (SELECT COUNT(*) FROM waiting_requests WHERE device_id = dv.device_id) AS waiting,
+                          EXISTS(SELECT 1 FROM approvals WHERE device_id = dv.device_id AND expires_at >= ?3) AS approved,
+                          EXISTS(SELECT 1 FROM rejections WHERE device_id = dv.device_id) AS rejected
+                        FROM devices dv
+                        WHERE dv.device_id > ?1
+                          AND (?4 IS NULL OR substr(dv.device_id, 1, length(?4)) = ?4)
+                    ), s AS (
+                        SELECT d.*, v.not_after AS valid_until, v.serial AS valid_serial,
+                          l.issued_at AS last_issued,
+                          CASE WHEN d.valid_id IS NOT NULL THEN 'Approved'
+                               WHEN d.rejected THEN 'Rejected'
+                               WHEN d.live OR d.waiting > 0 OR d.approved THEN 'Waiting'
+                               WHEN d.certs > 0 AND d.revoked = d.certs THEN 'Rejected'
+                               ELSE 'Waiting' END AS status,
+                          (l.id IS NOT NULL AND l.revoked_at IS NULL
+                            AND ?3 > l.not_before + (l.not_after - l.not_before) * 55 / 100 + 86400) AS missed
+                        FROM d
+                        LEFT JOIN certificates v ON v.id = d.valid_id
+                        LEFT JOIN certificates l ON l.id = d.latest_id
+                    )
+                    SELECT device_id, created_at, certs, revoked, valid_until, valid_serial,
+                           last_issued, live, waiting, approved, rejected, status
+                    FROM s
+                    WHERE (?5 IS NULL OR status = ?5)
+                      AND (?6 IS NULL OR (valid_until IS NOT NULL AND valid_until <= ?3 + ?6))
+                      AND (?7 = 0 OR missed)
+                    ORDER BY device_id LIMIT ?2",
                 )?;
-                let rows = st.query_map(params![after, limit, now], |r| {
-                    Ok(DeviceSummary {
-                        device_id: r.get(0)?,
-                        created_at: r.get(1)?,
-                        certificates: count(r.get(2)?),
-                        revoked: count(r.get(3)?),
-                        valid_until: r.get(4)?,
-                        serial: r.get(5)?,
-                        last_issued_at: r.get(6)?,
-                        live_secret: r.get(7)?,
-                        waiting: count(r.get(8)?),
-                    })
-                })?;
+                let status = filter.status.map(DeviceStatus::as_str);
+                let rows = st.query_map(
+                    params![
+                        after,
+                        limit,
+                        now,
+                        filter.prefix,
+                        status,
+                        filter.expiring_within,
+                        filter.missed_renewal
+                    ],
+                    |r| {
+                        let status: String = r.get(11)?;
+                        Ok(DeviceSummary {
+                            device_id: r.get(0)?,
+                            created_at: r.get(1)?,
+                            certificates: count(r.get(2)?),
+                            revoked: count(r.get(3)?),
+                            valid_until: r.get(4)?,
+                            serial: r.get(5)?,
+                            last_issued_at: r.get(6)?,
+                            live_secret: r.get(7)?,
+                            waiting: count(r.get(8)?),
+                            approved: r.get(9)?,
+                            rejected: r.get(10)?,
+                            status: DeviceStatus::parse(&status).unwrap_or(DeviceStatus::Waiting),
+                        })
+                    },
+                )?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
             })
             .await
@@ -741,17 +822,598 @@ impl Registry for SqliteRegistry {
                     "SELECT seq, at, actor, event, device_id, detail, prev_hash, hash
                      FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
                 )?;
-                let rows = st.query_map(params![after, limit], |r| {
-                    let detail: String = r.get(5)?;
-                    Ok(AuditEntry {
+                let rows = st.query_map(params![after, limit], audit_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn waiting_for(&self, device_id: &str) -> Result<Vec<WaitingRequest>> {
+        let device_id = device_id.to_owned();
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT device_id, key_fingerprint, key_type, public_key_pem, claimed_ip,
+                        claimed_mac, source, first_seen, last_seen, attempts
+                     FROM waiting_requests WHERE device_id = ?1 ORDER BY key_fingerprint",
+                )?;
+                let rows = st.query_map([device_id], waiting_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn list_queue(&self, page: &Page, now: i64) -> Result<Vec<QueueEntry>> {
+        let requests = self.list_waiting(page).await?;
+        let keys: Vec<(String, String)> = requests
+            .iter()
+            .map(|w| (w.device_id.clone(), w.key_fingerprint.clone()))
+            .collect();
+        let decisions = self
+            .readers
+            .read(move |c| {
+                let mut approvals = c.prepare_cached(
+                    "SELECT device_id, key_fingerprint, approved_by, created_at, expires_at FROM approvals
+                     WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
+                )?;
+                let mut rejections = c.prepare_cached(
+                    "SELECT device_id, key_fingerprint, rejected_by, reason, created_at FROM rejections
+                     WHERE device_id = ?1 AND key_fingerprint = ?2",
+                )?;
+                let mut out = Vec::with_capacity(keys.len());
+                for (d, k) in &keys {
+                    let a = approvals
+                        .query_row(params![d, k, now], |r| {
+                            Ok(Approval {
+                                device_id: r.get(0)?,
+                                key_fingerprint: r.get(1)?,
+                                approved_by: r.get(2)?,
+                                created_at: r.get(3)?,
+                                expires_at: r.get(4)?,
+                            })
+                        })
+                        .optional()?;
+                    let j = rejections
+                        .query_row(params![d, k], |r| {
+                            Ok(Rejection {
+                                device_id: r.get(0)?,
+                                key_fingerprint: r.get(1)?,
+                                rejected_by: r.get(2)?,
+                                reason: r.get(3)?,
+                                created_at: r.get(4)?,
+                            })
+                        })
+                        .optional()?;
+                    out.push((a, j));
+                }
+                Ok(out)
+            })
+            .await?;
+        Ok(requests
+            .into_iter()
+            .zip(decisions)
+            .map(|(request, (approval, rejection))| QueueEntry {
+                request,
+                approval,
+                rejection,
+            })
+            .collect())
+    }
+
+    async fn approve(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        expires_at: i64,
+        audit: AuditRecord,
+    ) -> Result<bool> {
+        let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
+        self.writer
+            .write(move |c| {
+                let waiting: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2)",
+                    params![device_id, fp],
+                    |r| r.get(0),
+                )?;
+                if !waiting {
+                    return Ok(false);
+                }
+                c.execute(
+                    "DELETE FROM rejections WHERE device_id = ?1 AND key_fingerprint = ?2",
+                    params![device_id, fp],
+                )?;
+                c.execute(
+                    "INSERT INTO approvals (device_id, key_fingerprint, approved_by, created_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(device_id, key_fingerprint) DO UPDATE SET
+                        approved_by = excluded.approved_by, created_at = excluded.created_at,
+                        expires_at = excluded.expires_at",
+                    params![device_id, fp, audit.actor.as_str(), audit.at, expires_at],
+                )?;
+                append_audit_tx(c, &audit)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn reject(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        reason: &str,
+        audit: AuditRecord,
+    ) -> Result<bool> {
+        let (device_id, fp, reason) = (
+            device_id.to_owned(),
+            key_fingerprint.to_owned(),
+            reason.to_owned(),
+        );
+        self.writer
+            .write(move |c| {
+                let waiting: bool = c.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2)",
+                    params![device_id, fp],
+                    |r| r.get(0),
+                )?;
+                if !waiting {
+                    return Ok(false);
+                }
+                c.execute(
+                    "DELETE FROM approvals WHERE device_id = ?1 AND key_fingerprint = ?2",
+                    params![device_id, fp],
+                )?;
+                c.execute(
+                    "INSERT INTO rejections (device_id, key_fingerprint, rejected_by, reason, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(device_id, key_fingerprint) DO UPDATE SET
+                        rejected_by = excluded.rejected_by, reason = excluded.reason,
+                        created_at = excluded.created_at",
+                    params![device_id, fp, audit.actor.as_str(), reason, audit.at],
+                )?;
+                append_audit_tx(c, &audit)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn clear_requests(
+        &self,
+        device_id: &str,
+        key_fingerprint: Option<&str>,
+        audit: AuditRecord,
+    ) -> Result<u64> {
+        let (device_id, fp) = (device_id.to_owned(), key_fingerprint.map(str::to_owned));
+        self.writer
+            .write(move |c| {
+                let mut n = 0;
+                for table in ["waiting_requests", "approvals", "rejections"] {
+                    n += c.execute(
+                        &format!(
+                            "DELETE FROM {table} WHERE device_id = ?1 AND (?2 IS NULL OR key_fingerprint = ?2)"
+                        ),
+                        params![device_id, fp],
+                    )?;
+                }
+                if n > 0 {
+                    append_audit_tx(c, &audit)?;
+                }
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn approval(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        now: i64,
+    ) -> Result<Option<Approval>> {
+        let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
+        self.readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT device_id, key_fingerprint, approved_by, created_at, expires_at FROM approvals
+                     WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
+                    params![device_id, fp, now],
+                    |r| {
+                        Ok(Approval {
+                            device_id: r.get(0)?,
+                            key_fingerprint: r.get(1)?,
+                            approved_by: r.get(2)?,
+                            created_at: r.get(3)?,
+                            expires_at: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>> {
+        let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
+        self.readers
+            .read(move |c| {
+                Ok(c.query_row(
+                    "SELECT device_id, key_fingerprint, rejected_by, reason, created_at FROM rejections
+                     WHERE device_id = ?1 AND key_fingerprint = ?2",
+                    params![device_id, fp],
+                    |r| {
+                        Ok(Rejection {
+                            device_id: r.get(0)?,
+                            key_fingerprint: r.get(1)?,
+                            rejected_by: r.get(2)?,
+                            reason: r.get(3)?,
+                            created_at: r.get(4)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn expire_queue(&self, waiting_before: i64, now: i64) -> Result<(u64, u64)> {
+        self.writer
+            .write(move |c| {
+                let waiting = c.execute(
+                    "DELETE FROM waiting_requests WHERE last_seen < ?1",
+                    [waiting_before],
+                )? as u64;
+                let approvals = c.execute("DELETE FROM approvals WHERE expires_at < ?1", [now])? as u64;
+                if waiting + approvals > 0 {
+                    append_audit_tx(
+                        c,
+                        &AuditRecord::new(
+                            now,
+                            Actor::system(),
+                            "queue_expired",
+                            None,
+                            serde_json::json!({ "waitingRequests": waiting, "approvals": approvals }),
+                        ),
+                    )?;
+                }
+                Ok((waiting, approvals))
+            })
+            .await
+    }
+
+    async fn revoke(&self, r: Revocation) -> Result<Vec<String>> {
+        self.writer
+            .write(move |c| {
+                let mut st = c.prepare_cached(
+                    "UPDATE certificates SET revoked_at = ?1, revocation_reason = ?2
+                     WHERE kind = ?3 AND subject = ?4 AND revoked_at IS NULL
+                       AND (?5 IS NULL OR serial = ?5)
+                     RETURNING serial",
+                )?;
+                let serials = st
+                    .query_map(
+                        params![r.at, r.reason, r.kind.as_str(), r.subject, r.serial],
+                        |row| row.get::<_, String>(0),
+                    )?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                if !serials.is_empty() {
+                    let mut audit = r.audit.clone();
+                    if let Some(d) = audit.detail.as_object_mut() {
+                        d.insert("serials".into(), serde_json::json!(serials));
+                    }
+                    append_audit_tx(c, &audit)?;
+                }
+                Ok(serials)
+            })
+            .await
+    }
+
+    async fn remove_device(
+        &self,
+        device_id: &str,
+        at: i64,
+        audit: AuditRecord,
+    ) -> Result<Option<Vec<String>>> {
+        let device_id = device_id.to_owned();
+        self.writer
+            .write(move |c| {
+                let known = c.execute("DELETE FROM devices WHERE device_id = ?1", [&device_id])? > 0;
+                if !known {
+                    return Ok(None);
+                }
+                let mut st = c.prepare_cached(
+                    "UPDATE certificates SET revoked_at = ?1, revocation_reason = 5
+                     WHERE kind = 'device' AND subject = ?2 AND revoked_at IS NULL RETURNING serial",
+                )?;
+                let serials = st
+                    .query_map(params![at, device_id], |row| row.get::<_, String>(0))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                for table in [
+                    "oob_secrets",
+                    "consumed_secrets",
+                    "waiting_requests",
+                    "approvals",
+                    "rejections",
+                    "lockouts",
+                ] {
+                    c.execute(&format!("DELETE FROM {table} WHERE device_id = ?1"), [&device_id])?;
+                }
+                let mut audit = audit.clone();
+                if let Some(d) = audit.detail.as_object_mut() {
+                    d.insert("serials".into(), serde_json::json!(serials));
+                }
+                append_audit_tx(c, &audit)?;
+                Ok(Some(serials))
+            })
+            .await
+    }
+
+    async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedCert>> {
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT serial, revoked_at, COALESCE(revocation_reason, 0), not_after FROM certificates
+                     WHERE revoked_at IS NOT NULL AND not_after >= ?1 ORDER BY id",
+                )?;
+                let rows = st.query_map([now], |r| {
+                    Ok(RevokedCert {
+                        serial: r.get(0)?,
+                        revoked_at: r.get(1)?,
+                        reason: r.get(2)?,
+                        not_after: r.get(3)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn certificates_by_kind(&self, kind: CertKind) -> Result<Vec<CertRecord>> {
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(&format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = ?1 ORDER BY subject, id DESC"
+                ))?;
+                let rows = st.query_map([kind.as_str()], cert_from_row)?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn next_crl_number(&self) -> Result<i64> {
+        self.writer
+            .write(|c| {
+                // Reserve the number in the stored row, so it only grows even if
+                // the CRL signed with it is never stored.
+                let current: Option<i64> = c
+                    .query_row("SELECT number FROM crl_state WHERE id = 1", [], |r| r.get(0))
+                    .optional()?;
+                let next = current.unwrap_or(0) + 1;
+                c.execute(
+                    "INSERT INTO crl_state (id, number, this_update, next_update, der) VALUES (1, ?1, 0, 0, x'')
+                     ON CONFLICT(id) DO UPDATE SET number = excluded.number",
+                    [next],
+                )?;
+                Ok(next)
+            })
+            .await
+    }
+
+    async fn store_crl(&self, crl: CrlRecord) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "UPDATE crl_state SET this_update = ?2, next_update = ?3, der = ?4
+                     WHERE id = 1 AND number = ?1",
+                    params![crl.number, crl.this_update, crl.next_update, crl.der],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn crl(&self) -> Result<Option<CrlRecord>> {
+        self.readers
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT number, this_update, next_update, der FROM crl_state WHERE id = 1 AND length(der) > 0",
+                    [],
+                    |r| {
+                        Ok(CrlRecord {
+                            number: r.get(0)?,
+                            this_update: r.get(1)?,
+                            next_update: r.get(2)?,
+                            der: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let f = f.clone();
+        let limit = i64::from(f.limit.clamp(1, 10_000));
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT seq, at, actor, event, device_id, detail, prev_hash, hash
+                     FROM audit_log
+                     WHERE seq > ?1
+                       AND (?3 IS NULL OR device_id = ?3)
+                       AND (?4 IS NULL OR event = ?4)
+                       AND (?5 IS NULL OR actor = ?5)
+                       AND (?6 IS NULL OR at >= ?6)
+                       AND (?7 IS NULL OR at <= ?7)
+                     ORDER BY seq LIMIT ?2",
+                )?;
+                let rows = st.query_map(
+                    params![
+                        f.after,
+                        limit,
+                        f.device_id,
+                        f.event,
+                        f.actor,
+                        f.since,
+                        f.until
+                    ],
+                    audit_from_row,
+                )?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn audit_head(&self) -> Result<Option<(i64, String)>> {
+        self.readers
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn add_checkpoint(&self, cp: Checkpoint) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.execute(
+                    "INSERT INTO audit_checkpoints (seq, head_hash, at, signer, signature)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(seq) DO NOTHING",
+                    params![cp.seq, cp.head_hash, cp.at, cp.signer, cp.signature],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.readers
+            .read(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT seq, head_hash, at, signer, signature FROM audit_checkpoints ORDER BY seq",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok(Checkpoint {
                         seq: r.get(0)?,
-                        at: r.get(1)?,
-                        actor: r.get(2)?,
-                        event: r.get(3)?,
-                        device_id: r.get(4)?,
-                        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-                        prev_hash: r.get(6)?,
-                        hash: r.get(7)?,
+                        head_hash: r.get(1)?,
+                        at: r.get(2)?,
+                        signer: r.get(3)?,
+                        signature: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
+    async fn put_secrets_bulk(
+        &self,
+        mut rows: tokio::sync::mpsc::Receiver<BulkMessage>,
+        replace: bool,
+        dry_run: bool,
+        mut audit: AuditRecord,
+    ) -> Result<BulkOutcome> {
+        // The writer thread reads the stream inside one transaction, so the
+        // rows never sit in memory all at once.
+        self.writer
+            .write(move |c| {
+                let mut outcome = BulkOutcome::default();
+                let mut exists = c.prepare_cached("SELECT EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = ?1)")?;
+                let mut delete = c.prepare_cached("DELETE FROM oob_secrets WHERE device_id = ?1")?;
+                let mut device = c.prepare_cached(
+                    "INSERT INTO devices (device_id, created_at) VALUES (?1, ?2) ON CONFLICT(device_id) DO NOTHING",
+                )?;
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                loop {
+                    let row = match rows.blocking_recv() {
+                        Some(BulkMessage::Row(row)) => row,
+                        Some(BulkMessage::End) => break,
+                        None => {
+                            return Err(StoreError::Conflict(
+                                "the import was interrupted; nothing was stored".into(),
+                            ));
+                        }
+                    };
+                    let s = &row.secret;
+                    let had: bool = exists.query_row([&s.device_id], |r| r.get(0))?;
+                    if had && !replace {
+                        outcome.rejected.push((
+                            row.index,
+                            s.device_id.clone(),
+                            "a secret is already registered for this device (--no-replace)".into(),
+                        ));
+                        continue;
+                    }
+                    outcome.accepted += 1;
+                    if had {
+                        outcome.replaced += 1;
+                    }
+                    if dry_run {
+                        continue;
+                    }
+                    if had {
+                        delete.execute([&s.device_id])?;
+                    }
+                    device.execute(params![s.device_id, s.created_at])?;
+                    insert.execute(params![
+                        s.device_id,
+                        s.sealed,
+                        s.key_id,
+                        s.created_at,
+                        s.valid_until,
+                        s.created_by.as_str()
+                    ])?;
+                }
+                if !dry_run && outcome.accepted > 0 {
+                    if let Some(d) = audit.detail.as_object_mut() {
+                        d.insert("accepted".into(), outcome.accepted.into());
+                        d.insert("replaced".into(), outcome.replaced.into());
+                        d.insert("rejected".into(), (outcome.rejected.len() as u64).into());
+                    }
+                    append_audit_tx(c, &audit)?;
+                }
+                Ok(outcome)
+            })
+            .await
+    }
+
+    async fn existing_secrets(&self, device_ids: Vec<String>, now: i64) -> Result<Vec<String>> {
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = ?1 AND valid_until >= ?2)",
+                )?;
+                let mut out = Vec::new();
+                for id in device_ids {
+                    if st.query_row(params![id, now], |r| r.get::<_, bool>(0))? {
+                        out.push(id);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>> {
+        let after = page.after.clone().unwrap_or_default();
+        let limit = limit_of(page);
+        self.readers
+            .read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT device_id, sealed, key_id, valid_until FROM oob_secrets
+                     WHERE device_id > ?1 AND valid_until >= ?3 ORDER BY device_id LIMIT ?2",
+                )?;
+                let rows = st.query_map(params![after, limit, now], |r| {
+                    Ok(SealedSecret {
+                        device_id: r.get(0)?,
+                        sealed: r.get(1)?,
+                        key_id: r.get(2)?,
+                        valid_until: r.get(3)?,
                     })
                 })?;
                 Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

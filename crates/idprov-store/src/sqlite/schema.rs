@@ -94,6 +94,51 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
     "#,
+    // 2: administration — approvals and rejections of waiting requests, the
+    // CRL's state, signed audit checkpoints, bulk-import bookkeeping.
+    r#"
+    CREATE TABLE approvals (
+        device_id       TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        approved_by     TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        expires_at      INTEGER NOT NULL,
+        PRIMARY KEY (device_id, key_fingerprint)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE rejections (
+        device_id       TEXT NOT NULL,
+        key_fingerprint TEXT NOT NULL,
+        rejected_by     TEXT NOT NULL,
+        reason          TEXT NOT NULL,
+        created_at      INTEGER NOT NULL,
+        PRIMARY KEY (device_id, key_fingerprint)
+    ) WITHOUT ROWID;
+
+    CREATE INDEX certificates_revoked ON certificates(revoked_at) WHERE revoked_at IS NOT NULL;
+    CREATE INDEX certificates_not_after ON certificates(kind, not_after);
+    CREATE INDEX waiting_requests_last_seen ON waiting_requests(last_seen);
+
+    CREATE TABLE crl_state (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        number      INTEGER NOT NULL,
+        this_update INTEGER NOT NULL,
+        next_update INTEGER NOT NULL,
+        der         BLOB NOT NULL
+    );
+
+    CREATE TABLE audit_checkpoints (
+        seq       INTEGER PRIMARY KEY,
+        head_hash TEXT NOT NULL,
+        at        INTEGER NOT NULL,
+        signer    TEXT NOT NULL,
+        signature BLOB NOT NULL
+    );
+    CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+    BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+    "#,
 ];
 
 /// The newest schema version this binary knows.

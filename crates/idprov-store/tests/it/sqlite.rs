@@ -38,6 +38,12 @@ suite_tests!(
     audit_chain_links_every_entry,
     purge_drops_unreadable_and_expired,
     concurrent_writers_all_commit,
+    approvals_rejections_and_clearing,
+    revocation_crl_and_removal,
+    device_filters_agree_with_the_status_table,
+    bulk_secrets_in_one_transaction,
+    audit_filters_and_checkpoints,
+    queue_expiry,
 );
 
 #[tokio::test]

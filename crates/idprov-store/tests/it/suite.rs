@@ -49,6 +49,7 @@ fn cert(device: &str, serial: &str, not_after: i64) -> NewCertificate {
 fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRecord {
     IssueRecord {
         cert: cert(device, serial, NOW + 30 * 86_400),
+        consume_approval: None,
         consume_secret: consume.map(|id| ConsumeSecret {
             secret_id: id,
             key_fingerprint: "fp-1".into(),
@@ -441,6 +442,7 @@ pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
                 limit: 10,
             },
             NOW,
+            &DeviceFilter::default(),
         )
         .await
         .expect("list");
@@ -456,6 +458,7 @@ pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
                 limit: 10,
             },
             NOW,
+            &DeviceFilter::default(),
         )
         .await
         .expect("list");
@@ -568,4 +571,513 @@ pub async fn concurrent_writers_all_commit(reg: &Arc<dyn Registry>) {
     let entries = reg.audit_entries(0, 1000).await.expect("audit");
     assert_eq!(entries.len(), 200);
     verify_chain(None, &entries).expect("one valid chain");
+}
+
+fn waiting(device: &str, fp: &str) -> WaitingRequest {
+    WaitingRequest {
+        device_id: device.into(),
+        key_fingerprint: fp.into(),
+        key_type: "ECDSA-P256".into(),
+        public_key_pem: "PEM".into(),
+        claimed_ip: "".into(),
+        claimed_mac: "".into(),
+        source: "10.0.0.1".into(),
+        first_seen: NOW,
+        last_seen: NOW,
+        attempts: 1,
+    }
+}
+
+const CAPS: WaitingCaps = WaitingCaps {
+    per_source: 100,
+    total: 100,
+};
+
+pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
+    reg.record_waiting(waiting("q1", "k1"), CAPS, Actor::system())
+        .await
+        .expect("w");
+    reg.record_waiting(waiting("q1", "k2"), CAPS, Actor::system())
+        .await
+        .expect("w");
+    assert!(
+        !reg.approve("q1", "nope", NOW + 10, audit("request_approved", "q1"))
+            .await
+            .expect("a")
+    );
+    assert!(
+        reg.approve("q1", "k1", NOW + 10, audit("request_approved", "q1"))
+            .await
+            .expect("a")
+    );
+    assert!(
+        reg.reject("q1", "k2", "stolen", audit("request_rejected", "q1"))
+            .await
+            .expect("r")
+    );
+    assert_eq!(
+        reg.approval("q1", "k1", NOW)
+            .await
+            .expect("read")
+            .map(|a| a.expires_at),
+        Some(NOW + 10)
+    );
+    assert!(
+        reg.approval("q1", "k1", NOW + 11)
+            .await
+            .expect("read")
+            .is_none(),
+        "lapsed"
+    );
+    assert_eq!(
+        reg.rejection("q1", "k2")
+            .await
+            .expect("read")
+            .map(|r| r.reason),
+        Some("stolen".into())
+    );
+    let queue = reg
+        .list_queue(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+        )
+        .await
+        .expect("queue");
+    assert_eq!(queue.len(), 2);
+    assert!(queue[0].approval.is_some() && queue[1].rejection.is_some());
+    let facts = reg.device("q1", NOW).await.expect("read").expect("known");
+    assert!(facts.approved && facts.rejected);
+    assert_eq!(
+        facts.status(),
+        DeviceStatus::Rejected,
+        "a rejection wins over pending work"
+    );
+
+    // An approval is used once, atomically with the issuance.
+    let mut rec = issue("q1", "ff01", None);
+    rec.consume_approval = Some("k1".into());
+    rec.clear_waiting_key = Some("k1".into());
+    assert_eq!(
+        reg.record_issue(rec).await.expect("issue"),
+        IssueOutcome::Recorded
+    );
+    let mut again = issue("q1", "ff02", None);
+    again.consume_approval = Some("k1".into());
+    assert_eq!(
+        reg.record_issue(again).await.expect("issue"),
+        IssueOutcome::SecretGone
+    );
+    assert!(reg.certificate("ff02").await.expect("read").is_none());
+
+    // Approving a rejected key replaces the rejection.
+    assert!(
+        reg.approve("q1", "k2", NOW + 10, audit("request_approved", "q1"))
+            .await
+            .expect("a")
+    );
+    assert!(reg.rejection("q1", "k2").await.expect("read").is_none());
+    assert_eq!(
+        reg.waiting_for("q1").await.expect("read").len(),
+        1,
+        "k1 left the queue when issued"
+    );
+    let n = reg
+        .clear_requests("q1", None, audit("requests_cleared", "q1"))
+        .await
+        .expect("clear");
+    assert_eq!(n, 2, "the k2 request and its approval");
+    assert!(reg.waiting_for("q1").await.expect("read").is_empty());
+}
+
+pub async fn revocation_crl_and_removal(reg: &Arc<dyn Registry>) {
+    reg.record_issue(issue("rv", "aa01", None))
+        .await
+        .expect("issue");
+    reg.record_issue(issue("rv", "aa02", None))
+        .await
+        .expect("issue");
+    let revoke = |serial: Option<&str>| Revocation {
+        kind: CertKind::Device,
+        subject: "rv".into(),
+        serial: serial.map(str::to_owned),
+        reason: 1,
+        at: NOW,
+        audit: audit("certificate_revoked", "rv"),
+    };
+    assert_eq!(
+        reg.revoke(revoke(Some("aa01"))).await.expect("revoke"),
+        vec!["aa01"]
+    );
+    assert_eq!(
+        reg.revoke(revoke(None)).await.expect("revoke"),
+        vec!["aa02"]
+    );
+    assert!(
+        reg.revoke(revoke(None)).await.expect("revoke").is_empty(),
+        "nothing left"
+    );
+    let revoked = reg.revoked_certificates(NOW).await.expect("read");
+    assert_eq!(
+        revoked
+            .iter()
+            .map(|r| r.serial.as_str())
+            .collect::<Vec<_>>(),
+        vec!["aa01", "aa02"]
+    );
+    assert_eq!(revoked[0].reason, 1);
+    assert!(
+        reg.revoked_certificates(NOW + 31 * 86_400)
+            .await
+            .expect("read")
+            .is_empty(),
+        "expired ones leave"
+    );
+    let facts = reg.device("rv", NOW).await.expect("read").expect("known");
+    assert_eq!(
+        facts.status(),
+        DeviceStatus::Rejected,
+        "every certificate revoked"
+    );
+
+    // CRL numbers only grow, even when a signed CRL is never stored.
+    let n1 = reg.next_crl_number().await.expect("n");
+    let n2 = reg.next_crl_number().await.expect("n");
+    assert_eq!(n2, n1 + 1);
+    reg.store_crl(CrlRecord {
+        number: n1,
+        this_update: NOW,
+        next_update: NOW + 1,
+        der: vec![1],
+    })
+    .await
+    .expect("store");
+    assert!(
+        reg.crl().await.expect("read").is_none(),
+        "an older number is not stored"
+    );
+    reg.store_crl(CrlRecord {
+        number: n2,
+        this_update: NOW,
+        next_update: NOW + 1,
+        der: vec![2],
+    })
+    .await
+    .expect("store");
+    assert_eq!(reg.crl().await.expect("read").map(|c| c.number), Some(n2));
+
+    // Removing a device revokes and forgets it; its certificates stay for the CRL.
+    reg.record_issue(issue("gone", "bb01", None))
+        .await
+        .expect("issue");
+    reg.put_secret(secret("gone", NOW + 100), audit("secret_added", "gone"))
+        .await
+        .expect("put");
+    let serials = reg
+        .remove_device("gone", NOW, audit("device_removed", "gone"))
+        .await
+        .expect("rm");
+    assert_eq!(serials, Some(vec!["bb01".to_owned()]));
+    assert!(reg.device("gone", NOW).await.expect("read").is_none());
+    assert!(reg.live_secret("gone", NOW).await.expect("read").is_none());
+    assert!(
+        reg.certificate("bb01")
+            .await
+            .expect("read")
+            .is_some_and(|c| c.revoked_at.is_some())
+    );
+    assert_eq!(
+        reg.remove_device("gone", NOW, audit("device_removed", "gone"))
+            .await
+            .expect("rm"),
+        None
+    );
+}
+
+pub async fn device_filters_agree_with_the_status_table(reg: &Arc<dyn Registry>) {
+    // approved, expiring soon
+    let mut soon = issue("f-soon", "cc01", None);
+    soon.cert.not_after = NOW + 3 * 86_400;
+    reg.record_issue(soon).await.expect("issue");
+    // approved, long
+    reg.record_issue(issue("f-long", "cc02", None))
+        .await
+        .expect("issue");
+    // waiting (secret)
+    reg.put_secret(secret("f-wait", NOW + 100), audit("secret_added", "f-wait"))
+        .await
+        .expect("put");
+    // rejected (all revoked)
+    reg.record_issue(issue("f-rev", "cc03", None))
+        .await
+        .expect("issue");
+    reg.revoke(Revocation {
+        kind: CertKind::Device,
+        subject: "f-rev".into(),
+        serial: None,
+        reason: 0,
+        at: NOW,
+        audit: audit("certificate_revoked", "f-rev"),
+    })
+    .await
+    .expect("revoke");
+    // missed renewal: issued long ago, past 55% + a day, still valid
+    let mut old = issue("f-missed", "cc04", None);
+    old.cert.not_before = NOW - 20 * 86_400;
+    old.cert.not_after = NOW + 10 * 86_400;
+    reg.record_issue(old).await.expect("issue");
+
+    let page = Page {
+        after: None,
+        limit: 100,
+    };
+    let all = reg
+        .list_devices(&page, NOW, &DeviceFilter::default())
+        .await
+        .expect("list");
+    for d in &all {
+        let facts = reg
+            .device(&d.device_id, NOW)
+            .await
+            .expect("read")
+            .expect("known");
+        assert_eq!(
+            d.status,
+            facts.status(),
+            "{}: listing and facts agree",
+            d.device_id
+        );
+    }
+    let ids = |f: DeviceFilter| {
+        let reg = reg.clone();
+        let page = page.clone();
+        async move {
+            reg.list_devices(&page, NOW, &f)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|d| d.device_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        ids(DeviceFilter {
+            status: Some(DeviceStatus::Rejected),
+            ..Default::default()
+        })
+        .await,
+        vec!["f-rev"]
+    );
+    assert_eq!(
+        ids(DeviceFilter {
+            status: Some(DeviceStatus::Waiting),
+            ..Default::default()
+        })
+        .await,
+        vec!["f-wait"]
+    );
+    assert_eq!(
+        ids(DeviceFilter {
+            expiring_within: Some(7 * 86_400),
+            ..Default::default()
+        })
+        .await,
+        vec!["f-soon"]
+    );
+    assert_eq!(
+        ids(DeviceFilter {
+            missed_renewal: true,
+            ..Default::default()
+        })
+        .await,
+        vec!["f-missed"]
+    );
+    assert_eq!(
+        ids(DeviceFilter {
+            prefix: Some("f-l".into()),
+            ..Default::default()
+        })
+        .await,
+        vec!["f-long"]
+    );
+}
+
+pub async fn bulk_secrets_in_one_transaction(reg: &Arc<dyn Registry>) {
+    reg.put_secret(secret("b-1", NOW + 100), audit("secret_added", "b-1"))
+        .await
+        .expect("put");
+    let send = |rows: Vec<&'static str>, replace: bool, dry_run: bool, end: bool| {
+        let reg = reg.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            let task = tokio::spawn(async move {
+                reg.put_secrets_bulk(rx, replace, dry_run, audit("secrets_imported", "-"))
+                    .await
+            });
+            for (i, id) in rows.into_iter().enumerate() {
+                tx.send(BulkMessage::Row(BulkSecret {
+                    index: i as u64,
+                    secret: secret(id, NOW + 100),
+                }))
+                .await
+                .expect("send");
+            }
+            if end {
+                tx.send(BulkMessage::End).await.expect("end");
+            }
+            drop(tx);
+            task.await.expect("join")
+        }
+    };
+    let before = reg.audit_entries(0, 1000).await.expect("audit").len();
+    // Dry run: validated against the registry, nothing written.
+    let dry = send(vec!["b-1", "b-2"], false, true, true)
+        .await
+        .expect("dry run");
+    assert_eq!((dry.accepted, dry.replaced, dry.rejected.len()), (1, 0, 1));
+    assert_eq!(dry.rejected[0].0, 0);
+    assert!(reg.live_secret("b-2", NOW).await.expect("read").is_none());
+    // An interrupted stream stores nothing.
+    assert!(send(vec!["b-3"], true, false, false).await.is_err());
+    assert!(reg.live_secret("b-3", NOW).await.expect("read").is_none());
+    assert_eq!(
+        reg.audit_entries(0, 1000).await.expect("audit").len(),
+        before
+    );
+    // A real run: replacing, one audit entry for all rows.
+    let real = send(vec!["b-1", "b-2", "b-3"], true, false, true)
+        .await
+        .expect("import");
+    assert_eq!((real.accepted, real.replaced), (3, 1));
+    let entries = reg.audit_entries(0, 1000).await.expect("audit");
+    assert_eq!(entries.len(), before + 1);
+    assert_eq!(
+        entries.last().map(|e| e.detail["accepted"].clone()),
+        Some(serde_json::json!(3))
+    );
+    assert_eq!(
+        reg.existing_secrets(vec!["b-1".into(), "zz".into(), "b-3".into()], NOW)
+            .await
+            .expect("read"),
+        vec!["b-1", "b-3"]
+    );
+    let sealed = reg
+        .sealed_secrets(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+        )
+        .await
+        .expect("read");
+    assert_eq!(sealed.len(), 3);
+}
+
+pub async fn audit_filters_and_checkpoints(reg: &Arc<dyn Registry>) {
+    for (i, (event, device)) in [("a", "d1"), ("b", "d2"), ("a", "d2")]
+        .into_iter()
+        .enumerate()
+    {
+        reg.append_audit(AuditRecord::new(
+            NOW + i as i64,
+            Actor::system(),
+            event,
+            Some(device),
+            json!({}),
+        ))
+        .await
+        .expect("append");
+    }
+    let q = |f: AuditFilter| {
+        let reg = reg.clone();
+        async move {
+            reg.audit_query(&f)
+                .await
+                .expect("query")
+                .into_iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        q(AuditFilter {
+            limit: 10,
+            event: Some("a".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![1, 3]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            limit: 10,
+            device_id: Some("d2".into()),
+            ..Default::default()
+        })
+        .await,
+        vec![2, 3]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            limit: 10,
+            since: Some(NOW + 1),
+            until: Some(NOW + 1),
+            ..Default::default()
+        })
+        .await,
+        vec![2]
+    );
+    assert_eq!(
+        q(AuditFilter {
+            limit: 10,
+            after: 2,
+            ..Default::default()
+        })
+        .await,
+        vec![3]
+    );
+    let (seq, hash) = reg.audit_head().await.expect("head").expect("some");
+    assert_eq!(seq, 3);
+    reg.add_checkpoint(Checkpoint {
+        seq,
+        head_hash: hash.clone(),
+        at: NOW,
+        signer: "s".into(),
+        signature: vec![1, 2],
+    })
+    .await
+    .expect("checkpoint");
+    let cps = reg.checkpoints().await.expect("read");
+    assert_eq!(cps.len(), 1);
+    assert_eq!(cps[0].head_hash, hash);
+}
+
+pub async fn queue_expiry(reg: &Arc<dyn Registry>) {
+    reg.record_waiting(waiting("e1", "k"), CAPS, Actor::system())
+        .await
+        .expect("w");
+    let mut late = waiting("e2", "k");
+    late.first_seen = NOW + 100;
+    late.last_seen = NOW + 100;
+    reg.record_waiting(late, CAPS, Actor::system())
+        .await
+        .expect("w");
+    reg.approve("e2", "k", NOW + 10, audit("request_approved", "e2"))
+        .await
+        .expect("a");
+    let (w, a) = reg.expire_queue(NOW + 50, NOW + 20).await.expect("expire");
+    assert_eq!((w, a), (1, 1));
+    assert_eq!(
+        reg.list_waiting(&Page {
+            after: None,
+            limit: 10
+        })
+        .await
+        .expect("list")
+        .len(),
+        1
+    );
 }

@@ -1,0 +1,70 @@
+//! The CRL: signed by the CA, its number kept in the registry so it only
+//! grows, served at `/idprov/crl` and written atomically to `crl.pem` in the
+//! data directory for services that read a file (mosquitto's `crlfile`).
+
+use std::time::Duration;
+
+use idprov_ca::CrlEntry;
+use idprov_proto::clock::from_unix_seconds;
+use idprov_store::CrlRecord;
+
+use crate::datadir::write_public_file;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How long a CRL is valid (its nextUpdate).
+pub const CRL_VALIDITY: Duration = Duration::from_secs(7 * 86_400);
+/// A CRL older than this is re-issued (daily, well before nextUpdate).
+pub const CRL_REFRESH: Duration = Duration::from_secs(86_400);
+/// The CRL file in the data directory.
+pub const CRL_FILE: &str = "crl.pem";
+
+/// Signs a new CRL with the current revocations, stores it and writes the
+/// file. Serialized, so numbers and files always move forward together.
+pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
+    let _guard = app.crl_lock.lock().await;
+    let now = app.clock.now();
+    let now_unix = idprov_proto::clock::unix_seconds(now);
+    let entries: Vec<CrlEntry> = app
+        .registry
+        .revoked_certificates(now_unix)
+        .await?
+        .into_iter()
+        .map(|r| CrlEntry {
+            serial: r.serial,
+            revoked_at: from_unix_seconds(r.revoked_at),
+            reason: r.reason,
+        })
+        .collect();
+    let number = app.registry.next_crl_number().await?;
+    let der = app
+        .ca
+        .sign_crl(&entries, number, now, now + CRL_VALIDITY)
+        .map_err(|e| ApiError::Internal(format!("signing the CRL: {e}")))?;
+    let record = CrlRecord {
+        number,
+        this_update: now_unix,
+        next_update: idprov_proto::clock::unix_seconds(now + CRL_VALIDITY),
+        der,
+    };
+    app.registry.store_crl(record.clone()).await?;
+    let path = app.config.data_dir.join(CRL_FILE);
+    write_public_file(
+        &path,
+        idprov_ca::pem::encode("X509 CRL", &record.der).as_bytes(),
+    )
+    .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+    tracing::info!(number, revoked = entries.len(), "CRL issued");
+    Ok(record)
+}
+
+/// The current CRL, re-issued when missing or older than a day.
+pub async fn current(app: &AppState) -> Result<CrlRecord, ApiError> {
+    if let Some(crl) = app.registry.crl().await? {
+        let refresh = i64::try_from(CRL_REFRESH.as_secs()).unwrap_or(i64::MAX);
+        if app.now_unix() < crl.this_update + refresh {
+            return Ok(crl);
+        }
+    }
+    regenerate(app).await
+}

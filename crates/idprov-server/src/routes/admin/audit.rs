@@ -1,0 +1,123 @@
+//! The audit log: paged and filtered entries, and signed checkpoints.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use idprov_proto::admin::{AuditView, CheckpointView, Page};
+use idprov_store::{AuditFilter, Checkpoint};
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::routes::{PAGE_DEFAULT, json, rfc3339};
+use crate::state::AppState;
+
+/// Largest page of audit entries.
+const AUDIT_PAGE_MAX: u32 = 10_000;
+
+/// `?after&limit&deviceID&event&actor&since&until` (times RFC 3339).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<u32>,
+    #[serde(rename = "deviceID")]
+    device_id: Option<String>,
+    event: Option<String>,
+    actor: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn time_param(name: &str, v: Option<String>) -> Result<Option<i64>, ApiError> {
+    v.map(|t| {
+        OffsetDateTime::parse(&t, &Rfc3339)
+            .map(|t| t.unix_timestamp())
+            .map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "query parameter \"{name}\" is not an RFC 3339 time"
+                ))
+            })
+    })
+    .transpose()
+}
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if limit == 0 || limit > AUDIT_PAGE_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter \"limit\" must be between 1 and {AUDIT_PAGE_MAX}"
+        )));
+    }
+    let filter = AuditFilter {
+        after: q.after.unwrap_or(0),
+        limit,
+        device_id: q.device_id,
+        event: q.event,
+        actor: q.actor,
+        since: time_param("since", q.since)?,
+        until: time_param("until", q.until)?,
+    };
+    let rows = app.registry.audit_query(&filter).await?;
+    let next = (rows.len() as u64 == u64::from(limit))
+        .then(|| rows.last().map(|e| e.seq.to_string()))
+        .flatten();
+    json(&Page {
+        next,
+        items: rows
+            .into_iter()
+            .map(|e| AuditView {
+                seq: e.seq,
+                at: e.at,
+                time: rfc3339(e.at),
+                actor: e.actor,
+                event: e.event,
+                device_id: e.device_id,
+                detail: e.detail,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            })
+            .collect::<Vec<_>>(),
+    })
+}
+
+fn view(c: Checkpoint) -> CheckpointView {
+    CheckpointView {
+        seq: c.seq,
+        head_hash: c.head_hash,
+        at: c.at,
+        signer: c.signer,
+        signature: c.signature.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+pub(crate) async fn checkpoints(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Response, ApiError> {
+    let all: Vec<CheckpointView> = app
+        .registry
+        .checkpoints()
+        .await?
+        .into_iter()
+        .map(view)
+        .collect();
+    json(&all)
+}
+
+/// Signs the current head now (an export ends with a fresh checkpoint).
+pub(crate) async fn checkpoint_now(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Response, ApiError> {
+    let latest = crate::checkpoint::sign_head(&app).await?;
+    json(&latest.map(view))
+}

@@ -1,0 +1,224 @@
+//! Devices: list (with filters), show, revoke, remove.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
+use idprov_store::{
+    AuditRecord, CertKind, DeviceFacts, DeviceFilter, DeviceStatus, DeviceSummary, Revocation,
+};
+
+use super::{cert_view, device_id, json_body, next_of};
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::routes::{PAGE_DEFAULT, PAGE_MAX, json, rfc3339};
+use crate::state::AppState;
+
+/// `?after&limit&status&expiringWithinDays&missedRenewal&prefix`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DeviceQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+    status: Option<String>,
+    expiring_within_days: Option<u32>,
+    missed_renewal: Option<bool>,
+    prefix: Option<String>,
+}
+
+fn summary_view(d: &DeviceSummary) -> DeviceView {
+    DeviceView {
+        device_id: d.device_id.clone(),
+        status: d.status.as_str().to_owned(),
+        created_at: rfc3339(d.created_at),
+        certificates: d.certificates,
+        revoked: d.revoked,
+        valid_until: d.valid_until.map(rfc3339),
+        serial: d.serial.clone(),
+        last_issued_at: d.last_issued_at.map(rfc3339),
+        live_secret: d.live_secret,
+        waiting: d.waiting,
+    }
+}
+
+fn facts_view(f: &DeviceFacts, last_issued_at: Option<i64>) -> DeviceView {
+    let valid = f.newest_valid.as_ref();
+    DeviceView {
+        device_id: f.device_id.clone(),
+        status: f.status().as_str().to_owned(),
+        created_at: rfc3339(f.created_at),
+        certificates: f.certificates,
+        revoked: f.revoked,
+        valid_until: valid.map(|c| rfc3339(c.not_after)),
+        serial: valid.map(|c| c.serial.clone()),
+        last_issued_at: last_issued_at.map(rfc3339),
+        live_secret: f.live_secret,
+        waiting: f.waiting,
+    }
+}
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    q: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if limit == 0 || limit > PAGE_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter \"limit\" must be between 1 and {PAGE_MAX}"
+        )));
+    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            DeviceStatus::parse(s).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "query parameter \"status\" must be Approved, Waiting or Rejected".into(),
+                )
+            })
+        })
+        .transpose()?;
+    let filter = DeviceFilter {
+        status,
+        expiring_within: q.expiring_within_days.map(|d| i64::from(d) * 86_400),
+        missed_renewal: q.missed_renewal.unwrap_or(false),
+        prefix: q.prefix.filter(|p| !p.is_empty()),
+    };
+    let page = idprov_store::Page {
+        after: q.after,
+        limit,
+    };
+    let rows = app
+        .registry
+        .list_devices(&page, app.now_unix(), &filter)
+        .await?;
+    json(&Page {
+        next: next_of(&rows, limit, |d| d.device_id.clone()),
+        items: rows.iter().map(summary_view).collect(),
+    })
+}
+
+pub(crate) async fn show(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let facts = app
+        .registry
+        .device(id.as_str(), app.now_unix())
+        .await?
+        .ok_or(ApiError::NotFound("unknown device"))?;
+    let certs = app
+        .registry
+        .certificates_of(CertKind::Device, id.as_str())
+        .await?;
+    json(&DeviceDetail {
+        device: facts_view(&facts, certs.first().map(|c| c.issued_at)),
+        certificates: certs.iter().map(cert_view).collect(),
+    })
+}
+
+/// Parses a revocation reason (name or code); default unspecified.
+pub(crate) fn reason_of(reason: Option<&str>) -> Result<i64, ApiError> {
+    match reason {
+        None => Ok(0),
+        Some(r) => idprov_ca::reason_code(r).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "field \"reason\": {r:?} is not an RFC 5280 reason ({})",
+                idprov_ca::REASONS
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }),
+    }
+}
+
+pub(crate) async fn revoke(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let req: RevokeRequest = json_body(&headers, body, app.config.body_limit).await?;
+    let reason = reason_of(req.reason.as_deref())?;
+    let note = req.note.unwrap_or_default();
+    if note.len() > 1024 {
+        return Err(ApiError::BadRequest(
+            "field \"note\": longer than 1024 bytes".into(),
+        ));
+    }
+    let now = app.now_unix();
+    if app.registry.device(id.as_str(), now).await?.is_none() {
+        return Err(ApiError::NotFound("unknown device"));
+    }
+    let serials = app
+        .registry
+        .revoke(Revocation {
+            kind: CertKind::Device,
+            subject: id.to_string(),
+            serial: req.serial.clone(),
+            reason,
+            at: now,
+            audit: AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "certificate_revoked",
+                Some(id.as_str()),
+                json!({ "reason": reason, "note": note }),
+            ),
+        })
+        .await?;
+    if serials.is_empty() && req.serial.is_some() {
+        return Err(ApiError::NotFound(
+            "no such unrevoked certificate of this device",
+        ));
+    }
+    let crl = crate::crl::regenerate(&app).await?;
+    tracing::info!(device_id = %id, actor = %admin.actor, revoked = serials.len(), "device certificates revoked");
+    json(&Revoked {
+        serials,
+        crl_number: crl.number,
+    })
+}
+
+pub(crate) async fn remove(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let now = app.now_unix();
+    let serials = app
+        .registry
+        .remove_device(
+            id.as_str(),
+            now,
+            AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "device_removed",
+                Some(id.as_str()),
+                json!({}),
+            ),
+        )
+        .await?
+        .ok_or(ApiError::NotFound("unknown device"))?;
+    let crl = crate::crl::regenerate(&app).await?;
+    tracing::info!(device_id = %id, actor = %admin.actor, "device removed");
+    json(&Revoked {
+        serials,
+        crl_number: crl.number,
+    })
+}

@@ -1,0 +1,415 @@
+//! Bulk registration: NDJSON streamed to `/idprov/admin/oob/import`, or a
+//! JSON array posted to `/idprov/oobsecret` (PROTOCOL.md §3 ext). Rows are
+//! validated and sealed as they arrive and streamed into one transaction.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use idprov_proto::OobSecretMessage;
+use idprov_proto::admin::{BulkResult, ImportRow, RejectedRow};
+use idprov_store::{AuditRecord, BulkMessage, BulkSecret, NewSecret};
+
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::routes::json;
+use crate::routes::oobsecret::validate;
+use crate::state::AppState;
+
+/// Longest NDJSON line.
+const MAX_LINE: usize = 64 * 1024;
+/// A client that sends nothing for this long has abandoned the import.
+const IDLE: Duration = Duration::from_secs(30);
+/// Rows buffered between the network and the store's transaction.
+const CHANNEL: usize = 4096;
+/// At most this many refused rows are itemized.
+const MAX_REPORTED: usize = 100_000;
+
+/// `?dryRun=true&replace=false`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ImportQuery {
+    dry_run: Option<bool>,
+    replace: Option<bool>,
+}
+
+/// One input row, before validation.
+pub(crate) struct InputRow {
+    pub index: u64,
+    pub line: Option<u64>,
+    pub message: OobSecretMessage,
+}
+
+/// Validates, seals and streams rows into the store; collects per-row
+/// results. `rows` yields `Err` for a row that could not even be read.
+pub(crate) struct Importer {
+    app: AppState,
+    admin: AdminCaller,
+    now: i64,
+    lifetime: i64,
+    seen: HashSet<[u8; 16]>,
+    rejected: Vec<RejectedRow>,
+    rejected_total: u64,
+    digest: Sha256,
+    rows: u64,
+    tx: mpsc::Sender<BulkMessage>,
+    store: tokio::task::JoinHandle<idprov_store::Result<idprov_store::BulkOutcome>>,
+    dry_run: bool,
+}
+
+impl Importer {
+    pub(crate) fn start(
+        app: &AppState,
+        admin: &AdminCaller,
+        replace: bool,
+        dry_run: bool,
+    ) -> Importer {
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let now = app.now_unix();
+        let registry = app.registry.clone();
+        let audit = AuditRecord::new(
+            now,
+            admin.actor.clone(),
+            "secrets_imported",
+            None,
+            json!({}),
+        );
+        let store =
+            tokio::spawn(
+                async move { registry.put_secrets_bulk(rx, replace, dry_run, audit).await },
+            );
+        Importer {
+            app: app.clone(),
+            admin: admin.clone(),
+            now,
+            lifetime: i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX),
+            seen: HashSet::new(),
+            rejected: Vec::new(),
+            rejected_total: 0,
+            digest: Sha256::new(),
+            rows: 0,
+            tx,
+            store,
+            dry_run,
+        }
+    }
+
+    fn refuse(&mut self, index: u64, line: Option<u64>, device_id: &str, error: String) {
+        self.rejected_total += 1;
+        if self.rejected.len() < MAX_REPORTED {
+            self.rejected.push(RejectedRow {
+                index,
+                line,
+                device_id: device_id.chars().take(200).collect(),
+                error,
+            });
+        }
+    }
+
+    /// Counts a row against the limit.
+    pub(crate) fn count(&mut self) -> Result<(), ApiError> {
+        self.rows += 1;
+        if self.rows > self.app.config.bulk_rows {
+            return Err(ApiError::PayloadTooLarge(
+                usize::try_from(self.app.config.bulk_rows).unwrap_or(usize::MAX),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Handles one row.
+    pub(crate) async fn row(&mut self, row: InputRow) -> Result<(), ApiError> {
+        let reg = match validate(&row.message, self.now, self.lifetime) {
+            Ok(r) => r,
+            Err(e) => {
+                self.refuse(row.index, row.line, &row.message.device_id, e);
+                return Ok(());
+            }
+        };
+        let key: [u8; 16] = Sha256::digest(reg.device_id.as_str().as_bytes())[..16]
+            .try_into()
+            .unwrap_or_default();
+        if !self.seen.insert(key) {
+            self.refuse(
+                row.index,
+                row.line,
+                reg.device_id.as_str(),
+                "field \"deviceID\": repeated; an earlier row of this import has the same device ID".into(),
+            );
+            return Ok(());
+        }
+        self.digest.update(reg.device_id.as_str().as_bytes());
+        self.digest.update(b"\n");
+        self.digest.update(reg.valid_until.to_string().as_bytes());
+        self.digest.update(b"\n");
+        let sealed = self
+            .app
+            .secrets
+            .seal(reg.device_id.as_str(), &reg.secret)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let message = BulkMessage::Row(BulkSecret {
+            index: row.index,
+            secret: NewSecret {
+                device_id: reg.device_id.into_string(),
+                sealed,
+                key_id: self.app.secrets.key_id().to_owned(),
+                created_at: self.now,
+                valid_until: reg.valid_until,
+                created_by: self.admin.actor.clone(),
+            },
+        });
+        if self.tx.send(message).await.is_err() {
+            // The store ended early; its error is reported by `finish`.
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// Commits (or, for a dry run, only reports) and returns the result.
+    pub(crate) async fn finish(mut self, lines: &LineMap) -> Result<BulkResult, ApiError> {
+        let _ = self.tx.send(BulkMessage::End).await;
+        drop(self.tx);
+        let outcome = self
+            .store
+            .await
+            .map_err(|_| ApiError::Internal("the import task failed".into()))??;
+        for (index, device_id, error) in outcome.rejected {
+            self.rejected_total += 1;
+            if self.rejected.len() < MAX_REPORTED {
+                self.rejected.push(RejectedRow {
+                    index,
+                    line: lines.line_of(index),
+                    device_id,
+                    error,
+                });
+            }
+        }
+        self.rejected.sort_by_key(|r| r.index);
+        if self.rejected_total as usize > self.rejected.len() {
+            tracing::warn!(
+                total = self.rejected_total,
+                "more refused rows than itemized"
+            );
+        }
+        let hash: String = self
+            .digest
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        tracing::info!(
+            actor = %self.admin.actor,
+            accepted = outcome.accepted,
+            replaced = outcome.replaced,
+            rejected = self.rejected_total,
+            dry_run = self.dry_run,
+            rows_sha256 = %hash,
+            "bulk registration"
+        );
+        Ok(BulkResult {
+            accepted: outcome.accepted,
+            replaced: outcome.replaced,
+            rejected: self.rejected,
+            dry_run: self.dry_run,
+        })
+    }
+}
+
+/// Remembers the file line of each row index (the store reports by index).
+#[derive(Default)]
+pub(crate) struct LineMap(Vec<(u64, u64)>);
+
+impl LineMap {
+    fn add(&mut self, index: u64, line: Option<u64>) {
+        if let Some(l) = line {
+            self.0.push((index, l));
+        }
+    }
+    fn line_of(&self, index: u64) -> Option<u64> {
+        self.0
+            .binary_search_by_key(&index, |(i, _)| *i)
+            .ok()
+            .map(|p| self.0[p].1)
+    }
+}
+
+fn check_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(ApiError::PayloadTooLarge(
+            usize::try_from(limit).unwrap_or(usize::MAX),
+        ));
+    }
+    Ok(())
+}
+
+/// The NDJSON reader's position in the body.
+struct Cursor {
+    importer: Importer,
+    lines: LineMap,
+    body_line: u64,
+    index: u64,
+}
+
+impl Cursor {
+    /// Handles one body line (without its newline).
+    async fn line(&mut self, line: &[u8]) -> Result<(), ApiError> {
+        self.body_line += 1;
+        if line.len() > MAX_LINE {
+            return Err(ApiError::BadRequest(format!(
+                "line {} of the import is longer than {MAX_LINE} bytes",
+                self.body_line
+            )));
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(());
+        }
+        self.importer.count()?;
+        let index = self.index;
+        self.index += 1;
+        match serde_json::from_slice::<ImportRow>(line) {
+            Err(e) => {
+                self.lines.add(index, Some(self.body_line));
+                self.importer.refuse(
+                    index,
+                    Some(self.body_line),
+                    "",
+                    format!("not a JSON row: {e}"),
+                );
+                Ok(())
+            }
+            Ok(row) => {
+                let line_no = row.line.or(Some(self.body_line));
+                self.lines.add(index, line_no);
+                self.importer
+                    .row(InputRow {
+                        index,
+                        line: line_no,
+                        message: OobSecretMessage {
+                            device_id: row.device_id,
+                            oob_secret: row.oob_secret,
+                            valid_until: row.valid_until,
+                        },
+                    })
+                    .await
+            }
+        }
+    }
+}
+
+/// `POST /idprov/admin/oob/import`: NDJSON, one `ImportRow` per line.
+pub(crate) async fn ndjson(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    q: Result<Query<ImportQuery>, QueryRejection>,
+    headers: HeaderMap,
+    mut body: Body,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    check_length(&headers, app.config.bulk_bytes)?;
+    let mut cursor = Cursor {
+        importer: Importer::start(
+            &app,
+            &admin,
+            q.replace.unwrap_or(true),
+            q.dry_run.unwrap_or(false),
+        ),
+        lines: LineMap::default(),
+        body_line: 0,
+        index: 0,
+    };
+    let too_large =
+        || ApiError::PayloadTooLarge(usize::try_from(app.config.bulk_bytes).unwrap_or(usize::MAX));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut total: u64 = 0;
+    loop {
+        let chunk = match tokio::time::timeout(IDLE, body.frame()).await {
+            Err(_) => {
+                return Err(ApiError::BadRequest(
+                    "the import stalled; nothing was stored".into(),
+                ));
+            }
+            Ok(Some(Err(_))) => {
+                return Err(ApiError::BadRequest(
+                    "the import body could not be read".into(),
+                ));
+            }
+            Ok(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => Some(data),
+                Err(_) => continue, // trailers
+            },
+            Ok(None) => None,
+        };
+        let Some(data) = chunk else {
+            if !buf.is_empty() {
+                let rest = std::mem::take(&mut buf);
+                cursor.line(&rest).await?;
+            }
+            break;
+        };
+        total += data.len() as u64;
+        if total > app.config.bulk_bytes {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&data);
+        let mut start = 0;
+        while let Some(nl) = buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + nl;
+            cursor.line(&buf[start..end]).await?;
+            start = end + 1;
+        }
+        buf.drain(..start);
+        if buf.len() > MAX_LINE {
+            return Err(ApiError::BadRequest(format!(
+                "line {} of the import is longer than {MAX_LINE} bytes",
+                cursor.body_line + 1
+            )));
+        }
+    }
+    let Cursor {
+        importer, lines, ..
+    } = cursor;
+    json(&importer.finish(&lines).await?)
+}
+
+/// A JSON array posted to `/idprov/oobsecret` by an administrator or plugin.
+pub(crate) async fn array(
+    app: &AppState,
+    admin: &AdminCaller,
+    bytes: bytes::Bytes,
+) -> Result<Response, ApiError> {
+    let items: Vec<serde_json::Value> = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("body is not a JSON array: {e}")))?;
+    let mut importer = Importer::start(app, admin, true, false);
+    for (i, item) in items.into_iter().enumerate() {
+        importer.count()?;
+        let index = i as u64;
+        match OobSecretMessage::from_value(item) {
+            Ok(message) => {
+                importer
+                    .row(InputRow {
+                        index,
+                        line: None,
+                        message,
+                    })
+                    .await?
+            }
+            Err(e) => importer.refuse(index, None, "", e.to_string()),
+        }
+    }
+    json(&importer.finish(&LineMap::default()).await?)
+}

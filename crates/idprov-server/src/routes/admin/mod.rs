@@ -1,0 +1,65 @@
+//! The admin API under `/idprov/admin/`. Every handler takes an
+//! [`AdminCaller`](crate::auth::AdminCaller), so none runs for anyone else.
+
+pub(crate) mod audit;
+pub(crate) mod credentials;
+pub(crate) mod devices;
+pub(crate) mod import;
+pub(crate) mod queue;
+pub(crate) mod secrets;
+
+use axum::body::Body;
+use axum::http::HeaderMap;
+use serde::de::DeserializeOwned;
+
+use idprov_proto::DeviceId;
+use idprov_proto::admin::CertView;
+use idprov_store::CertRecord;
+
+use crate::error::ApiError;
+use crate::routes::{read_body, rfc3339};
+
+/// A device ID from a path segment.
+pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
+    DeviceId::parse(raw).map_err(|e| ApiError::BadRequest(format!("deviceID in the path: {e}")))
+}
+
+/// A JSON request body of a single object (an empty body reads as `{}`).
+pub(crate) async fn json_body<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let bytes = read_body(headers, body, limit).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest(format!("request body: {e}")))
+}
+
+pub(crate) fn cert_view(c: &CertRecord) -> CertView {
+    CertView {
+        serial: c.serial.clone(),
+        kind: c.kind.as_str().to_owned(),
+        subject: c.subject.clone(),
+        key_fingerprint: c.key_fingerprint.clone(),
+        key_type: c.key_type.clone(),
+        not_before: rfc3339(c.not_before),
+        not_after: rfc3339(c.not_after),
+        issued_at: rfc3339(c.issued_at),
+        issue_kind: c.issue_kind.as_str().to_owned(),
+        authorized_by: c.authorized_by.clone(),
+        revoked_at: c.revoked_at.map(rfc3339),
+        revocation_reason: c.revocation_reason,
+        pem: c.pem.clone(),
+    }
+}
+
+/// The `next` cursor of a full page.
+pub(crate) fn next_of<T>(items: &[T], limit: u32, key: impl Fn(&T) -> String) -> Option<String> {
+    if items.len() as u64 == u64::from(limit) {
+        items.last().map(key)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,206 @@
+//! The waiting queue: list, approve, reject, clear (PROTOCOL.md §6 4.2–4.3).
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde_json::json;
+
+use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
+use idprov_store::AuditRecord;
+
+use super::{device_id, json_body, next_of};
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::routes::{PageQuery, json, page_query, rfc3339};
+use crate::state::AppState;
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = page_query(q)?;
+    let rows = app.registry.list_queue(&page, app.now_unix()).await?;
+    json(&Page {
+        next: next_of(&rows, page.limit, |e| {
+            format!("{} {}", e.request.device_id, e.request.key_fingerprint)
+        }),
+        items: rows
+            .iter()
+            .map(|e| {
+                let w = &e.request;
+                let (state, decided_by) = match (&e.approval, &e.rejection) {
+                    (_, Some(r)) => ("rejected", Some(r.rejected_by.clone())),
+                    (Some(a), None) => ("approved", Some(a.approved_by.clone())),
+                    (None, None) => ("waiting", None),
+                };
+                WaitingView {
+                    device_id: w.device_id.clone(),
+                    key_fingerprint: w.key_fingerprint.clone(),
+                    key_type: w.key_type.clone(),
+                    claimed_ip: w.claimed_ip.clone(),
+                    claimed_mac: w.claimed_mac.clone(),
+                    source: w.source.clone(),
+                    first_seen: rfc3339(w.first_seen),
+                    last_seen: rfc3339(w.last_seen),
+                    attempts: w.attempts,
+                    state: state.to_owned(),
+                    decided_by,
+                    approval_expires_at: e.approval.as_ref().map(|a| rfc3339(a.expires_at)),
+                    rejection_reason: e.rejection.as_ref().map(|r| r.reason.clone()),
+                }
+            })
+            .collect(),
+    })
+}
+
+/// The keys a decision applies to: the one named, or the device's only
+/// waiting key.
+async fn keys_of(
+    app: &AppState,
+    device: &str,
+    named: Option<String>,
+) -> Result<Vec<String>, ApiError> {
+    let waiting: Vec<String> = app
+        .registry
+        .waiting_for(device)
+        .await?
+        .into_iter()
+        .map(|w| w.key_fingerprint)
+        .collect();
+    match named {
+        Some(fp) if waiting.contains(&fp) => Ok(vec![fp]),
+        Some(_) => Err(ApiError::NotFound(
+            "no waiting request of this device has that key",
+        )),
+        None if waiting.is_empty() => Err(ApiError::NotFound("no waiting request for this device")),
+        None if waiting.len() == 1 => Ok(waiting),
+        None => Err(ApiError::BadRequest(format!(
+            "this device has {} waiting keys; name one with \"keyFingerprint\": {}",
+            waiting.len(),
+            waiting.join(", ")
+        ))),
+    }
+}
+
+pub(crate) async fn approve(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let req: Decision = json_body(&headers, body, app.config.body_limit).await?;
+    let keys = keys_of(&app, id.as_str(), req.key_fingerprint).await?;
+    let now = app.now_unix();
+    let expires = now + i64::try_from(app.config.approval_lifetime.as_secs()).unwrap_or(i64::MAX);
+    for key in &keys {
+        let approved = app
+            .registry
+            .approve(
+                id.as_str(),
+                key,
+                expires,
+                AuditRecord::new(
+                    now,
+                    admin.actor.clone(),
+                    "request_approved",
+                    Some(id.as_str()),
+                    json!({ "keyFingerprint": key, "expiresAt": expires }),
+                ),
+            )
+            .await?;
+        if !approved {
+            return Err(ApiError::NotFound(
+                "no waiting request of this device has that key",
+            ));
+        }
+    }
+    tracing::info!(device_id = %id, actor = %admin.actor, "request approved");
+    json(&Decided {
+        device_id: id.into_string(),
+        key_fingerprints: keys,
+        state: "approved".into(),
+        expires_at: Some(rfc3339(expires)),
+    })
+}
+
+pub(crate) async fn reject(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let req: Decision = json_body(&headers, body, app.config.body_limit).await?;
+    let reason = req.reason.unwrap_or_default();
+    if reason.len() > 1024 || reason.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "field \"reason\": at most 1024 bytes of text without control characters".into(),
+        ));
+    }
+    let keys = keys_of(&app, id.as_str(), req.key_fingerprint).await?;
+    let now = app.now_unix();
+    for key in &keys {
+        app.registry
+            .reject(
+                id.as_str(),
+                key,
+                &reason,
+                AuditRecord::new(
+                    now,
+                    admin.actor.clone(),
+                    "request_rejected",
+                    Some(id.as_str()),
+                    json!({ "keyFingerprint": key, "reason": reason }),
+                ),
+            )
+            .await?;
+    }
+    tracing::info!(device_id = %id, actor = %admin.actor, "request rejected");
+    json(&Decided {
+        device_id: id.into_string(),
+        key_fingerprints: keys,
+        state: "rejected".into(),
+        expires_at: None,
+    })
+}
+
+pub(crate) async fn clear(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let req: Decision = json_body(&headers, body, app.config.body_limit).await?;
+    let now = app.now_unix();
+    let removed = app
+        .registry
+        .clear_requests(
+            id.as_str(),
+            req.key_fingerprint.as_deref(),
+            AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "requests_cleared",
+                Some(id.as_str()),
+                json!({ "keyFingerprint": req.key_fingerprint }),
+            ),
+        )
+        .await?;
+    if removed == 0 {
+        return Err(ApiError::NotFound("nothing to clear for this device"));
+    }
+    json(&Decided {
+        device_id: id.into_string(),
+        key_fingerprints: req.key_fingerprint.into_iter().collect(),
+        state: "cleared".into(),
+        expires_at: None,
+    })
+}

@@ -1,0 +1,155 @@
+//! OOB secrets: list (never the values), remove, export.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use idprov_proto::admin::{ExportRow, Page, Removed, SecretView};
+use idprov_store::AuditRecord;
+
+use super::{device_id, next_of};
+use crate::auth::{AdminCaller, AdminVia, ConnInfo, Role};
+use crate::error::ApiError;
+use crate::routes::{PageQuery, json, page_query, rfc3339};
+use crate::state::AppState;
+
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+    q: Result<Query<PageQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let page = page_query(q)?;
+    let rows = app.registry.list_secrets(&page).await?;
+    json(&Page {
+        next: next_of(&rows, page.limit, |s| s.device_id.clone()),
+        items: rows
+            .iter()
+            .map(|s| SecretView {
+                device_id: s.device_id.clone(),
+                created_at: rfc3339(s.created_at),
+                valid_until: rfc3339(s.valid_until),
+                created_by: s.created_by.clone(),
+            })
+            .collect(),
+    })
+}
+
+pub(crate) async fn remove(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let now = app.now_unix();
+    let removed = app
+        .registry
+        .remove_secret(
+            id.as_str(),
+            AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "secret_removed",
+                Some(id.as_str()),
+                json!({}),
+            ),
+        )
+        .await?;
+    if !removed {
+        return Err(ApiError::NotFound(
+            "no secret is registered for this device",
+        ));
+    }
+    tracing::info!(device_id = %id, actor = %admin.actor, "OOB secret removed");
+    json(&Removed { removed })
+}
+
+/// `?withSecrets=true`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct ExportQuery {
+    with_secrets: Option<bool>,
+}
+
+/// `GET /idprov/admin/oob/export`: every live secret as NDJSON rows, the
+/// secret itself only with `withSecrets=true`, which needs an administrator
+/// certificate and (by default) a request over loopback, and is audited.
+pub(crate) async fn export(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    conn: ConnInfo,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let with_secrets = q.with_secrets.unwrap_or(false);
+    if with_secrets {
+        if admin.role != Role::Admin || admin.via != AdminVia::Certificate {
+            return Err(ApiError::Forbidden(
+                "an export with secrets needs an administrator certificate",
+            ));
+        }
+        if app.config.export_secrets_loopback_only && !conn.peer.ip().is_loopback() {
+            return Err(ApiError::Forbidden(
+                "an export with secrets is answered only over loopback (admin.export_secrets_loopback_only)",
+            ));
+        }
+    }
+    let now = app.now_unix();
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    let mut count: u64 = 0;
+    loop {
+        let page = idprov_store::Page {
+            after: after.clone(),
+            limit: 10_000,
+        };
+        let rows = app.registry.sealed_secrets(&page, now).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.device_id.clone());
+        for r in &rows {
+            let secret = if with_secrets {
+                match app.secrets.open(&r.device_id, &r.sealed) {
+                    Ok(s) => Some(s.expose().to_owned()),
+                    Err(_) => continue,
+                }
+            } else {
+                None
+            };
+            let row = ExportRow {
+                device_id: r.device_id.clone(),
+                oob_secret: secret,
+                valid_until: rfc3339(r.valid_until),
+            };
+            serde_json::to_writer(&mut out, &row).map_err(|e| ApiError::Internal(e.to_string()))?;
+            out.push(b'\n');
+            count += 1;
+        }
+        if rows.len() < 10_000 {
+            break;
+        }
+    }
+    if with_secrets {
+        app.registry
+            .append_audit(AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "secrets_exported",
+                None,
+                json!({ "count": count, "source": conn.peer.ip().to_string() }),
+            ))
+            .await?;
+        tracing::warn!(actor = %admin.actor, count, "secrets exported");
+    }
+    let mut resp = axum::body::Body::from(out).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
