@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use idprov_proto::admin::{
-    DeviceDetail, DeviceView, Page, Removed, SecretAdded, SecretView, WaitingView,
+    AuditView, BulkResult, CertView, CheckpointView, CredentialIssued, CredentialRequest, Decided,
+    Decision, DeviceDetail, DeviceView, ExportRow, Page, Removed, RevokeRequest, Revoked,
+    SecretAdded, SecretView, WaitingView,
 };
 use idprov_proto::{OobSecretMessage, StatusMessage};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -160,6 +162,203 @@ impl AdminClient {
         self.all("/idprov/admin/devices", limit).await
     }
 
+    /// Devices matching a filter (`status`, `expiringWithinDays`,
+    /// `missedRenewal`, `prefix` query parameters).
+    pub async fn list_devices_where(
+        &self,
+        filter: &[(&str, String)],
+        limit: Option<usize>,
+    ) -> Result<Vec<DeviceView>, ClientError> {
+        let query: Vec<String> = filter
+            .iter()
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, SEGMENT)))
+            .collect();
+        let path = if query.is_empty() {
+            "/idprov/admin/devices".to_owned()
+        } else {
+            format!("/idprov/admin/devices?{}", query.join("&"))
+        };
+        self.all(&path, limit).await
+    }
+
+    /// Revokes a device's certificates (all, or one serial).
+    pub async fn revoke_device(
+        &self,
+        device_id: &str,
+        req: &RevokeRequest,
+    ) -> Result<Revoked, ClientError> {
+        self.send(
+            self.http
+                .post(self.url(&format!(
+                    "/idprov/admin/devices/{}/revoke",
+                    Self::segment(device_id)
+                )))
+                .json(req),
+        )
+        .await
+    }
+
+    /// Revokes and forgets a device.
+    pub async fn remove_device(&self, device_id: &str) -> Result<Revoked, ClientError> {
+        self.send(self.http.delete(self.url(&format!(
+            "/idprov/admin/devices/{}",
+            Self::segment(device_id)
+        ))))
+        .await
+    }
+
+    /// Approves, rejects or clears (`action`) a device's waiting request.
+    pub async fn decide(
+        &self,
+        device_id: &str,
+        action: &str,
+        decision: &Decision,
+    ) -> Result<Decided, ClientError> {
+        self.send(
+            self.http
+                .post(self.url(&format!(
+                    "/idprov/admin/requests/{}/{action}",
+                    Self::segment(device_id)
+                )))
+                .json(decision),
+        )
+        .await
+    }
+
+    /// Streams NDJSON rows (already encoded, newline-terminated) to the bulk
+    /// import; `rows` ends when the sender is dropped.
+    pub async fn import(
+        &self,
+        rows: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+        dry_run: bool,
+        replace: bool,
+    ) -> Result<BulkResult, ClientError> {
+        let url = format!(
+            "{}?dryRun={dry_run}&replace={replace}",
+            self.url("/idprov/admin/oob/import")
+        );
+        self.send(
+            self.http
+                .post(url)
+                .header("content-type", "application/x-ndjson")
+                .body(reqwest::Body::wrap(ChannelBody(rows))),
+        )
+        .await
+    }
+
+    /// Every live secret's device ID and expiry; with `with_secrets`, the
+    /// secrets too (an administrator certificate over loopback, audited).
+    pub async fn export(&self, with_secrets: bool) -> Result<Vec<ExportRow>, ClientError> {
+        let url = format!(
+            "{}?withSecrets={with_secrets}",
+            self.url("/idprov/admin/oob/export")
+        );
+        let body = self.send_raw(self.http.get(url)).await?;
+        body.split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).map_err(|e| ClientError::Protocol(e.to_string())))
+            .collect()
+    }
+
+    /// Audit entries matching filter parameters, every page.
+    pub async fn audit(
+        &self,
+        filter: &[(&str, String)],
+        limit: Option<usize>,
+    ) -> Result<Vec<AuditView>, ClientError> {
+        let mut out: Vec<AuditView> = Vec::new();
+        let mut after = 0i64;
+        loop {
+            let want = limit.map_or(5000, |l| (l - out.len()).min(5000));
+            if want == 0 {
+                break;
+            }
+            let mut url = format!(
+                "{}?after={after}&limit={want}",
+                self.url("/idprov/admin/audit")
+            );
+            for (k, v) in filter {
+                url.push_str(&format!("&{k}={}", utf8_percent_encode(v, SEGMENT)));
+            }
+            let page: Page<AuditView> = self.send(self.http.get(url)).await?;
+            let got = page.items.len();
+            if let Some(last) = page.items.last() {
+                after = last.seq;
+            }
+            out.extend(page.items);
+            if page.next.is_none() || got == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The signed checkpoints of the audit chain.
+    pub async fn checkpoints(&self) -> Result<Vec<CheckpointView>, ClientError> {
+        self.send(self.http.get(self.url("/idprov/admin/audit/checkpoints")))
+            .await
+    }
+
+    /// Signs the audit head now; returns the newest checkpoint.
+    pub async fn checkpoint_now(&self) -> Result<Option<CheckpointView>, ClientError> {
+        self.send(self.http.post(self.url("/idprov/admin/audit/checkpoints")))
+            .await
+    }
+
+    /// Issues a credential for a public key.
+    pub async fn issue_credential(
+        &self,
+        req: &CredentialRequest,
+    ) -> Result<CredentialIssued, ClientError> {
+        self.send(
+            self.http
+                .post(self.url("/idprov/admin/credentials"))
+                .json(req),
+        )
+        .await
+    }
+
+    /// Credentials (certificates of admins, plugins, services).
+    pub async fn credentials(&self, ou: Option<&str>) -> Result<Vec<CertView>, ClientError> {
+        let url = match ou {
+            Some(ou) => format!(
+                "{}?ou={}",
+                self.url("/idprov/admin/credentials"),
+                utf8_percent_encode(ou, SEGMENT)
+            ),
+            None => self.url("/idprov/admin/credentials"),
+        };
+        self.send(self.http.get(url)).await
+    }
+
+    /// Revokes a credential.
+    pub async fn revoke_credential(
+        &self,
+        ou: &str,
+        cn: &str,
+        req: &RevokeRequest,
+    ) -> Result<Revoked, ClientError> {
+        self.send(
+            self.http
+                .post(self.url(&format!(
+                    "/idprov/admin/credentials/{}/{}/revoke",
+                    Self::segment(ou),
+                    Self::segment(cn)
+                )))
+                .json(req),
+        )
+        .await
+    }
+
+    /// The CRL, DER or PEM.
+    pub async fn crl(&self, pem: bool) -> Result<bytes::Bytes, ClientError> {
+        let mut req = self.http.get(self.url("/idprov/crl"));
+        if pem {
+            req = req.header("accept", "application/x-pem-file");
+        }
+        self.send_raw(req).await
+    }
+
     /// One device with its certificate history.
     pub async fn device(&self, device_id: &str) -> Result<DeviceDetail, ClientError> {
         self.send(self.http.get(self.url(&format!(
@@ -186,5 +385,22 @@ impl AdminClient {
         );
         let body = self.send_raw(self.http.get(self.url(&path))).await?;
         StatusMessage::from_json(&body).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// A request body fed from a channel, so an import streams as it is read.
+struct ChannelBody(tokio::sync::mpsc::Receiver<bytes::Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
     }
 }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod device;
 pub mod discovery;
 mod error;
+pub mod import;
 mod tls;
 
 pub use admin::AdminClient;

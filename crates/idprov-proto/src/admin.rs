@@ -234,6 +234,9 @@ pub struct ImportRow {
     /// Physical line of the file where the row starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,
+    /// The row's index in the file (for a JSON array, the element index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<u64>,
 }
 
 impl core::fmt::Debug for ImportRow {

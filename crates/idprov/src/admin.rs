@@ -18,7 +18,7 @@ use crate::output::{self, fields, table};
 const ADMIN_EXPIRY_WARNING: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
 
 /// Where the server is and which credentials to use.
-fn connect(conn: &Connection) -> Result<AdminClient, Failure> {
+pub(crate) fn connect(conn: &Connection) -> Result<AdminClient, Failure> {
     let raw = idprov_server::config::read(conn.config.as_deref()).map_err(Failure::usage)?;
     let config = raw.validate().map_err(Failure::usage)?;
     let data_dir = conn.data_dir.clone().unwrap_or(config.data_dir.clone());
@@ -102,7 +102,7 @@ fn read_secret(source: Option<&Path>) -> Result<Zeroizing<String>, Failure> {
     Ok(line)
 }
 
-fn generate_secret() -> Result<OobSecret, Failure> {
+pub(crate) fn generate_secret() -> Result<OobSecret, Failure> {
     let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
     aws_lc_rs::rand::fill(&mut random[..])
         .map_err(|_| Failure::usage("the system random number generator failed"))?;
@@ -116,8 +116,14 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             secret,
             secret_file,
             valid_until,
+            labels,
             conn,
         } => {
+            if labels.is_some() && (secret.is_some() || secret_file.is_some()) {
+                return Err(Failure::usage(
+                    "--labels is for generated secrets (leave SECRET out)",
+                ));
+            }
             let (secret, generated) = match (secret.as_deref(), secret_file) {
                 (Some("-"), None) => (read_secret(None)?, false),
                 (Some(s), None) => {
@@ -145,6 +151,21 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             for w in &added.warnings {
                 eprintln!("warning: {w}");
             }
+            if let Some(sheet) = &labels {
+                let label = idprov_proto::Label {
+                    device_id: idprov_proto::DeviceId::parse(&added.device_id)
+                        .map_err(|e| Failure::usage(e.to_string()))?,
+                    secret: OobSecret::parse(&secret).map_err(|e| Failure::usage(e.to_string()))?,
+                    ca: local_ca_fingerprint(&conn).ok(),
+                };
+                crate::files::write_labels(
+                    sheet,
+                    vec![idprov_labels::Label {
+                        device_id: added.device_id.clone(),
+                        uri: label.to_uri(),
+                    }],
+                )?;
+            }
             if conn.json {
                 let mut v = serde_json::to_value(&added).unwrap_or_default();
                 if generated && let Some(o) = v.as_object_mut() {
@@ -170,6 +191,26 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+        OobCommand::Import {
+            file,
+            format,
+            dry_run,
+            no_replace,
+            generate,
+            out,
+            labels,
+            conn,
+        } => {
+            crate::bulk::import(
+                file, format, dry_run, no_replace, generate, out, labels, conn,
+            )
+            .await
+        }
+        OobCommand::Export {
+            out,
+            with_secrets,
+            conn,
+        } => crate::bulk::export(out, with_secrets, conn).await,
         OobCommand::List { limit, conn } => {
             let rows = connect(&conn)?.list_secrets(limit).await?;
             if conn.json {
@@ -206,8 +247,31 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
 
 pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
     match cmd {
-        DevicesCommand::List { limit, conn } => {
-            let rows = connect(&conn)?.list_devices(limit).await?;
+        DevicesCommand::List {
+            limit,
+            status,
+            expiring_within,
+            missed_renewal,
+            prefix,
+            conn,
+        } => {
+            let mut filter: Vec<(&str, String)> = Vec::new();
+            if let Some(s) = status {
+                filter.push(("status", s));
+            }
+            if let Some(d) = expiring_within {
+                filter.push((
+                    "expiringWithinDays",
+                    d.as_secs().div_ceil(86_400).to_string(),
+                ));
+            }
+            if missed_renewal {
+                filter.push(("missedRenewal", "true".into()));
+            }
+            if let Some(p) = prefix {
+                filter.push(("prefix", p));
+            }
+            let rows = connect(&conn)?.list_devices_where(&filter, limit).await?;
             if conn.json {
                 output::json(&rows);
             } else {
@@ -235,6 +299,49 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                             ]
                         })
                         .collect::<Vec<_>>(),
+                );
+            }
+            Ok(())
+        }
+        DevicesCommand::Revoke {
+            device_id,
+            reason,
+            note,
+            serial,
+            conn,
+        } => {
+            let revoked = connect(&conn)?
+                .revoke_device(
+                    &device_id,
+                    &idprov_proto::admin::RevokeRequest {
+                        reason,
+                        note,
+                        serial,
+                    },
+                )
+                .await?;
+            if conn.json {
+                output::json(&revoked);
+            } else {
+                println!(
+                    "Revoked {} certificate(s) of {}; CRL number {}.",
+                    revoked.serials.len(),
+                    output::safe(&device_id),
+                    revoked.crl_number
+                );
+            }
+            Ok(())
+        }
+        DevicesCommand::Remove { device_id, conn } => {
+            let revoked = connect(&conn)?.remove_device(&device_id).await?;
+            if conn.json {
+                output::json(&revoked);
+            } else {
+                println!(
+                    "Removed {}; {} certificate(s) revoked; CRL number {}.",
+                    output::safe(&device_id),
+                    revoked.serials.len(),
+                    revoked.crl_number
                 );
             }
             Ok(())
@@ -291,6 +398,22 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
 
 pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
     match cmd {
+        RequestsCommand::Approve {
+            device_id,
+            key,
+            conn,
+        } => decide("approve", device_id, key, None, conn).await,
+        RequestsCommand::Reject {
+            device_id,
+            key,
+            reason,
+            conn,
+        } => decide("reject", device_id, key, reason, conn).await,
+        RequestsCommand::Clear {
+            device_id,
+            key,
+            conn,
+        } => decide("clear", device_id, key, None, conn).await,
         RequestsCommand::List { limit, conn } => {
             let rows = connect(&conn)?.list_requests(limit).await?;
             if conn.json {
@@ -315,6 +438,7 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                                 w.device_id.clone(),
                                 w.key_fingerprint.clone(),
                                 w.key_type.clone(),
+                                w.state.clone(),
                                 w.claimed_ip.clone(),
                                 w.claimed_mac.clone(),
                                 w.source.clone(),
@@ -329,6 +453,67 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// Approve, reject or clear.
+pub async fn decide(
+    action: &str,
+    device_id: String,
+    key: Option<String>,
+    reason: Option<String>,
+    conn: Connection,
+) -> Result<(), Failure> {
+    let decided = connect(&conn)?
+        .decide(
+            &device_id,
+            action,
+            &idprov_proto::admin::Decision {
+                key_fingerprint: key,
+                reason,
+            },
+        )
+        .await?;
+    if conn.json {
+        output::json(&decided);
+    } else {
+        println!(
+            "{} {}{}",
+            output::safe(&decided.device_id),
+            decided.state,
+            decided
+                .expires_at
+                .as_deref()
+                .map(|t| format!(" (until {t})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// The fingerprint of the CA of the data directory this connection uses.
+pub(crate) fn local_ca_fingerprint(
+    conn: &Connection,
+) -> Result<idprov_proto::Fingerprint, Failure> {
+    let path = match &conn.ca {
+        Some(p) => p.clone(),
+        None => {
+            let dir = match &conn.data_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let raw = idprov_server::config::read(conn.config.as_deref())
+                        .map_err(Failure::usage)?;
+                    raw.validate().map_err(Failure::usage)?.data_dir
+                }
+            };
+            dir.join(files::CA_CHAIN)
+        }
+    };
+    crate::bulk::fingerprint_of(&path).ok_or_else(|| {
+        Failure::usage(format!(
+            "{}: no CA certificate to take the fingerprint of",
+            path.display()
+        ))
+    })
 }
 
 pub async fn status(device_id: String, conn: Connection) -> Result<(), Failure> {

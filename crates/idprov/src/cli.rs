@@ -26,9 +26,29 @@ pub enum Command {
     /// List and inspect devices.
     #[command(subcommand)]
     Devices(DevicesCommand),
-    /// List provisioning requests waiting for a secret or an approval.
+    /// Waiting provisioning requests: list, approve, reject, clear.
     #[command(subcommand)]
     Requests(RequestsCommand),
+    /// Administrator credentials: create, list, revoke.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// Certificates for plugins and hub services: issue, list, revoke.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// The audit log: list, export, verify.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Fetch the CRL.
+    Crl {
+        /// Write here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// PEM instead of DER.
+        #[arg(long)]
+        pem: bool,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// Print the CA fingerprint devices check (from the data directory).
     CaFingerprint {
         /// Data directory. Default: as for `serve`.
@@ -124,6 +144,48 @@ pub enum OobCommand {
         /// Expiry (RFC 3339). Default: 3 days from now.
         #[arg(long, value_name = "TIME")]
         valid_until: Option<String>,
+        /// With a generated secret: write a printable label sheet (.svg or .png, 0600).
+        #[arg(long, value_name = "FILE")]
+        labels: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Register many secrets from a file: CSV (deviceID,secret[,validUntil]),
+    /// a JSON array or NDJSON (deviceID, oobSecret, validUntil). Valid rows
+    /// are committed in one transaction; problems are reported by line.
+    Import {
+        /// The file.
+        file: PathBuf,
+        /// csv, json or ndjson (default: from the file name).
+        #[arg(long)]
+        format: Option<String>,
+        /// Run the server's validation only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Refuse rows whose device already has a secret (default: replace it).
+        #[arg(long)]
+        no_replace: bool,
+        /// Generate strong secrets for rows without one (needs --out).
+        #[arg(long, requires = "out")]
+        generate: bool,
+        /// Where --generate writes every row with its secret (a new 0600 CSV file).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// With --generate: write a printable label sheet (.svg or .png, 0600).
+        #[arg(long, value_name = "FILE", requires = "generate")]
+        labels: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Write the registered secrets as CSV (deviceID,secret,validUntil),
+    /// without the secrets unless --with-secrets.
+    Export {
+        /// Write here (a new 0600 file) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Include the secrets (administrator certificate, over loopback; audited).
+        #[arg(long)]
+        with_secrets: bool,
         #[command(flatten)]
         conn: Connection,
     },
@@ -151,6 +213,41 @@ pub enum DevicesCommand {
         /// Stop after this many entries.
         #[arg(long)]
         limit: Option<usize>,
+        /// Only devices with this status: Approved, Waiting or Rejected.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only devices whose certificate expires within this time (e.g. 7d).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expiring_within: Option<std::time::Duration>,
+        /// Only devices that missed their renewal.
+        #[arg(long)]
+        missed_renewal: bool,
+        /// Only device IDs starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a device's certificates; its renewals then fall to the OOB path.
+    Revoke {
+        /// The device ID.
+        device_id: String,
+        /// RFC 5280 reason (keyCompromise, cessationOfOperation, … or a code).
+        #[arg(long)]
+        reason: Option<String>,
+        /// A note for the audit log only.
+        #[arg(long)]
+        note: Option<String>,
+        /// One certificate only.
+        #[arg(long)]
+        serial: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a device's certificates and forget the device.
+    Remove {
+        /// The device ID.
+        device_id: String,
         #[command(flatten)]
         conn: Connection,
     },
@@ -170,6 +267,166 @@ pub enum RequestsCommand {
         /// Stop after this many entries.
         #[arg(long)]
         limit: Option<usize>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Approve a waiting request: the device's next request with that key
+    /// is Approved.
+    Approve {
+        /// The device ID.
+        device_id: String,
+        /// The key fingerprint (needed when the device has several).
+        #[arg(long = "key", value_name = "FINGERPRINT")]
+        key: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Reject a device and key until cleared.
+    Reject {
+        /// The device ID.
+        device_id: String,
+        /// The key fingerprint (needed when the device has several).
+        #[arg(long = "key", value_name = "FINGERPRINT")]
+        key: Option<String>,
+        /// Why (for administrators and the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Remove a device's waiting requests, approvals and rejections.
+    Clear {
+        /// The device ID.
+        device_id: String,
+        /// One key only.
+        #[arg(long = "key", value_name = "FINGERPRINT")]
+        key: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create a personal administrator certificate (OU admin, CN NAME).
+    Create {
+        /// The person's name (device-ID syntax).
+        name: String,
+        /// Write NAME.pem and NAME.key here.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        out: PathBuf,
+        /// Also write a PKCS#12 bundle for a browser (its password is asked
+        /// for, or read from IDPROV_P12_PASSWORD).
+        #[arg(long, value_name = "FILE")]
+        p12: Option<PathBuf>,
+        /// Validity.
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        validity: std::time::Duration,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List administrator certificates.
+    List {
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke an administrator's certificates.
+    Revoke {
+        /// The name.
+        name: String,
+        /// RFC 5280 reason.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Issue a certificate for a plugin or a hub service (an MQTT broker's
+    /// server certificate, a plugin's client certificate).
+    Issue {
+        /// plugin or service.
+        #[arg(long)]
+        ou: String,
+        /// The name (CN).
+        #[arg(long)]
+        cn: String,
+        /// DNS names and IP addresses (services); repeat.
+        #[arg(long = "san", value_name = "NAME")]
+        sans: Vec<String>,
+        /// Write CN.pem, CN.key and ca.pem here.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Validity.
+        #[arg(long, default_value = "365d", value_parser = humantime::parse_duration)]
+        validity: std::time::Duration,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// List plugin and service certificates.
+    List {
+        /// plugin or service.
+        #[arg(long)]
+        ou: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Revoke a plugin's or service's certificates.
+    Revoke {
+        /// plugin or service.
+        #[arg(long)]
+        ou: String,
+        /// The name (CN).
+        #[arg(long)]
+        cn: String,
+        /// RFC 5280 reason.
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// List audit entries.
+    List {
+        /// Only this device's.
+        #[arg(long = "device")]
+        device_id: Option<String>,
+        /// Only this event (secret_added, certificate_issued, …).
+        #[arg(long)]
+        event: Option<String>,
+        /// Only this actor's (admin:NAME, source:ADDRESS, system).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Not before (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Not after (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Stop after this many entries.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Export the whole log with its signed checkpoints as JSON lines.
+    Export {
+        /// Write here (a new file) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Check the hash chain and the signed checkpoints; name the first bad entry.
+    Verify {
+        /// Verify this export instead of the server's log.
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
         #[command(flatten)]
         conn: Connection,
     },

@@ -4,8 +4,12 @@
 //! 4 credentials missing or refused.
 
 mod admin;
+mod audit;
+mod bulk;
 mod cli;
+mod credentials;
 mod device;
+mod files;
 mod output;
 mod serve;
 
@@ -66,6 +70,10 @@ fn main() -> ExitCode {
                 config,
                 json,
             } => admin::ca_fingerprint(data_dir, config, json),
+            Command::Admin(cmd) => credentials::admin(cmd).await,
+            Command::Certs(cmd) => credentials::certs(cmd).await,
+            Command::Audit(cmd) => audit::audit(cmd).await,
+            Command::Crl { out, pem, conn } => audit::crl(out, pem, conn).await,
             Command::Discover { timeout, json } => device::discover_command(timeout, json).await,
             Command::Device(cmd) => device::device(cmd).await,
         }

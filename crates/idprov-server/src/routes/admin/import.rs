@@ -294,6 +294,8 @@ impl Cursor {
             }
             Ok(row) => {
                 let line_no = row.line.or(Some(self.body_line));
+                // The client's own numbering, when it sent one, is what it reports.
+                let index = row.index.unwrap_or(index);
                 self.lines.add(index, line_no);
                 self.importer
                     .row(InputRow {

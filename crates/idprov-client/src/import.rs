@@ -1,0 +1,364 @@
+//! Reading bulk-registration files: CSV (header `deviceID,secret[,validUntil]`),
+//! a JSON array, or NDJSON (keys `deviceID`, `oobSecret`, `validUntil`).
+//!
+//! Every row carries the physical 1-based line of the file where it starts
+//! (the CSV header is line 1) and its 0-based index among the rows, so that
+//! problems are reported where a person looks for them. Rows are yielded as
+//! they are read; a malformed row is an `Err` row, never the end of the file.
+
+use std::io::{BufRead, Read};
+
+/// File formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated with a header line.
+    Csv,
+    /// A JSON array of objects.
+    JsonArray,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+impl Format {
+    /// The format a file name suggests (`.csv`, `.json`, `.ndjson`/`.jsonl`).
+    pub fn of_path(path: &std::path::Path) -> Option<Format> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::JsonArray),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+
+    /// Parses `csv`, `json`, `ndjson`.
+    pub fn parse(s: &str) -> Option<Format> {
+        match s {
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::JsonArray),
+            "ndjson" | "jsonl" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+/// One row of a file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileRow {
+    /// 0-based position among the rows (for a JSON array, the element index).
+    pub index: u64,
+    /// Physical 1-based line where the row starts.
+    pub line: u64,
+    /// The row, or why it could not be read.
+    pub content: Result<RowContent, String>,
+}
+
+impl std::fmt::Debug for FileRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileRow")
+            .field("index", &self.index)
+            .field("line", &self.line)
+            .field("ok", &self.content.is_ok())
+            .finish()
+    }
+}
+
+/// A row's fields as written (validated by the server).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct RowContent {
+    /// The device ID.
+    pub device_id: String,
+    /// The secret; `None` when the row has none (`--generate` fills it in).
+    pub secret: Option<String>,
+    /// RFC 3339, or empty for the default lifetime.
+    pub valid_until: String,
+}
+
+impl std::fmt::Debug for RowContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowContent")
+            .field("device_id", &self.device_id)
+            .field("has_secret", &self.secret.is_some())
+            .field("valid_until", &self.valid_until)
+            .finish()
+    }
+}
+
+/// Why a file could not be read at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFileError {
+    /// Reading failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The CSV header is not `deviceID,secret[,validUntil]`.
+    #[error("line 1: the CSV header must be deviceID,secret[,validUntil] (found {0:?})")]
+    Header(String),
+    /// The JSON array is malformed around this line.
+    #[error("line {0}: {1}")]
+    Json(u64, String),
+}
+
+/// Reads every row of a file.
+pub fn read_rows(
+    reader: impl Read + Send + 'static,
+    format: Format,
+) -> Result<Box<dyn Iterator<Item = FileRow> + Send>, ImportFileError> {
+    match format {
+        Format::Csv => csv_rows(reader),
+        Format::Ndjson => Ok(Box::new(ndjson_rows(std::io::BufReader::new(reader)))),
+        Format::JsonArray => {
+            let mut bytes = Vec::new();
+            let mut reader = reader;
+            reader.read_to_end(&mut bytes)?;
+            Ok(Box::new(json_array_rows(&bytes)?.into_iter()))
+        }
+    }
+}
+
+fn csv_rows(
+    reader: impl Read + Send + 'static,
+) -> Result<Box<dyn Iterator<Item = FileRow> + Send>, ImportFileError> {
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::None)
+        .from_reader(reader);
+    let header = r
+        .headers()
+        .map_err(|e| ImportFileError::Header(e.to_string()))?
+        .clone();
+    let names: Vec<&str> = header.iter().map(str::trim).collect();
+    let with_valid = match names.as_slice() {
+        ["deviceID", "secret"] => false,
+        ["deviceID", "secret", "validUntil"] => true,
+        _ => return Err(ImportFileError::Header(names.join(","))),
+    };
+    let mut index = 0u64;
+    Ok(Box::new(r.into_records().map(move |rec| {
+        let i = index;
+        index += 1;
+        match rec {
+            Err(e) => FileRow {
+                index: i,
+                line: e.position().map_or(0, |p| p.line()),
+                content: Err(format!("not a CSV row: {e}")),
+            },
+            Ok(rec) => {
+                let line = rec.position().map_or(0, |p| p.line());
+                let want = if with_valid { 3 } else { 2 };
+                let content = if rec.len() != want && !(with_valid && rec.len() == 2) {
+                    Err(format!("expected {want} columns, found {}", rec.len()))
+                } else {
+                    let secret = rec.get(1).unwrap_or_default();
+                    Ok(RowContent {
+                        device_id: rec.get(0).unwrap_or_default().to_owned(),
+                        secret: (!secret.is_empty()).then(|| secret.to_owned()),
+                        valid_until: rec.get(2).unwrap_or_default().to_owned(),
+                    })
+                };
+                FileRow {
+                    index: i,
+                    line,
+                    content,
+                }
+            }
+        }
+    })))
+}
+
+/// Reads one JSON object row: `deviceID` (required), `oobSecret` and
+/// `validUntil` (optional strings); unknown keys are ignored.
+fn object_row(value: serde_json::Value) -> Result<RowContent, String> {
+    let serde_json::Value::Object(map) = value else {
+        return Err("expected a JSON object".into());
+    };
+    let string = |key: &str| -> Result<Option<String>, String> {
+        match map.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("field {key:?} must be a string")),
+        }
+    };
+    Ok(RowContent {
+        device_id: string("deviceID")?.ok_or("missing field \"deviceID\"")?,
+        secret: string("oobSecret")?.filter(|s| !s.is_empty()),
+        valid_until: string("validUntil")?.unwrap_or_default(),
+    })
+}
+
+fn ndjson_rows(reader: impl BufRead + Send + 'static) -> impl Iterator<Item = FileRow> + Send {
+    let mut index = 0u64;
+    reader
+        .split(b'\n')
+        .enumerate()
+        .filter_map(move |(n, line)| {
+            let line_no = n as u64 + 1;
+            let content = match line {
+                Err(e) => Err(format!("unreadable: {e}")),
+                Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => return None,
+                Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .map_err(|e| format!("not JSON: {e}"))
+                    .and_then(object_row),
+            };
+            let i = index;
+            index += 1;
+            Some(FileRow {
+                index: i,
+                line: line_no,
+                content,
+            })
+        })
+}
+
+/// Splits a top-level JSON array into its elements, remembering where each
+/// starts, then parses each element on its own (so one bad element does not
+/// hide the others, and each is reported at its own line).
+fn json_array_rows(bytes: &[u8]) -> Result<Vec<FileRow>, ImportFileError> {
+    let mut line = 1u64;
+    let mut i = 0usize;
+    let skip_ws = |i: &mut usize, line: &mut u64| {
+        while *i < bytes.len() && bytes[*i].is_ascii_whitespace() {
+            if bytes[*i] == b'\n' {
+                *line += 1;
+            }
+            *i += 1;
+        }
+    };
+    skip_ws(&mut i, &mut line);
+    if bytes.get(i) != Some(&b'[') {
+        return Err(ImportFileError::Json(line, "expected a JSON array".into()));
+    }
+    i += 1;
+    let mut rows = Vec::new();
+    loop {
+        skip_ws(&mut i, &mut line);
+        match bytes.get(i) {
+            None => {
+                return Err(ImportFileError::Json(
+                    line,
+                    "the array is not closed".into(),
+                ));
+            }
+            Some(b']') if rows.is_empty() => break,
+            _ => {}
+        }
+        let (start, start_line) = (i, line);
+        let (mut depth, mut in_string, mut escaped) = (0i32, false, false);
+        while i < bytes.len() {
+            let b = bytes[i];
+            if b == b'\n' {
+                line += 1;
+            }
+            if in_string {
+                match (escaped, b) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+            } else {
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' if depth > 0 => depth -= 1,
+                    b',' | b']' if depth == 0 => break,
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        let element = &bytes[start..i];
+        let index = rows.len() as u64;
+        let content = serde_json::from_slice::<serde_json::Value>(element)
+            .map_err(|e| format!("element {index}: not JSON: {e}"))
+            .and_then(object_row);
+        rows.push(FileRow {
+            index,
+            line: start_line,
+            content,
+        });
+        match bytes.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') => break,
+            _ => {
+                return Err(ImportFileError::Json(
+                    line,
+                    "the array is not closed".into(),
+                ));
+            }
+        }
+    }
+    i += 1;
+    skip_ws(&mut i, &mut line);
+    if i < bytes.len() {
+        return Err(ImportFileError::Json(line, "text after the array".into()));
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(text: &'static str, f: Format) -> Vec<FileRow> {
+        read_rows(text.as_bytes(), f).expect("readable").collect()
+    }
+
+    #[test]
+    fn csv_lines_count_the_header() {
+        let r = rows(
+            "deviceID,secret,validUntil\nd1,s1,\n\"d2\nx\",s2,2030-01-01T00:00:00Z\nd3\n",
+            Format::Csv,
+        );
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].line, r[1].line, r[2].line), (2, 3, 5));
+        assert_eq!(
+            r[0].content.as_ref().expect("ok").secret.as_deref(),
+            Some("s1")
+        );
+        assert!(r[2].content.is_err(), "one column");
+        assert!(matches!(
+            read_rows("id,secret\n".as_bytes(), Format::Csv),
+            Err(ImportFileError::Header(_))
+        ));
+        let no_secret = rows("deviceID,secret\nd1,\n", Format::Csv);
+        assert_eq!(no_secret[0].content.as_ref().expect("ok").secret, None);
+    }
+
+    #[test]
+    fn json_array_elements_keep_their_index_and_line() {
+        let text = "[\n  {\"deviceID\": \"a\", \"oobSecret\": \"s\"},\n  {\"deviceID\": 5},\n  {\n    \"deviceID\": \"c\"\n  }\n]\n";
+        let r = rows(text, Format::JsonArray);
+        assert_eq!(r.len(), 3);
+        assert_eq!((r[0].index, r[0].line), (0, 2));
+        assert_eq!((r[1].index, r[1].line), (1, 3));
+        assert!(r[1].content.is_err());
+        assert_eq!((r[2].index, r[2].line), (2, 4));
+        assert_eq!(rows("[]", Format::JsonArray).len(), 0);
+        assert!(read_rows("[{}".as_bytes(), Format::JsonArray).is_err());
+        assert!(read_rows("{}".as_bytes(), Format::JsonArray).is_err());
+        // Strings with brackets and escaped quotes do not confuse the splitter.
+        let tricky = rows(
+            r#"[{"deviceID":"a","oobSecret":"],\"{"},{"deviceID":"b"}]"#,
+            Format::JsonArray,
+        );
+        assert_eq!(tricky.len(), 2);
+        assert_eq!(
+            tricky[0].content.as_ref().expect("ok").secret.as_deref(),
+            Some("],\"{")
+        );
+    }
+
+    #[test]
+    fn ndjson_skips_blank_lines_but_counts_them() {
+        let r = rows(
+            "{\"deviceID\":\"a\"}\n\n{bad\n{\"deviceID\":\"c\",\"validUntil\":\"x\"}\n",
+            Format::Ndjson,
+        );
+        assert_eq!(
+            r.iter().map(|r| (r.index, r.line)).collect::<Vec<_>>(),
+            vec![(0, 1), (1, 3), (2, 4)]
+        );
+        assert!(r[1].content.is_err());
+        assert_eq!(r[2].content.as_ref().expect("ok").valid_until, "x");
+    }
+}

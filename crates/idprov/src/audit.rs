@@ -1,0 +1,258 @@
+//! `idprov audit list|export|verify` and `idprov crl`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use idprov_proto::admin::{AuditView, CheckpointView};
+use idprov_store::{AuditEntry, Checkpoint, verify_chain};
+use serde::{Deserialize, Serialize};
+
+use crate::Failure;
+use crate::admin::connect;
+use crate::cli::{AuditCommand, Connection};
+use crate::files::write_new_private;
+use crate::output;
+
+/// One line of an export: an entry or a checkpoint.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+enum ExportLine {
+    Entry(AuditView),
+    Checkpoint(CheckpointView),
+}
+
+fn to_entry(v: &AuditView) -> AuditEntry {
+    AuditEntry {
+        seq: v.seq,
+        at: v.at,
+        actor: v.actor.clone(),
+        event: v.event.clone(),
+        device_id: v.device_id.clone(),
+        detail: v.detail.clone(),
+        prev_hash: v.prev_hash.clone(),
+        hash: v.hash.clone(),
+    }
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// Checks the chain and every checkpoint; the error names the first bad entry.
+pub fn verify(
+    entries: &[AuditView],
+    checkpoints: &[CheckpointView],
+    ca_der: &[u8],
+) -> Result<String, String> {
+    let chain: Vec<AuditEntry> = entries.iter().map(to_entry).collect();
+    verify_chain(None, &chain).map_err(|e| e.to_string())?;
+    let last = chain.last().map_or(0, |e| e.seq);
+    let mut previous = 0;
+    for cp in checkpoints {
+        let signature = unhex(&cp.signature)
+            .ok_or_else(|| format!("checkpoint at entry {} has a malformed signature", cp.seq))?;
+        let message = Checkpoint::message(cp.seq, &cp.head_hash, cp.at);
+        if !idprov_ca::verify_signed_by(ca_der, &message, &signature) {
+            return Err(format!(
+                "the checkpoint at entry {} is not signed by this CA",
+                cp.seq
+            ));
+        }
+        if cp.seq > last {
+            return Err(format!(
+                "the log ends at entry {last}, but a signed checkpoint covers entry {}: entries {}–{} were removed (truncated)",
+                cp.seq,
+                last + 1,
+                cp.seq
+            ));
+        }
+        let at = chain
+            .iter()
+            .find(|e| e.seq == cp.seq)
+            .ok_or_else(|| format!("audit entry {} is missing", cp.seq))?;
+        if at.hash != cp.head_hash {
+            return Err(format!(
+                "an entry between {} and {} was altered and the chain recomputed: entry {} no longer matches its signed checkpoint",
+                previous + 1,
+                cp.seq,
+                cp.seq
+            ));
+        }
+        previous = cp.seq;
+    }
+    Ok(format!(
+        "audit log verified: {} entries, {} signed checkpoints, the last covering entry {previous}{}",
+        chain.len(),
+        checkpoints.len(),
+        if previous < last {
+            format!(" ({} newer entries not yet checkpointed)", last - previous)
+        } else {
+            String::new()
+        }
+    ))
+}
+
+fn ca_der(conn: &Connection) -> Result<Vec<u8>, Failure> {
+    let path: PathBuf = match &conn.ca {
+        Some(p) => p.clone(),
+        None => {
+            let dir = match &conn.data_dir {
+                Some(d) => d.clone(),
+                None => {
+                    let raw = idprov_server::config::read(conn.config.as_deref())
+                        .map_err(Failure::usage)?;
+                    raw.validate().map_err(Failure::usage)?.data_dir
+                }
+            };
+            dir.join(idprov_server::datadir::files::CA_CHAIN)
+        }
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let certs = idprov_ca::pem::parse_certificates(&text)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    Ok(certs[0].to_vec())
+}
+
+fn read_export(path: &Path) -> Result<(Vec<AuditView>, Vec<CheckpointView>), Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let (mut entries, mut checkpoints) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<ExportLine>(line) {
+            Ok(ExportLine::Entry(e)) => entries.push(e),
+            Ok(ExportLine::Checkpoint(c)) => checkpoints.push(c),
+            Err(e) => {
+                return Err(Failure::usage(format!(
+                    "{}: line {}: {e}",
+                    path.display(),
+                    n + 1
+                )));
+            }
+        }
+    }
+    Ok((entries, checkpoints))
+}
+
+pub async fn audit(cmd: AuditCommand) -> Result<(), Failure> {
+    match cmd {
+        AuditCommand::List {
+            device_id,
+            event,
+            actor,
+            since,
+            until,
+            limit,
+            conn,
+        } => {
+            let mut filter: Vec<(&str, String)> = Vec::new();
+            for (k, v) in [
+                ("deviceID", device_id),
+                ("event", event),
+                ("actor", actor),
+                ("since", since),
+                ("until", until),
+            ] {
+                if let Some(v) = v {
+                    filter.push((k, v));
+                }
+            }
+            let entries = connect(&conn)?.audit(&filter, limit).await?;
+            if conn.json {
+                output::json(&entries);
+            } else {
+                output::table(
+                    &["SEQ", "TIME", "ACTOR", "EVENT", "DEVICE", "DETAIL"],
+                    &entries
+                        .iter()
+                        .map(|e| {
+                            vec![
+                                e.seq.to_string(),
+                                e.time.clone(),
+                                e.actor.clone(),
+                                e.event.clone(),
+                                e.device_id.clone().unwrap_or_default(),
+                                e.detail.to_string(),
+                            ]
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            Ok(())
+        }
+        AuditCommand::Export { out, conn } => {
+            let client = connect(&conn)?;
+            // Sign the head first, so the export ends at a checkpoint.
+            client.checkpoint_now().await?;
+            let entries = client.audit(&[], None).await?;
+            let checkpoints = client.checkpoints().await?;
+            let mut text = String::new();
+            for e in entries {
+                text.push_str(
+                    &serde_json::to_string(&ExportLine::Entry(e))
+                        .map_err(|e| Failure::usage(e.to_string()))?,
+                );
+                text.push('\n');
+            }
+            for c in checkpoints {
+                text.push_str(
+                    &serde_json::to_string(&ExportLine::Checkpoint(c))
+                        .map_err(|e| Failure::usage(e.to_string()))?,
+                );
+                text.push('\n');
+            }
+            match out {
+                Some(p) => write_new_private(&p, text.as_bytes())?,
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        AuditCommand::Verify { file, conn } => {
+            let ca = ca_der(&conn)?;
+            let (entries, checkpoints) = match &file {
+                Some(path) => read_export(path)?,
+                None => {
+                    let client = connect(&conn)?;
+                    (client.audit(&[], None).await?, client.checkpoints().await?)
+                }
+            };
+            match verify(&entries, &checkpoints, &ca) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(())
+                }
+                Err(problem) => Err(Failure {
+                    code: 1,
+                    message: problem,
+                }),
+            }
+        }
+    }
+}
+
+pub async fn crl(out: Option<PathBuf>, pem: bool, conn: Connection) -> Result<(), Failure> {
+    let bytes = connect(&conn)?.crl(pem).await?;
+    match out {
+        Some(p) => std::fs::write(&p, &bytes)
+            .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?,
+        None if !pem && std::io::stdout().is_terminal() => {
+            return Err(Failure::usage(
+                "the DER CRL is binary: use --pem or --out FILE",
+            ));
+        }
+        None => {
+            use std::io::Write;
+            let _ = std::io::stdout().write_all(&bytes);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! `idprov admin …` and `idprov certs …`: certificates for people and
+//! services. Keys are generated here and never leave this machine; the
+//! server signs the public key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use idprov_ca::KeyAlgorithm;
+use idprov_proto::admin::{CredentialIssued, CredentialRequest, RevokeRequest};
+use zeroize::Zeroizing;
+
+use crate::Failure;
+use crate::admin::connect;
+use crate::cli::{AdminCommand, CertsCommand, Connection};
+use crate::files::write_new_private;
+use crate::output;
+
+fn days(d: Duration) -> Result<u32, Failure> {
+    u32::try_from(d.as_secs().div_ceil(86_400))
+        .ok()
+        .filter(|d| *d > 0)
+        .ok_or_else(|| Failure::usage("--validity must be at least a day"))
+}
+
+/// Generates a key, has the server certify it, writes `NAME.pem` and `NAME.key`.
+async fn issue(
+    conn: &Connection,
+    ou: &str,
+    cn: &str,
+    sans: Vec<String>,
+    validity: Duration,
+    out: &Path,
+) -> Result<(CredentialIssued, Zeroizing<String>), Failure> {
+    idprov_proto::DeviceId::parse(cn).map_err(|e| Failure::usage(format!("name: {e}")))?;
+    let client = connect(conn)?;
+    let key = KeyAlgorithm::EcdsaP256
+        .generate()
+        .map_err(|e| Failure::usage(format!("generating a key: {e}")))?;
+    let issued = client
+        .issue_credential(&CredentialRequest {
+            ou: ou.to_owned(),
+            cn: cn.to_owned(),
+            public_key_pem: key.public_key_pem(),
+            sans,
+            validity_days: Some(days(validity)?),
+        })
+        .await?;
+    let key_pem = Zeroizing::new(key.serialize_pem());
+    std::fs::create_dir_all(out).map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+    write_new_private(&out.join(format!("{cn}.key")), key_pem.as_bytes())?;
+    std::fs::write(out.join(format!("{cn}.pem")), &issued.cert_pem)
+        .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+    Ok((issued, key_pem))
+}
+
+fn p12_password() -> Result<Zeroizing<String>, Failure> {
+    if let Ok(p) = std::env::var("IDPROV_P12_PASSWORD") {
+        return Ok(Zeroizing::new(p));
+    }
+    let first = Zeroizing::new(
+        rpassword::prompt_password("Password for the PKCS#12 file: ")
+            .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
+    );
+    let again = Zeroizing::new(
+        rpassword::prompt_password("Again: ")
+            .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
+    );
+    if *first != *again {
+        return Err(Failure::usage("the passwords differ"));
+    }
+    Ok(first)
+}
+
+/// A PKCS#12 bundle of the key and the certificate chain, for a browser.
+fn write_p12(
+    path: &Path,
+    name: &str,
+    key_pem: &str,
+    issued: &CredentialIssued,
+) -> Result<(), Failure> {
+    use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let password = p12_password()?;
+    let key_der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| Failure::usage(format!("the new key: {e:?}")))?;
+    let key = PrivateKey::from_der(key_der.secret_der())
+        .map_err(|e| Failure::usage(format!("PKCS#12 key: {e}")))?;
+    let mut chain = Vec::new();
+    let leaf_chain = idprov_ca::pem::parse_certificates(&issued.cert_pem)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let ca_chain = idprov_ca::pem::parse_certificates(&issued.ca_pem)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    for der in leaf_chain.iter().chain(ca_chain.iter()) {
+        chain.push(
+            Certificate::from_der(der)
+                .map_err(|e| Failure::usage(format!("PKCS#12 certificate: {e}")))?,
+        );
+    }
+    let local_key_id = issued.serial.as_bytes().to_vec();
+    let mut store = KeyStore::new();
+    store.add_entry(
+        name,
+        KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, chain)),
+    );
+    let bytes = store
+        .writer(&password)
+        .write()
+        .map_err(|e| Failure::usage(format!("writing PKCS#12: {e}")))?;
+    write_new_private(path, &bytes)
+}
+
+pub async fn admin(cmd: AdminCommand) -> Result<(), Failure> {
+    match cmd {
+        AdminCommand::Create {
+            name,
+            out,
+            p12,
+            validity,
+            conn,
+        } => {
+            let (issued, key_pem) =
+                issue(&conn, "admin", &name, Vec::new(), validity, &out).await?;
+            if let Some(path) = &p12 {
+                write_p12(path, &name, &key_pem, &issued)?;
+            }
+            if conn.json {
+                output::json(&issued);
+            } else {
+                println!(
+                    "Administrator {name}: {} and {} (serial {}, until {}){}",
+                    out.join(format!("{name}.pem")).display(),
+                    out.join(format!("{name}.key")).display(),
+                    issued.serial,
+                    issued.not_after,
+                    p12.map(|p| format!("; PKCS#12 in {}", p.display()))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::List { conn } => list(&conn, Some("admin")).await,
+        AdminCommand::Revoke { name, reason, conn } => revoke(&conn, "admin", &name, reason).await,
+    }
+}
+
+pub async fn certs(cmd: CertsCommand) -> Result<(), Failure> {
+    match cmd {
+        CertsCommand::Issue {
+            ou,
+            cn,
+            sans,
+            out,
+            validity,
+            conn,
+        } => {
+            if !matches!(ou.as_str(), "plugin" | "service") {
+                return Err(Failure::usage(
+                    "--ou must be plugin or service (administrators: idprov admin create)",
+                ));
+            }
+            let (issued, _) = issue(&conn, &ou, &cn, sans, validity, &out).await?;
+            std::fs::write(out.join("ca.pem"), &issued.ca_pem)
+                .map_err(|e| Failure::usage(format!("{}: {e}", out.display())))?;
+            if conn.json {
+                output::json(&issued);
+            } else {
+                println!(
+                    "{ou} {cn}: {} and {} with ca.pem (serial {}, until {})",
+                    out.join(format!("{cn}.pem")).display(),
+                    out.join(format!("{cn}.key")).display(),
+                    issued.serial,
+                    issued.not_after
+                );
+            }
+            Ok(())
+        }
+        CertsCommand::List { ou, conn } => list(&conn, ou.as_deref()).await,
+        CertsCommand::Revoke {
+            ou,
+            cn,
+            reason,
+            conn,
+        } => revoke(&conn, &ou, &cn, reason).await,
+    }
+}
+
+async fn list(conn: &Connection, ou: Option<&str>) -> Result<(), Failure> {
+    let certs = connect(conn)?.credentials(ou).await?;
+    if conn.json {
+        output::json(&certs);
+    } else {
+        output::table(
+            &["KIND", "NAME", "SERIAL", "NOT AFTER", "REVOKED", "BY"],
+            &certs
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.kind.clone(),
+                        c.subject.clone(),
+                        c.serial.clone(),
+                        c.not_after.clone(),
+                        c.revoked_at.clone().unwrap_or_else(|| "-".into()),
+                        c.authorized_by.clone(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    Ok(())
+}
+
+async fn revoke(
+    conn: &Connection,
+    ou: &str,
+    cn: &str,
+    reason: Option<String>,
+) -> Result<(), Failure> {
+    let revoked = connect(conn)?
+        .revoke_credential(
+            ou,
+            cn,
+            &RevokeRequest {
+                reason,
+                note: None,
+                serial: None,
+            },
+        )
+        .await?;
+    if conn.json {
+        output::json(&revoked);
+    } else {
+        println!(
+            "Revoked {} certificate(s) of {ou} {cn}; CRL number {}.",
+            revoked.serials.len(),
+            revoked.crl_number
+        );
+    }
+    Ok(())
+}
