@@ -7,6 +7,8 @@
 #   openssl            an independent check of issued certificates
 #   mosquitto(-clients) a real MQTT broker that must accept issued certificates
 #   iproute2           network namespaces and veth for real multicast DNS-SD
+#   zbar-tools         an independent QR decoder for the label sheets
+#   librsvg2-bin       an independent SVG renderer for the label sheets
 # Under CI=true a missing dependency is an error rather than a skipped test.
 # The tests start their own broker and namespaces and remove them afterwards.
 #
@@ -36,6 +38,8 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)
+command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}"

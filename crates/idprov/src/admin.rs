@@ -402,18 +402,18 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
             device_id,
             key,
             conn,
-        } => decide("approve", device_id, key, None, conn).await,
+        } => decide("approve", device_id, key, None, conn.into()).await,
         RequestsCommand::Reject {
             device_id,
             key,
             reason,
             conn,
-        } => decide("reject", device_id, key, reason, conn).await,
+        } => decide("reject", device_id, key, reason, conn.into()).await,
         RequestsCommand::Clear {
             device_id,
             key,
             conn,
-        } => decide("clear", device_id, key, None, conn).await,
+        } => decide("clear", device_id, key, None, conn.into()).await,
         RequestsCommand::List { limit, conn } => {
             let rows = connect(&conn)?.list_requests(limit).await?;
             if conn.json {

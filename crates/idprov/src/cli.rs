@@ -117,8 +117,8 @@ pub struct Connection {
     /// Client certificate (PEM) instead of the data directory's admin.pem.
     #[arg(long, value_name = "FILE", requires_all = ["key", "ca"], global = true)]
     pub cert: Option<PathBuf>,
-    /// Its private key (PEM).
-    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"], global = true)]
+    /// Its private key (PEM). Also `--key-file`.
+    #[arg(long, visible_alias = "key-file", value_name = "FILE", requires_all = ["cert", "ca"], global = true)]
     pub key: Option<PathBuf>,
     /// The CA certificate(s) to trust (PEM).
     #[arg(long, value_name = "FILE", global = true)]
@@ -126,6 +126,47 @@ pub struct Connection {
     /// Print JSON: one array for listings, one object otherwise.
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// The connection options of the queue commands, whose `--key` names a key
+/// fingerprint: the client key file is `--key-file` there.
+#[derive(Debug, Args, Clone)]
+pub struct RequestConnection {
+    /// The server, HOST:PORT.
+    #[arg(long, env = "IDPROV_SERVER", value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// Data directory holding the administrator credential.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Configuration file to read the defaults from.
+    #[arg(long, env = "IDPROV_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["key_file", "ca"])]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["cert", "ca"])]
+    pub key_file: Option<PathBuf>,
+    /// The CA certificate(s) to trust (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl From<RequestConnection> for Connection {
+    fn from(c: RequestConnection) -> Connection {
+        Connection {
+            server: c.server,
+            data_dir: c.data_dir,
+            config: c.config,
+            cert: c.cert,
+            key: c.key_file,
+            ca: c.ca,
+            json: c.json,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,7 +320,7 @@ pub enum RequestsCommand {
         #[arg(long = "key", value_name = "FINGERPRINT")]
         key: Option<String>,
         #[command(flatten)]
-        conn: Connection,
+        conn: RequestConnection,
     },
     /// Reject a device and key until cleared.
     Reject {
@@ -292,7 +333,7 @@ pub enum RequestsCommand {
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
-        conn: Connection,
+        conn: RequestConnection,
     },
     /// Remove a device's waiting requests, approvals and rejections.
     Clear {
@@ -302,7 +343,7 @@ pub enum RequestsCommand {
         #[arg(long = "key", value_name = "FINGERPRINT")]
         key: Option<String>,
         #[command(flatten)]
-        conn: Connection,
+        conn: RequestConnection,
     },
 }
 

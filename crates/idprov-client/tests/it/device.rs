@@ -254,3 +254,60 @@ async fn other_key_types_are_provisioned() {
         );
     }
 }
+
+async fn approve(server: &TestServer, id: &str) {
+    server
+        .admin()
+        .decide(id, "approve", &idprov_proto::admin::Decision::default())
+        .await
+        .expect("approved");
+}
+
+#[tokio::test]
+async fn an_approval_signed_with_the_empty_key_is_accepted_with_a_pinned_ca() {
+    let server = TestServer::start().await;
+    let mut opts = options(&server, "d-approved", None);
+    opts.ca_fingerprint = Some(ca_fingerprint(&server));
+    let mut device = Device::open(opts).expect("open");
+    assert!(matches!(
+        device.provision(false).await.expect("attempt"),
+        Outcome::Waiting(_)
+    ));
+    approve(&server, "d-approved").await;
+    let Outcome::Approved(installed) = device.provision(false).await.expect("attempt") else {
+        panic!("expected Approved");
+    };
+    assert_eq!(installed.verified_with, "empty key");
+}
+
+#[tokio::test]
+async fn after_trust_on_first_use_the_empty_key_needs_the_danger_option() {
+    let server = TestServer::start().await;
+    // Trusting the CA on first use, the device cannot tell the server's
+    // empty-key signature from a rogue server's: it discards the answer.
+    let mut device = Device::open(options(&server, "d-tofu", None)).expect("open");
+    assert!(matches!(
+        device.provision(false).await.expect("attempt"),
+        Outcome::Waiting(_)
+    ));
+    approve(&server, "d-tofu").await;
+    let err = device.provision(false).await.unwrap_err();
+    assert!(matches!(err, DeviceError::BadSignature), "{err}");
+    assert!(
+        device.current().expect("read").is_none(),
+        "nothing was installed"
+    );
+
+    let mut opts = options(&server, "d-danger", None);
+    opts.danger_accept_empty_key_after_first_contact = true;
+    let mut risky = Device::open(opts).expect("open");
+    assert!(matches!(
+        risky.provision(false).await.expect("attempt"),
+        Outcome::Waiting(_)
+    ));
+    approve(&server, "d-danger").await;
+    assert!(matches!(
+        risky.provision(false).await.expect("attempt"),
+        Outcome::Approved(_)
+    ));
+}

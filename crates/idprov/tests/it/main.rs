@@ -1,6 +1,7 @@
 //! Tests of the `idprov` binary: the real executable against a real server.
 
 mod admin;
+mod administration;
 mod mosquitto;
 mod netns;
 mod serve;

@@ -239,3 +239,165 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
         "a certificate from another CA must be refused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
+    if !(have("mosquitto") && have("mosquitto_pub")) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mosquitto and mosquitto-clients are required in CI"
+        );
+        eprintln!("skipping: mosquitto is not installed");
+        return;
+    }
+    let server = TestServer::start().await;
+    let dir = server.temp_dir().to_owned();
+    let data = server.data_dir();
+    let (server_arg, data_s, dir_s) = (
+        server.server_arg(),
+        data.to_str().expect("p").to_owned(),
+        dir.to_str().expect("p").to_owned(),
+    );
+    std::fs::write(dir.join("secret"), "crl-device-secret\n").expect("write");
+    let secret_s = dir.join("secret").to_str().expect("p").to_owned();
+    let dev_s = dir.join("device").to_str().expect("p").to_owned();
+    tokio::task::block_in_place(|| {
+        for args in [
+            vec![
+                "oob",
+                "add",
+                "crl-device",
+                "--secret-file",
+                &secret_s,
+                "--server",
+                &server_arg,
+                "--data-dir",
+                &data_s,
+            ],
+            vec![
+                "device",
+                "provision",
+                "--id",
+                "crl-device",
+                "--secret-file",
+                &secret_s,
+                "--server",
+                &server_arg,
+                "--dir",
+                &dev_s,
+            ],
+            // The broker's own certificate, issued with our tool.
+            vec![
+                "certs",
+                "issue",
+                "--ou",
+                "service",
+                "--cn",
+                "broker",
+                "--san",
+                "127.0.0.1",
+                "--out",
+                &dir_s,
+                "--server",
+                &server_arg,
+                "--data-dir",
+                &data_s,
+            ],
+        ] {
+            let out = idprov(&args, None);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+    });
+    let port = free_port();
+    let ca = data.join("ca-chain.pem");
+    let conf = dir.join("mosquitto-crl.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
+             cafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\n",
+            ca.display(),
+            dir.join("broker.pem").display(),
+            dir.join("broker.key").display(),
+            data.join("crl.pem").display(),
+        ),
+    )
+    .expect("write");
+    let broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cert = dir.join("device/current/cert.pem");
+    let key = dir.join("device/current/key.pem");
+    let ca_s = ca.to_str().expect("p");
+    let out = publish(
+        port,
+        ca_s,
+        cert.to_str().expect("p"),
+        key.to_str().expect("p"),
+        "before",
+    );
+    assert!(
+        out.status.success(),
+        "accepted before revocation: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    tokio::task::block_in_place(|| {
+        let out = idprov(
+            &[
+                "devices",
+                "revoke",
+                "crl-device",
+                "--reason",
+                "keyCompromise",
+                "--server",
+                &server_arg,
+                "--data-dir",
+                &data_s,
+            ],
+            None,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+    // The broker rereads its CRL file on SIGHUP.
+    let _ = Command::new("kill")
+        .args(["-HUP", &broker.0.id().to_string()])
+        .status();
+    std::thread::sleep(Duration::from_millis(500));
+    let out = publish(
+        port,
+        ca_s,
+        cert.to_str().expect("p"),
+        key.to_str().expect("p"),
+        "after",
+    );
+    assert!(
+        !out.status.success(),
+        "the revoked certificate must be refused"
+    );
+    // The broker is up and still accepts a certificate that is not revoked.
+    let out = publish(
+        port,
+        ca_s,
+        dir.join("broker.pem").to_str().expect("p"),
+        dir.join("broker.key").to_str().expect("p"),
+        "still up",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
