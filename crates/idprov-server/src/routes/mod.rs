@@ -27,6 +27,47 @@ use crate::auth;
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The OpenAPI document of these routes (`docs/openapi.json`, committed).
+pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
+
+/// Every (method, path) the router serves. A test checks that the OpenAPI
+/// document describes exactly these, and that each is routed.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/idprov/directory"),
+    ("post", "/idprov/oobsecret"),
+    ("post", "/idprov/provreq"),
+    ("get", "/idprov/status/{deviceID}"),
+    ("get", "/idprov/crl"),
+    ("get", "/idprov/openapi.json"),
+    ("get", "/idprov/admin/devices"),
+    ("get", "/idprov/admin/devices/{deviceID}"),
+    ("delete", "/idprov/admin/devices/{deviceID}"),
+    ("post", "/idprov/admin/devices/{deviceID}/revoke"),
+    ("get", "/idprov/admin/oob"),
+    ("get", "/idprov/admin/oob/export"),
+    ("post", "/idprov/admin/oob/import"),
+    ("delete", "/idprov/admin/oob/{deviceID}"),
+    ("get", "/idprov/admin/requests"),
+    ("post", "/idprov/admin/requests/{deviceID}/approve"),
+    ("post", "/idprov/admin/requests/{deviceID}/reject"),
+    ("post", "/idprov/admin/requests/{deviceID}/clear"),
+    ("get", "/idprov/admin/audit"),
+    ("get", "/idprov/admin/audit/checkpoints"),
+    ("post", "/idprov/admin/audit/checkpoints"),
+    ("get", "/idprov/admin/credentials"),
+    ("post", "/idprov/admin/credentials"),
+    ("post", "/idprov/admin/credentials/{ou}/{cn}/revoke"),
+];
+
+async fn openapi() -> Response {
+    let mut r = json_bytes(OPENAPI);
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=3600"),
+    );
+    r
+}
+
 /// The whole router; tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -41,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/idprov/status/{device_id}", get(status::get))
         .route("/idprov/crl", get(crl::get))
+        .route("/idprov/openapi.json", get(openapi))
         .route("/idprov/admin/devices", get(admin::devices::list))
         .route(
             "/idprov/admin/devices/{device_id}",
