@@ -441,6 +441,7 @@ async fn issue(
             json!({
                 "serial": issued.serial,
                 "how": kind.as_str(),
+                "secretUsed": matches!(consume, Consume::Secret(_)),
                 "keyFingerprint": req.key_fingerprint,
                 "keyType": req.key.key_type().to_string(),
                 "notAfter": issued.not_after,

@@ -667,9 +667,13 @@ pub struct BulkSecret {
 pub enum BulkMessage {
     /// One more row.
     Row(BulkSecret),
-    /// The input ended normally: commit. A stream that closes without this
-    /// is an interrupted import, and nothing is stored.
-    End,
+    /// The input ended normally: commit, recording this digest of the rows
+    /// (device IDs and expiry, never secrets) in the audit entry. A stream
+    /// that closes without this is an interrupted import: nothing is stored.
+    End {
+        /// Hex SHA-256 over the rows as the caller defines it.
+        rows_sha256: String,
+    },
 }
 
 /// What a bulk registration did.

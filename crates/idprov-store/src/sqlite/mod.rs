@@ -1329,10 +1329,10 @@ impl Registry for SqliteRegistry {
                     "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
-                loop {
+                let digest = loop {
                     let row = match rows.blocking_recv() {
                         Some(BulkMessage::Row(row)) => row,
-                        Some(BulkMessage::End) => break,
+                        Some(BulkMessage::End { rows_sha256 }) => break rows_sha256,
                         None => {
                             return Err(StoreError::Conflict(
                                 "the import was interrupted; nothing was stored".into(),
@@ -1368,12 +1368,13 @@ impl Registry for SqliteRegistry {
                         s.valid_until,
                         s.created_by.as_str()
                     ])?;
-                }
+                };
                 if !dry_run && outcome.accepted > 0 {
                     if let Some(d) = audit.detail.as_object_mut() {
                         d.insert("accepted".into(), outcome.accepted.into());
                         d.insert("replaced".into(), outcome.replaced.into());
                         d.insert("rejected".into(), (outcome.rejected.len() as u64).into());
+                        d.insert("rowsSha256".into(), digest.clone().into());
                     }
                     append_audit_tx(c, &audit)?;
                 }

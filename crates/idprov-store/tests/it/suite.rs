@@ -925,7 +925,11 @@ pub async fn bulk_secrets_in_one_transaction(reg: &Arc<dyn Registry>) {
                 .expect("send");
             }
             if end {
-                tx.send(BulkMessage::End).await.expect("end");
+                tx.send(BulkMessage::End {
+                    rows_sha256: "abc".into(),
+                })
+                .await
+                .expect("end");
             }
             drop(tx);
             task.await.expect("join")

@@ -538,6 +538,13 @@ async fn bulk_import_reports_by_line_and_commits_valid_rows_at_once() {
     );
     assert_eq!(entries.last().expect("entry").event, "secrets_imported");
     assert_eq!(entries.last().expect("entry").detail["accepted"], 3);
+    assert_eq!(
+        entries.last().expect("entry").detail["rowsSha256"]
+            .as_str()
+            .map(str::len),
+        Some(64),
+        "a hash of the rows, not one entry per row"
+    );
 
     // JSON arrays report the element index and the line it starts on.
     let json_file = dir.join("devices.json");

@@ -177,7 +177,17 @@ impl Importer {
 
     /// Commits (or, for a dry run, only reports) and returns the result.
     pub(crate) async fn finish(mut self, lines: &LineMap) -> Result<BulkResult, ApiError> {
-        let _ = self.tx.send(BulkMessage::End).await;
+        let hash: String = std::mem::take(&mut self.digest)
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let _ = self
+            .tx
+            .send(BulkMessage::End {
+                rows_sha256: hash.clone(),
+            })
+            .await;
         drop(self.tx);
         let outcome = self
             .store
