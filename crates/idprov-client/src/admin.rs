@@ -198,6 +198,15 @@ impl AdminClient {
         .await
     }
 
+    /// Clears a device's failed-secret counters and locks.
+    pub async fn unlock_device(&self, device_id: &str) -> Result<serde_json::Value, ClientError> {
+        self.send(self.http.post(self.url(&format!(
+            "/idprov/admin/devices/{}/unlock",
+            Self::segment(device_id)
+        ))))
+        .await
+    }
+
     /// Revokes and forgets a device.
     pub async fn remove_device(&self, device_id: &str) -> Result<Revoked, ClientError> {
         self.send(self.http.delete(self.url(&format!(

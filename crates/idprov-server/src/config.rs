@@ -114,6 +114,7 @@ pub struct RawConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
+    pub metrics_public: Option<bool>,
     pub export_secrets_loopback_only: Option<bool>,
     pub checkpoint_interval: Option<ConfigDuration>,
 }
@@ -183,6 +184,13 @@ pub struct RawLockout {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
+    pub source_connections: Option<u32>,
+    pub total_connections: Option<u32>,
+    pub handshake_rate: Option<f64>,
+    pub handshake_burst: Option<f64>,
+    pub provisioning_rate: Option<f64>,
+    pub provisioning_burst: Option<f64>,
+    pub body_timeout: Option<ConfigDuration>,
     pub body: Option<usize>,
     pub bulk_rows: Option<u64>,
     pub bulk_bytes: Option<u64>,
@@ -301,6 +309,22 @@ pub struct ServerConfig {
     pub bulk_bytes: u64,
     /// Exports with secrets only over loopback.
     pub export_secrets_loopback_only: bool,
+    /// `/metrics` without a client certificate.
+    pub metrics_public: bool,
+    /// Open connections per source.
+    pub source_connections: u32,
+    /// Open connections in total.
+    pub total_connections: u32,
+    /// New connections per second per source.
+    pub handshake_rate: f64,
+    /// Burst of new connections per source.
+    pub handshake_burst: f64,
+    /// Provisioning requests per second per source.
+    pub provisioning_rate: f64,
+    /// Burst of provisioning requests per source.
+    pub provisioning_burst: f64,
+    /// Time allowed to send a request body.
+    pub body_timeout: Duration,
     /// How often the audit head is signed.
     pub checkpoint_interval: Duration,
     /// Failed-secret lockout.
@@ -676,6 +700,42 @@ impl RawConfig {
                 .admin
                 .export_secrets_loopback_only
                 .unwrap_or(d::EXPORT_SECRETS_LOOPBACK_ONLY),
+            metrics_public: self.admin.metrics_public.unwrap_or(false),
+            source_connections: nonzero(
+                "limits.source_connections",
+                self.limits.source_connections,
+                d::SOURCE_CONNECTIONS,
+            )?,
+            total_connections: nonzero(
+                "limits.total_connections",
+                self.limits.total_connections,
+                d::TOTAL_CONNECTIONS,
+            )?,
+            handshake_rate: rate(
+                "limits.handshake_rate",
+                self.limits.handshake_rate,
+                d::HANDSHAKE_RATE,
+            )?,
+            handshake_burst: rate(
+                "limits.handshake_burst",
+                self.limits.handshake_burst,
+                d::HANDSHAKE_BURST,
+            )?,
+            provisioning_rate: rate(
+                "limits.provisioning_rate",
+                self.limits.provisioning_rate,
+                d::PROVISIONING_RATE,
+            )?,
+            provisioning_burst: rate(
+                "limits.provisioning_burst",
+                self.limits.provisioning_burst,
+                d::PROVISIONING_BURST,
+            )?,
+            body_timeout: positive(
+                "limits.body_timeout",
+                self.limits.body_timeout,
+                d::BODY_TIMEOUT,
+            )?,
             checkpoint_interval: positive(
                 "admin.checkpoint_interval",
                 self.admin.checkpoint_interval,
@@ -698,6 +758,21 @@ impl RawConfig {
             log_format,
         })
     }
+}
+
+fn nonzero(key: &'static str, v: Option<u32>, default: u32) -> Result<u32, ConfigError> {
+    match v.unwrap_or(default) {
+        0 => Err(invalid(key, "must be at least 1")),
+        n => Ok(n),
+    }
+}
+
+fn rate(key: &'static str, v: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if !(v.is_finite() && v > 0.0) {
+        return Err(invalid(key, "must be a positive number"));
+    }
+    Ok(v)
 }
 
 fn secs(d: Duration) -> i64 {

@@ -255,6 +255,9 @@ async fn oob(
                 .record_failure(device, &src, now, &app.config.lockout)
                 .await?;
             tracing::info!(device_id = device, source = %src, failures = lock.failures, "wrong secret");
+            if lock.locked_until > now {
+                metrics::counter!(crate::observe::LOCKOUTS).increment(1);
+            }
             return Ok(Outcome::Rejected {
                 retry_sec: (lock.locked_until - now).max(0),
             });
@@ -363,11 +366,20 @@ async fn waiting(
             Ok(Outcome::Waiting)
         }
         WaitingOutcome::Updated => Ok(Outcome::Waiting),
-        WaitingOutcome::SourceCapReached => Err(ApiError::TooManyRequests {
-            retry_after: app.config.waiting_retry.as_secs(),
-            reason: "too many waiting requests from this address",
-        }),
+        WaitingOutcome::SourceCapReached => {
+            app.note_limited(
+                source
+                    .parse()
+                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
+                "waiting_per_source",
+            );
+            Err(ApiError::TooManyRequests {
+                retry_after: app.config.waiting_retry.as_secs(),
+                reason: "too many waiting requests from this address",
+            })
+        }
         WaitingOutcome::TotalCapReached => {
+            metrics::counter!(crate::observe::QUEUE_FULL).increment(1);
             tracing::warn!(device_id = %req.device_id, source, "waiting queue full; request not recorded");
             Ok(Outcome::Waiting)
         }
@@ -451,6 +463,8 @@ async fn issue(
     match app.registry.record_issue(record).await? {
         IssueOutcome::SecretGone => Ok(Issued::SecretGone),
         IssueOutcome::Recorded => {
+            metrics::counter!(crate::observe::CERTIFICATES_ISSUED, "how" => kind.as_str())
+                .increment(1);
             tracing::info!(
                 device_id = %req.device_id,
                 serial = %issued.serial,

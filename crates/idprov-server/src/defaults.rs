@@ -71,6 +71,21 @@ pub const WAITING_PER_SOURCE: u64 = 1_000;
 /// Waiting requests recorded in total.
 pub const WAITING_TOTAL: u64 = 100_000;
 
+/// Open connections from one source address (IPv6: one /64).
+pub const SOURCE_CONNECTIONS: u32 = 256;
+/// Open connections in total.
+pub const TOTAL_CONNECTIONS: u32 = 4096;
+/// New connections (TLS handshakes) per second from one source.
+pub const HANDSHAKE_RATE: f64 = 50.0;
+/// Burst of new connections from one source.
+pub const HANDSHAKE_BURST: f64 = 200.0;
+/// Provisioning requests per second from one source (admins exempt).
+pub const PROVISIONING_RATE: f64 = 20.0;
+/// Burst of provisioning requests from one source.
+pub const PROVISIONING_BURST: f64 = 200.0;
+/// Time allowed to send a (non-bulk) request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Body limit of unauthenticated routes and single-object posts (PROTOCOL.md §3).
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Time allowed for the TLS handshake before the connection is dropped.

@@ -41,10 +41,33 @@ fn canonical(peer: SocketAddr) -> SocketAddr {
 
 /// Serves connections until `shutdown` turns true, then lets requests in
 /// flight finish (up to the grace period).
+/// A label for a failed handshake, for metrics.
+fn handshake_failure(e: &std::io::Error) -> &'static str {
+    let text = e
+        .get_ref()
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| e.to_string());
+    if text.contains("Expired") || text.contains("expired") || text.contains("NotValidYet") {
+        "certificate_validity"
+    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        "unknown_ca"
+    } else if text.contains("certificate") || text.contains("Certificate") {
+        "bad_certificate"
+    } else if text.contains("incompatible")
+        || text.contains("NoCipherSuitesInCommon")
+        || text.contains("protocol version")
+    {
+        "incompatible"
+    } else {
+        "other"
+    }
+}
+
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     router: Router,
+    state: crate::state::AppState,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -63,19 +86,37 @@ pub async fn serve(
                 continue;
             }
         };
-        let _ = tcp.set_nodelay(true);
         let peer = canonical(peer);
+        // Limits act here, before any TLS work: a refused connection costs
+        // an accept and a close.
+        let permit = match state
+            .connection_limits
+            .admit(peer.ip(), std::time::Instant::now())
+        {
+            Ok(p) => p,
+            Err(refusal) => {
+                state.note_limited(peer.ip(), refusal.as_str());
+                drop(tcp);
+                continue;
+            }
+        };
+        metrics::gauge!(crate::observe::CONNECTIONS).set(f64::from(state.connection_limits.open()));
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let _permit = permit;
             let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
+                    metrics::counter!(crate::observe::HANDSHAKE_FAILURES, "reason" => handshake_failure(&e)).increment(1);
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    metrics::counter!(crate::observe::HANDSHAKE_FAILURES, "reason" => "timeout")
+                        .increment(1);
                     tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }

@@ -76,6 +76,8 @@ pub async fn start(
     config: ServerConfig,
     options: ServerOptions,
 ) -> Result<RunningServer, StartError> {
+    // Install the metrics recorder before anything is measured.
+    crate::observe::prometheus();
     let clock = options.clock.clone();
     let now = clock.now();
     let dir = DataDir::open(&config.data_dir, true)?;
@@ -150,6 +152,7 @@ pub async fn start(
                 l,
                 acceptor.clone(),
                 router.clone(),
+                state.clone(),
                 timeouts,
                 rx.clone(),
             ))

@@ -36,6 +36,13 @@ pub struct Inner {
     pub crl_url: String,
     /// Serializes CRL regeneration.
     pub crl_lock: tokio::sync::Mutex<()>,
+    /// Provisioning requests per source.
+    pub provisioning_limiter: crate::limits::RateLimiter,
+    /// Connections and handshakes per source.
+    pub connection_limits: std::sync::Arc<crate::limits::ConnectionLimits>,
+    /// When each source was last audited as rate limited (once a minute).
+    pub limit_audited:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
 }
 
 impl Deref for AppState {
@@ -62,6 +69,14 @@ impl AppState {
             config.public_name.clone()
         };
         let crl_url = format!("https://{host}:{}/idprov/crl", config.port());
+        let provisioning_limiter =
+            crate::limits::RateLimiter::new(config.provisioning_rate, config.provisioning_burst);
+        let connection_limits = crate::limits::ConnectionLimits::new(
+            config.source_connections,
+            config.total_connections,
+            config.handshake_rate,
+            config.handshake_burst,
+        );
         AppState(Arc::new(Inner {
             config,
             ca,
@@ -71,6 +86,9 @@ impl AppState {
             directory_json,
             crl_url,
             crl_lock: tokio::sync::Mutex::new(()),
+            provisioning_limiter,
+            connection_limits,
+            limit_audited: std::sync::Mutex::new(std::collections::HashMap::new()),
         }))
     }
 
@@ -81,6 +99,39 @@ impl AppState {
             .certificate(serial)
             .await?
             .is_some_and(|c| c.revoked_at.is_some()))
+    }
+
+    /// Counts a refusal by a limit, and audits it once a minute per source.
+    pub fn note_limited(&self, source: std::net::IpAddr, limit: &'static str) {
+        metrics::counter!(crate::observe::RATE_LIMITED, "limit" => limit).increment(1);
+        let key = crate::limits::source_key(source);
+        let now = std::time::Instant::now();
+        {
+            let mut seen = self.limit_audited.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.len() > 10_000 {
+                seen.retain(|_, t| now.duration_since(*t) < std::time::Duration::from_secs(60));
+            }
+            match seen.get(&key) {
+                Some(t) if now.duration_since(*t) < std::time::Duration::from_secs(60) => return,
+                _ => {
+                    seen.insert(key, now);
+                }
+            }
+        }
+        tracing::warn!(source = %source, limit, "source rate limited");
+        let registry = self.registry.clone();
+        let at = self.now_unix();
+        tokio::spawn(async move {
+            let _ = registry
+                .append_audit(idprov_store::AuditRecord::new(
+                    at,
+                    idprov_store::Actor::source(&source.to_string()),
+                    "rate_limited",
+                    None,
+                    serde_json::json!({ "source": source.to_string(), "limit": limit }),
+                ))
+                .await;
+        });
     }
 
     /// Now, in Unix seconds.

@@ -707,3 +707,14 @@ impl std::fmt::Debug for SealedSecret {
             .finish_non_exhaustive()
     }
 }
+
+/// Counts for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Gauges {
+    /// Waiting requests in the queue.
+    pub waiting: u64,
+    /// Valid, unrevoked device certificates expiring before the given time.
+    pub expiring: u64,
+    /// Devices known.
+    pub devices: u64,
+}

@@ -57,6 +57,13 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
         policy: &LockoutPolicy,
     ) -> Result<Lockout>;
 
+    /// Removes the failure counters (and locks) of a device, every source.
+    async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64>;
+
+    /// Gauges for metrics: waiting requests, and valid device certificates
+    /// expiring before `soon`.
+    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
+
     /// Records (or refreshes) a waiting request within `caps`; a new entry is
     /// audited as `request_queued` by `actor`.
     async fn record_waiting(

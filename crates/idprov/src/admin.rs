@@ -332,6 +332,15 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
+        DevicesCommand::Unlock { device_id, conn } => {
+            let cleared = connect(&conn)?.unlock_device(&device_id).await?;
+            if conn.json {
+                output::json(&cleared);
+            } else {
+                println!("Cleared the lockouts of {}.", output::safe(&device_id));
+            }
+            Ok(())
+        }
         DevicesCommand::Remove { device_id, conn } => {
             let revoked = connect(&conn)?.remove_device(&device_id).await?;
             if conn.json {

@@ -98,6 +98,9 @@ pub struct ServeArgs {
     /// Do not advertise the server over DNS-SD (multicast DNS).
     #[arg(long)]
     pub no_dns_sd: bool,
+    /// Log format: text or json (one object per line).
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 /// How admin commands reach the server and authenticate.
@@ -282,6 +285,13 @@ pub enum DevicesCommand {
         /// One certificate only.
         #[arg(long)]
         serial: Option<String>,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Clear a device's failed-secret counters and locks, from every source.
+    Unlock {
+        /// The device ID.
+        device_id: String,
         #[command(flatten)]
         conn: Connection,
     },

@@ -19,7 +19,13 @@ fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Span fields (the request ID) go on every line of a request.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
     result.map_err(|e| Failure::usage(format!("logging: {e}")))
 }
@@ -34,6 +40,9 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     if args.no_dns_sd {
         raw.dns_sd.enabled = Some(false);
+    }
+    if let Some(f) = args.log_format {
+        raw.log.format = Some(f);
     }
     let config = raw.validate().map_err(Failure::usage)?;
     init_logging(&config.log_level, config.log_format)?;

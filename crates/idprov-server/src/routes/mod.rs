@@ -7,6 +7,7 @@
 mod admin;
 mod crl;
 mod directory;
+mod health;
 pub(crate) mod oobsecret;
 mod provreq;
 mod status;
@@ -39,10 +40,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/idprov/status/{deviceID}"),
     ("get", "/idprov/crl"),
     ("get", "/idprov/openapi.json"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
     ("get", "/idprov/admin/devices"),
     ("get", "/idprov/admin/devices/{deviceID}"),
     ("delete", "/idprov/admin/devices/{deviceID}"),
     ("post", "/idprov/admin/devices/{deviceID}/revoke"),
+    ("post", "/idprov/admin/devices/{deviceID}/unlock"),
     ("get", "/idprov/admin/oob"),
     ("get", "/idprov/admin/oob/export"),
     ("post", "/idprov/admin/oob/import"),
@@ -83,6 +88,9 @@ pub fn router(state: AppState) -> Router {
         .route("/idprov/status/{device_id}", get(status::get))
         .route("/idprov/crl", get(crl::get))
         .route("/idprov/openapi.json", get(openapi))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/idprov/admin/devices", get(admin::devices::list))
         .route(
             "/idprov/admin/devices/{device_id}",
@@ -91,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/idprov/admin/devices/{device_id}/revoke",
             post(admin::devices::revoke),
+        )
+        .route(
+            "/idprov/admin/devices/{device_id}/unlock",
+            post(admin::devices::unlock),
         )
         .route("/idprov/admin/oob", get(admin::secrets::list))
         .route("/idprov/admin/oob/export", get(admin::secrets::export))
@@ -128,6 +140,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn(crate::observe::observe))
         .with_state(state)
 }
 
@@ -164,6 +177,17 @@ pub(crate) async fn read_body(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
+    read_body_within(headers, body, limit, crate::defaults::BODY_TIMEOUT).await
+}
+
+/// [`read_body`] with a time limit for the whole body: a client that sends
+/// its body slowly holds a connection for at most that long.
+pub(crate) async fn read_body_within(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         let len = len
             .to_str()
@@ -174,12 +198,16 @@ pub(crate) async fn read_body(
             return Err(ApiError::PayloadTooLarge(limit));
         }
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let read = tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect());
+    match read.await {
+        Err(_) => Err(ApiError::BadRequest(
+            "the request body was not sent in time".into(),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
             Err(ApiError::PayloadTooLarge(limit))
         }
-        Err(_) => Err(ApiError::BadRequest(
+        Ok(Err(_)) => Err(ApiError::BadRequest(
             "the request body could not be read".into(),
         )),
     }

@@ -12,7 +12,7 @@ use idprov_proto::{ProvisionRequest, ProvisionResponse, ProvisionStatus};
 use crate::auth::{Caller, ConnInfo};
 use crate::decision::{Outcome, ResponseKey, ValidRequest, decide};
 use crate::error::ApiError;
-use crate::routes::{json_bytes, read_body};
+use crate::routes::json_bytes;
 use crate::state::AppState;
 
 pub(crate) async fn post(
@@ -22,10 +22,46 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Per-source rate limit; administrators requesting for devices are exempt.
+    let privileged = caller
+        .verified()
+        .is_some_and(|v| matches!(v.role, crate::auth::Role::Admin | crate::auth::Role::Plugin));
+    if !privileged
+        && let Err(wait) = app
+            .provisioning_limiter
+            .check(conn.peer.ip(), std::time::Instant::now())
+    {
+        app.note_limited(conn.peer.ip(), "provisioning_rate");
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+            reason: "too many provisioning requests from this address",
+        });
+    }
     // The body is JSON whatever its Content-Type: Go clients may send none.
-    let bytes = read_body(&headers, body, app.config.body_limit).await?;
+    let bytes = crate::routes::read_body_within(
+        &headers,
+        body,
+        app.config.body_limit,
+        app.config.body_timeout,
+    )
+    .await?;
     let request = ValidRequest::parse(ProvisionRequest::from_json(&bytes)?)?;
-    let outcome = decide(&app, &caller, conn.peer.ip(), &request).await?;
+    let outcome = match decide(&app, &caller, conn.peer.ip(), &request).await {
+        Ok(o) => o,
+        Err(e) => {
+            if let ApiError::TooManyRequests { .. } = e {
+                metrics::counter!(crate::observe::PROVISIONING, "outcome" => "locked_out")
+                    .increment(1);
+            }
+            return Err(e);
+        }
+    };
+    let label = match &outcome {
+        Outcome::Approved { .. } => "approved",
+        Outcome::Waiting => "waiting",
+        Outcome::Rejected { .. } => "rejected",
+    };
+    metrics::counter!(crate::observe::PROVISIONING, "outcome" => label).increment(1);
     let mut response = ProvisionResponse {
         retry_sec: 0,
         status: ProvisionStatus::Waiting,

@@ -7,6 +7,7 @@ mod common;
 mod datadir;
 mod directory;
 mod go_client;
+mod hardening;
 mod openapi;
 mod provision;
 mod registry;

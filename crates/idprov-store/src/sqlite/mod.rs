@@ -448,6 +448,41 @@ impl Registry for SqliteRegistry {
             .await
     }
 
+    async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64> {
+        let device_id = device_id.to_owned();
+        self.writer
+            .write(move |c| {
+                let n =
+                    c.execute("DELETE FROM lockouts WHERE device_id = ?1", [&device_id])? as u64;
+                if n > 0 {
+                    append_audit_tx(c, &audit)?;
+                }
+                Ok(n)
+            })
+            .await
+    }
+
+    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges> {
+        self.readers
+            .read(move |c| {
+                let waiting: i64 =
+                    c.query_row("SELECT COUNT(*) FROM waiting_requests", [], |r| r.get(0))?;
+                let devices: i64 = c.query_row("SELECT COUNT(*) FROM devices", [], |r| r.get(0))?;
+                let expiring: i64 = c.query_row(
+                    "SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND revoked_at IS NULL
+                       AND not_after >= ?1 AND not_after < ?2",
+                    params![now, soon],
+                    |r| r.get(0),
+                )?;
+                Ok(Gauges {
+                    waiting: count(waiting),
+                    expiring: count(expiring),
+                    devices: count(devices),
+                })
+            })
+            .await
+    }
+
     async fn record_waiting(
         &self,
         w: WaitingRequest,

@@ -151,7 +151,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             let _ = ok;
             completions.push(completion);
         }
+        let started = std::time::Instant::now();
         let commit_error = conn.execute_batch("COMMIT").err().map(StoreError::from);
+        // Named as the server's metrics list them (idprov_server::observe).
+        metrics::histogram!("idprov_db_commit_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!("idprov_db_commit_group_size").record(completions.len() as f64);
         if commit_error.is_some() {
             let _ = conn.execute_batch("ROLLBACK");
         }

@@ -186,6 +186,7 @@ pub(crate) async fn revoke(
         ));
     }
     let crl = crate::crl::regenerate(&app).await?;
+    metrics::counter!(crate::observe::CERTIFICATES_REVOKED).increment(serials.len() as u64);
     tracing::info!(device_id = %id, actor = %admin.actor, revoked = serials.len(), "device certificates revoked");
     json(&Revoked {
         serials,
@@ -221,4 +222,28 @@ pub(crate) async fn remove(
         serials,
         crl_number: crl.number,
     })
+}
+
+/// Clears a device's failed-secret counters and locks, from every source.
+pub(crate) async fn unlock(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    Path(raw): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = device_id(&raw)?;
+    let now = app.now_unix();
+    let cleared = app
+        .registry
+        .clear_lockouts(
+            id.as_str(),
+            AuditRecord::new(
+                now,
+                admin.actor.clone(),
+                "lockout_cleared",
+                Some(id.as_str()),
+                json!({}),
+            ),
+        )
+        .await?;
+    json(&json!({ "deviceID": id.as_str(), "cleared": cleared }))
 }

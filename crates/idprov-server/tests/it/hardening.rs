@@ -1,0 +1,301 @@
+//! Abuse limits before the TLS handshake, rate limits, timeouts, and the
+//! observability endpoints.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use idprov_proto::ProvisionStatus;
+use idprov_testkit::{Setup, TestDevice, TestServer, provision};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::add_secret;
+
+fn admin_client(server: &TestServer) -> reqwest::Client {
+    let cert = std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert");
+    let key = std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key");
+    server.http_with(&cert, &key)
+}
+
+/// Opens a TCP connection from `local` and tries a TLS handshake.
+async fn handshake(
+    server: &TestServer,
+    local: IpAddr,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    socket.bind((local, 0).into()).map_err(|e| e.to_string())?;
+    let tcp = socket
+        .connect(server.addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut config = server.tls_config(None);
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        connector.connect(
+            rustls_pki_types::ServerName::IpAddress(server.addr.ip().into()),
+            tcp,
+        ),
+    )
+    .await
+    .map_err(|_| "timeout".to_owned())?
+    .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn connections_beyond_the_per_source_limit_are_refused_before_tls() {
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| {
+            c.source_connections = 2;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let local: IpAddr = "127.0.0.1".parse().expect("ip");
+    let a = handshake(&server, local).await.expect("first");
+    let b = handshake(&server, local).await.expect("second");
+    assert!(
+        handshake(&server, local).await.is_err(),
+        "a third open connection is refused"
+    );
+    // Another source is not affected.
+    let other = handshake(&server, "127.0.0.2".parse().expect("ip")).await;
+    assert!(other.is_ok());
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        handshake(&server, local).await.is_ok(),
+        "closing frees the places"
+    );
+}
+
+#[tokio::test]
+async fn new_connections_beyond_the_handshake_rate_are_refused() {
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| {
+            c.handshake_rate = 1.0;
+            c.handshake_burst = 3.0;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let local: IpAddr = "127.0.0.3".parse().expect("ip");
+    let mut ok = 0;
+    for _ in 0..6 {
+        if handshake(&server, local).await.is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 3, "the burst, then refusals");
+    let audited = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.event == "rate_limited")
+        .count();
+    assert_eq!(
+        audited, 1,
+        "audited once per source and minute, not per refusal"
+    );
+}
+
+#[tokio::test]
+async fn provisioning_requests_are_rate_limited_per_source_but_not_for_admins() {
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| {
+            c.provisioning_rate = 0.5;
+            c.provisioning_burst = 2.0;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let device = TestDevice::new("limited");
+    let client = server.http();
+    for _ in 0..2 {
+        let (status, _, _) = provision(&client, &server, &device.request(None)).await;
+        assert_eq!(status, 200);
+    }
+    let r = client
+        .post(server.url("/idprov/provreq"))
+        .body(device.request(None).to_json())
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let admin = admin_client(&server);
+    for _ in 0..3 {
+        let (status, resp, _) = provision(&admin, &server, &device.request(None)).await;
+        assert_eq!(status, 200, "administrators are exempt");
+        assert_eq!(resp.expect("response").status, ProvisionStatus::Approved);
+    }
+}
+
+#[tokio::test]
+async fn slow_headers_and_slow_bodies_are_cut_off() {
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| {
+            c.header_timeout = Duration::from_secs(1);
+            c.body_timeout = Duration::from_secs(1);
+        }),
+        ..Default::default()
+    })
+    .await;
+    let local: IpAddr = "127.0.0.1".parse().expect("ip");
+    // Headers that never end.
+    let mut slow = handshake(&server, local).await.expect("tls");
+    slow.write_all(b"GET /idprov/directory HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(15), slow.read(&mut buf))
+        .await
+        .expect("the server closed the connection")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(n == 0 || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // A body that never comes.
+    let mut slow = handshake(&server, local).await.expect("tls");
+    slow.write_all(b"POST /idprov/provreq HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    let n = tokio::time::timeout(Duration::from_secs(15), slow.read(&mut buf))
+        .await
+        .expect("answered")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("not sent in time"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_flood_from_one_address_does_not_starve_another() {
+    let server = Arc::new(TestServer::start().await);
+    let flooder: IpAddr = "127.0.0.2".parse().expect("ip");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let attempts = Arc::new(AtomicU64::new(0));
+    // The flood: connections as fast as the loop can open them, bounded in
+    // count and time, from 127.0.0.2.
+    let mut flood = Vec::new();
+    for _ in 0..4 {
+        let (server, stop, attempts) = (server.clone(), stop.clone(), attempts.clone());
+        flood.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(Ordering::Relaxed)
+                && Instant::now() < deadline
+                && attempts.load(Ordering::Relaxed) < 20_000
+            {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let _ = handshake(&server, flooder).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The legitimate source: new connections, real requests, a generous timeout.
+    let mut ok = 0;
+    let total = 40;
+    for _ in 0..total {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(server.tls_config(None))
+            .local_address("127.0.0.1".parse::<IpAddr>().expect("ip"))
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        if let Ok(r) = client.get(server.url("/idprov/directory")).send().await
+            && r.status() == 200
+        {
+            ok += 1;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flood {
+        let _ = f.await;
+    }
+    let flooded = attempts.load(Ordering::Relaxed);
+    eprintln!("flood: {flooded} connection attempts; legitimate: {ok}/{total} succeeded");
+    assert!(flooded > 200, "the flood ran ({flooded} attempts)");
+    assert!(
+        ok * 100 >= total * 95,
+        "{ok}/{total} legitimate requests succeeded during the flood"
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let server = TestServer::start().await;
+    add_secret(&server, "metered", "metered-secret").await;
+    provision(
+        &server.http(),
+        &server,
+        &TestDevice::new("metered").request(Some("metered-secret")),
+    )
+    .await;
+    for path in ["/healthz", "/readyz"] {
+        let r = server
+            .http()
+            .get(server.url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(r.headers().contains_key("x-request-id"));
+    }
+    let r = server
+        .http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 401);
+    let (cert, key) = server.issue_client_cert("iotdevice", "d", Duration::from_secs(600));
+    let r = server
+        .http_with(&cert, &key)
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 403);
+    let (cert, key) = server.issue_client_cert("service", "prometheus", Duration::from_secs(600));
+    let text = server
+        .http_with(&cert, &key)
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    for name in [
+        "idprov_requests_total",
+        "idprov_provisioning_total",
+        "idprov_certificates_issued_total",
+        "idprov_waiting_requests",
+        "idprov_certificates_expiring_soon",
+        "idprov_db_commit_seconds",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_can_be_public_by_configuration() {
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| c.metrics_public = true),
+        ..Default::default()
+    })
+    .await;
+    let r = server
+        .http()
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+}
