@@ -75,7 +75,7 @@ async fn connections_beyond_the_per_source_limit_are_refused_before_tls() {
 async fn new_connections_beyond_the_handshake_rate_are_refused() {
     let server = TestServer::start_with(Setup {
         configure: Box::new(|c| {
-            c.handshake_rate = 1.0;
+            c.handshake_rate = 0.01;
             c.handshake_burst = 3.0;
         }),
         ..Default::default()
@@ -107,7 +107,7 @@ async fn new_connections_beyond_the_handshake_rate_are_refused() {
 async fn provisioning_requests_are_rate_limited_per_source_but_not_for_admins() {
     let server = TestServer::start_with(Setup {
         configure: Box::new(|c| {
-            c.provisioning_rate = 0.5;
+            c.provisioning_rate = 0.01;
             c.provisioning_burst = 2.0;
         }),
         ..Default::default()
