@@ -232,13 +232,12 @@ pub struct ServerCredential {
 /// Reuses or (re-)issues the server certificate for the current names.
 pub async fn server_credential(
     config: &ServerConfig,
-    dir: &DataDir,
     ca: &Ca,
     registry: &dyn Registry,
     now: SystemTime,
 ) -> Result<ServerCredential, StartError> {
-    let cert_path = dir.path(files::SERVER_CERT);
-    let key_path = dir.path(files::SERVER_KEY);
+    let cert_path = config.data_dir.join(files::SERVER_CERT);
+    let key_path = config.data_dir.join(files::SERVER_KEY);
     let (names, ips) = server_identities(config);
     if let Some(reason) = stale_reason(
         ca,

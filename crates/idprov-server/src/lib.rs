@@ -28,4 +28,4 @@ mod tls;
 
 pub use config::{RawConfig, ServerConfig};
 pub use error::{ApiError, StartError};
-pub use server::{RunningServer, ServerOptions, start};
+pub use server::{RunningServer, SWEEP_INTERVAL, ServerOptions, start};

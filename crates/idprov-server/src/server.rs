@@ -21,8 +21,9 @@ use crate::routes;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
 
-/// How often expired secrets and stale re-delivery records are swept.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often expired secrets and stale re-delivery records are swept, and
+/// the server certificate checked.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Choices that are not configuration: injected time, and TLS resumption
 /// (on by default; the benchmark turns it off to measure full handshakes).
@@ -32,6 +33,8 @@ pub struct ServerOptions {
     pub clock: Arc<dyn Clock>,
     /// Whether TLS sessions may be resumed.
     pub tls_resumption: bool,
+    /// How often the sweeper runs (tests shorten it).
+    pub sweep_interval: Duration,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +42,7 @@ impl Default for ServerOptions {
         ServerOptions {
             clock: Arc::new(SystemClock),
             tls_resumption: true,
+            sweep_interval: SWEEP_INTERVAL,
         }
     }
 }
@@ -107,9 +111,10 @@ pub async fn start(
         tracing::info!(count = expired, "removed expired OOB secrets");
     }
     let ca = Arc::new(bootstrap::load_or_generate_ca(&config, &dir, now)?);
-    let credential = bootstrap::server_credential(&config, &dir, &ca, &*registry, now).await?;
+    let credential = bootstrap::server_credential(&config, &ca, &*registry, now).await?;
     bootstrap::local_admin_credential(&config, &dir, &ca, &*registry, now).await?;
-    let tls = crate::tls::server_config(&ca, &credential, clock.clone(), options.tls_resumption)?;
+    let certs = crate::tls::CertSwap::new(&credential)?;
+    let tls = crate::tls::server_config(&ca, certs.clone(), clock.clone(), options.tls_resumption)?;
     let acceptor = TlsAcceptor::from(tls);
 
     let listeners = config
@@ -158,7 +163,12 @@ pub async fn start(
             ))
         })
         .collect();
-    tasks.push(tokio::spawn(sweep(state.clone(), rx)));
+    tasks.push(tokio::spawn(sweep(
+        state.clone(),
+        certs,
+        options.sweep_interval,
+        rx,
+    )));
     Ok(RunningServer {
         addrs,
         shutdown,
@@ -173,11 +183,16 @@ pub async fn start(
 /// Once a minute: removes expired secrets, stale re-delivery records, stale
 /// waiting requests and lapsed approvals; re-issues the CRL daily; signs the
 /// audit head at the checkpoint interval. Signs a last checkpoint on shutdown.
-async fn sweep(state: AppState, mut shutdown: watch::Receiver<bool>) {
+async fn sweep(
+    state: AppState,
+    certs: Arc<crate::tls::CertSwap>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut last_checkpoint = std::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(SWEEP_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => {
                 if let Err(e) = crate::checkpoint::sign_head(&state).await {
                     tracing::warn!(error = ?e, "signing the final audit checkpoint failed");
@@ -204,6 +219,27 @@ async fn sweep(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         if let Err(e) = crate::crl::current(&state).await {
             tracing::warn!(error = ?e, "refreshing the CRL failed");
+        }
+        // The server certificate: re-issued when a third of its validity is
+        // left or the machine's names or addresses changed, then swapped in.
+        match bootstrap::server_credential(
+            &state.config,
+            &state.ca,
+            &*state.registry,
+            state.clock.now(),
+        )
+        .await
+        {
+            Ok(credential) if credential.chain.first() != Some(&certs.current_leaf()) => {
+                match certs.swap(&credential) {
+                    Ok(()) => tracing::info!("now serving the re-issued server certificate"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the re-issued server certificate could not be loaded")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "checking the server certificate failed"),
         }
         if last_checkpoint.elapsed() >= state.config.checkpoint_interval {
             last_checkpoint = std::time::Instant::now();

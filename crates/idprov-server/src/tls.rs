@@ -27,10 +27,55 @@ impl rustls::time_provider::TimeProvider for ClockTime {
     }
 }
 
+/// The server's certificate, swapped in place when it is re-issued, so a
+/// new certificate needs no restart.
+#[derive(Debug)]
+pub struct CertSwap(arc_swap::ArcSwap<rustls::sign::CertifiedKey>);
+
+impl CertSwap {
+    /// The resolver for `credential`.
+    pub fn new(credential: &ServerCredential) -> Result<Arc<CertSwap>, StartError> {
+        Ok(Arc::new(CertSwap(arc_swap::ArcSwap::from_pointee(
+            certified_key(credential)?,
+        ))))
+    }
+
+    /// Serves `credential` from the next handshake on.
+    pub fn swap(&self, credential: &ServerCredential) -> Result<(), StartError> {
+        self.0.store(Arc::new(certified_key(credential)?));
+        Ok(())
+    }
+
+    /// The certificate being served (leaf first).
+    pub fn current_leaf(&self) -> rustls_pki_types::CertificateDer<'static> {
+        self.0.load().cert[0].clone()
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CertSwap {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+fn certified_key(credential: &ServerCredential) -> Result<rustls::sign::CertifiedKey, StartError> {
+    let key = PrivateKeyDer::from_pem_slice(credential.key_pem.as_bytes())
+        .map_err(|e| StartError::Tls(format!("server key: {e}")))?;
+    let signing = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key)
+        .map_err(|e| StartError::Tls(format!("server key: {e}")))?;
+    Ok(rustls::sign::CertifiedKey::new(
+        credential.chain.clone(),
+        signing,
+    ))
+}
+
 /// Builds the server's TLS configuration.
 pub fn server_config(
     ca: &Ca,
-    credential: &ServerCredential,
+    certs: Arc<CertSwap>,
     clock: Arc<dyn Clock>,
     resumption: bool,
 ) -> Result<Arc<rustls::ServerConfig>, StartError> {
@@ -45,15 +90,12 @@ pub fn server_config(
         .allow_unauthenticated()
         .build()
         .map_err(|e| StartError::Tls(format!("client verifier: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(credential.key_pem.as_bytes())
-        .map_err(|e| StartError::Tls(format!("server key: {e}")))?;
     let mut config =
         rustls::ServerConfig::builder_with_details(provider, Arc::new(ClockTime(clock)))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| StartError::Tls(e.to_string()))?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(credential.chain.clone(), key)
-            .map_err(|e| StartError::Tls(format!("server certificate: {e}")))?;
+            .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     if !resumption {
         config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});

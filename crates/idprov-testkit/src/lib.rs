@@ -30,6 +30,7 @@ pub struct TestServer {
     /// The configuration it runs with.
     pub config: ServerConfig,
     resumption: bool,
+    sweep_interval: Duration,
 }
 
 /// Options for [`TestServer::start_with`].
@@ -38,12 +39,16 @@ pub struct Setup {
     pub configure: Box<dyn FnOnce(&mut ServerConfig) + Send>,
     /// Whether TLS sessions may be resumed.
     pub resumption: bool,
+    /// How often the server's sweeper runs (the server's default unless a
+    /// test needs to watch it act).
+    pub sweep_interval: Duration,
 }
 
 impl std::fmt::Debug for Setup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Setup")
             .field("resumption", &self.resumption)
+            .field("sweep_interval", &self.sweep_interval)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +58,7 @@ impl Default for Setup {
         Setup {
             configure: Box::new(|_| {}),
             resumption: true,
+            sweep_interval: idprov_server::SWEEP_INTERVAL,
         }
     }
 }
@@ -77,6 +83,7 @@ impl TestServer {
             ServerOptions {
                 clock: clock.clone(),
                 tls_resumption: setup.resumption,
+                sweep_interval: setup.sweep_interval,
             },
         )
         .await
@@ -89,6 +96,7 @@ impl TestServer {
             clock,
             config,
             resumption: setup.resumption,
+            sweep_interval: setup.sweep_interval,
         }
     }
 
@@ -105,6 +113,7 @@ impl TestServer {
             ServerOptions {
                 clock: self.clock.clone(),
                 tls_resumption: self.resumption,
+                sweep_interval: self.sweep_interval,
             },
         )
         .await

@@ -189,3 +189,78 @@ async fn a_configured_intermediate_issues_with_its_chain() {
     );
     let _ = Duration::ZERO;
 }
+
+/// The leaf the server presents, verified against its CA at `clock`'s time
+/// (a re-issued certificate starts in the clock's future).
+async fn served_leaf(server: &TestServer) -> CertInfo {
+    #[derive(Debug)]
+    struct At(std::sync::Arc<idprov_proto::clock::ManualClock>);
+    impl rustls::time_provider::TimeProvider for At {
+        fn current_time(&self) -> Option<rustls_pki_types::UnixTime> {
+            use idprov_proto::clock::Clock;
+            Some(rustls_pki_types::UnixTime::since_unix_epoch(
+                self.0
+                    .now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("after 1970"),
+            ))
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for der in idprov_ca::pem::parse_certificates(&server.ca_pem()).expect("CA") {
+        roots.add(der).expect("root");
+    }
+    let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .expect("verifier");
+    let config = rustls::ClientConfig::builder_with_details(
+        provider,
+        std::sync::Arc::new(At(server.clock.clone())),
+    )
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .dangerous()
+    .with_custom_certificate_verifier(verifier)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+        .expect("the served chain verifies at the server's time");
+    let leaf = tls.get_ref().1.peer_certificates().expect("certificates")[0].clone();
+    CertInfo::from_der(&leaf).expect("leaf")
+}
+
+#[tokio::test]
+async fn a_running_server_swaps_in_a_reissued_certificate_without_a_restart() {
+    let server = TestServer::start_with(Setup {
+        sweep_interval: Duration::from_millis(100),
+        ..Setup::default()
+    })
+    .await;
+    let before = served_leaf(&server).await;
+    assert_eq!(before.serial, cert_file(&server, "server.pem").serial);
+    // 90 days of validity: re-issued once less than a third is left.
+    server.clock.advance(Duration::from_secs(61 * 86_400));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let served = served_leaf(&server).await;
+        if served.serial != before.serial {
+            break served;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server still serves the old certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(after.serial, cert_file(&server, "server.pem").serial);
+    assert!(after.not_after > before.not_after);
+    assert!(after.dns_names.contains(&"localhost".to_owned()));
+}
