@@ -8,6 +8,7 @@
 //! error into a response in one place ([`error::ApiError`]).
 
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 pub mod checkpoint;
 pub mod config;

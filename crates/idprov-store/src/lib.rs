@@ -18,4 +18,5 @@ pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use registry::Registry;
+pub use sqlite::backup::{DatabaseSummary, check as check_database, snapshot as snapshot_database};
 pub use sqlite::{SCHEMA_VERSION, SqliteRegistry};

@@ -151,7 +151,7 @@ impl TestServer {
 
     /// The data directory.
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.config.data_dir.clone()
     }
 
     /// The whole temporary directory (data directory and anything a test adds).

@@ -61,6 +61,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take an online, consistent backup of the data directory and its
+    /// database into a new directory (safe while the server runs).
+    Backup {
+        /// Where to write it: a new or empty directory. It holds the CA's
+        /// private key: keep it as safe as the server.
+        dest: PathBuf,
+        /// Data directory to back up. Default: as for `serve`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file to read the defaults from.
+        #[arg(long, env = "IDPROV_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a backup and restore it as a data directory (new or empty; the
+    /// server must not be using it).
+    Restore {
+        /// The backup directory (from `idprov backup`).
+        backup: PathBuf,
+        /// The data directory to create. Default: as for `serve`.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// Configuration file to read the defaults from.
+        #[arg(long, env = "IDPROV_CONFIG", value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Only check the backup (every file's hash, the database, the audit
+        /// chain); write nothing.
+        #[arg(long)]
+        check: bool,
+        /// Print the manifest as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Find idprov servers on the local network (DNS-SD).
     Discover {
         /// How long to listen.

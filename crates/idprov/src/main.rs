@@ -5,6 +5,7 @@
 
 mod admin;
 mod audit;
+mod backup;
 mod bulk;
 mod cli;
 mod credentials;
@@ -74,6 +75,19 @@ fn main() -> ExitCode {
             Command::Certs(cmd) => credentials::certs(cmd).await,
             Command::Audit(cmd) => audit::audit(cmd).await,
             Command::Crl { out, pem, conn } => audit::crl(out, pem, conn).await,
+            Command::Backup {
+                dest,
+                data_dir,
+                config,
+                json,
+            } => backup::backup(&dest, data_dir, config, json),
+            Command::Restore {
+                backup,
+                data_dir,
+                config,
+                check,
+                json,
+            } => backup::restore(&backup, data_dir, config, check, json),
             Command::Discover { timeout, json } => device::discover_command(timeout, json).await,
             Command::Device(cmd) => device::device(cmd).await,
         }

@@ -1,6 +1,7 @@
 //! The SQLite backend: one file in the data directory, WAL journal,
 //! `synchronous=FULL`, one writer thread with group commit, pooled readers.
 
+pub mod backup;
 mod schema;
 mod worker;
 

@@ -103,3 +103,41 @@ async fn reopening_keeps_everything() {
     let entries = reg.audit_entries(0, 1000).await.expect("audit");
     idprov_store::verify_chain(None, &entries).expect("chain intact after reopen");
 }
+
+#[tokio::test]
+async fn snapshots_of_a_stopped_database_check_out_and_tampering_is_named() {
+    let (dir, reg) = open();
+    suite::audit_chain_links_every_entry(&dyn_of(&reg)).await;
+    let entries = reg.audit_entries(0, 1000).await.expect("audit").len() as u64;
+    reg.close();
+    drop(reg);
+    // The server stopped: its -wal and -shm files are gone.
+    let copy = dir.path().join("copy.db");
+    let summary =
+        idprov_store::snapshot_database(&dir.path().join("idprov.db"), &copy).expect("snapshot");
+    assert_eq!(summary.audit_entries, entries);
+    assert_eq!(summary.schema_version, idprov_store::SCHEMA_VERSION);
+    assert_eq!(idprov_store::check_database(&copy).expect("check"), summary);
+    assert!(
+        !dir.path().join("copy.db-wal").exists(),
+        "checking a snapshot leaves no journal beside it"
+    );
+    // A snapshot is never written over an existing file.
+    assert!(idprov_store::snapshot_database(&dir.path().join("idprov.db"), &copy).is_err());
+
+    // An audit entry edited behind the triggers' back is found.
+    let conn = rusqlite::Connection::open(&copy).expect("open");
+    conn.execute_batch(
+        "DROP TRIGGER IF EXISTS audit_log_no_update;
+         UPDATE audit_log SET actor = 'mallory' WHERE seq = 2;",
+    )
+    .expect("tamper");
+    drop(conn);
+    let err = idprov_store::check_database(&copy).unwrap_err().to_string();
+    assert!(err.contains("audit entry 2"), "{err}");
+
+    // Not a database at all.
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, b"not a database").expect("write");
+    assert!(idprov_store::check_database(&junk).is_err());
+}

@@ -2,6 +2,7 @@
 
 mod admin;
 mod administration;
+mod backup;
 mod mosquitto;
 mod netns;
 mod serve;
