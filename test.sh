@@ -9,6 +9,8 @@
 #   iproute2           network namespaces and veth for real multicast DNS-SD
 #   zbar-tools         an independent QR decoder for the label sheets
 #   librsvg2-bin       an independent SVG renderer for the label sheets
+#   systemd            systemd-analyze, to verify packaging/idprov.service
+# and cargo-deny (from crates.io) for the licence, ban and source checks.
 # Under CI=true a missing dependency is an error rather than a skipped test.
 # The tests start their own broker and namespaces and remove them afterwards.
 #
@@ -40,6 +42,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}"
@@ -69,6 +72,16 @@ cargo fmt --all -- --check
 
 stage "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+# Licences, banned crates (one crypto provider) and sources: offline. The
+# advisory check needs the RustSec database from the network and is a
+# separate command (README, "Supply chain").
+stage "cargo deny"
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "installing cargo-deny"
+    cargo install --locked --quiet cargo-deny@0.20.2
+fi
+cargo deny --offline --locked -L error check licenses bans sources
 
 # --- tests -----------------------------------------------------------------
 stage "build tests"

@@ -321,6 +321,28 @@ pub async fn provision(
     (status, parsed, String::from_utf8_lossy(&body).into_owned())
 }
 
+/// Posts a provisioning request to `addr` (`HOST:PORT`) without panicking
+/// when the server goes away: for tests that kill it.
+pub async fn provision_at(
+    client: &reqwest::Client,
+    addr: &str,
+    req: &ProvisionRequest,
+) -> Result<(u16, Option<ProvisionResponse>), reqwest::Error> {
+    let resp = client
+        .post(format!("https://{addr}/idprov/provreq"))
+        .body(req.to_json())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await?;
+    let parsed = if status == 200 {
+        Some(ProvisionResponse::from_json(&body).expect("a valid provisioning response"))
+    } else {
+        None
+    };
+    Ok((status, parsed))
+}
+
 /// Everything logged in this process since [`capture_logs`] was first called,
 /// at the most verbose level.
 pub fn captured_logs() -> String {

@@ -3,8 +3,10 @@
 mod admin;
 mod administration;
 mod backup;
+mod crash;
 mod mosquitto;
 mod netns;
+mod packaging;
 mod serve;
 
 use std::io::Write;
