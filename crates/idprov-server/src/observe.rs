@@ -76,7 +76,14 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), endpoint = %endpoint, peer = %peer);
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span).await;
+    let mut response = next.run(req).instrument(span.clone()).await;
+    // The access log, at debug: one line per request, inside its span.
+    tracing::debug!(
+        parent: &span,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request handled"
+    );
     let status = response.status().as_u16().to_string();
     metrics::counter!(REQUESTS, "endpoint" => endpoint.clone(), "status" => status).increment(1);
     metrics::histogram!(REQUEST_SECONDS, "endpoint" => endpoint)

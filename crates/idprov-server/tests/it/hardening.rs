@@ -299,3 +299,49 @@ async fn metrics_can_be_public_by_configuration() {
         .expect("request");
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight() {
+    let mut server = TestServer::start().await;
+    let admin = server.admin();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let import = tokio::spawn(async move { admin.import(rx, false, true).await });
+    tx.send(bytes::Bytes::from_static(
+        b"{\"deviceID\":\"inflight-1\",\"oobSecret\":\"secret-number-one\"}\n",
+    ))
+    .await
+    .expect("first row");
+    // The request is in flight (its body half sent) when shutdown begins.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let feeder = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tx.send(bytes::Bytes::from_static(
+            b"{\"deviceID\":\"inflight-2\",\"oobSecret\":\"secret-number-two\"}\n",
+        ))
+        .await
+        .expect("second row");
+    });
+    server.stop().await;
+    feeder.await.expect("feeder");
+    let result = import
+        .await
+        .expect("import task")
+        .expect("the import was answered");
+    assert_eq!(result.accepted, 2);
+    // New connections are no longer accepted.
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "the listener is closed"
+    );
+    server.restart().await;
+    let imported: Vec<_> = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.event == "secrets_imported")
+        .collect();
+    assert_eq!(imported.len(), 1);
+    assert_eq!(imported[0].detail["accepted"], 2);
+}

@@ -817,3 +817,69 @@ async fn audit_export_verifies_and_names_tampering() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_out_device_is_unlocked_from_the_cli() {
+    let server = TestServer::start().await;
+    ok(&cli(
+        &server,
+        &["oob", "add", "locked-1", "-"],
+        Some("the-right-secret\n"),
+    ));
+    let device = TestDevice::new("locked-1");
+    let client = server.http();
+    // Five wrong secrets from this address: the fifth starts a lock.
+    for _ in 0..5 {
+        let (status, resp, _) = provision(&client, &server, &device.request(Some("wrong"))).await;
+        assert_eq!(status, 200);
+        assert_eq!(resp.expect("response").status, ProvisionStatus::Rejected);
+    }
+    let (status, _, body) =
+        provision(&client, &server, &device.request(Some("the-right-secret"))).await;
+    assert_eq!(status, 429, "locked out even with the right secret: {body}");
+
+    let cleared = json(&cli(
+        &server,
+        &["devices", "unlock", "locked-1", "--json"],
+        None,
+    ));
+    assert_eq!(cleared["deviceID"], "locked-1");
+    assert_eq!(cleared["cleared"], 1);
+    let (status, resp, _) =
+        provision(&client, &server, &device.request(Some("the-right-secret"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved);
+
+    // An ID that is not valid syntax is refused without a request.
+    let out = cli(&server, &["devices", "unlock", "../etc"], None);
+    assert_ne!(out.status.code(), Some(0));
+    let events: Vec<String> = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| format!("{} {}", e.event, e.actor))
+        .collect();
+    assert!(
+        events.iter().any(|e| e.starts_with("lockout_started ")),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&"lockout_cleared admin:admin".to_owned()),
+        "{events:?}"
+    );
+    let metrics = server
+        .http_with(
+            &std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert"),
+            &std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key"),
+        )
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("idprov_lockouts_total"), "{metrics}");
+}

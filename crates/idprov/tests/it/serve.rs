@@ -187,3 +187,130 @@ fn environment_variables_override_the_file() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_id_on_every_request_line_and_never_a_secret() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let data = tmp.path().join("state");
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_idprov"))
+        .args([
+            "serve",
+            "--no-dns-sd",
+            "--log-format",
+            "json",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .env("HOME", std::env::temp_dir())
+        .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
+        .env_remove("IDPROV_CONFIG")
+        // Our crates at their most verbose: a secret must not appear even there.
+        .env(
+            "RUST_LOG",
+            "info,idprov=trace,idprov_server=trace,idprov_store=trace,idprov_ca=trace",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("server starts");
+    tokio::task::block_in_place(|| wait_ready(&data, port));
+    let server = format!("127.0.0.1:{port}");
+    let dir = data.to_str().expect("path");
+    const SECRET: &str = "log-probe-Secret-8472";
+    const IMPORTED: &str = "imported-Secret-5531";
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "oob",
+                "add",
+                "log-1",
+                "-",
+                "--server",
+                &server,
+                "--data-dir",
+                dir,
+            ],
+            Some(&format!("{SECRET}\n")),
+        )
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = tmp.path().join("rows.csv");
+    std::fs::write(&csv, format!("deviceID,secret\nlog-2,{IMPORTED}\n")).expect("csv");
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "oob",
+                "import",
+                csv.to_str().expect("path"),
+                "--server",
+                &server,
+                "--data-dir",
+                dir,
+            ],
+            None,
+        )
+    });
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let client = idprov_testkit::http_client(
+        idprov_client::Credentials {
+            ca_pem: std::fs::read_to_string(data.join("ca-chain.pem")).expect("CA"),
+            cert_pem: None,
+            key_pem: None,
+        }
+        .client_config()
+        .expect("TLS"),
+    );
+    let device = idprov_testkit::TestDevice::new("log-1");
+    let mut ids = Vec::new();
+    for secret in ["a-wrong-guess", SECRET] {
+        let r = client
+            .post(format!("https://{server}/idprov/provreq"))
+            .body(device.request(Some(secret)).to_json())
+            .send()
+            .await
+            .expect("provisioning request");
+        assert_eq!(r.status(), 200);
+        ids.push(
+            r.headers()["x-request-id"]
+                .to_str()
+                .expect("ASCII")
+                .to_owned(),
+        );
+    }
+    let log = tokio::task::block_in_place(move || stop(child));
+    assert!(
+        !log.contains(SECRET) && !log.contains(IMPORTED),
+        "a secret was logged"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for line in &lines {
+        assert!(
+            line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+        if let Some(span) = line.get("span") {
+            assert!(
+                span["request_id"].is_string(),
+                "a request line without its ID: {line}"
+            );
+        }
+    }
+    for id in &ids {
+        let of_request: Vec<&serde_json::Value> = lines
+            .iter()
+            .filter(|l| l["span"]["request_id"] == id.as_str())
+            .collect();
+        assert!(
+            of_request.iter().any(|l| l["message"] == "request handled"),
+            "request {id} has no log line"
+        );
+    }
+}
