@@ -108,6 +108,15 @@ pub struct RawConfig {
     pub log: RawLog,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub session_resumption: Option<bool>,
 }
 
 #[allow(missing_docs)]
@@ -311,6 +320,8 @@ pub struct ServerConfig {
     pub export_secrets_loopback_only: bool,
     /// `/metrics` without a client certificate.
     pub metrics_public: bool,
+    /// Whether TLS sessions may be resumed (tickets and a session cache).
+    pub tls_session_resumption: bool,
     /// Open connections per source.
     pub source_connections: u32,
     /// Open connections in total.
@@ -408,6 +419,7 @@ const ENV_KEYS: &[&str] = &[
     "dns_sd",
     "log",
     "admin",
+    "tls",
 ];
 
 /// Reads the configuration file (the named one, which must exist, or the
@@ -701,6 +713,7 @@ impl RawConfig {
                 .export_secrets_loopback_only
                 .unwrap_or(d::EXPORT_SECRETS_LOOPBACK_ONLY),
             metrics_public: self.admin.metrics_public.unwrap_or(false),
+            tls_session_resumption: self.tls.session_resumption.unwrap_or(true),
             source_connections: nonzero(
                 "limits.source_connections",
                 self.limits.source_connections,

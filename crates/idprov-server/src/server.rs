@@ -114,7 +114,8 @@ pub async fn start(
     let credential = bootstrap::server_credential(&config, &ca, &*registry, now).await?;
     bootstrap::local_admin_credential(&config, &dir, &ca, &*registry, now).await?;
     let certs = crate::tls::CertSwap::new(&credential)?;
-    let tls = crate::tls::server_config(&ca, certs.clone(), clock.clone(), options.tls_resumption)?;
+    let resumption = options.tls_resumption && config.tls_session_resumption;
+    let tls = crate::tls::server_config(&ca, certs.clone(), clock.clone(), resumption)?;
     let acceptor = TlsAcceptor::from(tls);
 
     let listeners = config

@@ -1,0 +1,71 @@
+//! `idprov-bench`: the load generator and ceilings of idprov's performance
+//! figures (README, "Performance").
+//!
+//! * `run` — ceilings (signatures/s, durable commits/s, a do-nothing rustls
+//!   server), then the idprov server under OOB provisioning with a new TLS
+//!   connection per device, a renewal storm over mutual TLS and waiting
+//!   polls, with cfssl as the reference peer; resumption off throughout.
+//! * `noop-server` — the do-nothing server `run` starts as a child.
+
+mod ceilings;
+mod fleet;
+mod load;
+mod noop;
+mod phase;
+mod procstat;
+mod run;
+mod servers;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "idprov-bench",
+    version,
+    about = "idprov load generator and ceilings"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Measure ceilings, the idprov server and cfssl in one run.
+    Run(run::RunArgs),
+    /// Serve TLS and answer every request with 200 (started by `run`).
+    NoopServer {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Certificate chain (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+        /// Verify client certificates against this CA (PEM).
+        #[arg(long)]
+        client_ca: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::NoopServer {
+                listen,
+                cert,
+                key,
+                client_ca,
+            } => noop::serve(listen, &cert, &key, client_ca.as_deref()).await,
+        }
+    })
+}

@@ -1,0 +1,192 @@
+//! Running one phase of load and reporting it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::load::{ErrorKind, Outcomes};
+use crate::procstat;
+
+/// One request of a phase: its index in the phase's work list.
+pub type Work =
+    Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = Result<(), ErrorKind>> + Send>> + Send + Sync>;
+
+/// How a phase ran.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseReport {
+    /// Its name.
+    pub name: String,
+    /// Requests sent.
+    pub requests: u64,
+    /// Successful requests.
+    pub ok: u64,
+    /// Failed requests by kind.
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Concurrent connections.
+    pub concurrency: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Successful requests per second.
+    pub throughput: f64,
+    /// Latency percentiles of successful requests, milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// CPU seconds the server process used during the phase.
+    pub server_cpu_seconds: Option<f64>,
+    /// The server process's peak resident memory during the phase, MiB.
+    pub server_peak_rss_mib: Option<f64>,
+    /// The ceiling this phase is compared with, and the percentage reached.
+    pub ceiling: Option<String>,
+    /// `throughput` as a percentage of the ceiling's.
+    pub percent_of_ceiling: Option<f64>,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64)).ceil() as usize;
+    f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
+}
+
+/// Runs `work(0..count)` on `concurrency` tasks; `server` is the PID whose
+/// CPU and memory are measured.
+pub async fn run(
+    name: &str,
+    count: usize,
+    concurrency: usize,
+    server: Option<u32>,
+    work: Work,
+) -> PhaseReport {
+    let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = server.and_then(procstat::cpu_seconds);
+    let rss = server.map(procstat::PeakRss::start);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, work) = (next.clone(), work.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Outcomes::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count {
+                    return out;
+                }
+                let t = Instant::now();
+                let result = work(i).await;
+                out.record(t, result);
+            }
+        }));
+    }
+    let mut all = Outcomes::default();
+    for t in tasks {
+        if let Ok(o) = t.await {
+            all.merge(o);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu_after = server.and_then(procstat::cpu_seconds);
+    let peak = match rss {
+        Some(r) => Some(r.finish().await),
+        None => None,
+    };
+    all.latencies_us.sort_unstable();
+    let ok = all.latencies_us.len() as u64;
+    PhaseReport {
+        name: name.to_owned(),
+        requests: count as u64,
+        ok,
+        errors: all
+            .errors
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), *v))
+            .collect(),
+        concurrency,
+        seconds,
+        throughput: ok as f64 / seconds.max(1e-9),
+        p50_ms: percentile(&all.latencies_us, 50.0),
+        p90_ms: percentile(&all.latencies_us, 90.0),
+        p99_ms: percentile(&all.latencies_us, 99.0),
+        max_ms: all
+            .latencies_us
+            .last()
+            .map_or(0.0, |m| f64::from(*m) / 1000.0),
+        server_cpu_seconds: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
+        server_peak_rss_mib: peak.map(|b| b as f64 / (1024.0 * 1024.0)),
+        ceiling: None,
+        percent_of_ceiling: None,
+    }
+}
+
+impl PhaseReport {
+    /// Sets the ceiling this phase is read against.
+    pub fn against(mut self, ceiling: &PhaseReport) -> PhaseReport {
+        self.ceiling = Some(ceiling.name.clone());
+        if ceiling.throughput > 0.0 {
+            self.percent_of_ceiling = Some(100.0 * self.throughput / ceiling.throughput);
+        }
+        self
+    }
+
+    /// One line of the printed table.
+    pub fn line(&self) -> String {
+        let errors = if self.errors.is_empty() {
+            "0".to_owned()
+        } else {
+            self.errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{:<28} {:>7} {:>6} {:>9.0} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>7} {}",
+            self.name,
+            self.requests,
+            self.concurrency,
+            self.throughput,
+            self.percent_of_ceiling
+                .map_or("-".to_owned(), |p| format!("{p:.0}%")),
+            self.p50_ms,
+            self.p90_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.server_cpu_seconds
+                .map_or("-".to_owned(), |c| format!("{c:.1}")),
+            self.server_peak_rss_mib
+                .map_or("-".to_owned(), |m| format!("{m:.0}")),
+            errors
+        )
+    }
+
+    /// The table's header.
+    pub fn header() -> String {
+        format!(
+            "{:<28} {:>7} {:>6} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {}",
+            "phase",
+            "reqs",
+            "conc",
+            "req/s",
+            "ceil",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "max ms",
+            "cpu s",
+            "rss MiB",
+            "errors"
+        )
+    }
+}
+
+/// A pause between phases so the previous one's connections close.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
