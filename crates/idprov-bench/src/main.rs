@@ -5,6 +5,9 @@
 //!   server), then the idprov server under OOB provisioning with a new TLS
 //!   connection per device, a renewal storm over mutual TLS and waiting
 //!   polls, with cfssl as the reference peer; resumption off throughout.
+//! * `soak` — sustained provisioning and renewal from many loopback source
+//!   addresses while 127.0.0.2 floods; throughput, errors, latency and
+//!   server memory per minute.
 //! * `noop-server` — the do-nothing server `run` starts as a child.
 
 mod ceilings;
@@ -15,6 +18,7 @@ mod phase;
 mod procstat;
 mod run;
 mod servers;
+mod soak;
 
 use std::path::PathBuf;
 
@@ -35,6 +39,9 @@ struct Cli {
 enum Command {
     /// Measure ceilings, the idprov server and cfssl in one run.
     Run(run::RunArgs),
+    /// Sustained provisioning and renewal for minutes while flooding from a
+    /// second address; memory over time.
+    Soak(soak::SoakArgs),
     /// Serve TLS and answer every request with 200 (started by `run`).
     NoopServer {
         /// Address to listen on.
@@ -60,6 +67,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Run(args) => run::run(args).await,
+            Command::Soak(args) => soak::soak(args).await,
             Command::NoopServer {
                 listen,
                 cert,

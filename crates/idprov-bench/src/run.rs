@@ -335,7 +335,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Registers every device's secret with one bulk import (not timed).
-async fn register_secrets(
+pub async fn register_secrets(
     server: &servers::Proc,
     data: &Path,
     devices: &Arc<Vec<Device>>,
@@ -515,7 +515,7 @@ async fn cfssl_phases(
 }
 
 /// The limits the server runs under, as its own configuration code reads them.
-fn limits_of(config: &Path) -> anyhow::Result<serde_json::Value> {
+pub fn limits_of(config: &Path) -> anyhow::Result<serde_json::Value> {
     let c = idprov_server::config::read(Some(config))?.validate()?;
     Ok(serde_json::json!({
         "connections_per_source": c.source_connections,
