@@ -49,6 +49,9 @@ pub struct SoakArgs {
     pub json: Option<PathBuf>,
 }
 
+/// Devices holding a certificate: their index and mutual-TLS configuration.
+type Provisioned = Arc<Mutex<Vec<(usize, Arc<rustls::ClientConfig>)>>>;
+
 #[derive(Debug, Default)]
 struct Window {
     provision_us: Vec<u32>,
@@ -139,7 +142,7 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<()> {
 
     let window = Arc::new(Mutex::new(Window::default()));
     // Devices that hold a certificate, for renewals: (index, client config).
-    let provisioned: Arc<Mutex<Vec<(usize, Arc<rustls::ClientConfig>)>>> = Arc::default();
+    let provisioned: Provisioned = Arc::default();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(60 * args.minutes);
 
