@@ -23,7 +23,8 @@ pub async fn serve(
     let chain = idprov_ca::pem::parse_certificates(&std::fs::read_to_string(cert)?)?;
     let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
         .map_err(|e| anyhow::anyhow!("server key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // The idprov server's own provider and suite preference.
+    let provider = Arc::new(idprov_server::crypto_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
     let builder = match client_ca {
@@ -47,6 +48,7 @@ pub async fn serve(
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.ignore_client_order = true;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("listening {}", listener.local_addr()?);

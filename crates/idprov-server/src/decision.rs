@@ -23,8 +23,9 @@ use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, OobSecret, ProvisionRequest, ProvisionStatus};
 use idprov_store::{
-    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, DeviceFacts, DeviceStatus, IssueKind,
-    IssueOutcome, IssueRecord, NewCertificate, WaitingOutcome, WaitingRequest,
+    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, ConsumedSecret, DeviceFacts,
+    DeviceStatus, IssueKind, IssueOutcome, IssueRecord, NewCertificate, WaitingOutcome,
+    WaitingRequest,
 };
 use serde_json::json;
 
@@ -188,8 +189,16 @@ async fn oob(
     let src = source.to_string();
     let actor = caller.actor(source);
 
+    let window = i64::try_from(app.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
+    let consumed_since = now.saturating_sub(window);
+    // Everything 4.1–4.5 read, in one registry round trip.
+    let mut view = app
+        .registry
+        .oob_view(device, &req.key_fingerprint, &src, now, consumed_since)
+        .await?;
+
     // 4.1: a locked (device, source) pair is refused even with a correct signature.
-    if let Some(lock) = app.registry.lockout(device, &src).await?
+    if let Some(lock) = &view.lockout
         && lock.locked_until > now
     {
         return Err(ApiError::TooManyRequests {
@@ -199,18 +208,13 @@ async fn oob(
     }
 
     // 4.2: an administrator rejected this device and key.
-    if let Some(r) = app.registry.rejection(device, &req.key_fingerprint).await? {
+    if let Some(r) = &view.rejection {
         tracing::info!(device_id = device, rejected_by = %r.rejected_by, "request of a rejected key");
         return Ok(Outcome::Rejected { retry_sec: 0 });
     }
 
     // 4.3: an administrator approved this key; the approval is used up.
-    if app
-        .registry
-        .approval(device, &req.key_fingerprint, now)
-        .await?
-        .is_some()
-    {
+    if view.approval.is_some() {
         match issue(
             app,
             req,
@@ -230,11 +234,21 @@ async fn oob(
 
     // 4.4 first, and again if a concurrent request consumed the secret.
     for attempt in 0..2 {
-        if let Some(outcome) = redeliver(app, caller, req, now, &actor).await? {
+        let (consumed, live) = if attempt == 0 {
+            (view.consumed.take(), view.live_secret.take())
+        } else {
+            (
+                app.registry
+                    .consumed_secret(device, &req.key_fingerprint, consumed_since)
+                    .await?,
+                app.registry.live_secret(device, now).await?,
+            )
+        };
+        if let Some(outcome) = redeliver(app, caller, req, now, &actor, consumed).await? {
             return Ok(outcome);
         }
         // 4.5: no live secret → Waiting.
-        let Some(stored) = app.registry.live_secret(device, now).await? else {
+        let Some(stored) = live else {
             return waiting(app, req, &src, actor, now).await;
         };
         let secret = match app.secrets.open(device, &stored.sealed) {
@@ -295,14 +309,10 @@ async fn redeliver(
     req: &ValidRequest,
     now: i64,
     actor: &Actor,
+    consumed: Option<ConsumedSecret>,
 ) -> Result<Option<Outcome>, ApiError> {
     let device = req.device_id.as_str();
-    let window = i64::try_from(app.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
-    let Some(consumed) = app
-        .registry
-        .consumed_secret(device, &req.key_fingerprint, now.saturating_sub(window))
-        .await?
-    else {
+    let Some(consumed) = consumed else {
         return Ok(None);
     };
     let Ok(secret) = app.secrets.open(device, &consumed.sealed) else {

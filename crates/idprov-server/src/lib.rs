@@ -30,3 +30,4 @@ mod tls;
 pub use config::{RawConfig, ServerConfig};
 pub use error::{ApiError, StartError};
 pub use server::{RunningServer, SWEEP_INTERVAL, ServerOptions, start};
+pub use tls::crypto_provider;

@@ -718,3 +718,18 @@ pub struct Gauges {
     /// Devices known.
     pub devices: u64,
 }
+
+/// What the OOB path reads about one request ([`crate::Registry::oob_view`]).
+#[derive(Debug, Clone, Default)]
+pub struct OobView {
+    /// The failure counter of (device, source).
+    pub lockout: Option<Lockout>,
+    /// An administrator's rejection of (device, key).
+    pub rejection: Option<Rejection>,
+    /// A live approval of (device, key).
+    pub approval: Option<Approval>,
+    /// A secret of the device consumed by this key within the window.
+    pub consumed: Option<ConsumedSecret>,
+    /// The device's live secret.
+    pub live_secret: Option<StoredSecret>,
+}

@@ -89,14 +89,22 @@ async fn new_connections_beyond_the_handshake_rate_are_refused() {
         }
     }
     assert_eq!(ok, 3, "the burst, then refusals");
-    let audited = server
-        .registry()
-        .audit_entries(0, 1000)
-        .await
-        .expect("audit")
-        .into_iter()
-        .filter(|e| e.event == "rate_limited")
-        .count();
+    // The audit entry is written off the accept loop: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audited = loop {
+        let n = server
+            .registry()
+            .audit_entries(0, 1000)
+            .await
+            .expect("audit")
+            .into_iter()
+            .filter(|e| e.event == "rate_limited")
+            .count();
+        if n > 0 || Instant::now() > deadline {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(
         audited, 1,
         "audited once per source and minute, not per refusal"

@@ -140,3 +140,39 @@ async fn without_resumption_every_handshake_is_full() {
     server.clock.advance(Duration::from_secs(1200));
     assert!(http_client(config).get(&url).send().await.is_err());
 }
+
+#[tokio::test]
+async fn the_server_prefers_sha256_suites_whatever_the_client_prefers() {
+    let server = TestServer::start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    for der in idprov_ca::pem::parse_certificates(&server.ca_pem()).expect("CA") {
+        roots.add(der).expect("root");
+    }
+    // rustls's own default order puts AES-256-GCM-SHA384 first.
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    assert_eq!(
+        config.crypto_provider().cipher_suites[0].suite(),
+        rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+    );
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().expect("name"), tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(
+        tls.get_ref()
+            .1
+            .negotiated_cipher_suite()
+            .expect("negotiated")
+            .suite(),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    );
+}

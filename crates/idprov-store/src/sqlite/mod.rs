@@ -108,29 +108,29 @@ fn append_audit_tx(c: &Connection, r: &AuditRecord) -> Result<i64> {
     );
     let detail =
         serde_json::to_string(&r.detail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, event, device_id, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            seq,
-            r.at,
-            r.actor.as_str(),
-            r.event,
-            r.device_id,
-            detail,
-            prev,
-            hash
-        ],
-    )?;
+    )?
+    .execute(params![
+        seq,
+        r.at,
+        r.actor.as_str(),
+        r.event,
+        r.device_id,
+        detail,
+        prev,
+        hash
+    ])?;
     Ok(seq)
 }
 
 fn ensure_device(c: &Connection, device_id: &str, now: i64) -> Result<()> {
-    c.execute(
+    c.prepare_cached(
         "INSERT INTO devices (device_id, created_at) VALUES (?1, ?2)
          ON CONFLICT(device_id) DO NOTHING",
-        params![device_id, now],
-    )?;
+    )?
+    .execute(params![device_id, now])?;
     Ok(())
 }
 
@@ -194,6 +194,104 @@ fn audit_from_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     })
 }
 
+// The reads of the OOB path (PROTOCOL.md §6 4.1–4.5), shared by the single
+// trait methods and `oob_view`. Cached statements: they run on every request.
+
+fn read_live_secret(c: &Connection, device_id: &str, now: i64) -> Result<Option<StoredSecret>> {
+    Ok(c.prepare_cached(
+        "SELECT id, device_id, sealed, key_id, created_at, valid_until
+         FROM oob_secrets WHERE device_id = ?1 AND valid_until >= ?2",
+    )?
+    .query_row(params![device_id, now], |r| {
+        Ok(StoredSecret {
+            id: r.get(0)?,
+            device_id: r.get(1)?,
+            sealed: r.get(2)?,
+            key_id: r.get(3)?,
+            created_at: r.get(4)?,
+            valid_until: r.get(5)?,
+        })
+    })
+    .optional()?)
+}
+
+fn read_consumed_secret(
+    c: &Connection,
+    device_id: &str,
+    key_fingerprint: &str,
+    since: i64,
+) -> Result<Option<ConsumedSecret>> {
+    Ok(c.prepare_cached(
+        "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
+         WHERE device_id = ?1 AND key_fingerprint = ?2 AND consumed_at >= ?3",
+    )?
+    .query_row(params![device_id, key_fingerprint, since], |r| {
+        Ok(ConsumedSecret {
+            sealed: r.get(0)?,
+            key_id: r.get(1)?,
+            serial: r.get(2)?,
+            consumed_at: r.get(3)?,
+        })
+    })
+    .optional()?)
+}
+
+fn read_lockout(c: &Connection, device_id: &str, source: &str) -> Result<Option<Lockout>> {
+    Ok(c.prepare_cached(
+        "SELECT failures, locked_until FROM lockouts WHERE device_id = ?1 AND source = ?2",
+    )?
+    .query_row(params![device_id, source], |r| {
+        Ok(Lockout {
+            failures: r.get(0)?,
+            locked_until: r.get(1)?,
+        })
+    })
+    .optional()?)
+}
+
+fn read_approval(
+    c: &Connection,
+    device_id: &str,
+    key_fingerprint: &str,
+    now: i64,
+) -> Result<Option<Approval>> {
+    Ok(c.prepare_cached(
+        "SELECT device_id, key_fingerprint, approved_by, created_at, expires_at FROM approvals
+         WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
+    )?
+    .query_row(params![device_id, key_fingerprint, now], |r| {
+        Ok(Approval {
+            device_id: r.get(0)?,
+            key_fingerprint: r.get(1)?,
+            approved_by: r.get(2)?,
+            created_at: r.get(3)?,
+            expires_at: r.get(4)?,
+        })
+    })
+    .optional()?)
+}
+
+fn read_rejection(
+    c: &Connection,
+    device_id: &str,
+    key_fingerprint: &str,
+) -> Result<Option<Rejection>> {
+    Ok(c.prepare_cached(
+        "SELECT device_id, key_fingerprint, rejected_by, reason, created_at FROM rejections
+         WHERE device_id = ?1 AND key_fingerprint = ?2",
+    )?
+    .query_row(params![device_id, key_fingerprint], |r| {
+        Ok(Rejection {
+            device_id: r.get(0)?,
+            key_fingerprint: r.get(1)?,
+            rejected_by: r.get(2)?,
+            reason: r.get(3)?,
+            created_at: r.get(4)?,
+        })
+    })
+    .optional()?)
+}
+
 fn limit_of(page: &Page) -> i64 {
     i64::from(page.limit.clamp(1, 10_000))
 }
@@ -254,24 +352,7 @@ impl Registry for SqliteRegistry {
     async fn live_secret(&self, device_id: &str, now: i64) -> Result<Option<StoredSecret>> {
         let device_id = device_id.to_owned();
         self.readers
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT id, device_id, sealed, key_id, created_at, valid_until
-                     FROM oob_secrets WHERE device_id = ?1 AND valid_until >= ?2",
-                    params![device_id, now],
-                    |r| {
-                        Ok(StoredSecret {
-                            id: r.get(0)?,
-                            device_id: r.get(1)?,
-                            sealed: r.get(2)?,
-                            key_id: r.get(3)?,
-                            created_at: r.get(4)?,
-                            valid_until: r.get(5)?,
-                        })
-                    },
-                )
-                .optional()?)
-            })
+            .read(move |c| read_live_secret(c, &device_id, now))
             .await
     }
 
@@ -283,22 +364,7 @@ impl Registry for SqliteRegistry {
     ) -> Result<Option<ConsumedSecret>> {
         let (device_id, key_fingerprint) = (device_id.to_owned(), key_fingerprint.to_owned());
         self.readers
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
-                     WHERE device_id = ?1 AND key_fingerprint = ?2 AND consumed_at >= ?3",
-                    params![device_id, key_fingerprint, since],
-                    |r| {
-                        Ok(ConsumedSecret {
-                            sealed: r.get(0)?,
-                            key_id: r.get(1)?,
-                            serial: r.get(2)?,
-                            consumed_at: r.get(3)?,
-                        })
-                    },
-                )
-                .optional()?)
-            })
+            .read(move |c| read_consumed_secret(c, &device_id, &key_fingerprint, since))
             .await
     }
 
@@ -378,19 +444,7 @@ impl Registry for SqliteRegistry {
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>> {
         let (device_id, source) = (device_id.to_owned(), source.to_owned());
         self.readers
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT failures, locked_until FROM lockouts WHERE device_id = ?1 AND source = ?2",
-                    params![device_id, source],
-                    |r| {
-                        Ok(Lockout {
-                            failures: r.get(0)?,
-                            locked_until: r.get(1)?,
-                        })
-                    },
-                )
-                .optional()?)
-            })
+            .read(move |c| read_lockout(c, &device_id, &source))
             .await
     }
 
@@ -566,10 +620,14 @@ impl Registry for SqliteRegistry {
                 if let Some(consume) = &rec.consume_secret {
                     // Conditional consumption: the row must still be the one the
                     // request was verified against, and still unexpired.
+                    // (SQLite makes every change of a DELETE … RETURNING at
+                    // its first step, so reading one row is enough.)
                     let row: Option<(Vec<u8>, String)> = c
-                        .query_row(
+                        .prepare_cached(
                             "DELETE FROM oob_secrets WHERE id = ?1 AND device_id = ?2 AND valid_until >= ?3
                              RETURNING sealed, key_id",
+                        )?
+                        .query_row(
                             params![consume.secret_id, cert.subject, cert.issued_at],
                             |r| Ok((r.get(0)?, r.get(1)?)),
                         )
@@ -577,27 +635,21 @@ impl Registry for SqliteRegistry {
                     let Some((sealed, key_id)) = row else {
                         return Ok(IssueOutcome::SecretGone);
                     };
-                    c.execute(
-                        "INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
+                    c.prepare_cached("INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                          ON CONFLICT(device_id, key_fingerprint) DO UPDATE SET
                             sealed = excluded.sealed, key_id = excluded.key_id,
-                            serial = excluded.serial, consumed_at = excluded.consumed_at",
-                        params![
+                            serial = excluded.serial, consumed_at = excluded.consumed_at")?.execute(params![
                             cert.subject,
                             consume.key_fingerprint,
                             sealed,
                             key_id,
                             cert.serial,
                             cert.issued_at
-                        ],
-                    )?;
+                        ])?;
                 }
                 if let Some(fp) = &rec.consume_approval {
-                    let used = c.execute(
-                        "DELETE FROM approvals WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
-                        params![cert.subject, fp, cert.issued_at],
-                    )?;
+                    let used = c.prepare_cached("DELETE FROM approvals WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3")?.execute(params![cert.subject, fp, cert.issued_at])?;
                     if used == 0 {
                         return Ok(IssueOutcome::SecretGone);
                     }
@@ -605,10 +657,8 @@ impl Registry for SqliteRegistry {
                 if cert.kind == CertKind::Device {
                     ensure_device(c, &cert.subject, cert.issued_at)?;
                 }
-                c.execute(
-                    &format!("INSERT INTO certificates ({CERT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)"),
-                    params![
+                c.prepare_cached(&format!("INSERT INTO certificates ({CERT_COLUMNS})
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)"))?.execute(params![
                         cert.serial,
                         cert.kind.as_str(),
                         cert.subject,
@@ -620,19 +670,12 @@ impl Registry for SqliteRegistry {
                         cert.issued_at,
                         cert.issue_kind.as_str(),
                         cert.authorized_by
-                    ],
-                )?;
+                    ])?;
                 if let Some(source) = &rec.reset_lockout_for {
-                    c.execute(
-                        "DELETE FROM lockouts WHERE device_id = ?1 AND source = ?2",
-                        params![cert.subject, source],
-                    )?;
+                    c.prepare_cached("DELETE FROM lockouts WHERE device_id = ?1 AND source = ?2")?.execute(params![cert.subject, source])?;
                 }
                 if let Some(fp) = &rec.clear_waiting_key {
-                    c.execute(
-                        "DELETE FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2",
-                        params![cert.subject, fp],
-                    )?;
+                    c.prepare_cached("DELETE FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2")?.execute(params![cert.subject, fp])?;
                 }
                 append_audit_tx(c, &rec.audit)?;
                 Ok(IssueOutcome::Recorded)
@@ -644,11 +687,10 @@ impl Registry for SqliteRegistry {
         let serial = serial.to_owned();
         self.readers
             .read(move |c| {
-                Ok(c.query_row(
-                    &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"),
-                    [serial],
-                    cert_from_row,
-                )
+                Ok(c.prepare_cached(&format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates WHERE serial = ?1"
+                ))?
+                .query_row([serial], cert_from_row)
                 .optional()?)
             })
             .await
@@ -1046,45 +1088,44 @@ impl Registry for SqliteRegistry {
     ) -> Result<Option<Approval>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
         self.readers
-            .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT device_id, key_fingerprint, approved_by, created_at, expires_at FROM approvals
-                     WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
-                    params![device_id, fp, now],
-                    |r| {
-                        Ok(Approval {
-                            device_id: r.get(0)?,
-                            key_fingerprint: r.get(1)?,
-                            approved_by: r.get(2)?,
-                            created_at: r.get(3)?,
-                            expires_at: r.get(4)?,
-                        })
-                    },
-                )
-                .optional()?)
-            })
+            .read(move |c| read_approval(c, &device_id, &fp, now))
             .await
     }
 
     async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
         self.readers
+            .read(move |c| read_rejection(c, &device_id, &fp))
+            .await
+    }
+
+    async fn oob_view(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        source: &str,
+        now: i64,
+        consumed_since: i64,
+    ) -> Result<OobView> {
+        let (device_id, fp, source) = (
+            device_id.to_owned(),
+            key_fingerprint.to_owned(),
+            source.to_owned(),
+        );
+        // One trip to a reader thread and one read transaction (a
+        // consistent snapshot) instead of five.
+        self.readers
             .read(move |c| {
-                Ok(c.query_row(
-                    "SELECT device_id, key_fingerprint, rejected_by, reason, created_at FROM rejections
-                     WHERE device_id = ?1 AND key_fingerprint = ?2",
-                    params![device_id, fp],
-                    |r| {
-                        Ok(Rejection {
-                            device_id: r.get(0)?,
-                            key_fingerprint: r.get(1)?,
-                            rejected_by: r.get(2)?,
-                            reason: r.get(3)?,
-                            created_at: r.get(4)?,
-                        })
-                    },
-                )
-                .optional()?)
+                let tx = c.unchecked_transaction()?;
+                let view = OobView {
+                    lockout: read_lockout(&tx, &device_id, &source)?,
+                    rejection: read_rejection(&tx, &device_id, &fp)?,
+                    approval: read_approval(&tx, &device_id, &fp, now)?,
+                    consumed: read_consumed_secret(&tx, &device_id, &fp, consumed_since)?,
+                    live_secret: read_live_secret(&tx, &device_id, now)?,
+                };
+                tx.finish()?;
+                Ok(view)
             })
             .await
     }

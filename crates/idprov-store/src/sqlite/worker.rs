@@ -37,6 +37,8 @@ pub(crate) fn open(path: &Path, read_only: bool) -> Result<Connection> {
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // Room for every statement of the hot paths (the default 16 would evict).
+    conn.set_prepared_statement_cache_capacity(128);
     // WAL lets readers run beside the writer; FULL makes every commit durable
     // across power loss, not only across a crash of the process.
     if !read_only {
@@ -123,7 +125,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             }
         }
         let mut completions = Vec::with_capacity(batch.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
             let err = StoreError::from(e);
             tracing::error!(error = %err, "could not begin a registry transaction");
             for job in batch {
@@ -133,15 +135,16 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             continue;
         }
         for job in batch {
-            let (ok, completion) = match conn.execute_batch("SAVEPOINT job") {
+            let (ok, completion) = match exec_cached(&conn, "SAVEPOINT job") {
                 Ok(()) => {
                     let (ok, completion) = job(Ok(&conn));
                     let end = if ok {
-                        "RELEASE job"
+                        exec_cached(&conn, "RELEASE job")
                     } else {
-                        "ROLLBACK TO job; RELEASE job"
+                        exec_cached(&conn, "ROLLBACK TO job")
+                            .and_then(|()| exec_cached(&conn, "RELEASE job"))
                     };
-                    if let Err(e) = conn.execute_batch(end) {
+                    if let Err(e) = end {
                         tracing::error!(error = %e, "savepoint handling failed");
                     }
                     (ok, completion)
@@ -152,7 +155,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             completions.push(completion);
         }
         let started = std::time::Instant::now();
-        let commit_error = conn.execute_batch("COMMIT").err().map(StoreError::from);
+        let commit_error = exec_cached(&conn, "COMMIT").err();
         // Named as the server's metrics list them (idprov_server::observe).
         metrics::histogram!("idprov_db_commit_seconds").record(started.elapsed().as_secs_f64());
         metrics::histogram!("idprov_db_commit_group_size").record(completions.len() as f64);
@@ -163,6 +166,14 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
             completion(commit_error.as_ref());
         }
     }
+}
+
+/// Runs a statement without parameters from the statement cache: these run
+/// several times per group commit, and parsing them each time showed in the
+/// profile.
+fn exec_cached(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// A small pool of read-only connections.
