@@ -126,7 +126,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         let mut completions = Vec::with_capacity(batch.len());
         if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
-            let err = StoreError::from(e);
+            let err = e;
             tracing::error!(error = %err, "could not begin a registry transaction");
             for job in batch {
                 let (_, completion) = job(Err(&err));
@@ -149,7 +149,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                     }
                     (ok, completion)
                 }
-                Err(e) => job(Err(&StoreError::from(e))),
+                Err(e) => job(Err(&e)),
             };
             let _ = ok;
             completions.push(completion);
