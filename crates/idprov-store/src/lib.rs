@@ -11,12 +11,17 @@
 pub mod audit;
 mod error;
 pub mod model;
+mod postgres;
 mod registry;
 mod sqlite;
 
 pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain};
 pub use error::{Result, StoreError};
 pub use model::*;
+pub use postgres::{
+    DEFAULT_MAX_CONNECTIONS as POSTGRES_DEFAULT_MAX_CONNECTIONS, PostgresRegistry,
+    SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
+};
 pub use registry::Registry;
 pub use sqlite::backup::{DatabaseSummary, check as check_database, snapshot as snapshot_database};
 pub use sqlite::{SCHEMA_VERSION, SqliteRegistry};
