@@ -10,6 +10,9 @@
 #   zbar-tools         an independent QR decoder for the label sheets
 #   librsvg2-bin       an independent SVG renderer for the label sheets
 #   systemd            systemd-analyze, to verify packaging/idprov.service
+#   postgresql         the PostgreSQL backend: the tests start a throw-away
+#                      cluster of their own (initdb as postgres, a temp dir,
+#                      a free port) and stop it when they exit
 # and cargo-deny (from crates.io) for the licence, ban and source checks.
 # Under CI=true a missing dependency is an error rather than a skipped test.
 # The tests start their own broker and namespaces and remove them afterwards.
@@ -43,6 +46,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}"
@@ -53,6 +57,10 @@ if [ ${#need[@]} -gt 0 ]; then
         # their own brokers on free ports and need none.
         if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v service >/dev/null 2>&1; then
             service mosquitto stop >/dev/null 2>&1 || true
+        fi
+        # Likewise Debian's own PostgreSQL cluster: the tests start theirs.
+        if [[ " ${need[*]} " == *" postgresql "* ]] && command -v service >/dev/null 2>&1; then
+            service postgresql stop >/dev/null 2>&1 || true
         fi
     elif [ "${CI:-}" = true ]; then
         echo "missing packages and not root: ${need[*]}" >&2
@@ -89,6 +97,13 @@ cargo test --workspace --no-run --quiet
 
 stage "cargo test"
 cargo test --workspace --quiet
+
+# The end-to-end protocol and admin suites again, with every test server on
+# a fresh PostgreSQL database instead of its SQLite file (the storage suite
+# runs on both backends in the pass above).
+stage "e2e suites on PostgreSQL"
+IDPROV_TEST_BACKEND=postgres cargo test --quiet -p idprov-server -p idprov-client
+IDPROV_TEST_BACKEND=postgres cargo test --quiet -p idprov --test it -- administration:: admin::
 
 stage "no_std staticlib linking idprov-proto"
 # Outside the workspace: fails with E0152 if anything pulls in std.

@@ -133,6 +133,13 @@ pub fn backup(
     now: time::OffsetDateTime,
 ) -> Result<Manifest, BackupError> {
     let source = &config.data_dir;
+    if config.database.is_postgres() {
+        return Err(BackupError::Target(
+            "the registry is in PostgreSQL: back it up with pg_dump (or your database's own backups); \
+             idprov backup snapshots the SQLite registry"
+                .into(),
+        ));
+    }
     if !source.join(files::DATABASE).is_file() {
         return Err(BackupError::Target(format!(
             "{} holds no idprov database: is it the data directory?",

@@ -85,6 +85,7 @@ pub enum OneOrMany {
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
     pub listen: Option<OneOrMany>,
     pub organization: Option<String>,
     pub public_name: Option<String>,
@@ -266,6 +267,46 @@ impl fmt::Debug for SecretKeySource {
     }
 }
 
+/// Where the registry lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `idprov.db` in the data directory (the default; one server).
+    Sqlite,
+    /// A PostgreSQL database shared by any number of replicas.
+    Postgres(String),
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Database::Sqlite => f.write_str("Sqlite"),
+            // The URL may carry a password.
+            Database::Postgres(_) => f.write_str("Postgres(<redacted>)"),
+        }
+    }
+}
+
+impl Database {
+    fn parse(url: Option<String>) -> Result<Database, ConfigError> {
+        match url {
+            None => Ok(Database::Sqlite),
+            Some(u) if u.is_empty() || u == "sqlite:" || u == "sqlite://" => Ok(Database::Sqlite),
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Ok(Database::Postgres(u))
+            }
+            Some(_) => Err(invalid(
+                "database_url",
+                "must be a postgres:// or postgresql:// URL (or empty for the SQLite file in the data directory)",
+            )),
+        }
+    }
+
+    /// True in PostgreSQL mode.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Database::Postgres(_))
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -280,6 +321,8 @@ pub enum LogFormat {
 pub struct ServerConfig {
     /// Holds keys, certificates and the database; created 0700.
     pub data_dir: PathBuf,
+    /// The registry: SQLite in the data directory, or PostgreSQL.
+    pub database: Database,
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
     /// O= of every subject.
@@ -405,6 +448,7 @@ pub fn default_config_file() -> PathBuf {
 /// variables belong to the command-line tool (`IDPROV_CONFIG`, …).
 const ENV_KEYS: &[&str] = &[
     "data_dir",
+    "database_url",
     "listen",
     "organization",
     "public_name",
@@ -629,10 +673,23 @@ impl RawConfig {
                 ));
             }
         };
+        let database = Database::parse(self.database_url.clone())?;
         let dns_sd_instance = match self.dns_sd.enabled {
             Some(false) => None,
             _ => {
-                let name = self.dns_sd.instance.unwrap_or_else(|| "idprov".into());
+                // Replicas on one database must not advertise one name
+                // (PROTOCOL.md §8): without a configured name each takes
+                // its host and port.
+                let name = match self.dns_sd.instance {
+                    Some(n) => n,
+                    None if database.is_postgres() => {
+                        let port = listen.first().map_or(d::PORT, |a| a.port());
+                        let room = 63 - format!("idprov--{port}").len();
+                        let host: String = host_name().chars().take(room).collect();
+                        format!("idprov-{host}-{port}")
+                    }
+                    None => "idprov".into(),
+                };
                 if name.is_empty() || name.len() > 63 || name.chars().any(char::is_control) {
                     return Err(invalid(
                         "dns_sd.instance",
@@ -644,6 +701,7 @@ impl RawConfig {
         };
         Ok(ServerConfig {
             data_dir: self.data_dir.unwrap_or_else(default_data_dir),
+            database,
             listen,
             organization,
             public_name,

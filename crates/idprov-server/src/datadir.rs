@@ -24,8 +24,12 @@ pub mod files {
     pub const CA_CHAIN: &str = "ca-chain.pem";
     /// The SQLite registry (with `-wal` and `-shm` beside it).
     pub const DATABASE: &str = "idprov.db";
-    /// Held locked while a server uses the directory.
+    /// Held locked while a server uses the directory (SQLite mode), or while
+    /// a replica creates or checks its files (PostgreSQL mode).
     pub const LOCK: &str = "idprov.lock";
+    /// The key that seals OOB secrets in PostgreSQL mode when none is
+    /// configured (0600; replicas sharing the directory share it).
+    pub const SECRETS_KEY: &str = "secrets.key";
 }
 
 /// A data directory in use.
@@ -106,6 +110,27 @@ impl DataDir {
             root: root.to_owned(),
             _lock: lock,
         })
+    }
+
+    /// Opens the directory and waits (up to `wait`) for its lock: replicas
+    /// sharing a directory take turns creating or checking its files, so
+    /// two first starts cannot make two CAs. Release it with
+    /// [`DataDir::release_lock`] once the files are settled.
+    pub fn open_shared(root: &Path, wait: std::time::Duration) -> Result<DataDir, DataDirError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match DataDir::open(root, true) {
+                Err(DataDirError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Gives up the lock (PostgreSQL mode, after start-up).
+    pub fn release_lock(&mut self) {
+        self._lock = None;
     }
 
     /// The directory.

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idprov_proto::clock::{Clock, SystemClock, unix_seconds};
-use idprov_store::{Registry, SqliteRegistry};
+use idprov_store::{PostgresRegistry, Registry, SqliteRegistry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::bootstrap;
-use crate::config::{SecretKeySource, ServerConfig};
+use crate::config::{Database, SecretKeySource, ServerConfig};
 use crate::datadir::{DataDir, files};
 use crate::defaults;
 use crate::error::StartError;
@@ -47,13 +47,40 @@ impl Default for ServerOptions {
     }
 }
 
+/// The registry behind the server, for closing it on shutdown.
+#[derive(Debug)]
+enum Backend {
+    Sqlite(Arc<SqliteRegistry>),
+    Postgres(Arc<PostgresRegistry>),
+}
+
+impl Backend {
+    fn registry(&self) -> Arc<dyn Registry> {
+        match self {
+            Backend::Sqlite(r) => r.clone(),
+            Backend::Postgres(r) => r.clone(),
+        }
+    }
+
+    /// Finishes queued writes and closes connections.
+    async fn close(&self) {
+        match self {
+            Backend::Sqlite(r) => {
+                let r = r.clone();
+                let _ = tokio::task::spawn_blocking(move || r.close()).await;
+            }
+            Backend::Postgres(r) => r.close(),
+        }
+    }
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    registry: Arc<SqliteRegistry>,
+    backend: Backend,
     state: AppState,
     advert: Option<crate::dnssd::Advert>,
     _dir: DataDir,
@@ -84,15 +111,49 @@ pub async fn start(
     crate::observe::prometheus();
     let clock = options.clock.clone();
     let now = clock.now();
-    let dir = DataDir::open(&config.data_dir, true)?;
-    let registry = Arc::new(SqliteRegistry::open(&dir.path(files::DATABASE))?);
+    // SQLite: the directory is this server's alone while it runs. PostgreSQL:
+    // replicas may share it, and take turns only while settling its files.
+    let mut dir = match &config.database {
+        Database::Sqlite => DataDir::open(&config.data_dir, true)?,
+        Database::Postgres(_) => DataDir::open_shared(&config.data_dir, Duration::from_secs(120))?,
+    };
+    let backend = match &config.database {
+        Database::Sqlite => {
+            Backend::Sqlite(Arc::new(SqliteRegistry::open(&dir.path(files::DATABASE))?))
+        }
+        Database::Postgres(url) => {
+            Backend::Postgres(Arc::new(PostgresRegistry::connect(url).await?))
+        }
+    };
+    let registry = backend.registry();
     let secrets = match &config.secret_key {
+        // PostgreSQL mode keeps secrets (PRODUCT.md): without a configured
+        // key, one in the data directory, shared by replicas sharing it.
+        SecretKeySource::Ephemeral if config.database.is_postgres() => {
+            SecretBox::from_file(&dir.path(files::SECRETS_KEY), true)?
+        }
         SecretKeySource::Ephemeral => {
             SecretBox::ephemeral().map_err(|e| StartError::Ca(e.to_string()))?
         }
         SecretKeySource::File(path) => SecretBox::from_file(path, false)?,
         SecretKeySource::Inline(text) => SecretBox::from_text(text)?,
     };
+    if config.database.is_postgres() {
+        // Every replica must seal with the same key; one with another key
+        // would purge the others' secrets below.
+        for (key_id, count) in registry.secret_key_ids().await? {
+            if key_id != secrets.key_id() && count > 0 {
+                return Err(StartError::Store(idprov_store::StoreError::Conflict(
+                    format!(
+                        "the database holds {count} OOB secrets sealed with another key (key id {key_id}): \
+                     every replica must use the same secrets key (share the data directory's {}, \
+                     or configure the same secrets.key_file)",
+                        files::SECRETS_KEY
+                    ),
+                )));
+            }
+        }
+    }
     let window = i64::try_from(config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
     let (unreadable, expired) = registry
         .purge_secrets(
@@ -117,6 +178,9 @@ pub async fn start(
     let resumption = options.tls_resumption && config.tls_session_resumption;
     let tls = crate::tls::server_config(&ca, certs.clone(), clock.clone(), resumption)?;
     let acceptor = TlsAcceptor::from(tls);
+    if config.database.is_postgres() {
+        dir.release_lock();
+    }
 
     let listeners = config
         .listen
@@ -143,8 +207,7 @@ pub async fn start(
         (Some(instance), Some(addr)) => Some(crate::dnssd::Advert::publish(instance, addr.port())?),
         _ => None,
     };
-    let dyn_registry: Arc<dyn Registry> = registry.clone();
-    let state = AppState::new(config, ca, dyn_registry, secrets, clock);
+    let state = AppState::new(config, ca, registry, secrets, clock);
     // An empty CRL exists from the first start; later starts refresh a stale one.
     crate::crl::current(&state)
         .await
@@ -174,7 +237,7 @@ pub async fn start(
         addrs,
         shutdown,
         tasks,
-        registry,
+        backend,
         state,
         advert,
         _dir: dir,
@@ -271,8 +334,7 @@ impl RunningServer {
         for t in self.tasks {
             let _ = t.await;
         }
-        let registry = self.registry.clone();
-        let _ = tokio::task::spawn_blocking(move || registry.close()).await;
+        self.backend.close().await;
         tracing::info!("idprov server stopped");
     }
 }

@@ -44,6 +44,10 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
         consumed_before: i64,
     ) -> Result<(u64, u64)>;
 
+    /// How many stored secrets each sealing key id holds (a replica with
+    /// another key must not start: it would purge the others' secrets).
+    async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>>;
+
     /// The failure counter of (device, source), if any.
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>>;
 

@@ -3,6 +3,8 @@
 //! clients configured for it — anonymous, administrator, or a device's own
 //! certificate — so tests go through real TLS and HTTP.
 
+pub mod postgres;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -17,6 +19,23 @@ use idprov_server::{RunningServer, ServerConfig, ServerOptions};
 use idprov_store::Registry;
 use tempfile::TempDir;
 use zeroize::Zeroizing;
+
+/// True when the suite runs against PostgreSQL (`IDPROV_TEST_BACKEND=postgres`,
+/// the second pass of `./test.sh`): every [`TestServer`] then gets a fresh
+/// database of a throw-away cluster instead of its SQLite file.
+pub fn postgres_backend() -> bool {
+    std::env::var("IDPROV_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// For tests of SQLite specifics (the file, its journal): true, after
+/// printing why, when the suite runs on PostgreSQL and the test should stop.
+pub fn skip_unless_sqlite(what: &str) -> bool {
+    if postgres_backend() {
+        eprintln!("skipping on PostgreSQL: {what} is SQLite-specific");
+        return true;
+    }
+    false
+}
 
 /// A running server in a temporary directory.
 #[derive(Debug)]
@@ -76,6 +95,12 @@ impl TestServer {
         config.listen = vec!["127.0.0.1:0".parse().expect("address")];
         config.dns_sd_instance = None;
         config.public_name = "localhost".into();
+        if postgres_backend() {
+            let url = postgres::fresh_database("server")
+                .await
+                .expect("IDPROV_TEST_BACKEND=postgres needs PostgreSQL installed");
+            config.database = idprov_server::config::Database::Postgres(url);
+        }
         (setup.configure)(&mut config);
         let clock = Arc::new(ManualClock::starting_now());
         let server = idprov_server::start(

@@ -119,14 +119,20 @@ async fn a_refused_renewal_retries_once_without_the_certificate() {
     };
     let agent = tokio::spawn(run(opts, pace, stopped));
     eventually("the first certificate", || serial_in(&dir).is_some()).await;
-    // Revoke it (in the registry file; the admin command arrives later).
+    // An administrator revokes it.
     let serial = serial_in(&dir).expect("serial");
-    let conn = rusqlite::Connection::open(server.data_dir().join("idprov.db")).expect("db");
-    conn.execute(
-        "UPDATE certificates SET revoked_at = 1 WHERE serial = ?1",
-        [&serial],
-    )
-    .expect("revoke");
+    server
+        .admin()
+        .revoke_device(
+            "agent-2",
+            &idprov_proto::admin::RevokeRequest {
+                reason: Some("keyCompromise".into()),
+                note: None,
+                serial: Some(serial.clone()),
+            },
+        )
+        .await
+        .expect("revoked");
     // Past 55% of the 30-day validity: the renewal is due whatever fraction was drawn.
     server.clock.advance(Duration::from_secs(17 * 86_400));
     eventually("the fallback", || {

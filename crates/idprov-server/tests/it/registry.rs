@@ -17,6 +17,11 @@ async fn status_survives_a_restart_and_secrets_do_not_by_default() {
 
     let status = server.admin().status("keeps").await.expect("status");
     assert_eq!(status.status, ProvisionStatus::Approved);
+    if idprov_testkit::postgres_backend() {
+        // PostgreSQL mode keeps secrets (the data directory's key).
+        provision_ok(&server, &TestDevice::new("loses"), "restart-secret-two").await;
+        return;
+    }
     // The standard's behaviour: a restart invalidates secrets.
     assert!(
         server
@@ -123,14 +128,29 @@ async fn secrets_are_never_at_rest_in_clear_nor_in_logs() {
             );
         }
     }
-    assert!(
-        files >= 8,
-        "the database, its WAL and the key files were checked"
-    );
-    assert!(
-        server.data_dir().join("idprov.db-wal").exists(),
-        "the WAL was checked too"
-    );
+    if idprov_testkit::postgres_backend() {
+        // Every row of every table, as PostgreSQL prints it (bytea as hex).
+        let idprov_server::config::Database::Postgres(url) = &server.config.database else {
+            unreachable!("the PostgreSQL backend");
+        };
+        let rows = idprov_testkit::postgres::all_rows_as_text(url).await;
+        assert!(rows.len() > 1000, "the tables were read");
+        for form in &forms {
+            assert!(
+                !rows.contains(form.as_str()),
+                "the database holds the secret as {form}"
+            );
+        }
+    } else {
+        assert!(
+            files >= 8,
+            "the database, its WAL and the key files were checked"
+        );
+        assert!(
+            server.data_dir().join("idprov.db-wal").exists(),
+            "the WAL was checked too"
+        );
+    }
     let logs = captured_logs();
     assert!(logs.contains("OOB secret registered"), "logs were captured");
     for form in &forms {

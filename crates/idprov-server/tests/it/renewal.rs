@@ -206,14 +206,18 @@ async fn a_revoked_device_certificate_falls_to_the_oob_path() {
         .await
         .client_cert;
     let serial = leaf_of(&cert).serial;
-    // Revoke directly in the registry file (the admin command arrives later).
-    let db = server.data_dir().join("idprov.db");
-    let conn = rusqlite::Connection::open(db).expect("open");
-    conn.execute(
-        "UPDATE certificates SET revoked_at = 1, revocation_reason = 1 WHERE serial = ?1",
-        [&serial],
-    )
-    .expect("revoke");
+    server
+        .admin()
+        .revoke_device(
+            "rev-1",
+            &idprov_proto::admin::RevokeRequest {
+                reason: Some("keyCompromise".into()),
+                note: None,
+                serial: Some(serial.clone()),
+            },
+        )
+        .await
+        .expect("revoked");
     let (_, resp, _) = provision(
         &server.http_with(&cert, &device.key_pem()),
         &server,

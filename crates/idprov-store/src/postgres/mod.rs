@@ -582,6 +582,22 @@ impl Registry for PostgresRegistry {
         Ok(removed)
     }
 
+    async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT key_id, count(*) FROM oob_secrets GROUP BY key_id ORDER BY key_id",
+            &[],
+        )
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = col(r, 1)?;
+                Ok((col(r, 0)?, u64::try_from(n).unwrap_or(0)))
+            })
+            .collect()
+    }
+
     async fn live_secret(&self, device_id: &str, now: i64) -> Result<Option<StoredSecret>> {
         let client = self.client().await?;
         let row = query_opt(

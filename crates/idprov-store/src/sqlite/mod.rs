@@ -349,6 +349,18 @@ impl Registry for SqliteRegistry {
             .await
     }
 
+    async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>> {
+        self.readers
+            .read(|c| {
+                let mut st = c.prepare_cached(
+                    "SELECT key_id, count(*) FROM oob_secrets GROUP BY key_id ORDER BY key_id",
+                )?;
+                let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, count(r.get(1)?))))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await
+    }
+
     async fn live_secret(&self, device_id: &str, now: i64) -> Result<Option<StoredSecret>> {
         let device_id = device_id.to_owned();
         self.readers

@@ -803,16 +803,25 @@ async fn audit_export_verifies_and_names_tampering() {
     assert!(stderr(&out).contains("was altered"), "{}", stderr(&out));
 
     // A truncated tail in the database is found against the signed checkpoint.
-    // As an attacker with the database file would: drop the guard, delete.
-    let conn = rusqlite::Connection::open(server.data_dir().join("idprov.db")).expect("open");
-    conn.execute_batch("DROP TRIGGER audit_log_no_delete")
-        .expect("drop trigger");
-    let last: i64 = conn
-        .query_row("SELECT MAX(seq) FROM audit_log", [], |r| r.get(0))
-        .expect("max");
-    conn.execute("DELETE FROM audit_log WHERE seq > ?1", [last - 2])
-        .expect("delete");
-    drop(conn);
+    // As an attacker with the database would: drop the guard, delete.
+    if let idprov_server::config::Database::Postgres(url) = &server.config.database {
+        let db = idprov_testkit::postgres::admin_url(url).await;
+        db.batch_execute(
+            "ALTER TABLE audit_log DISABLE TRIGGER USER;
+             DELETE FROM audit_log WHERE seq > (SELECT MAX(seq) - 2 FROM audit_log);",
+        )
+        .await
+        .expect("truncate");
+    } else {
+        let conn = rusqlite::Connection::open(server.data_dir().join("idprov.db")).expect("open");
+        conn.execute_batch("DROP TRIGGER audit_log_no_delete")
+            .expect("drop trigger");
+        let last: i64 = conn
+            .query_row("SELECT MAX(seq) FROM audit_log", [], |r| r.get(0))
+            .expect("max");
+        conn.execute("DELETE FROM audit_log WHERE seq > ?1", [last - 2])
+            .expect("delete");
+    }
     let out = cli(&server, &["audit", "verify"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));

@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A running cluster.
+#[derive(Debug)]
 pub struct Cluster {
     port: u16,
     next_database: AtomicU64,
@@ -269,4 +270,31 @@ fn owner_prefix(dir: &Path) -> Result<Vec<String>, String> {
         "--regid=postgres".into(),
         "--init-groups".into(),
     ])
+}
+
+/// Every row of every table of the registry's database as text (what a thief
+/// of the database would read): for tests that look for secrets in clear.
+#[allow(dead_code)] // the registry's own tests include this file but not this
+pub async fn all_rows_as_text(url: &str) -> String {
+    let client = admin_url(url).await;
+    let tables = client
+        .query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+            &[],
+        )
+        .await
+        .expect("tables");
+    let mut out = String::new();
+    for t in tables {
+        let name: String = t.get(0);
+        for row in client
+            .query(&format!("SELECT t::text FROM \"{name}\" t"), &[])
+            .await
+            .expect("rows")
+        {
+            out.push_str(row.get::<_, &str>(0));
+            out.push('\n');
+        }
+    }
+    out
 }
