@@ -12,4 +12,5 @@ mod openapi;
 mod provision;
 mod registry;
 mod renewal;
+mod replicas;
 mod tls;
