@@ -19,7 +19,7 @@ pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use postgres::{
-    DEFAULT_MAX_CONNECTIONS as POSTGRES_DEFAULT_MAX_CONNECTIONS, PostgresRegistry,
+    DEFAULT_MAX_CONNECTIONS as POSTGRES_DEFAULT_MAX_CONNECTIONS, MigrationReport, PostgresRegistry,
     SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION,
 };
 pub use registry::Registry;

@@ -61,6 +61,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The registry database: copy a SQLite registry into PostgreSQL.
+    #[command(subcommand)]
+    Db(DbCommand),
     /// Take an online, consistent backup of the data directory and its
     /// database into a new directory (safe while the server runs).
     Backup {
@@ -592,4 +595,26 @@ pub struct DeviceArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy a SQLite registry (devices, certificates, the audit chain, the
+    /// queue, decisions, the CRL state) into an empty PostgreSQL database,
+    /// then verify the copy. Secrets travel only with --secrets-key-file.
+    Migrate {
+        /// The source: `sqlite://PATH` to an idprov.db, or a data directory.
+        #[arg(long, value_name = "SOURCE")]
+        from: String,
+        /// The destination: a `postgres://` URL (an empty database).
+        #[arg(long, value_name = "URL", env = "IDPROV_DATABASE_URL")]
+        to: String,
+        /// The source's persistent secrets key (its `secrets.key_file`):
+        /// secrets sealed with it are carried, the others cannot be.
+        #[arg(long, value_name = "FILE")]
+        secrets_key_file: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }

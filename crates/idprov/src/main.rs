@@ -9,6 +9,7 @@ mod backup;
 mod bulk;
 mod cli;
 mod credentials;
+mod db;
 mod device;
 mod files;
 mod output;
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
             Command::Certs(cmd) => credentials::certs(cmd).await,
             Command::Audit(cmd) => audit::audit(cmd).await,
             Command::Crl { out, pem, conn } => audit::crl(out, pem, conn).await,
+            Command::Db(cmd) => db::db(cmd).await,
             Command::Backup {
                 dest,
                 data_dir,

@@ -39,6 +39,7 @@
 //! the rest of idprov uses) is future work.
 
 mod bulk;
+mod migrate;
 mod schema;
 
 use std::net::IpAddr;
@@ -59,6 +60,7 @@ use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::registry::Registry;
 
+pub use migrate::MigrationReport;
 pub use schema::SCHEMA_VERSION;
 
 /// The advisory lock every write transaction holds (ASCII "idprov", then 1).

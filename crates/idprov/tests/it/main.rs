@@ -4,6 +4,7 @@ mod admin;
 mod administration;
 mod backup;
 mod crash;
+mod db;
 mod mosquitto;
 mod netns;
 mod packaging;
