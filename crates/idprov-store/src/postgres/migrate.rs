@@ -48,7 +48,10 @@ enum Kind {
 
 /// The tables in dependency-free copy order, with their columns (the same
 /// in both schemas) and the identity column, if any, whose values are kept.
-const TABLES: &[(&str, &[(&str, Kind)], Option<&str>)] = &[
+/// A table: its name, its columns, and the identity column it keeps.
+type Table = (&'static str, &'static [(&'static str, Kind)], Option<&'static str>);
+
+const TABLES: &[Table] = &[
     (
         "devices",
         &[("device_id", Kind::Text), ("created_at", Kind::Int)],
