@@ -733,3 +733,35 @@ pub struct OobView {
     /// The device's live secret.
     pub live_secret: Option<StoredSecret>,
 }
+
+/// Devices counted by status, for the dashboard
+/// ([`crate::Registry::device_overview`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceOverview {
+    /// Devices known.
+    pub total: u64,
+    /// With a valid, unrevoked certificate.
+    pub approved: u64,
+    /// Waiting (a secret, a request or an approval, no certificate yet).
+    pub waiting: u64,
+    /// Rejected (by an administrator, or every certificate revoked).
+    pub rejected: u64,
+    /// Of which every certificate is revoked.
+    pub revoked: u64,
+    /// With a valid certificate expiring before the given time.
+    pub expiring: u64,
+    /// That missed their renewal (no certificate after 55% of the latest
+    /// one's validity plus a day).
+    pub missed_renewal: u64,
+}
+
+/// An administrator's web password (argon2id, PHC string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPassword {
+    /// The administrator's name.
+    pub name: String,
+    /// The argon2id hash in PHC format.
+    pub hash: String,
+    /// When it was set, Unix seconds.
+    pub updated_at: i64,
+}

@@ -48,6 +48,19 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// another key must not start: it would purge the others' secrets).
     async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>>;
 
+    /// Devices counted by status, certificates expiring before `soon` and
+    /// missed renewals, as `list_devices` would classify them.
+    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview>;
+
+    /// Sets (or replaces) an administrator's web password hash.
+    async fn set_web_password(&self, password: WebPassword, audit: AuditRecord) -> Result<()>;
+
+    /// An administrator's web password hash.
+    async fn web_password(&self, name: &str) -> Result<Option<WebPassword>>;
+
+    /// How many administrators have a web password.
+    async fn web_password_count(&self) -> Result<u64>;
+
     /// The failure counter of (device, source), if any.
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>>;
 

@@ -49,7 +49,11 @@ enum Kind {
 /// The tables in dependency-free copy order, with their columns (the same
 /// in both schemas) and the identity column, if any, whose values are kept.
 /// A table: its name, its columns, and the identity column it keeps.
-type Table = (&'static str, &'static [(&'static str, Kind)], Option<&'static str>);
+type Table = (
+    &'static str,
+    &'static [(&'static str, Kind)],
+    Option<&'static str>,
+);
 
 const TABLES: &[Table] = &[
     (
@@ -173,6 +177,15 @@ const TABLES: &[Table] = &[
             ("this_update", Kind::Int),
             ("next_update", Kind::Int),
             ("der", Kind::Blob),
+        ],
+        None,
+    ),
+    (
+        "web_passwords",
+        &[
+            ("name", Kind::Text),
+            ("hash", Kind::Text),
+            ("updated_at", Kind::Int),
         ],
         None,
     ),

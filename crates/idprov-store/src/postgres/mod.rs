@@ -584,6 +584,106 @@ impl Registry for PostgresRegistry {
         Ok(removed)
     }
 
+    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview> {
+        let client = self.client().await?;
+        // The classification of list_devices, counted.
+        let row = query_one(
+            &client,
+            "WITH d AS (
+                SELECT dv.device_id,
+                  (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS certs,
+                  (SELECT COUNT(revoked_at) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS revoked,
+                  (SELECT id FROM certificates WHERE kind = 'device' AND subject = dv.device_id
+                      AND revoked_at IS NULL AND not_before <= $1::bigint AND not_after >= $1::bigint
+                      ORDER BY id DESC LIMIT 1) AS valid_id,
+                  (SELECT MAX(id) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS latest_id,
+                  EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = dv.device_id AND valid_until >= $1::bigint) AS live,
+                  (SELECT COUNT(*) FROM waiting_requests WHERE device_id = dv.device_id) AS waiting,
+                  EXISTS(SELECT 1 FROM approvals WHERE device_id = dv.device_id AND expires_at >= $1::bigint) AS approved,
+                  EXISTS(SELECT 1 FROM rejections WHERE device_id = dv.device_id) AS rejected
+                FROM devices dv
+            ), s AS (
+                SELECT
+                  CASE WHEN d.valid_id IS NOT NULL THEN 'Approved'
+                       WHEN d.rejected THEN 'Rejected'
+                       WHEN d.live OR d.waiting > 0 OR d.approved THEN 'Waiting'
+                       WHEN d.certs > 0 AND d.revoked = d.certs THEN 'Rejected'
+                       ELSE 'Waiting' END AS status,
+                  (d.certs > 0 AND d.revoked = d.certs) AS all_revoked,
+                  (v.not_after IS NOT NULL AND v.not_after <= $2::bigint) AS expiring,
+                  (l.id IS NOT NULL AND l.revoked_at IS NULL
+                    AND $1::bigint > l.not_before + (l.not_after - l.not_before) * 55 / 100 + 86400) AS missed
+                FROM d
+                LEFT JOIN certificates v ON v.id = d.valid_id
+                LEFT JOIN certificates l ON l.id = d.latest_id
+            )
+            SELECT COUNT(*)::bigint,
+              COUNT(*) FILTER (WHERE status = 'Approved')::bigint,
+              COUNT(*) FILTER (WHERE status = 'Waiting')::bigint,
+              COUNT(*) FILTER (WHERE status = 'Rejected')::bigint,
+              COUNT(*) FILTER (WHERE all_revoked)::bigint,
+              COUNT(*) FILTER (WHERE expiring)::bigint,
+              COUNT(*) FILTER (WHERE missed)::bigint
+            FROM s",
+            &[&now, &soon],
+        )
+        .await?;
+        let n = |i: usize| -> Result<u64> {
+            let v: i64 = col(&row, i)?;
+            Ok(u64::try_from(v).unwrap_or(0))
+        };
+        Ok(DeviceOverview {
+            total: n(0)?,
+            approved: n(1)?,
+            waiting: n(2)?,
+            rejected: n(3)?,
+            revoked: n(4)?,
+            expiring: n(5)?,
+            missed_renewal: n(6)?,
+        })
+    }
+
+    async fn set_web_password(&self, password: WebPassword, audit: AuditRecord) -> Result<()> {
+        let mut client = self.client().await?;
+        let w = begin_write(&mut client).await?;
+        execute(
+            w.conn(),
+            "INSERT INTO web_passwords (name, hash, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+            &[&password.name, &password.hash, &password.updated_at],
+        )
+        .await?;
+        append_audit_tx(&w, &audit).await?;
+        w.commit().await
+    }
+
+    async fn web_password(&self, name: &str) -> Result<Option<WebPassword>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT name, hash, updated_at FROM web_passwords WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+        row.map(|r| {
+            Ok(WebPassword {
+                name: col(&r, 0)?,
+                hash: col(&r, 1)?,
+                updated_at: col(&r, 2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn web_password_count(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let n: i64 = col(
+            &query_one(&client, "SELECT COUNT(*) FROM web_passwords", &[]).await?,
+            0,
+        )?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>> {
         let client = self.client().await?;
         let rows = query(

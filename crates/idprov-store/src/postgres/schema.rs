@@ -163,6 +163,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
         FOR EACH STATEMENT EXECUTE FUNCTION idprov_refuse_change('audit checkpoints are append-only');
     "#,
+    // 3: the admin web page — administrators' passwords (argon2id).
+    r#"
+    CREATE TABLE web_passwords (
+        name        TEXT COLLATE "C" PRIMARY KEY,
+        hash        TEXT COLLATE "C" NOT NULL,
+        updated_at  BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// The newest schema version this binary knows. Equal to the SQLite

@@ -349,6 +349,104 @@ impl Registry for SqliteRegistry {
             .await
     }
 
+    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview> {
+        self.readers
+            .read(move |c| {
+                // The classification of list_devices, counted.
+                let mut st = c.prepare_cached(
+                    "WITH d AS (
+                        SELECT dv.device_id,
+                          (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS certs,
+                          (SELECT COUNT(revoked_at) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS revoked,
+                          (SELECT id FROM certificates WHERE kind = 'device' AND subject = dv.device_id
+                              AND revoked_at IS NULL AND not_before <= ?1 AND not_after >= ?1
+                              ORDER BY id DESC LIMIT 1) AS valid_id,
+                          (SELECT MAX(id) FROM certificates WHERE kind = 'device' AND subject = dv.device_id) AS latest_id,
+                          EXISTS(SELECT 1 FROM oob_secrets WHERE device_id = dv.device_id AND valid_until >= ?1) AS live,
+                          (SELECT COUNT(*) FROM waiting_requests WHERE device_id = dv.device_id) AS waiting,
+                          EXISTS(SELECT 1 FROM approvals WHERE device_id = dv.device_id AND expires_at >= ?1) AS approved,
+                          EXISTS(SELECT 1 FROM rejections WHERE device_id = dv.device_id) AS rejected
+                        FROM devices dv
+                    ), s AS (
+                        SELECT
+                          CASE WHEN d.valid_id IS NOT NULL THEN 'Approved'
+                               WHEN d.rejected THEN 'Rejected'
+                               WHEN d.live OR d.waiting > 0 OR d.approved THEN 'Waiting'
+                               WHEN d.certs > 0 AND d.revoked = d.certs THEN 'Rejected'
+                               ELSE 'Waiting' END AS status,
+                          (d.certs > 0 AND d.revoked = d.certs) AS all_revoked,
+                          (v.not_after IS NOT NULL AND v.not_after <= ?2) AS expiring,
+                          (l.id IS NOT NULL AND l.revoked_at IS NULL
+                            AND ?1 > l.not_before + (l.not_after - l.not_before) * 55 / 100 + 86400) AS missed
+                        FROM d
+                        LEFT JOIN certificates v ON v.id = d.valid_id
+                        LEFT JOIN certificates l ON l.id = d.latest_id
+                    )
+                    SELECT COUNT(*),
+                      COALESCE(SUM(status = 'Approved'), 0), COALESCE(SUM(status = 'Waiting'), 0),
+                      COALESCE(SUM(status = 'Rejected'), 0), COALESCE(SUM(all_revoked), 0),
+                      COALESCE(SUM(expiring), 0), COALESCE(SUM(missed), 0)
+                    FROM s",
+                )?;
+                Ok(st.query_row(params![now, soon], |r| {
+                    Ok(DeviceOverview {
+                        total: count(r.get(0)?),
+                        approved: count(r.get(1)?),
+                        waiting: count(r.get(2)?),
+                        rejected: count(r.get(3)?),
+                        revoked: count(r.get(4)?),
+                        expiring: count(r.get(5)?),
+                        missed_renewal: count(r.get(6)?),
+                    })
+                })?)
+            })
+            .await
+    }
+
+    async fn set_web_password(&self, password: WebPassword, audit: AuditRecord) -> Result<()> {
+        self.writer
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO web_passwords (name, hash, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+                )?
+                .execute(params![password.name, password.hash, password.updated_at])?;
+                append_audit_tx(c, &audit)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn web_password(&self, name: &str) -> Result<Option<WebPassword>> {
+        let name = name.to_owned();
+        self.readers
+            .read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT name, hash, updated_at FROM web_passwords WHERE name = ?1",
+                )?
+                .query_row([name], |r| {
+                    Ok(WebPassword {
+                        name: r.get(0)?,
+                        hash: r.get(1)?,
+                        updated_at: r.get(2)?,
+                    })
+                })
+                .optional()?)
+            })
+            .await
+    }
+
+    async fn web_password_count(&self) -> Result<u64> {
+        self.readers
+            .read(|c| {
+                Ok(count(
+                    c.prepare_cached("SELECT COUNT(*) FROM web_passwords")?
+                        .query_row([], |r| r.get(0))?,
+                ))
+            })
+            .await
+    }
+
     async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>> {
         self.readers
             .read(|c| {

@@ -139,6 +139,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
     BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
     "#,
+    // 3: the admin web page — administrators' passwords (argon2id).
+    r#"
+    CREATE TABLE web_passwords (
+        name        TEXT PRIMARY KEY,
+        hash        TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The newest schema version this binary knows.

@@ -44,6 +44,7 @@ suite_tests!(
     bulk_secrets_in_one_transaction,
     audit_filters_and_checkpoints,
     queue_expiry,
+    web_passwords_are_kept_replaced_and_audited,
 );
 
 #[tokio::test]

@@ -902,6 +902,60 @@ pub async fn device_filters_agree_with_the_status_table(reg: &Arc<dyn Registry>)
         .await,
         vec!["f-long"]
     );
+    // The dashboard's counts agree with the listing's classification.
+    let all = reg
+        .list_devices(
+            &Page {
+                after: None,
+                limit: 1000,
+            },
+            NOW,
+            &DeviceFilter::default(),
+        )
+        .await
+        .expect("list");
+    let of = |st: DeviceStatus| all.iter().filter(|d| d.status == st).count() as u64;
+    let expiring = reg
+        .list_devices(
+            &Page {
+                after: None,
+                limit: 1000,
+            },
+            NOW,
+            &DeviceFilter {
+                expiring_within: Some(7 * 86_400),
+                ..DeviceFilter::default()
+            },
+        )
+        .await
+        .expect("list")
+        .len() as u64;
+    let missed = reg
+        .list_devices(
+            &Page {
+                after: None,
+                limit: 1000,
+            },
+            NOW,
+            &DeviceFilter {
+                missed_renewal: true,
+                ..DeviceFilter::default()
+            },
+        )
+        .await
+        .expect("list")
+        .len() as u64;
+    let overview = reg
+        .device_overview(NOW, NOW + 7 * 86_400)
+        .await
+        .expect("overview");
+    assert_eq!(overview.total, all.len() as u64);
+    assert_eq!(overview.approved, of(DeviceStatus::Approved));
+    assert_eq!(overview.waiting, of(DeviceStatus::Waiting));
+    assert_eq!(overview.rejected, of(DeviceStatus::Rejected));
+    assert_eq!(overview.expiring, expiring);
+    assert_eq!(overview.missed_renewal, missed);
+    assert!(overview.revoked >= 1, "f-rev has every certificate revoked");
 }
 
 pub async fn bulk_secrets_in_one_transaction(reg: &Arc<dyn Registry>) {
@@ -1083,5 +1137,33 @@ pub async fn queue_expiry(reg: &Arc<dyn Registry>) {
         .expect("list")
         .len(),
         1
+    );
+}
+
+pub async fn web_passwords_are_kept_replaced_and_audited(reg: &Arc<dyn Registry>) {
+    assert_eq!(reg.web_password_count().await.expect("count"), 0);
+    assert!(reg.web_password("alice").await.expect("read").is_none());
+    for hash in ["$argon2id$v=19$first", "$argon2id$v=19$second"] {
+        reg.set_web_password(
+            WebPassword {
+                name: "alice".into(),
+                hash: hash.into(),
+                updated_at: NOW,
+            },
+            audit("web_password_set", "alice"),
+        )
+        .await
+        .expect("set");
+    }
+    let stored = reg.web_password("alice").await.expect("read").expect("set");
+    assert_eq!(stored.hash, "$argon2id$v=19$second");
+    assert_eq!(reg.web_password_count().await.expect("count"), 1);
+    let entries = reg.audit_entries(0, 100).await.expect("audit");
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.event == "web_password_set")
+            .count(),
+        2
     );
 }
