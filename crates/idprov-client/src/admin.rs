@@ -216,6 +216,19 @@ impl AdminClient {
         .await
     }
 
+    /// Sets an administrator's web-page password.
+    pub async fn set_web_password(&self, name: &str, password: &str) -> Result<(), ClientError> {
+        let body = serde_json::json!({ "name": name, "password": password });
+        self.send_raw(
+            self.http
+                .post(self.url("/idprov/admin/web/passwords"))
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Approves, rejects or clears (`action`) a device's waiting request.
     pub async fn decide(
         &self,

@@ -117,9 +117,12 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
 }
 
 /// Files of the data directory that are not copied as they are: the
-/// database (snapshotted), its journal files, and the lock.
+/// database (snapshotted), its journal files, the lock, the sign-in token.
 fn skipped(name: &str) -> bool {
+    // The one-time web sign-in token is not carried: it is a credential
+    // for the first sign-in of this installation only.
     name == files::LOCK
+        || name == crate::web::TOKEN_FILE
         || name.starts_with(files::DATABASE)
         || name.starts_with('.')
         || name == MANIFEST

@@ -97,3 +97,17 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// SQLite file name inside the data directory.
 pub const DATABASE_FILE: &str = "idprov.db";
+
+/// A web session ends after this long without a request.
+pub const SESSION_IDLE: Duration = Duration::from_secs(30 * 60);
+/// And after this long in all, whatever its use.
+pub const SESSION_MAX: Duration = Duration::from_secs(12 * 3600);
+/// The first-start sign-in token is valid this long (and for one use).
+pub const SIGNIN_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Sign-in attempts per second from one source (one every 6 s)…
+pub const SIGNIN_RATE: f64 = 1.0 / 6.0;
+/// …after a burst of this many.
+pub const SIGNIN_BURST: f64 = 10.0;
+/// Shortest web password: a person types it, an attacker guesses it offline
+/// only from a stolen database, where argon2id makes each guess expensive.
+pub const MIN_PASSWORD_CHARS: usize = 12;

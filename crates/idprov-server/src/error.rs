@@ -66,6 +66,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 401: a client certificate is required and none authenticated.
     Unauthenticated,
+    /// 401: a web sign-in or session that did not authenticate.
+    SignIn(&'static str),
     /// 403: the verified caller may not do this.
     Forbidden(&'static str),
     /// 404: unknown path, or unknown device on the status endpoint.
@@ -111,6 +113,7 @@ impl IntoResponse for ApiError {
                 "a client certificate issued by this server's CA is required".to_owned(),
                 None,
             ),
+            ApiError::SignIn(m) => (StatusCode::UNAUTHORIZED, m.to_owned(), None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_owned(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned(), None),
             ApiError::MethodNotAllowed => (

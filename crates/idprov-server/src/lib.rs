@@ -26,6 +26,7 @@ pub mod secrets;
 mod server;
 pub mod state;
 mod tls;
+pub mod web;
 
 pub use config::{RawConfig, ServerConfig};
 pub use error::{ApiError, StartError};

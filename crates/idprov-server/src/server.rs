@@ -82,6 +82,7 @@ pub struct RunningServer {
     tasks: Vec<JoinHandle<()>>,
     backend: Backend,
     state: AppState,
+    signin_token: Option<zeroize::Zeroizing<String>>,
     advert: Option<crate::dnssd::Advert>,
     _dir: DataDir,
 }
@@ -212,6 +213,8 @@ pub async fn start(
     crate::crl::current(&state)
         .await
         .map_err(|e| StartError::Ca(format!("issuing the CRL: {e:?}")))?;
+    // The web page's first sign-in, for a directory without web passwords.
+    let signin_token = crate::web::bootstrap_token(&state, dir.root()).await?;
     let router = routes::router(state.clone());
     let (shutdown, rx) = watch::channel(false);
     let mut tasks: Vec<JoinHandle<()>> = listeners
@@ -240,6 +243,7 @@ pub async fn start(
         backend,
         state,
         advert,
+        signin_token,
         _dir: dir,
     })
 }
@@ -318,6 +322,13 @@ impl RunningServer {
     /// The bound addresses (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The one-time web sign-in token created by this start, if any: for
+    /// `idprov serve` to show on a terminal (it is also in the data
+    /// directory's `signin-token`, 0600; never in the logs).
+    pub fn signin_token(&self) -> Option<&str> {
+        self.signin_token.as_deref().map(String::as_str)
     }
 
     /// The shared state (tests inspect the registry through it).

@@ -40,6 +40,8 @@ pub struct Inner {
     pub provisioning_limiter: crate::limits::RateLimiter,
     /// Connections and handshakes per source.
     pub connection_limits: std::sync::Arc<crate::limits::ConnectionLimits>,
+    /// The web page's sessions, sign-in token and sign-in limiter.
+    pub web: crate::web::WebState,
     /// When each source was last audited as rate limited (once a minute).
     pub limit_audited:
         std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
@@ -89,6 +91,7 @@ impl AppState {
             provisioning_limiter,
             connection_limits,
             limit_audited: std::sync::Mutex::new(std::collections::HashMap::new()),
+            web: crate::web::WebState::default(),
         }))
     }
 

@@ -188,3 +188,60 @@ pub fn verify_chain<'a>(
     }
     Ok(())
 }
+
+/// Checks a whole log — the chain from its first entry, and every signed
+/// checkpoint against it (`signed` verifies a checkpoint's signature with the
+/// CA) — and says what holds, or names the first problem: an altered or
+/// missing entry, a checkpoint not signed by the CA, a truncated tail (a
+/// checkpoint beyond the last entry), or a recomputed tail (an entry that no
+/// longer matches its checkpoint).
+pub fn verify_log(
+    chain: &[AuditEntry],
+    checkpoints: &[crate::model::Checkpoint],
+    signed: impl Fn(&[u8], &[u8]) -> bool,
+) -> Result<String, String> {
+    verify_chain(None, chain).map_err(|e| e.to_string())?;
+    let last = chain.last().map_or(0, |e| e.seq);
+    let mut previous = 0;
+    for cp in checkpoints {
+        let message = crate::model::Checkpoint::message(cp.seq, &cp.head_hash, cp.at);
+        if !signed(&message, &cp.signature) {
+            return Err(format!(
+                "the checkpoint at entry {} is not signed by this CA",
+                cp.seq
+            ));
+        }
+        if cp.seq > last {
+            return Err(format!(
+                "the log ends at entry {last}, but a signed checkpoint covers entry {}: entries {}–{} were removed (truncated)",
+                cp.seq,
+                last + 1,
+                cp.seq
+            ));
+        }
+        // Sequence numbers are gapless from 1 (verified above).
+        let at = usize::try_from(cp.seq - 1)
+            .ok()
+            .and_then(|i| chain.get(i))
+            .ok_or_else(|| format!("audit entry {} is missing", cp.seq))?;
+        if at.hash != cp.head_hash {
+            return Err(format!(
+                "an entry between {} and {} was altered and the chain recomputed: entry {} no longer matches its signed checkpoint",
+                previous + 1,
+                cp.seq,
+                cp.seq
+            ));
+        }
+        previous = cp.seq;
+    }
+    Ok(format!(
+        "audit log verified: {} entries, {} signed checkpoints, the last covering entry {previous}{}",
+        chain.len(),
+        checkpoints.len(),
+        if previous < last {
+            format!(" ({} newer entries not yet checkpointed)", last - previous)
+        } else {
+            String::new()
+        }
+    ))
+}

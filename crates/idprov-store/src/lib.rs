@@ -15,7 +15,7 @@ mod postgres;
 mod registry;
 mod sqlite;
 
-pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain};
+pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain, verify_log};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use postgres::{

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use idprov_proto::admin::{AuditView, CheckpointView};
-use idprov_store::{AuditEntry, Checkpoint, verify_chain};
+use idprov_store::{AuditEntry, Checkpoint, verify_log};
 use serde::{Deserialize, Serialize};
 
 use crate::Failure;
@@ -51,51 +51,23 @@ pub fn verify(
     ca_der: &[u8],
 ) -> Result<String, String> {
     let chain: Vec<AuditEntry> = entries.iter().map(to_entry).collect();
-    verify_chain(None, &chain).map_err(|e| e.to_string())?;
-    let last = chain.last().map_or(0, |e| e.seq);
-    let mut previous = 0;
-    for cp in checkpoints {
-        let signature = unhex(&cp.signature)
-            .ok_or_else(|| format!("checkpoint at entry {} has a malformed signature", cp.seq))?;
-        let message = Checkpoint::message(cp.seq, &cp.head_hash, cp.at);
-        if !idprov_ca::verify_signed_by(ca_der, &message, &signature) {
-            return Err(format!(
-                "the checkpoint at entry {} is not signed by this CA",
-                cp.seq
-            ));
-        }
-        if cp.seq > last {
-            return Err(format!(
-                "the log ends at entry {last}, but a signed checkpoint covers entry {}: entries {}–{} were removed (truncated)",
-                cp.seq,
-                last + 1,
-                cp.seq
-            ));
-        }
-        let at = chain
-            .iter()
-            .find(|e| e.seq == cp.seq)
-            .ok_or_else(|| format!("audit entry {} is missing", cp.seq))?;
-        if at.hash != cp.head_hash {
-            return Err(format!(
-                "an entry between {} and {} was altered and the chain recomputed: entry {} no longer matches its signed checkpoint",
-                previous + 1,
-                cp.seq,
-                cp.seq
-            ));
-        }
-        previous = cp.seq;
-    }
-    Ok(format!(
-        "audit log verified: {} entries, {} signed checkpoints, the last covering entry {previous}{}",
-        chain.len(),
-        checkpoints.len(),
-        if previous < last {
-            format!(" ({} newer entries not yet checkpointed)", last - previous)
-        } else {
-            String::new()
-        }
-    ))
+    let checkpoints = checkpoints
+        .iter()
+        .map(|cp| {
+            Ok(Checkpoint {
+                seq: cp.seq,
+                head_hash: cp.head_hash.clone(),
+                at: cp.at,
+                signer: cp.signer.clone(),
+                signature: unhex(&cp.signature).ok_or_else(|| {
+                    format!("checkpoint at entry {} has a malformed signature", cp.seq)
+                })?,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    verify_log(&chain, &checkpoints, |message, signature| {
+        idprov_ca::verify_signed_by(ca_der, message, signature)
+    })
 }
 
 fn ca_der(conn: &Connection) -> Result<Vec<u8>, Failure> {

@@ -429,6 +429,16 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Set an administrator's password for the web page (argon2id on the
+    /// server). Asked for twice on a terminal; otherwise the first line of
+    /// standard input.
+    Password {
+        /// The name to sign in with.
+        #[arg(default_value = "admin")]
+        name: String,
+        #[command(flatten)]
+        conn: Connection,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -141,6 +141,40 @@ pub async fn admin(cmd: AdminCommand) -> Result<(), Failure> {
         }
         AdminCommand::List { conn } => list(&conn, Some("admin")).await,
         AdminCommand::Revoke { name, reason, conn } => revoke(&conn, "admin", &name, reason).await,
+        AdminCommand::Password { name, conn } => {
+            let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                let first = Zeroizing::new(
+                    rpassword::prompt_password(format!("Web password for {name}: "))
+                        .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
+                );
+                let again = Zeroizing::new(
+                    rpassword::prompt_password("Again: ")
+                        .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
+                );
+                if *first != *again {
+                    return Err(Failure::usage("the passwords differ"));
+                }
+                first
+            } else {
+                let mut line = Zeroizing::new(String::new());
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(|e| Failure::usage(format!("reading the password: {e}")))?;
+                Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+            };
+            crate::admin::connect(&conn)?
+                .set_web_password(&name, &password)
+                .await?;
+            if conn.json {
+                output::json(&serde_json::json!({ "name": name, "set": true }));
+            } else {
+                println!(
+                    "Web password set for {}: sign in at /admin/.",
+                    output::safe(&name)
+                );
+            }
+            Ok(())
+        }
     }
 }
 

@@ -53,6 +53,19 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
             code: 1,
             message: e.to_string(),
         })?;
+    // The token goes to a person at a terminal only: never into the logs,
+    // whose line says where the file is.
+    if let Some(token) = server.signin_token()
+        && std::io::IsTerminal::is_terminal(&std::io::stdout())
+    {
+        println!(
+            "\nWeb page: https://{}/admin/ — one-time sign-in token (valid 24 h):\n\n    {token}\n",
+            server.local_addrs().first().map_or_else(
+                || "localhost:43776".to_owned(),
+                |a| format!("localhost:{}", a.port())
+            )
+        );
+    }
     tracing::info!(
         admin_certificate = %data_dir.join(idprov_server::datadir::files::ADMIN_CERT).display(),
         "admin commands on this machine use this credential (idprov oob add DEVICE_ID …)"

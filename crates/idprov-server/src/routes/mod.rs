@@ -62,6 +62,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/idprov/admin/credentials"),
     ("post", "/idprov/admin/credentials"),
     ("post", "/idprov/admin/credentials/{ou}/{cn}/revoke"),
+    ("get", "/idprov/admin/summary"),
+    ("get", "/idprov/admin/audit/status"),
+    ("post", "/idprov/admin/labels"),
+    ("post", "/idprov/admin/web/passwords"),
+    ("get", "/admin/api/session"),
+    ("post", "/admin/api/signin"),
+    ("post", "/admin/api/signout"),
+    ("post", "/admin/api/password"),
 ];
 
 async fn openapi() -> Response {
@@ -137,8 +145,26 @@ pub fn router(state: AppState) -> Router {
             "/idprov/admin/credentials/{ou}/{cn}/revoke",
             post(admin::credentials::revoke),
         )
+        .route("/idprov/admin/summary", get(admin::web::summary))
+        .route("/idprov/admin/audit/status", get(admin::web::audit_status))
+        .route("/idprov/admin/labels", post(admin::web::labels))
+        .route(
+            "/idprov/admin/web/passwords",
+            post(admin::web::set_password),
+        )
+        // The web page: its files, and its session API.
+        .route("/admin", get(crate::web::redirect))
+        .route("/admin/", get(crate::web::index))
+        .route("/admin/assets/{file}", get(crate::web::asset))
+        .route("/admin/api/session", get(crate::web::session))
+        .route("/admin/api/signin", post(crate::web::signin))
+        .route("/admin/api/signout", post(crate::web::signout))
+        .route("/admin/api/password", post(crate::web::own_password))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Runs after authentication: it needs to know whether a certificate
+        // or a session cookie authenticated the request.
+        .layer(from_fn_with_state(state.clone(), crate::web::guard))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(crate::observe::observe))
         .with_state(state)

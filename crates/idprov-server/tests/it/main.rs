@@ -14,3 +14,4 @@ mod registry;
 mod renewal;
 mod replicas;
 mod tls;
+mod web;

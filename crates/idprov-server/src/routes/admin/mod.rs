@@ -7,6 +7,7 @@ pub(crate) mod devices;
 pub(crate) mod import;
 pub(crate) mod queue;
 pub(crate) mod secrets;
+pub(crate) mod web;
 
 use axum::body::Body;
 use axum::http::HeaderMap;

@@ -1,0 +1,255 @@
+//! Admin endpoints the web page needs beyond the CLI's: the dashboard
+//! summary, the audit chain's status, label sheets with new secrets, and
+//! web passwords (set from the CLI over mutual TLS).
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use idprov_proto::admin::AuditView;
+use idprov_proto::{DeviceId, OobSecret};
+use idprov_store::{AuditFilter, AuditRecord, NewSecret};
+
+use super::json_body;
+use crate::auth::AdminCaller;
+use crate::error::ApiError;
+use crate::routes::{json, rfc3339};
+use crate::state::AppState;
+
+/// Most devices on one generated sheet.
+const LABELS_MAX: usize = 1000;
+
+fn view(e: idprov_store::AuditEntry) -> AuditView {
+    AuditView {
+        seq: e.seq,
+        at: e.at,
+        time: rfc3339(e.at),
+        actor: e.actor,
+        event: e.event,
+        device_id: e.device_id,
+        detail: e.detail,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    }
+}
+
+/// `GET /idprov/admin/summary`: what the dashboard shows.
+pub(crate) async fn summary(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Response, ApiError> {
+    let now = app.now_unix();
+    let overview = app.registry.device_overview(now, now + 7 * 86_400).await?;
+    let gauges = app.registry.gauges(now, now + 7 * 86_400).await?;
+    // The newest entries: from ten before the head.
+    let recent = match app.registry.audit_head().await? {
+        Some((head, _)) => {
+            let mut rows = app
+                .registry
+                .audit_query(&AuditFilter {
+                    after: (head - 10).max(0),
+                    limit: 10,
+                    device_id: None,
+                    event: None,
+                    actor: None,
+                    since: None,
+                    until: None,
+                })
+                .await?;
+            rows.reverse();
+            rows.into_iter().map(view).collect()
+        }
+        None => Vec::new(),
+    };
+    json(&json!({
+        "devices": {
+            "total": overview.total,
+            "approved": overview.approved,
+            "waiting": overview.waiting,
+            "rejected": overview.rejected,
+            "revoked": overview.revoked,
+        },
+        "waitingRequests": gauges.waiting,
+        "expiringWithin7Days": overview.expiring,
+        "missedRenewal": overview.missed_renewal,
+        "recentAudit": recent,
+    }))
+}
+
+/// `GET /idprov/admin/audit/status`: the whole chain and every signed
+/// checkpoint checked now, as `idprov audit verify` checks them.
+pub(crate) async fn audit_status(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Response, ApiError> {
+    let mut chain = Vec::new();
+    loop {
+        let after = chain.last().map_or(0, |e: &idprov_store::AuditEntry| e.seq);
+        let batch = app.registry.audit_entries(after, 10_000).await?;
+        if batch.is_empty() {
+            break;
+        }
+        chain.extend(batch);
+    }
+    let checkpoints = app.registry.checkpoints().await?;
+    let ca = app.ca.cert_der().to_vec();
+    let result = idprov_store::verify_log(&chain, &checkpoints, |message, signature| {
+        idprov_ca::verify_signed_by(&ca, message, signature)
+    });
+    json(&json!({
+        "entries": chain.len(),
+        "verified": result.is_ok(),
+        "message": result.as_ref().ok(),
+        "error": result.as_ref().err(),
+        "checkpoints": checkpoints.len(),
+        "lastCheckpointSeq": checkpoints.last().map(|c| c.seq),
+    }))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct LabelsRequest {
+    #[serde(rename = "deviceIDs")]
+    device_ids: Vec<String>,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+/// `POST /idprov/admin/labels`: new strong secrets for the given devices
+/// (replacing theirs) and the printable sheet of their labels. The secrets
+/// exist in clear only in the sheet returned.
+pub(crate) async fn labels(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let req: LabelsRequest = json_body(&headers, body, app.config.body_limit).await?;
+    if req.device_ids.is_empty() || req.device_ids.len() > LABELS_MAX {
+        return Err(ApiError::BadRequest(format!(
+            "field \"deviceIDs\": between 1 and {LABELS_MAX} device IDs"
+        )));
+    }
+    let png = match req.format.as_deref() {
+        None | Some("svg") => false,
+        Some("png") => true,
+        Some(_) => return Err(ApiError::BadRequest("field \"format\": svg or png".into())),
+    };
+    let mut ids = Vec::with_capacity(req.device_ids.len());
+    for (i, raw) in req.device_ids.iter().enumerate() {
+        let id = DeviceId::parse(raw)
+            .map_err(|e| ApiError::BadRequest(format!("field \"deviceIDs\"[{i}]: {e}")))?;
+        if ids.contains(&id) {
+            return Err(ApiError::BadRequest(format!(
+                "field \"deviceIDs\"[{i}]: {raw} is repeated"
+            )));
+        }
+        ids.push(id);
+    }
+    let now = app.now_unix();
+    let lifetime = i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let fingerprint = app.ca.fingerprint();
+    let mut sheet = Vec::with_capacity(ids.len());
+    for id in ids {
+        let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
+        aws_lc_rs::rand::fill(&mut random[..])
+            .map_err(|_| ApiError::Internal("random generator".into()))?;
+        let secret = OobSecret::generate(&random);
+        let sealed = app
+            .secrets
+            .seal(id.as_str(), &secret)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        app.registry
+            .put_secret(
+                NewSecret {
+                    device_id: id.to_string(),
+                    sealed,
+                    key_id: app.secrets.key_id().to_owned(),
+                    created_at: now,
+                    valid_until: now.saturating_add(lifetime),
+                    created_by: admin.actor.clone(),
+                },
+                AuditRecord::new(
+                    now,
+                    admin.actor.clone(),
+                    "secret_added",
+                    Some(id.as_str()),
+                    json!({ "validUntil": now.saturating_add(lifetime), "generated": true, "labels": true }),
+                ),
+            )
+            .await?;
+        let uri = idprov_proto::Label {
+            device_id: id.clone(),
+            secret,
+            ca: Some(fingerprint),
+        }
+        .to_uri();
+        sheet.push(idprov_labels::Label {
+            device_id: id.into_string(),
+            uri,
+        });
+    }
+    let count = sheet.len();
+    let (bytes, mime, name) = if png {
+        (
+            idprov_labels::sheet_png(&sheet).map_err(|e| ApiError::Internal(e.to_string()))?,
+            "image/png",
+            "labels.png",
+        )
+    } else {
+        (
+            idprov_labels::sheet_svg(&sheet)
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .into_bytes(),
+            "image/svg+xml",
+            "labels.svg",
+        )
+    };
+    tracing::info!(actor = %admin.actor, count, "generated secrets and a label sheet");
+    let mut r = Body::from(bytes).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    h.insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_str(&format!("attachment; filename=\"{name}\""))
+            .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordRequest {
+    name: String,
+    password: String,
+}
+
+/// `POST /idprov/admin/web/passwords`: sets an administrator's web
+/// password (`idprov admin password`).
+pub(crate) async fn set_password(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if admin.role != crate::auth::Role::Admin {
+        return Err(ApiError::Forbidden(
+            "only an administrator sets web passwords",
+        ));
+    }
+    let req: PasswordRequest = json_body(&headers, body, 4096).await?;
+    crate::web::set_password(
+        &app,
+        admin.actor.clone(),
+        &req.name,
+        Zeroizing::new(req.password),
+    )
+    .await?;
+    tracing::info!(actor = %admin.actor, name = %req.name, "web password set");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

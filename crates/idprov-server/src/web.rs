@@ -1,0 +1,667 @@
+//! The admin web page: its embedded assets, sign-in (the first-start
+//! one-time token, passwords, or an administrator certificate presented by
+//! the browser), sessions, and the guard every request passes: no
+//! cross-site requests, a CSRF token on every cookie-authenticated change,
+//! and the page's security headers.
+//!
+//! Sessions live in memory (a restart signs everyone out). The cookie holds
+//! 32 random bytes; the server keeps only their SHA-256, so a memory dump
+//! does not hand out live sessions.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::auth::{Caller, ConnInfo, Role, SessionIdentity};
+use crate::defaults as d;
+use crate::error::ApiError;
+use crate::routes::{json, read_body};
+use crate::state::AppState;
+
+/// The session cookie.
+pub const COOKIE: &str = "idprov_session";
+/// The header carrying the session's CSRF token.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The page's Content-Security-Policy: nothing inline, nothing foreign.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: blob:; media-src 'self' blob:; object-src 'none'; base-uri 'none'; \
+    frame-ancestors 'none'; form-action 'self'; connect-src 'self'";
+/// The first-start sign-in token's file in the data directory.
+pub const TOKEN_FILE: &str = "signin-token";
+
+/// The page's files, embedded: the server needs nothing at run time.
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/app.js"),
+    ),
+    (
+        "app.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../web/app.css"),
+    ),
+    (
+        "jsqr.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../web/jsqr.js"),
+    ),
+    (
+        "icon.svg",
+        "image/svg+xml",
+        include_bytes!("../web/icon.svg"),
+    ),
+];
+const INDEX: &[u8] = include_bytes!("../web/index.html");
+
+#[derive(Debug)]
+struct Session {
+    name: String,
+    csrf: String,
+    created: i64,
+    last_seen: i64,
+}
+
+/// The one-time token, as its argon2id hash.
+#[derive(Debug)]
+struct Token {
+    hash: String,
+    expires: i64,
+    path: PathBuf,
+}
+
+/// The web page's state.
+#[derive(Debug)]
+pub struct WebState {
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    token: Mutex<Option<Token>>,
+    signin_limiter: crate::limits::RateLimiter,
+}
+
+impl Default for WebState {
+    fn default() -> Self {
+        WebState {
+            sessions: Mutex::new(HashMap::new()),
+            token: Mutex::new(None),
+            signin_limiter: crate::limits::RateLimiter::new(d::SIGNIN_RATE, d::SIGNIN_BURST),
+        }
+    }
+}
+
+fn random_token() -> Result<String, ApiError> {
+    let mut b = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| ApiError::Internal("random generator".into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+fn session_key(cookie_value: &str) -> [u8; 32] {
+    Sha256::digest(cookie_value.as_bytes()).into()
+}
+
+/// An argon2id hash (PHC string) of `secret`; CPU-heavy, run off the async threads.
+pub async fn hash_secret(secret: Zeroizing<String>) -> Result<String, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHasher, SaltString};
+        let mut salt = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut salt)
+            .map_err(|_| ApiError::Internal("random generator".into()))?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| ApiError::Internal(e.to_string()))?;
+        argon2::Argon2::default()
+            .hash_password(secret.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| ApiError::Internal(format!("hashing: {e}")))
+    })
+    .await
+    .map_err(|_| ApiError::Internal("hashing panicked".into()))?
+}
+
+/// Whether `secret` matches the argon2id `hash` (constant time inside argon2).
+async fn verify_secret(secret: Zeroizing<String>, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHash, PasswordVerifier};
+        PasswordHash::new(&hash).is_ok_and(|parsed| {
+            argon2::Argon2::default()
+                .verify_password(secret.as_bytes(), &parsed)
+                .is_ok()
+        })
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A hash no password matches, verified against when a name is unknown so
+/// that a wrong name costs as long as a wrong password.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJyuGk8J4/2Gu8mWUSf1D8J3nDSaFBrW3QtPB0zCmY";
+
+/// At start: the one-time sign-in token. Created (0600) on a first start,
+/// when no administrator has a web password yet; reloaded on a restart
+/// within its lifetime; removed once expired. Returns a new token's value
+/// so `idprov serve` can show it on a terminal — never through the logs.
+pub async fn bootstrap_token(
+    app: &AppState,
+    dir: &Path,
+) -> Result<Option<Zeroizing<String>>, crate::error::StartError> {
+    let path = dir.join(TOKEN_FILE);
+    let now = app.now_unix();
+    let lifetime = i64::try_from(d::SIGNIN_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+    let internal = |e: ApiError| crate::error::StartError::Ca(format!("sign-in token: {e:?}"));
+    if path.exists() {
+        let created = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(idprov_proto::clock::unix_seconds)
+            .unwrap_or(0);
+        if created + lifetime <= now {
+            let _ = std::fs::remove_file(&path);
+            tracing::info!(file = %path.display(), "the web sign-in token expired and was removed");
+            return Ok(None);
+        }
+        let value = Zeroizing::new(
+            std::fs::read_to_string(&path)
+                .map_err(|e| crate::error::StartError::Ca(format!("{}: {e}", path.display())))?
+                .trim()
+                .to_owned(),
+        );
+        let hash = hash_secret(value).await.map_err(internal)?;
+        *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
+            hash,
+            expires: created + lifetime,
+            path: path.clone(),
+        });
+        tracing::info!(file = %path.display(), "a one-time sign-in token for the web page is waiting in this file");
+        return Ok(None);
+    }
+    if app.registry.web_password_count().await? > 0 {
+        return Ok(None);
+    }
+    let value = Zeroizing::new(random_token().map_err(internal)?);
+    crate::datadir::write_private_file(&path, format!("{}\n", value.as_str()).as_bytes())
+        .map_err(|e| crate::error::StartError::Ca(format!("{}: {e}", path.display())))?;
+    let hash = hash_secret(value.clone()).await.map_err(internal)?;
+    *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
+        hash,
+        expires: now + lifetime,
+        path: path.clone(),
+    });
+    tracing::info!(
+        file = %path.display(),
+        "a one-time sign-in token for the web page (/admin/) is in this file: valid 24 hours, for one sign-in"
+    );
+    Ok(Some(value))
+}
+
+fn cookie_value(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A method that changes state.
+fn unsafe_method(m: &Method) -> bool {
+    !matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Why a request is refused as cross-site, if it is: a browser says where a
+/// request comes from in `Sec-Fetch-Site` and `Origin`; devices and the CLI
+/// send neither.
+fn cross_site(req: &Request) -> Option<&'static str> {
+    let headers = req.headers();
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Some("cross-site request refused (Sec-Fetch-Site)");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        let same = match (origin.to_str().ok(), host) {
+            (Some(o), Some(h)) => o.eq_ignore_ascii_case(&format!("https://{h}")),
+            _ => false,
+        };
+        if !same {
+            return Some("cross-origin request refused (Origin)");
+        }
+    }
+    None
+}
+
+/// Middleware on every route, after the caller is known: refuses
+/// cross-site requests, resolves the session cookie, requires the session's
+/// CSRF token on changes made with it, and sets the security headers.
+pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    let sensitive = unsafe_method(req.method())
+        || path.starts_with("/idprov/admin/")
+        || path.starts_with("/admin/api/");
+    if sensitive && let Some(reason) = cross_site(&req) {
+        return with_headers(ApiError::Forbidden(reason).into_response(), &path);
+    }
+    let certificate_admin = matches!(
+        req.extensions().get::<Caller>(),
+        Some(Caller::Verified(v)) if matches!(v.role, Role::Admin | Role::Plugin)
+    );
+    if let Some(value) = cookie_value(req.headers()) {
+        let now = app.now_unix();
+        let found = {
+            let mut sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let key = session_key(&value);
+            let idle = i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(i64::MAX);
+            let max = i64::try_from(d::SESSION_MAX.as_secs()).unwrap_or(i64::MAX);
+            // Expired sessions go as they are met, and all at once now and then.
+            if sessions.len() > 1000 {
+                sessions.retain(|_, s| now - s.last_seen < idle && now - s.created < max);
+            }
+            match sessions.get_mut(&key) {
+                Some(s) if now - s.last_seen < idle && now - s.created < max => {
+                    s.last_seen = now;
+                    Some((s.name.clone(), s.csrf.clone()))
+                }
+                Some(_) => {
+                    sessions.remove(&key);
+                    None
+                }
+                None => None,
+            }
+        };
+        if let Some((name, csrf)) = found {
+            if unsafe_method(req.method()) && !certificate_admin && path != "/admin/api/signin" {
+                let sent = req
+                    .headers()
+                    .get(CSRF_HEADER)
+                    .map(|v| v.as_bytes().to_vec())
+                    .unwrap_or_default();
+                if aws_lc_rs::constant_time::verify_slices_are_equal(&sent, csrf.as_bytes())
+                    .is_err()
+                {
+                    return with_headers(
+                        ApiError::Forbidden("missing or wrong CSRF token (X-CSRF-Token)")
+                            .into_response(),
+                        &path,
+                    );
+                }
+            }
+            req.extensions_mut().insert(SessionIdentity { name });
+            req.extensions_mut().insert(SessionCsrf(csrf));
+        }
+    }
+    with_headers(next.run(req).await, &path)
+}
+
+/// The CSRF token of the request's session.
+#[derive(Debug, Clone)]
+struct SessionCsrf(String);
+
+fn with_headers(mut r: Response, path: &str) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    if path.starts_with("/admin") {
+        h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    }
+    if path.starts_with("/admin/api/") || path.starts_with("/idprov/admin/") {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+/// `GET /admin` → `/admin/`.
+pub async fn redirect() -> Redirect {
+    Redirect::permanent("/admin/")
+}
+
+/// `GET /admin/`: the page.
+pub async fn index() -> Response {
+    asset_response("text/html; charset=utf-8", INDEX)
+}
+
+/// `GET /admin/assets/{file}`.
+pub async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, mime, bytes)) => asset_response(mime, bytes),
+        None => ApiError::NotFound("unknown asset").into_response(),
+    }
+}
+
+fn asset_response(mime: &'static str, bytes: &'static [u8]) -> Response {
+    let mut r = Body::from(bytes).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+    // Embedded in the binary: a new binary is a new page. Revalidate.
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+/// Who the page is signed in as.
+fn session_document(
+    app: &AppState,
+    name: &str,
+    via: &str,
+    csrf: &str,
+    expires: Option<i64>,
+) -> Result<Response, ApiError> {
+    json(&json!({
+        "name": name,
+        "via": via,
+        "csrf": csrf,
+        "expiresAt": expires.map(crate::routes::rfc3339),
+        "caFingerprint": app.ca.fingerprint().to_string(),
+    }))
+}
+
+/// `GET /admin/api/session`.
+pub async fn session(
+    State(app): State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    if let Caller::Verified(v) = &caller
+        && matches!(v.role, Role::Admin | Role::Plugin)
+    {
+        return session_document(&app, &v.name, "certificate", "", None);
+    }
+    match (
+        req.extensions().get::<SessionIdentity>(),
+        req.extensions().get::<SessionCsrf>(),
+    ) {
+        (Some(s), Some(csrf)) => {
+            let expires = cookie_value(req.headers()).and_then(|v| {
+                let sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
+                sessions.get(&session_key(&v)).map(|s| {
+                    (s.last_seen + i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(0))
+                        .min(s.created + i64::try_from(d::SESSION_MAX.as_secs()).unwrap_or(0))
+                })
+            });
+            session_document(&app, &s.name, "session", &csrf.0, expires)
+        }
+        _ => Err(ApiError::SignIn("not signed in")),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignIn {
+    token: Option<String>,
+    name: Option<String>,
+    password: Option<String>,
+}
+
+fn json_content(headers: &HeaderMap) -> Result<(), ApiError> {
+    let ok = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "the body must be JSON (Content-Type: application/json)".into(),
+        ))
+    }
+}
+
+/// `POST /admin/api/signin`: a token or a name and password; rate limited
+/// per source; sets the session cookie.
+pub async fn signin(
+    State(app): State<AppState>,
+    conn: ConnInfo,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let source = conn.peer.ip();
+    if let Err(wait) = app.web.signin_limiter.check(source, Instant::now()) {
+        app.note_limited(source, "signin");
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+            reason: "too many sign-in attempts from this address",
+        });
+    }
+    json_content(&headers)?;
+    let bytes = read_body(&headers, body, 4096).await?;
+    let form: SignIn = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("sign-in: {e}")))?;
+    let now = app.now_unix();
+    let (name, via) = match form {
+        SignIn {
+            token: Some(token),
+            name: None,
+            password: None,
+        } => {
+            let token = Zeroizing::new(token);
+            let current = {
+                let t = app.web.token.lock().unwrap_or_else(|e| e.into_inner());
+                t.as_ref()
+                    .map(|t| (t.hash.clone(), t.expires, t.path.clone()))
+            };
+            match current {
+                Some((hash, expires, path))
+                    if expires > now && verify_secret(token, hash.clone()).await =>
+                {
+                    // One use: forget it, remove its file.
+                    let taken = {
+                        let mut t = app.web.token.lock().unwrap_or_else(|e| e.into_inner());
+                        if t.as_ref().is_some_and(|t| t.hash == hash) {
+                            *t = None;
+                            true
+                        } else {
+                            false
+                        }
+                    };
+                    if !taken {
+                        // Used by a concurrent sign-in in the meantime.
+                        return failed(&app, source, "admin", "token").await;
+                    }
+                    let _ = std::fs::remove_file(&path);
+                    ("admin".to_owned(), "token")
+                }
+                _ => return failed(&app, source, "admin", "token").await,
+            }
+        }
+        SignIn {
+            token: None,
+            name: Some(name),
+            password: Some(password),
+        } => {
+            let password = Zeroizing::new(password);
+            let stored = if valid_name(&name) {
+                app.registry.web_password(&name).await?
+            } else {
+                None
+            };
+            let (hash, known) = match stored {
+                Some(p) => (p.hash, true),
+                None => (DUMMY_HASH.to_owned(), false),
+            };
+            if !(verify_secret(password, hash).await && known) {
+                return failed(&app, source, &name, "password").await;
+            }
+            (name, "password")
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "sign in with {\"token\"} or {\"name\", \"password\"}".into(),
+            ));
+        }
+    };
+    let cookie = random_token()?;
+    let csrf = random_token()?;
+    app.web
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(
+            session_key(&cookie),
+            Session {
+                name: name.clone(),
+                csrf: csrf.clone(),
+                created: now,
+                last_seen: now,
+            },
+        );
+    app.registry
+        .append_audit(idprov_store::AuditRecord::new(
+            now,
+            idprov_store::Actor::named("admin", &name),
+            "web_signin",
+            None,
+            json!({ "via": via, "source": source.to_string() }),
+        ))
+        .await?;
+    tracing::info!(name = %name, via, source = %source, "signed in to the web page");
+    let expires = now + i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(0);
+    let mut r = session_document(&app, &name, "session", &csrf, Some(expires))?;
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&format!(
+            "{COOKIE}={cookie}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+            d::SESSION_MAX.as_secs()
+        ))
+        .map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    Ok(r)
+}
+
+async fn failed(
+    app: &AppState,
+    source: IpAddr,
+    name: &str,
+    via: &str,
+) -> Result<Response, ApiError> {
+    let _ = app
+        .registry
+        .append_audit(idprov_store::AuditRecord::new(
+            app.now_unix(),
+            idprov_store::Actor::source(&source.to_string()),
+            "web_signin_failed",
+            None,
+            json!({ "name": name, "via": via }),
+        ))
+        .await;
+    tracing::info!(source = %source, via, "a web sign-in failed");
+    Err(ApiError::SignIn("wrong sign-in token, name or password"))
+}
+
+/// `POST /admin/api/signout`.
+pub async fn signout(State(app): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(value) = cookie_value(&headers) {
+        app.web
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&session_key(&value));
+    }
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static(
+            "idprov_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
+        ),
+    );
+    r
+}
+
+/// Administrator names for web passwords: what a person types.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// Checks, hashes and stores a password for `name`.
+pub async fn set_password(
+    app: &AppState,
+    actor: idprov_store::Actor,
+    name: &str,
+    password: Zeroizing<String>,
+) -> Result<(), ApiError> {
+    if !valid_name(name) {
+        return Err(ApiError::BadRequest(
+            "field \"name\": 1-64 characters of letters, digits, . _ - @".into(),
+        ));
+    }
+    let chars = password.chars().count();
+    if chars < d::MIN_PASSWORD_CHARS || password.len() > 1024 {
+        return Err(ApiError::BadRequest(format!(
+            "field \"password\": at least {} characters (and at most 1024 bytes)",
+            d::MIN_PASSWORD_CHARS
+        )));
+    }
+    let hash = hash_secret(password).await?;
+    let now = app.now_unix();
+    app.registry
+        .set_web_password(
+            idprov_store::WebPassword {
+                name: name.to_owned(),
+                hash,
+                updated_at: now,
+            },
+            idprov_store::AuditRecord::new(
+                now,
+                actor,
+                "web_password_set",
+                None,
+                json!({ "name": name }),
+            ),
+        )
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OwnPassword {
+    password: String,
+}
+
+/// `POST /admin/api/password`: the signed-in administrator sets their own.
+pub async fn own_password(
+    State(app): State<AppState>,
+    admin: crate::auth::AdminCaller,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let name = match (&caller, req.extensions().get::<SessionIdentity>()) {
+        (Caller::Verified(v), _) if matches!(v.role, Role::Admin) => v.name.clone(),
+        (_, Some(s)) => s.name.clone(),
+        _ => {
+            return Err(ApiError::Forbidden(
+                "only an administrator sets a web password",
+            ));
+        }
+    };
+    let (parts, body) = req.into_parts();
+    json_content(&parts.headers)?;
+    let bytes = read_body(&parts.headers, body, 4096).await?;
+    let form: OwnPassword = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::BadRequest(format!("password: {e}")))?;
+    set_password(&app, admin.actor, &name, Zeroizing::new(form.password)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
