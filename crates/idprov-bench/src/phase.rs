@@ -40,6 +40,8 @@ pub struct PhaseReport {
     pub max_ms: f64,
     /// CPU seconds the server process used during the phase.
     pub server_cpu_seconds: Option<f64>,
+    /// Successful requests per CPU-second of the measured processes.
+    pub requests_per_cpu_second: Option<f64>,
     /// The server process's peak resident memory during the phase, MiB.
     pub server_peak_rss_mib: Option<f64>,
     /// The ceiling this phase is compared with, and the percentage reached.
@@ -56,18 +58,54 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[rank.clamp(1, sorted.len()) - 1]) / 1000.0
 }
 
-/// Runs `work(0..count)` on `concurrency` tasks; `server` is the PID whose
-/// CPU and memory are measured.
+/// The processes whose CPU and memory a phase measures.
+#[derive(Debug, Clone)]
+pub enum Measured {
+    /// One server process.
+    One(u32),
+    /// Several (replicas) plus processes found at the end (PostgreSQL's
+    /// backends, which come and go): CPU is summed over all; memory is the
+    /// peak of the fixed ones' sum.
+    Group {
+        /// The replicas.
+        fixed: Vec<u32>,
+        /// More processes, looked up at the start and the end.
+        extra: fn() -> Vec<u32>,
+    },
+}
+
+impl Measured {
+    fn all(&self) -> Vec<u32> {
+        match self {
+            Measured::One(p) => vec![*p],
+            Measured::Group { fixed, extra } => fixed.iter().copied().chain(extra()).collect(),
+        }
+    }
+
+    fn fixed(&self) -> Vec<u32> {
+        match self {
+            Measured::One(p) => vec![*p],
+            Measured::Group { fixed, .. } => fixed.clone(),
+        }
+    }
+}
+
+/// Runs `work(0..count)` on `concurrency` tasks, measuring `measured`.
 pub async fn run(
     name: &str,
     count: usize,
     concurrency: usize,
-    server: Option<u32>,
+    measured: Measured,
     work: Work,
 ) -> PhaseReport {
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu_before = server.and_then(procstat::cpu_seconds);
-    let rss = server.map(procstat::PeakRss::start);
+    let cpu_before: std::collections::HashMap<u32, f64> = measured
+        .all()
+        .into_iter()
+        .filter_map(|p| procstat::cpu_seconds(p).map(|c| (p, c)))
+        .collect();
+    let fixed = measured.fixed();
+    let rss = (!fixed.is_empty()).then(|| procstat::PeakRss::start(fixed));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -92,7 +130,16 @@ pub async fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    let cpu_after = server.and_then(procstat::cpu_seconds);
+    // Processes that appeared during the phase started from zero.
+    let cpu_used = Some(
+        measured
+            .all()
+            .into_iter()
+            .filter_map(|p| {
+                procstat::cpu_seconds(p).map(|c| c - cpu_before.get(&p).copied().unwrap_or(0.0))
+            })
+            .sum::<f64>(),
+    );
     let peak = match rss {
         Some(r) => Some(r.finish().await),
         None => None,
@@ -118,7 +165,10 @@ pub async fn run(
             .latencies_us
             .last()
             .map_or(0.0, |m| f64::from(*m) / 1000.0),
-        server_cpu_seconds: cpu_before.zip(cpu_after).map(|(a, b)| b - a),
+        server_cpu_seconds: cpu_used,
+        requests_per_cpu_second: cpu_used
+            .filter(|c| *c > 0.0)
+            .map(|c| ok as f64 / c),
         server_peak_rss_mib: peak.map(|b| b as f64 / (1024.0 * 1024.0)),
         ceiling: None,
         percent_of_ceiling: None,
@@ -147,13 +197,15 @@ impl PhaseReport {
                 .join(",")
         };
         format!(
-            "{:<28} {:>7} {:>6} {:>9.0} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>7} {}",
+            "{:<28} {:>7} {:>6} {:>9.0} {:>6} {:>9} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>7} {}",
             self.name,
             self.requests,
             self.concurrency,
             self.throughput,
             self.percent_of_ceiling
                 .map_or("-".to_owned(), |p| format!("{p:.0}%")),
+            self.requests_per_cpu_second
+                .map_or("-".to_owned(), |r| format!("{r:.0}")),
             self.p50_ms,
             self.p90_ms,
             self.p99_ms,
@@ -169,12 +221,13 @@ impl PhaseReport {
     /// The table's header.
     pub fn header() -> String {
         format!(
-            "{:<28} {:>7} {:>6} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {}",
+            "{:<28} {:>7} {:>6} {:>9} {:>6} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {}",
             "phase",
             "reqs",
             "conc",
             "req/s",
             "ceil",
+            "req/cpu-s",
             "p50 ms",
             "p90 ms",
             "p99 ms",

@@ -45,17 +45,16 @@ pub struct PeakRss {
 }
 
 impl PeakRss {
-    /// Starts sampling `pid`.
-    pub fn start(pid: u32) -> PeakRss {
-        let peak = Arc::new(AtomicU64::new(rss_bytes(pid).unwrap_or(0)));
+    /// Starts sampling the sum over `pids`.
+    pub fn start(pids: Vec<u32>) -> PeakRss {
+        let sum = move || pids.iter().filter_map(|p| rss_bytes(*p)).sum::<u64>();
+        let peak = Arc::new(AtomicU64::new(sum()));
         let stop = Arc::new(AtomicBool::new(false));
         let task = {
             let (peak, stop) = (peak.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some(now) = rss_bytes(pid) {
-                        peak.fetch_max(now, Ordering::Relaxed);
-                    }
+                    peak.fetch_max(sum(), Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             })
@@ -69,4 +68,17 @@ impl PeakRss {
         let _ = self.task.await;
         self.peak.load(Ordering::Relaxed)
     }
+}
+
+/// Processes named `name` (their `comm`), e.g. PostgreSQL's.
+pub fn pids_named(name: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == name)
+        })
+        .collect()
 }

@@ -39,6 +39,9 @@ pub struct RunArgs {
     /// Skip the cfssl reference.
     #[arg(long)]
     pub no_cfssl: bool,
+    /// Skip the two-replica PostgreSQL run.
+    #[arg(long)]
+    pub no_postgres: bool,
     /// Seconds for each in-process ceiling (signatures, commits).
     #[arg(long, default_value_t = 3)]
     pub ceiling_seconds: u64,
@@ -132,7 +135,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         &tmp.path().join("server.log"),
     )
     .await?;
-    let pid = Some(server.pid());
+    let pid = phase::Measured::One(server.pid());
     let roots = servers::roots_of(&data.join("ca-chain.pem"))?;
     register_secrets(&server, &data, &devices).await?;
 
@@ -147,7 +150,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "noop (no client cert)",
         args.devices,
         args.concurrency,
-        Some(noop.pid()),
+        phase::Measured::One(noop.pid()),
         post_work(
             servers::target(noop.addr),
             anon.clone(),
@@ -194,7 +197,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "idprov oob provision",
             args.devices,
             args.concurrency,
-            pid,
+            pid.clone(),
             work,
         )
         .await
@@ -224,7 +227,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "noop (mutual TLS)",
         args.devices,
         args.renew_concurrency,
-        Some(noop_mtls_proc.pid()),
+        phase::Measured::One(noop_mtls_proc.pid()),
         mtls_work(
             servers::target(noop_mtls_proc.addr),
             mtls.clone(),
@@ -241,7 +244,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         "idprov renewal storm",
         args.devices,
         args.renew_concurrency,
-        pid,
+        pid.clone(),
         mtls_work(
             servers::target(server.addr),
             mtls.clone(),
@@ -288,6 +291,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!("{}", waiting.line());
     phases.extend([noop_oob.clone(), oob, noop_mtls.clone(), renew, waiting]);
 
+    if args.no_postgres {
+        println!("(PostgreSQL replicas skipped)");
+    } else {
+        match replicas_phase(&server_bin, &args, tmp.path(), &devices, &noop_oob).await? {
+            Some(p) => phases.push(p),
+            None => println!("(PostgreSQL not installed: apt-get install postgresql)"),
+        }
+    }
     if args.no_cfssl {
         println!("(cfssl skipped)");
     } else {
@@ -332,6 +343,57 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         println!("\nreport written to {}", path.display());
     }
     Ok(())
+}
+
+/// OOB provisioning against two replicas sharing a throw-away PostgreSQL
+/// database and one data directory, devices alternating between them. CPU
+/// is that of both replicas and every PostgreSQL process.
+async fn replicas_phase(
+    server_bin: &Path,
+    args: &RunArgs,
+    tmp: &Path,
+    devices: &Arc<Vec<Device>>,
+    noop_oob: &PhaseReport,
+) -> anyhow::Result<Option<PhaseReport>> {
+    let Some(url) = idprov_testkit::postgres::fresh_database("bench").await else {
+        return Ok(None);
+    };
+    let data = tmp.join("replicas");
+    let env = [("IDPROV_DATABASE_URL", url.as_str())];
+    let a = servers::idprov_with(server_bin, &args.config, &data, &tmp.join("replica-a.log"), &env).await?;
+    let b = servers::idprov_with(server_bin, &args.config, &data, &tmp.join("replica-b.log"), &env).await?;
+    register_secrets(&a, &data, devices).await?;
+    let roots = servers::roots_of(&data.join("ca-chain.pem"))?;
+    let anon = load::client_config(&roots, None)?;
+    let targets = [servers::target(a.addr), servers::target(b.addr)];
+    let work: Work = {
+        let devices = devices.clone();
+        Arc::new(move |i| {
+            let (target, tls, devices) = (targets[i % 2].clone(), anon.clone(), devices.clone());
+            Box::pin(async move {
+                let body =
+                    load::request(&target, &tls, "POST", "/idprov/provreq", devices[i].oob_body.clone())
+                        .await?;
+                bad_answer(&body, ProvisionStatus::Approved).map(|_| ())
+            })
+        })
+    };
+    let report = phase::run(
+        "postgres x2 oob provision",
+        args.devices,
+        args.concurrency,
+        phase::Measured::Group {
+            fixed: vec![a.pid(), b.pid()],
+            extra: || crate::procstat::pids_named("postgres"),
+        },
+        work,
+    )
+    .await
+    .against(noop_oob);
+    println!("{}", report.line());
+    a.terminate();
+    b.terminate();
+    Ok(Some(report))
 }
 
 /// Registers every device's secret with one bulk import (not timed).
@@ -472,7 +534,7 @@ async fn cfssl_phases(
         "cfssl sign (no client cert)",
         args.devices,
         args.concurrency,
-        Some(plain.pid()),
+        phase::Measured::One(plain.pid()),
         sign(servers::target(plain.addr), Arc::new(vec![tls])),
     )
     .await
@@ -505,7 +567,7 @@ async fn cfssl_phases(
         "cfssl sign (mutual TLS)",
         args.devices,
         args.renew_concurrency,
-        Some(mutual.pid()),
+        phase::Measured::One(mutual.pid()),
         sign(servers::target(mutual.addr), Arc::new(configs)),
     )
     .await

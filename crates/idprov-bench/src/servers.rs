@@ -67,6 +67,17 @@ pub fn target(addr: SocketAddr) -> Target {
 
 /// Starts `idprov serve` on a fresh data directory with `config`.
 pub async fn idprov(bin: &Path, config: &Path, data: &Path, log: &Path) -> anyhow::Result<Proc> {
+    idprov_with(bin, config, data, log, &[]).await
+}
+
+/// [`idprov`] with extra environment (e.g. `IDPROV_DATABASE_URL`).
+pub async fn idprov_with(
+    bin: &Path,
+    config: &Path,
+    data: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let child = Command::new(bin)
@@ -76,6 +87,7 @@ pub async fn idprov(bin: &Path, config: &Path, data: &Path, log: &Path) -> anyho
         .arg(data)
         .args(["--listen", &addr.to_string()])
         .env_remove("IDPROV_CONFIG")
+        .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?)
