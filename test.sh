@@ -10,6 +10,8 @@
 #   zbar-tools         an independent QR decoder for the label sheets
 #   librsvg2-bin       an independent SVG renderer for the label sheets
 #   systemd            systemd-analyze, to verify packaging/idprov.service
+#   chromium           the admin web page's browser test (headless, driven by
+#                      playwright-core from tests/web, installed with npm ci)
 #   postgresql         the PostgreSQL backend: the tests start a throw-away
 #                      cluster of their own (initdb as postgres, a temp dir,
 #                      a free port) and stop it when they exit
@@ -47,6 +49,8 @@ command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}"
@@ -104,6 +108,15 @@ cargo test --workspace --quiet
 stage "e2e suites on PostgreSQL"
 IDPROV_TEST_BACKEND=postgres cargo test --quiet -p idprov-server -p idprov-client
 IDPROV_TEST_BACKEND=postgres cargo test --quiet -p idprov --test it -- administration:: admin::
+
+# The admin web page in a real browser against a real server (the debug
+# binary the tests built). Screenshots of a CI run go to a temp directory:
+# the committed ones under docs/screenshots are updated by hand.
+stage "browser test (Chromium)"
+(cd tests/web && npm ci --no-audit --no-fund --silent)
+shots=$(mktemp -d)
+IDPROV_BIN=target/debug/idprov IDPROV_WEB_SCREENSHOTS="$shots" node tests/web/run.mjs
+rm -rf "$shots"
 
 stage "no_std staticlib linking idprov-proto"
 # Outside the workspace: fails with E0152 if anything pulls in std.

@@ -273,9 +273,14 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
             if sessions.len() > 1000 {
                 sessions.retain(|_, s| now - s.last_seen < idle && now - s.created < max);
             }
+            // The page's automatic refreshes are not a person's activity:
+            // they do not keep an unattended session alive.
+            let background = req.headers().contains_key("x-background-refresh");
             match sessions.get_mut(&key) {
                 Some(s) if now - s.last_seen < idle && now - s.created < max => {
-                    s.last_seen = now;
+                    if !background {
+                        s.last_seen = now;
+                    }
                     Some((s.name.clone(), s.csrf.clone()))
                 }
                 Some(_) => {

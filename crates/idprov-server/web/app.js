@@ -227,8 +227,11 @@ class ApiError extends Error {
  * anything else; `raw` returns the Response (downloads). A 401 on an admin
  * call means the session ended: the page goes back to sign-in.
  */
-async function api(method, path, { json, body, contentType, query, raw = false, signin = false } = {}) {
+async function api(method, path, { json, body, contentType, query, raw = false, signin = false, background = false } = {}) {
   const headers = {};
+  // Automatic refreshes are not a person using the page: the server does not
+  // count them as activity, so an unattended page still signs out when idle.
+  if (background) headers['X-Background-Refresh'] = '1';
   if (method !== 'GET') {
     // Cookie sessions need the token; a certificate session has none and needs none.
     if (state.session && state.session.csrf) headers['X-CSRF-Token'] = state.session.csrf;
@@ -784,7 +787,7 @@ function renderDashboard(main) {
   poll(async () => {
     let summary;
     try {
-      summary = await api('GET', '/idprov/admin/summary');
+      summary = await api('GET', '/idprov/admin/summary', { background: true });
     } catch (e) {
       if (alive()) showError(e, failure);
       return;
@@ -839,7 +842,7 @@ function renderQueue(main) {
   const refresh = async (force = false) => {
     let page;
     try {
-      page = await api('GET', '/idprov/admin/requests', { query: { after, limit: PAGE_SIZE } });
+      page = await api('GET', '/idprov/admin/requests', { query: { after, limit: PAGE_SIZE }, background: !force });
     } catch (e) {
       if (alive()) showError(e, failure);
       return;

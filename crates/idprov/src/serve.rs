@@ -16,6 +16,8 @@ fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
     .map_err(|e| Failure::usage(format!("configuration key `log.level`: {e}")))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a person at a terminal, not in files or journals.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),

@@ -131,8 +131,24 @@ async fn sessions_need_csrf_for_changes_and_expire() {
         .await
         .expect("post");
     assert_eq!(r.status(), StatusCode::OK);
-    // Half an hour without a request ends it.
-    server.clock.advance(Duration::from_secs(31 * 60));
+    // The page's automatic refreshes do not keep it alive: half an hour
+    // after the last request of a person, it ends.
+    for minute in [8, 16, 24, 32] {
+        server.clock.advance(Duration::from_secs(8 * 60));
+        let r = http
+            .get(server.url("/idprov/admin/summary"))
+            .header("cookie", &s.cookie)
+            .header("x-background-refresh", "1")
+            .send()
+            .await
+            .expect("refresh");
+        let want = if minute < 30 {
+            StatusCode::OK
+        } else {
+            StatusCode::UNAUTHORIZED
+        };
+        assert_eq!(r.status(), want, "a refresh at minute {minute}");
+    }
     let r = http
         .get(server.url("/admin/api/session"))
         .header("cookie", &s.cookie)
