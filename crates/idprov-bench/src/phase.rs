@@ -166,9 +166,7 @@ pub async fn run(
             .last()
             .map_or(0.0, |m| f64::from(*m) / 1000.0),
         server_cpu_seconds: cpu_used,
-        requests_per_cpu_second: cpu_used
-            .filter(|c| *c > 0.0)
-            .map(|c| ok as f64 / c),
+        requests_per_cpu_second: cpu_used.filter(|c| *c > 0.0).map(|c| ok as f64 / c),
         server_peak_rss_mib: peak.map(|b| b as f64 / (1024.0 * 1024.0)),
         ceiling: None,
         percent_of_ceiling: None,

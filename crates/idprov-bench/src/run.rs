@@ -360,8 +360,22 @@ async fn replicas_phase(
     };
     let data = tmp.join("replicas");
     let env = [("IDPROV_DATABASE_URL", url.as_str())];
-    let a = servers::idprov_with(server_bin, &args.config, &data, &tmp.join("replica-a.log"), &env).await?;
-    let b = servers::idprov_with(server_bin, &args.config, &data, &tmp.join("replica-b.log"), &env).await?;
+    let a = servers::idprov_with(
+        server_bin,
+        &args.config,
+        &data,
+        &tmp.join("replica-a.log"),
+        &env,
+    )
+    .await?;
+    let b = servers::idprov_with(
+        server_bin,
+        &args.config,
+        &data,
+        &tmp.join("replica-b.log"),
+        &env,
+    )
+    .await?;
     register_secrets(&a, &data, devices).await?;
     let roots = servers::roots_of(&data.join("ca-chain.pem"))?;
     let anon = load::client_config(&roots, None)?;
@@ -371,9 +385,14 @@ async fn replicas_phase(
         Arc::new(move |i| {
             let (target, tls, devices) = (targets[i % 2].clone(), anon.clone(), devices.clone());
             Box::pin(async move {
-                let body =
-                    load::request(&target, &tls, "POST", "/idprov/provreq", devices[i].oob_body.clone())
-                        .await?;
+                let body = load::request(
+                    &target,
+                    &tls,
+                    "POST",
+                    "/idprov/provreq",
+                    devices[i].oob_body.clone(),
+                )
+                .await?;
                 bad_answer(&body, ProvisionStatus::Approved).map(|_| ())
             })
         })

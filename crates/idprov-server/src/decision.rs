@@ -60,6 +60,13 @@ impl ValidRequest {
                     "field \"{field}\": longer than {MAX_FREE_TEXT} bytes"
                 )));
             }
+            // Free text, but never NUL: no database text type holds it
+            // (PostgreSQL refuses it), and no address contains it.
+            if value.contains('\0') {
+                return Err(ApiError::BadRequest(format!(
+                    "field \"{field}\": contains a NUL character"
+                )));
+            }
         }
         let key = PublicKey::from_pem(&message.public_key_pem)
             .map_err(|e| ApiError::BadRequest(format!("field \"publicKeyPEM\": {e}")))?;

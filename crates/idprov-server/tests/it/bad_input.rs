@@ -107,6 +107,11 @@ async fn provisioning_requests_that_are_malformed_are_400_and_change_nothing() {
             "\"mac\": longer than 255",
         ),
         (
+            "NUL in mac",
+            with(&|r| r.mac = "02:00\u{0}".into()),
+            "\"mac\": contains a NUL",
+        ),
+        (
             "garbage PEM, correct signature",
             with(&|r| {
                 r.public_key_pem =

@@ -292,6 +292,80 @@ fn read_rejection(
     .optional()?)
 }
 
+/// The issue transaction's statements (inside `record_issue`'s savepoint).
+fn record_issue_tx(c: &Connection, rec: &IssueRecord) -> Result<IssueOutcome> {
+    let cert = &rec.cert;
+    if let Some(consume) = &rec.consume_secret {
+        // Conditional consumption: the row must still be the one the
+        // request was verified against, and still unexpired.
+        // (SQLite makes every change of a DELETE … RETURNING at
+        // its first step, so reading one row is enough.)
+        let row: Option<(Vec<u8>, String)> = c
+            .prepare_cached(
+                "DELETE FROM oob_secrets WHERE id = ?1 AND device_id = ?2 AND valid_until >= ?3
+                 RETURNING sealed, key_id",
+            )?
+            .query_row(
+                params![consume.secret_id, cert.subject, cert.issued_at],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((sealed, key_id)) = row else {
+            return Ok(IssueOutcome::SecretGone);
+        };
+        c.prepare_cached("INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(device_id, key_fingerprint) DO UPDATE SET
+                sealed = excluded.sealed, key_id = excluded.key_id,
+                serial = excluded.serial, consumed_at = excluded.consumed_at")?.execute(params![
+                cert.subject,
+                consume.key_fingerprint,
+                sealed,
+                key_id,
+                cert.serial,
+                cert.issued_at
+            ])?;
+    }
+    if let Some(fp) = &rec.consume_approval {
+        let used = c.prepare_cached("DELETE FROM approvals WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3")?.execute(params![cert.subject, fp, cert.issued_at])?;
+        if used == 0 {
+            return Ok(IssueOutcome::SecretGone);
+        }
+    }
+    if cert.kind == CertKind::Device {
+        ensure_device(c, &cert.subject, cert.issued_at)?;
+    }
+    c.prepare_cached(&format!(
+        "INSERT INTO certificates ({CERT_COLUMNS})
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)"
+    ))?
+    .execute(params![
+        cert.serial,
+        cert.kind.as_str(),
+        cert.subject,
+        cert.pem,
+        cert.key_fingerprint,
+        cert.key_type,
+        cert.not_before,
+        cert.not_after,
+        cert.issued_at,
+        cert.issue_kind.as_str(),
+        cert.authorized_by
+    ])?;
+    if let Some(source) = &rec.reset_lockout_for {
+        c.prepare_cached("DELETE FROM lockouts WHERE device_id = ?1 AND source = ?2")?
+            .execute(params![cert.subject, source])?;
+    }
+    if let Some(fp) = &rec.clear_waiting_key {
+        c.prepare_cached(
+            "DELETE FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2",
+        )?
+        .execute(params![cert.subject, fp])?;
+    }
+    append_audit_tx(c, &rec.audit)?;
+    Ok(IssueOutcome::Recorded)
+}
+
 fn limit_of(page: &Page) -> i64 {
     i64::from(page.limit.clamp(1, 10_000))
 }
@@ -726,69 +800,19 @@ impl Registry for SqliteRegistry {
     async fn record_issue(&self, rec: IssueRecord) -> Result<IssueOutcome> {
         self.writer
             .write(move |c| {
-                let cert = &rec.cert;
-                if let Some(consume) = &rec.consume_secret {
-                    // Conditional consumption: the row must still be the one the
-                    // request was verified against, and still unexpired.
-                    // (SQLite makes every change of a DELETE … RETURNING at
-                    // its first step, so reading one row is enough.)
-                    let row: Option<(Vec<u8>, String)> = c
-                        .prepare_cached(
-                            "DELETE FROM oob_secrets WHERE id = ?1 AND device_id = ?2 AND valid_until >= ?3
-                             RETURNING sealed, key_id",
-                        )?
-                        .query_row(
-                            params![consume.secret_id, cert.subject, cert.issued_at],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?;
-                    let Some((sealed, key_id)) = row else {
-                        return Ok(IssueOutcome::SecretGone);
-                    };
-                    c.prepare_cached("INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         ON CONFLICT(device_id, key_fingerprint) DO UPDATE SET
-                            sealed = excluded.sealed, key_id = excluded.key_id,
-                            serial = excluded.serial, consumed_at = excluded.consumed_at")?.execute(params![
-                            cert.subject,
-                            consume.key_fingerprint,
-                            sealed,
-                            key_id,
-                            cert.serial,
-                            cert.issued_at
-                        ])?;
+                // A savepoint of its own: when a precondition fails after an
+                // earlier one consumed something, nothing of it remains.
+                c.prepare_cached("SAVEPOINT issue")?.execute([])?;
+                let outcome = record_issue_tx(c, &rec);
+                let end = match &outcome {
+                    Ok(IssueOutcome::Recorded) => "RELEASE issue",
+                    _ => "ROLLBACK TO issue",
+                };
+                c.prepare_cached(end)?.execute([])?;
+                if end != "RELEASE issue" {
+                    c.prepare_cached("RELEASE issue")?.execute([])?;
                 }
-                if let Some(fp) = &rec.consume_approval {
-                    let used = c.prepare_cached("DELETE FROM approvals WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3")?.execute(params![cert.subject, fp, cert.issued_at])?;
-                    if used == 0 {
-                        return Ok(IssueOutcome::SecretGone);
-                    }
-                }
-                if cert.kind == CertKind::Device {
-                    ensure_device(c, &cert.subject, cert.issued_at)?;
-                }
-                c.prepare_cached(&format!("INSERT INTO certificates ({CERT_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL, NULL)"))?.execute(params![
-                        cert.serial,
-                        cert.kind.as_str(),
-                        cert.subject,
-                        cert.pem,
-                        cert.key_fingerprint,
-                        cert.key_type,
-                        cert.not_before,
-                        cert.not_after,
-                        cert.issued_at,
-                        cert.issue_kind.as_str(),
-                        cert.authorized_by
-                    ])?;
-                if let Some(source) = &rec.reset_lockout_for {
-                    c.prepare_cached("DELETE FROM lockouts WHERE device_id = ?1 AND source = ?2")?.execute(params![cert.subject, source])?;
-                }
-                if let Some(fp) = &rec.clear_waiting_key {
-                    c.prepare_cached("DELETE FROM waiting_requests WHERE device_id = ?1 AND key_fingerprint = ?2")?.execute(params![cert.subject, fp])?;
-                }
-                append_audit_tx(c, &rec.audit)?;
-                Ok(IssueOutcome::Recorded)
+                outcome
             })
             .await
     }

@@ -45,6 +45,7 @@ suite_tests!(
     audit_filters_and_checkpoints,
     queue_expiry,
     web_passwords_are_kept_replaced_and_audited,
+    an_issue_that_fails_a_precondition_changes_nothing,
 );
 
 #[tokio::test]

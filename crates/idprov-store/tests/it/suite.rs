@@ -1167,3 +1167,27 @@ pub async fn web_passwords_are_kept_replaced_and_audited(reg: &Arc<dyn Registry>
         2
     );
 }
+
+pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Registry>) {
+    reg.put_secret(secret("both-1", NOW + 300), audit("secret_added", "both-1"))
+        .await
+        .expect("put");
+    let s = reg
+        .live_secret("both-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    // The secret is there but no approval: the whole issue is refused, and
+    // the secret it would have consumed stays.
+    let mut rec = issue("both-1", "dd01", Some(s.id));
+    rec.consume_approval = Some("fp-1".into());
+    assert_eq!(
+        reg.record_issue(rec).await.expect("issue"),
+        IssueOutcome::SecretGone
+    );
+    assert!(
+        reg.live_secret("both-1", NOW).await.expect("read").is_some(),
+        "not consumed"
+    );
+    assert!(reg.certificate("dd01").await.expect("read").is_none());
+}
