@@ -1186,7 +1186,10 @@ pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Re
         IssueOutcome::SecretGone
     );
     assert!(
-        reg.live_secret("both-1", NOW).await.expect("read").is_some(),
+        reg.live_secret("both-1", NOW)
+            .await
+            .expect("read")
+            .is_some(),
         "not consumed"
     );
     assert!(reg.certificate("dd01").await.expect("read").is_none());
