@@ -353,3 +353,46 @@ async fn shutdown_finishes_requests_in_flight() {
     assert_eq!(imported.len(), 1);
     assert_eq!(imported[0].detail["accepted"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_bulk_upload_does_not_stall_provisioning() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let import = tokio::spawn(async move { admin.import(rx, false, true).await });
+    tx.send(bytes::Bytes::from_static(
+        b"{\"deviceID\":\"slow-1\",\"oobSecret\":\"slow-upload-secret-1\"}\n",
+    ))
+    .await
+    .expect("first row");
+    // The upload is open and idle; every other write goes on meanwhile.
+    add_secret(&server, "fast-1", "provisioned-meanwhile").await;
+    let device = TestDevice::new("fast-1");
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        provision(
+            &server.http(),
+            &server,
+            &device.request(Some("provisioned-meanwhile")),
+        ),
+    )
+    .await
+    .expect("provisioning is not held up by the open import");
+    assert_eq!(answer.1.expect("answer").status, ProvisionStatus::Approved);
+    assert!(!import.is_finished(), "the import is still uploading");
+    tx.send(bytes::Bytes::from_static(
+        b"{\"deviceID\":\"slow-2\",\"oobSecret\":\"slow-upload-secret-2\"}\n",
+    ))
+    .await
+    .expect("second row");
+    drop(tx);
+    let result = import.await.expect("import task").expect("imported");
+    assert_eq!(result.accepted, 2);
+    // No spool file is left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir())
+        .expect("data dir")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".spool"))
+        .collect();
+    assert!(leftovers.is_empty());
+}
