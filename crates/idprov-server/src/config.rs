@@ -890,6 +890,42 @@ mod tests {
     }
 
     #[test]
+    fn postgres_mode_names_each_replica_by_host_and_port() {
+        let c = raw(
+            "database_url = \"postgresql://idprov@127.0.0.1/idprov\"\nlisten = \"127.0.0.1:5000\"",
+        )
+        .expect("parse")
+        .validate()
+        .expect("valid");
+        assert!(c.database.is_postgres());
+        assert_eq!(
+            c.dns_sd_instance,
+            Some(
+                format!("idprov-{}-5000", host_name())
+                    .chars()
+                    .take(63)
+                    .collect()
+            )
+        );
+        assert!(
+            !format!("{:?}", c.database).contains("idprov@"),
+            "the URL is redacted"
+        );
+        // A configured name wins; a non-PostgreSQL URL is refused by key.
+        let c = raw("database_url = \"postgres://x@localhost/y\"\n[dns_sd]\ninstance = \"hub-a\"")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        assert_eq!(c.dns_sd_instance.as_deref(), Some("hub-a"));
+        let err = raw("database_url = \"mysql://x/y\"")
+            .expect("parse")
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database_url"), "{err}");
+    }
+
+    #[test]
     fn durations_in_words_or_seconds() {
         let c = raw("[certificates]\ndevice_validity = \"7d\"\n[provisioning]\nwaiting_retry = 5")
             .expect("parse")

@@ -119,6 +119,44 @@ async fn a_certificate_that_expired_during_a_session_authorizes_nothing_when_res
 }
 
 #[tokio::test]
+async fn a_certificate_revoked_during_a_session_authorizes_nothing_when_resumed() {
+    let server = TestServer::start().await;
+    crate::common::add_secret(&server, "resumer-2", "resumed-session-secret").await;
+    let device = idprov_testkit::TestDevice::new("resumer-2");
+    let cert = crate::common::provision_ok(&server, &device, "resumed-session-secret")
+        .await
+        .client_cert;
+    let config = server.tls_config(Some((&cert, &device.key_pem())));
+    let url = server.url("/idprov/status/resumer-2");
+    let first = http_client(config.clone())
+        .get(&url)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(first.status(), 200, "the device reads its own status");
+    server
+        .admin()
+        .revoke_device(
+            "resumer-2",
+            &idprov_proto::admin::RevokeRequest {
+                reason: Some("keyCompromise".into()),
+                note: None,
+                serial: None,
+            },
+        )
+        .await
+        .expect("revoked");
+    // The resumed session carries the leaf verified before the revocation.
+    let resumed = http_client(config)
+        .get(&url)
+        .send()
+        .await
+        .expect("the resumed handshake succeeds");
+    assert_eq!(resumed.status(), 403, "the revoked leaf authorizes nothing");
+    assert!(resumed.text().await.expect("body").contains("revoked"));
+}
+
+#[tokio::test]
 async fn without_resumption_every_handshake_is_full() {
     let server = TestServer::start_with(idprov_testkit::Setup {
         resumption: false,
