@@ -50,13 +50,20 @@ command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
-command -v node >/dev/null 2>&1 || need+=(nodejs npm)
+if ! command -v node >/dev/null 2>&1; then
+    need+=(nodejs)   # npm is added below when this nodejs lacks it
+elif ! command -v npm >/dev/null 2>&1; then
+    need+=(npm)
+fi
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing: ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
         apt-get install -y -qq "${need[@]}" >/dev/null
+        # npm comes with some nodejs builds (NodeSource) and is a Debian
+        # package of its own otherwise: ask for it only when still missing.
+        command -v npm >/dev/null 2>&1 || apt-get install -y -qq npm >/dev/null
         # Debian starts mosquitto's own service where it can; the tests run
         # their own brokers on free ports and need none.
         if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v service >/dev/null 2>&1; then
@@ -115,6 +122,11 @@ IDPROV_TEST_BACKEND=postgres cargo test --quiet -p idprov --test it -- administr
 # binary the tests built). Screenshots of a CI run go to a temp directory:
 # the committed ones under docs/screenshots are updated by hand.
 stage "browser test (Chromium)"
+if [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+    echo "the browser test needs Node.js 20 or newer for playwright-core (found $(node --version));" \
+         "Debian 12's own nodejs is 18: install Node.js 20 (for example NodeSource's package)" >&2
+    exit 1
+fi
 (cd tests/web && npm ci --no-audit --no-fund --silent)
 shots=$(mktemp -d)
 IDPROV_BIN=target/debug/idprov IDPROV_WEB_SCREENSHOTS="$shots" node tests/web/run.mjs
