@@ -151,25 +151,35 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             for w in &added.warnings {
                 eprintln!("warning: {w}");
             }
-            if let Some(sheet) = &labels {
+            // A generated secret is shown once, with the label URI that
+            // carries it (and the CA fingerprint, when the CA is known
+            // here): what a label sheet's QR code holds, and what
+            // `idprov device provision --label` takes.
+            let label_uri = if generated {
                 let label = idprov_proto::Label {
                     device_id: idprov_proto::DeviceId::parse(&added.device_id)
                         .map_err(|e| Failure::usage(e.to_string()))?,
                     secret: OobSecret::parse(&secret).map_err(|e| Failure::usage(e.to_string()))?,
                     ca: local_ca_fingerprint(&conn).ok(),
                 };
+                Some(Zeroizing::new(label.to_uri()))
+            } else {
+                None
+            };
+            if let (Some(sheet), Some(uri)) = (&labels, &label_uri) {
                 crate::files::write_labels(
                     sheet,
                     vec![idprov_labels::Label {
                         device_id: added.device_id.clone(),
-                        uri: label.to_uri(),
+                        uri: uri.to_string(),
                     }],
                 )?;
             }
             if conn.json {
                 let mut v = serde_json::to_value(&added).unwrap_or_default();
-                if generated && let Some(o) = v.as_object_mut() {
+                if let (Some(o), Some(uri)) = (v.as_object_mut(), &label_uri) {
                     o.insert("oobSecret".into(), secret.as_str().into());
+                    o.insert("label".into(), uri.as_str().into());
                 }
                 output::json(&v);
             } else {
@@ -178,7 +188,7 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                     ("valid until", added.valid_until.clone()),
                     ("replaced", added.replaced.to_string()),
                 ];
-                if generated {
+                if let Some(uri) = &label_uri {
                     rows.insert(
                         1,
                         (
@@ -186,6 +196,7 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                             format!("{} (generated; shown only now)", secret.as_str()),
                         ),
                     );
+                    rows.insert(2, ("label", uri.to_string()));
                 }
                 fields(&rows);
             }

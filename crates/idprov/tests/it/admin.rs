@@ -38,6 +38,12 @@ async fn oob_add_generates_a_strong_secret_that_provisions() {
     );
     assert_eq!(v["deviceID"], "gen-1");
     assert_eq!(v["replaced"], false);
+    // The label URI a sheet's QR code would hold: ID, secret, CA fingerprint.
+    let label = idprov_proto::Label::parse(v["label"].as_str().expect("label URI printed"))
+        .expect("a valid label URI");
+    assert_eq!(label.device_id.as_str(), "gen-1");
+    assert_eq!(label.secret.expose(), secret);
+    assert_eq!(label.ca, Some(server.ca().fingerprint()));
     let device = TestDevice::new("gen-1");
     let (_, resp, _) = provision(&server.http(), &server, &device.request(Some(secret))).await;
     assert_eq!(
