@@ -99,7 +99,7 @@ pub async fn run(
                     Some((serial, at)) if *serial == leaf.serial => *at,
                     _ => {
                         let at = renewal_time(leaf.not_before, leaf.not_after);
-                        tracing::info!(device_id = %id, serial = %leaf.serial, renew_at = ?at, "certificate valid; renewal scheduled");
+                        tracing::info!(device_id = %id, serial = %leaf.serial, renew_at = %humantime::format_rfc3339_seconds(at), "certificate valid; renewal scheduled");
                         renew_at = Some((leaf.serial.clone(), at));
                         at
                     }

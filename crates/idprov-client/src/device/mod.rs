@@ -700,7 +700,7 @@ impl Device {
         self.store
             .install(&name, &key_pem, &answer.client_cert, &answer.ca_cert)
             .map_err(storage)?;
-        tracing::info!(device_id = %self.opts.device_id, serial = %leaf.serial, not_after = leaf.not_after, "installed a new certificate");
+        tracing::info!(device_id = %self.opts.device_id, serial = %leaf.serial, not_after = %unix_rfc3339(leaf.not_after), "installed a new certificate");
         Ok(Installed {
             serial: leaf.serial,
             not_before: leaf.not_before,
@@ -748,6 +748,16 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.dedup();
     parts.join(": ")
+}
+
+/// A certificate time for the device's log: RFC 3339, or the raw number
+/// when it is outside what `SystemTime` holds.
+fn unix_rfc3339(unix: i64) -> String {
+    u64::try_from(unix)
+        .ok()
+        .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
+        .map(|t| humantime::format_rfc3339_seconds(t).to_string())
+        .unwrap_or_else(|| unix.to_string())
 }
 
 #[cfg(test)]
