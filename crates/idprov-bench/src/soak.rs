@@ -263,10 +263,16 @@ pub async fn soak(args: SoakArgs) -> anyhow::Result<()> {
             let mut k = 0usize;
             while Instant::now() < deadline {
                 tick.tick().await;
+                // A well-spread pick among the devices provisioned so far.
+                // (`k % len` would not do: provisioning grows the list at
+                // about the renewal rate, so `k % len` would stay on the
+                // same few devices, hence the same source address, and
+                // measure the per-source limiter instead of the server.)
+                let spread = k.wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize) >> 8;
                 let pick = provisioned
                     .lock()
                     .ok()
-                    .and_then(|p| (!p.is_empty()).then(|| p[k % p.len()].clone()));
+                    .and_then(|p| (!p.is_empty()).then(|| p[spread % p.len()].clone()));
                 k += 1;
                 let Some((i, config)) = pick else { continue };
                 if in_flight.load(Ordering::Relaxed) >= cap {
