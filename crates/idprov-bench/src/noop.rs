@@ -50,7 +50,17 @@ pub async fn serve(
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ignore_client_order = true;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    // The idprov server's listen backlog (1024). `TcpListener::bind` would
+    // use 128: at 500 concurrent connections SYNs are then dropped and
+    // retried a second later, and the ceiling would be lower than it is.
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    let listener = socket.listen(1024)?;
     println!("listening {}", listener.local_addr()?);
     loop {
         let Ok((tcp, _)) = listener.accept().await else {
