@@ -62,8 +62,23 @@ fn instance_of(fullname: &str) -> String {
         .to_owned()
 }
 
+/// How long `first_only` keeps listening after the first server resolved
+/// without an IPv4 address: its A record often arrives in a later answer,
+/// and an IPv4 address works across routers where a link-local one does not.
+const SETTLE_FOR_IPV4: Duration = Duration::from_secs(1);
+
+/// IPv4 first: it needs no scope; then global IPv6, then link-local.
+fn address_rank(a: &SocketAddr) -> u8 {
+    match a.ip() {
+        IpAddr::V4(_) => 0,
+        IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80 => 1,
+        IpAddr::V6(_) => 2,
+    }
+}
+
 /// Browses for idprov servers for up to `timeout`. With `first_only`, it
-/// returns as soon as one server is resolved.
+/// returns once one server is resolved with an IPv4 address, or
+/// [`SETTLE_FOR_IPV4`] after it resolved with IPv6 addresses only.
 pub async fn discover(timeout: Duration, first_only: bool) -> Result<Vec<Discovered>, ClientError> {
     let daemon = ServiceDaemon::new().map_err(|e| ClientError::Discovery(e.to_string()))?;
     let receiver = daemon
@@ -71,8 +86,13 @@ pub async fn discover(timeout: Duration, first_only: bool) -> Result<Vec<Discove
         .map_err(|e| ClientError::Discovery(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     let mut found: BTreeMap<String, Discovered> = BTreeMap::new();
+    let mut settle: Option<Instant> = None;
+    // With `first_only`: the instance that answered first, whatever else
+    // answers while it settles.
+    let mut first: Option<String> = None;
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let until = settle.map_or(deadline, |s| s.min(deadline));
+        let left = until.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
@@ -87,12 +107,18 @@ pub async fn discover(timeout: Duration, first_only: bool) -> Result<Vec<Discove
                     .iter()
                     .map(|a| socket_addr(a, info.port))
                     .collect();
-                // IPv4 first: it needs no scope; then global IPv6, then link-local.
-                addresses.sort_by_key(|a| match a.ip() {
-                    IpAddr::V4(_) => 0,
-                    IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) != 0xfe80 => 1,
-                    IpAddr::V6(_) => 2,
-                });
+                // A later answer for the same instance adds to what an
+                // earlier one gave (same port: the instance did not move).
+                if let Some(earlier) = found.get(&info.fullname)
+                    && earlier.port == info.port
+                {
+                    for a in &earlier.addresses {
+                        if !addresses.contains(a) {
+                            addresses.push(*a);
+                        }
+                    }
+                }
+                addresses.sort_by_key(address_rank);
                 let txt = &info.txt_properties;
                 let path = txt
                     .get_property_val_str("path")
@@ -108,9 +134,17 @@ pub async fn discover(timeout: Duration, first_only: bool) -> Result<Vec<Discove
                     path,
                     version: txt.get_property_val_str("version").map(str::to_owned),
                 };
+                let has_ipv4 = d.addresses.iter().any(|a| a.is_ipv4());
+                let usable = !d.addresses.is_empty();
                 found.insert(info.fullname.clone(), d);
-                if first_only {
-                    break;
+                if first_only && usable {
+                    let first = first.get_or_insert_with(|| info.fullname.clone());
+                    if *first == info.fullname {
+                        if has_ipv4 {
+                            break;
+                        }
+                        settle.get_or_insert_with(|| Instant::now() + SETTLE_FOR_IPV4);
+                    }
                 }
             }
             ServiceEvent::ServiceRemoved(_, fullname) => {
@@ -122,6 +156,9 @@ pub async fn discover(timeout: Duration, first_only: bool) -> Result<Vec<Discove
     let _ = daemon.stop_browse(SERVICE_TYPE);
     if let Ok(rx) = daemon.shutdown() {
         let _ = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(1))).await;
+    }
+    if let Some(first) = first {
+        found.retain(|name, _| *name == first);
     }
     Ok(found
         .into_values()

@@ -255,6 +255,15 @@ fn discover_and_provision(tag: &str, ipv4: bool) {
         "{}",
         stderr(&out)
     );
+    if ipv4 {
+        // The agent waits for the IPv4 address when IPv6 answers first.
+        let line = stderr(&out)
+            .lines()
+            .find(|l| l.contains("discovered an idprov server"))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        assert!(line.contains("10.213.7.1:43776"), "{line}");
+    }
 }
 
 #[test]
