@@ -129,49 +129,35 @@ pub async fn decide(
     req: &ValidRequest,
 ) -> Result<Outcome, ApiError> {
     if let Caller::Verified(v) = caller {
-        match v.role {
+        let kind = match v.role {
             // §6 step 2: an administrator or plugin may request for any device.
-            Role::Admin | Role::Plugin => {
-                let actor = Actor::named(v.role.as_str(), &v.name);
-                return issue(
-                    app,
-                    req,
-                    IssueKind::Admin,
-                    actor,
-                    ResponseKey::Empty,
-                    Consume::Nothing,
-                    None,
-                )
-                .await
-                .map(|i| match i {
-                    Issued::Done(o) => o,
-                    Issued::SecretGone => Outcome::Waiting,
-                });
-            }
+            Role::Admin | Role::Plugin => Some(IssueKind::Admin),
             // §6 step 3: a device renews its own certificate.
             Role::Device if v.name == req.device_id.as_str() => {
-                let kind = if v.leaf.spki_der == req.key.spki_der() {
+                Some(if v.leaf.spki_der == req.key.spki_der() {
                     IssueKind::Renewal
                 } else {
                     IssueKind::Rekey
-                };
-                let actor = Actor::named("device", &v.name);
-                return issue(
-                    app,
-                    req,
-                    kind,
-                    actor,
-                    ResponseKey::Empty,
-                    Consume::Nothing,
-                    None,
-                )
-                .await
-                .map(|i| match i {
-                    Issued::Done(o) => o,
-                    Issued::SecretGone => Outcome::Waiting,
-                });
+                })
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            let actor = Actor::named(v.role.as_str(), &v.name);
+            return issue(
+                app,
+                req,
+                kind,
+                actor,
+                ResponseKey::Empty,
+                Consume::Nothing,
+                None,
+            )
+            .await
+            .map(|i| match i {
+                Issued::Done(o) => o,
+                Issued::SecretGone => Outcome::Waiting,
+            });
         }
     }
     oob(app, caller, source, req).await

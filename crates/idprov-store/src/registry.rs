@@ -166,9 +166,10 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// Everything the OOB path of PROTOCOL.md §6 (4.1–4.5) reads about a
     /// device, key and source, at once: the lockout of (device, source), a
     /// rejection and a live approval of (device, key), a secret consumed by
-    /// this key since `consumed_since`, and the live secret. Backends should
-    /// answer it in one read (it runs on every provisioning request); this
-    /// default composes the single reads.
+    /// this key since `consumed_since`, and the live secret, in one read
+    /// and one snapshot: it runs on every provisioning request. It must
+    /// agree with the single reads above (a suite test checks both
+    /// backends).
     async fn oob_view(
         &self,
         device_id: &str,
@@ -176,17 +177,7 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
         source: &str,
         now: i64,
         consumed_since: i64,
-    ) -> Result<OobView> {
-        Ok(OobView {
-            lockout: self.lockout(device_id, source).await?,
-            rejection: self.rejection(device_id, key_fingerprint).await?,
-            approval: self.approval(device_id, key_fingerprint, now).await?,
-            consumed: self
-                .consumed_secret(device_id, key_fingerprint, consumed_since)
-                .await?,
-            live_secret: self.live_secret(device_id, now).await?,
-        })
-    }
+    ) -> Result<OobView>;
 
     /// Removes waiting requests last seen before `waiting_before`, and
     /// approvals expired at `now`; audits the counts. Returns them.

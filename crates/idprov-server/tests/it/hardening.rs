@@ -245,6 +245,12 @@ async fn health_readiness_and_metrics() {
         &TestDevice::new("metered").request(Some("metered-secret")),
     )
     .await;
+    // Removing a device revokes its certificate: counted like a revocation.
+    server
+        .admin()
+        .remove_device("metered")
+        .await
+        .expect("remove");
     for path in ["/healthz", "/readyz"] {
         let r = server
             .http()
@@ -284,6 +290,7 @@ async fn health_readiness_and_metrics() {
         "idprov_requests_total",
         "idprov_provisioning_total",
         "idprov_certificates_issued_total",
+        "idprov_certificates_revoked_total",
         "idprov_waiting_requests",
         "idprov_certificates_expiring_soon",
         "idprov_db_commit_seconds",

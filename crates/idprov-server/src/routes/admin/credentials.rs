@@ -15,7 +15,7 @@ use serde_json::json;
 
 use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::DeviceId;
-use idprov_proto::admin::{CertView, CredentialIssued, CredentialRequest, RevokeRequest, Revoked};
+use idprov_proto::admin::{CertView, CredentialIssued, CredentialRequest, RevokeRequest};
 use idprov_store::{
     AuditRecord, CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Revocation,
 };
@@ -224,9 +224,5 @@ pub(crate) async fn revoke(
     if serials.is_empty() {
         return Err(ApiError::NotFound("no unrevoked certificate of that name"));
     }
-    let crl = crate::crl::regenerate(&app).await?;
-    json(&Revoked {
-        serials,
-        crl_number: crl.number,
-    })
+    super::devices::revoked(&app, serials).await
 }

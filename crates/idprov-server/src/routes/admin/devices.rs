@@ -185,9 +185,15 @@ pub(crate) async fn revoke(
             "no such unrevoked certificate of this device",
         ));
     }
-    let crl = crate::crl::regenerate(&app).await?;
-    metrics::counter!(crate::observe::CERTIFICATES_REVOKED).increment(serials.len() as u64);
     tracing::info!(device_id = %id, actor = %admin.actor, revoked = serials.len(), "device certificates revoked");
+    revoked(&app, serials).await
+}
+
+/// After any revocation: count it, publish the new CRL, and answer with the
+/// serials and the CRL's number.
+pub(crate) async fn revoked(app: &AppState, serials: Vec<String>) -> Result<Response, ApiError> {
+    metrics::counter!(crate::observe::CERTIFICATES_REVOKED).increment(serials.len() as u64);
+    let crl = crate::crl::regenerate(app).await?;
     json(&Revoked {
         serials,
         crl_number: crl.number,
@@ -216,12 +222,8 @@ pub(crate) async fn remove(
         )
         .await?
         .ok_or(ApiError::NotFound("unknown device"))?;
-    let crl = crate::crl::regenerate(&app).await?;
     tracing::info!(device_id = %id, actor = %admin.actor, "device removed");
-    json(&Revoked {
-        serials,
-        crl_number: crl.number,
-    })
+    revoked(&app, serials).await
 }
 
 /// Clears a device's failed-secret counters and locks, from every source.
