@@ -448,7 +448,7 @@ pub async fn signin(
         });
     }
     json_content(&headers)?;
-    let bytes = read_body(&headers, body, 4096).await?;
+    let bytes = read_body(&app, &headers, body, 4096).await?;
     let form: SignIn = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("sign-in: {e}")))?;
     let now = app.now_unix();
@@ -664,7 +664,7 @@ pub async fn own_password(
     };
     let (parts, body) = req.into_parts();
     json_content(&parts.headers)?;
-    let bytes = read_body(&parts.headers, body, 4096).await?;
+    let bytes = read_body(&app, &parts.headers, body, 4096).await?;
     let form: OwnPassword = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("password: {e}")))?;
     set_password(&app, admin.actor, &name, Zeroizing::new(form.password)).await?;

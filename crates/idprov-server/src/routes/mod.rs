@@ -195,24 +195,16 @@ pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<Response, ApiError>
         .map_err(|e| ApiError::Internal(format!("encoding a response: {e}")))
 }
 
-/// Reads a request body of at most `limit` bytes. A declared length over the
+/// Reads a request body of at most `limit` bytes, within the configured
+/// body timeout (`limits.body_timeout`): a client that sends its body slowly
+/// holds a connection for at most that long. A declared length over the
 /// limit is refused before anything is read; a chunked body is cut off at
 /// the limit.
 pub(crate) async fn read_body(
+    app: &AppState,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
-) -> Result<Bytes, ApiError> {
-    read_body_within(headers, body, limit, crate::defaults::BODY_TIMEOUT).await
-}
-
-/// [`read_body`] with a time limit for the whole body: a client that sends
-/// its body slowly holds a connection for at most that long.
-pub(crate) async fn read_body_within(
-    headers: &HeaderMap,
-    body: Body,
-    limit: usize,
-    timeout: std::time::Duration,
 ) -> Result<Bytes, ApiError> {
     if let Some(len) = headers.get(header::CONTENT_LENGTH) {
         let len = len
@@ -224,7 +216,10 @@ pub(crate) async fn read_body_within(
             return Err(ApiError::PayloadTooLarge(limit));
         }
     }
-    let read = tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect());
+    let read = tokio::time::timeout(
+        app.config.body_timeout,
+        http_body_util::Limited::new(body, limit).collect(),
+    );
     match read.await {
         Err(_) => Err(ApiError::BadRequest(
             "the request body was not sent in time".into(),

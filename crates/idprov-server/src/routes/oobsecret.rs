@@ -83,7 +83,7 @@ pub(crate) async fn post(
     // The caller is an administrator, so the bulk limit applies to what is
     // read; a single object must still fit the single-object limit.
     let bulk_limit = usize::try_from(app.config.bulk_bytes).unwrap_or(usize::MAX);
-    let bytes = read_body(&headers, body, bulk_limit).await?;
+    let bytes = read_body(&app, &headers, body, bulk_limit).await?;
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return crate::routes::admin::import::array(&app, &admin, bytes).await;
     }

@@ -53,7 +53,7 @@ pub(crate) async fn issue(
             "issuing credentials needs an administrator",
         ));
     }
-    let bytes = crate::routes::read_body(&headers, body, app.config.body_limit).await?;
+    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let req: CredentialRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
     let kind = kind_of(&req.ou)?;
@@ -201,7 +201,7 @@ pub(crate) async fn revoke(
         ));
     }
     let kind = kind_of(&ou)?;
-    let req: RevokeRequest = json_body(&headers, body, app.config.body_limit).await?;
+    let req: RevokeRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
     let reason = super::devices::reason_of(req.reason.as_deref())?;
     let now = app.now_unix();
     let serials = app

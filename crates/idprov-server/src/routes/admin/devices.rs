@@ -151,7 +151,7 @@ pub(crate) async fn revoke(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = device_id(&raw)?;
-    let req: RevokeRequest = json_body(&headers, body, app.config.body_limit).await?;
+    let req: RevokeRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
     let reason = reason_of(req.reason.as_deref())?;
     let note = req.note.unwrap_or_default();
     if note.len() > 1024 {

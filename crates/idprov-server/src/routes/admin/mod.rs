@@ -27,11 +27,12 @@ pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
 
 /// A JSON request body of a single object (an empty body reads as `{}`).
 pub(crate) async fn json_body<T: DeserializeOwned + Default>(
+    app: &crate::state::AppState,
     headers: &HeaderMap,
     body: Body,
     limit: usize,
 ) -> Result<T, ApiError> {
-    let bytes = read_body(headers, body, limit).await?;
+    let bytes = read_body(app, headers, body, limit).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }

@@ -93,7 +93,7 @@ pub(crate) async fn approve(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = device_id(&raw)?;
-    let req: Decision = json_body(&headers, body, app.config.body_limit).await?;
+    let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
     let keys = keys_of(&app, id.as_str(), req.key_fingerprint).await?;
     let now = app.now_unix();
     let expires = now + i64::try_from(app.config.approval_lifetime.as_secs()).unwrap_or(i64::MAX);
@@ -136,7 +136,7 @@ pub(crate) async fn reject(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = device_id(&raw)?;
-    let req: Decision = json_body(&headers, body, app.config.body_limit).await?;
+    let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
     let reason = req.reason.unwrap_or_default();
     if reason.len() > 1024 || reason.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
@@ -178,7 +178,7 @@ pub(crate) async fn clear(
     body: Body,
 ) -> Result<Response, ApiError> {
     let id = device_id(&raw)?;
-    let req: Decision = json_body(&headers, body, app.config.body_limit).await?;
+    let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
     let now = app.now_unix();
     let removed = app
         .registry

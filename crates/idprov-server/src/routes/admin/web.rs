@@ -128,7 +128,7 @@ pub(crate) async fn labels(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: LabelsRequest = json_body(&headers, body, app.config.body_limit).await?;
+    let req: LabelsRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
     if req.device_ids.is_empty() || req.device_ids.len() > LABELS_MAX {
         return Err(ApiError::BadRequest(format!(
             "field \"deviceIDs\": between 1 and {LABELS_MAX} device IDs"
@@ -242,7 +242,7 @@ pub(crate) async fn set_password(
             "only an administrator sets web passwords",
         ));
     }
-    let req: PasswordRequest = json_body(&headers, body, 4096).await?;
+    let req: PasswordRequest = json_body(&app, &headers, body, 4096).await?;
     crate::web::set_password(
         &app,
         admin.actor.clone(),
