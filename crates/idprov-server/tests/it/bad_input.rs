@@ -344,3 +344,47 @@ async fn bad_paging_parameters_are_400() {
         assert_eq!(r.status(), 400, "{q}");
     }
 }
+
+#[tokio::test]
+async fn revocation_notes_and_rejection_reasons_are_one_line_of_text() {
+    use idprov_proto::admin::{CredentialRequest, RevokeRequest};
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let key = TestDevice::new("svc").request(None).public_key_pem;
+    admin
+        .issue_credential(&CredentialRequest {
+            ou: "service".into(),
+            cn: "svc".into(),
+            public_key_pem: key,
+            sans: vec![],
+            validity_days: None,
+        })
+        .await
+        .expect("issued");
+    let bad = |note: &str| RevokeRequest {
+        reason: None,
+        note: Some(note.into()),
+        serial: None,
+    };
+    for note in ["a\u{7}b".to_owned(), "x".repeat(1025)] {
+        let err = admin
+            .revoke_credential("service", "svc", &bad(&note))
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("\"note\""), "{err}");
+    }
+    // Nothing was revoked by the refused requests.
+    let revoked = admin
+        .revoke_credential("service", "svc", &bad("rotated"))
+        .await
+        .expect("revoked");
+    assert_eq!(revoked.serials.len(), 1);
+    // The same rule for a device's revocation note.
+    add_secret(&server, "noted", "noted-secret").await;
+    crate::common::provision_ok(&server, &TestDevice::new("noted"), "noted-secret").await;
+    let err = admin
+        .revoke_device("noted", &bad("line\nbreak"))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("\"note\""), "{err}");
+}

@@ -203,6 +203,7 @@ pub(crate) async fn revoke(
     let kind = kind_of(&ou)?;
     let req: RevokeRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
     let reason = super::devices::reason_of(req.reason.as_deref())?;
+    let note = super::free_text("note", req.note)?;
     let now = app.now_unix();
     let serials = app
         .registry
@@ -217,7 +218,7 @@ pub(crate) async fn revoke(
                 admin.actor.clone(),
                 "credential_revoked",
                 None,
-                json!({ "ou": ou, "cn": cn, "reason": reason, "note": req.note.unwrap_or_default() }),
+                json!({ "ou": ou, "cn": cn, "reason": reason, "note": note }),
             ),
         })
         .await?;

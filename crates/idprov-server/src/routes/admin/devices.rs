@@ -153,12 +153,7 @@ pub(crate) async fn revoke(
     let id = device_id(&raw)?;
     let req: RevokeRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
     let reason = reason_of(req.reason.as_deref())?;
-    let note = req.note.unwrap_or_default();
-    if note.len() > 1024 {
-        return Err(ApiError::BadRequest(
-            "field \"note\": longer than 1024 bytes".into(),
-        ));
-    }
+    let note = super::free_text("note", req.note)?;
     let now = app.now_unix();
     if app.registry.device(id.as_str(), now).await?.is_none() {
         return Err(ApiError::NotFound("unknown device"));

@@ -25,6 +25,19 @@ pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw).map_err(|e| ApiError::BadRequest(format!("deviceID in the path: {e}")))
 }
 
+/// A free-text field of an admin request (a rejection reason, a revocation
+/// note): at most 1024 bytes, no control characters, since it is shown in
+/// listings and the audit log. Absent reads as empty.
+pub(crate) fn free_text(field: &str, value: Option<String>) -> Result<String, ApiError> {
+    let text = value.unwrap_or_default();
+    if text.len() > 1024 || text.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "field \"{field}\": at most 1024 bytes of text without control characters"
+        )));
+    }
+    Ok(text)
+}
+
 /// A JSON request body of a single object (an empty body reads as `{}`).
 pub(crate) async fn json_body<T: DeserializeOwned + Default>(
     app: &crate::state::AppState,

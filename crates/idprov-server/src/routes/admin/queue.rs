@@ -137,12 +137,7 @@ pub(crate) async fn reject(
 ) -> Result<Response, ApiError> {
     let id = device_id(&raw)?;
     let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
-    let reason = req.reason.unwrap_or_default();
-    if reason.len() > 1024 || reason.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(
-            "field \"reason\": at most 1024 bytes of text without control characters".into(),
-        ));
-    }
+    let reason = super::free_text("reason", req.reason)?;
     let keys = keys_of(&app, id.as_str(), req.key_fingerprint).await?;
     let now = app.now_unix();
     for key in &keys {
