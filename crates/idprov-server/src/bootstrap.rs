@@ -5,8 +5,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use idprov_ca::{Ca, CertInfo, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, pem};
 use idprov_proto::clock::unix_seconds;
@@ -336,12 +335,4 @@ pub async fn local_admin_credential(
         tracing::info!(reason, path = %cert_path.display(), "issued the local administrator credential");
     }
     Ok(())
-}
-
-/// Convenience for callers that hold the CA in an `Arc`.
-pub type SharedCa = Arc<Ca>;
-
-/// How long a local credential has left, for warnings.
-pub fn remaining(info: &CertInfo, now: SystemTime) -> Duration {
-    Duration::from_secs(u64::try_from(info.not_after - unix_seconds(now)).unwrap_or(0))
 }

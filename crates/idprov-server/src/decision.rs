@@ -143,12 +143,11 @@ pub async fn decide(
             _ => None,
         };
         if let Some(kind) = kind {
-            let actor = Actor::named(v.role.as_str(), &v.name);
             return issue(
                 app,
                 req,
                 kind,
-                actor,
+                caller.actor(source),
                 ResponseKey::Empty,
                 Consume::Nothing,
                 None,
@@ -242,13 +241,13 @@ async fn oob(
         }
         // 4.5: no live secret → Waiting.
         let Some(stored) = live else {
-            return waiting(app, req, &src, actor, now).await;
+            return waiting(app, req, source, actor, now).await;
         };
         let secret = match app.secrets.open(device, &stored.sealed) {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(device_id = device, error = %e, "a stored secret does not open; treating it as absent");
-                return waiting(app, req, &src, actor, now).await;
+                return waiting(app, req, source, actor, now).await;
             }
         };
         // 4.6: a wrong signature is Rejected and counted; the secret stays.
@@ -340,7 +339,7 @@ async fn redeliver(
 async fn waiting(
     app: &AppState,
     req: &ValidRequest,
-    source: &str,
+    source: IpAddr,
     actor: Actor,
     now: i64,
 ) -> Result<Outcome, ApiError> {
@@ -354,7 +353,7 @@ async fn waiting(
                 public_key_pem: req.key.to_pem(),
                 claimed_ip: req.message.ip.clone(),
                 claimed_mac: req.message.mac.clone(),
-                source: source.to_owned(),
+                source: source.to_string(),
                 first_seen: now,
                 last_seen: now,
                 attempts: 1,
@@ -365,17 +364,12 @@ async fn waiting(
         .await?;
     match outcome {
         WaitingOutcome::Queued => {
-            tracing::info!(device_id = %req.device_id, source, "request queued for approval");
+            tracing::info!(device_id = %req.device_id, %source, "request queued for approval");
             Ok(Outcome::Waiting)
         }
         WaitingOutcome::Updated => Ok(Outcome::Waiting),
         WaitingOutcome::SourceCapReached => {
-            app.note_limited(
-                source
-                    .parse()
-                    .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0])),
-                "waiting_per_source",
-            );
+            app.note_limited(source, "waiting_per_source");
             Err(ApiError::TooManyRequests {
                 retry_after: app.config.waiting_retry.as_secs(),
                 reason: "too many waiting requests from this address",
@@ -383,7 +377,7 @@ async fn waiting(
         }
         WaitingOutcome::TotalCapReached => {
             metrics::counter!(crate::observe::QUEUE_FULL).increment(1);
-            tracing::warn!(device_id = %req.device_id, source, "waiting queue full; request not recorded");
+            tracing::warn!(device_id = %req.device_id, %source, "waiting queue full; request not recorded");
             Ok(Outcome::Waiting)
         }
     }

@@ -39,8 +39,6 @@ fn canonical(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
-/// Serves connections until `shutdown` turns true, then lets requests in
-/// flight finish (up to the grace period).
 /// A label for a failed handshake, for metrics.
 fn handshake_failure(e: &std::io::Error) -> &'static str {
     let text = e
@@ -63,6 +61,8 @@ fn handshake_failure(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// Serves connections until `shutdown` turns true, then lets requests in
+/// flight finish (up to the grace period).
 pub async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -72,6 +72,12 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    // One HTTP configuration for every connection (HTTP/1.1 or h2).
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header);
+    http.http2().timer(TokioTimer::new());
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -105,6 +111,7 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         let router = router.clone();
         let watcher = graceful.watcher();
+        let http = http.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
@@ -140,13 +147,7 @@ pub async fn serve(
                 req.extensions_mut().insert(info.clone());
                 req
             });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeouts.header);
-            builder.http2().timer(TokioTimer::new());
-            let conn = builder
+            let conn = http
                 .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
                 .into_owned();
             if let Err(e) = watcher.watch(conn).await {

@@ -67,26 +67,25 @@ pub(crate) async fn list(
         until: time_param("until", q.until)?,
     };
     let rows = app.registry.audit_query(&filter).await?;
-    let next = (rows.len() as u64 == u64::from(limit))
-        .then(|| rows.last().map(|e| e.seq.to_string()))
-        .flatten();
     json(&Page {
-        next,
-        items: rows
-            .into_iter()
-            .map(|e| AuditView {
-                seq: e.seq,
-                at: e.at,
-                time: rfc3339(e.at),
-                actor: e.actor,
-                event: e.event,
-                device_id: e.device_id,
-                detail: e.detail,
-                prev_hash: e.prev_hash,
-                hash: e.hash,
-            })
-            .collect::<Vec<_>>(),
+        next: super::next_of(&rows, limit, |e| e.seq.to_string()),
+        items: rows.into_iter().map(audit_view).collect::<Vec<_>>(),
     })
+}
+
+/// An audit entry as the admin API shows it.
+pub(crate) fn audit_view(e: idprov_store::AuditEntry) -> AuditView {
+    AuditView {
+        seq: e.seq,
+        at: e.at,
+        time: rfc3339(e.at),
+        actor: e.actor,
+        event: e.event,
+        device_id: e.device_id,
+        detail: e.detail,
+        prev_hash: e.prev_hash,
+        hash: e.hash,
+    }
 }
 
 fn view(c: Checkpoint) -> CheckpointView {

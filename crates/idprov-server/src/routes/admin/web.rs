@@ -10,32 +10,17 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use idprov_proto::admin::AuditView;
 use idprov_proto::{DeviceId, OobSecret};
 use idprov_store::{AuditFilter, AuditRecord, NewSecret};
 
 use super::json_body;
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
-use crate::routes::{json, rfc3339};
+use crate::routes::json;
 use crate::state::AppState;
 
 /// Most devices on one generated sheet.
 const LABELS_MAX: usize = 1000;
-
-fn view(e: idprov_store::AuditEntry) -> AuditView {
-    AuditView {
-        seq: e.seq,
-        at: e.at,
-        time: rfc3339(e.at),
-        actor: e.actor,
-        event: e.event,
-        device_id: e.device_id,
-        detail: e.detail,
-        prev_hash: e.prev_hash,
-        hash: e.hash,
-    }
-}
 
 /// `GET /idprov/admin/summary`: what the dashboard shows.
 pub(crate) async fn summary(
@@ -61,7 +46,7 @@ pub(crate) async fn summary(
                 })
                 .await?;
             rows.reverse();
-            rows.into_iter().map(view).collect()
+            rows.into_iter().map(super::audit::audit_view).collect()
         }
         None => Vec::new(),
     };
