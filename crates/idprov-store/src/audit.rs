@@ -73,6 +73,46 @@ impl AuditRecord {
             detail,
         }
     }
+
+    /// This record as the entry after `head` (the chain's last sequence
+    /// number and hash; `None` for the first entry): what both backends
+    /// insert.
+    pub(crate) fn link(&self, head: Option<(i64, String)>) -> crate::Result<Link> {
+        let (seq, prev_hash) = match head {
+            Some((seq, hash)) => (
+                seq.checked_add(1)
+                    .ok_or_else(|| crate::StoreError::Corrupt("audit sequence exhausted".into()))?,
+                hash,
+            ),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        let hash = entry_hash(
+            &prev_hash,
+            seq,
+            self.at,
+            self.actor.as_str(),
+            &self.event,
+            self.device_id.as_deref(),
+            &self.detail,
+        );
+        let detail = serde_json::to_string(&self.detail)
+            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        Ok(Link {
+            seq,
+            prev_hash,
+            hash,
+            detail,
+        })
+    }
+}
+
+/// The chain fields of an entry about to be appended.
+pub(crate) struct Link {
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// The record's detail as stored (JSON text).
+    pub detail: String,
 }
 
 /// A stored audit entry.

@@ -14,6 +14,37 @@ pub struct Page {
     pub limit: u32,
 }
 
+/// The most rows one page or query returns, whatever the caller asks.
+const MAX_ROWS: u32 = 10_000;
+
+/// `limit` as a SQL `LIMIT`, between 1 and [`MAX_ROWS`].
+pub(crate) fn sql_limit(limit: u32) -> i64 {
+    i64::from(limit.clamp(1, MAX_ROWS))
+}
+
+/// A SQL count as a count (never negative).
+pub(crate) fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Page {
+    /// This page's SQL `LIMIT`.
+    pub(crate) fn sql_limit(&self) -> i64 {
+        sql_limit(self.limit)
+    }
+
+    /// The waiting list's cursor: `"<deviceID> <keyFingerprint>"` (a space
+    /// is in neither alphabet), or a bare device ID meaning "after every key
+    /// of it".
+    pub(crate) fn waiting_cursor(&self) -> (String, Option<String>) {
+        let after = self.after.clone().unwrap_or_default();
+        match after.split_once(' ') {
+            Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
+            None => (after, None),
+        }
+    }
+}
+
 /// An OOB secret to store, already sealed (AEAD) by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSecret {
@@ -372,6 +403,48 @@ impl LockoutPolicy {
         self.base_secs
             .saturating_mul(1i64 << doublings)
             .min(self.max_secs)
+    }
+
+    /// One more failure of (device, source) at `now`, after `previous`
+    /// (failures, last failure): the new counter, and the lock it starts
+    /// with its audit entry, if any. Both backends store exactly this.
+    pub(crate) fn after_failure(
+        &self,
+        device_id: &str,
+        source: &str,
+        previous: Option<(u32, i64)>,
+        now: i64,
+    ) -> (Lockout, Option<AuditRecord>) {
+        let failures = match previous {
+            Some((n, last)) if now.saturating_sub(last) < self.forget_after_secs => {
+                n.saturating_add(1)
+            }
+            _ => 1,
+        };
+        let lock = self.lock_secs(failures);
+        if lock == 0 {
+            return (
+                Lockout {
+                    failures,
+                    locked_until: 0,
+                },
+                None,
+            );
+        }
+        let audit = AuditRecord::new(
+            now,
+            Actor::source(source),
+            "lockout_started",
+            Some(device_id),
+            serde_json::json!({ "source": source, "failures": failures, "seconds": lock }),
+        );
+        (
+            Lockout {
+                failures,
+                locked_until: now.saturating_add(lock),
+            },
+            Some(audit),
+        )
     }
 }
 

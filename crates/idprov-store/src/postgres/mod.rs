@@ -55,7 +55,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
-use crate::audit::{Actor, AuditEntry, AuditRecord, GENESIS_HASH, entry_hash};
+use crate::audit::{Actor, AuditEntry, AuditRecord};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::registry::Registry;
@@ -374,44 +374,27 @@ async fn append_audit_tx(w: &WriteTx<'_>, r: &AuditRecord) -> Result<i64> {
         &[],
     )
     .await?;
-    let (seq, prev) = match head {
-        Some(row) => {
-            let seq: i64 = col(&row, 0)?;
-            let seq = seq
-                .checked_add(1)
-                .ok_or_else(|| StoreError::Corrupt("audit sequence exhausted".into()))?;
-            (seq, col::<String>(&row, 1)?)
-        }
-        None => (1, GENESIS_HASH.to_owned()),
-    };
-    let hash = entry_hash(
-        &prev,
-        seq,
-        r.at,
-        r.actor.as_str(),
-        &r.event,
-        r.device_id.as_deref(),
-        &r.detail,
-    );
-    let detail =
-        serde_json::to_string(&r.detail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let head = head
+        .map(|row| Ok::<_, StoreError>((col::<i64>(&row, 0)?, col::<String>(&row, 1)?)))
+        .transpose()?;
+    let link = r.link(head)?;
     execute(
         w.conn(),
         "INSERT INTO audit_log (seq, at, actor, event, device_id, detail, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
-            &seq,
+            &link.seq,
             &r.at,
             &r.actor.as_str(),
             &r.event,
             &r.device_id,
-            &detail,
-            &prev,
-            &hash,
+            &link.detail,
+            &link.prev_hash,
+            &link.hash,
         ],
     )
     .await?;
-    Ok(seq)
+    Ok(link.seq)
 }
 
 async fn ensure_device(w: &WriteTx<'_>, device_id: &str, now: i64) -> Result<()> {
@@ -505,24 +488,6 @@ fn rejection_from_row(r: &Row, at: usize) -> Result<Rejection> {
 
 fn rows_to<T>(rows: &[Row], f: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(f).collect()
-}
-
-fn limit_of(page: &Page) -> i64 {
-    i64::from(page.limit.clamp(1, 10_000))
-}
-
-fn count(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-/// The waiting list's cursor: `"<deviceID> <keyFingerprint>"` (a space is in
-/// neither alphabet), or a bare device ID meaning "after every key of it".
-fn waiting_cursor(page: &Page) -> (String, Option<String>) {
-    let after = page.after.clone().unwrap_or_default();
-    match after.split_once(' ') {
-        Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
-        None => (after, None),
-    }
 }
 
 const WAITING_PAGE: &str = "($2::text IS NULL AND w.device_id > $1::text)
@@ -749,7 +714,7 @@ impl Registry for PostgresRegistry {
 
     async fn list_secrets(&self, page: &Page) -> Result<Vec<SecretSummary>> {
         let after = page.after.clone().unwrap_or_default();
-        let limit = limit_of(page);
+        let limit = page.sql_limit();
         let client = self.client().await?;
         let rows = query(
             &client,
@@ -868,18 +833,7 @@ impl Registry for PostgresRegistry {
         .await?
         .map(|r| Ok::<_, StoreError>((failures_of(&r, 0)?, col::<i64>(&r, 1)?)))
         .transpose()?;
-        let failures = match previous {
-            Some((n, last)) if now.saturating_sub(last) < policy.forget_after_secs => {
-                n.saturating_add(1)
-            }
-            _ => 1,
-        };
-        let lock = policy.lock_secs(failures);
-        let locked_until = if lock > 0 {
-            now.saturating_add(lock)
-        } else {
-            0
-        };
+        let (lockout, audit) = policy.after_failure(device_id, source, previous, now);
         execute(
             w.conn(),
             "INSERT INTO lockouts (device_id, source, failures, last_failure, locked_until)
@@ -890,34 +844,17 @@ impl Registry for PostgresRegistry {
             &[
                 &device_id,
                 &source,
-                &i64::from(failures),
+                &i64::from(lockout.failures),
                 &now,
-                &locked_until,
+                &lockout.locked_until,
             ],
         )
         .await?;
-        if lock > 0 {
-            append_audit_tx(
-                &w,
-                &AuditRecord::new(
-                    now,
-                    Actor::source(source),
-                    "lockout_started",
-                    Some(device_id),
-                    serde_json::json!({
-                        "source": source,
-                        "failures": failures,
-                        "seconds": lock,
-                    }),
-                ),
-            )
-            .await?;
+        if let Some(audit) = audit {
+            append_audit_tx(&w, &audit).await?;
         }
         w.commit().await?;
-        Ok(Lockout {
-            failures,
-            locked_until,
-        })
+        Ok(lockout)
     }
 
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64> {
@@ -1237,7 +1174,7 @@ impl Registry for PostgresRegistry {
         filter: &DeviceFilter,
     ) -> Result<Vec<DeviceSummary>> {
         let after = page.after.clone().unwrap_or_default();
-        let limit = limit_of(page);
+        let limit = page.sql_limit();
         let status = filter.status.map(DeviceStatus::as_str);
         let client = self.client().await?;
         // The CASE mirrors DeviceStatus::derive (and the SQLite listing).
@@ -1310,8 +1247,8 @@ impl Registry for PostgresRegistry {
     }
 
     async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>> {
-        let (device, fp) = waiting_cursor(page);
-        let limit = limit_of(page);
+        let (device, fp) = page.waiting_cursor();
+        let limit = page.sql_limit();
         let client = self.client().await?;
         let rows = query(
             &client,
@@ -1341,8 +1278,8 @@ impl Registry for PostgresRegistry {
     }
 
     async fn list_queue(&self, page: &Page, now: i64) -> Result<Vec<QueueEntry>> {
-        let (device, fp) = waiting_cursor(page);
-        let limit = limit_of(page);
+        let (device, fp) = page.waiting_cursor();
+        let limit = page.sql_limit();
         let client = self.client().await?;
         // The page of list_waiting with each entry's decisions, in one
         // statement (one snapshot).
@@ -1798,7 +1735,7 @@ impl Registry for PostgresRegistry {
     }
 
     async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        let limit = i64::from(f.limit.clamp(1, 10_000));
+        let limit = crate::model::sql_limit(f.limit);
         let client = self.client().await?;
         let rows = query(
             &client,
@@ -1895,7 +1832,7 @@ impl Registry for PostgresRegistry {
 
     async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>> {
         let after = page.after.clone().unwrap_or_default();
-        let limit = limit_of(page);
+        let limit = page.sql_limit();
         let client = self.client().await?;
         let rows = query(
             &client,
@@ -1923,7 +1860,7 @@ impl Registry for PostgresRegistry {
     }
 
     async fn audit_entries(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        let limit = i64::from(limit.clamp(1, 10_000));
+        let limit = crate::model::sql_limit(limit);
         let client = self.client().await?;
         let rows = query(
             &client,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::audit::{Actor, AuditEntry, AuditRecord, GENESIS_HASH, entry_hash};
+use crate::audit::{Actor, AuditEntry, AuditRecord};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 use crate::registry::Registry;
@@ -93,36 +93,22 @@ fn append_audit_tx(c: &Connection, r: &AuditRecord) -> Result<i64> {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let (seq, prev) = match head {
-        Some((seq, hash)) => (seq + 1, hash),
-        None => (1, GENESIS_HASH.to_owned()),
-    };
-    let hash = entry_hash(
-        &prev,
-        seq,
-        r.at,
-        r.actor.as_str(),
-        &r.event,
-        r.device_id.as_deref(),
-        &r.detail,
-    );
-    let detail =
-        serde_json::to_string(&r.detail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let link = r.link(head)?;
     c.prepare_cached(
         "INSERT INTO audit_log (seq, at, actor, event, device_id, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
-        seq,
+        link.seq,
         r.at,
         r.actor.as_str(),
         r.event,
         r.device_id,
-        detail,
-        prev,
-        hash
+        link.detail,
+        link.prev_hash,
+        link.hash
     ])?;
-    Ok(seq)
+    Ok(link.seq)
 }
 
 fn ensure_device(c: &Connection, device_id: &str, now: i64) -> Result<()> {
@@ -469,14 +455,6 @@ fn record_issue_tx(c: &Connection, rec: &IssueRecord) -> Result<IssueOutcome> {
     Ok(IssueOutcome::Recorded)
 }
 
-fn limit_of(page: &Page) -> i64 {
-    i64::from(page.limit.clamp(1, 10_000))
-}
-
-fn count(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 #[async_trait]
 impl Registry for SqliteRegistry {
     async fn put_secret(&self, s: NewSecret, mut audit: AuditRecord) -> Result<PutSecretOutcome> {
@@ -657,7 +635,7 @@ impl Registry for SqliteRegistry {
 
     async fn list_secrets(&self, page: &Page) -> Result<Vec<SecretSummary>> {
         let after = page.after.clone().unwrap_or_default();
-        let limit = limit_of(page);
+        let limit = page.sql_limit();
         self.readers
             .read(move |c| {
                 let mut st = c.prepare_cached(
@@ -752,40 +730,19 @@ impl Registry for SqliteRegistry {
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
-                let failures = match previous {
-                    Some((n, last)) if now - last < policy.forget_after_secs => n.saturating_add(1),
-                    _ => 1,
-                };
-                let lock = policy.lock_secs(failures);
-                let locked_until = if lock > 0 { now + lock } else { 0 };
+                let (lockout, audit) = policy.after_failure(&device_id, &source, previous, now);
                 c.execute(
                     "INSERT INTO lockouts (device_id, source, failures, last_failure, locked_until)
                      VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT(device_id, source) DO UPDATE SET
                         failures = excluded.failures, last_failure = excluded.last_failure,
                         locked_until = excluded.locked_until",
-                    params![device_id, source, failures, now, locked_until],
+                    params![device_id, source, lockout.failures, now, lockout.locked_until],
                 )?;
-                if lock > 0 {
-                    append_audit_tx(
-                        c,
-                        &AuditRecord::new(
-                            now,
-                            Actor::source(&source),
-                            "lockout_started",
-                            Some(&device_id),
-                            serde_json::json!({
-                                "source": source,
-                                "failures": failures,
-                                "seconds": lock,
-                            }),
-                        ),
-                    )?;
+                if let Some(audit) = audit {
+                    append_audit_tx(c, &audit)?;
                 }
-                Ok(Lockout {
-                    failures,
-                    locked_until,
-                })
+                Ok(lockout)
             })
             .await
     }
@@ -1021,7 +978,7 @@ impl Registry for SqliteRegistry {
         filter: &DeviceFilter,
     ) -> Result<Vec<DeviceSummary>> {
         let after = page.after.clone().unwrap_or_default();
-        let limit = limit_of(page);
+        let limit = page.sql_limit();
         let filter = filter.clone();
         self.readers
             .read(move |c| {
@@ -1099,14 +1056,8 @@ impl Registry for SqliteRegistry {
     }
 
     async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>> {
-        // The cursor is "<deviceID> <keyFingerprint>" (a space is in neither
-        // alphabet), or a bare device ID meaning "after every key of it".
-        let after = page.after.clone().unwrap_or_default();
-        let (device, fp) = match after.split_once(' ') {
-            Some((d, f)) => (d.to_owned(), Some(f.to_owned())),
-            None => (after, None),
-        };
-        let limit = limit_of(page);
+        let (device, fp) = page.waiting_cursor();
+        let limit = page.sql_limit();
         self.readers
             .read(move |c| {
                 let mut st = c.prepare_cached(
@@ -1130,7 +1081,7 @@ impl Registry for SqliteRegistry {
     }
 
     async fn audit_entries(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-        let limit = i64::from(limit.clamp(1, 10_000));
+        let limit = crate::model::sql_limit(limit);
         self.readers
             .read(move |c| {
                 let mut st = c.prepare_cached(
@@ -1545,7 +1496,7 @@ impl Registry for SqliteRegistry {
 
     async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>> {
         let f = f.clone();
-        let limit = i64::from(f.limit.clamp(1, 10_000));
+        let limit = crate::model::sql_limit(f.limit);
         self.readers
             .read(move |c| {
                 let mut st = c.prepare_cached(
@@ -1735,7 +1686,7 @@ impl Registry for SqliteRegistry {
 
     async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>> {
         let after = page.after.clone().unwrap_or_default();
-        let limit = limit_of(page);
+        let limit = page.sql_limit();
         self.readers
             .read(move |c| {
                 let mut st = c.prepare_cached(
