@@ -338,6 +338,21 @@ fn read_lockout(c: &Connection, device_id: &str, source: &str) -> Result<Option<
     .optional()?)
 }
 
+/// One page of the waiting queue, in (device, key) order.
+fn read_waiting_page(c: &Connection, page: &Page) -> Result<Vec<WaitingRequest>> {
+    let (device, fp) = page.waiting_cursor();
+    let mut st = c.prepare_cached(
+        "SELECT device_id, key_fingerprint, key_type, public_key_pem, claimed_ip,
+            claimed_mac, source, first_seen, last_seen, attempts
+         FROM waiting_requests
+         WHERE (?2 IS NULL AND device_id > ?1)
+            OR (?2 IS NOT NULL AND (device_id, key_fingerprint) > (?1, ?2))
+         ORDER BY device_id, key_fingerprint LIMIT ?3",
+    )?;
+    let rows = st.query_map(params![device, fp, page.sql_limit()], waiting_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
 fn read_approval(
     c: &Connection,
     device_id: &str,
@@ -1056,21 +1071,9 @@ impl Registry for SqliteRegistry {
     }
 
     async fn list_waiting(&self, page: &Page) -> Result<Vec<WaitingRequest>> {
-        let (device, fp) = page.waiting_cursor();
-        let limit = page.sql_limit();
+        let page = page.clone();
         self.readers
-            .read(move |c| {
-                let mut st = c.prepare_cached(
-                    "SELECT device_id, key_fingerprint, key_type, public_key_pem, claimed_ip,
-                        claimed_mac, source, first_seen, last_seen, attempts
-                     FROM waiting_requests
-                     WHERE (?2 IS NULL AND device_id > ?1)
-                        OR (?2 IS NOT NULL AND (device_id, key_fingerprint) > (?1, ?2))
-                     ORDER BY device_id, key_fingerprint LIMIT ?3",
-                )?;
-                let rows = st.query_map(params![device, fp, limit], waiting_from_row)?;
-                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-            })
+            .read(move |c| read_waiting_page(c, &page))
             .await
     }
 
@@ -1110,60 +1113,24 @@ impl Registry for SqliteRegistry {
     }
 
     async fn list_queue(&self, page: &Page, now: i64) -> Result<Vec<QueueEntry>> {
-        let requests = self.list_waiting(page).await?;
-        let keys: Vec<(String, String)> = requests
-            .iter()
-            .map(|w| (w.device_id.clone(), w.key_fingerprint.clone()))
-            .collect();
-        let decisions = self
-            .readers
+        let page = page.clone();
+        // The page and its decisions from one snapshot.
+        self.readers
             .read(move |c| {
-                let mut approvals = c.prepare_cached(
-                    "SELECT device_id, key_fingerprint, approved_by, created_at, expires_at FROM approvals
-                     WHERE device_id = ?1 AND key_fingerprint = ?2 AND expires_at >= ?3",
-                )?;
-                let mut rejections = c.prepare_cached(
-                    "SELECT device_id, key_fingerprint, rejected_by, reason, created_at FROM rejections
-                     WHERE device_id = ?1 AND key_fingerprint = ?2",
-                )?;
-                let mut out = Vec::with_capacity(keys.len());
-                for (d, k) in &keys {
-                    let a = approvals
-                        .query_row(params![d, k, now], |r| {
-                            Ok(Approval {
-                                device_id: r.get(0)?,
-                                key_fingerprint: r.get(1)?,
-                                approved_by: r.get(2)?,
-                                created_at: r.get(3)?,
-                                expires_at: r.get(4)?,
-                            })
-                        })
-                        .optional()?;
-                    let j = rejections
-                        .query_row(params![d, k], |r| {
-                            Ok(Rejection {
-                                device_id: r.get(0)?,
-                                key_fingerprint: r.get(1)?,
-                                rejected_by: r.get(2)?,
-                                reason: r.get(3)?,
-                                created_at: r.get(4)?,
-                            })
-                        })
-                        .optional()?;
-                    out.push((a, j));
+                let tx = c.unchecked_transaction()?;
+                let mut out = Vec::new();
+                for request in read_waiting_page(&tx, &page)? {
+                    let (d, k) = (&request.device_id, &request.key_fingerprint);
+                    out.push(QueueEntry {
+                        approval: read_approval(&tx, d, k, now)?,
+                        rejection: read_rejection(&tx, d, k)?,
+                        request,
+                    });
                 }
+                tx.finish()?;
                 Ok(out)
             })
-            .await?;
-        Ok(requests
-            .into_iter()
-            .zip(decisions)
-            .map(|(request, (approval, rejection))| QueueEntry {
-                request,
-                approval,
-                rejection,
-            })
-            .collect())
+            .await
     }
 
     async fn approve(
