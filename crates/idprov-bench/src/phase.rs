@@ -50,7 +50,8 @@ pub struct PhaseReport {
     pub percent_of_ceiling: Option<f64>,
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+/// The `p`th percentile of sorted microsecond samples, in milliseconds.
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

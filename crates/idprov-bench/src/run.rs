@@ -79,7 +79,11 @@ pub struct Machine {
 /// The certificate chain each device received in the OOB phase.
 type Chains = Arc<Vec<Mutex<Option<Vec<CertificateDer<'static>>>>>>;
 
-fn bad_answer(body: &[u8], want: ProvisionStatus) -> Result<ProvisionResponse, ErrorKind> {
+/// The answer, when it parses and has the wanted status.
+pub(crate) fn expect_status(
+    body: &[u8],
+    want: ProvisionStatus,
+) -> Result<ProvisionResponse, ErrorKind> {
     match ProvisionResponse::from_json(body) {
         Ok(r) if r.status == want => Ok(r),
         _ => Err(ErrorKind::Answer),
@@ -88,13 +92,7 @@ fn bad_answer(body: &[u8], want: ProvisionStatus) -> Result<ProvisionResponse, E
 
 /// Runs everything and prints the report.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let server_bin = match &args.server_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("idprov"))
-            .ok_or_else(|| anyhow::anyhow!("cannot locate the idprov binary; pass --server-bin"))?,
-    };
+    let server_bin = crate::servers::server_bin(args.server_bin.as_deref())?;
     let limits = limits_of(&args.config)?;
     println!("server limits (from {}):", args.config.display());
     println!("{}", serde_json::to_string_pretty(&limits)?);
@@ -184,7 +182,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     devices[i].oob_body.clone(),
                 )
                 .await?;
-                let resp = bad_answer(&body, ProvisionStatus::Approved)?;
+                let resp = expect_status(&body, ProvisionStatus::Approved)?;
                 let chain = idprov_ca::pem::parse_certificates(&resp.client_cert)
                     .map_err(|_| ErrorKind::Answer)?;
                 if let Ok(mut slot) = chains[i].lock() {
@@ -275,7 +273,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     devices[i % n].plain_body.clone(),
                 )
                 .await?;
-                bad_answer(&body, ProvisionStatus::Waiting).map(|_| ())
+                expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
             })
         });
         phase::run(
@@ -393,7 +391,7 @@ async fn replicas_phase(
                     devices[i].oob_body.clone(),
                 )
                 .await?;
-                bad_answer(&body, ProvisionStatus::Approved).map(|_| ())
+                expect_status(&body, ProvisionStatus::Approved).map(|_| ())
             })
         })
     };
@@ -498,7 +496,7 @@ fn mtls_work(
             )
             .await?;
             match want {
-                Some(status) => bad_answer(&body, status).map(|_| ()),
+                Some(status) => expect_status(&body, status).map(|_| ()),
                 None => Ok(()),
             }
         })

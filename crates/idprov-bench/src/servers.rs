@@ -236,3 +236,14 @@ fn which(cmd: &str) -> Option<PathBuf> {
         .map(|d| Path::new(d).join(cmd))
         .find(|p| p.is_file())
 }
+
+/// The `idprov` binary: the one given, else the one next to this program.
+pub fn server_bin(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    match given {
+        Some(b) => Ok(b.to_path_buf()),
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("idprov"))
+            .ok_or_else(|| anyhow::anyhow!("cannot locate the idprov binary; pass --server-bin")),
+    }
+}

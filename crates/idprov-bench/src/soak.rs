@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use idprov_proto::{ProvisionResponse, ProvisionStatus};
+use idprov_proto::ProvisionStatus;
 
 use crate::fleet::{self, Device};
 use crate::load::{self, ErrorKind, Target};
@@ -88,12 +88,8 @@ pub struct Minute {
 }
 
 fn pct(v: &mut [u32], p: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort_unstable();
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    f64::from(v[rank.clamp(1, v.len()) - 1]) / 1000.0
+    crate::phase::percentile(v, p)
 }
 
 fn source(i: usize) -> IpAddr {
@@ -102,13 +98,7 @@ fn source(i: usize) -> IpAddr {
 
 /// Runs the soak and prints its report.
 pub async fn soak(args: SoakArgs) -> anyhow::Result<()> {
-    let server_bin = match &args.server_bin {
-        Some(b) => b.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .map(|d| d.join("idprov"))
-            .ok_or_else(|| anyhow::anyhow!("cannot locate the idprov binary; pass --server-bin"))?,
-    };
+    let server_bin = crate::servers::server_bin(args.server_bin.as_deref())?;
     let tmp = tempfile::tempdir()?;
     let config = match &args.config {
         Some(c) => c.clone(),
@@ -407,10 +397,7 @@ async fn provision_one(
         device.oob_body.clone(),
     )
     .await?;
-    let resp = ProvisionResponse::from_json(&body).map_err(|_| ErrorKind::Answer)?;
-    if resp.status != ProvisionStatus::Approved {
-        return Err(ErrorKind::Answer);
-    }
+    let resp = crate::run::expect_status(&body, ProvisionStatus::Approved)?;
     let chain =
         idprov_ca::pem::parse_certificates(&resp.client_cert).map_err(|_| ErrorKind::Answer)?;
     device
@@ -424,8 +411,5 @@ async fn renew_one(
     body: Bytes,
 ) -> Result<(), ErrorKind> {
     let body = load::request(target, config, "POST", "/idprov/provreq", body).await?;
-    match ProvisionResponse::from_json(&body) {
-        Ok(r) if r.status == ProvisionStatus::Approved => Ok(()),
-        _ => Err(ErrorKind::Answer),
-    }
+    crate::run::expect_status(&body, ProvisionStatus::Approved).map(|_| ())
 }
