@@ -510,30 +510,46 @@ pub async fn decide(
     Ok(())
 }
 
+/// The data directory meant: `--data-dir`, else the configuration's.
+pub(crate) fn data_dir_of(
+    data_dir: Option<&Path>,
+    config: Option<&Path>,
+) -> Result<std::path::PathBuf, Failure> {
+    match data_dir {
+        Some(d) => Ok(d.to_path_buf()),
+        None => {
+            let raw = idprov_server::config::read(config).map_err(Failure::usage)?;
+            Ok(raw.validate().map_err(Failure::usage)?.data_dir)
+        }
+    }
+}
+
+/// The issuing CA (the first certificate of `--ca`, else of the data
+/// directory's CA chain), DER.
+pub(crate) fn local_ca_der(conn: &Connection) -> Result<Vec<u8>, Failure> {
+    let path = match &conn.ca {
+        Some(p) => p.clone(),
+        None => {
+            data_dir_of(conn.data_dir.as_deref(), conn.config.as_deref())?.join(files::CA_CHAIN)
+        }
+    };
+    first_certificate(&path)
+}
+
+/// The first certificate of a PEM file, DER.
+pub(crate) fn first_certificate(path: &Path) -> Result<Vec<u8>, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let certs = idprov_ca::pem::parse_certificates(&text)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    Ok(certs[0].to_vec())
+}
+
 /// The fingerprint of the CA of the data directory this connection uses.
 pub(crate) fn local_ca_fingerprint(
     conn: &Connection,
 ) -> Result<idprov_proto::Fingerprint, Failure> {
-    let path = match &conn.ca {
-        Some(p) => p.clone(),
-        None => {
-            let dir = match &conn.data_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let raw = idprov_server::config::read(conn.config.as_deref())
-                        .map_err(Failure::usage)?;
-                    raw.validate().map_err(Failure::usage)?.data_dir
-                }
-            };
-            dir.join(files::CA_CHAIN)
-        }
-    };
-    crate::bulk::fingerprint_of(&path).ok_or_else(|| {
-        Failure::usage(format!(
-            "{}: no CA certificate to take the fingerprint of",
-            path.display()
-        ))
-    })
+    local_ca_der(conn).map(|der| idprov_proto::Fingerprint::of_der(&der))
 }
 
 pub async fn status(device_id: String, conn: Connection) -> Result<(), Failure> {
@@ -578,19 +594,8 @@ pub fn ca_fingerprint(
     config: Option<std::path::PathBuf>,
     json: bool,
 ) -> Result<(), Failure> {
-    let dir = match data_dir {
-        Some(d) => d,
-        None => {
-            let raw = idprov_server::config::read(config.as_deref()).map_err(Failure::usage)?;
-            raw.validate().map_err(Failure::usage)?.data_dir
-        }
-    };
-    let path = dir.join(files::CA_CHAIN);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    let certs = idprov_ca::pem::parse_certificates(&text)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    let fp = idprov_proto::Fingerprint::of_der(&certs[0]);
+    let dir = data_dir_of(data_dir.as_deref(), config.as_deref())?;
+    let fp = idprov_proto::Fingerprint::of_der(&first_certificate(&dir.join(files::CA_CHAIN))?);
     if json {
         output::json(&serde_json::json!({ "fingerprint": fp.to_string(), "hex": fp.to_hex() }));
     } else {

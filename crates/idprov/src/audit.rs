@@ -70,28 +70,6 @@ pub fn verify(
     })
 }
 
-fn ca_der(conn: &Connection) -> Result<Vec<u8>, Failure> {
-    let path: PathBuf = match &conn.ca {
-        Some(p) => p.clone(),
-        None => {
-            let dir = match &conn.data_dir {
-                Some(d) => d.clone(),
-                None => {
-                    let raw = idprov_server::config::read(conn.config.as_deref())
-                        .map_err(Failure::usage)?;
-                    raw.validate().map_err(Failure::usage)?.data_dir
-                }
-            };
-            dir.join(idprov_server::datadir::files::CA_CHAIN)
-        }
-    };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    let certs = idprov_ca::pem::parse_certificates(&text)
-        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
-    Ok(certs[0].to_vec())
-}
-
 fn read_export(path: &Path) -> Result<(Vec<AuditView>, Vec<CheckpointView>), Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
@@ -189,7 +167,7 @@ pub async fn audit(cmd: AuditCommand) -> Result<(), Failure> {
             Ok(())
         }
         AuditCommand::Verify { file, conn } => {
-            let ca = ca_der(&conn)?;
+            let ca = crate::admin::local_ca_der(&conn)?;
             let (entries, checkpoints) = match &file {
                 Some(path) => read_export(path)?,
                 None => {

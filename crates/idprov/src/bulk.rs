@@ -1,12 +1,12 @@
 //! `idprov oob import` and `idprov oob export`.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use bytes::Bytes;
 use idprov_client::import::{Format, RowContent, read_rows};
 use idprov_proto::admin::{ImportRow, RejectedRow};
-use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret};
+use idprov_proto::{DeviceId, Label, OobSecret};
 use zeroize::Zeroizing;
 
 use crate::Failure;
@@ -261,11 +261,4 @@ pub async fn export(
         }
     );
     Ok(())
-}
-
-/// The fingerprint to put on labels: the local data directory's CA.
-pub fn fingerprint_of(path: &Path) -> Option<Fingerprint> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let certs = idprov_ca::pem::parse_certificates(&text).ok()?;
-    Some(Fingerprint::of_der(&certs[0]))
 }

@@ -57,15 +57,18 @@ fn p12_password() -> Result<Zeroizing<String>, Failure> {
     if let Ok(p) = std::env::var("IDPROV_P12_PASSWORD") {
         return Ok(Zeroizing::new(p));
     }
-    let first = Zeroizing::new(
-        rpassword::prompt_password("Password for the PKCS#12 file: ")
-            .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
-    );
-    let again = Zeroizing::new(
-        rpassword::prompt_password("Again: ")
-            .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
-    );
-    if *first != *again {
+    prompt_twice("Password for the PKCS#12 file: ")
+}
+
+/// A new password typed twice on the terminal (not echoed).
+fn prompt_twice(prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    let read = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map(Zeroizing::new)
+            .map_err(|e| Failure::usage(format!("reading the password: {e}")))
+    };
+    let first = read(prompt)?;
+    if *first != *read("Again: ")? {
         return Err(Failure::usage("the passwords differ"));
     }
     Ok(first)
@@ -143,18 +146,7 @@ pub async fn admin(cmd: AdminCommand) -> Result<(), Failure> {
         AdminCommand::Revoke { name, reason, conn } => revoke(&conn, "admin", &name, reason).await,
         AdminCommand::Password { name, conn } => {
             let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                let first = Zeroizing::new(
-                    rpassword::prompt_password(format!("Web password for {name}: "))
-                        .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
-                );
-                let again = Zeroizing::new(
-                    rpassword::prompt_password("Again: ")
-                        .map_err(|e| Failure::usage(format!("reading the password: {e}")))?,
-                );
-                if *first != *again {
-                    return Err(Failure::usage("the passwords differ"));
-                }
-                first
+                prompt_twice(&format!("Web password for {name}: "))?
             } else {
                 let mut line = Zeroizing::new(String::new());
                 std::io::stdin()
