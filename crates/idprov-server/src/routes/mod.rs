@@ -248,26 +248,38 @@ pub(crate) const PAGE_MAX: u32 = 1000;
 
 impl PageQuery {
     pub(crate) fn page(&self) -> Result<idprov_store::Page, ApiError> {
-        let limit = self.limit.unwrap_or(PAGE_DEFAULT);
-        if limit == 0 || limit > PAGE_MAX {
-            return Err(ApiError::BadRequest(format!(
-                "query parameter \"limit\" must be between 1 and {PAGE_MAX}"
-            )));
-        }
         Ok(idprov_store::Page {
             after: self.after.clone(),
-            limit,
+            limit: page_limit(self.limit, PAGE_MAX)?,
         })
     }
+}
+
+/// A listing's `limit` parameter: [`PAGE_DEFAULT`] when absent, else
+/// between 1 and `max`.
+pub(crate) fn page_limit(limit: Option<u32>, max: u32) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(PAGE_DEFAULT);
+    if limit == 0 || limit > max {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter \"limit\" must be between 1 and {max}"
+        )));
+    }
+    Ok(limit)
+}
+
+/// The query string, parsed strictly: a bad one is a JSON 400.
+pub(crate) fn query<T>(
+    q: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    q.map(|axum::extract::Query(q)| q)
+        .map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))
 }
 
 /// Parses the query string strictly, answering bad ones with a JSON 400.
 pub(crate) fn page_query(
     q: Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<idprov_store::Page, ApiError> {
-    let axum::extract::Query(q) =
-        q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
-    q.page()
+    query(q)?.page()
 }
 
 /// RFC 3339 in UTC.

@@ -12,7 +12,7 @@ use idprov_store::{AuditFilter, Checkpoint};
 
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
-use crate::routes::{PAGE_DEFAULT, json, rfc3339};
+use crate::routes::{json, rfc3339};
 use crate::state::AppState;
 
 /// Largest page of audit entries.
@@ -50,13 +50,8 @@ pub(crate) async fn list(
     _admin: AdminCaller,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > AUDIT_PAGE_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "query parameter \"limit\" must be between 1 and {AUDIT_PAGE_MAX}"
-        )));
-    }
+    let q = crate::routes::query(q)?;
+    let limit = crate::routes::page_limit(q.limit, AUDIT_PAGE_MAX)?;
     let filter = AuditFilter {
         after: q.after.unwrap_or(0),
         limit,

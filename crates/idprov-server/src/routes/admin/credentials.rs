@@ -170,7 +170,7 @@ pub(crate) async fn list(
     _admin: AdminCaller,
     q: Result<Query<CredentialQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let q = crate::routes::query(q)?;
     let kinds = match q.ou.as_deref() {
         Some(ou) => vec![kind_of(ou)?],
         None => vec![CertKind::Admin, CertKind::Plugin, CertKind::Service],

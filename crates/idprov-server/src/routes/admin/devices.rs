@@ -16,7 +16,7 @@ use idprov_store::{
 use super::{cert_view, device_id, json_body, next_of};
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
-use crate::routes::{PAGE_DEFAULT, PAGE_MAX, json, rfc3339};
+use crate::routes::{PAGE_MAX, json, rfc3339};
 use crate::state::AppState;
 
 /// `?after&limit&status&expiringWithinDays&missedRenewal&prefix`.
@@ -67,13 +67,8 @@ pub(crate) async fn list(
     _admin: AdminCaller,
     q: Result<Query<DeviceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
-    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
-    if limit == 0 || limit > PAGE_MAX {
-        return Err(ApiError::BadRequest(format!(
-            "query parameter \"limit\" must be between 1 and {PAGE_MAX}"
-        )));
-    }
+    let q = crate::routes::query(q)?;
+    let limit = crate::routes::page_limit(q.limit, PAGE_MAX)?;
     let status = q
         .status
         .as_deref()

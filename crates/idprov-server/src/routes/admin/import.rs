@@ -331,7 +331,7 @@ pub(crate) async fn ndjson(
     headers: HeaderMap,
     mut body: Body,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let q = crate::routes::query(q)?;
     check_length(&headers, app.config.bulk_bytes)?;
     let mut cursor = Cursor {
         importer: Importer::start(

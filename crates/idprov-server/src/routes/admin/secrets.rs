@@ -82,7 +82,7 @@ pub(crate) async fn export(
     conn: ConnInfo,
     q: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::BadRequest(format!("query: {}", e.body_text())))?;
+    let q = crate::routes::query(q)?;
     let with_secrets = q.with_secrets.unwrap_or(false);
     if with_secrets {
         if admin.role != Role::Admin || admin.via != AdminVia::Certificate {
