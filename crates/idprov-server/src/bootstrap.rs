@@ -169,6 +169,28 @@ fn rcgen_spki(k: &idprov_ca::KeyPair) -> Vec<u8> {
 
 /// Records a locally issued credential in the registry (so it can be
 /// listed and revoked) with its audit entry.
+/// Issues one of the server's own credentials with a new P-256 key: writes
+/// the key (0600) and the certificate with the CA's intermediates, and
+/// records it in the registry.
+async fn issue_local(
+    ca: &Ca,
+    registry: &dyn Registry,
+    kind: CertKind,
+    params: IssueParams<'_>,
+    (key_path, cert_path): (&Path, &Path),
+    reason: &str,
+) -> Result<(), StartError> {
+    let (subject, now) = (params.common_name.to_owned(), params.now);
+    let (issued, key_pem) = ca
+        .issue_with_new_key(KeyAlgorithm::EcdsaP256, params)
+        .map_err(|e| StartError::Ca(e.to_string()))?;
+    write_private_file(key_path, key_pem.as_bytes()).map_err(|e| StartError::file(key_path, e))?;
+    let chain_pem = format!("{}{}", issued.pem, ca.intermediates_pem());
+    write_public_file(cert_path, chain_pem.as_bytes())
+        .map_err(|e| StartError::file(cert_path, e))?;
+    record_local(registry, kind, &subject, &issued, now, reason).await
+}
+
 async fn record_local(
     registry: &dyn Registry,
     kind: CertKind,
@@ -246,34 +268,23 @@ pub async fn server_credential(
         Purpose::ServerAuth,
         Some((&names, &ips)),
     ) {
-        let (issued, key_pem) = ca
-            .issue_with_new_key(
-                KeyAlgorithm::EcdsaP256,
-                IssueParams {
-                    common_name: &host_name(),
-                    organizational_unit: "service",
-                    organization: &config.organization,
-                    usage: Usage::Server {
-                        dns_names: names.clone(),
-                        ip_addresses: ips.clone(),
-                    },
-                    now,
-                    validity: config.server_validity,
-                    crl_url: None,
-                },
-            )
-            .map_err(|e| StartError::Ca(e.to_string()))?;
-        write_private_file(&key_path, key_pem.as_bytes())
-            .map_err(|e| StartError::file(&key_path, e))?;
-        let chain_pem = format!("{}{}", issued.pem, ca.intermediates_pem());
-        write_public_file(&cert_path, chain_pem.as_bytes())
-            .map_err(|e| StartError::file(&cert_path, e))?;
-        record_local(
+        issue_local(
+            ca,
             registry,
             CertKind::Server,
-            &host_name(),
-            &issued,
-            now,
+            IssueParams {
+                common_name: &host_name(),
+                organizational_unit: "service",
+                organization: &config.organization,
+                usage: Usage::Server {
+                    dns_names: names.clone(),
+                    ip_addresses: ips.clone(),
+                },
+                now,
+                validity: config.server_validity,
+                crl_url: None,
+            },
+            (&key_path, &cert_path),
             reason,
         )
         .await?;
@@ -302,33 +313,20 @@ pub async fn local_admin_credential(
     let cert_path = dir.path(files::ADMIN_CERT);
     let key_path = dir.path(files::ADMIN_KEY);
     if let Some(reason) = stale_reason(ca, &cert_path, &key_path, now, Purpose::ClientAuth, None) {
-        let (issued, key_pem) = ca
-            .issue_with_new_key(
-                KeyAlgorithm::EcdsaP256,
-                IssueParams {
-                    common_name: LOCAL_ADMIN_NAME,
-                    organizational_unit: "admin",
-                    organization: &config.organization,
-                    usage: Usage::Client,
-                    now,
-                    validity: config.admin_validity,
-                    crl_url: None,
-                },
-            )
-            .map_err(|e| StartError::Ca(e.to_string()))?;
-        write_private_file(&key_path, key_pem.as_bytes())
-            .map_err(|e| StartError::file(&key_path, e))?;
-        write_public_file(
-            &cert_path,
-            format!("{}{}", issued.pem, ca.intermediates_pem()).as_bytes(),
-        )
-        .map_err(|e| StartError::file(&cert_path, e))?;
-        record_local(
+        issue_local(
+            ca,
             registry,
             CertKind::Admin,
-            LOCAL_ADMIN_NAME,
-            &issued,
-            now,
+            IssueParams {
+                common_name: LOCAL_ADMIN_NAME,
+                organizational_unit: "admin",
+                organization: &config.organization,
+                usage: Usage::Client,
+                now,
+                validity: config.admin_validity,
+                crl_url: None,
+            },
+            (&key_path, &cert_path),
             reason,
         )
         .await?;
