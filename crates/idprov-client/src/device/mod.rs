@@ -458,11 +458,7 @@ impl Device {
     /// by an earlier verified provisioning), first contacting the server
     /// unverified when no CA is known yet.
     async fn trust(&self, target: &Target) -> Result<(String, bool), DeviceError> {
-        let matches = |pem: &str, fp: &Fingerprint| {
-            CertificateDer::pem_slice_iter(pem.as_bytes())
-                .filter_map(Result::ok)
-                .any(|c| Fingerprint::of_der(&c).ct_eq(fp))
-        };
+        let matches = |pem: &str, fp: &Fingerprint| pem_fingerprints(pem).any(|c| c.ct_eq(fp));
         if let Some(ca) = &self.opts.ca_pem {
             return Ok((ca.clone(), true));
         }
@@ -488,10 +484,9 @@ impl Device {
         match &self.opts.ca_fingerprint {
             Some(fp) => {
                 if !matches(&ca, fp) {
-                    let offered = CertificateDer::pem_slice_iter(ca.as_bytes())
-                        .filter_map(Result::ok)
+                    let offered = pem_fingerprints(&ca)
                         .next()
-                        .map(|c| Fingerprint::of_der(&c).to_string())
+                        .map(|fp| fp.to_string())
                         .unwrap_or_default();
                     return Err(DeviceError::FingerprintMismatch {
                         expected: fp.to_string(),
@@ -638,10 +633,7 @@ impl Device {
         if !by_secret {
             // Only an answer signed with the device's own secret may bring a
             // CA other than the one already pinned.
-            let pinned: Vec<Fingerprint> = CertificateDer::pem_slice_iter(pinned_ca.as_bytes())
-                .filter_map(Result::ok)
-                .map(|c| Fingerprint::of_der(&c))
-                .collect();
+            let pinned: Vec<Fingerprint> = pem_fingerprints(pinned_ca).collect();
             if !answer_ca
                 .iter()
                 .any(|c| pinned.iter().any(|p| p.ct_eq(&Fingerprint::of_der(c))))
@@ -748,6 +740,15 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     }
     parts.dedup();
     parts.join(": ")
+}
+
+/// The fingerprints of the certificates of a PEM text, skipping blocks that
+/// do not parse (a CA offered by a server is only compared, never trusted
+/// for its form).
+fn pem_fingerprints(pem: &str) -> impl Iterator<Item = Fingerprint> + '_ {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .map(|c| Fingerprint::of_der(&c))
 }
 
 /// A certificate time for the device's log: RFC 3339, or the raw number
