@@ -11,7 +11,7 @@ use time::format_description::well_known::Rfc3339;
 
 use idprov_proto::admin::SecretAdded;
 use idprov_proto::{DeviceId, OobSecret, OobSecretMessage};
-use idprov_store::{AuditRecord, NewSecret, PutSecretOutcome};
+use idprov_store::{NewSecret, PutSecretOutcome};
 
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
@@ -109,9 +109,8 @@ pub(crate) async fn post(
                 valid_until: reg.valid_until,
                 created_by: admin.actor.clone(),
             },
-            AuditRecord::new(
+            admin.audit(
                 now,
-                admin.actor.clone(),
                 "secret_added",
                 Some(reg.device_id.as_str()),
                 json!({ "validUntil": reg.valid_until, "short": reg.secret.is_short() }),

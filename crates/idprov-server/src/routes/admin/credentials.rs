@@ -16,9 +16,7 @@ use serde_json::json;
 use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::DeviceId;
 use idprov_proto::admin::{CertView, CredentialIssued, CredentialRequest, RevokeRequest};
-use idprov_store::{
-    AuditRecord, CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Revocation,
-};
+use idprov_store::{CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Revocation};
 
 use super::{cert_view, json_body};
 
@@ -137,10 +135,8 @@ pub(crate) async fn issue(
             consume_approval: None,
             reset_lockout_for: None,
             clear_waiting_key: None,
-            audit: AuditRecord::new(
-                at,
-                admin.actor.clone(),
-                "credential_issued",
+            audit: admin.audit(
+at, "credential_issued",
                 None,
                 json!({ "ou": req.ou, "cn": req.cn, "serial": issued.serial, "notAfter": issued.not_after }),
             ),
@@ -213,9 +209,8 @@ pub(crate) async fn revoke(
             serial: req.serial.clone(),
             reason,
             at: now,
-            audit: AuditRecord::new(
+            audit: admin.audit(
                 now,
-                admin.actor.clone(),
                 "credential_revoked",
                 None,
                 json!({ "ou": ou, "cn": cn, "reason": reason, "note": note }),

@@ -9,9 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
-use idprov_store::{
-    AuditRecord, CertKind, DeviceFacts, DeviceFilter, DeviceStatus, DeviceSummary, Revocation,
-};
+use idprov_store::{CertKind, DeviceFacts, DeviceFilter, DeviceStatus, DeviceSummary, Revocation};
 
 use super::{cert_view, device_id, json_body, next_of};
 use crate::auth::AdminCaller;
@@ -161,9 +159,8 @@ pub(crate) async fn revoke(
             serial: req.serial.clone(),
             reason,
             at: now,
-            audit: AuditRecord::new(
+            audit: admin.audit(
                 now,
-                admin.actor.clone(),
                 "certificate_revoked",
                 Some(id.as_str()),
                 json!({ "reason": reason, "note": note }),
@@ -202,13 +199,7 @@ pub(crate) async fn remove(
         .remove_device(
             id.as_str(),
             now,
-            AuditRecord::new(
-                now,
-                admin.actor.clone(),
-                "device_removed",
-                Some(id.as_str()),
-                json!({}),
-            ),
+            admin.audit(now, "device_removed", Some(id.as_str()), json!({})),
         )
         .await?
         .ok_or(ApiError::NotFound("unknown device"))?;
@@ -228,13 +219,7 @@ pub(crate) async fn unlock(
         .registry
         .clear_lockouts(
             id.as_str(),
-            AuditRecord::new(
-                now,
-                admin.actor.clone(),
-                "lockout_cleared",
-                Some(id.as_str()),
-                json!({}),
-            ),
+            admin.audit(now, "lockout_cleared", Some(id.as_str()), json!({})),
         )
         .await?;
     json(&json!({ "deviceID": id.as_str(), "cleared": cleared }))

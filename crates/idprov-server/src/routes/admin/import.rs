@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use idprov_proto::OobSecretMessage;
 use idprov_proto::admin::{BulkResult, ImportRow, RejectedRow};
-use idprov_store::{AuditRecord, BulkMessage, BulkSecret, NewSecret};
+use idprov_store::{BulkMessage, BulkSecret, NewSecret};
 
 use crate::auth::AdminCaller;
 use crate::error::ApiError;
@@ -77,13 +77,7 @@ impl Importer {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let now = app.now_unix();
         let registry = app.registry.clone();
-        let audit = AuditRecord::new(
-            now,
-            admin.actor.clone(),
-            "secrets_imported",
-            None,
-            json!({}),
-        );
+        let audit = admin.audit(now, "secrets_imported", None, json!({}));
         let store =
             tokio::spawn(
                 async move { registry.put_secrets_bulk(rx, replace, dry_run, audit).await },

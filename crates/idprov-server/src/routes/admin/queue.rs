@@ -8,7 +8,6 @@ use axum::response::Response;
 use serde_json::json;
 
 use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
-use idprov_store::AuditRecord;
 
 use super::{device_id, json_body, next_of};
 use crate::auth::AdminCaller;
@@ -104,9 +103,8 @@ pub(crate) async fn approve(
                 id.as_str(),
                 key,
                 expires,
-                AuditRecord::new(
+                admin.audit(
                     now,
-                    admin.actor.clone(),
                     "request_approved",
                     Some(id.as_str()),
                     json!({ "keyFingerprint": key, "expiresAt": expires }),
@@ -146,9 +144,8 @@ pub(crate) async fn reject(
                 id.as_str(),
                 key,
                 &reason,
-                AuditRecord::new(
+                admin.audit(
                     now,
-                    admin.actor.clone(),
                     "request_rejected",
                     Some(id.as_str()),
                     json!({ "keyFingerprint": key, "reason": reason }),
@@ -180,9 +177,8 @@ pub(crate) async fn clear(
         .clear_requests(
             id.as_str(),
             req.key_fingerprint.as_deref(),
-            AuditRecord::new(
+            admin.audit(
                 now,
-                admin.actor.clone(),
                 "requests_cleared",
                 Some(id.as_str()),
                 json!({ "keyFingerprint": req.key_fingerprint }),

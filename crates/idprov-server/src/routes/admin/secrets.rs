@@ -8,7 +8,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use idprov_proto::admin::{ExportRow, Page, Removed, SecretView};
-use idprov_store::AuditRecord;
 
 use super::{device_id, next_of};
 use crate::auth::{AdminCaller, AdminVia, ConnInfo, Role};
@@ -48,13 +47,7 @@ pub(crate) async fn remove(
         .registry
         .remove_secret(
             id.as_str(),
-            AuditRecord::new(
-                now,
-                admin.actor.clone(),
-                "secret_removed",
-                Some(id.as_str()),
-                json!({}),
-            ),
+            admin.audit(now, "secret_removed", Some(id.as_str()), json!({})),
         )
         .await?;
     if !removed {
@@ -132,9 +125,8 @@ pub(crate) async fn export(
     }
     if with_secrets {
         app.registry
-            .append_audit(AuditRecord::new(
+            .append_audit(admin.audit(
                 now,
-                admin.actor.clone(),
                 "secrets_exported",
                 None,
                 json!({ "count": count, "source": conn.peer.ip().to_string() }),

@@ -11,7 +11,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use idprov_proto::{DeviceId, OobSecret};
-use idprov_store::{AuditFilter, AuditRecord, NewSecret};
+use idprov_store::{AuditFilter, NewSecret};
 
 use super::json_body;
 use crate::auth::AdminCaller;
@@ -158,10 +158,8 @@ pub(crate) async fn labels(
                     valid_until: now.saturating_add(lifetime),
                     created_by: admin.actor.clone(),
                 },
-                AuditRecord::new(
-                    now,
-                    admin.actor.clone(),
-                    "secret_added",
+                admin.audit(
+now, "secret_added",
                     Some(id.as_str()),
                     json!({ "validUntil": now.saturating_add(lifetime), "generated": true, "labels": true }),
                 ),
