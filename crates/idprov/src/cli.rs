@@ -365,7 +365,7 @@ pub enum RequestsCommand {
         /// The device ID.
         device_id: String,
         /// The key fingerprint (needed when the device has several).
-        #[arg(long = "key", value_name = "FINGERPRINT")]
+        #[arg(long = "key", value_name = "FINGERPRINT", allow_hyphen_values = true)]
         key: Option<String>,
         #[command(flatten)]
         conn: RequestConnection,
@@ -375,7 +375,7 @@ pub enum RequestsCommand {
         /// The device ID.
         device_id: String,
         /// The key fingerprint (needed when the device has several).
-        #[arg(long = "key", value_name = "FINGERPRINT")]
+        #[arg(long = "key", value_name = "FINGERPRINT", allow_hyphen_values = true)]
         key: Option<String>,
         /// Why (for administrators and the audit log).
         #[arg(long)]
@@ -388,7 +388,7 @@ pub enum RequestsCommand {
         /// The device ID.
         device_id: String,
         /// One key only.
-        #[arg(long = "key", value_name = "FINGERPRINT")]
+        #[arg(long = "key", value_name = "FINGERPRINT", allow_hyphen_values = true)]
         key: Option<String>,
         #[command(flatten)]
         conn: RequestConnection,
@@ -571,7 +571,8 @@ pub struct DeviceArgs {
     #[arg(long, value_name = "URI")]
     pub label: Option<String>,
     /// The expected CA fingerprint (SHA-256, base64url or colon hex).
-    #[arg(long, value_name = "FP")]
+    // A base64url fingerprint may start with '-'.
+    #[arg(long, value_name = "FP", allow_hyphen_values = true)]
     pub ca_fingerprint: Option<String>,
     /// A CA certificate file to trust instead of the one the server offers.
     #[arg(long, value_name = "FILE")]

@@ -284,3 +284,44 @@ async fn exit_codes_tell_scripts_what_happened() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fingerprints_starting_with_a_hyphen_are_values_not_options() {
+    // Base64url fingerprints may start with '-': the CLI must take them.
+    let server = TestServer::start().await;
+    let fp = "-J6cYb2uXoG3qk1lF8nTz0RrW9aPvE4sHdQmUxCyKiM";
+    for verb in ["approve", "reject"] {
+        let out = tokio::task::block_in_place(|| {
+            run(&server, &["requests", verb, "dev-h", "--key", fp], None)
+        });
+        let err = stderr(&out);
+        assert!(!err.contains("unexpected argument"), "{err}");
+        assert_ne!(out.status.code(), Some(2), "{err}");
+    }
+    let dir = server.temp_dir().join("dev-h");
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "device",
+                "provision",
+                "--id",
+                "dev-h",
+                "--secret",
+                "some-secret-value",
+                "--ca-fingerprint",
+                fp,
+                "--server",
+                &server.server_arg(),
+                "--dir",
+                dir.to_str().expect("path"),
+            ],
+            None,
+        )
+    });
+    let err = stderr(&out);
+    assert!(!err.contains("unexpected argument"), "{err}");
+    assert!(
+        err.contains("fingerprint"),
+        "refused for the mismatch: {err}"
+    );
+}
