@@ -99,10 +99,25 @@ impl AdminClient {
         })
     }
 
-    /// Every entry of a paged listing, up to `limit`.
+    /// A URL of `path` with `query` as its query string, every value
+    /// percent-encoded: the one place a listing's filters become a URL.
+    fn url_with(&self, path: &str, query: &[(&str, String)]) -> String {
+        let pairs: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, SEGMENT)))
+            .collect();
+        if pairs.is_empty() {
+            self.url(path)
+        } else {
+            format!("{}?{}", self.url(path), pairs.join("&"))
+        }
+    }
+
+    /// Every entry of a paged listing matching `filter`, up to `limit`.
     async fn all<T: DeserializeOwned>(
         &self,
         path: &str,
+        filter: &[(&str, String)],
         limit: Option<usize>,
     ) -> Result<Vec<T>, ClientError> {
         let mut out = Vec::new();
@@ -112,12 +127,14 @@ impl AdminClient {
             if want == 0 {
                 break;
             }
-            let mut url = format!("{}?limit={want}", self.url(path));
+            let mut query = filter.to_vec();
+            query.push(("limit", want.to_string()));
             if let Some(a) = &after {
-                url.push_str("&after=");
-                url.extend(utf8_percent_encode(a, SEGMENT));
+                query.push(("after", a.clone()));
             }
-            let page: Page<T> = self.send(self.http.get(url)).await?;
+            let page: Page<T> = self
+                .send(self.http.get(self.url_with(path, &query)))
+                .await?;
             let got = page.items.len();
             out.extend(page.items);
             match page.next {
@@ -145,7 +162,7 @@ impl AdminClient {
 
     /// Registered secrets (never their values).
     pub async fn list_secrets(&self, limit: Option<usize>) -> Result<Vec<SecretView>, ClientError> {
-        self.all("/idprov/admin/oob", limit).await
+        self.all("/idprov/admin/oob", &[], limit).await
     }
 
     /// Removes a device's secret.
@@ -159,7 +176,7 @@ impl AdminClient {
 
     /// Devices.
     pub async fn list_devices(&self, limit: Option<usize>) -> Result<Vec<DeviceView>, ClientError> {
-        self.all("/idprov/admin/devices", limit).await
+        self.all("/idprov/admin/devices", &[], limit).await
     }
 
     /// Devices matching a filter (`status`, `expiringWithinDays`,
@@ -169,16 +186,7 @@ impl AdminClient {
         filter: &[(&str, String)],
         limit: Option<usize>,
     ) -> Result<Vec<DeviceView>, ClientError> {
-        let query: Vec<String> = filter
-            .iter()
-            .map(|(k, v)| format!("{k}={}", utf8_percent_encode(v, SEGMENT)))
-            .collect();
-        let path = if query.is_empty() {
-            "/idprov/admin/devices".to_owned()
-        } else {
-            format!("/idprov/admin/devices?{}", query.join("&"))
-        };
-        self.all(&path, limit).await
+        self.all("/idprov/admin/devices", filter, limit).await
     }
 
     /// Revokes a device's certificates (all, or one serial).
@@ -271,9 +279,9 @@ impl AdminClient {
     /// Every live secret's device ID and expiry; with `with_secrets`, the
     /// secrets too (an administrator certificate over loopback, audited).
     pub async fn export(&self, with_secrets: bool) -> Result<Vec<ExportRow>, ClientError> {
-        let url = format!(
-            "{}?withSecrets={with_secrets}",
-            self.url("/idprov/admin/oob/export")
+        let url = self.url_with(
+            "/idprov/admin/oob/export",
+            &[("withSecrets", with_secrets.to_string())],
         );
         let body = self.send_raw(self.http.get(url)).await?;
         body.split(|b| *b == b'\n')
@@ -295,13 +303,10 @@ impl AdminClient {
             if want == 0 {
                 break;
             }
-            let mut url = format!(
-                "{}?after={after}&limit={want}",
-                self.url("/idprov/admin/audit")
-            );
-            for (k, v) in filter {
-                url.push_str(&format!("&{k}={}", utf8_percent_encode(v, SEGMENT)));
-            }
+            let mut query = filter.to_vec();
+            query.push(("after", after.to_string()));
+            query.push(("limit", want.to_string()));
+            let url = self.url_with("/idprov/admin/audit", &query);
             let page: Page<AuditView> = self.send(self.http.get(url)).await?;
             let got = page.items.len();
             if let Some(last) = page.items.last() {
@@ -342,14 +347,8 @@ impl AdminClient {
 
     /// Credentials (certificates of admins, plugins, services).
     pub async fn credentials(&self, ou: Option<&str>) -> Result<Vec<CertView>, ClientError> {
-        let url = match ou {
-            Some(ou) => format!(
-                "{}?ou={}",
-                self.url("/idprov/admin/credentials"),
-                utf8_percent_encode(ou, SEGMENT)
-            ),
-            None => self.url("/idprov/admin/credentials"),
-        };
+        let query: Vec<(&str, String)> = ou.map(|ou| ("ou", ou.to_owned())).into_iter().collect();
+        let url = self.url_with("/idprov/admin/credentials", &query);
         self.send(self.http.get(url)).await
     }
 
@@ -395,7 +394,7 @@ impl AdminClient {
         &self,
         limit: Option<usize>,
     ) -> Result<Vec<WaitingView>, ClientError> {
-        self.all("/idprov/admin/requests", limit).await
+        self.all("/idprov/admin/requests", &[], limit).await
     }
 
     /// A device's protocol status (`GET /idprov/status/{deviceID}`).

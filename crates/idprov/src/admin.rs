@@ -228,11 +228,10 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                 output::json(&rows);
             } else {
                 table(
-                    &["DEVICE", "VALID UNTIL", "CREATED", "BY"],
-                    &rows
-                        .iter()
+                    ["DEVICE", "VALID UNTIL", "CREATED", "BY"],
+                    rows.iter()
                         .map(|s| {
-                            vec![
+                            [
                                 s.device_id.clone(),
                                 s.valid_until.clone(),
                                 s.created_at.clone(),
@@ -268,7 +267,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
         } => {
             let mut filter: Vec<(&str, String)> = Vec::new();
             if let Some(s) = status {
-                filter.push(("status", s));
+                filter.push(("status", s.as_str().to_owned()));
             }
             if let Some(d) = expiring_within {
                 filter.push((
@@ -287,7 +286,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                 output::json(&rows);
             } else {
                 table(
-                    &[
+                    [
                         "DEVICE",
                         "STATUS",
                         "VALID UNTIL",
@@ -296,10 +295,9 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                         "SECRET",
                         "WAITING",
                     ],
-                    &rows
-                        .iter()
+                    rows.iter()
                         .map(|d| {
-                            vec![
+                            [
                                 d.device_id.clone(),
                                 d.status.clone(),
                                 d.valid_until.clone().unwrap_or_else(|| "-".into()),
@@ -385,7 +383,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                 ]);
                 println!();
                 table(
-                    &[
+                    [
                         "SERIAL",
                         "ISSUED",
                         "NOT AFTER",
@@ -394,11 +392,11 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                         "KEY",
                         "REVOKED",
                     ],
-                    &detail
+                    detail
                         .certificates
                         .iter()
                         .map(|c| {
-                            vec![
+                            [
                                 c.serial.clone(),
                                 c.issued_at.clone(),
                                 c.not_after.clone(),
@@ -440,10 +438,11 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                 output::json(&rows);
             } else {
                 table(
-                    &[
+                    [
                         "DEVICE",
                         "KEY",
                         "TYPE",
+                        "STATE",
                         "CLAIMED IP",
                         "CLAIMED MAC",
                         "SOURCE",
@@ -451,10 +450,9 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                         "LAST SEEN",
                         "ATTEMPTS",
                     ],
-                    &rows
-                        .iter()
+                    rows.iter()
                         .map(|w| {
-                            vec![
+                            [
                                 w.device_id.clone(),
                                 w.key_fingerprint.clone(),
                                 w.key_type.clone(),

@@ -121,11 +121,11 @@ pub async fn audit(cmd: AuditCommand) -> Result<(), Failure> {
                 output::json(&entries);
             } else {
                 output::table(
-                    &["SEQ", "TIME", "ACTOR", "EVENT", "DEVICE", "DETAIL"],
-                    &entries
+                    ["SEQ", "TIME", "ACTOR", "EVENT", "DEVICE", "DETAIL"],
+                    entries
                         .iter()
                         .map(|e| {
-                            vec![
+                            [
                                 e.seq.to_string(),
                                 e.time.clone(),
                                 e.actor.clone(),

@@ -288,6 +288,38 @@ pub enum OobCommand {
     },
 }
 
+/// An RFC 3339 time, checked here so a typo is a usage error (exit 2).
+fn rfc3339(s: &str) -> Result<String, String> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("not an RFC 3339 time (e.g. 2026-12-01T00:00:00Z): {e}"))
+}
+
+/// The statuses of PROTOCOL.md §4's table, as `devices list --status` takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusFilter {
+    /// A valid, unrevoked certificate.
+    #[value(name = "Approved")]
+    Approved,
+    /// A secret, a queued request or an approval, and no valid certificate.
+    #[value(name = "Waiting")]
+    Waiting,
+    /// Rejected by an administrator, or every certificate revoked.
+    #[value(name = "Rejected")]
+    Rejected,
+}
+
+impl StatusFilter {
+    /// The name the admin API takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusFilter::Approved => "Approved",
+            StatusFilter::Waiting => "Waiting",
+            StatusFilter::Rejected => "Rejected",
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum DevicesCommand {
     /// List devices.
@@ -295,9 +327,9 @@ pub enum DevicesCommand {
         /// Stop after this many entries.
         #[arg(long)]
         limit: Option<usize>,
-        /// Only devices with this status: Approved, Waiting or Rejected.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only devices with this status.
+        #[arg(long, value_enum, ignore_case = true)]
+        status: Option<StatusFilter>,
         /// Only devices whose certificate expires within this time (e.g. 7d).
         #[arg(long, value_parser = humantime::parse_duration)]
         expiring_within: Option<std::time::Duration>,
@@ -501,11 +533,11 @@ pub enum AuditCommand {
         /// Only this actor's (admin:NAME, source:ADDRESS, system).
         #[arg(long)]
         actor: Option<String>,
-        /// Not before (RFC 3339).
-        #[arg(long)]
+        /// Not before (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long, value_parser = rfc3339)]
         since: Option<String>,
         /// Not after (RFC 3339).
-        #[arg(long)]
+        #[arg(long, value_parser = rfc3339)]
         until: Option<String>,
         /// Stop after this many entries.
         #[arg(long)]

@@ -212,16 +212,21 @@ pub async fn certs(cmd: CertsCommand) -> Result<(), Failure> {
 }
 
 async fn list(conn: &Connection, ou: Option<&str>) -> Result<(), Failure> {
-    let certs = connect(conn)?.credentials(ou).await?;
+    let mut certs = connect(conn)?.credentials(ou).await?;
+    if ou.is_none() {
+        // `certs list` is about plugins and services; `admin list` shows
+        // administrators.
+        certs.retain(|c| c.kind != "admin");
+    }
     if conn.json {
         output::json(&certs);
     } else {
         output::table(
-            &["KIND", "NAME", "SERIAL", "NOT AFTER", "REVOKED", "BY"],
-            &certs
+            ["KIND", "NAME", "SERIAL", "NOT AFTER", "REVOKED", "BY"],
+            certs
                 .iter()
                 .map(|c| {
-                    vec![
+                    [
                         c.kind.clone(),
                         c.subject.clone(),
                         c.serial.clone(),

@@ -24,16 +24,31 @@ impl From<DeviceError> for Failure {
             | DeviceError::FingerprintMismatch { .. }
             | DeviceError::NoCa
             | DeviceError::BadSignature
+            | DeviceError::EmptyKeyUntrusted
             | DeviceError::BadCertificate(_) => 4,
             DeviceError::Refused { .. } | DeviceError::Protocol(_) => 1,
             DeviceError::Storage(_) | DeviceError::Key(_) => 2,
         };
-        Failure {
-            code,
-            message: e.to_string(),
-        }
+        let message = match e {
+            // The library's words name no flags; here they can.
+            DeviceError::EmptyKeyUntrusted => EMPTY_KEY_UNTRUSTED.to_owned(),
+            e => e.to_string(),
+        };
+        Failure { code, message }
     }
 }
+
+/// What `idprov device` says when an administrator's approval arrives at a
+/// device that may not accept the empty key.
+const EMPTY_KEY_UNTRUSTED: &str = "the Approved answer is signed with the empty key \
+(an administrator approved this device), and this device does not know the server's CA from \
+outside the network, so it discarded the certificate. Run the same command again with one of:
+  --ca-fingerprint FP   the CA fingerprint (on the device's label, or `idprov ca-fingerprint` on the server)
+  --ca FILE             the server's CA certificate (its ca-chain.pem)
+  --danger-accept-empty-key   trust the CA this first contact offered: anyone who answered as the \
+server on this network could then hand the device a certificate of their own CA
+The server gives the same certificate again within its re-delivery window (10 minutes by \
+default); after that, approve the request again (idprov requests approve ID).";
 
 pub async fn discover_command(timeout: std::time::Duration, json: bool) -> Result<(), Failure> {
     let found = discover(timeout, false).await.map_err(|e| Failure {
@@ -64,11 +79,11 @@ pub async fn discover_command(timeout: std::time::Duration, json: bool) -> Resul
         );
     } else {
         output::table(
-            &["INSTANCE", "HOST", "PORT", "ADDRESSES", "PATH", "DIRECTORY"],
-            &found
+            ["INSTANCE", "HOST", "PORT", "ADDRESSES", "PATH", "DIRECTORY"],
+            found
                 .iter()
                 .map(|d| {
-                    vec![
+                    [
                         d.instance.clone(),
                         d.host.clone(),
                         d.port.to_string(),

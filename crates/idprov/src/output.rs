@@ -17,23 +17,21 @@ pub fn safe(text: &str) -> String {
         .collect()
 }
 
-/// Prints rows under a header with aligned columns.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    let rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| r.iter().map(|c| safe(c)).collect())
-        .collect();
+/// Prints rows under a header with aligned columns. A row has exactly as
+/// many cells as the header has names: a column without a header does not
+/// compile.
+pub fn table<const N: usize>(header: [&str; N], rows: impl IntoIterator<Item = [String; N]>) {
+    let mut widths: [usize; N] = header.map(|h| h.chars().count());
+    let rows: Vec<[String; N]> = rows.into_iter().map(|r| r.map(|c| safe(&c))).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let mut out = std::io::stdout().lock();
-    let line = |cells: Vec<&str>| {
+    let line = |cells: [&str; N]| {
         let mut s = String::new();
         for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
-            if i + 1 == cells.len() {
+            if i + 1 == N {
                 s.push_str(cell);
             } else {
                 s.push_str(&format!("{cell:<w$}  "));
@@ -41,9 +39,10 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         }
         s.trim_end().to_owned()
     };
-    let _ = writeln!(out, "{}", line(header.to_vec()));
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", line(header));
     for row in &rows {
-        let _ = writeln!(out, "{}", line(row.iter().map(String::as_str).collect()));
+        let _ = writeln!(out, "{}", line(row.each_ref().map(String::as_str)));
     }
 }
 

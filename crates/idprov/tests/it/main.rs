@@ -5,6 +5,7 @@ mod administration;
 mod backup;
 mod crash;
 mod db;
+mod listing;
 mod mosquitto;
 mod netns;
 mod packaging;
