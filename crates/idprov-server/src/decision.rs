@@ -11,6 +11,8 @@
 //!    3. an administrator's unused approval for this key → Approved, consumed;
 //!    4. re-delivery of the certificate issued when a secret was consumed in
 //!       the last minutes by this key, if the signature verifies under it;
+//!       or, for a request that proves no secret, of the certificate an
+//!       approval of this key issued in the last minutes;
 //!    5. no live secret → Waiting, recorded once per (device, key);
 //!    6. signature verifies under neither variant → Rejected, failure counted;
 //!    7. signature verifies → Approved, secret consumed.
@@ -239,6 +241,26 @@ async fn oob(
         if let Some(outcome) = redeliver(app, caller, req, now, &actor, consumed).await? {
             return Ok(outcome);
         }
+        // 4.4 for the approval path: a request that proves no secret gets
+        // the certificate an approval of this key issued within the window,
+        // so a device that could not accept that answer is not stranded
+        // with the approval used up. A request that proves a live secret
+        // goes on to 4.7 instead.
+        if (live.is_none() || req.message.signature.is_empty())
+            && let Some(serial) = view.approved_serial.take()
+            && let Some(outcome) = redeliver_certificate(
+                app,
+                req,
+                now,
+                &actor,
+                &serial,
+                ResponseKey::Empty,
+                "approval",
+            )
+            .await?
+        {
+            return Ok(outcome);
+        }
         // 4.5: no live secret → Waiting.
         let Some(stored) = live else {
             return waiting(app, req, source, actor, now).await;
@@ -313,7 +335,24 @@ async fn redeliver(
     let Some(verified) = req.message.verify(secret.expose().as_bytes()) else {
         return Ok(None);
     };
-    let Some(cert) = app.registry.certificate(&consumed.serial).await? else {
+    let key = response_key(caller, secret, verified.variant);
+    redeliver_certificate(app, req, now, actor, &consumed.serial, key, "secret").await
+}
+
+/// Answers Approved with the certificate `serial` again, if it is still
+/// valid and unrevoked, and audits the re-delivery; `how` says which path
+/// issued it (`secret` or `approval`).
+async fn redeliver_certificate(
+    app: &AppState,
+    req: &ValidRequest,
+    now: i64,
+    actor: &Actor,
+    serial: &str,
+    key: ResponseKey,
+    how: &'static str,
+) -> Result<Option<Outcome>, ApiError> {
+    let device = req.device_id.as_str();
+    let Some(cert) = app.registry.certificate(serial).await? else {
         return Ok(None);
     };
     if cert.revoked_at.is_some() || cert.not_after < now {
@@ -325,14 +364,14 @@ async fn redeliver(
             actor.clone(),
             "certificate_redelivered",
             Some(device),
-            json!({ "serial": cert.serial, "keyFingerprint": req.key_fingerprint }),
+            json!({ "serial": cert.serial, "keyFingerprint": req.key_fingerprint, "how": how }),
         ))
         .await?;
-    tracing::info!(device_id = device, serial = %cert.serial, "certificate re-delivered");
+    tracing::info!(device_id = device, serial = %cert.serial, how, "certificate re-delivered");
     Ok(Some(Outcome::Approved {
         client_cert: format!("{}{}", cert.pem, app.ca.intermediates_pem()),
         retry_sec: half_validity(cert.not_before, cert.not_after),
-        key: response_key(caller, secret, verified.variant),
+        key,
     }))
 }
 

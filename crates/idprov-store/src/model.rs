@@ -805,6 +805,10 @@ pub struct OobView {
     pub consumed: Option<ConsumedSecret>,
     /// The device's live secret.
     pub live_secret: Option<StoredSecret>,
+    /// The serial of the newest unrevoked certificate issued on an
+    /// administrator's approval of (device, key) at or after the window's
+    /// start: the approval path's re-delivery (§6 4.4).
+    pub approved_serial: Option<String>,
 }
 
 /// Devices counted by status, for the dashboard

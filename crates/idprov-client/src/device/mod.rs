@@ -205,6 +205,21 @@ pub enum DeviceError {
         "the Approved answer's signature does not verify under any acceptable key; its certificate was discarded"
     )]
     BadSignature,
+    /// The Approved answer is signed with the empty key (an administrator's
+    /// approval), and this device may not accept that: it trusts the
+    /// server's CA only from this first contact on the network (PROTOCOL.md
+    /// §5). The server re-delivers the same certificate within its
+    /// re-delivery window, so trying again with a pinned CA (or, knowingly,
+    /// the danger option) still gets it.
+    #[error(
+        "the Approved answer is signed with the empty key (an administrator approved this device), which this device \
+         accepts only from a server whose CA it knows from outside the network; its certificate was discarded. \
+         Pin the server's CA (its fingerprint, from the device's label or `idprov ca-fingerprint` on the server, or \
+         the CA file) and ask again, or allow the empty key after an unpinned first contact, which lets whoever \
+         answered this device first hand it a certificate of a CA of their own. The server gives the same \
+         certificate again for a few minutes (its re-delivery window); after that an administrator approves again"
+    )]
+    EmptyKeyUntrusted,
     /// The issued certificate is not acceptable.
     #[error("the issued certificate was refused: {0}")]
     BadCertificate(String),
@@ -613,9 +628,10 @@ impl Device {
             .is_some_and(|s| answer.verify(s.expose().as_bytes()).is_some());
         let verified_with = if by_secret {
             "secret"
-        } else if (empty_key_ok || self.opts.danger_accept_empty_key_after_first_contact)
-            && answer.verify(b"").is_some()
-        {
+        } else if answer.verify(b"").is_some() {
+            if !(empty_key_ok || self.opts.danger_accept_empty_key_after_first_contact) {
+                return Err(DeviceError::EmptyKeyUntrusted);
+            }
             "empty key"
         } else {
             return Err(DeviceError::BadSignature);

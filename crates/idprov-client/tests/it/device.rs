@@ -292,11 +292,30 @@ async fn after_trust_on_first_use_the_empty_key_needs_the_danger_option() {
     ));
     approve(&server, "d-tofu").await;
     let err = device.provision(false).await.unwrap_err();
-    assert!(matches!(err, DeviceError::BadSignature), "{err}");
+    assert!(matches!(err, DeviceError::EmptyKeyUntrusted), "{err}");
+    assert!(
+        err.to_string().contains("fingerprint") && err.to_string().contains("empty key"),
+        "the error names the way out: {err}"
+    );
     assert!(
         device.current().expect("read").is_none(),
         "nothing was installed"
     );
+    // The approval is used up, but the server re-delivers the certificate
+    // it issued: the same device with its CA pinned now accepts it.
+    let mut opts = options(&server, "d-tofu", None);
+    opts.ca_fingerprint = Some(ca_fingerprint(&server));
+    let mut pinned = Device::open(opts).expect("open");
+    let Outcome::Approved(installed) = pinned.provision(false).await.expect("attempt") else {
+        panic!("expected the re-delivered certificate");
+    };
+    let issued = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "d-tofu")
+        .await
+        .expect("certificates");
+    assert_eq!(issued.len(), 1, "re-delivered, not issued again");
+    assert_eq!(installed.serial, issued[0].serial);
 
     let mut opts = options(&server, "d-danger", None);
     opts.danger_accept_empty_key_after_first_contact = true;

@@ -347,6 +347,90 @@ async fn a_lost_response_is_redelivered_within_the_window_only() {
 }
 
 #[tokio::test]
+async fn an_approved_answer_is_redelivered_to_the_same_key_within_the_window_only() {
+    let server = TestServer::start().await;
+    let device = TestDevice::new("ap-1");
+    let (_, resp, _) = provision(&server.http(), &server, &device.request(None)).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+    server
+        .admin()
+        .decide("ap-1", "approve", &idprov_proto::admin::Decision::default())
+        .await
+        .expect("approved");
+    let (_, first, _) = provision(&server.http(), &server, &device.request(None)).await;
+    let first = first.expect("response");
+    assert_eq!(first.status, ProvisionStatus::Approved);
+    assert!(
+        first.verify(b"").is_some(),
+        "an approval is signed with the empty key"
+    );
+
+    // The device could not accept it (no pinned CA) and asks again: the
+    // approval is used up, but the same certificate comes back.
+    server.clock.advance(Duration::from_secs(300));
+    let (_, again, _) = provision(&server.http(), &server, &device.request(None)).await;
+    let again = again.expect("response");
+    assert_eq!(again.status, ProvisionStatus::Approved);
+    assert_eq!(again.client_cert, first.client_cert, "the same certificate");
+    assert!(again.verify(b"").is_some());
+
+    // Another key for the same device ID gets nothing.
+    let other = TestDevice::new("ap-1");
+    let (_, resp, _) = provision(&server.http(), &server, &other.request(None)).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+
+    // A live secret the request proves goes the secret's way (a new
+    // certificate signed with the secret), not the approval's.
+    add_secret(&server, "ap-1", "ap-1-later-secret").await;
+    let by_secret = provision_ok(&server, &device, "ap-1-later-secret").await;
+    assert_ne!(by_secret.client_cert, first.client_cert);
+    assert!(by_secret.verify(b"ap-1-later-secret").is_some());
+
+    // After the window the key waits like anyone else's.
+    server.clock.advance(Duration::from_secs(301));
+    let later = TestDevice::new("ap-2");
+    let (_, resp, _) = provision(&server.http(), &server, &later.request(None)).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+    server
+        .admin()
+        .decide("ap-2", "approve", &idprov_proto::admin::Decision::default())
+        .await
+        .expect("approved");
+    let (_, resp, _) = provision(&server.http(), &server, &later.request(None)).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved);
+    server.clock.advance(Duration::from_secs(601));
+    let (_, resp, _) = provision(&server.http(), &server, &later.request(None)).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
+
+    // A revoked certificate is never re-delivered.
+    let revoked = TestDevice::new("ap-3");
+    provision(&server.http(), &server, &revoked.request(None)).await;
+    server
+        .admin()
+        .decide("ap-3", "approve", &idprov_proto::admin::Decision::default())
+        .await
+        .expect("approved");
+    let (_, resp, _) = provision(&server.http(), &server, &revoked.request(None)).await;
+    assert_eq!(resp.expect("response").status, ProvisionStatus::Approved);
+    server
+        .admin()
+        .revoke_device("ap-3", &idprov_proto::admin::RevokeRequest::default())
+        .await
+        .expect("revoked");
+    let (_, resp, _) = provision(&server.http(), &server, &revoked.request(None)).await;
+    assert_ne!(resp.expect("response").status, ProvisionStatus::Approved);
+
+    let issued = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "ap-1")
+        .await
+        .expect("certs");
+    assert_eq!(issued.len(), 2, "the approval's and the secret's, no more");
+    let events = audit_events(&server).await;
+    assert!(events.iter().any(|e| e == "certificate_redelivered"));
+}
+
+#[tokio::test]
 async fn every_accepted_key_type_is_provisioned() {
     let server = TestServer::start().await;
     for (i, alg) in [

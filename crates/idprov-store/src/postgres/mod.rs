@@ -1477,7 +1477,7 @@ impl Registry for PostgresRegistry {
         consumed_since: i64,
     ) -> Result<OobView> {
         let client = self.client().await?;
-        // The five reads of the OOB path in one statement: one round trip
+        // The six reads of the OOB path in one statement: one round trip
         // and one snapshot. Each join matches at most one row (its key), so
         // there is exactly one result row, NULL where nothing matched.
         let r = query_one(
@@ -1486,7 +1486,8 @@ impl Registry for PostgresRegistry {
                     j.device_id, j.key_fingerprint, j.rejected_by, j.reason, j.created_at,
                     a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
                     c.sealed, c.key_id, c.serial, c.consumed_at,
-                    s.id, s.device_id, s.sealed, s.key_id, s.created_at, s.valid_until
+                    s.id, s.device_id, s.sealed, s.key_id, s.created_at, s.valid_until,
+                    ac.serial
              FROM (SELECT 1) AS one
              LEFT JOIN lockouts l ON l.device_id = $1::text AND l.source = $3::text
              LEFT JOIN rejections j ON j.device_id = $1::text AND j.key_fingerprint = $2::text
@@ -1494,7 +1495,13 @@ impl Registry for PostgresRegistry {
                 AND a.expires_at >= $4::bigint
              LEFT JOIN consumed_secrets c ON c.device_id = $1::text AND c.key_fingerprint = $2::text
                 AND c.consumed_at >= $5::bigint
-             LEFT JOIN oob_secrets s ON s.device_id = $1::text AND s.valid_until >= $4::bigint",
+             LEFT JOIN oob_secrets s ON s.device_id = $1::text AND s.valid_until >= $4::bigint
+             LEFT JOIN LATERAL (
+                 SELECT serial FROM certificates
+                 WHERE kind = 'device' AND subject = $1::text AND key_fingerprint = $2::text
+                   AND issue_kind = 'approval' AND issued_at >= $5::bigint AND revoked_at IS NULL
+                 ORDER BY id DESC LIMIT 1
+             ) ac ON true",
             &[&device_id, &key_fingerprint, &source, &now, &consumed_since],
         )
         .await?;
@@ -1531,6 +1538,7 @@ impl Registry for PostgresRegistry {
                 }),
                 None => None,
             },
+            approved_serial: col(&r, 22)?,
         })
     }
 

@@ -325,6 +325,24 @@ fn read_consumed_secret(
     .optional()?)
 }
 
+const APPROVED_SERIAL_SQL: &str = "SELECT serial FROM certificates
+     WHERE kind = 'device' AND subject = ?1 AND key_fingerprint = ?2
+       AND issue_kind = 'approval' AND issued_at >= ?3 AND revoked_at IS NULL
+     ORDER BY id DESC LIMIT 1";
+
+/// The approval path's re-delivery: the newest unrevoked certificate issued
+/// on an approval of (device, key) at or after `since`.
+fn read_approved_serial(
+    c: &Connection,
+    device_id: &str,
+    key_fingerprint: &str,
+    since: i64,
+) -> Result<Option<String>> {
+    Ok(c.prepare_cached(APPROVED_SERIAL_SQL)?
+        .query_row(params![device_id, key_fingerprint, since], |r| r.get(0))
+        .optional()?)
+}
+
 fn read_lockout(c: &Connection, device_id: &str, source: &str) -> Result<Option<Lockout>> {
     Ok(c.prepare_cached(
         "SELECT failures, locked_until FROM lockouts WHERE device_id = ?1 AND source = ?2",
@@ -1278,6 +1296,7 @@ impl Registry for SqliteRegistry {
                     approval: read_approval(&tx, &device_id, &fp, now)?,
                     consumed: read_consumed_secret(&tx, &device_id, &fp, consumed_since)?,
                     live_secret: read_live_secret(&tx, &device_id, now)?,
+                    approved_serial: read_approved_serial(&tx, &device_id, &fp, consumed_since)?,
                 };
                 tx.finish()?;
                 Ok(view)

@@ -821,6 +821,7 @@ type OobFacts = (
     Option<Approval>,
     Option<ConsumedSecret>,
     Option<(String, Vec<u8>, String, i64, i64)>,
+    Option<String>,
 );
 
 fn oob_facts(v: OobView) -> OobFacts {
@@ -831,6 +832,7 @@ fn oob_facts(v: OobView) -> OobFacts {
         v.consumed,
         v.live_secret
             .map(|s| (s.device_id, s.sealed, s.key_id, s.created_at, s.valid_until)),
+        v.approved_serial,
     )
 }
 
@@ -892,6 +894,13 @@ async fn the_oob_view_is_the_single_reads_in_one() {
                 .expect("issue"),
             IssueOutcome::Recorded
         );
+        // o-3: a certificate issued on an approval of fp-1 (re-delivery).
+        let mut approved = issue("o-3", "ef01", None);
+        approved.cert.issue_kind = IssueKind::Approval;
+        assert_eq!(
+            reg.record_issue(approved).await.expect("issue"),
+            IssueOutcome::Recorded
+        );
     }
     let mut nonempty = 0;
     for (device, fp, source) in [
@@ -899,6 +908,8 @@ async fn the_oob_view_is_the_single_reads_in_one() {
         ("o-1", "k2", "10.0.0.1"),
         ("o-1", "k1", "10.0.0.2"),
         ("o-2", "fp-1", "10.0.0.1"),
+        ("o-3", "fp-1", "10.0.0.1"),
+        ("o-3", "k1", "10.0.0.1"),
         ("nobody", "k1", "10.0.0.1"),
     ] {
         // Now, and later: the approval lapsed, the secret expired, the
@@ -938,11 +949,16 @@ async fn the_oob_view_is_the_single_reads_in_one() {
                     .expect("view"),
             );
             assert_eq!(facts, expected, "{device} {fp} {source} at {now}");
-            if facts != (None, None, None, None, None) {
+            if facts != (None, None, None, None, None, None) {
                 nonempty += 1;
             }
         }
     }
     // Every kind of fact was present in some view.
-    assert!(nonempty >= 5);
+    assert!(nonempty >= 6);
+    let view = pg
+        .oob_view("o-3", "fp-1", "10.0.0.1", NOW, NOW - 600)
+        .await
+        .expect("view");
+    assert_eq!(view.approved_serial.as_deref(), Some("ef01"));
 }

@@ -325,3 +325,81 @@ async fn fingerprints_starting_with_a_hyphen_are_values_not_options() {
         "refused for the mismatch: {err}"
     );
 }
+
+/// A newcomer's sequence: a device without a CA fingerprint waits, is
+/// approved, cannot accept the empty-key answer — and is not stranded: the
+/// message names both ways out, and either gets the certificate the
+/// approval issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_the_device_could_not_accept_is_redelivered() {
+    let server = TestServer::start().await;
+    let server_arg = server.server_arg();
+    let data = server.data_dir().display().to_string();
+    let fp = tokio::task::block_in_place(|| idprov(&["ca-fingerprint", "--data-dir", &data], None));
+    let fp = stdout(&fp).trim().to_owned();
+    for (id, way_out) in [
+        ("sensor-7", vec!["--ca-fingerprint", fp.as_str()]),
+        ("sensor-8", vec!["--danger-accept-empty-key"]),
+    ] {
+        let dir = server.temp_dir().join(id).display().to_string();
+        let device = |extra: &[&str]| {
+            let mut args = vec![
+                "device",
+                "provision",
+                "--id",
+                id,
+                "--server",
+                &server_arg,
+                "--dir",
+                &dir,
+            ];
+            args.extend_from_slice(extra);
+            tokio::task::block_in_place(|| idprov(&args, None))
+        };
+        let out = device(&[]);
+        assert_eq!(out.status.code(), Some(1), "Waiting: {}", stderr(&out));
+        assert!(stderr(&out).contains("waiting"), "{}", stderr(&out));
+        let out = tokio::task::block_in_place(|| run(&server, &["requests", "approve", id], None));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+        let out = device(&[]);
+        assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+        let err = stderr(&out);
+        for names in [
+            "empty key",
+            "--ca-fingerprint",
+            "idprov ca-fingerprint",
+            "--ca FILE",
+            "--danger-accept-empty-key",
+            "re-delivery window",
+        ] {
+            assert!(err.contains(names), "the message names {names:?}: {err}");
+        }
+        // The server issued the certificate and used the approval up…
+        let out =
+            tokio::task::block_in_place(|| run(&server, &["devices", "show", id, "--json"], None));
+        let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        assert_eq!(shown["device"]["status"], "Approved");
+        let serial = shown["certificates"][0]["serial"]
+            .as_str()
+            .expect("serial")
+            .to_owned();
+        // …and gives the same certificate to the same key again.
+        let out = device(&way_out);
+        assert_eq!(out.status.code(), Some(0), "{id}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains(&serial) || stderr(&out).contains(&serial),
+            "{id}: the re-delivered certificate {serial}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let out =
+            tokio::task::block_in_place(|| run(&server, &["devices", "show", id, "--json"], None));
+        let shown: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        assert_eq!(
+            shown["certificates"].as_array().map(Vec::len),
+            Some(1),
+            "{id}: re-delivered, not issued again"
+        );
+    }
+}

@@ -427,6 +427,7 @@ async fn personal_and_service_credentials() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_import_reports_by_line_and_commits_valid_rows_at_once() {
+    idprov_testkit::capture_logs();
     let server = TestServer::start().await;
     let dir = server.temp_dir().to_owned();
     server
@@ -544,6 +545,23 @@ async fn bulk_import_reports_by_line_and_commits_valid_rows_at_once() {
             .map(str::len),
         Some(64),
         "a hash of the rows, not one entry per row"
+    );
+    // The server's log names the same digest as the audit entry (it once
+    // logged the digest of nothing).
+    let digest = entries.last().expect("entry").detail["rowsSha256"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let logs = idprov_testkit::captured_logs();
+    assert!(
+        logs.contains(&format!("rows_sha256={digest}")),
+        "the import's log line carries {digest}"
+    );
+    assert!(
+        !logs.contains(
+            "rows_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        ),
+        "never the digest of no rows"
     );
 
     // JSON arrays report the element index and the line it starts on.

@@ -205,12 +205,8 @@ impl Importer {
                 "more refused rows than itemized"
             );
         }
-        let hash: String = self
-            .digest
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        // The digest the store wrote into the audit entry: the log names
+        // the same rows.
         tracing::info!(
             actor = %self.admin.actor,
             accepted = outcome.accepted,
