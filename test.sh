@@ -5,6 +5,7 @@
 # root, with apt-get; nothing is mocked:
 #   golang-go          Go 1.19: the encoder differential test and a Go device
 #   openssl            an independent check of issued certificates
+#   curl               the README's curl commands, run by the README test
 #   mosquitto(-clients) a real MQTT broker that must accept issued certificates
 #   iproute2           network namespaces and veth for real multicast DNS-SD
 #   zbar-tools         an independent QR decoder for the label sheets
@@ -42,6 +43,7 @@ stage "system packages"
 need=()
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)

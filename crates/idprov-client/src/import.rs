@@ -1,4 +1,5 @@
-//! Reading bulk-registration files: CSV (header `deviceID,secret[,validUntil]`),
+//! Reading bulk-registration files: CSV (header `deviceID,secret[,validUntil]`,
+//! or `deviceID` alone for generated secrets),
 //! a JSON array, or NDJSON (keys `deviceID`, `oobSecret`, `validUntil`).
 //!
 //! Every row carries the physical 1-based line of the file where it starts
@@ -89,8 +90,10 @@ pub enum ImportFileError {
     /// Reading failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// The CSV header is not `deviceID,secret[,validUntil]`.
-    #[error("line 1: the CSV header must be deviceID,secret[,validUntil] (found {0:?})")]
+    /// The CSV header is not `deviceID[,secret[,validUntil]]`.
+    #[error(
+        "line 1: the CSV header must be deviceID,secret[,validUntil] (or deviceID alone, for --generate) (found {0:?})"
+    )]
     Header(String),
     /// The JSON array is malformed around this line.
     #[error("line {0}: {1}")]
@@ -127,9 +130,12 @@ fn csv_rows(
         .map_err(|e| ImportFileError::Header(e.to_string()))?
         .clone();
     let names: Vec<&str> = header.iter().map(str::trim).collect();
-    let with_valid = match names.as_slice() {
-        ["deviceID", "secret"] => false,
-        ["deviceID", "secret", "validUntil"] => true,
+    // The columns a row may have: a list of device IDs alone is for
+    // `--generate`, which makes every secret.
+    let columns: &[usize] = match names.as_slice() {
+        ["deviceID"] => &[1],
+        ["deviceID", "secret"] => &[2],
+        ["deviceID", "secret", "validUntil"] => &[3, 2],
         _ => return Err(ImportFileError::Header(names.join(","))),
     };
     let mut index = 0u64;
@@ -144,9 +150,12 @@ fn csv_rows(
             },
             Ok(rec) => {
                 let line = rec.position().map_or(0, |p| p.line());
-                let want = if with_valid { 3 } else { 2 };
-                let content = if rec.len() != want && !(with_valid && rec.len() == 2) {
-                    Err(format!("expected {want} columns, found {}", rec.len()))
+                let content = if !columns.contains(&rec.len()) {
+                    Err(format!(
+                        "expected {} columns, found {}",
+                        columns[0],
+                        rec.len()
+                    ))
                 } else {
                     let secret = rec.get(1).unwrap_or_default();
                     Ok(RowContent {
@@ -322,6 +331,17 @@ mod tests {
         ));
         let no_secret = rows("deviceID,secret\nd1,\n", Format::Csv);
         assert_eq!(no_secret[0].content.as_ref().expect("ok").secret, None);
+        // A list of device IDs alone, for --generate.
+        let ids = rows("deviceID\nd1\nd2,extra\n", Format::Csv);
+        let only = ids[0].content.as_ref().expect("ok");
+        assert_eq!(
+            (only.device_id.as_str(), only.secret.as_deref()),
+            ("d1", None)
+        );
+        assert_eq!(
+            ids[1].content.as_ref().unwrap_err(),
+            "expected 1 columns, found 2"
+        );
     }
 
     #[test]

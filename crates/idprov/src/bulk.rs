@@ -221,7 +221,10 @@ pub async fn import(
     } else {
         Err(Failure {
             code: 1,
-            message: format!("{} rows were rejected", result.rejected.len()),
+            message: match result.rejected.len() {
+                1 => "1 row was rejected".to_owned(),
+                n => format!("{n} rows were rejected"),
+            },
         })
     }
 }

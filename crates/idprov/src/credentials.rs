@@ -57,7 +57,27 @@ fn p12_password() -> Result<Zeroizing<String>, Failure> {
     if let Ok(p) = std::env::var("IDPROV_P12_PASSWORD") {
         return Ok(Zeroizing::new(p));
     }
-    prompt_twice("Password for the PKCS#12 file: ")
+    new_password("Password for the PKCS#12 file: ")
+}
+
+/// A new password: typed twice on a terminal, else the first line of
+/// standard input (for scripts). Never empty.
+fn new_password(prompt: &str) -> Result<Zeroizing<String>, Failure> {
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        prompt_twice(prompt)?
+    } else {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure::usage(format!("reading the password: {e}")))?;
+        Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    if password.is_empty() {
+        return Err(Failure::usage(
+            "an empty password (give it on the terminal, or as the first line of standard input)",
+        ));
+    }
+    Ok(password)
 }
 
 /// A new password typed twice on the terminal (not echoed).
@@ -80,11 +100,11 @@ fn write_p12(
     name: &str,
     key_pem: &str,
     issued: &CredentialIssued,
+    password: &str,
 ) -> Result<(), Failure> {
     use p12_keystore::{Certificate, KeyStore, KeyStoreEntry, PrivateKey, PrivateKeyChain};
     use rustls_pki_types::PrivateKeyDer;
     use rustls_pki_types::pem::PemObject;
-    let password = p12_password()?;
     let key_der = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
         .map_err(|e| Failure::usage(format!("the new key: {e:?}")))?;
     let key = PrivateKey::from_der(key_der.secret_der())
@@ -107,7 +127,7 @@ fn write_p12(
         KeyStoreEntry::PrivateKeyChain(PrivateKeyChain::new(local_key_id, key, chain)),
     );
     let bytes = store
-        .writer(&password)
+        .writer(password)
         .write()
         .map_err(|e| Failure::usage(format!("writing PKCS#12: {e}")))?;
     write_new_private(path, &bytes)
@@ -122,10 +142,20 @@ pub async fn admin(cmd: AdminCommand) -> Result<(), Failure> {
             validity,
             conn,
         } => {
+            // The bundle's password first: a failed prompt issues nothing.
+            let p12_password = p12.as_ref().map(|_| p12_password()).transpose()?;
+            if let Some(path) = &p12
+                && path.exists()
+            {
+                return Err(Failure::usage(format!(
+                    "{} exists: choose another --p12 file",
+                    path.display()
+                )));
+            }
             let (issued, key_pem) =
                 issue(&conn, "admin", &name, Vec::new(), validity, &out).await?;
-            if let Some(path) = &p12 {
-                write_p12(path, &name, &key_pem, &issued)?;
+            if let (Some(path), Some(password)) = (&p12, &p12_password) {
+                write_p12(path, &name, &key_pem, &issued, password)?;
             }
             if conn.json {
                 output::json(&issued);
@@ -145,15 +175,7 @@ pub async fn admin(cmd: AdminCommand) -> Result<(), Failure> {
         AdminCommand::List { conn } => list(&conn, Some("admin")).await,
         AdminCommand::Revoke { name, reason, conn } => revoke(&conn, "admin", &name, reason).await,
         AdminCommand::Password { name, conn } => {
-            let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                prompt_twice(&format!("Web password for {name}: "))?
-            } else {
-                let mut line = Zeroizing::new(String::new());
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .map_err(|e| Failure::usage(format!("reading the password: {e}")))?;
-                Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_owned())
-            };
+            let password = new_password(&format!("Web password for {name}: "))?;
             crate::admin::connect(&conn)?
                 .set_web_password(&name, &password)
                 .await?;

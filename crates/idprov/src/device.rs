@@ -238,9 +238,9 @@ pub async fn device(cmd: DeviceCommand) -> Result<(), Failure> {
                         return Err(Failure {
                             code: 1,
                             message: format!(
-                                "waiting: the server has no secret or approval for this device yet (retry after {}s); re-register or approve device {}",
+                                "waiting: the server has no secret or approval for this device yet (ask again after {}s); on the server, register its secret (idprov oob add {id}) or approve its request (idprov requests approve {id})",
                                 retry.as_secs(),
-                                dev.options().device_id
+                                id = dev.options().device_id
                             ),
                         });
                     }

@@ -9,6 +9,7 @@ mod listing;
 mod mosquitto;
 mod netns;
 mod packaging;
+mod readme;
 mod serve;
 
 use std::io::Write;
