@@ -237,6 +237,16 @@ impl AdminClient {
         Ok(())
     }
 
+    /// Removes an administrator's web password; their sessions end.
+    pub async fn remove_web_password(&self, name: &str) -> Result<(), ClientError> {
+        self.send_raw(self.http.delete(self.url(&format!(
+            "/idprov/admin/web/passwords/{}",
+            Self::segment(name)
+        ))))
+        .await?;
+        Ok(())
+    }
+
     /// Approves, rejects or clears (`action`) a device's waiting request.
     pub async fn decide(
         &self,

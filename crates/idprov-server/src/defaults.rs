@@ -108,6 +108,12 @@ pub const SIGNIN_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 pub const SIGNIN_RATE: f64 = 1.0 / 6.0;
 /// …after a burst of this many.
 pub const SIGNIN_BURST: f64 = 10.0;
+/// Web sign-in attempts per second from all sources together, and the
+/// burst: what a few people signing in need, not what an online guesser
+/// rotating addresses wants.
+pub const SIGNIN_GLOBAL_RATE: f64 = 1.0;
+/// (See [`SIGNIN_GLOBAL_RATE`].)
+pub const SIGNIN_GLOBAL_BURST: f64 = 20.0;
 /// Shortest web password: a person types it, an attacker guesses it offline
 /// only from a stolen database, where argon2id makes each guess expensive.
 pub const MIN_PASSWORD_CHARS: usize = 12;

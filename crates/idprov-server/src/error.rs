@@ -87,6 +87,13 @@ pub enum ApiError {
     Internal(String),
     /// 503: the server is shutting down or its registry is unavailable.
     Unavailable,
+    /// 503: a bounded resource is fully in use; retry after this many seconds.
+    Busy {
+        /// Seconds.
+        retry_after: u64,
+        /// Why.
+        reason: &'static str,
+    },
 }
 
 impl From<StoreError> for ApiError {
@@ -146,6 +153,14 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the server is shutting down or its registry is unavailable".to_owned(),
                 Some(5),
+            ),
+            ApiError::Busy {
+                retry_after,
+                reason,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{reason}; retry after {retry_after} seconds"),
+                Some(retry_after.max(1)),
             ),
         };
         let body = serde_json::json!({ "error": message, "status": status.as_u16() });

@@ -21,6 +21,7 @@ pub mod error;
 pub mod limits;
 mod listener;
 pub mod observe;
+pub mod password;
 pub mod routes;
 pub mod secrets;
 mod server;

@@ -74,6 +74,27 @@ struct Session {
     csrf: String,
     created: i64,
     last_seen: i64,
+    /// SHA-256 of the account's stored password hash when the session
+    /// began (or when this session set it): a session lasts only while the
+    /// account keeps that password, so a revoked administrator (whose
+    /// password is removed) or a changed password ends it on every replica
+    /// sharing the registry.
+    password: Option<[u8; 32]>,
+}
+
+/// What a session is bound to: the stored hash (a PHC string with its own
+/// random salt, so every change is a new value).
+fn password_stamp(p: Option<&idprov_store::WebPassword>) -> Option<[u8; 32]> {
+    p.map(|p| Sha256::digest(p.hash.as_bytes()).into())
+}
+
+/// Ends every session of `name` on this replica except `keep` (the session
+/// that made the change); returns how many ended.
+pub fn end_sessions(app: &AppState, name: &str, keep: Option<&[u8; 32]>) -> usize {
+    let mut sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    let before = sessions.len();
+    sessions.retain(|key, s| s.name != name || Some(key) == keep);
+    before - sessions.len()
 }
 
 /// The one-time token, as its argon2id hash.
@@ -90,6 +111,10 @@ pub struct WebState {
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     token: Mutex<Option<Token>>,
     signin_limiter: crate::limits::RateLimiter,
+    /// Every source's sign-ins together: many addresses do not multiply
+    /// the guesses.
+    signin_global: crate::limits::RateLimiter,
+    hasher: crate::password::Hasher,
 }
 
 impl Default for WebState {
@@ -98,9 +123,23 @@ impl Default for WebState {
             sessions: Mutex::new(HashMap::new()),
             token: Mutex::new(None),
             signin_limiter: crate::limits::RateLimiter::new(d::SIGNIN_RATE, d::SIGNIN_BURST),
+            signin_global: crate::limits::RateLimiter::new(
+                d::SIGNIN_GLOBAL_RATE,
+                d::SIGNIN_GLOBAL_BURST,
+            ),
+            hasher: crate::password::Hasher::default(),
         }
     }
 }
+
+/// The one key the global sign-in bucket is kept under.
+const EVERYONE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// The answer when every hashing slot is taken.
+const BUSY: ApiError = ApiError::Busy {
+    retry_after: 2,
+    reason: "too many sign-ins are being checked right now",
+};
 
 fn random_token() -> Result<String, ApiError> {
     let mut b = [0u8; 32];
@@ -112,40 +151,25 @@ fn session_key(cookie_value: &str) -> [u8; 32] {
     Sha256::digest(cookie_value.as_bytes()).into()
 }
 
-/// An argon2id hash (PHC string) of `secret`; CPU-heavy, run off the async threads.
-pub async fn hash_secret(secret: Zeroizing<String>) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHasher, SaltString};
-        let mut salt = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut salt)
-            .map_err(|_| ApiError::Internal("random generator".into()))?;
-        let salt = SaltString::encode_b64(&salt).map_err(|e| ApiError::Internal(e.to_string()))?;
-        argon2::Argon2::default()
-            .hash_password(secret.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::Internal(format!("hashing: {e}")))
-    })
-    .await
-    .map_err(|_| ApiError::Internal("hashing panicked".into()))?
+/// An argon2id hash (PHC string) of `secret`, through the bounded hasher.
+pub async fn hash_secret(app: &AppState, secret: Zeroizing<String>) -> Result<String, ApiError> {
+    app.web
+        .hasher
+        .hash(secret)
+        .await
+        .map_err(|_| BUSY)?
+        .map_err(|e| ApiError::Internal(format!("hashing: {e}")))
 }
 
-/// Whether `secret` matches the argon2id `hash` (constant time inside argon2).
-async fn verify_secret(secret: Zeroizing<String>, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        use argon2::password_hash::{PasswordHash, PasswordVerifier};
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(secret.as_bytes(), &parsed)
-                .is_ok()
-        })
-    })
-    .await
-    .unwrap_or(false)
+/// Whether `secret` matches the argon2id `hash` (`None`: no account; the
+/// same work, never a match), through the bounded hasher.
+async fn verify_secret(
+    app: &AppState,
+    secret: Zeroizing<String>,
+    hash: Option<String>,
+) -> Result<bool, ApiError> {
+    app.web.hasher.verify(secret, hash).await.map_err(|_| BUSY)
 }
-
-/// A hash no password matches, verified against when a name is unknown so
-/// that a wrong name costs as long as a wrong password.
-const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$2bJyuGk8J4/2Gu8mWUSf1D8J3nDSaFBrW3QtPB0zCmY";
 
 /// At start: the one-time sign-in token. Created (0600) on a first start,
 /// when no administrator has a web password yet; reloaded on a restart
@@ -176,7 +200,7 @@ pub async fn bootstrap_token(
                 .trim()
                 .to_owned(),
         );
-        let hash = hash_secret(value).await.map_err(internal)?;
+        let hash = hash_secret(app, value).await.map_err(internal)?;
         *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
             hash,
             expires: created + lifetime,
@@ -191,7 +215,7 @@ pub async fn bootstrap_token(
     let value = Zeroizing::new(random_token().map_err(internal)?);
     crate::datadir::write_private_file(&path, format!("{}\n", value.as_str()).as_bytes())
         .map_err(|e| crate::error::StartError::Ca(format!("{}: {e}", path.display())))?;
-    let hash = hash_secret(value.clone()).await.map_err(internal)?;
+    let hash = hash_secret(app, value.clone()).await.map_err(internal)?;
     *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
         hash,
         expires: now + lifetime,
@@ -281,7 +305,7 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
                     if !background {
                         s.last_seen = now;
                     }
-                    Some((s.name.clone(), s.csrf.clone()))
+                    Some((s.name.clone(), s.csrf.clone(), s.password, key))
                 }
                 Some(_) => {
                     sessions.remove(&key);
@@ -289,6 +313,25 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
                 }
                 None => None,
             }
+        };
+        // The account must still have the password the session began with.
+        let found = match found {
+            Some((name, csrf, stamp, key)) => match app.registry.web_password(&name).await {
+                Ok(current) if password_stamp(current.as_ref()) == stamp => Some((name, csrf)),
+                Ok(_) => {
+                    tracing::info!(name = %name, "a web session ended: its password was changed or removed");
+                    app.web
+                        .sessions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&key);
+                    None
+                }
+                Err(e) => {
+                    return with_headers(ApiError::from(e).into_response(), &path);
+                }
+            },
+            None => None,
         };
         if let Some((name, csrf)) = found {
             if unsafe_method(req.method()) && !certificate_admin && path != "/admin/api/signin" {
@@ -451,6 +494,13 @@ pub async fn signin(
     let bytes = read_body(&app, &headers, body, 4096).await?;
     let form: SignIn = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("sign-in: {e}")))?;
+    if let Err(wait) = app.web.signin_global.check(EVERYONE, Instant::now()) {
+        app.note_limited(source, "signin_global");
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+            reason: "too many sign-in attempts; try again shortly",
+        });
+    }
     let now = app.now_unix();
     let (name, via) = match form {
         SignIn {
@@ -464,10 +514,12 @@ pub async fn signin(
                 t.as_ref()
                     .map(|t| (t.hash.clone(), t.expires, t.path.clone()))
             };
-            match current {
-                Some((hash, expires, path))
-                    if expires > now && verify_secret(token, hash.clone()).await =>
-                {
+            let live = current.filter(|(_, expires, _)| *expires > now);
+            // An expired or used token costs a verification too.
+            let matched =
+                verify_secret(&app, token, live.as_ref().map(|(h, _, _)| h.clone())).await?;
+            match live {
+                Some((hash, _, path)) if matched => {
                     // One use: forget it, remove its file.
                     let taken = {
                         let mut t = app.web.token.lock().unwrap_or_else(|e| e.into_inner());
@@ -499,11 +551,7 @@ pub async fn signin(
             } else {
                 None
             };
-            let (hash, known) = match stored {
-                Some(p) => (p.hash, true),
-                None => (DUMMY_HASH.to_owned(), false),
-            };
-            if !(verify_secret(password, hash).await && known) {
+            if !verify_secret(&app, password, stored.map(|p| p.hash)).await? {
                 return failed(&app, source, &name, "password").await;
             }
             (name, "password")
@@ -516,6 +564,7 @@ pub async fn signin(
     };
     let cookie = random_token()?;
     let csrf = random_token()?;
+    let password = password_stamp(app.registry.web_password(&name).await?.as_ref());
     app.web
         .sessions
         .lock()
@@ -527,6 +576,7 @@ pub async fn signin(
                 csrf: csrf.clone(),
                 created: now,
                 last_seen: now,
+                password,
             },
         );
     app.registry
@@ -600,12 +650,15 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
-/// Checks, hashes and stores a password for `name`.
+/// Checks, hashes and stores a password for `name`, and ends the
+/// account's sessions on this replica but `keep` (the others, on every
+/// replica, end at their next request: their password is gone).
 pub async fn set_password(
     app: &AppState,
     actor: idprov_store::Actor,
     name: &str,
     password: Zeroizing<String>,
+    keep: Option<&[u8; 32]>,
 ) -> Result<(), ApiError> {
     if !valid_name(name) {
         return Err(ApiError::BadRequest(
@@ -619,15 +672,17 @@ pub async fn set_password(
             d::MIN_PASSWORD_CHARS
         )));
     }
-    let hash = hash_secret(password).await?;
+    let hash = hash_secret(app, password).await?;
     let now = app.now_unix();
+    let stored = idprov_store::WebPassword {
+        name: name.to_owned(),
+        hash,
+        updated_at: now,
+    };
+    let stamp = password_stamp(Some(&stored));
     app.registry
         .set_web_password(
-            idprov_store::WebPassword {
-                name: name.to_owned(),
-                hash,
-                updated_at: now,
-            },
+            stored,
             idprov_store::AuditRecord::new(
                 now,
                 actor,
@@ -637,7 +692,54 @@ pub async fn set_password(
             ),
         )
         .await?;
+    if let Some(key) = keep {
+        let mut sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sessions.get_mut(key) {
+            s.password = stamp;
+        }
+    }
+    let ended = end_sessions(app, name, keep);
+    if ended > 0 {
+        tracing::info!(
+            name,
+            ended,
+            "the web password changed: the account's other sessions ended"
+        );
+    }
     Ok(())
+}
+
+/// Removes `name`'s web password and ends its sessions (revocation, or
+/// `idprov admin password --remove`); false when it had none.
+pub async fn remove_password(
+    app: &AppState,
+    actor: idprov_store::Actor,
+    name: &str,
+    why: &str,
+) -> Result<bool, ApiError> {
+    let now = app.now_unix();
+    let removed = app
+        .registry
+        .remove_web_password(
+            name,
+            idprov_store::AuditRecord::new(
+                now,
+                actor,
+                "web_password_removed",
+                None,
+                json!({ "name": name, "why": why }),
+            ),
+        )
+        .await?;
+    let ended = end_sessions(app, name, None);
+    tracing::info!(
+        name,
+        removed,
+        ended,
+        why,
+        "web access of an administrator ended"
+    );
+    Ok(removed)
 }
 
 #[derive(Deserialize)]
@@ -667,6 +769,14 @@ pub async fn own_password(
     let bytes = read_body(&app, &parts.headers, body, 4096).await?;
     let form: OwnPassword = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("password: {e}")))?;
-    set_password(&app, admin.actor, &name, Zeroizing::new(form.password)).await?;
+    let keep = cookie_value(&parts.headers).map(|v| session_key(&v));
+    set_password(
+        &app,
+        admin.actor,
+        &name,
+        Zeroizing::new(form.password),
+        keep.as_ref(),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

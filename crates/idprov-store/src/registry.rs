@@ -58,6 +58,10 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// An administrator's web password hash.
     async fn web_password(&self, name: &str) -> Result<Option<WebPassword>>;
 
+    /// Removes an administrator's web password; false when there was none
+    /// (and then nothing is audited).
+    async fn remove_web_password(&self, name: &str, audit: AuditRecord) -> Result<bool>;
+
     /// How many administrators have a web password.
     async fn web_password_count(&self) -> Result<u64>;
 

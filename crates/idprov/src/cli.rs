@@ -451,7 +451,8 @@ pub enum AdminCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Revoke an administrator's certificates.
+    /// Revoke an administrator's certificates; their web password is removed
+    /// and their web sessions end.
     Revoke {
         /// The name.
         name: String,
@@ -468,6 +469,9 @@ pub enum AdminCommand {
         /// The name to sign in with.
         #[arg(default_value = "admin")]
         name: String,
+        /// Remove the password instead (the account's web sessions end).
+        #[arg(long)]
+        remove: bool,
         #[command(flatten)]
         conn: Connection,
     },

@@ -174,7 +174,29 @@ pub async fn admin(cmd: AdminCommand) -> Result<(), Failure> {
         }
         AdminCommand::List { conn } => list(&conn, Some("admin")).await,
         AdminCommand::Revoke { name, reason, conn } => revoke(&conn, "admin", &name, reason).await,
-        AdminCommand::Password { name, conn } => {
+        AdminCommand::Password {
+            name,
+            remove: true,
+            conn,
+        } => {
+            crate::admin::connect(&conn)?
+                .remove_web_password(&name)
+                .await?;
+            if conn.json {
+                output::json(&serde_json::json!({ "name": name, "removed": true }));
+            } else {
+                println!(
+                    "Web password of {} removed; its web sessions ended.",
+                    output::safe(&name)
+                );
+            }
+            Ok(())
+        }
+        AdminCommand::Password {
+            name,
+            remove: false,
+            conn,
+        } => {
             let password = new_password(&format!("Web password for {name}: "))?;
             crate::admin::connect(&conn)?
                 .set_web_password(&name, &password)

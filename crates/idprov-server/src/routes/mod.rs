@@ -66,6 +66,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/idprov/admin/audit/status"),
     ("post", "/idprov/admin/labels"),
     ("post", "/idprov/admin/web/passwords"),
+    ("delete", "/idprov/admin/web/passwords/{name}"),
     ("get", "/admin/api/session"),
     ("post", "/admin/api/signin"),
     ("post", "/admin/api/signout"),
@@ -151,6 +152,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/idprov/admin/web/passwords",
             post(admin::web::set_password),
+        )
+        .route(
+            "/idprov/admin/web/passwords/{name}",
+            delete(admin::web::remove_password),
         )
         // The web page: its files, and its session API.
         .route("/admin", get(crate::web::redirect))

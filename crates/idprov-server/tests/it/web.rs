@@ -424,3 +424,158 @@ async fn summary_audit_status_and_label_sheets() {
         .expect("labels");
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// Whether a session cookie still signs in.
+async fn session_status(server: &TestServer, s: &Signed) -> StatusCode {
+    server
+        .http()
+        .get(server.url("/admin/api/session"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .expect("session")
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_administrator_or_changing_a_password_ends_sessions() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let key = rcgen::KeyPair::generate().expect("key");
+    admin
+        .issue_credential(&idprov_proto::admin::CredentialRequest {
+            ou: "admin".into(),
+            cn: "alice".into(),
+            public_key_pem: key.public_key_pem(),
+            sans: Vec::new(),
+            validity_days: None,
+        })
+        .await
+        .expect("alice's certificate");
+    admin
+        .set_web_password("alice", "alice first password")
+        .await
+        .expect("password");
+    let alice = |pw: &str| serde_json::json!({ "name": "alice", "password": pw });
+    let s1 = signed_in(&server, alice("alice first password")).await;
+    let s2 = signed_in(&server, alice("alice first password")).await;
+    assert_eq!(session_status(&server, &s1).await, StatusCode::OK);
+    assert_eq!(session_status(&server, &s2).await, StatusCode::OK);
+
+    // Alice changes her password in the page: her other session ends,
+    // the one she changed it from stays.
+    let r = server
+        .http()
+        .post(server.url("/admin/api/password"))
+        .header("cookie", &s1.cookie)
+        .header("x-csrf-token", &s1.csrf)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "password": "alice second password" }).to_string())
+        .send()
+        .await
+        .expect("password");
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(session_status(&server, &s1).await, StatusCode::OK);
+    assert_eq!(
+        session_status(&server, &s2).await,
+        StatusCode::UNAUTHORIZED,
+        "the other session ended"
+    );
+    // An administrator sets it from the CLI: every session of alice ends.
+    admin
+        .set_web_password("alice", "alice third password")
+        .await
+        .expect("password");
+    assert_eq!(session_status(&server, &s1).await, StatusCode::UNAUTHORIZED);
+
+    // Revocation ends everything at once: the open session, the password,
+    // and what the session could do.
+    let s3 = signed_in(&server, alice("alice third password")).await;
+    assert_eq!(session_status(&server, &s3).await, StatusCode::OK);
+    admin
+        .revoke_credential(
+            "admin",
+            "alice",
+            &idprov_proto::admin::RevokeRequest::default(),
+        )
+        .await
+        .expect("revoked");
+    assert_eq!(session_status(&server, &s3).await, StatusCode::UNAUTHORIZED);
+    let r = server
+        .http()
+        .post(server.url("/idprov/oobsecret"))
+        .header("cookie", &s3.cookie)
+        .header("x-csrf-token", &s3.csrf)
+        .header("content-type", "application/json")
+        .body(r#"{"deviceID":"planted","oobSecret":"a-secret-of-hers","validUntil":""}"#)
+        .send()
+        .await
+        .expect("oob");
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no secret registered");
+    assert!(
+        server
+            .registry()
+            .live_secret(
+                "planted",
+                idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock))
+            )
+            .await
+            .expect("read")
+            .is_none()
+    );
+    assert_eq!(
+        signin(&server, alice("alice third password"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED,
+        "the password no longer signs in"
+    );
+    assert!(
+        server
+            .registry()
+            .web_password("alice")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // `idprov admin password bob --remove`.
+    admin
+        .set_web_password("bob", "bob's own password")
+        .await
+        .expect("password");
+    let b = signed_in(
+        &server,
+        serde_json::json!({ "name": "bob", "password": "bob's own password" }),
+    )
+    .await;
+    admin.remove_web_password("bob").await.expect("removed");
+    assert_eq!(session_status(&server, &b).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        signin(
+            &server,
+            serde_json::json!({ "name": "bob", "password": "bob's own password" })
+        )
+        .await
+        .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let again = admin.remove_web_password("bob").await.unwrap_err();
+    assert!(again.to_string().contains("no web password"), "{again}");
+    let events: Vec<String> = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "web_password_removed")
+            .count(),
+        2,
+        "{events:?}"
+    );
+}

@@ -640,6 +640,23 @@ impl Registry for PostgresRegistry {
         .transpose()
     }
 
+    async fn remove_web_password(&self, name: &str, audit: AuditRecord) -> Result<bool> {
+        let mut client = self.client().await?;
+        let w = begin_write(&mut client).await?;
+        let removed = execute(
+            w.conn(),
+            "DELETE FROM web_passwords WHERE name = $1",
+            &[&name],
+        )
+        .await?
+            > 0;
+        if removed {
+            append_audit_tx(&w, &audit).await?;
+        }
+        w.commit().await?;
+        Ok(removed)
+    }
+
     async fn web_password_count(&self) -> Result<u64> {
         let client = self.client().await?;
         let n: i64 = col(

@@ -624,6 +624,22 @@ impl Registry for SqliteRegistry {
             .await
     }
 
+    async fn remove_web_password(&self, name: &str, audit: AuditRecord) -> Result<bool> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |c| {
+                let removed = c
+                    .prepare_cached("DELETE FROM web_passwords WHERE name = ?1")?
+                    .execute([name])?
+                    > 0;
+                if removed {
+                    append_audit_tx(c, &audit)?;
+                }
+                Ok(removed)
+            })
+            .await
+    }
+
     async fn web_password_count(&self) -> Result<u64> {
         self.readers
             .read(|c| {

@@ -1166,6 +1166,28 @@ pub async fn web_passwords_are_kept_replaced_and_audited(reg: &Arc<dyn Registry>
             .count(),
         2
     );
+    // Removed (an administrator revoked, or `idprov admin password --remove`).
+    assert!(
+        reg.remove_web_password("alice", audit("web_password_removed", "alice"))
+            .await
+            .expect("remove")
+    );
+    assert!(reg.web_password("alice").await.expect("read").is_none());
+    assert_eq!(reg.web_password_count().await.expect("count"), 0);
+    assert!(
+        !reg.remove_web_password("alice", audit("web_password_removed", "alice"))
+            .await
+            .expect("remove again"),
+        "nothing to remove"
+    );
+    let removals = reg
+        .audit_entries(0, 100)
+        .await
+        .expect("audit")
+        .iter()
+        .filter(|e| e.event == "web_password_removed")
+        .count();
+    assert_eq!(removals, 1, "audited once, when something was removed");
 }
 
 pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Registry>) {

@@ -2,6 +2,7 @@
 
 mod admin;
 mod administration;
+mod attacks;
 mod backup;
 mod crash;
 mod db;

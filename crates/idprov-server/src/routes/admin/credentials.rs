@@ -220,5 +220,10 @@ pub(crate) async fn revoke(
     if serials.is_empty() {
         return Err(ApiError::NotFound("no unrevoked certificate of that name"));
     }
+    if kind == CertKind::Admin {
+        // A revoked administrator keeps no way in: no password, no session.
+        crate::web::remove_password(&app, admin.actor.clone(), &cn, "administrator revoked")
+            .await?;
+    }
     super::devices::revoked(&app, serials).await
 }

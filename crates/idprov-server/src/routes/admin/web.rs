@@ -231,8 +231,33 @@ pub(crate) async fn set_password(
         admin.actor.clone(),
         &req.name,
         Zeroizing::new(req.password),
+        None,
     )
     .await?;
     tracing::info!(actor = %admin.actor, name = %req.name, "web password set");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `DELETE /idprov/admin/web/passwords/{name}`: removes an administrator's
+/// web password and ends their sessions (`idprov admin password NAME
+/// --remove`).
+pub(crate) async fn remove_password(
+    State(app): State<AppState>,
+    admin: AdminCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if admin.role != crate::auth::Role::Admin {
+        return Err(ApiError::Forbidden(
+            "only an administrator removes web passwords",
+        ));
+    }
+    if !crate::web::valid_name(&name) {
+        return Err(ApiError::BadRequest(
+            "name: 1-64 characters of letters, digits, . _ - @".into(),
+        ));
+    }
+    if !crate::web::remove_password(&app, admin.actor.clone(), &name, "removed").await? {
+        return Err(ApiError::NotFound("no web password of that name"));
+    }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
