@@ -87,6 +87,24 @@ pub struct DeviceDetail {
     pub device: DeviceView,
     /// Every certificate issued to it, newest first.
     pub certificates: Vec<CertView>,
+    /// Wrong secrets from all sources against its current secret, when any
+    /// were counted in the current window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guesses: Option<GuessesView>,
+}
+
+/// A device's budget of wrong secrets across every source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GuessesView {
+    /// Wrong secrets counted in the window.
+    pub failures: u32,
+    /// Most allowed in one window.
+    pub budget: u32,
+    /// When the window ends (RFC 3339).
+    pub window_ends: String,
+    /// Whether every further guess is refused until then.
+    pub spent: bool,
 }
 
 /// A registered OOB secret, without its value.

@@ -188,6 +188,8 @@ pub struct RawLockout {
     pub threshold: Option<u32>,
     pub base: Option<ConfigDuration>,
     pub max: Option<ConfigDuration>,
+    pub device_budget: Option<u32>,
+    pub device_window: Option<ConfigDuration>,
 }
 
 #[allow(missing_docs)]
@@ -646,6 +648,12 @@ impl RawConfig {
             )?),
             max_secs: secs(positive("lockout.max", self.lockout.max, d::LOCKOUT_MAX)?),
             forget_after_secs: secs(d::LOCKOUT_FORGET),
+            device_budget: self.lockout.device_budget.unwrap_or(d::DEVICE_GUESS_BUDGET),
+            device_window_secs: secs(positive(
+                "lockout.device_window",
+                self.lockout.device_window,
+                d::DEVICE_GUESS_WINDOW,
+            )?),
         };
         if lockout.threshold == 0 {
             return Err(invalid("lockout.threshold", "must be at least 1"));

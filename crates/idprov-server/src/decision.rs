@@ -164,6 +164,16 @@ pub async fn decide(
     oob(app, caller, source, req).await
 }
 
+/// What failures are counted under: the address, or an IPv6 source's /64
+/// (one host usually holds a whole /64; counting per address would let it
+/// rotate through them).
+pub fn lockout_source(source: IpAddr) -> String {
+    match crate::limits::source_key(source) {
+        IpAddr::V6(net) => format!("{net}/64"),
+        v4 => v4.to_string(),
+    }
+}
+
 /// §5 rule 1: any verified certificate on the connection means the empty key.
 fn response_key(caller: &Caller, secret: OobSecret, variant: KeyVariant) -> ResponseKey {
     match caller {
@@ -180,7 +190,7 @@ async fn oob(
 ) -> Result<Outcome, ApiError> {
     let now = app.now_unix();
     let device = req.device_id.as_str();
-    let src = source.to_string();
+    let src = lockout_source(source);
     let actor = caller.actor(source);
 
     let window = i64::try_from(app.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
@@ -272,17 +282,38 @@ async fn oob(
                 return waiting(app, req, source, actor, now).await;
             }
         };
+        if req.message.signature.is_empty() {
+            // No signature is no guess: nothing to count, nothing to verify.
+            return Ok(Outcome::Rejected { retry_sec: 0 });
+        }
+        // 4.6 (ext): the device's budget of wrong secrets across every
+        // source is spent: no guess is evaluated until its window ends. The
+        // request is queued, so an administrator can approve its key (4.3
+        // comes first), and a fresh secret starts a new budget.
+        if let Some(until) = idprov_store::GuessBudget::exhausted_until(
+            view.guess_budget.as_ref(),
+            stored.id,
+            &app.config.lockout,
+            now,
+        ) {
+            metrics::counter!(crate::observe::GUESS_BUDGET_REFUSALS).increment(1);
+            tracing::info!(device_id = device, source = %src, until, "guess budget spent; request refused unevaluated");
+            let _ = waiting(app, req, source, actor.clone(), now).await;
+            return Err(ApiError::TooManyRequests {
+                retry_after: u64::try_from(until - now).unwrap_or(1),
+                reason: "too many wrong secrets for this device from all addresses; \
+                         an administrator can approve this request or register a new secret",
+            });
+        }
         // 4.6: a wrong signature is Rejected and counted; the secret stays.
         let Some(verified) = req.message.verify(secret.expose().as_bytes()) else {
-            if req.message.signature.is_empty() {
-                // No signature is no guess: nothing to count.
-                return Ok(Outcome::Rejected { retry_sec: 0 });
-            }
-            let lock = app
+            let failure = app
                 .registry
-                .record_failure(device, &src, now, &app.config.lockout)
+                .record_failure(device, &src, stored.id, now, &app.config.lockout)
                 .await?;
-            tracing::info!(device_id = device, source = %src, failures = lock.failures, "wrong secret");
+            let lock = failure.lockout;
+            tracing::info!(device_id = device, source = %src, failures = lock.failures,
+                device_failures = failure.budget.failures, "wrong secret");
             if lock.locked_until > now {
                 metrics::counter!(crate::observe::LOCKOUTS).increment(1);
             }

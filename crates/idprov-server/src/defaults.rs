@@ -48,6 +48,14 @@ pub const LOCKOUT_BASE: Duration = Duration::from_secs(60);
 pub const LOCKOUT_MAX: Duration = Duration::from_secs(3600);
 /// A failure counter untouched for a day starts from zero again.
 pub const LOCKOUT_FORGET: Duration = Duration::from_secs(DAY);
+/// Wrong secrets per device ID from all sources together in one window
+/// before every further guess is refused (`lockout.device_budget`, 0 =
+/// none): the per-source lock alone lets a guesser rotating addresses (an
+/// IPv6 /64 holds billions) try about 27 secrets a second; this holds a
+/// 6-digit PIN for years (README, "Guessing").
+pub const DEVICE_GUESS_BUDGET: u32 = 30;
+/// The budget's window (`lockout.device_window`).
+pub const DEVICE_GUESS_WINDOW: Duration = Duration::from_secs(3600);
 
 /// An administrator's approval lapses if the device does not come back
 /// within this time (the standard's 3 days).

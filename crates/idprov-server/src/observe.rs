@@ -25,6 +25,8 @@ pub const CERTIFICATES_ISSUED: &str = "idprov_certificates_issued_total";
 pub const CERTIFICATES_REVOKED: &str = "idprov_certificates_revoked_total";
 /// Lockouts started.
 pub const LOCKOUTS: &str = "idprov_lockouts_total";
+/// Guesses refused unevaluated: the device's budget of wrong secrets was spent.
+pub const GUESS_BUDGET_REFUSALS: &str = "idprov_guess_budget_refusals_total";
 /// Requests and connections refused by a rate or connection limit, by limit.
 pub const RATE_LIMITED: &str = "idprov_rate_limited_total";
 /// Waiting requests not recorded because the queue is full.

@@ -380,6 +380,27 @@ pub struct Lockout {
     pub locked_until: i64,
 }
 
+/// Wrong secrets for one device ID from every source together, against
+/// one registered secret, within a window (PROTOCOL.md §6 4.6, ext).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuessBudget {
+    /// The secret the guesses were against: a new secret starts afresh.
+    pub secret_id: i64,
+    /// When the window began.
+    pub window_start: i64,
+    /// Wrong secrets in it.
+    pub failures: u32,
+}
+
+/// What counting one failure left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    /// The (device, source) counter.
+    pub lockout: Lockout,
+    /// The device's budget across sources.
+    pub budget: GuessBudget,
+}
+
 /// How failures turn into locks (PROTOCOL.md §6 4.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LockoutPolicy {
@@ -391,6 +412,31 @@ pub struct LockoutPolicy {
     pub max_secs: i64,
     /// A counter untouched this long starts again from zero.
     pub forget_after_secs: i64,
+    /// Wrong secrets per device ID from all sources together within
+    /// `device_window_secs` before every further guess is refused; 0 = no
+    /// budget.
+    pub device_budget: u32,
+    /// The budget's window, seconds.
+    pub device_window_secs: i64,
+}
+
+impl GuessBudget {
+    /// Until when guesses against `secret_id` are refused, if the budget is
+    /// spent at `now`.
+    pub fn exhausted_until(
+        budget: Option<&GuessBudget>,
+        secret_id: i64,
+        policy: &LockoutPolicy,
+        now: i64,
+    ) -> Option<i64> {
+        let b = budget?;
+        let until = b.window_start.saturating_add(policy.device_window_secs);
+        (policy.device_budget > 0
+            && b.secret_id == secret_id
+            && now < until
+            && b.failures >= policy.device_budget)
+            .then_some(until)
+    }
 }
 
 impl LockoutPolicy {
@@ -403,6 +449,48 @@ impl LockoutPolicy {
         self.base_secs
             .saturating_mul(1i64 << doublings)
             .min(self.max_secs)
+    }
+
+    /// One more wrong secret for the device at `now`, after `previous`: the
+    /// new budget, and the audit entry of the failure that spends it.
+    pub(crate) fn after_device_failure(
+        &self,
+        device_id: &str,
+        source: &str,
+        secret_id: i64,
+        previous: Option<GuessBudget>,
+        now: i64,
+    ) -> (GuessBudget, Option<AuditRecord>) {
+        let budget = match previous {
+            Some(b)
+                if b.secret_id == secret_id
+                    && now < b.window_start.saturating_add(self.device_window_secs) =>
+            {
+                GuessBudget {
+                    failures: b.failures.saturating_add(1),
+                    ..b
+                }
+            }
+            _ => GuessBudget {
+                secret_id,
+                window_start: now,
+                failures: 1,
+            },
+        };
+        let audit = (self.device_budget > 0 && budget.failures == self.device_budget).then(|| {
+            AuditRecord::new(
+                now,
+                Actor::source(source),
+                "guess_budget_spent",
+                Some(device_id),
+                serde_json::json!({
+                    "failures": budget.failures,
+                    "windowSeconds": self.device_window_secs,
+                    "until": budget.window_start.saturating_add(self.device_window_secs),
+                }),
+            )
+        });
+        (budget, audit)
     }
 
     /// One more failure of (device, source) at `now`, after `previous`
@@ -805,6 +893,8 @@ pub struct OobView {
     pub consumed: Option<ConsumedSecret>,
     /// The device's live secret.
     pub live_secret: Option<StoredSecret>,
+    /// The device's budget of wrong secrets across sources.
+    pub guess_budget: Option<GuessBudget>,
     /// The serial of the newest unrevoked certificate issued on an
     /// administrator's approval of (device, key) at or after the window's
     /// start: the approval path's re-delivery (§6 4.4).

@@ -68,17 +68,24 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// The failure counter of (device, source), if any.
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>>;
 
-    /// Counts one failed signature; starts or extends a lock per `policy`
-    /// and audits the lock when one starts.
+    /// Counts one failed signature against the secret `secret_id`: for
+    /// (device, source), starting or extending a lock per `policy` (audited
+    /// when one starts), and in the device's budget across sources (audited
+    /// when it is spent).
     async fn record_failure(
         &self,
         device_id: &str,
         source: &str,
+        secret_id: i64,
         now: i64,
         policy: &LockoutPolicy,
-    ) -> Result<Lockout>;
+    ) -> Result<Failure>;
 
-    /// Removes the failure counters (and locks) of a device, every source.
+    /// The device's budget of wrong secrets across sources, if it has one.
+    async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>>;
+
+    /// Removes the failure counters (and locks) of a device, every source,
+    /// and its guess budget.
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64>;
 
     /// Gauges for metrics: waiting requests, and valid device certificates

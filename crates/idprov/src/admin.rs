@@ -381,6 +381,23 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                     ("secret registered", d.live_secret.to_string()),
                     ("waiting requests", d.waiting.to_string()),
                 ]);
+                if let Some(g) = &detail.guesses {
+                    fields(&[(
+                        "wrong secrets",
+                        if g.spent {
+                            format!(
+                                "{} from all addresses: every guess is refused until {} \
+                                 (approve its request, or register a new secret)",
+                                g.failures, g.window_ends
+                            )
+                        } else {
+                            format!(
+                                "{} of {} allowed until {}",
+                                g.failures, g.budget, g.window_ends
+                            )
+                        },
+                    )]);
+                }
                 println!();
                 table(
                     [

@@ -482,3 +482,150 @@ async fn an_offline_go_client_ip_of_nil_is_accepted() {
         "{body}"
     );
 }
+
+/// A client whose connections come from `source` (127.0.0.x).
+fn client_from(server: &TestServer, source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(server.tls_config(None))
+        .local_address(source.parse::<std::net::IpAddr>().expect("ip"))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+#[tokio::test]
+async fn guessing_from_many_addresses_spends_the_device_budget() {
+    let server = TestServer::start_with(idprov_testkit::Setup {
+        configure: Box::new(|c| {
+            c.lockout.device_budget = 30;
+        }),
+        ..Default::default()
+    })
+    .await;
+    add_secret(&server, "pin-1", "123456").await;
+    let attacker = TestDevice::new("pin-1");
+    // One wrong guess from each of 30 addresses: no address is locked…
+    for n in 0..30 {
+        let client = client_from(&server, &format!("127.0.1.{}", n + 1));
+        let (status, resp, body) =
+            provision(&client, &server, &attacker.request(Some(&format!("{n:06}")))).await;
+        assert_eq!(status, 200, "guess {n}: {body}");
+        assert_eq!(resp.expect("answer").status, ProvisionStatus::Rejected);
+    }
+    // …but the device's budget is spent: even the right secret, from a new
+    // address, is refused without being looked at.
+    let device = TestDevice::new("pin-1");
+    let fresh = client_from(&server, "127.0.2.1");
+    let r = fresh
+        .post(server.url("/idprov/provreq"))
+        .body(device.request(Some("123456")).to_json())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((3000..=3600).contains(&retry), "until the window ends: {retry}");
+    let text = r.text().await.expect("body");
+    assert!(text.contains("all addresses"), "{text}");
+    // The secret was not consumed, and the refused request is in the queue
+    // for an administrator.
+    assert!(
+        server
+            .registry()
+            .live_secret("pin-1", idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock)))
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let queue = server.admin().list_requests(None).await.expect("queue");
+    let fp = idprov_ca::PublicKey::from_pem(&device.request(None).public_key_pem)
+        .expect("key")
+        .fingerprint()
+        .to_string();
+    assert!(
+        queue.iter().any(|w| w.device_id == "pin-1" && w.key_fingerprint == fp),
+        "{queue:?}"
+    );
+    assert!(
+        audit_events(&server)
+            .await
+            .iter()
+            .any(|e| e == "guess_budget_spent")
+    );
+    // The administrator approves that key: the device gets its certificate.
+    server
+        .admin()
+        .decide(
+            "pin-1",
+            "approve",
+            &idprov_proto::admin::Decision {
+                key_fingerprint: Some(fp),
+                reason: None,
+            },
+        )
+        .await
+        .expect("approved");
+    let (_, resp, _) = provision(&fresh, &server, &device.request(Some("123456"))).await;
+    assert_eq!(resp.expect("answer").status, ProvisionStatus::Approved);
+
+    // Or registers a fresh secret: a new budget.
+    add_secret(&server, "pin-2", "654321").await;
+    let attacker = TestDevice::new("pin-2");
+    for n in 0..30 {
+        let client = client_from(&server, &format!("127.0.3.{}", n + 1));
+        provision(&client, &server, &attacker.request(Some(&format!("{n:06}")))).await;
+    }
+    let other = TestDevice::new("pin-2");
+    let r = fresh
+        .post(server.url("/idprov/provreq"))
+        .body(other.request(Some("654321")).to_json())
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 429, "pin-2's budget is spent too");
+    add_secret(&server, "pin-2", "a-fresh-secret-for-pin-2").await;
+    let (_, resp, _) = provision(
+        &fresh,
+        &server,
+        &other.request(Some("a-fresh-secret-for-pin-2")),
+    )
+    .await;
+    assert_eq!(resp.expect("answer").status, ProvisionStatus::Approved);
+
+    // After the window the old secret can be guessed again (and is right).
+    add_secret(&server, "pin-3", "111111").await;
+    let attacker = TestDevice::new("pin-3");
+    for n in 0..30 {
+        let client = client_from(&server, &format!("127.0.4.{}", n + 1));
+        provision(&client, &server, &attacker.request(Some(&format!("9{n:05}")))).await;
+    }
+    server.clock.advance(Duration::from_secs(3601));
+    let third = TestDevice::new("pin-3");
+    let (_, resp, _) = provision(&fresh, &server, &third.request(Some("111111"))).await;
+    assert_eq!(resp.expect("answer").status, ProvisionStatus::Approved);
+}
+
+#[tokio::test]
+async fn ipv6_sources_of_one_64_share_a_lockout() {
+    // Counted per /64: addresses of one host's prefix are one source.
+    assert_eq!(
+        idprov_server::decision::lockout_source("2001:db8:1:2:aaaa::1".parse().expect("ip")),
+        idprov_server::decision::lockout_source("2001:db8:1:2:bbbb::2".parse().expect("ip")),
+    );
+    assert_eq!(
+        idprov_server::decision::lockout_source("2001:db8:1:2::1".parse().expect("ip")),
+        "2001:db8:1:2::/64"
+    );
+    assert_ne!(
+        idprov_server::decision::lockout_source("2001:db8:1:3::1".parse().expect("ip")),
+        idprov_server::decision::lockout_source("2001:db8:1:2::1".parse().expect("ip")),
+    );
+    assert_eq!(
+        idprov_server::decision::lockout_source("::ffff:10.0.0.1".parse().expect("ip")),
+        "10.0.0.1"
+    );
+}

@@ -134,6 +134,16 @@ const TABLES: &[Table] = &[
         None,
     ),
     (
+        "guess_budgets",
+        &[
+            ("device_id", Kind::Text),
+            ("secret_id", Kind::Int),
+            ("window_start", Kind::Int),
+            ("failures", Kind::Int),
+        ],
+        None,
+    ),
+    (
         "audit_log",
         &[
             ("seq", Kind::Int),

@@ -466,6 +466,25 @@ fn audit_from_row(r: &Row) -> Result<AuditEntry> {
     })
 }
 
+async fn read_guess_budget(c: &impl GenericClient, device_id: &str) -> Result<Option<GuessBudget>> {
+    query_opt(
+        c,
+        "SELECT secret_id, window_start, failures FROM guess_budgets WHERE device_id = $1",
+        &[&device_id],
+    )
+    .await?
+    .map(|r| guess_budget_from_row(&r, 0))
+    .transpose()
+}
+
+fn guess_budget_from_row(r: &Row, at: usize) -> Result<GuessBudget> {
+    Ok(GuessBudget {
+        secret_id: col(r, at)?,
+        window_start: col(r, at + 1)?,
+        failures: failures_of(r, at + 2)?,
+    })
+}
+
 fn approval_from_row(r: &Row, at: usize) -> Result<Approval> {
     Ok(Approval {
         device_id: col(r, at)?,
@@ -837,9 +856,10 @@ impl Registry for PostgresRegistry {
         &self,
         device_id: &str,
         source: &str,
+        secret_id: i64,
         now: i64,
         policy: &LockoutPolicy,
-    ) -> Result<Lockout> {
+    ) -> Result<Failure> {
         let mut client = self.client().await?;
         let w = begin_write(&mut client).await?;
         let previous = query_opt(
@@ -867,11 +887,33 @@ impl Registry for PostgresRegistry {
             ],
         )
         .await?;
-        if let Some(audit) = audit {
+        let previous_budget = read_guess_budget(w.conn(), device_id).await?;
+        let (budget, spent) =
+            policy.after_device_failure(device_id, source, secret_id, previous_budget, now);
+        execute(
+            w.conn(),
+            "INSERT INTO guess_budgets (device_id, secret_id, window_start, failures)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (device_id) DO UPDATE SET secret_id = excluded.secret_id,
+                window_start = excluded.window_start, failures = excluded.failures",
+            &[
+                &device_id,
+                &budget.secret_id,
+                &budget.window_start,
+                &i64::from(budget.failures),
+            ],
+        )
+        .await?;
+        for audit in [audit, spent].into_iter().flatten() {
             append_audit_tx(&w, &audit).await?;
         }
         w.commit().await?;
-        Ok(lockout)
+        Ok(Failure { lockout, budget })
+    }
+
+    async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>> {
+        let client = self.client().await?;
+        read_guess_budget(&client, device_id).await
     }
 
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64> {
@@ -882,7 +924,13 @@ impl Registry for PostgresRegistry {
             "DELETE FROM lockouts WHERE device_id = $1",
             &[&device_id],
         )
-        .await?;
+        .await?
+            + execute(
+                w.conn(),
+                "DELETE FROM guess_budgets WHERE device_id = $1",
+                &[&device_id],
+            )
+            .await?;
         if n > 0 {
             append_audit_tx(&w, &audit).await?;
         }
@@ -1494,7 +1542,7 @@ impl Registry for PostgresRegistry {
         consumed_since: i64,
     ) -> Result<OobView> {
         let client = self.client().await?;
-        // The six reads of the OOB path in one statement: one round trip
+        // The seven reads of the OOB path in one statement: one round trip
         // and one snapshot. Each join matches at most one row (its key), so
         // there is exactly one result row, NULL where nothing matched.
         let r = query_one(
@@ -1504,7 +1552,8 @@ impl Registry for PostgresRegistry {
                     a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
                     c.sealed, c.key_id, c.serial, c.consumed_at,
                     s.id, s.device_id, s.sealed, s.key_id, s.created_at, s.valid_until,
-                    ac.serial
+                    ac.serial,
+                    g.secret_id, g.window_start, g.failures
              FROM (SELECT 1) AS one
              LEFT JOIN lockouts l ON l.device_id = $1::text AND l.source = $3::text
              LEFT JOIN rejections j ON j.device_id = $1::text AND j.key_fingerprint = $2::text
@@ -1518,7 +1567,8 @@ impl Registry for PostgresRegistry {
                  WHERE kind = 'device' AND subject = $1::text AND key_fingerprint = $2::text
                    AND issue_kind = 'approval' AND issued_at >= $5::bigint AND revoked_at IS NULL
                  ORDER BY id DESC LIMIT 1
-             ) ac ON true",
+             ) ac ON true
+             LEFT JOIN guess_budgets g ON g.device_id = $1::text",
             &[&device_id, &key_fingerprint, &source, &now, &consumed_since],
         )
         .await?;
@@ -1556,6 +1606,10 @@ impl Registry for PostgresRegistry {
                 None => None,
             },
             approved_serial: col(&r, 22)?,
+            guess_budget: match col::<Option<i64>>(&r, 23)? {
+                Some(_) => Some(guess_budget_from_row(&r, 23)?),
+                None => None,
+            },
         })
     }
 
@@ -1656,6 +1710,7 @@ impl Registry for PostgresRegistry {
             "approvals",
             "rejections",
             "lockouts",
+            "guess_budgets",
         ] {
             execute(
                 w.conn(),

@@ -171,6 +171,15 @@ const MIGRATIONS: &[&str] = &[
         updated_at  BIGINT NOT NULL
     );
     "#,
+    // 4: wrong secrets per device ID across every source (the guess budget).
+    r#"
+    CREATE TABLE guess_budgets (
+        device_id    TEXT COLLATE "C" PRIMARY KEY,
+        secret_id    BIGINT NOT NULL,
+        window_start BIGINT NOT NULL,
+        failures     BIGINT NOT NULL
+    );
+    "#,
 ];
 
 /// The newest schema version this binary knows. Equal to the SQLite

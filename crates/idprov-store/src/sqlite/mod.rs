@@ -343,6 +343,20 @@ fn read_approved_serial(
         .optional()?)
 }
 
+fn read_guess_budget(c: &Connection, device_id: &str) -> Result<Option<GuessBudget>> {
+    Ok(c.prepare_cached(
+        "SELECT secret_id, window_start, failures FROM guess_budgets WHERE device_id = ?1",
+    )?
+    .query_row([device_id], |r| {
+        Ok(GuessBudget {
+            secret_id: r.get(0)?,
+            window_start: r.get(1)?,
+            failures: r.get(2)?,
+        })
+    })
+    .optional()?)
+}
+
 fn read_lockout(c: &Connection, device_id: &str, source: &str) -> Result<Option<Lockout>> {
     Ok(c.prepare_cached(
         "SELECT failures, locked_until FROM lockouts WHERE device_id = ?1 AND source = ?2",
@@ -766,9 +780,10 @@ impl Registry for SqliteRegistry {
         &self,
         device_id: &str,
         source: &str,
+        secret_id: i64,
         now: i64,
         policy: &LockoutPolicy,
-    ) -> Result<Lockout> {
+    ) -> Result<Failure> {
         let (device_id, source, policy) = (device_id.to_owned(), source.to_owned(), *policy);
         self.writer
             .write(move |c| {
@@ -788,11 +803,32 @@ impl Registry for SqliteRegistry {
                         locked_until = excluded.locked_until",
                     params![device_id, source, lockout.failures, now, lockout.locked_until],
                 )?;
-                if let Some(audit) = audit {
+                let (budget, spent) = policy.after_device_failure(
+                    &device_id,
+                    &source,
+                    secret_id,
+                    read_guess_budget(c, &device_id)?,
+                    now,
+                );
+                c.execute(
+                    "INSERT INTO guess_budgets (device_id, secret_id, window_start, failures)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(device_id) DO UPDATE SET secret_id = excluded.secret_id,
+                        window_start = excluded.window_start, failures = excluded.failures",
+                    params![device_id, budget.secret_id, budget.window_start, budget.failures],
+                )?;
+                for audit in [audit, spent].into_iter().flatten() {
                     append_audit_tx(c, &audit)?;
                 }
-                Ok(lockout)
+                Ok(Failure { lockout, budget })
             })
+            .await
+    }
+
+    async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>> {
+        let device_id = device_id.to_owned();
+        self.readers
+            .read(move |c| read_guess_budget(c, &device_id))
             .await
     }
 
@@ -800,8 +836,10 @@ impl Registry for SqliteRegistry {
         let device_id = device_id.to_owned();
         self.writer
             .write(move |c| {
-                let n =
-                    c.execute("DELETE FROM lockouts WHERE device_id = ?1", [&device_id])? as u64;
+                let n = c.execute("DELETE FROM lockouts WHERE device_id = ?1", [&device_id])?
+                    as u64
+                    + c.execute("DELETE FROM guess_budgets WHERE device_id = ?1", [&device_id])?
+                        as u64;
                 if n > 0 {
                     append_audit_tx(c, &audit)?;
                 }
@@ -1313,6 +1351,7 @@ impl Registry for SqliteRegistry {
                     consumed: read_consumed_secret(&tx, &device_id, &fp, consumed_since)?,
                     live_secret: read_live_secret(&tx, &device_id, now)?,
                     approved_serial: read_approved_serial(&tx, &device_id, &fp, consumed_since)?,
+                    guess_budget: read_guess_budget(&tx, &device_id)?,
                 };
                 tx.finish()?;
                 Ok(view)
@@ -1399,6 +1438,7 @@ impl Registry for SqliteRegistry {
                     "approvals",
                     "rejections",
                     "lockouts",
+                    "guess_budgets",
                 ] {
                     c.execute(&format!("DELETE FROM {table} WHERE device_id = ?1"), [&device_id])?;
                 }

@@ -147,6 +147,15 @@ const MIGRATIONS: &[&str] = &[
         updated_at  INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 4: wrong secrets per device ID across every source (the guess budget).
+    r#"
+    CREATE TABLE guess_budgets (
+        device_id    TEXT PRIMARY KEY,
+        secret_id    INTEGER NOT NULL,
+        window_start INTEGER NOT NULL,
+        failures     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The newest schema version this binary knows.

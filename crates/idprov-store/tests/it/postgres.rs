@@ -44,6 +44,7 @@ suite_tests!(
     consuming_a_secret_is_conditional,
     redelivery_window,
     lockout_doubles_and_resets,
+    the_guess_budget_spans_sources_and_restarts_with_a_new_secret,
     waiting_requests_are_recorded_once_and_capped,
     device_facts_and_listing,
     audit_chain_links_every_entry,
@@ -716,12 +717,15 @@ async fn bad_data_is_an_error_never_a_panic() {
     reg.record_failure(
         "bad",
         "10.0.0.1",
+        1,
         NOW,
         &LockoutPolicy {
             threshold: 5,
             base_secs: 60,
             max_secs: 3600,
             forget_after_secs: 86_400,
+            device_budget: 30,
+            device_window_secs: 3600,
         },
     )
     .await
@@ -850,6 +854,8 @@ async fn the_oob_view_is_the_single_reads_in_one() {
         base_secs: 60,
         max_secs: 3600,
         forget_after_secs: 86_400,
+        device_budget: 30,
+        device_window_secs: 3600,
     };
     for reg in [&sqlite, &pg] {
         // o-1: a live secret, an approved key, a rejected key, two failures
@@ -875,7 +881,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
                 .expect("reject")
         );
         for _ in 0..2 {
-            reg.record_failure("o-1", "10.0.0.1", NOW, &policy)
+            reg.record_failure("o-1", "10.0.0.1", 1, NOW, &policy)
                 .await
                 .expect("fail");
         }

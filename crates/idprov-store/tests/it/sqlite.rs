@@ -33,6 +33,7 @@ suite_tests!(
     consuming_a_secret_is_conditional,
     redelivery_window,
     lockout_doubles_and_resets,
+    the_guess_budget_spans_sources_and_restarts_with_a_new_secret,
     waiting_requests_are_recorded_once_and_capped,
     device_facts_and_listing,
     audit_chain_links_every_entry,

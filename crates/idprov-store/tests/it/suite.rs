@@ -230,34 +230,40 @@ pub async fn lockout_doubles_and_resets(reg: &Arc<dyn Registry>) {
         base_secs: 60,
         max_secs: 3600,
         forget_after_secs: 86_400,
+        device_budget: 0,
+        device_window_secs: 3600,
     };
     let mut last = None;
     for n in 1..=4 {
         let l = reg
-            .record_failure("dev-l", "10.0.0.9", NOW, &policy)
+            .record_failure("dev-l", "10.0.0.9", 1, NOW, &policy)
             .await
-            .expect("fail");
+            .expect("fail")
+            .lockout;
         assert_eq!(l.failures, n);
         assert_eq!(l.locked_until, 0, "no lock before the fifth failure");
         last = Some(l);
     }
     assert!(last.is_some());
     let fifth = reg
-        .record_failure("dev-l", "10.0.0.9", NOW, &policy)
+        .record_failure("dev-l", "10.0.0.9", 1, NOW, &policy)
         .await
-        .expect("fail");
+        .expect("fail")
+        .lockout;
     assert_eq!(fifth.locked_until, NOW + 60);
     let sixth = reg
-        .record_failure("dev-l", "10.0.0.9", NOW + 61, &policy)
+        .record_failure("dev-l", "10.0.0.9", 1, NOW + 61, &policy)
         .await
-        .expect("fail");
+        .expect("fail")
+        .lockout;
     assert_eq!(sixth.locked_until, NOW + 61 + 120, "doubling");
     let mut l = sixth;
     for _ in 0..10 {
         l = reg
-            .record_failure("dev-l", "10.0.0.9", NOW + 100, &policy)
+            .record_failure("dev-l", "10.0.0.9", 1, NOW + 100, &policy)
             .await
-            .expect("fail");
+            .expect("fail")
+            .lockout;
     }
     assert_eq!(l.locked_until, NOW + 100 + 3600, "capped at one hour");
     // Counters are per (device, source).
@@ -292,6 +298,94 @@ pub async fn lockout_doubles_and_resets(reg: &Arc<dyn Registry>) {
             .filter(|e| e.event == "lockout_started")
             .count()
             >= 2
+    );
+}
+
+pub async fn the_guess_budget_spans_sources_and_restarts_with_a_new_secret(
+    reg: &Arc<dyn Registry>,
+) {
+    let policy = LockoutPolicy {
+        threshold: 5,
+        base_secs: 60,
+        max_secs: 3600,
+        forget_after_secs: 86_400,
+        device_budget: 3,
+        device_window_secs: 3600,
+    };
+    // Three wrong secrets from three addresses: no source is locked, the
+    // device's budget is spent.
+    for (n, source) in ["10.0.0.1", "10.0.0.2", "2001:db8:1:2::/64"].iter().enumerate() {
+        let f = reg
+            .record_failure("dev-g", source, 7, NOW + n as i64, &policy)
+            .await
+            .expect("fail");
+        assert_eq!(f.lockout.failures, 1);
+        assert_eq!(f.budget.failures, n as u32 + 1);
+        assert_eq!((f.budget.secret_id, f.budget.window_start), (7, NOW));
+    }
+    let budget = reg.guess_budget("dev-g").await.expect("read");
+    assert_eq!(
+        GuessBudget::exhausted_until(budget.as_ref(), 7, &policy, NOW + 10),
+        Some(NOW + 3600)
+    );
+    assert_eq!(
+        reg.oob_view("dev-g", "fp-1", "10.0.0.9", NOW, NOW - 600)
+            .await
+            .expect("view")
+            .guess_budget,
+        budget,
+        "the OOB path reads the same budget"
+    );
+    // A fresh secret (another id) is not covered by the spent budget…
+    assert_eq!(
+        GuessBudget::exhausted_until(budget.as_ref(), 8, &policy, NOW + 10),
+        None
+    );
+    // …and its first wrong guess starts a budget of its own.
+    let f = reg
+        .record_failure("dev-g", "10.0.0.3", 8, NOW + 20, &policy)
+        .await
+        .expect("fail");
+    assert_eq!((f.budget.secret_id, f.budget.failures), (8, 1));
+    // A window that ended starts again.
+    let f = reg
+        .record_failure("dev-g", "10.0.0.3", 8, NOW + 20 + 3600, &policy)
+        .await
+        .expect("fail");
+    assert_eq!((f.budget.failures, f.budget.window_start), (1, NOW + 20 + 3600));
+    assert_eq!(
+        GuessBudget::exhausted_until(Some(&f.budget), 8, &policy, NOW + 4000),
+        None
+    );
+    // Spending it is audited once.
+    let spent = reg
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .filter(|e| e.event == "guess_budget_spent")
+        .count();
+    assert_eq!(spent, 1);
+    // An administrator's unlock clears it.
+    assert!(
+        reg.clear_lockouts("dev-g", audit("lockouts_cleared", "dev-g"))
+            .await
+            .expect("clear")
+            > 0
+    );
+    assert_eq!(reg.guess_budget("dev-g").await.expect("read"), None);
+    // With no budget configured, nothing is ever spent.
+    let off = LockoutPolicy {
+        device_budget: 0,
+        ..policy
+    };
+    let f = reg
+        .record_failure("dev-g", "10.0.0.4", 8, NOW, &off)
+        .await
+        .expect("fail");
+    assert_eq!(
+        GuessBudget::exhausted_until(Some(&f.budget), 8, &off, NOW),
+        None
     );
 }
 

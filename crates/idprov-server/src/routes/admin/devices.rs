@@ -113,9 +113,28 @@ pub(crate) async fn show(
         .registry
         .certificates_of(CertKind::Device, id.as_str())
         .await?;
+    let now = app.now_unix();
+    let policy = &app.config.lockout;
+    let live = app.registry.live_secret(id.as_str(), now).await?;
+    let guesses = match (app.registry.guess_budget(id.as_str()).await?, live) {
+        (Some(b), Some(live))
+            if b.secret_id == live.id
+                && now < b.window_start.saturating_add(policy.device_window_secs) =>
+        {
+            Some(idprov_proto::admin::GuessesView {
+                failures: b.failures,
+                budget: policy.device_budget,
+                window_ends: rfc3339(b.window_start.saturating_add(policy.device_window_secs)),
+                spent: idprov_store::GuessBudget::exhausted_until(Some(&b), live.id, policy, now)
+                    .is_some(),
+            })
+        }
+        _ => None,
+    };
     json(&DeviceDetail {
         device: facts_view(&facts, certs.first().map(|c| c.issued_at)),
         certificates: certs.iter().map(cert_view).collect(),
+        guesses,
     })
 }
 
