@@ -275,3 +275,75 @@ fn discovery_and_provisioning_across_namespaces_over_ipv4() {
 fn discovery_and_provisioning_over_link_local_ipv6_only() {
     discover_and_provision("6", false);
 }
+
+/// Online guessing from many IPv6 addresses, inside a network namespace of
+/// its own with addresses added to its loopback: the addresses of one /64
+/// share one lockout, and the device's budget holds across /64s.
+#[test]
+fn guessing_from_ipv6_addresses_is_counted_per_64_and_per_device() {
+    if !can_run() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = format!(
+        r#"set -eu
+cd '{dir}'
+ip link set lo up
+# 12 addresses of one /64, and 40 /64s of one address each.
+for i in $(seq 1 12); do ip -6 addr add 2001:db8:1:2::$i/128 dev lo nodad; done
+for i in $(seq 1 40); do ip -6 addr add 2001:db8:9:$i::1/128 dev lo nodad; done
+'{bin}' serve --data-dir data --listen '[::]:43776' --no-dns-sd 2>server.log &
+for i in $(seq 1 300); do
+  '{bin}' oob list --server 127.0.0.1:43776 --data-dir data >/dev/null 2>&1 && break
+  sleep 0.1
+done
+printf '123456\n' > pin
+'{bin}' oob add pin-6 --secret-file pin --server 127.0.0.1:43776 --data-dir data >/dev/null
+openssl ecparam -name prime256v1 -genkey -noout -out key.pem 2>/dev/null
+pub=$(openssl ec -in key.pem -pubout 2>/dev/null | awk '{{printf "%s\\n", $0}}')
+printf '{{"deviceID":"pin-6","ip":"","mac":"","publicKeyPEM":"%s","signature":"d3Jvbmc="}}' "$pub" > guess.json
+guess() {{
+  curl -6 -s -o /dev/null -w '%{{http_code}}\n' --interface "$1" --cacert data/ca-chain.pem \
+       --data-binary @guess.json https://localhost:43776/idprov/provreq
+}}
+echo one-64
+for i in $(seq 1 12); do guess 2001:db8:1:2::$i; done
+echo many-64s
+for i in $(seq 1 40); do guess 2001:db8:9:$i::1; done
+kill %1
+"#,
+        dir = dir.path().display(),
+        bin = env!("CARGO_BIN_EXE_idprov"),
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "bash", "-c", &script])
+        .env("HOME", dir.path())
+        .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
+        .output()
+        .expect("unshare runs");
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}\n{}\n{}",
+        stderr(&out),
+        std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default()
+    );
+    let (one, many) = text.split_once("many-64s").expect("both rounds");
+    let codes = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.len() == 3)
+            .map(str::to_owned)
+            .collect()
+    };
+    let (one, many) = (codes(one), codes(many));
+    eprintln!("one /64: {one:?}\nforty /64s: {many:?}");
+    // One /64 is one source: its fifth wrong secret starts the lock.
+    assert_eq!(one.len(), 12);
+    assert!(one[..5].iter().all(|c| c == "200"), "{one:?}");
+    assert!(one[5..].iter().all(|c| c == "429"), "{one:?}");
+    // Every /64 guesses once, none is locked, and the device's budget (30,
+    // five already spent) ends the guessing for everyone.
+    assert_eq!(many.len(), 40);
+    assert!(many[..25].iter().all(|c| c == "200"), "{many:?}");
+    assert!(many[25..].iter().all(|c| c == "429"), "{many:?}");
+}
