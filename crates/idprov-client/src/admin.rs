@@ -407,6 +407,12 @@ impl AdminClient {
         self.all("/idprov/admin/requests", &[], limit).await
     }
 
+    /// Whether the waiting queue is full.
+    pub async fn queue_status(&self) -> Result<idprov_proto::admin::QueueStatus, ClientError> {
+        self.send(self.http.get(self.url("/idprov/admin/requests/status")))
+            .await
+    }
+
     /// A device's protocol status (`GET /idprov/status/{deviceID}`).
     pub async fn status(&self, device_id: &str) -> Result<StatusMessage, ClientError> {
         let path = format!(

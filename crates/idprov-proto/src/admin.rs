@@ -107,6 +107,25 @@ pub struct GuessesView {
     pub spent: bool,
 }
 
+/// `GET /idprov/admin/requests/status`: whether the waiting queue is full.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatus {
+    /// Whether a first-seen request found the queue full (and no source
+    /// holding more than its own to make room) since it last had room.
+    pub full: bool,
+    /// Since when (RFC 3339), while full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_since: Option<String>,
+    /// First-seen requests not recorded since then.
+    pub not_recorded: u64,
+    /// Entries evicted since then (from the source holding the most) to
+    /// record other sources' requests.
+    pub evicted: u64,
+    /// The queue's cap.
+    pub capacity: u64,
+}
+
 /// A registered OOB secret, without its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

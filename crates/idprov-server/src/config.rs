@@ -208,6 +208,7 @@ pub struct RawLimits {
     pub bulk_bytes: Option<u64>,
     pub handshake_timeout: Option<ConfigDuration>,
     pub header_timeout: Option<ConfigDuration>,
+    pub idle_timeout: Option<ConfigDuration>,
 }
 
 #[allow(missing_docs)]
@@ -391,6 +392,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// Request header timeout.
     pub header_timeout: Duration,
+    /// A connection with no request in flight is closed after this long.
+    pub idle_timeout: Duration,
     /// DNS-SD instance name, or `None` when the advert is off.
     pub dns_sd_instance: Option<String>,
     /// Log level filter (tracing `EnvFilter` syntax).
@@ -831,6 +834,11 @@ impl RawConfig {
                 "limits.header_timeout",
                 self.limits.header_timeout,
                 d::HEADER_TIMEOUT,
+            )?,
+            idle_timeout: positive(
+                "limits.idle_timeout",
+                self.limits.idle_timeout,
+                d::IDLE_TIMEOUT,
             )?,
             dns_sd_instance,
             log_level: self.log.level.unwrap_or_else(|| "info".into()),

@@ -317,6 +317,39 @@ async fn oob(
             if lock.locked_until > now {
                 metrics::counter!(crate::observe::LOCKOUTS).increment(1);
             }
+            if failure.lock_started > 0 {
+                app.audit_unauthenticated(
+                    "lockout_started",
+                    &src,
+                    AuditRecord::new(
+                        now,
+                        actor.clone(),
+                        "lockout_started",
+                        Some(device),
+                        json!({ "source": src, "failures": lock.failures, "seconds": failure.lock_started }),
+                    ),
+                )
+                .await;
+            }
+            if failure.budget_spent {
+                app.audit_unauthenticated(
+                    "guess_budget_spent",
+                    device,
+                    AuditRecord::new(
+                        now,
+                        actor.clone(),
+                        "guess_budget_spent",
+                        Some(device),
+                        json!({
+                            "failures": failure.budget.failures,
+                            "windowSeconds": app.config.lockout.device_window_secs,
+                            "until": failure.budget.window_start
+                                .saturating_add(app.config.lockout.device_window_secs),
+                        }),
+                    ),
+                )
+                .await;
+            }
             return Ok(Outcome::Rejected {
                 retry_sec: (lock.locked_until - now).max(0),
             });
@@ -413,6 +446,27 @@ async fn waiting(
     actor: Actor,
     now: i64,
 ) -> Result<Outcome, ApiError> {
+    let src = lockout_source(source);
+    // First-seen requests are audited at a bounded rate per source; the
+    // entry is prepared in case this one is new and written with it.
+    let audit = app
+        .aggregate
+        .would_write("request_queued", &src, now)
+        .then(|| {
+            AuditRecord::new(
+                now,
+                actor,
+                "request_queued",
+                Some(req.device_id.as_str()),
+                json!({
+                    "keyFingerprint": req.key_fingerprint,
+                    "keyType": req.key.key_type().to_string(),
+                    "source": source.to_string(),
+                    "claimedIP": req.message.ip,
+                    "claimedMAC": req.message.mac,
+                }),
+            )
+        });
     let outcome = app
         .registry
         .record_waiting(
@@ -429,12 +483,21 @@ async fn waiting(
                 attempts: 1,
             },
             app.config.waiting_caps,
-            actor,
+            audit,
         )
         .await?;
     match outcome {
         WaitingOutcome::Queued => {
+            app.aggregate.first("request_queued", &src, now);
+            app.queue_has_room();
             tracing::info!(device_id = %req.device_id, %source, "request queued for approval");
+            Ok(Outcome::Waiting)
+        }
+        WaitingOutcome::Evicted => {
+            app.aggregate.first("request_queued", &src, now);
+            app.queue_full(now, true);
+            tracing::info!(device_id = %req.device_id, %source,
+                "request queued in place of an entry of the source holding the most");
             Ok(Outcome::Waiting)
         }
         WaitingOutcome::Updated => Ok(Outcome::Waiting),
@@ -446,7 +509,7 @@ async fn waiting(
             })
         }
         WaitingOutcome::TotalCapReached => {
-            metrics::counter!(crate::observe::QUEUE_FULL).increment(1);
+            app.queue_full(now, false);
             tracing::warn!(device_id = %req.device_id, %source, "waiting queue full; request not recorded");
             Ok(Outcome::Waiting)
         }

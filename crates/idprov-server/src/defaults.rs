@@ -71,6 +71,11 @@ pub const BULK_BYTES: u64 = 256 * 1024 * 1024;
 /// restriction on top of the administrator certificate, defeated by a local
 /// proxy, so never a grant on its own).
 pub const EXPORT_SECRETS_LOOPBACK_ONLY: bool = true;
+/// Audit entries anyone can cause (failed sign-ins, first-seen waiting
+/// requests, lockouts, rate limits) are written at most once per event and
+/// source in this interval, the rest counted into one summary entry: a
+/// flood cannot grow the audit log at its request rate.
+pub const AUDIT_AGGREGATE_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the audit chain's head is signed.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -79,10 +84,14 @@ pub const WAITING_PER_SOURCE: u64 = 1_000;
 /// Waiting requests recorded in total.
 pub const WAITING_TOTAL: u64 = 100_000;
 
-/// Open connections from one source address (IPv6: one /64).
-pub const SOURCE_CONNECTIONS: u32 = 256;
-/// Open connections in total.
-pub const TOTAL_CONNECTIONS: u32 = 4096;
+/// Open connections from one source address (IPv6: one /64): a device
+/// needs one, an administrator's tools a few; 32 sources at this cap hold
+/// half the total, and near the total idle connections are closed first.
+pub const SOURCE_CONNECTIONS: u32 = 32;
+/// Open connections in total: what bounds the memory of connections held
+/// open by clients (each may buffer up to a 16 KiB request head and a TLS
+/// record), about 70 MB at this many.
+pub const TOTAL_CONNECTIONS: u32 = 2048;
 /// New connections (TLS handshakes) per second from one source.
 pub const HANDSHAKE_RATE: f64 = 50.0;
 /// Burst of new connections from one source.
@@ -100,6 +109,10 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to send the request headers.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no request in flight is closed after this long
+/// (`limits.idle_timeout`): devices connect, ask and go; a client keeping a
+/// connection for more asks again within it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a graceful shutdown waits for requests in flight.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 

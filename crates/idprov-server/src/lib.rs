@@ -7,6 +7,7 @@
 //! them to the network, decides on requests (PROTOCOL.md §6), and turns every
 //! error into a response in one place ([`error::ApiError`]).
 
+pub mod aggregate;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;

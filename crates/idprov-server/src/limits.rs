@@ -90,6 +90,13 @@ impl RateLimiter {
 }
 
 /// Connection and handshake limits applied in the accept loop.
+///
+/// Every open connection has a [`Slot`] saying what it is doing. When the
+/// server nears its total, connections that do nothing for anyone — still
+/// in the TLS handshake, or with no request in flight — are closed to make
+/// room, the longest-idle of the source holding the most first; so no
+/// small group of sources can hold the server by opening connections and
+/// sitting on them.
 #[derive(Debug)]
 pub struct ConnectionLimits {
     per_source: u32,
@@ -97,6 +104,109 @@ pub struct ConnectionLimits {
     open: Mutex<HashMap<IpAddr, u32>>,
     open_total: AtomicU32,
     handshakes: RateLimiter,
+    slots: Mutex<HashMap<u64, Arc<Slot>>>,
+    next_id: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+    reclaimed: std::sync::atomic::AtomicU64,
+}
+
+/// What a connection is doing, for reclaiming.
+#[derive(Debug)]
+pub struct Slot {
+    key: IpAddr,
+    /// 0 = TLS handshake, 1 = open, no request in flight, 2 = serving.
+    phase: std::sync::atomic::AtomicU8,
+    in_flight: AtomicU32,
+    /// Milliseconds since the limits' epoch when the phase last changed.
+    since_ms: std::sync::atomic::AtomicU64,
+    /// Requests started on this connection.
+    requests: std::sync::atomic::AtomicU64,
+    epoch: Instant,
+    close: tokio::sync::Notify,
+    closing: std::sync::atomic::AtomicBool,
+}
+
+const HANDSHAKE: u8 = 0;
+const IDLE: u8 = 1;
+const SERVING: u8 = 2;
+
+impl Slot {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn set_phase(&self, phase: u8) {
+        self.phase.store(phase, Ordering::SeqCst);
+        self.since_ms.store(self.now_ms(), Ordering::SeqCst);
+    }
+
+    /// The TLS handshake finished.
+    pub fn handshake_done(&self) {
+        self.set_phase(IDLE);
+    }
+
+    /// A request began; the guard marks its end (when the response body is
+    /// finished or dropped).
+    pub fn request_started(self: &Arc<Self>) -> RequestGuard {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.set_phase(SERVING);
+        }
+        RequestGuard(self.clone())
+    }
+
+    /// Requests started so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// How long it has had no request in flight (zero while serving).
+    pub fn idle_for(&self) -> Duration {
+        if self.phase.load(Ordering::SeqCst) == SERVING {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.since_ms.load(Ordering::SeqCst)),
+        )
+    }
+
+    /// Resolves when the server wants this connection closed.
+    pub async fn close_requested(&self) {
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        self.close.notified().await;
+    }
+
+    fn request_close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.close.notify_waiters();
+        self.close.notify_one();
+    }
+
+    /// Whether it may be closed to make room, and how long it has been so.
+    fn reclaimable(&self) -> Option<Duration> {
+        if self.closing.load(Ordering::SeqCst) {
+            return None;
+        }
+        match self.phase.load(Ordering::SeqCst) {
+            SERVING => None,
+            _ => Some(self.idle_for()),
+        }
+    }
+}
+
+/// Marks the end of one request on its connection.
+#[derive(Debug)]
+pub struct RequestGuard(Arc<Slot>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.set_phase(IDLE);
+        }
+    }
 }
 
 /// Why a connection was refused before its handshake.
@@ -126,11 +236,19 @@ impl Refusal {
 pub struct Permit {
     limits: Arc<ConnectionLimits>,
     key: IpAddr,
+    id: u64,
+    /// What the connection is doing.
+    pub slot: Arc<Slot>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         self.limits.open_total.fetch_sub(1, Ordering::SeqCst);
+        self.limits
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
         let mut open = self.limits.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = open.get_mut(&self.key) {
             *n = n.saturating_sub(1);
@@ -140,6 +258,10 @@ impl Drop for Permit {
         }
     }
 }
+
+/// A connection in its handshake is reclaimable only after this long (a
+/// full handshake takes milliseconds; a new legitimate one is left alone).
+const RECLAIM_HANDSHAKE_AFTER: Duration = Duration::from_millis(500);
 
 impl ConnectionLimits {
     /// Limits: open connections per source and in total, and new
@@ -156,7 +278,16 @@ impl ConnectionLimits {
             open: Mutex::new(HashMap::new()),
             open_total: AtomicU32::new(0),
             handshakes: RateLimiter::new(handshake_rate, handshake_burst),
+            slots: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(0),
+            epoch: Instant::now(),
+            reclaimed: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// When reclaiming starts: seven eighths of the total.
+    fn high_water(&self) -> u32 {
+        self.total - self.total / 8
     }
 
     /// Admits a new connection from `peer`, or refuses it.
@@ -164,30 +295,97 @@ impl ConnectionLimits {
         let key = source_key(peer);
         // Loopback is where the local administrator and health checks come
         // from; it is limited like any other source.
-        if self.open_total.load(Ordering::SeqCst) >= self.total {
-            return Err(Refusal::TotalConnections);
-        }
         {
             let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
             if open.get(&key).copied().unwrap_or(0) >= self.per_source {
                 return Err(Refusal::SourceConnections);
             }
         }
+        let open_total = self.open_total.load(Ordering::SeqCst);
+        if open_total >= self.high_water() {
+            // Near the total: make room by closing a connection that serves
+            // no one. At the total, a newcomer is admitted only if one was
+            // found (it closes within moments).
+            let found = self.reclaim_one(key);
+            if open_total >= self.total && (!found || open_total >= self.total + self.total / 16) {
+                return Err(Refusal::TotalConnections);
+            }
+        }
         self.handshakes
             .check(peer, now)
             .map_err(|_| Refusal::HandshakeRate)?;
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        *open.entry(key).or_insert(0) += 1;
+        let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+        let slot = Arc::new(Slot {
+            key,
+            phase: std::sync::atomic::AtomicU8::new(HANDSHAKE),
+            in_flight: AtomicU32::new(0),
+            since_ms: std::sync::atomic::AtomicU64::new(
+                u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ),
+            requests: std::sync::atomic::AtomicU64::new(0),
+            epoch: self.epoch,
+            close: tokio::sync::Notify::new(),
+            closing: std::sync::atomic::AtomicBool::new(false),
+        });
+        *self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_insert(0) += 1;
         self.open_total.fetch_add(1, Ordering::SeqCst);
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, slot.clone());
         Ok(Permit {
             limits: self.clone(),
             key,
+            id,
+            slot,
         })
+    }
+
+    /// Asks one connection that serves no one to close: of the source with
+    /// the most open connections (never `newcomer`'s own unless it is
+    /// that source), the one idle longest. Whether one was found.
+    fn reclaim_one(&self, newcomer: IpAddr) -> bool {
+        let open = self.open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let victim = slots
+            .values()
+            .filter_map(|s| {
+                let idle = s.reclaimable()?;
+                if s.phase.load(Ordering::SeqCst) == HANDSHAKE && idle < RECLAIM_HANDSHAKE_AFTER {
+                    return None;
+                }
+                let weight = open.get(&s.key).copied().unwrap_or(0);
+                // A newcomer's own connections go last.
+                let own = s.key == newcomer;
+                Some(((!own, weight, idle), s.clone()))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, s)| s);
+        drop(slots);
+        match victim {
+            Some(s) => {
+                s.request_close();
+                self.reclaimed.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(crate::observe::CONNECTIONS_RECLAIMED).increment(1);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Open connections now.
     pub fn open(&self) -> u32 {
         self.open_total.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed to make room so far.
+    pub fn reclaimed(&self) -> u64 {
+        self.reclaimed.load(Ordering::Relaxed)
     }
 }
 

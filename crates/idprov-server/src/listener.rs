@@ -22,16 +22,53 @@ use tower::ServiceExt;
 
 use crate::auth::ConnInfo;
 
+/// A response body that marks its request finished when it is done (or
+/// dropped), so a connection streaming an answer is never taken for idle.
+struct Tracked {
+    body: axum::body::Body,
+    _guard: crate::limits::RequestGuard,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
 /// Timeouts of one connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     /// TLS handshake.
     pub handshake: Duration,
-    /// Request headers.
+    /// Request headers; also how long a new connection may wait before its
+    /// first request.
     pub header: Duration,
+    /// How long a connection may sit with no request in flight after one
+    /// (HTTP/2 has no header timeout between requests).
+    pub idle: Duration,
     /// Graceful shutdown.
     pub shutdown_grace: Duration,
 }
+
+/// What one connection may buffer of an unfinished request head (HTTP/1.1)
+/// or header list (HTTP/2): far more than any idprov client sends, and what
+/// bounds the memory of many connections sending unfinished headers
+/// (hyper's default lets each buffer about 400 KiB).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// An IPv4 peer on a dual-stack socket appears as `::ffff:a.b.c.d`; use the
 /// IPv4 form so lockouts and logs name one address one way.
@@ -76,8 +113,11 @@ pub async fn serve(
     let mut http = auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header);
-    http.http2().timer(TokioTimer::new());
+        .header_read_timeout(timeouts.header)
+        .max_buf_size(MAX_HEADER_BYTES);
+    http.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(MAX_HEADER_BYTES).unwrap_or(u32::MAX));
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -113,8 +153,16 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let http = http.clone();
         tokio::spawn(async move {
+            let slot = permit.slot.clone();
             let _permit = permit;
-            let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
+            let handshake = tokio::select! {
+                r = tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)) => r,
+                () = slot.close_requested() => {
+                    tracing::debug!(%peer, "closed in its TLS handshake to make room");
+                    return;
+                }
+            };
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     metrics::counter!(crate::observe::HANDSHAKE_FAILURES, "reason" => handshake_failure(&e)).increment(1);
@@ -128,6 +176,7 @@ pub async fn serve(
                     return;
                 }
             };
+            slot.handshake_done();
             // Only the first certificate is the verified leaf; anything the
             // peer appended after it is never looked at.
             let leaf = tls
@@ -143,15 +192,56 @@ pub async fn serve(
                     }
                 });
             let info = ConnInfo { peer, leaf };
-            let service = router.map_request(move |mut req: Request<Incoming>| {
+            let tracker = slot.clone();
+            let service = tower::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
-                req
+                // In flight from its head to the end of its answer's body.
+                let guard = tracker.request_started();
+                let router = router.clone();
+                async move {
+                    let response = router.oneshot(req).await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(Tracked {
+                            body,
+                            _guard: guard,
+                        })
+                    }))
+                }
             });
             let conn = http
                 .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
                 .into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            let conn = watcher.watch(conn);
+            tokio::pin!(conn);
+            loop {
+                // A connection that sends no request in time, or sits idle
+                // too long, or is asked to make room, is closed.
+                let limit = if slot.requests() == 0 {
+                    timeouts.header
+                } else {
+                    timeouts.idle
+                };
+                let check = limit
+                    .saturating_sub(slot.idle_for())
+                    .max(Duration::from_millis(50));
+                tokio::select! {
+                    r = &mut conn => {
+                        if let Err(e) = r {
+                            tracing::debug!(%peer, error = %e, "connection ended with an error");
+                        }
+                        return;
+                    }
+                    () = tokio::time::sleep(check) => {
+                        if slot.idle_for() >= limit {
+                            tracing::debug!(%peer, "idle connection closed");
+                            return;
+                        }
+                    }
+                    () = slot.close_requested() => {
+                        tracing::debug!(%peer, "idle connection closed to make room");
+                        return;
+                    }
+                }
             }
         });
     }

@@ -33,10 +33,12 @@ pub const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2F
 const BLOCKS: usize = Params::DEFAULT_M_COST as usize;
 
 /// What a buffer reserves, in blocks: more than glibc's largest dynamic
-/// mmap threshold (32 MiB on 64-bit systems), so the allocation is always
-/// its own mapping and freeing it returns the memory to the system. (Freed
-/// 19 MiB buffers otherwise raise that threshold and stay in the heap.)
-/// Only the first [`BLOCKS`] are ever touched, so only those are resident.
+/// mmap threshold (32 MiB on 64-bit systems), so that under the system
+/// allocator too (the `idprov` binary uses jemalloc, which purges freed
+/// pages by itself) the allocation is its own mapping and freeing it
+/// returns the memory. (Freed 19 MiB buffers otherwise raise glibc's
+/// threshold and stay in its heap.) Only the first [`BLOCKS`] are ever
+/// touched, so only those are resident.
 const RESERVED_BLOCKS: usize = 33 * 1024;
 
 /// How long the pool keeps an unused buffer.

@@ -195,6 +195,7 @@ pub async fn start(
     let timeouts = Timeouts {
         handshake: config.handshake_timeout,
         header: config.header_timeout,
+        idle: config.idle_timeout,
         shutdown_grace: defaults::SHUTDOWN_GRACE,
     };
     tracing::info!(
@@ -262,12 +263,14 @@ async fn sweep(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => {
+                state.flush_aggregated(true).await;
                 if let Err(e) = crate::checkpoint::sign_head(&state).await {
                     tracing::warn!(error = ?e, "signing the final audit checkpoint failed");
                 }
                 return;
             }
         }
+        state.flush_aggregated(false).await;
         let now = state.now_unix();
         let window = i64::try_from(state.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
         if let Err(e) = state

@@ -42,9 +42,60 @@ pub struct Inner {
     pub connection_limits: std::sync::Arc<crate::limits::ConnectionLimits>,
     /// The web page's sessions, sign-in token and sign-in limiter.
     pub web: crate::web::WebState,
-    /// When each source was last audited as rate limited (once a minute).
-    pub limit_audited:
-        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, std::time::Instant>>,
+    /// Audit entries anyone can cause, at a bounded rate.
+    pub aggregate: crate::aggregate::Aggregator,
+    /// Whether the waiting queue is full, since when, and what that cost.
+    pub queue: std::sync::Mutex<QueueState>,
+}
+
+/// The waiting queue's fullness, as this replica saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueState {
+    /// Full since (Unix seconds), while it is.
+    pub full_since: Option<i64>,
+    /// First-seen requests not recorded since then.
+    pub not_recorded: u64,
+    /// Entries of sources holding the most evicted for others since then.
+    pub evicted: u64,
+}
+
+impl AppState {
+    /// The queue made room for a request again: it is no longer full.
+    pub fn queue_has_room(&self) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(since) = q.full_since {
+            tracing::info!(
+                since,
+                not_recorded = q.not_recorded,
+                evicted = q.evicted,
+                "the waiting queue has room again"
+            );
+            *q = QueueState::default();
+            metrics::gauge!(crate::observe::QUEUE_IS_FULL).set(0.0);
+        }
+    }
+
+    /// The queue was full at `now`; `recorded` when an entry was evicted
+    /// to record this request.
+    pub fn queue_full(&self, now: i64, recorded: bool) {
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.full_since.is_none() {
+            q.full_since = Some(now);
+            metrics::gauge!(crate::observe::QUEUE_IS_FULL).set(1.0);
+        }
+        if recorded {
+            q.evicted += 1;
+            metrics::counter!(crate::observe::QUEUE_EVICTED).increment(1);
+        } else {
+            q.not_recorded += 1;
+            metrics::counter!(crate::observe::QUEUE_FULL).increment(1);
+        }
+    }
+
+    /// The queue's state now.
+    pub fn queue_state(&self) -> QueueState {
+        *self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl Deref for AppState {
@@ -90,7 +141,10 @@ impl AppState {
             crl_lock: tokio::sync::Mutex::new(()),
             provisioning_limiter,
             connection_limits,
-            limit_audited: std::sync::Mutex::new(std::collections::HashMap::new()),
+            queue: std::sync::Mutex::new(QueueState::default()),
+            aggregate: crate::aggregate::Aggregator::new(
+                i64::try_from(crate::defaults::AUDIT_AGGREGATE_INTERVAL.as_secs()).unwrap_or(60),
+            ),
             web: crate::web::WebState::default(),
         }))
     }
@@ -104,30 +158,20 @@ impl AppState {
             .is_some_and(|c| c.revoked_at.is_some()))
     }
 
-    /// Counts a refusal by a limit, and audits it once a minute per source.
+    /// Counts a refusal by a limit, and audits it (at a bounded rate).
     pub fn note_limited(&self, source: std::net::IpAddr, limit: &'static str) {
         metrics::counter!(crate::observe::RATE_LIMITED, "limit" => limit).increment(1);
-        let key = crate::limits::source_key(source);
-        let now = std::time::Instant::now();
-        {
-            let mut seen = self.limit_audited.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.len() > 10_000 {
-                seen.retain(|_, t| now.duration_since(*t) < std::time::Duration::from_secs(60));
-            }
-            match seen.get(&key) {
-                Some(t) if now.duration_since(*t) < std::time::Duration::from_secs(60) => return,
-                _ => {
-                    seen.insert(key, now);
-                }
-            }
+        let key = crate::limits::source_key(source).to_string();
+        let now = self.now_unix();
+        if !self.aggregate.first("rate_limited", &key, now) {
+            return;
         }
         tracing::warn!(source = %source, limit, "source rate limited");
-        let registry = self.registry.clone();
-        let at = self.now_unix();
+        let state = self.clone();
         tokio::spawn(async move {
-            let _ = registry
-                .append_audit(idprov_store::AuditRecord::new(
-                    at,
+            state
+                .append_audit_logged(idprov_store::AuditRecord::new(
+                    now,
                     idprov_store::Actor::source(&source.to_string()),
                     "rate_limited",
                     None,
@@ -135,6 +179,37 @@ impl AppState {
                 ))
                 .await;
         });
+    }
+
+    /// Audits an event anyone on the network can cause, keyed by `key` (its
+    /// source): the first of an interval now, the rest in one summary
+    /// entry when the interval ends ([`crate::aggregate`]).
+    pub async fn audit_unauthenticated(
+        &self,
+        event: &'static str,
+        key: &str,
+        record: idprov_store::AuditRecord,
+    ) {
+        if self.aggregate.first(event, key, record.at) {
+            self.append_audit_logged(record).await;
+        }
+    }
+
+    /// Appends an audit entry on its own; a failure is logged as an error,
+    /// never dropped silently.
+    pub async fn append_audit_logged(&self, record: idprov_store::AuditRecord) {
+        let event = record.event.clone();
+        if let Err(e) = self.registry.append_audit(record).await {
+            tracing::error!(event = %event, error = %e, "an audit entry could not be written");
+        }
+    }
+
+    /// Writes the summaries of aggregation intervals that ended (all of
+    /// them with `flush_all`, at shutdown).
+    pub async fn flush_aggregated(&self, flush_all: bool) {
+        for record in self.aggregate.due(self.now_unix(), flush_all) {
+            self.append_audit_logged(record).await;
+        }
     }
 
     /// Now, in Unix seconds.

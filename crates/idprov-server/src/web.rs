@@ -608,16 +608,18 @@ async fn failed(
     name: &str,
     via: &str,
 ) -> Result<Response, ApiError> {
-    let _ = app
-        .registry
-        .append_audit(idprov_store::AuditRecord::new(
+    app.audit_unauthenticated(
+        "web_signin_failed",
+        &crate::limits::source_key(source).to_string(),
+        idprov_store::AuditRecord::new(
             app.now_unix(),
             idprov_store::Actor::source(&source.to_string()),
             "web_signin_failed",
             None,
             json!({ "name": name, "via": via }),
-        ))
-        .await;
+        ),
+    )
+    .await;
     tracing::info!(source = %source, via, "a web sign-in failed");
     Err(ApiError::SignIn("wrong sign-in token, name or password"))
 }

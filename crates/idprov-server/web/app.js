@@ -776,9 +776,10 @@ function renderDashboard(main) {
   const recent = h('div', { id: 'recent-audit' });
   const updated = h('span', { class: 'muted', id: 'updated' });
   const failure = h('div');
+  const queueFull = h('div', { id: 'queue-full' });
   append(main, [
     h('div', { class: 'page-head' }, h('h1', { text: 'Dashboard' }), updated),
-    failure, cards,
+    failure, queueFull, cards,
     h('section', { class: 'panel' },
       h('div', { class: 'page-head' }, h('h2', { text: 'Recent audit events' }), link('audit', 'Whole audit log')),
       recent),
@@ -799,6 +800,10 @@ function renderDashboard(main) {
     if (text === last) return; // nothing changed: keep the DOM (and focus) as is
     last = text;
     const d = summary.devices || {};
+    const q = summary.waitingQueue || {};
+    queueFull.replaceChildren(...(q.full ? [h('div', { class: 'notice warn' },
+      h('strong', { text: `Waiting queue full since ${q.fullSince}` }),
+      h('span', { text: `${q.notRecorded} requests not recorded, ${q.evicted} evicted from the sources holding the most (capacity ${q.capacity}). Devices that asked then are not in the queue: they will ask again.` }))] : []));
     const card = (value, label, route, kind = '') => {
       const body = [h('span', { class: 'value', text: value ?? 0 }), h('span', { class: 'label', text: label })];
       return route

@@ -367,7 +367,12 @@ pub enum WaitingOutcome {
     Updated,
     /// The source already has its maximum of entries; nothing recorded.
     SourceCapReached,
-    /// The queue is full; nothing recorded.
+    /// The queue was full: a new entry was recorded in place of the
+    /// least recently seen entry of the source holding the most (which
+    /// held more than this request's source).
+    Evicted,
+    /// The queue is full, and no source holds more than this one; nothing
+    /// recorded.
     TotalCapReached,
 }
 
@@ -392,13 +397,19 @@ pub struct GuessBudget {
     pub failures: u32,
 }
 
-/// What counting one failure left behind.
+/// What counting one failure left behind. The store audits neither the
+/// lock nor the spent budget: anyone can cause them, so the server audits
+/// them at a bounded rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Failure {
     /// The (device, source) counter.
     pub lockout: Lockout,
+    /// The length of the lock this failure started, seconds (0: none).
+    pub lock_started: i64,
     /// The device's budget across sources.
     pub budget: GuessBudget,
+    /// Whether this failure spent the budget.
+    pub budget_spent: bool,
 }
 
 /// How failures turn into locks (PROTOCOL.md §6 4.6).
@@ -452,15 +463,13 @@ impl LockoutPolicy {
     }
 
     /// One more wrong secret for the device at `now`, after `previous`: the
-    /// new budget, and the audit entry of the failure that spends it.
+    /// new budget, and whether this failure spent it.
     pub(crate) fn after_device_failure(
         &self,
-        device_id: &str,
-        source: &str,
         secret_id: i64,
         previous: Option<GuessBudget>,
         now: i64,
-    ) -> (GuessBudget, Option<AuditRecord>) {
+    ) -> (GuessBudget, bool) {
         let budget = match previous {
             Some(b)
                 if b.secret_id == secret_id
@@ -477,32 +486,14 @@ impl LockoutPolicy {
                 failures: 1,
             },
         };
-        let audit = (self.device_budget > 0 && budget.failures == self.device_budget).then(|| {
-            AuditRecord::new(
-                now,
-                Actor::source(source),
-                "guess_budget_spent",
-                Some(device_id),
-                serde_json::json!({
-                    "failures": budget.failures,
-                    "windowSeconds": self.device_window_secs,
-                    "until": budget.window_start.saturating_add(self.device_window_secs),
-                }),
-            )
-        });
-        (budget, audit)
+        let spent = self.device_budget > 0 && budget.failures == self.device_budget;
+        (budget, spent)
     }
 
     /// One more failure of (device, source) at `now`, after `previous`
-    /// (failures, last failure): the new counter, and the lock it starts
-    /// with its audit entry, if any. Both backends store exactly this.
-    pub(crate) fn after_failure(
-        &self,
-        device_id: &str,
-        source: &str,
-        previous: Option<(u32, i64)>,
-        now: i64,
-    ) -> (Lockout, Option<AuditRecord>) {
+    /// (failures, last failure): the new counter, and the length of the lock
+    /// it starts, if it starts one. Both backends store exactly this.
+    pub(crate) fn after_failure(&self, previous: Option<(u32, i64)>, now: i64) -> (Lockout, i64) {
         let failures = match previous {
             Some((n, last)) if now.saturating_sub(last) < self.forget_after_secs => {
                 n.saturating_add(1)
@@ -510,28 +501,17 @@ impl LockoutPolicy {
             _ => 1,
         };
         let lock = self.lock_secs(failures);
-        if lock == 0 {
-            return (
-                Lockout {
-                    failures,
-                    locked_until: 0,
-                },
-                None,
-            );
-        }
-        let audit = AuditRecord::new(
-            now,
-            Actor::source(source),
-            "lockout_started",
-            Some(device_id),
-            serde_json::json!({ "source": source, "failures": failures, "seconds": lock }),
-        );
+        let locked_until = if lock == 0 {
+            0
+        } else {
+            now.saturating_add(lock)
+        };
         (
             Lockout {
                 failures,
-                locked_until: now.saturating_add(lock),
+                locked_until,
             },
-            Some(audit),
+            lock,
         )
     }
 }

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use crate::audit::{Actor, AuditEntry, AuditRecord};
+use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 
@@ -69,9 +69,9 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>>;
 
     /// Counts one failed signature against the secret `secret_id`: for
-    /// (device, source), starting or extending a lock per `policy` (audited
-    /// when one starts), and in the device's budget across sources (audited
-    /// when it is spent).
+    /// (device, source), starting or extending a lock per `policy`, and in
+    /// the device's budget across sources. Nothing is audited here (the
+    /// server audits locks and spent budgets at a bounded rate).
     async fn record_failure(
         &self,
         device_id: &str,
@@ -92,13 +92,14 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// expiring before `soon`.
     async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
 
-    /// Records (or refreshes) a waiting request within `caps`; a new entry is
-    /// audited as `request_queued` by `actor`.
+    /// Records (or refreshes) a waiting request within `caps`; `audit` is
+    /// appended in the same transaction when (and only when) the request is
+    /// new to the queue.
     async fn record_waiting(
         &self,
         request: WaitingRequest,
         caps: WaitingCaps,
-        actor: Actor,
+        audit: Option<AuditRecord>,
     ) -> Result<WaitingOutcome>;
 
     /// Records an issuance: consumes the secret if asked (failing with

@@ -450,7 +450,20 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
             conn,
         } => decide("clear", device_id, key, None, conn.into()).await,
         RequestsCommand::List { limit, conn } => {
-            let rows = connect(&conn)?.list_requests(limit).await?;
+            let client = connect(&conn)?;
+            let rows = client.list_requests(limit).await?;
+            let queue = client.queue_status().await?;
+            if queue.full {
+                // Requests the server could not record are not in the list:
+                // say so, on standard error so scripts still get the JSON.
+                eprintln!(
+                    "warning: the waiting queue is full (capacity {}) since {}: {} requests not recorded, {} evicted",
+                    queue.capacity,
+                    queue.full_since.as_deref().unwrap_or("?"),
+                    queue.not_recorded,
+                    queue.evicted
+                );
+            }
             if conn.json {
                 output::json(&rows);
             } else {

@@ -17,6 +17,12 @@ mod serve;
 
 use std::process::ExitCode;
 
+/// jemalloc, not the system's malloc: a server that held thousands of
+/// connections (or sign-ins) gives the memory back once they are gone —
+/// its background thread purges freed pages — where glibc's arenas keep it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use clap::Parser;
 
 use crate::cli::{Cli, Command};

@@ -48,6 +48,18 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     let config = raw.validate().map_err(Failure::usage)?;
     init_logging(&config.log_level, config.log_format)?;
+    // Every connection is a file: take the hard limit (the usual soft one,
+    // 1024, is below the default connection total).
+    let wanted = u64::from(config.total_connections) + 256;
+    match rlimit::increase_nofile_limit(wanted) {
+        Ok(n) if n < wanted => tracing::warn!(
+            open_files = n,
+            total_connections = config.total_connections,
+            "the open-files limit is below limits.total_connections: connections beyond it fail at accept"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
     let data_dir = config.data_dir.clone();
     let server = start(config, ServerOptions::default())
         .await

@@ -53,6 +53,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/idprov/admin/oob/import"),
     ("delete", "/idprov/admin/oob/{deviceID}"),
     ("get", "/idprov/admin/requests"),
+    ("get", "/idprov/admin/requests/status"),
     ("post", "/idprov/admin/requests/{deviceID}/approve"),
     ("post", "/idprov/admin/requests/{deviceID}/reject"),
     ("post", "/idprov/admin/requests/{deviceID}/clear"),
@@ -121,6 +122,7 @@ pub fn router(state: AppState) -> Router {
             delete(admin::secrets::remove),
         )
         .route("/idprov/admin/requests", get(admin::queue::list))
+        .route("/idprov/admin/requests/status", get(admin::queue::status))
         .route(
             "/idprov/admin/requests/{device_id}/approve",
             post(admin::queue::approve),

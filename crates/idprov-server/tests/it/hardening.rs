@@ -410,3 +410,121 @@ async fn a_slow_bulk_upload_does_not_stall_provisioning() {
         .collect();
     assert!(leftovers.is_empty());
 }
+
+/// Opens a TCP connection from `local` and keeps it, sending nothing.
+async fn tcp_only(server: &TestServer, local: IpAddr) -> Option<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind((local, 0).into()).ok()?;
+    socket.connect(server.addr).await.ok()
+}
+
+/// `sources` addresses each open `per_source` connections and sit on them
+/// (half TCP only, half TLS without a request); then a new source makes 200
+/// requests. Returns how many were answered.
+async fn answered_while_held(server: &TestServer, sources: u32, per_source: u32) -> u32 {
+    let _ = rlimit::increase_nofile_limit(65_536);
+    let mut held_tcp = Vec::new();
+    let mut held_tls = Vec::new();
+    for s in 0..sources {
+        let ip: IpAddr = format!("127.0.5.{}", s + 1).parse().expect("ip");
+        for c in 0..per_source {
+            if c % 2 == 0 {
+                if let Some(t) = tcp_only(server, ip).await {
+                    held_tcp.push(t);
+                }
+            } else if let Ok(t) = handshake(server, ip).await {
+                held_tls.push(t);
+            }
+        }
+    }
+    eprintln!(
+        "held: {} TCP-only and {} TLS connections from {sources} sources",
+        held_tcp.len(),
+        held_tls.len()
+    );
+    let newcomer: IpAddr = "127.0.6.1".parse().expect("ip");
+    let mut ok = 0;
+    for _ in 0..200 {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(server.tls_config(None))
+            .local_address(newcomer)
+            .timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        if let Ok(r) = client.get(server.url("/idprov/directory")).send().await
+            && r.status() == 200
+        {
+            ok += 1;
+        }
+    }
+    drop((held_tcp, held_tls));
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_sources_at_their_cap_leave_a_new_source_served() {
+    // The defaults: 32 sources at their maximum hold half the total.
+    let server = TestServer::start().await;
+    let cap = server.config.source_connections;
+    let ok = answered_while_held(&server, 32, cap).await;
+    eprintln!("defaults: a new source had {ok}/200 requests answered");
+    assert!(ok >= 198, "{ok}/200 answered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn near_the_total_idle_connections_make_room() {
+    // A total the held connections fill: idle ones are closed for the
+    // newcomer, the source holding the most first.
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| {
+            c.total_connections = 512;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let ok = answered_while_held(&server, 32, 16).await;
+    eprintln!("a full total: a new source had {ok}/200 requests answered");
+    assert!(ok >= 198, "{ok}/200 answered");
+    assert!(
+        server.server().state().connection_limits.reclaimed() > 0,
+        "idle connections were closed to make room"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_without_a_request_is_closed_after_the_header_timeout() {
+    let server = TestServer::start_with(Setup {
+        configure: Box::new(|c| {
+            c.header_timeout = Duration::from_secs(1);
+            c.idle_timeout = Duration::from_secs(2);
+        }),
+        ..Default::default()
+    })
+    .await;
+    let local: IpAddr = "127.0.7.1".parse().expect("ip");
+    let mut tls = handshake(&server, local).await.expect("handshake");
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
+        .await
+        .expect("closed within the header timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed, not answered");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // After a request, an idle connection lasts the idle timeout.
+    let mut tls = handshake(&server, local).await.expect("handshake");
+    tls.write_all(b"GET /idprov/directory HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 65536];
+    let n = tls.read(&mut answer).await.expect("answer");
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut answer))
+        .await
+        .expect("closed when idle")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -176,14 +176,100 @@ async fn no_secret_is_waiting_recorded_once_then_approved_when_the_secret_arrive
             .len(),
         1
     );
+    // The first new request of a source in an interval is audited as it
+    // happens, the others of that interval in one summary at its end.
     assert_eq!(
         audit_events(&server)
             .await
             .iter()
             .filter(|e| *e == "request_queued")
             .count(),
-        2
+        1
     );
+    server.clock.advance(Duration::from_secs(61));
+    server.server().state().flush_aggregated(false).await;
+    let entries = server
+        .registry()
+        .audit_entries(0, 1000)
+        .await
+        .expect("audit");
+    let summary = entries
+        .iter()
+        .find(|e| e.event == "audit_aggregated")
+        .expect("a summary");
+    assert_eq!(summary.detail["event"], "request_queued");
+    assert_eq!(summary.detail["count"], 1);
+}
+
+#[tokio::test]
+async fn an_unauthenticated_flood_adds_a_bounded_number_of_audit_entries() {
+    let server = TestServer::start_with(idprov_testkit::Setup {
+        configure: Box::new(|c| {
+            c.provisioning_rate = 1_000_000.0;
+            c.provisioning_burst = 1_000_000.0;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let before = server
+        .registry()
+        .audit_entries(0, 10_000)
+        .await
+        .expect("audit")
+        .len();
+    let client = server.http();
+    // 300 never-seen devices, and 60 wrong secrets against 10 devices
+    // (a lock each), all from one address.
+    for n in 0..300 {
+        provision(
+            &client,
+            &server,
+            &TestDevice::new(&format!("flood-{n}")).request(None),
+        )
+        .await;
+    }
+    for d in 0..10 {
+        let id = format!("locked-{d}");
+        add_secret(&server, &id, "the-real-secret").await;
+        let guesser = TestDevice::new(&id);
+        for g in 0..6 {
+            provision(
+                &client,
+                &server,
+                &guesser.request(Some(&format!("guess-{g}"))),
+            )
+            .await;
+        }
+    }
+    server.clock.advance(Duration::from_secs(61));
+    server.server().state().flush_aggregated(false).await;
+    let entries = server
+        .registry()
+        .audit_entries(0, 10_000)
+        .await
+        .expect("audit");
+    let added: Vec<&str> = entries[before..]
+        .iter()
+        .map(|e| e.event.as_str())
+        .filter(|e| *e != "secret_added")
+        .collect();
+    // One entry per event as it happened, one summary per event.
+    assert!(added.len() <= 8, "{} entries: {added:?}", added.len());
+    let count = |event: &str| -> u64 {
+        entries
+            .iter()
+            .filter(|e| e.event == "audit_aggregated" && e.detail["event"] == event)
+            .map(|e| e.detail["count"].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(
+        count("request_queued"),
+        299,
+        "every queued request is counted"
+    );
+    assert_eq!(count("lockout_started"), 9);
+    // The chain still verifies.
+    assert!(idprov_store::verify_chain(None, &entries).is_ok());
 }
 
 #[tokio::test]
@@ -507,8 +593,12 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     // One wrong guess from each of 30 addresses: no address is locked…
     for n in 0..30 {
         let client = client_from(&server, &format!("127.0.1.{}", n + 1));
-        let (status, resp, body) =
-            provision(&client, &server, &attacker.request(Some(&format!("{n:06}")))).await;
+        let (status, resp, body) = provision(
+            &client,
+            &server,
+            &attacker.request(Some(&format!("{n:06}"))),
+        )
+        .await;
         assert_eq!(status, 200, "guess {n}: {body}");
         assert_eq!(resp.expect("answer").status, ProvisionStatus::Rejected);
     }
@@ -528,7 +618,10 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
         .expect("ascii")
         .parse()
         .expect("seconds");
-    assert!((3000..=3600).contains(&retry), "until the window ends: {retry}");
+    assert!(
+        (3000..=3600).contains(&retry),
+        "until the window ends: {retry}"
+    );
     let text = r.text().await.expect("body");
     assert!(text.contains("all addresses"), "{text}");
     // The secret was not consumed, and the refused request is in the queue
@@ -536,7 +629,10 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     assert!(
         server
             .registry()
-            .live_secret("pin-1", idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock)))
+            .live_secret(
+                "pin-1",
+                idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock))
+            )
             .await
             .expect("read")
             .is_some()
@@ -547,7 +643,9 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
         .fingerprint()
         .to_string();
     assert!(
-        queue.iter().any(|w| w.device_id == "pin-1" && w.key_fingerprint == fp),
+        queue
+            .iter()
+            .any(|w| w.device_id == "pin-1" && w.key_fingerprint == fp),
         "{queue:?}"
     );
     assert!(
@@ -577,7 +675,12 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     let attacker = TestDevice::new("pin-2");
     for n in 0..30 {
         let client = client_from(&server, &format!("127.0.3.{}", n + 1));
-        provision(&client, &server, &attacker.request(Some(&format!("{n:06}")))).await;
+        provision(
+            &client,
+            &server,
+            &attacker.request(Some(&format!("{n:06}"))),
+        )
+        .await;
     }
     let other = TestDevice::new("pin-2");
     let r = fresh
@@ -601,7 +704,12 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     let attacker = TestDevice::new("pin-3");
     for n in 0..30 {
         let client = client_from(&server, &format!("127.0.4.{}", n + 1));
-        provision(&client, &server, &attacker.request(Some(&format!("9{n:05}")))).await;
+        provision(
+            &client,
+            &server,
+            &attacker.request(Some(&format!("9{n:05}"))),
+        )
+        .await;
     }
     server.clock.advance(Duration::from_secs(3601));
     let third = TestDevice::new("pin-3");

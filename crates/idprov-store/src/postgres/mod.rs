@@ -870,7 +870,7 @@ impl Registry for PostgresRegistry {
         .await?
         .map(|r| Ok::<_, StoreError>((failures_of(&r, 0)?, col::<i64>(&r, 1)?)))
         .transpose()?;
-        let (lockout, audit) = policy.after_failure(device_id, source, previous, now);
+        let (lockout, lock_started) = policy.after_failure(previous, now);
         execute(
             w.conn(),
             "INSERT INTO lockouts (device_id, source, failures, last_failure, locked_until)
@@ -888,8 +888,7 @@ impl Registry for PostgresRegistry {
         )
         .await?;
         let previous_budget = read_guess_budget(w.conn(), device_id).await?;
-        let (budget, spent) =
-            policy.after_device_failure(device_id, source, secret_id, previous_budget, now);
+        let (budget, budget_spent) = policy.after_device_failure(secret_id, previous_budget, now);
         execute(
             w.conn(),
             "INSERT INTO guess_budgets (device_id, secret_id, window_start, failures)
@@ -904,11 +903,13 @@ impl Registry for PostgresRegistry {
             ],
         )
         .await?;
-        for audit in [audit, spent].into_iter().flatten() {
-            append_audit_tx(&w, &audit).await?;
-        }
         w.commit().await?;
-        Ok(Failure { lockout, budget })
+        Ok(Failure {
+            lockout,
+            lock_started,
+            budget,
+            budget_spent,
+        })
     }
 
     async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>> {
@@ -960,7 +961,7 @@ impl Registry for PostgresRegistry {
         &self,
         w: WaitingRequest,
         caps: WaitingCaps,
-        actor: Actor,
+        audit: Option<AuditRecord>,
     ) -> Result<WaitingOutcome> {
         let mut client = self.client().await?;
         let tx = begin_write(&mut client).await?;
@@ -994,9 +995,37 @@ impl Registry for PostgresRegistry {
             tx.rollback().await?;
             return Ok(WaitingOutcome::SourceCapReached);
         }
+        let mut outcome = WaitingOutcome::Queued;
         if count(col(&row, 1)?) >= caps.total {
-            tx.rollback().await?;
-            return Ok(WaitingOutcome::TotalCapReached);
+            // Full: the source holding the most gives up its least recently
+            // seen entry, if it holds more than this one.
+            let from_source: i64 = col(&row, 0)?;
+            let top = query_opt(
+                tx.conn(),
+                "SELECT source, COUNT(*) AS n FROM waiting_requests
+                 GROUP BY source ORDER BY n DESC, source LIMIT 1",
+                &[],
+            )
+            .await?;
+            match top {
+                Some(t) if col::<i64>(&t, 1)? > from_source + 1 => {
+                    let source: String = col(&t, 0)?;
+                    execute(
+                        tx.conn(),
+                        "DELETE FROM waiting_requests WHERE (device_id, key_fingerprint) IN (
+                            SELECT device_id, key_fingerprint FROM waiting_requests
+                            WHERE source = $1
+                            ORDER BY last_seen, device_id, key_fingerprint LIMIT 1)",
+                        &[&source],
+                    )
+                    .await?;
+                    outcome = WaitingOutcome::Evicted;
+                }
+                _ => {
+                    tx.rollback().await?;
+                    return Ok(WaitingOutcome::TotalCapReached);
+                }
+            }
         }
         ensure_device(&tx, &w.device_id, w.first_seen).await?;
         execute(
@@ -1018,25 +1047,11 @@ impl Registry for PostgresRegistry {
             ],
         )
         .await?;
-        append_audit_tx(
-            &tx,
-            &AuditRecord::new(
-                w.first_seen,
-                actor,
-                "request_queued",
-                Some(&w.device_id),
-                serde_json::json!({
-                    "keyFingerprint": w.key_fingerprint,
-                    "keyType": w.key_type,
-                    "source": w.source,
-                    "claimedIP": w.claimed_ip,
-                    "claimedMAC": w.claimed_mac,
-                }),
-            ),
-        )
-        .await?;
+        if let Some(audit) = &audit {
+            append_audit_tx(&tx, audit).await?;
+        }
         tx.commit().await?;
-        Ok(WaitingOutcome::Queued)
+        Ok(outcome)
     }
 
     /// The secret is consumed by `DELETE FROM oob_secrets WHERE id = $id AND

@@ -325,6 +325,10 @@ fn read_consumed_secret(
     .optional()?)
 }
 
+/// The source holding the most waiting requests, and how many.
+const WAITING_TOP_SOURCE_SQL: &str = "SELECT source, COUNT(*) AS n FROM waiting_requests
+     GROUP BY source ORDER BY n DESC, source LIMIT 1";
+
 const APPROVED_SERIAL_SQL: &str = "SELECT serial FROM certificates
      WHERE kind = 'device' AND subject = ?1 AND key_fingerprint = ?2
        AND issue_kind = 'approval' AND issued_at >= ?3 AND revoked_at IS NULL
@@ -794,7 +798,7 @@ impl Registry for SqliteRegistry {
                         |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()?;
-                let (lockout, audit) = policy.after_failure(&device_id, &source, previous, now);
+                let (lockout, lock_started) = policy.after_failure(previous, now);
                 c.execute(
                     "INSERT INTO lockouts (device_id, source, failures, last_failure, locked_until)
                      VALUES (?1, ?2, ?3, ?4, ?5)
@@ -803,13 +807,8 @@ impl Registry for SqliteRegistry {
                         locked_until = excluded.locked_until",
                     params![device_id, source, lockout.failures, now, lockout.locked_until],
                 )?;
-                let (budget, spent) = policy.after_device_failure(
-                    &device_id,
-                    &source,
-                    secret_id,
-                    read_guess_budget(c, &device_id)?,
-                    now,
-                );
+                let (budget, budget_spent) =
+                    policy.after_device_failure(secret_id, read_guess_budget(c, &device_id)?, now);
                 c.execute(
                     "INSERT INTO guess_budgets (device_id, secret_id, window_start, failures)
                      VALUES (?1, ?2, ?3, ?4)
@@ -817,10 +816,12 @@ impl Registry for SqliteRegistry {
                         window_start = excluded.window_start, failures = excluded.failures",
                     params![device_id, budget.secret_id, budget.window_start, budget.failures],
                 )?;
-                for audit in [audit, spent].into_iter().flatten() {
-                    append_audit_tx(c, &audit)?;
-                }
-                Ok(Failure { lockout, budget })
+                Ok(Failure {
+                    lockout,
+                    lock_started,
+                    budget,
+                    budget_spent,
+                })
             })
             .await
     }
@@ -838,8 +839,10 @@ impl Registry for SqliteRegistry {
             .write(move |c| {
                 let n = c.execute("DELETE FROM lockouts WHERE device_id = ?1", [&device_id])?
                     as u64
-                    + c.execute("DELETE FROM guess_budgets WHERE device_id = ?1", [&device_id])?
-                        as u64;
+                    + c.execute(
+                        "DELETE FROM guess_budgets WHERE device_id = ?1",
+                        [&device_id],
+                    )? as u64;
                 if n > 0 {
                     append_audit_tx(c, &audit)?;
                 }
@@ -873,7 +876,7 @@ impl Registry for SqliteRegistry {
         &self,
         w: WaitingRequest,
         caps: WaitingCaps,
-        actor: Actor,
+        audit: Option<AuditRecord>,
     ) -> Result<WaitingOutcome> {
         self.writer
             .write(move |c| {
@@ -903,8 +906,26 @@ impl Registry for SqliteRegistry {
                 }
                 let total: i64 =
                     c.query_row("SELECT COUNT(*) FROM waiting_requests", [], |r| r.get(0))?;
+                let mut outcome = WaitingOutcome::Queued;
                 if count(total) >= caps.total {
-                    return Ok(WaitingOutcome::TotalCapReached);
+                    // Full: the source holding the most gives up its least
+                    // recently seen entry, if it holds more than this one.
+                    let top: Option<(String, i64)> = c
+                        .query_row(WAITING_TOP_SOURCE_SQL, [], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()?;
+                    match top {
+                        Some((source, n)) if n > from_source + 1 => {
+                            c.execute(
+                                "DELETE FROM waiting_requests WHERE (device_id, key_fingerprint) IN (
+                                    SELECT device_id, key_fingerprint FROM waiting_requests
+                                    WHERE source = ?1
+                                    ORDER BY last_seen, device_id, key_fingerprint LIMIT 1)",
+                                [source],
+                            )?;
+                            outcome = WaitingOutcome::Evicted;
+                        }
+                        _ => return Ok(WaitingOutcome::TotalCapReached),
+                    }
                 }
                 ensure_device(c, &w.device_id, w.first_seen)?;
                 c.execute(
@@ -923,23 +944,10 @@ impl Registry for SqliteRegistry {
                         w.last_seen
                     ],
                 )?;
-                append_audit_tx(
-                    c,
-                    &AuditRecord::new(
-                        w.first_seen,
-                        actor,
-                        "request_queued",
-                        Some(&w.device_id),
-                        serde_json::json!({
-                            "keyFingerprint": w.key_fingerprint,
-                            "keyType": w.key_type,
-                            "source": w.source,
-                            "claimedIP": w.claimed_ip,
-                            "claimedMAC": w.claimed_mac,
-                        }),
-                    ),
-                )?;
-                Ok(WaitingOutcome::Queued)
+                if let Some(audit) = &audit {
+                    append_audit_tx(c, audit)?;
+                }
+                Ok(outcome)
             })
             .await
     }

@@ -285,7 +285,7 @@ async fn text_keys_sort_in_byte_order_like_sqlite() {
             reg.put_secret(secret(id, NOW + 100), audit("secret_added", id))
                 .await
                 .expect("put");
-            reg.record_waiting(waiting(id), CAPS, Actor::system())
+            reg.record_waiting(waiting(id), CAPS, Some(audit("request_queued", "w")))
                 .await
                 .expect("wait");
         }
@@ -381,7 +381,7 @@ async fn two_instances_keep_one_audit_chain() {
                     .await
                     .map(|_| ()),
                 _ => reg
-                    .record_waiting(waiting(&device), CAPS, Actor::system())
+                    .record_waiting(waiting(&device), CAPS, Some(audit("request_queued", "w")))
                     .await
                     .map(|_| ()),
             }
@@ -545,7 +545,7 @@ async fn bulk_run(
     reg.put_secret(secret("x-2", NOW - 100), audit("secret_added", "x-2"))
         .await
         .expect("put");
-    reg.record_waiting(waiting("w-1"), CAPS, Actor::system())
+    reg.record_waiting(waiting("w-1"), CAPS, Some(audit("request_queued", "w-1")))
         .await
         .expect("wait");
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -758,7 +758,7 @@ async fn bad_data_is_an_error_never_a_panic() {
     let mut w = waiting("nul");
     w.claimed_mac = "aa\0bb".into();
     let err = reg
-        .record_waiting(w, CAPS, Actor::system())
+        .record_waiting(w, CAPS, Some(audit("request_queued", "w")))
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Database(_)), "{err:?}");
@@ -866,7 +866,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
         for fp in ["k1", "k2"] {
             let mut w = waiting("o-1");
             w.key_fingerprint = fp.into();
-            reg.record_waiting(w, CAPS, Actor::system())
+            reg.record_waiting(w, CAPS, Some(audit("request_queued", "w")))
                 .await
                 .expect("wait");
         }

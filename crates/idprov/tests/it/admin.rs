@@ -403,3 +403,104 @@ async fn an_approval_the_device_could_not_accept_is_redelivered() {
         );
     }
 }
+
+/// A client whose connections come from `source` (127.0.x.y).
+fn client_from(server: &TestServer, source: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(server.tls_config(None))
+        .local_address(source.parse::<std::net::IpAddr>().expect("ip"))
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_waiting_queue_is_shown_and_makes_room_for_other_sources() {
+    let server = TestServer::start_with(idprov_testkit::Setup {
+        configure: Box::new(|c| {
+            c.waiting_caps.total = 5;
+            c.waiting_caps.per_source = 4;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let ask = |source: &'static str, id: String| {
+        let client = client_from(&server, source);
+        let server = &server;
+        async move {
+            let (_, resp, _) =
+                provision(&client, server, &TestDevice::new(&id).request(None)).await;
+            assert_eq!(
+                resp.expect("answer").status,
+                idprov_proto::ProvisionStatus::Waiting
+            );
+        }
+    };
+    // A flooding source takes four places, a neighbour the fifth.
+    for n in 0..4 {
+        ask("127.0.8.1", format!("flood-{n}")).await;
+    }
+    ask("127.0.8.2", "neighbour-1".into()).await;
+    let status = server.admin().queue_status().await.expect("status");
+    assert!(!status.full);
+    // The queue is full: a new source's request takes the flooder's
+    // least recently seen place…
+    ask("127.0.8.3", "newcomer-1".into()).await;
+    ask("127.0.8.3", "newcomer-2".into()).await;
+    // …until no source holds more than it: then it is not recorded.
+    ask("127.0.8.3", "newcomer-3".into()).await;
+    let status = server.admin().queue_status().await.expect("status");
+    assert!(status.full, "{status:?}");
+    assert_eq!((status.evicted, status.not_recorded), (2, 1));
+    let queued: Vec<String> = server
+        .admin()
+        .list_requests(None)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|w| w.device_id)
+        .collect();
+    assert_eq!(
+        queued,
+        [
+            "flood-2",
+            "flood-3",
+            "neighbour-1",
+            "newcomer-1",
+            "newcomer-2"
+        ]
+    );
+    // The CLI says so, above the list (on standard error: scripts keep their JSON).
+    let out = tokio::task::block_in_place(|| run(&server, &["requests", "list"], None));
+    assert_eq!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("waiting queue is full")
+            && err.contains("1 requests not recorded")
+            && err.contains("2 evicted"),
+        "{err}"
+    );
+    let out = tokio::task::block_in_place(|| run(&server, &["requests", "list", "--json"], None));
+    let list: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).expect("JSON array");
+    assert_eq!(list.len(), 5);
+    // The dashboard's summary carries it.
+    let summary: serde_json::Value = server
+        .http_with(
+            &std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert"),
+            &std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key"),
+        )
+        .get(server.url("/idprov/admin/summary"))
+        .send()
+        .await
+        .expect("summary")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(summary["waitingQueue"]["full"], true);
+    assert_eq!(summary["waitingQueue"]["notRecorded"], 1);
+    // Room again: clearing a request lets the next one in.
+    let out = tokio::task::block_in_place(|| run(&server, &["requests", "clear", "flood-2"], None));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    ask("127.0.8.4", "later-1".into()).await;
+    assert!(!server.admin().queue_status().await.expect("status").full);
+}

@@ -55,6 +55,26 @@ pub(crate) async fn list(
     })
 }
 
+/// The queue's fullness (as this replica saw it).
+pub(crate) fn queue_status(app: &AppState) -> idprov_proto::admin::QueueStatus {
+    let q = app.queue_state();
+    idprov_proto::admin::QueueStatus {
+        full: q.full_since.is_some(),
+        full_since: q.full_since.map(rfc3339),
+        not_recorded: q.not_recorded,
+        evicted: q.evicted,
+        capacity: app.config.waiting_caps.total,
+    }
+}
+
+/// `GET /idprov/admin/requests/status`.
+pub(crate) async fn status(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Response, ApiError> {
+    json(&queue_status(&app))
+}
+
 /// The keys a decision applies to: the one named, or the device's only
 /// waiting key.
 async fn keys_of(

@@ -59,6 +59,7 @@ pub(crate) async fn summary(
             "revoked": overview.revoked,
         },
         "waitingRequests": gauges.waiting,
+        "waitingQueue": super::queue::queue_status(&app),
         "expiringWithin7Days": overview.expiring,
         "missedRenewal": overview.missed_renewal,
         "recentAudit": recent,
