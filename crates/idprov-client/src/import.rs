@@ -157,11 +157,14 @@ fn csv_rows(
                         rec.len()
                     ))
                 } else {
-                    let secret = rec.get(1).unwrap_or_default();
+                    // Cells marked as text for a spreadsheet (an export's
+                    // `'=…`) read back as the value that was written.
+                    let cell = |i| idprov_proto::spreadsheet::unescape(rec.get(i).unwrap_or_default());
+                    let secret = cell(1);
                     Ok(RowContent {
-                        device_id: rec.get(0).unwrap_or_default().to_owned(),
+                        device_id: cell(0).to_owned(),
                         secret: (!secret.is_empty()).then(|| secret.to_owned()),
-                        valid_until: rec.get(2).unwrap_or_default().to_owned(),
+                        valid_until: cell(2).to_owned(),
                     })
                 };
                 FileRow {

@@ -22,6 +22,7 @@ pub mod label;
 pub mod messages;
 pub mod secret;
 pub mod sign;
+pub mod spreadsheet;
 
 pub use canonical::EscapeStyle;
 pub use device_id::{DeviceId, DeviceIdError};

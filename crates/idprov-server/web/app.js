@@ -518,8 +518,12 @@ function parseCsv(text) {
   const want = withValidUntil ? 3 : 2;
   const rows = [];
   const rejected = [];
+  // A cell an export marked as text for a spreadsheet ("'=…", "'+…", "''…")
+  // stands for the value without its first apostrophe, as the
+  // command-line tool reads it.
+  const unescape = (cell) => (/^'['=+\-@\t\r]/.test(cell) ? cell.slice(1) : cell);
   records.forEach((rec, index) => {
-    const [deviceID = '', secret = '', validUntil = ''] = rec.fields;
+    const [deviceID = '', secret = '', validUntil = ''] = rec.fields.map(unescape);
     let error = rec.problem ? `not a CSV row: ${rec.problem}` : null;
     if (!error && rec.fields.length !== want && !(withValidUntil && rec.fields.length === 2)) {
       error = `expected ${want} columns, found ${rec.fields.length}`;

@@ -15,12 +15,15 @@ use crate::cli::Connection;
 use crate::files::{write_labels, write_new_private};
 use crate::output;
 
-/// Quotes a CSV field when it needs it.
+/// A CSV field: safe to open in a spreadsheet (a cell that would start a
+/// formula is marked as text, `idprov_proto::spreadsheet`; `oob import`
+/// reads it back unchanged), quoted when it needs it.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) || s.starts_with(' ') || s.ends_with(' ') {
+    let s = idprov_proto::spreadsheet::escape(s);
+    if s.contains([',', '"', '\n', '\r', '\t']) || s.starts_with(' ') || s.ends_with(' ') {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s.into_owned()
     }
 }
 

@@ -4,17 +4,56 @@
 use std::io::Write;
 
 /// Makes device-supplied text safe for a terminal: control characters and
-/// escape sequences are shown escaped, never interpreted.
+/// escape sequences, and the invisible format characters that reorder or
+/// hide text (bidirectional embeddings, overrides and isolates, zero-width
+/// characters), are shown escaped (`\u{202e}`), never interpreted.
 pub fn safe(text: &str) -> String {
     text.chars()
         .flat_map(|c| {
-            if c.is_control() {
+            if c.is_control() || is_format(c) {
                 c.escape_default().collect::<Vec<_>>()
             } else {
                 vec![c]
             }
         })
         .collect()
+}
+
+/// Unicode's format characters (general category Cf) that can make a
+/// terminal show text other than what it is.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'                     // soft hyphen
+        | '\u{0600}'..='\u{0605}' | '\u{061C}' | '\u{06DD}' | '\u{070F}' | '\u{08E2}'
+        | '\u{180E}'                   // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}'      // zero-width space, joiners, LRM, RLM
+        | '\u{202A}'..='\u{202E}'      // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}'      // word joiner, invisible operators
+        | '\u{2066}'..='\u{206F}'      // bidi isolates, deprecated format characters
+        | '\u{FEFF}'                   // zero-width no-break space
+        | '\u{FFF9}'..='\u{FFFB}'      // interlinear annotations
+        | '\u{110BD}' | '\u{110CD}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0001}' | '\u{E0020}'..='\u{E007F}' // tags
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_format_characters_are_shown_escaped() {
+        assert_eq!(safe("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(safe("evil\u{202E}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(safe("zero\u{200B}width"), "zero\\u{200b}width");
+        assert_eq!(safe("iso\u{2067}late\u{2069}"), "iso\\u{2067}late\\u{2069}");
+        assert_eq!(safe("bom\u{FEFF}"), "bom\\u{feff}");
+        assert_eq!(safe("tag\u{E0041}"), "tag\\u{e0041}");
+        // Ordinary text, including other scripts, is left alone.
+        assert_eq!(safe("Grüße, 東京, שלום"), "Grüße, 東京, שלום");
+    }
 }
 
 /// Prints rows under a header with aligned columns. A row has exactly as

@@ -504,3 +504,78 @@ async fn a_full_waiting_queue_is_shown_and_makes_room_for_other_sources() {
     ask("127.0.8.4", "later-1".into()).await;
     assert!(!server.admin().queue_status().await.expect("status").full);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_open_safely_in_a_spreadsheet_and_import_back_unchanged() {
+    let server = TestServer::start().await;
+    let secrets = [
+        ("xl-1", "=HYPERLINK(\"http://x\",\"y\")"),
+        ("xl-2", "+1+1-and-more"),
+        ("xl-3", "-2-minus-first"),
+        ("xl-4", "@SUM(A1:A9)xyz"),
+        ("xl-5", "'=already-marked"),
+        ("xl-6", "'plain-apostrophe"),
+        ("xl-7", "an,ordinary \"one\""),
+    ];
+    for (id, secret) in secrets {
+        server
+            .admin()
+            .add_secret(&idprov_proto::OobSecretMessage {
+                device_id: id.into(),
+                oob_secret: secret.into(),
+                valid_until: String::new(),
+            })
+            .await
+            .expect("secret");
+    }
+    let file = server.temp_dir().join("export.csv");
+    let path = file.to_str().expect("path");
+    let out = tokio::task::block_in_place(|| {
+        run(&server, &["oob", "export", "--with-secrets", "--out", path], None)
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&file).expect("export");
+    // No cell a spreadsheet would evaluate: read it as a spreadsheet does.
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    for record in reader.records() {
+        let record = record.expect("a CSV row");
+        for cell in record.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a formula cell: {cell:?}"
+            );
+        }
+    }
+    assert!(text.contains("'=HYPERLINK"), "{text}");
+    // Forget every secret, import the export: each device proves its
+    // original secret.
+    for (id, _) in secrets {
+        server.admin().remove_secret(id).await.expect("removed");
+    }
+    let out = tokio::task::block_in_place(|| run(&server, &["oob", "import", path], None));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for (id, secret) in secrets {
+        let device = TestDevice::new(id);
+        let (_, resp, body) = provision(&server.http(), &server, &device.request(Some(secret))).await;
+        assert_eq!(
+            resp.expect("answer").status,
+            idprov_proto::ProvisionStatus::Approved,
+            "{id} {secret:?}: {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_show_bidirectional_and_invisible_characters_escaped() {
+    let server = TestServer::start().await;
+    let device = TestDevice::new("shown-2");
+    let mut req = device.request(None);
+    req.mac = "ab\u{202E}cd\u{200B}ef\u{2066}".into();
+    provision(&server.http(), &server, &req).await;
+    let out = tokio::task::block_in_place(|| run(&server, &["requests", "list"], None));
+    let text = stdout(&out);
+    assert!(text.contains("ab\\u{202e}cd\\u{200b}ef\\u{2066}"), "{text}");
+    for c in ['\u{202E}', '\u{200B}', '\u{2066}'] {
+        assert!(!text.contains(c), "{c:?} reached the terminal");
+    }
+}
