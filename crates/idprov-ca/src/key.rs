@@ -64,6 +64,17 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+/// The size of an RSA modulus in bits, counted exactly (the DER integer's
+/// bytes times eight would call a 4 100-bit key 4 104 bits, or rather let
+/// it pass as "4096", and a 2 047-bit key "2040").
+fn modulus_bits(modulus: &[u8]) -> usize {
+    let significant: &[u8] = match modulus.iter().position(|b| *b != 0) {
+        Some(i) => &modulus[i..],
+        None => return 0,
+    };
+    (significant.len() - 1) * 8 + (8 - significant[0].leading_zeros() as usize)
+}
+
 impl PublicKey {
     /// Parses `-----BEGIN PUBLIC KEY-----` PEM (exactly one block).
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
@@ -105,6 +116,16 @@ impl PublicKey {
                 } else {
                     return Err(KeyError::Unsupported(ec_curve_name(&curve.to_id_string())));
                 };
+            // The "hybrid" point encodings (0x06, 0x07: both coordinates and
+            // the parity bit) are in X9.62 but not in RFC 5480, and no client
+            // sends them; refused rather than left to the crypto library.
+            if matches!(key_bytes.first(), Some(0x06 | 0x07)) {
+                return Err(KeyError::InvalidKey(if key_type == KeyType::EcdsaP256 {
+                    "ECDSA-P256 (a hybrid point encoding)"
+                } else {
+                    "ECDSA-P384 (a hybrid point encoding)"
+                }));
+            }
             ParsedPublicKey::new(verify_alg, key_bytes).map_err(|_| {
                 KeyError::InvalidKey(if key_type == KeyType::EcdsaP256 {
                     "ECDSA-P256"
@@ -122,7 +143,7 @@ impl PublicKey {
             KeyType::Ed25519
         } else if *alg == OID_PKCS1_RSAENCRYPTION {
             let bits = match spki.parsed() {
-                Ok(ParsedKey::RSA(rsa)) => rsa.key_size(),
+                Ok(ParsedKey::RSA(rsa)) => modulus_bits(rsa.modulus),
                 _ => return Err(KeyError::InvalidKey("RSA")),
             };
             if !(2048..=4096).contains(&bits) {
@@ -221,6 +242,90 @@ mod tests {
 
     fn pem_of(alg: &'static rcgen::SignatureAlgorithm) -> String {
         KeyPair::generate_for(alg).expect("keygen").public_key_pem()
+    }
+
+    /// A DER length.
+    fn der_len(n: usize) -> Vec<u8> {
+        match n {
+            0..=127 => vec![n as u8],
+            128..=255 => vec![0x81, n as u8],
+            _ => vec![0x82, (n >> 8) as u8, n as u8],
+        }
+    }
+
+    fn der(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        out.extend(der_len(body.len()));
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// An RSA SubjectPublicKeyInfo with a modulus of exactly `bits` bits.
+    fn rsa_spki(bits: usize) -> Vec<u8> {
+        let bytes = bits.div_ceil(8);
+        let mut modulus = vec![0xffu8; bytes];
+        modulus[0] = 0xff >> (bytes * 8 - bits);
+        if modulus[0] & 0x80 != 0 {
+            modulus.insert(0, 0); // a positive INTEGER
+        }
+        let rsa_key = der(0x30, &[der(0x02, &modulus), der(0x02, &[1, 0, 1])].concat());
+        let alg = der(
+            0x30,
+            &[
+                der(
+                    0x06,
+                    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01],
+                ),
+                vec![0x05, 0x00],
+            ]
+            .concat(),
+        );
+        let bit_string = der(0x03, &[&[0u8][..], &rsa_key].concat());
+        der(0x30, &[alg, bit_string].concat())
+    }
+
+    #[test]
+    fn rsa_sizes_are_counted_in_bits() {
+        assert_eq!(modulus_bits(&[0x00, 0x80]), 8);
+        assert_eq!(modulus_bits(&[0x7f, 0xff]), 15);
+        for (bits, refused) in [(2047, true), (4097, true), (4100, true), (4102, true)] {
+            match PublicKey::from_spki_der(&rsa_spki(bits)) {
+                Err(KeyError::RsaSize(n)) => assert_eq!((n, refused), (bits, true), "{bits}"),
+                other => panic!("{bits}: {other:?}"),
+            }
+        }
+        let e = PublicKey::from_spki_der(&rsa_spki(2047)).unwrap_err();
+        assert!(e.to_string().contains("2047"), "{e}");
+    }
+
+    #[test]
+    fn hybrid_ec_point_encodings_are_refused() {
+        for alg in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+        ] {
+            let pem = KeyPair::generate_for(alg).expect("keygen").public_key_pem();
+            let der = PublicKey::from_pem(&pem).expect("key").spki_der().to_vec();
+            // The BIT STRING's content starts after its unused-bits byte: the
+            // point's first byte is 0x04 (uncompressed).
+            let at = der.len()
+                - if std::ptr::eq(alg, &rcgen::PKCS_ECDSA_P256_SHA256) {
+                    65
+                } else {
+                    97
+                };
+            assert_eq!(der[at], 0x04);
+            let y_odd = der[der.len() - 1] & 1;
+            for prefix in [0x06u8, 0x07] {
+                let mut hybrid = der.clone();
+                hybrid[at] = prefix;
+                let e = PublicKey::from_spki_der(&hybrid).unwrap_err();
+                assert!(
+                    e.to_string().contains("hybrid"),
+                    "{prefix:#x} (y odd: {y_odd}): {e}"
+                );
+            }
+        }
     }
 
     #[test]

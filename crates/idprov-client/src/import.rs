@@ -159,7 +159,8 @@ fn csv_rows(
                 } else {
                     // Cells marked as text for a spreadsheet (an export's
                     // `'=…`) read back as the value that was written.
-                    let cell = |i| idprov_proto::spreadsheet::unescape(rec.get(i).unwrap_or_default());
+                    let cell =
+                        |i| idprov_proto::spreadsheet::unescape(rec.get(i).unwrap_or_default());
                     let secret = cell(1);
                     Ok(RowContent {
                         device_id: cell(0).to_owned(),

@@ -17,6 +17,66 @@ use idprov_store::{LockoutPolicy, WaitingCaps};
 
 use crate::defaults as d;
 
+/// Device IDs a device may not take unless `provisioning.allow_device_ids`
+/// lists them: the roles of certificate OUs (a service that authorizes by
+/// CN could mistake a device called `admin` for its administrator) and the
+/// names this server answers to.
+fn reserved_device_ids(
+    public_name: &str,
+    server_names: &[String],
+    allowed: &[String],
+) -> Vec<String> {
+    let mut names: Vec<String> = [
+        "admin",
+        "plugin",
+        "service",
+        "client",
+        "iotdevice",
+        "localhost",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let host = host_name();
+    for n in [public_name, host.as_str()]
+        .into_iter()
+        .chain(server_names.iter().map(String::as_str))
+    {
+        if n.parse::<IpAddr>().is_ok() || n.contains('*') {
+            continue;
+        }
+        names.push(n.to_ascii_lowercase());
+        if let Some(short) = n.to_ascii_lowercase().strip_suffix(".local") {
+            names.push(short.to_owned());
+        }
+    }
+    names.sort();
+    names.dedup();
+    names.retain(|n| !allowed.iter().any(|a| a.eq_ignore_ascii_case(n)));
+    names
+}
+
+impl ServerConfig {
+    /// Whether `device_id` names a role or this server (and is not allowed
+    /// by configuration).
+    pub fn is_reserved_device_id(&self, device_id: &str) -> bool {
+        self.reserved_device_ids
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(device_id))
+    }
+
+    /// The error for a reserved device ID in `field`, if it is one.
+    pub fn check_device_id(&self, field: &str, device_id: &str) -> Result<(), String> {
+        if self.is_reserved_device_id(device_id) {
+            return Err(format!(
+                "field \"{field}\": {device_id:?} names a certificate role or this server; \
+                 choose another device ID (or list it in provisioning.allow_device_ids)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why the configuration was refused. The message names the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -179,6 +239,7 @@ pub struct RawProvisioning {
     pub waiting_retry: Option<ConfigDuration>,
     pub waiting_per_source: Option<u64>,
     pub waiting_total: Option<u64>,
+    pub allow_device_ids: Option<Vec<String>>,
 }
 
 #[allow(missing_docs)]
@@ -354,6 +415,9 @@ pub struct ServerConfig {
     pub waiting_retry: Duration,
     /// Waiting-queue caps.
     pub waiting_caps: WaitingCaps,
+    /// Device IDs refused because they name a role or this server
+    /// (lower-case: host names compare without case).
+    pub reserved_device_ids: Vec<String>,
     /// How long an approval waits for its device.
     pub approval_lifetime: Duration,
     /// How long a waiting request stays without a new attempt.
@@ -586,6 +650,14 @@ impl RawConfig {
                 ));
             }
         }
+        let reserved_device_ids = reserved_device_ids(
+            &public_name,
+            &server_names,
+            self.provisioning
+                .allow_device_ids
+                .as_deref()
+                .unwrap_or_default(),
+        );
         let services = self.services.unwrap_or_default();
         for (name, url) in &services {
             if name.is_empty() || url.is_empty() || url.chars().any(char::is_control) {
@@ -750,6 +822,7 @@ impl RawConfig {
                 self.provisioning.waiting_retry,
                 d::WAITING_RETRY,
             )?,
+            reserved_device_ids,
             waiting_caps: WaitingCaps {
                 per_source: self
                     .provisioning
@@ -891,6 +964,37 @@ mod tests {
             .merge(Toml::string(toml))
             .extract()
             .map_err(Box::new)
+    }
+
+    #[test]
+    fn reserved_device_ids_name_roles_and_this_server_unless_allowed() {
+        let names = reserved_device_ids(
+            "hub.local",
+            &[
+                "hub.example.net".into(),
+                "10.0.0.1".into(),
+                "*.example.net".into(),
+            ],
+            &["Service".into()],
+        );
+        for n in [
+            "admin",
+            "plugin",
+            "client",
+            "iotdevice",
+            "localhost",
+            "hub.local",
+            "hub",
+            "hub.example.net",
+        ] {
+            assert!(names.contains(&n.to_owned()), "{n}: {names:?}");
+        }
+        assert!(names.contains(&host_name().to_ascii_lowercase()));
+        assert!(
+            !names.contains(&"service".to_owned()),
+            "allowed by configuration"
+        );
+        assert!(!names.iter().any(|n| n == "10.0.0.1" || n.contains('*')));
     }
 
     #[test]

@@ -52,10 +52,17 @@ pub struct ValidRequest {
 }
 
 impl ValidRequest {
-    /// Checks device-ID syntax, free-text lengths and the public key.
-    pub fn parse(message: ProvisionRequest) -> Result<ValidRequest, ApiError> {
+    /// Checks device-ID syntax (and that it names no role or this server),
+    /// free-text lengths and the public key.
+    pub fn parse(
+        message: ProvisionRequest,
+        config: &crate::config::ServerConfig,
+    ) -> Result<ValidRequest, ApiError> {
         let device_id = DeviceId::parse(&message.device_id)
             .map_err(|e| ApiError::BadRequest(format!("field \"deviceID\": {e}")))?;
+        config
+            .check_device_id("deviceID", device_id.as_str())
+            .map_err(ApiError::BadRequest)?;
         for (field, value) in [("ip", &message.ip), ("mac", &message.mac)] {
             if value.len() > MAX_FREE_TEXT {
                 return Err(ApiError::BadRequest(format!(

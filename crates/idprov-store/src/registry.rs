@@ -85,7 +85,7 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>>;
 
     /// Removes the failure counters (and locks) of a device, every source,
-    /// and its guess budget.
+    /// and its guess budget; returns how many sources' counters went.
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64>;
 
     /// Gauges for metrics: waiting requests, and valid device certificates

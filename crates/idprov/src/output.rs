@@ -39,23 +39,6 @@ fn is_format(c: char) -> bool {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn control_and_format_characters_are_shown_escaped() {
-        assert_eq!(safe("a\u{1b}[31mb"), "a\\u{1b}[31mb");
-        assert_eq!(safe("evil\u{202E}gpj.exe"), "evil\\u{202e}gpj.exe");
-        assert_eq!(safe("zero\u{200B}width"), "zero\\u{200b}width");
-        assert_eq!(safe("iso\u{2067}late\u{2069}"), "iso\\u{2067}late\\u{2069}");
-        assert_eq!(safe("bom\u{FEFF}"), "bom\\u{feff}");
-        assert_eq!(safe("tag\u{E0041}"), "tag\\u{e0041}");
-        // Ordinary text, including other scripts, is left alone.
-        assert_eq!(safe("Grüße, 東京, שלום"), "Grüße, 東京, שלום");
-    }
-}
-
 /// Prints rows under a header with aligned columns. A row has exactly as
 /// many cells as the header has names: a column without a header does not
 /// compile.
@@ -99,5 +82,22 @@ pub fn json<T: serde::Serialize>(value: &T) {
     match serde_json::to_string(value) {
         Ok(s) => println!("{s}"),
         Err(e) => eprintln!("error: encoding JSON output: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_format_characters_are_shown_escaped() {
+        assert_eq!(safe("a\u{1b}[31mb"), "a\\u{1b}[31mb");
+        assert_eq!(safe("evil\u{202E}gpj.exe"), "evil\\u{202e}gpj.exe");
+        assert_eq!(safe("zero\u{200B}width"), "zero\\u{200b}width");
+        assert_eq!(safe("iso\u{2067}late\u{2069}"), "iso\\u{2067}late\\u{2069}");
+        assert_eq!(safe("bom\u{FEFF}"), "bom\\u{feff}");
+        assert_eq!(safe("tag\u{E0041}"), "tag\\u{e0041}");
+        // Ordinary text, including other scripts, is left alone.
+        assert_eq!(safe("Grüße, 東京, שלום"), "Grüße, 東京, שלום");
     }
 }

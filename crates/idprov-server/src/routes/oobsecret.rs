@@ -29,11 +29,13 @@ pub(crate) struct Registration {
 /// Validates one `{"deviceID","oobSecret","validUntil"}`; the error names the field.
 pub(crate) fn validate(
     msg: &OobSecretMessage,
+    config: &crate::config::ServerConfig,
     now: i64,
     default_lifetime: i64,
 ) -> Result<Registration, String> {
     let device_id =
         DeviceId::parse(&msg.device_id).map_err(|e| format!("field \"deviceID\": {e}"))?;
+    config.check_device_id("deviceID", device_id.as_str())?;
     let secret =
         OobSecret::parse(&msg.oob_secret).map_err(|e| format!("field \"oobSecret\": {e}"))?;
     let valid_until = if msg.valid_until.is_empty() {
@@ -93,7 +95,7 @@ pub(crate) async fn post(
     let msg = OobSecretMessage::from_json(&bytes)?;
     let now = app.now_unix();
     let lifetime = i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX);
-    let reg = validate(&msg, now, lifetime).map_err(ApiError::BadRequest)?;
+    let reg = validate(&msg, &app.config, now, lifetime).map_err(ApiError::BadRequest)?;
     let sealed = app
         .secrets
         .seal(reg.device_id.as_str(), &reg.secret)

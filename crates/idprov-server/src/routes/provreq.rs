@@ -39,7 +39,7 @@ pub(crate) async fn post(
     }
     // The body is JSON whatever its Content-Type: Go clients may send none.
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
-    let request = ValidRequest::parse(ProvisionRequest::from_json(&bytes)?)?;
+    let request = ValidRequest::parse(ProvisionRequest::from_json(&bytes)?, &app.config)?;
     let outcome = match decide(&app, &caller, conn.peer.ip(), &request).await {
         Ok(o) => o,
         Err(e) => {

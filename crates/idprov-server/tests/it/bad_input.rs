@@ -388,3 +388,66 @@ async fn revocation_notes_and_rejection_reasons_are_one_line_of_text() {
         .expect_err("refused");
     assert!(err.to_string().contains("\"note\""), "{err}");
 }
+
+#[tokio::test]
+async fn device_ids_that_name_a_role_or_this_server_are_refused() {
+    let server = idprov_testkit::TestServer::start_with(idprov_testkit::Setup {
+        configure: Box::new(|c| {
+            c.reserved_device_ids = c
+                .reserved_device_ids
+                .iter()
+                .filter(|n| *n != "service")
+                .cloned()
+                .collect();
+        }),
+        ..Default::default()
+    })
+    .await;
+    let admin = server.admin();
+    for id in ["admin", "Plugin", "localhost", "iotdevice"] {
+        let device = idprov_testkit::TestDevice::new(id);
+        let (status, _, body) = idprov_testkit::provision(
+            &server.http(),
+            &server,
+            &device.request(Some("whatever-secret")),
+        )
+        .await;
+        assert_eq!(status, 400, "{id}: {body}");
+        assert!(
+            body.contains("names a certificate role or this server"),
+            "{body}"
+        );
+        let err = admin
+            .add_secret(&idprov_proto::OobSecretMessage {
+                device_id: id.into(),
+                oob_secret: "a-good-long-secret".into(),
+                valid_until: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("names a certificate role"),
+            "{id}: {err}"
+        );
+    }
+    // An ID allowed by configuration (here: "service") is an ID like any other.
+    admin
+        .add_secret(&idprov_proto::OobSecretMessage {
+            device_id: "service".into(),
+            oob_secret: "a-good-long-secret".into(),
+            valid_until: String::new(),
+        })
+        .await
+        .expect("allowed");
+    // Nothing was recorded for the refused ones.
+    for id in ["admin", "localhost"] {
+        assert!(
+            server
+                .registry()
+                .device(id, 0)
+                .await
+                .expect("read")
+                .is_none()
+        );
+    }
+}

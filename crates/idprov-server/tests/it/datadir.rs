@@ -37,7 +37,10 @@ async fn first_start_creates_a_private_directory_with_every_credential() {
         assert_eq!(mode(&dir.join("secrets.key")), 0o600);
         assert!(!dir.join("idprov.db").exists());
     } else {
-        assert_eq!(mode(&dir.join("idprov.db")), 0o600);
+        // The database and SQLite's companions, 0600 from their creation.
+        for f in ["idprov.db", "idprov.db-wal", "idprov.db-shm"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
     }
     for key in ["ca.key", "server.key", "admin.key"] {
         let text = std::fs::read_to_string(dir.join(key)).expect("read");

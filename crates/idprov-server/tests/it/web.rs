@@ -300,6 +300,11 @@ async fn the_page_is_embedded_with_a_strict_content_security_policy() {
     let http = server.http();
     let r = http.get(server.url("/admin/")).send().await.expect("page");
     assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["strict-transport-security"],
+        "max-age=31536000",
+        "HTTPS only, remembered by the browser"
+    );
     let csp = r.headers()["content-security-policy"]
         .to_str()
         .expect("ASCII")

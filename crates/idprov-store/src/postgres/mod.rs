@@ -925,14 +925,14 @@ impl Registry for PostgresRegistry {
             "DELETE FROM lockouts WHERE device_id = $1",
             &[&device_id],
         )
-        .await?
-            + execute(
-                w.conn(),
-                "DELETE FROM guess_budgets WHERE device_id = $1",
-                &[&device_id],
-            )
-            .await?;
-        if n > 0 {
+        .await?;
+        let budget = execute(
+            w.conn(),
+            "DELETE FROM guess_budgets WHERE device_id = $1",
+            &[&device_id],
+        )
+        .await?;
+        if n > 0 || budget > 0 {
             append_audit_tx(&w, &audit).await?;
         }
         w.commit().await?;

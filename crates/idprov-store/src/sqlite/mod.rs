@@ -837,13 +837,13 @@ impl Registry for SqliteRegistry {
         let device_id = device_id.to_owned();
         self.writer
             .write(move |c| {
-                let n = c.execute("DELETE FROM lockouts WHERE device_id = ?1", [&device_id])?
-                    as u64
-                    + c.execute(
-                        "DELETE FROM guess_budgets WHERE device_id = ?1",
-                        [&device_id],
-                    )? as u64;
-                if n > 0 {
+                let n =
+                    c.execute("DELETE FROM lockouts WHERE device_id = ?1", [&device_id])? as u64;
+                let budget = c.execute(
+                    "DELETE FROM guess_budgets WHERE device_id = ?1",
+                    [&device_id],
+                )?;
+                if n > 0 || budget > 0 {
                     append_audit_tx(c, &audit)?;
                 }
                 Ok(n)

@@ -376,11 +376,12 @@ pub async fn the_guess_budget_spans_sources_and_restarts_with_a_new_secret(
     );
     // Spending it is reported once (the server audits it).
     // An administrator's unlock clears it.
-    assert!(
+    assert_eq!(
         reg.clear_lockouts("dev-g", audit("lockouts_cleared", "dev-g"))
             .await
-            .expect("clear")
-            > 0
+            .expect("clear"),
+        4,
+        "the four sources' counters (and the budget)"
     );
     assert_eq!(reg.guess_budget("dev-g").await.expect("read"), None);
     // With no budget configured, nothing is ever spent.

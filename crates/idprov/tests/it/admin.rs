@@ -531,7 +531,11 @@ async fn exports_open_safely_in_a_spreadsheet_and_import_back_unchanged() {
     let file = server.temp_dir().join("export.csv");
     let path = file.to_str().expect("path");
     let out = tokio::task::block_in_place(|| {
-        run(&server, &["oob", "export", "--with-secrets", "--out", path], None)
+        run(
+            &server,
+            &["oob", "export", "--with-secrets", "--out", path],
+            None,
+        )
     });
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = std::fs::read_to_string(&file).expect("export");
@@ -556,7 +560,8 @@ async fn exports_open_safely_in_a_spreadsheet_and_import_back_unchanged() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for (id, secret) in secrets {
         let device = TestDevice::new(id);
-        let (_, resp, body) = provision(&server.http(), &server, &device.request(Some(secret))).await;
+        let (_, resp, body) =
+            provision(&server.http(), &server, &device.request(Some(secret))).await;
         assert_eq!(
             resp.expect("answer").status,
             idprov_proto::ProvisionStatus::Approved,

@@ -123,7 +123,7 @@ impl Importer {
 
     /// Handles one row.
     pub(crate) async fn row(&mut self, row: InputRow) -> Result<(), ApiError> {
-        let reg = match validate(&row.message, self.now, self.lifetime) {
+        let reg = match validate(&row.message, &self.app.config, self.now, self.lifetime) {
             Ok(r) => r,
             Err(e) => {
                 self.refuse(row.index, row.line, &row.message.device_id, e);

@@ -129,6 +129,9 @@ pub(crate) async fn labels(
     for (i, raw) in req.device_ids.iter().enumerate() {
         let id = DeviceId::parse(raw)
             .map_err(|e| ApiError::BadRequest(format!("field \"deviceIDs\"[{i}]: {e}")))?;
+        app.config
+            .check_device_id(&format!("deviceIDs[{i}]"), id.as_str())
+            .map_err(ApiError::BadRequest)?;
         if ids.contains(&id) {
             return Err(ApiError::BadRequest(format!(
                 "field \"deviceIDs\"[{i}]: {raw} is repeated"
