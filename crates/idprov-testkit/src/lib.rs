@@ -236,6 +236,35 @@ impl TestServer {
         http_client(self.tls_config(Some((cert_pem, key_pem))))
     }
 
+    /// An HTTP client whose connections come from `source` (a loopback
+    /// address such as 127.0.3.7: another source for the server's limits),
+    /// one connection per request.
+    pub fn http_from(&self, source: &str) -> reqwest::Client {
+        reqwest::Client::builder()
+            .use_preconfigured_tls(self.tls_config(None))
+            .local_address(
+                source
+                    .parse::<std::net::IpAddr>()
+                    .expect("a source address"),
+            )
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client")
+    }
+
+    /// Registers `secret` for `device_id` (default lifetime) as the local
+    /// administrator.
+    pub async fn add_secret(&self, device_id: &str, secret: &str) {
+        self.admin()
+            .add_secret(&idprov_proto::OobSecretMessage {
+                device_id: device_id.into(),
+                oob_secret: secret.into(),
+                valid_until: String::new(),
+            })
+            .await
+            .expect("secret registered");
+    }
+
     /// Issues a certificate directly with the server's CA (a test PKI made
     /// by code): any OU, CN and validity, recorded in the registry only if
     /// the caller records it.

@@ -5,21 +5,9 @@
 use std::time::Duration;
 
 use idprov_client::device::{AgentOptions, DeviceOptions, LeafFacts, ServerTarget, run};
-use idprov_proto::{DeviceId, OobSecret, OobSecretMessage};
+use idprov_proto::{DeviceId, OobSecret};
 use idprov_testkit::{TestServer, capture_logs, captured_logs};
 use tokio::sync::watch;
-
-async fn add_secret(server: &TestServer, id: &str, secret: &str) {
-    server
-        .admin()
-        .add_secret(&OobSecretMessage {
-            device_id: id.into(),
-            oob_secret: secret.into(),
-            valid_until: String::new(),
-        })
-        .await
-        .expect("secret registered");
-}
 
 fn serial_in(dir: &std::path::Path) -> Option<String> {
     let pem = std::fs::read_to_string(dir.join("current/cert.pem")).ok()?;
@@ -58,7 +46,7 @@ async fn the_agent_provisions_renews_and_recovers_from_expiry() {
         captured_logs().contains("waiting for the server")
     })
     .await;
-    add_secret(&server, "agent-1", "agent-secret-1").await;
+    server.add_secret("agent-1", "agent-secret-1").await;
     server.clock.advance(Duration::from_secs(70));
     eventually("the first certificate", || serial_in(&dir).is_some()).await;
     let first = serial_in(&dir).expect("serial");
@@ -91,7 +79,7 @@ async fn the_agent_provisions_renews_and_recovers_from_expiry() {
         captured_logs().contains("re-register or approve device agent-1")
     })
     .await;
-    add_secret(&server, "agent-1", "agent-secret-1").await;
+    server.add_secret("agent-1", "agent-secret-1").await;
     server.clock.advance(Duration::from_secs(120));
     eventually("a certificate after expiry", || {
         serial_in(&dir).is_some_and(|s| s != renewed)
@@ -106,7 +94,7 @@ async fn the_agent_provisions_renews_and_recovers_from_expiry() {
 async fn a_refused_renewal_retries_once_without_the_certificate() {
     capture_logs();
     let server = TestServer::start().await;
-    add_secret(&server, "agent-2", "agent-secret-2").await;
+    server.add_secret("agent-2", "agent-secret-2").await;
     let dir = server.temp_dir().join("agent-2");
     let mut opts = DeviceOptions::new(DeviceId::parse("agent-2").expect("id"), dir.clone());
     opts.secret = Some(OobSecret::parse("agent-secret-2").expect("secret"));

@@ -6,20 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use idprov_client::device::{Device, DeviceError, DeviceOptions, LeafFacts, Outcome, ServerTarget};
 use idprov_proto::clock::ManualClock;
-use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret, OobSecretMessage};
+use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret};
 use idprov_testkit::TestServer;
-
-async fn add_secret(server: &TestServer, id: &str, secret: &str) {
-    server
-        .admin()
-        .add_secret(&OobSecretMessage {
-            device_id: id.into(),
-            oob_secret: secret.into(),
-            valid_until: String::new(),
-        })
-        .await
-        .expect("secret registered");
-}
 
 fn options(server: &TestServer, id: &str, secret: Option<&str>) -> DeviceOptions {
     let mut o = DeviceOptions::new(
@@ -45,7 +33,7 @@ async fn waiting_then_approved_once_the_secret_is_registered() {
         device.provision(false).await.expect("attempt"),
         Outcome::Waiting(Duration::from_secs(60))
     );
-    add_secret(&server, "d-wait", "registered-later").await;
+    server.add_secret("d-wait", "registered-later").await;
     let Outcome::Approved(installed) = device.provision(false).await.expect("attempt") else {
         panic!("expected Approved");
     };
@@ -64,7 +52,7 @@ async fn waiting_then_approved_once_the_secret_is_registered() {
 #[tokio::test]
 async fn a_wrong_secret_is_rejected() {
     let server = TestServer::start().await;
-    add_secret(&server, "d-wrong", "the-right-secret").await;
+    server.add_secret("d-wrong", "the-right-secret").await;
     let mut device =
         Device::open(options(&server, "d-wrong", Some("a-wrong-secret"))).expect("open");
     assert_eq!(
@@ -77,7 +65,7 @@ async fn a_wrong_secret_is_rejected() {
 #[tokio::test]
 async fn renewal_over_mutual_tls_keeps_the_key_and_verifies_the_empty_key() {
     let server = TestServer::start().await;
-    add_secret(&server, "d-renew", "renew-me-secret").await;
+    server.add_secret("d-renew", "renew-me-secret").await;
     let mut device =
         Device::open(options(&server, "d-renew", Some("renew-me-secret"))).expect("open");
     let Outcome::Approved(first) = device.provision(false).await.expect("attempt") else {
@@ -103,7 +91,7 @@ async fn renewal_over_mutual_tls_keeps_the_key_and_verifies_the_empty_key() {
 #[tokio::test]
 async fn a_fingerprint_mismatch_is_refused_before_anything_signed_is_sent() {
     let server = TestServer::start().await;
-    add_secret(&server, "d-fp", "fingerprint-secret").await;
+    server.add_secret("d-fp", "fingerprint-secret").await;
     let mut opts = options(&server, "d-fp", Some("fingerprint-secret"));
     opts.ca_fingerprint = Some(Fingerprint::of_der(b"some other CA"));
     let before = server
@@ -146,7 +134,7 @@ async fn a_fingerprint_mismatch_is_refused_before_anything_signed_is_sent() {
 #[tokio::test]
 async fn a_label_with_the_ca_fingerprint_provisions_without_trust_on_first_use() {
     let server = TestServer::start().await;
-    add_secret(&server, "d-label", "label-secret-value").await;
+    server.add_secret("d-label", "label-secret-value").await;
     let label = Label {
         device_id: DeviceId::parse("d-label").expect("id"),
         secret: OobSecret::parse("label-secret-value").expect("secret"),
@@ -185,7 +173,7 @@ async fn an_untrusted_server_certificate_is_refused() {
 #[tokio::test]
 async fn a_device_without_a_real_time_clock_uses_the_servers_time() {
     let server = TestServer::start().await;
-    add_secret(&server, "d-1970", "no-rtc-secret").await;
+    server.add_secret("d-1970", "no-rtc-secret").await;
     let mut opts = options(&server, "d-1970", Some("no-rtc-secret"));
     // The device's clock reads 1970; the software was built an hour ago.
     opts.clock = Arc::new(ManualClock::new(
@@ -210,7 +198,7 @@ async fn a_device_without_a_real_time_clock_uses_the_servers_time() {
 #[tokio::test]
 async fn the_installed_set_is_key_cert_and_ca_in_one_directory() {
     let server = TestServer::start().await;
-    add_secret(&server, "d-files", "files-secret-value").await;
+    server.add_secret("d-files", "files-secret-value").await;
     let mut device =
         Device::open(options(&server, "d-files", Some("files-secret-value"))).expect("open");
     device.provision(false).await.expect("attempt");
@@ -241,7 +229,7 @@ async fn other_key_types_are_provisioned() {
         ("d-ed", "ed25519"),
         ("d-rsa", "rsa2048"),
     ] {
-        add_secret(&server, id, "key-type-secret").await;
+        server.add_secret(id, "key-type-secret").await;
         let mut opts = options(&server, id, Some("key-type-secret"));
         opts.key_type = idprov_client::device::KeyType::parse(kt).expect("key type");
         let mut device = Device::open(opts).expect("open");

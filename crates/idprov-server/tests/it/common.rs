@@ -1,20 +1,12 @@
 //! Helpers shared by the end-to-end tests.
 
 use idprov_ca::CertInfo;
-use idprov_proto::{OobSecretMessage, ProvisionResponse, ProvisionStatus};
+use idprov_proto::{ProvisionResponse, ProvisionStatus};
 use idprov_testkit::{TestDevice, TestServer, provision};
 
 /// Registers a secret through the admin API.
 pub async fn add_secret(server: &TestServer, device: &str, secret: &str) {
-    server
-        .admin()
-        .add_secret(&OobSecretMessage {
-            device_id: device.into(),
-            oob_secret: secret.into(),
-            valid_until: String::new(),
-        })
-        .await
-        .expect("secret registered");
+    server.add_secret(device, secret).await;
 }
 
 /// Provisions a device anonymously with its secret; asserts Approved.

@@ -569,16 +569,6 @@ async fn an_offline_go_client_ip_of_nil_is_accepted() {
     );
 }
 
-/// A client whose connections come from `source` (127.0.0.x).
-fn client_from(server: &TestServer, source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(server.tls_config(None))
-        .local_address(source.parse::<std::net::IpAddr>().expect("ip"))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client")
-}
-
 #[tokio::test]
 async fn guessing_from_many_addresses_spends_the_device_budget() {
     let server = TestServer::start_with(idprov_testkit::Setup {
@@ -592,7 +582,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     let attacker = TestDevice::new("pin-1");
     // One wrong guess from each of 30 addresses: no address is locked…
     for n in 0..30 {
-        let client = client_from(&server, &format!("127.0.1.{}", n + 1));
+        let client = server.http_from(&format!("127.0.1.{}", n + 1));
         let (status, resp, body) = provision(
             &client,
             &server,
@@ -605,7 +595,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     // …but the device's budget is spent: even the right secret, from a new
     // address, is refused without being looked at.
     let device = TestDevice::new("pin-1");
-    let fresh = client_from(&server, "127.0.2.1");
+    let fresh = server.http_from("127.0.2.1");
     let r = fresh
         .post(server.url("/idprov/provreq"))
         .body(device.request(Some("123456")).to_json())
@@ -674,7 +664,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     add_secret(&server, "pin-2", "654321").await;
     let attacker = TestDevice::new("pin-2");
     for n in 0..30 {
-        let client = client_from(&server, &format!("127.0.3.{}", n + 1));
+        let client = server.http_from(&format!("127.0.3.{}", n + 1));
         provision(
             &client,
             &server,
@@ -703,7 +693,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     add_secret(&server, "pin-3", "111111").await;
     let attacker = TestDevice::new("pin-3");
     for n in 0..30 {
-        let client = client_from(&server, &format!("127.0.4.{}", n + 1));
+        let client = server.http_from(&format!("127.0.4.{}", n + 1));
         provision(
             &client,
             &server,

@@ -404,16 +404,6 @@ async fn an_approval_the_device_could_not_accept_is_redelivered() {
     }
 }
 
-/// A client whose connections come from `source` (127.0.x.y).
-fn client_from(server: &TestServer, source: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .use_preconfigured_tls(server.tls_config(None))
-        .local_address(source.parse::<std::net::IpAddr>().expect("ip"))
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_waiting_queue_is_shown_and_makes_room_for_other_sources() {
     let server = TestServer::start_with(idprov_testkit::Setup {
@@ -425,7 +415,7 @@ async fn a_full_waiting_queue_is_shown_and_makes_room_for_other_sources() {
     })
     .await;
     let ask = |source: &'static str, id: String| {
-        let client = client_from(&server, source);
+        let client = server.http_from(source);
         let server = &server;
         async move {
             let (_, resp, _) =
@@ -518,15 +508,7 @@ async fn exports_open_safely_in_a_spreadsheet_and_import_back_unchanged() {
         ("xl-7", "an,ordinary \"one\""),
     ];
     for (id, secret) in secrets {
-        server
-            .admin()
-            .add_secret(&idprov_proto::OobSecretMessage {
-                device_id: id.into(),
-                oob_secret: secret.into(),
-                valid_until: String::new(),
-            })
-            .await
-            .expect("secret");
+        server.add_secret(id, secret).await;
     }
     let file = server.temp_dir().join("export.csv");
     let path = file.to_str().expect("path");

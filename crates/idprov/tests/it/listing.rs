@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use idprov_proto::ProvisionStatus;
 use idprov_proto::admin::RevokeRequest;
-use idprov_proto::{OobSecretMessage, ProvisionStatus};
 use idprov_testkit::{TestDevice, TestServer, provision};
 
 use crate::{idprov, stderr, stdout};
@@ -86,22 +86,10 @@ fn cell<'a>(row: &'a [(String, String)], name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no column {name} in {row:?}"))
 }
 
-async fn add_secret(server: &TestServer, id: &str, secret: &str) {
-    server
-        .admin()
-        .add_secret(&OobSecretMessage {
-            device_id: id.into(),
-            oob_secret: secret.into(),
-            valid_until: String::new(),
-        })
-        .await
-        .expect("secret added");
-}
-
 async fn provisioned(server: &TestServer, id: &str) -> TestDevice {
     let device = TestDevice::new(id);
     let secret = format!("{id}-long-secret");
-    add_secret(server, id, &secret).await;
+    server.add_secret(id, &secret).await;
     let (_, resp, body) = provision(&server.http(), server, &device.request(Some(&secret))).await;
     assert_eq!(
         resp.expect("response").status,
@@ -132,7 +120,9 @@ async fn fleet() -> TestServer {
         .expect("revoked");
     server.clock.advance(Duration::from_secs(20 * 86_400));
     provisioned(&server, "sensor-a2").await;
-    add_secret(&server, "sensor-w1", "sensor-w1-long-secret").await;
+    server
+        .add_secret("sensor-w1", "sensor-w1-long-secret")
+        .await;
     let queued = TestDevice::new("other-w2");
     let (_, resp, _) = provision(&server.http(), &server, &queued.request(None)).await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
