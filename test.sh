@@ -106,6 +106,17 @@ fi
 # nothing here needs the advisory database.)
 cargo deny --locked -L error check licenses bans sources
 
+# Architecture: only the server crate knows HTTP. The protocol, CA, store and
+# provisioning core must not depend on an HTTP crate, however indirectly.
+stage "architecture (no HTTP below the server)"
+for crate in idprov-proto idprov-ca idprov-store idprov-core; do
+    if cargo tree --locked -p "$crate" -e normal --prefix none \
+        | awk '{print $1}' | grep -qxE 'axum|hyper|hyper-util|tower|tower-http|http|http-body|reqwest'; then
+        echo "$crate depends on an HTTP crate: $(cargo tree --locked -p "$crate" -e normal -i http 2>/dev/null | head -5)" >&2
+        exit 1
+    fi
+done
+
 # --- tests -----------------------------------------------------------------
 stage "build tests"
 cargo test --workspace --no-run --quiet

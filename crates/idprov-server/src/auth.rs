@@ -34,48 +34,8 @@ pub struct ConnInfo {
     pub leaf: Option<Arc<CertInfo>>,
 }
 
-/// The role a verified certificate's subject OU grants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// OU `admin`: every administrative operation.
-    Admin,
-    /// OU `plugin`: the protocol's privileged operations (PROTOCOL.md §1).
-    Plugin,
-    /// OU `service`: a hub service (reads the CRL, metrics).
-    Service,
-    /// OU `iotdevice`: a device, CN = device ID.
-    Device,
-    /// Any other OU: authenticated, privileged for nothing.
-    Client,
-}
-
-impl Role {
-    fn of(ous: &[String]) -> Role {
-        let has = |ou: &str| ous.iter().any(|o| o == ou);
-        if has("admin") {
-            Role::Admin
-        } else if has("plugin") {
-            Role::Plugin
-        } else if has("service") {
-            Role::Service
-        } else if has("iotdevice") {
-            Role::Device
-        } else {
-            Role::Client
-        }
-    }
-
-    /// The prefix of this role's actor names in the audit log.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Plugin => "plugin",
-            Role::Service => "service",
-            Role::Device => "device",
-            Role::Client => "client",
-        }
-    }
-}
+/// The role a verified certificate's subject OU grants (the core's).
+pub use idprov_core::Role;
 
 /// A caller whose leaf passed every check.
 #[derive(Debug, Clone)]

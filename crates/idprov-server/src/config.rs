@@ -57,23 +57,10 @@ fn reserved_device_ids(
 }
 
 impl ServerConfig {
-    /// Whether `device_id` names a role or this server (and is not allowed
-    /// by configuration).
-    pub fn is_reserved_device_id(&self, device_id: &str) -> bool {
-        self.reserved_device_ids
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(device_id))
-    }
-
-    /// The error for a reserved device ID in `field`, if it is one.
+    /// The error for a reserved device ID in `field`, if it is one (the
+    /// core's rule).
     pub fn check_device_id(&self, field: &str, device_id: &str) -> Result<(), String> {
-        if self.is_reserved_device_id(device_id) {
-            return Err(format!(
-                "field \"{field}\": {device_id:?} names a certificate role or this server; \
-                 choose another device ID (or list it in provisioning.allow_device_ids)"
-            ));
-        }
-        Ok(())
+        idprov_core::reserved_device_id(&self.reserved_device_ids, field, device_id)
     }
 }
 

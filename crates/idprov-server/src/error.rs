@@ -105,6 +105,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<idprov_core::CoreError> for ApiError {
+    fn from(e: idprov_core::CoreError) -> Self {
+        match e {
+            idprov_core::CoreError::Invalid(m) => ApiError::BadRequest(m),
+            idprov_core::CoreError::Store(s) => s.into(),
+            e @ idprov_core::CoreError::Issue(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<idprov_proto::MessageError> for ApiError {
     fn from(e: idprov_proto::MessageError) -> Self {
         ApiError::BadRequest(e.to_string())

@@ -7,7 +7,6 @@
 //! them to the network, decides on requests (PROTOCOL.md §6), and turns every
 //! error into a response in one place ([`error::ApiError`]).
 
-pub mod aggregate;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;
@@ -15,7 +14,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod crl;
 pub mod datadir;
-pub mod decision;
 pub mod defaults;
 pub mod dnssd;
 pub mod error;

@@ -9,16 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The key limits are counted under.
-pub fn source_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
-        }
-        v4 => v4,
-    }
-}
+/// The key limits are counted under (an IPv6 source's /64; the core's rule).
+pub use idprov_core::source_key;
 
 /// A token bucket.
 #[derive(Debug, Clone, Copy)]

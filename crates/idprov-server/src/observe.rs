@@ -17,27 +17,18 @@ use crate::auth::ConnInfo;
 pub const REQUESTS: &str = "idprov_requests_total";
 /// Request durations by endpoint.
 pub const REQUEST_SECONDS: &str = "idprov_request_duration_seconds";
+/// The metrics the provisioning core counts.
+pub use idprov_core::metrics::{
+    CERTIFICATES_ISSUED, GUESS_BUDGET_REFUSALS, LOCKOUTS, QUEUE_EVICTED, QUEUE_FULL, QUEUE_IS_FULL,
+};
 /// Provisioning outcomes (approved, waiting, rejected, locked_out).
 pub const PROVISIONING: &str = "idprov_provisioning_total";
-/// Certificates issued, by how (oob, renewal, rekey, admin, approval).
-pub const CERTIFICATES_ISSUED: &str = "idprov_certificates_issued_total";
 /// Certificates revoked.
 pub const CERTIFICATES_REVOKED: &str = "idprov_certificates_revoked_total";
-/// Lockouts started.
-pub const LOCKOUTS: &str = "idprov_lockouts_total";
-/// Guesses refused unevaluated: the device's budget of wrong secrets was spent.
-pub const GUESS_BUDGET_REFUSALS: &str = "idprov_guess_budget_refusals_total";
 /// Idle connections closed to make room near the connection total.
 pub const CONNECTIONS_RECLAIMED: &str = "idprov_connections_reclaimed_total";
 /// Requests and connections refused by a rate or connection limit, by limit.
 pub const RATE_LIMITED: &str = "idprov_rate_limited_total";
-/// Waiting requests not recorded because the queue is full.
-pub const QUEUE_FULL: &str = "idprov_waiting_queue_full_total";
-/// 1 while the waiting queue is full, else 0.
-pub const QUEUE_IS_FULL: &str = "idprov_waiting_queue_full";
-/// Waiting requests evicted (from the source holding the most) to record
-/// another source's while the queue is full.
-pub const QUEUE_EVICTED: &str = "idprov_waiting_queue_evicted_total";
 /// TLS handshakes that failed, by reason.
 pub const HANDSHAKE_FAILURES: &str = "idprov_tls_handshake_failures_total";
 /// Registry commit latency.

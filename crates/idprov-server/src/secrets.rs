@@ -1,29 +1,12 @@
-//! Sealing OOB secrets at rest: AES-256-GCM with a random nonce, the device
-//! ID as associated data (a sealed secret moved to another device's row does
-//! not open), never hashed, because the server needs the raw secret to
-//! compute the HMAC (PRODUCT.md, "How secrets and keys are kept").
+//! The sealing key's sources on disk and in the configuration (the
+//! sealing itself is `idprov_core::secrets`).
 
 use std::path::Path;
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use idprov_proto::OobSecret;
+pub use idprov_core::secrets::{SealError, SecretBox, decode_key};
 use zeroize::Zeroizing;
-
-/// Why a sealed secret could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    /// Sealed under another key, tampered with, or moved to another device.
-    #[error("the sealed secret does not open with this server's key")]
-    WrongKey,
-    /// The plaintext is not a valid secret (cannot happen with our own writes).
-    #[error("the sealed secret is not valid text")]
-    Corrupt,
-    /// The random generator or the cipher failed.
-    #[error("sealing failed")]
-    Crypto,
-}
 
 /// Why a configured key was refused.
 #[derive(Debug, thiserror::Error)]
@@ -39,143 +22,34 @@ pub enum KeyFileError {
     Format(String, String),
 }
 
-/// Checks that `text` is base64 of exactly 32 bytes.
-pub fn decode_key(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let bytes = Zeroizing::new(
-        BASE64
-            .decode(text.trim().as_bytes())
-            .map_err(|_| "is not base64 (expected 32 random bytes, base64-encoded)".to_string())?,
-    );
-    if bytes.len() != 32 {
-        return Err(format!("decodes to {} bytes; 32 are required", bytes.len()));
-    }
-    Ok(bytes)
+/// A key given as base64 text (configuration or environment).
+pub fn from_text(text: &str) -> Result<SecretBox, KeyFileError> {
+    let bytes = decode_key(text).map_err(|m| KeyFileError::Format("secrets.key".into(), m))?;
+    SecretBox::from_bytes(&bytes, true)
+        .map_err(|e| KeyFileError::Format("secrets.key".into(), e.to_string()))
 }
 
-/// The key that seals secrets, and its public identity.
-pub struct SecretBox {
-    key: RandomizedNonceKey,
-    key_id: String,
-    persistent: bool,
-}
-
-impl std::fmt::Debug for SecretBox {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretBox")
-            .field("key_id", &self.key_id)
-            .field("persistent", &self.persistent)
-            .finish_non_exhaustive()
-    }
-}
-
-const AAD_PREFIX: &[u8] = b"idprov oob secret v1\0";
-
-/// The key identity: a keyed hash of a fixed label, so it reveals nothing
-/// about the key but tells two keys apart.
-fn key_id_of(key: &[u8]) -> String {
-    use aws_lc_rs::hmac;
-    let tag = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, key),
-        b"idprov secret key id",
-    );
-    tag.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-impl SecretBox {
-    /// A key generated in memory and never written: a restart makes every
-    /// stored secret unreadable.
-    pub fn ephemeral() -> Result<SecretBox, SealError> {
+/// A key read from a 0600 file, created (with a fresh random key) when
+/// `create` is set and the file does not exist.
+pub fn from_file(path: &Path, create: bool) -> Result<SecretBox, KeyFileError> {
+    let name = path.display().to_string();
+    if !path.exists() && create {
         let mut key = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(&mut key[..]).map_err(|_| SealError::Crypto)?;
-        Self::from_bytes(&key[..], false)
+        aws_lc_rs::rand::fill(&mut key[..])
+            .map_err(|_| KeyFileError::Format(name.clone(), "random generator failed".into()))?;
+        let text = Zeroizing::new(BASE64.encode(&key[..]) + "\n");
+        crate::datadir::write_private_file(path, text.as_bytes())
+            .map_err(|e| KeyFileError::Io(name.clone(), e))?;
     }
-
-    /// A key given as base64 text (configuration or environment).
-    pub fn from_text(text: &str) -> Result<SecretBox, KeyFileError> {
-        let bytes = decode_key(text).map_err(|m| KeyFileError::Format("secrets.key".into(), m))?;
-        Self::from_bytes(&bytes, true)
-            .map_err(|e| KeyFileError::Format("secrets.key".into(), e.to_string()))
-    }
-
-    /// A key read from a 0600 file, created (with a fresh random key) when
-    /// `create` is set and the file does not exist.
-    pub fn from_file(path: &Path, create: bool) -> Result<SecretBox, KeyFileError> {
-        let name = path.display().to_string();
-        if !path.exists() && create {
-            let mut key = Zeroizing::new([0u8; 32]);
-            aws_lc_rs::rand::fill(&mut key[..]).map_err(|_| {
-                KeyFileError::Format(name.clone(), "random generator failed".into())
-            })?;
-            let text = Zeroizing::new(BASE64.encode(&key[..]) + "\n");
-            crate::datadir::write_private_file(path, text.as_bytes())
-                .map_err(|e| KeyFileError::Io(name.clone(), e))?;
-        }
-        crate::datadir::check_private_permissions(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::PermissionDenied => KeyFileError::Permissions(name.clone()),
-            _ => KeyFileError::Io(name.clone(), e),
-        })?;
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path).map_err(|e| KeyFileError::Io(name.clone(), e))?,
-        );
-        let bytes = decode_key(&text).map_err(|m| KeyFileError::Format(name.clone(), m))?;
-        Self::from_bytes(&bytes, true).map_err(|e| KeyFileError::Format(name, e.to_string()))
-    }
-
-    fn from_bytes(key: &[u8], persistent: bool) -> Result<SecretBox, SealError> {
-        Ok(SecretBox {
-            key: RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| SealError::Crypto)?,
-            key_id: key_id_of(key),
-            persistent,
-        })
-    }
-
-    /// Identifies the key; stored beside each sealed secret.
-    pub fn key_id(&self) -> &str {
-        &self.key_id
-    }
-
-    /// Whether secrets survive a restart.
-    pub fn is_persistent(&self) -> bool {
-        self.persistent
-    }
-
-    fn aad(device_id: &str) -> Vec<u8> {
-        let mut aad = AAD_PREFIX.to_vec();
-        aad.extend_from_slice(device_id.as_bytes());
-        aad
-    }
-
-    /// Seals a secret for a device: nonce ‖ ciphertext ‖ tag.
-    pub fn seal(&self, device_id: &str, secret: &OobSecret) -> Result<Vec<u8>, SealError> {
-        let mut buf = secret.expose().as_bytes().to_vec();
-        let nonce = self
-            .key
-            .seal_in_place_append_tag(Aad::from(Self::aad(device_id)), &mut buf)
-            .map_err(|_| SealError::Crypto)?;
-        let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
-        out.extend_from_slice(nonce.as_ref());
-        out.extend_from_slice(&buf);
-        Ok(out)
-    }
-
-    /// Opens a sealed secret of a device.
-    pub fn open(&self, device_id: &str, sealed: &[u8]) -> Result<OobSecret, SealError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(SealError::WrongKey);
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::WrongKey)?;
-        let mut buf = Zeroizing::new(ciphertext.to_vec());
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(Self::aad(device_id)), &mut buf)
-            .map_err(|_| SealError::WrongKey)?;
-        let text = std::str::from_utf8(plain).map_err(|_| SealError::Corrupt)?;
-        OobSecret::parse(text).map_err(|_| SealError::Corrupt)
-    }
+    crate::datadir::check_private_permissions(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => KeyFileError::Permissions(name.clone()),
+        _ => KeyFileError::Io(name.clone(), e),
+    })?;
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| KeyFileError::Io(name.clone(), e))?,
+    );
+    let bytes = decode_key(&text).map_err(|m| KeyFileError::Format(name.clone(), m))?;
+    SecretBox::from_bytes(&bytes, true).map_err(|e| KeyFileError::Format(name, e.to_string()))
 }
 
 #[cfg(test)]
@@ -183,29 +57,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seal_open_and_binding_to_the_device() {
-        let b = SecretBox::ephemeral().expect("key");
-        let s = OobSecret::parse("correct horse").expect("secret");
-        let sealed = b.seal("dev-1", &s).expect("seal");
-        assert!(!sealed.windows(7).any(|w| w == b"correct"), "no plaintext");
-        assert_eq!(b.open("dev-1", &sealed).expect("open"), s);
-        assert!(matches!(b.open("dev-2", &sealed), Err(SealError::WrongKey)));
-        let other = SecretBox::ephemeral().expect("key");
-        assert!(matches!(
-            other.open("dev-1", &sealed),
-            Err(SealError::WrongKey)
-        ));
-        assert_ne!(b.key_id(), other.key_id());
-        // Two seals of the same secret differ (random nonce).
-        assert_ne!(sealed, b.seal("dev-1", &s).expect("seal"));
-    }
-
-    #[test]
     fn text_keys_must_be_32_bytes() {
-        assert!(SecretBox::from_text("AAAA").is_err());
+        assert!(from_text("AAAA").is_err());
         let k = BASE64.encode([7u8; 32]);
-        let a = SecretBox::from_text(&k).expect("key");
-        let b = SecretBox::from_text(&k).expect("key");
+        let a = from_text(&k).expect("key");
+        let b = from_text(&k).expect("key");
         assert_eq!(a.key_id(), b.key_id(), "the same key has the same identity");
         assert!(a.is_persistent());
     }

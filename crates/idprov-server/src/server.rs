@@ -131,13 +131,13 @@ pub async fn start(
         // PostgreSQL mode keeps secrets (PRODUCT.md): without a configured
         // key, one in the data directory, shared by replicas sharing it.
         SecretKeySource::Ephemeral if config.database.is_postgres() => {
-            SecretBox::from_file(&dir.path(files::SECRETS_KEY), true)?
+            crate::secrets::from_file(&dir.path(files::SECRETS_KEY), true)?
         }
         SecretKeySource::Ephemeral => {
             SecretBox::ephemeral().map_err(|e| StartError::Ca(e.to_string()))?
         }
-        SecretKeySource::File(path) => SecretBox::from_file(path, false)?,
-        SecretKeySource::Inline(text) => SecretBox::from_text(text)?,
+        SecretKeySource::File(path) => crate::secrets::from_file(path, false)?,
+        SecretKeySource::Inline(text) => crate::secrets::from_text(text)?,
     };
     if config.database.is_postgres() {
         // Every replica must seal with the same key; one with another key
@@ -275,7 +275,7 @@ async fn sweep(
         let window = i64::try_from(state.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
         if let Err(e) = state
             .registry
-            .purge_secrets(state.secrets.key_id(), now, now - window)
+            .purge_secrets(state.secrets().key_id(), now, now - window)
             .await
         {
             tracing::warn!(error = %e, "sweeping expired secrets failed");

@@ -26,8 +26,9 @@ pub struct Inner {
     pub ca: Arc<Ca>,
     /// The registry.
     pub registry: Arc<dyn Registry>,
-    /// Seals and opens OOB secrets.
-    pub secrets: SecretBox,
+    /// The provisioning core: the decision every front door calls, with the
+    /// sealing key, the audit aggregation and the queue's state.
+    pub core: Arc<idprov_core::Provisioner>,
     /// Wall-clock time.
     pub clock: Arc<dyn Clock>,
     /// The directory document, encoded once.
@@ -42,60 +43,6 @@ pub struct Inner {
     pub connection_limits: std::sync::Arc<crate::limits::ConnectionLimits>,
     /// The web page's sessions, sign-in token and sign-in limiter.
     pub web: crate::web::WebState,
-    /// Audit entries anyone can cause, at a bounded rate.
-    pub aggregate: crate::aggregate::Aggregator,
-    /// Whether the waiting queue is full, since when, and what that cost.
-    pub queue: std::sync::Mutex<QueueState>,
-}
-
-/// The waiting queue's fullness, as this replica saw it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueState {
-    /// Full since (Unix seconds), while it is.
-    pub full_since: Option<i64>,
-    /// First-seen requests not recorded since then.
-    pub not_recorded: u64,
-    /// Entries of sources holding the most evicted for others since then.
-    pub evicted: u64,
-}
-
-impl AppState {
-    /// The queue made room for a request again: it is no longer full.
-    pub fn queue_has_room(&self) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(since) = q.full_since {
-            tracing::info!(
-                since,
-                not_recorded = q.not_recorded,
-                evicted = q.evicted,
-                "the waiting queue has room again"
-            );
-            *q = QueueState::default();
-            metrics::gauge!(crate::observe::QUEUE_IS_FULL).set(0.0);
-        }
-    }
-
-    /// The queue was full at `now`; `recorded` when an entry was evicted
-    /// to record this request.
-    pub fn queue_full(&self, now: i64, recorded: bool) {
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        if q.full_since.is_none() {
-            q.full_since = Some(now);
-            metrics::gauge!(crate::observe::QUEUE_IS_FULL).set(1.0);
-        }
-        if recorded {
-            q.evicted += 1;
-            metrics::counter!(crate::observe::QUEUE_EVICTED).increment(1);
-        } else {
-            q.not_recorded += 1;
-            metrics::counter!(crate::observe::QUEUE_FULL).increment(1);
-        }
-    }
-
-    /// The queue's state now.
-    pub fn queue_state(&self) -> QueueState {
-        *self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 impl Deref for AppState {
@@ -130,23 +77,40 @@ impl AppState {
             config.handshake_rate,
             config.handshake_burst,
         );
+        let core = Arc::new(idprov_core::Provisioner::new(
+            registry.clone(),
+            ca.clone(),
+            secrets,
+            clock.clone(),
+            idprov_core::Policy {
+                organization: config.organization.clone(),
+                device_validity: config.device_validity,
+                crl_url: crl_url.clone(),
+                redelivery_window: config.redelivery_window,
+                lockout: config.lockout,
+                waiting_caps: config.waiting_caps,
+                waiting_retry: config.waiting_retry,
+                reserved_device_ids: config.reserved_device_ids.clone(),
+            },
+        ));
         AppState(Arc::new(Inner {
             config,
             ca,
             registry,
-            secrets,
+            core,
             clock,
             directory_json,
             crl_url,
             crl_lock: tokio::sync::Mutex::new(()),
             provisioning_limiter,
             connection_limits,
-            queue: std::sync::Mutex::new(QueueState::default()),
-            aggregate: crate::aggregate::Aggregator::new(
-                i64::try_from(crate::defaults::AUDIT_AGGREGATE_INTERVAL.as_secs()).unwrap_or(60),
-            ),
             web: crate::web::WebState::default(),
         }))
+    }
+
+    /// The sealing key of OOB secrets.
+    pub fn secrets(&self) -> &SecretBox {
+        self.core.secrets()
     }
 
     /// Whether a certificate serial has been revoked.
@@ -163,53 +127,43 @@ impl AppState {
         metrics::counter!(crate::observe::RATE_LIMITED, "limit" => limit).increment(1);
         let key = crate::limits::source_key(source).to_string();
         let now = self.now_unix();
-        if !self.aggregate.first("rate_limited", &key, now) {
+        if !self.core.aggregate().first("rate_limited", &key, now) {
             return;
         }
         tracing::warn!(source = %source, limit, "source rate limited");
-        let state = self.clone();
+        let core = self.core.clone();
         tokio::spawn(async move {
-            state
-                .append_audit_logged(idprov_store::AuditRecord::new(
-                    now,
-                    idprov_store::Actor::source(&source.to_string()),
-                    "rate_limited",
-                    None,
-                    serde_json::json!({ "source": source.to_string(), "limit": limit }),
-                ))
-                .await;
+            core.append_audit_logged(idprov_store::AuditRecord::new(
+                now,
+                idprov_store::Actor::source(&source.to_string()),
+                "rate_limited",
+                None,
+                serde_json::json!({ "source": source.to_string(), "limit": limit }),
+            ))
+            .await;
         });
     }
 
-    /// Audits an event anyone on the network can cause, keyed by `key` (its
-    /// source): the first of an interval now, the rest in one summary
-    /// entry when the interval ends ([`crate::aggregate`]).
+    /// Audits an event anyone on the network can cause (see
+    /// [`idprov_core::Provisioner::audit_unauthenticated`]).
     pub async fn audit_unauthenticated(
         &self,
         event: &'static str,
         key: &str,
         record: idprov_store::AuditRecord,
     ) {
-        if self.aggregate.first(event, key, record.at) {
-            self.append_audit_logged(record).await;
-        }
-    }
-
-    /// Appends an audit entry on its own; a failure is logged as an error,
-    /// never dropped silently.
-    pub async fn append_audit_logged(&self, record: idprov_store::AuditRecord) {
-        let event = record.event.clone();
-        if let Err(e) = self.registry.append_audit(record).await {
-            tracing::error!(event = %event, error = %e, "an audit entry could not be written");
-        }
+        self.core.audit_unauthenticated(event, key, record).await;
     }
 
     /// Writes the summaries of aggregation intervals that ended (all of
     /// them with `flush_all`, at shutdown).
     pub async fn flush_aggregated(&self, flush_all: bool) {
-        for record in self.aggregate.due(self.now_unix(), flush_all) {
-            self.append_audit_logged(record).await;
-        }
+        self.core.flush_aggregated(flush_all).await;
+    }
+
+    /// The waiting queue's fullness.
+    pub fn queue_state(&self) -> idprov_core::QueueState {
+        self.core.queue_state()
     }
 
     /// Now, in Unix seconds.

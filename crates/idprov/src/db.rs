@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use idprov_server::datadir::files;
-use idprov_server::secrets::SecretBox;
 use idprov_store::{Actor, AuditRecord, PostgresRegistry};
 
 use crate::cli::DbCommand;
@@ -41,7 +40,7 @@ pub async fn db(cmd: DbCommand) -> Result<(), Failure> {
             }
             let key_id = match &secrets_key_file {
                 Some(path) => Some(
-                    SecretBox::from_file(path, false)
+                    idprov_server::secrets::from_file(path, false)
                         .map_err(Failure::usage)?
                         .key_id()
                         .to_owned(),

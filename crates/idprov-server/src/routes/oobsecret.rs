@@ -97,7 +97,7 @@ pub(crate) async fn post(
     let lifetime = i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX);
     let reg = validate(&msg, &app.config, now, lifetime).map_err(ApiError::BadRequest)?;
     let sealed = app
-        .secrets
+        .secrets()
         .seal(reg.device_id.as_str(), &reg.secret)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let outcome = app
@@ -106,7 +106,7 @@ pub(crate) async fn post(
             NewSecret {
                 device_id: reg.device_id.to_string(),
                 sealed,
-                key_id: app.secrets.key_id().to_owned(),
+                key_id: app.secrets().key_id().to_owned(),
                 created_at: now,
                 valid_until: reg.valid_until,
                 created_by: admin.actor.clone(),

@@ -1,19 +1,65 @@
-//! `POST /idprov/provreq`: a device asks for a certificate (PROTOCOL.md §6).
-//! Approved, Waiting and Rejected are all HTTP 200; a lockout is a 429.
+//! `POST /idprov/provreq`: idprov v1's front door (PROTOCOL.md §3–§6). The
+//! only place that knows the v1 JSON: it parses the message into the
+//! core's [`idprov_core::Request`], lets the core decide, and writes the
+//! [`idprov_core::Outcome`] back as the v1 answer. Approved, Waiting and
+//! Rejected are all HTTP 200; a refusal (lockout, spent guess budget, too
+//! many waiting requests from a source) is a 429.
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use idprov_ca::PublicKey;
+use idprov_core::{AnswerKey, Claimed, Identity, Outcome, Proof, Refusal, Request};
 use idprov_proto::sign::KeyVariant;
-use idprov_proto::{ProvisionRequest, ProvisionResponse, ProvisionStatus};
+use idprov_proto::{DeviceId, ProvisionRequest, ProvisionResponse, ProvisionStatus};
 
 use crate::auth::{Caller, ConnInfo};
-use crate::decision::{Outcome, ResponseKey, ValidRequest, decide};
 use crate::error::ApiError;
 use crate::routes::json_bytes;
 use crate::state::AppState;
+
+/// The longest `ip` and `mac` free text accepted, in bytes.
+pub const MAX_FREE_TEXT: usize = 255;
+
+/// Parses a v1 message into the core's request: device-ID syntax,
+/// free-text lengths, the public key (400 naming the field otherwise).
+fn parse(message: ProvisionRequest, caller: &Caller, conn: &ConnInfo) -> Result<Request, ApiError> {
+    let device_id = DeviceId::parse(&message.device_id)
+        .map_err(|e| ApiError::BadRequest(format!("field \"deviceID\": {e}")))?;
+    for (field, value) in [("ip", &message.ip), ("mac", &message.mac)] {
+        if value.len() > MAX_FREE_TEXT {
+            return Err(ApiError::BadRequest(format!(
+                "field \"{field}\": longer than {MAX_FREE_TEXT} bytes"
+            )));
+        }
+        // Free text, but never NUL: no database text type holds it
+        // (PostgreSQL refuses it), and no address contains it.
+        if value.contains('\0') {
+            return Err(ApiError::BadRequest(format!(
+                "field \"{field}\": contains a NUL character"
+            )));
+        }
+    }
+    let key = PublicKey::from_pem(&message.public_key_pem)
+        .map_err(|e| ApiError::BadRequest(format!("field \"publicKeyPEM\": {e}")))?;
+    Ok(Request {
+        device_id,
+        key,
+        claimed: Claimed {
+            ip: message.ip.clone(),
+            mac: message.mac.clone(),
+        },
+        source: conn.peer.ip(),
+        caller: caller.verified().map(|v| Identity {
+            role: v.role,
+            name: v.name.clone(),
+            spki_der: v.leaf.spki_der.clone(),
+        }),
+        proof: Proof::V1(message),
+    })
+}
 
 pub(crate) async fn post(
     State(app): State<AppState>,
@@ -39,21 +85,13 @@ pub(crate) async fn post(
     }
     // The body is JSON whatever its Content-Type: Go clients may send none.
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
-    let request = ValidRequest::parse(ProvisionRequest::from_json(&bytes)?, &app.config)?;
-    let outcome = match decide(&app, &caller, conn.peer.ip(), &request).await {
-        Ok(o) => o,
-        Err(e) => {
-            if let ApiError::TooManyRequests { .. } = e {
-                metrics::counter!(crate::observe::PROVISIONING, "outcome" => "locked_out")
-                    .increment(1);
-            }
-            return Err(e);
-        }
-    };
+    let request = parse(ProvisionRequest::from_json(&bytes)?, &caller, &conn)?;
+    let outcome = app.core.provision(&request).await?;
     let label = match &outcome {
-        Outcome::Approved { .. } => "approved",
-        Outcome::Waiting => "waiting",
+        Outcome::Approved(_) => "approved",
+        Outcome::Waiting { .. } => "waiting",
         Outcome::Rejected { .. } => "rejected",
+        Outcome::Refused { .. } => "locked_out",
     };
     metrics::counter!(crate::observe::PROVISIONING, "outcome" => label).increment(1);
     let mut response = ProvisionResponse {
@@ -63,29 +101,35 @@ pub(crate) async fn post(
         client_cert: String::new(),
         signature: String::new(),
     };
+    let secs = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
     match outcome {
-        Outcome::Approved {
-            client_cert,
-            retry_sec,
-            key,
-        } => {
+        Outcome::Approved(issued) => {
             response.status = ProvisionStatus::Approved;
-            response.retry_sec = retry_sec;
-            response.client_cert = client_cert;
-            match key {
-                ResponseKey::Empty => response.sign(b"", KeyVariant::RawSecret),
-                ResponseKey::Secret(secret, variant) => {
+            response.retry_sec = issued.renew_after_secs;
+            response.client_cert = issued.chain_pem;
+            match issued.key {
+                AnswerKey::Empty => response.sign(b"", KeyVariant::RawSecret),
+                AnswerKey::Secret(secret, variant) => {
                     response.sign(secret.expose().as_bytes(), variant)
                 }
             }
         }
-        Outcome::Waiting => {
-            response.retry_sec =
-                i64::try_from(app.config.waiting_retry.as_secs()).unwrap_or(i64::MAX);
-        }
-        Outcome::Rejected { retry_sec } => {
+        Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),
+        Outcome::Rejected { retry_secs } => {
             response.status = ProvisionStatus::Rejected;
-            response.retry_sec = retry_sec;
+            response.retry_sec = secs(retry_secs);
+        }
+        Outcome::Refused {
+            reason,
+            retry_after_secs,
+        } => {
+            if reason == Refusal::WaitingFromSource {
+                app.note_limited(conn.peer.ip(), "waiting_per_source");
+            }
+            return Err(ApiError::TooManyRequests {
+                retry_after: retry_after_secs,
+                reason: reason.message(),
+            });
         }
     }
     Ok(json_bytes(response.to_json()))

@@ -7,10 +7,10 @@ use axum::response::Response;
 use idprov_proto::{DeviceId, StatusMessage};
 
 use crate::auth::{Caller, Role};
-use crate::decision::status_of;
 use crate::error::ApiError;
 use crate::routes::json_bytes;
 use crate::state::AppState;
+use idprov_core::status_of;
 
 pub(crate) async fn get(
     State(app): State<AppState>,

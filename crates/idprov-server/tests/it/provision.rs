@@ -711,19 +711,19 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
 async fn ipv6_sources_of_one_64_share_a_lockout() {
     // Counted per /64: addresses of one host's prefix are one source.
     assert_eq!(
-        idprov_server::decision::lockout_source("2001:db8:1:2:aaaa::1".parse().expect("ip")),
-        idprov_server::decision::lockout_source("2001:db8:1:2:bbbb::2".parse().expect("ip")),
+        idprov_core::lockout_source("2001:db8:1:2:aaaa::1".parse().expect("ip")),
+        idprov_core::lockout_source("2001:db8:1:2:bbbb::2".parse().expect("ip")),
     );
     assert_eq!(
-        idprov_server::decision::lockout_source("2001:db8:1:2::1".parse().expect("ip")),
+        idprov_core::lockout_source("2001:db8:1:2::1".parse().expect("ip")),
         "2001:db8:1:2::/64"
     );
     assert_ne!(
-        idprov_server::decision::lockout_source("2001:db8:1:3::1".parse().expect("ip")),
-        idprov_server::decision::lockout_source("2001:db8:1:2::1".parse().expect("ip")),
+        idprov_core::lockout_source("2001:db8:1:3::1".parse().expect("ip")),
+        idprov_core::lockout_source("2001:db8:1:2::1".parse().expect("ip")),
     );
     assert_eq!(
-        idprov_server::decision::lockout_source("::ffff:10.0.0.1".parse().expect("ip")),
+        idprov_core::lockout_source("::ffff:10.0.0.1".parse().expect("ip")),
         "10.0.0.1"
     );
 }

@@ -148,7 +148,7 @@ impl Importer {
         self.digest.update(b"\n");
         let sealed = self
             .app
-            .secrets
+            .secrets()
             .seal(reg.device_id.as_str(), &reg.secret)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         let message = BulkMessage::Row(BulkSecret {
@@ -156,7 +156,7 @@ impl Importer {
             secret: NewSecret {
                 device_id: reg.device_id.into_string(),
                 sealed,
-                key_id: self.app.secrets.key_id().to_owned(),
+                key_id: self.app.secrets().key_id().to_owned(),
                 created_at: self.now,
                 valid_until: reg.valid_until,
                 created_by: self.admin.actor.clone(),

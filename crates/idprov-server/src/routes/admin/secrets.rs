@@ -103,7 +103,7 @@ pub(crate) async fn export(
         after = Some(last.device_id.clone());
         for r in &rows {
             let secret = if with_secrets {
-                match app.secrets.open(&r.device_id, &r.sealed) {
+                match app.secrets().open(&r.device_id, &r.sealed) {
                     Ok(s) => Some(s.expose().to_owned()),
                     Err(_) => continue,
                 }

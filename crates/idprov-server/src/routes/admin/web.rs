@@ -149,7 +149,7 @@ pub(crate) async fn labels(
             .map_err(|_| ApiError::Internal("random generator".into()))?;
         let secret = OobSecret::generate(&random);
         let sealed = app
-            .secrets
+            .secrets()
             .seal(id.as_str(), &secret)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
         app.registry
@@ -157,7 +157,7 @@ pub(crate) async fn labels(
                 NewSecret {
                     device_id: id.to_string(),
                     sealed,
-                    key_id: app.secrets.key_id().to_owned(),
+                    key_id: app.secrets().key_id().to_owned(),
                     created_at: now,
                     valid_until: now.saturating_add(lifetime),
                     created_by: admin.actor.clone(),

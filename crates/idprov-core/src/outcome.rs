@@ -1,0 +1,82 @@
+//! What the core decided.
+
+use idprov_proto::OobSecret;
+use idprov_proto::sign::KeyVariant;
+
+/// The key an Approved answer is signed with (PROTOCOL.md §5).
+#[derive(Debug, Clone)]
+pub enum AnswerKey {
+    /// The empty key: a verified client certificate was presented, or an
+    /// administrator approved.
+    Empty,
+    /// The secret the request proved, in the variant it used.
+    Secret(OobSecret, KeyVariant),
+}
+
+/// A certificate handed out: issued now, or re-delivered.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// Serial, lower-case hex.
+    pub serial: String,
+    /// The leaf followed by the CA's intermediates, PEM.
+    pub chain_pem: String,
+    /// notBefore, Unix seconds.
+    pub not_before: i64,
+    /// notAfter, Unix seconds.
+    pub not_after: i64,
+    /// When to renew: half the validity, seconds.
+    pub renew_after_secs: i64,
+    /// How the answer is signed.
+    pub key: AnswerKey,
+    /// The certificate was issued before (§6 4.4), not now.
+    pub redelivered: bool,
+}
+
+/// Why a request was refused before it was decided (HTTP's 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Too many wrong secrets for this device from this source.
+    LockedOut,
+    /// The device's budget of wrong secrets across every source is spent.
+    GuessBudgetSpent,
+    /// Too many waiting requests from this source.
+    WaitingFromSource,
+}
+
+impl Refusal {
+    /// What to tell the device.
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::LockedOut => "too many wrong secrets for this device from this address",
+            Refusal::GuessBudgetSpent => {
+                "too many wrong secrets for this device from all addresses; \
+                 an administrator can approve this request or register a new secret"
+            }
+            Refusal::WaitingFromSource => "too many waiting requests from this address",
+        }
+    }
+}
+
+/// The decision.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A certificate.
+    Approved(Issued),
+    /// Ask again later.
+    Waiting {
+        /// Seconds.
+        retry_secs: u64,
+    },
+    /// Refused; another attempt counts after `retry_secs` (0: no back-off).
+    Rejected {
+        /// Seconds.
+        retry_secs: u64,
+    },
+    /// Refused unevaluated; ask again after `retry_after_secs`.
+    Refused {
+        /// Why.
+        reason: Refusal,
+        /// Seconds.
+        retry_after_secs: u64,
+    },
+}

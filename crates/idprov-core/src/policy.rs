@@ -1,0 +1,56 @@
+//! What the operator configured that the decision depends on.
+
+use std::time::Duration;
+
+use idprov_store::{LockoutPolicy, WaitingCaps};
+
+/// The rules' parameters (from the validated server configuration).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// O= of issued device certificates.
+    pub organization: String,
+    /// Validity of device certificates.
+    pub device_validity: Duration,
+    /// The CRL distribution point written into device certificates.
+    pub crl_url: String,
+    /// How long a consumed secret or an approval's certificate may be
+    /// re-delivered to the same key (§6 4.4).
+    pub redelivery_window: Duration,
+    /// Failed-secret locks and the per-device guess budget.
+    pub lockout: LockoutPolicy,
+    /// Waiting-queue caps.
+    pub waiting_caps: WaitingCaps,
+    /// The `retrySec` of a Waiting answer.
+    pub waiting_retry: Duration,
+    /// Device IDs refused because they name a role or this server
+    /// (compared without case).
+    pub reserved_device_ids: Vec<String>,
+}
+
+impl Policy {
+    /// The error for a reserved device ID given in `field`, if it is one.
+    pub fn check_device_id(&self, field: &str, device_id: &str) -> Result<(), String> {
+        reserved_device_id(&self.reserved_device_ids, field, device_id)
+    }
+
+    pub(crate) fn redelivery_window_secs(&self) -> i64 {
+        secs(self.redelivery_window)
+    }
+}
+
+/// Seconds of a duration as the registry's Unix times count them.
+pub(crate) fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The one rule for reserved device IDs: `device_id` is refused when it
+/// names (without case) one of `reserved`.
+pub fn reserved_device_id(reserved: &[String], field: &str, device_id: &str) -> Result<(), String> {
+    if reserved.iter().any(|r| r.eq_ignore_ascii_case(device_id)) {
+        return Err(format!(
+            "field \"{field}\": {device_id:?} names a certificate role or this server; \
+             choose another device ID (or list it in provisioning.allow_device_ids)"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! What a front door hands the core: who asks, for what key, with what
+//! proof.
+
+use std::net::IpAddr;
+
+use idprov_ca::PublicKey;
+use idprov_proto::sign::KeyVariant;
+use idprov_proto::{DeviceId, OobSecret};
+use idprov_store::Actor;
+
+/// The role a verified certificate's subject OU grants (PROTOCOL.md §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// OU `admin`: every administrative operation.
+    Admin,
+    /// OU `plugin`: the protocol's privileged operations.
+    Plugin,
+    /// OU `service`: a hub service (reads the CRL, metrics).
+    Service,
+    /// OU `iotdevice`: a device, CN = device ID.
+    Device,
+    /// Any other OU: authenticated, privileged for nothing.
+    Client,
+}
+
+impl Role {
+    /// The role of a certificate with these OUs (the most privileged wins).
+    pub fn of(ous: &[String]) -> Role {
+        let has = |ou: &str| ous.iter().any(|o| o == ou);
+        if has("admin") {
+            Role::Admin
+        } else if has("plugin") {
+            Role::Plugin
+        } else if has("service") {
+            Role::Service
+        } else if has("iotdevice") {
+            Role::Device
+        } else {
+            Role::Client
+        }
+    }
+
+    /// The prefix of this role's actor names in the audit log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Plugin => "plugin",
+            Role::Service => "service",
+            Role::Device => "device",
+            Role::Client => "client",
+        }
+    }
+}
+
+/// A caller the transport verified (a client certificate that chains to
+/// the CA, is valid, allows client authentication and is not revoked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// What it may do.
+    pub role: Role,
+    /// Its CN (a device ID for devices).
+    pub name: String,
+    /// Its certificate's SubjectPublicKeyInfo (a renewal keeps the key;
+    /// another is a re-key).
+    pub spki_der: Vec<u8>,
+}
+
+/// What the device claims about itself: free text, recorded, never trusted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claimed {
+    /// Its address (the Go client may send `<nil>`).
+    pub ip: String,
+    /// Its MAC address.
+    pub mac: String,
+}
+
+/// How the request proves the device knows its out-of-band secret.
+#[derive(Debug, Clone)]
+pub enum Proof {
+    /// Nothing: it asks to be approved (or presents a certificate).
+    None,
+    /// idprov v1: an HMAC over the canonical form of this message (§5);
+    /// an empty signature proves nothing and is no guess.
+    V1(idprov_proto::ProvisionRequest),
+}
+
+impl Proof {
+    /// Whether it is a guess at a secret (and so counted when wrong).
+    pub fn is_guess(&self) -> bool {
+        match self {
+            Proof::None => false,
+            Proof::V1(m) => !m.signature.is_empty(),
+        }
+    }
+
+    /// How it verifies under `secret`, if it does: the variant the answer
+    /// is then signed in.
+    pub(crate) fn verify(&self, secret: &OobSecret) -> Option<KeyVariant> {
+        match self {
+            Proof::None => None,
+            Proof::V1(m) => m.verify(secret.expose().as_bytes()).map(|v| v.variant),
+        }
+    }
+}
+
+/// One provisioning request, parsed by its front door.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The device.
+    pub device_id: DeviceId,
+    /// The key it asks a certificate for.
+    pub key: PublicKey,
+    /// What it claims.
+    pub claimed: Claimed,
+    /// The address it came from (limits, lockouts and the queue count by it).
+    pub source: IpAddr,
+    /// Who the transport verified it to be, if anyone.
+    pub caller: Option<Identity>,
+    /// Its proof of a secret.
+    pub proof: Proof,
+}
+
+impl Request {
+    /// The key's fingerprint (unpadded base64url of SHA-256 of the SPKI).
+    pub fn key_fingerprint(&self) -> String {
+        self.key.fingerprint().to_string()
+    }
+
+    /// The audit actor: the verified identity, else the source address.
+    pub fn actor(&self) -> Actor {
+        match &self.caller {
+            Some(id) => Actor::named(id.role.as_str(), &id.name),
+            None => Actor::source(&self.source.to_string()),
+        }
+    }
+}

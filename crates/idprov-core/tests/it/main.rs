@@ -1,0 +1,610 @@
+//! The provisioning core driven directly — no HTTP, no TLS — one test per
+//! branch of PROTOCOL.md §6, on a real SQLite registry in a temporary
+//! directory with a manual clock.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use idprov_ca::{Ca, KeyAlgorithm, PublicKey};
+use idprov_core::{
+    AnswerKey, Claimed, Identity, Outcome, Policy, Proof, Provisioner, Refusal, Request, Role,
+    secrets::SecretBox,
+};
+use idprov_proto::clock::{Clock, ManualClock, unix_seconds};
+use idprov_proto::{DeviceId, OobSecret, ProvisionRequest};
+use idprov_store::{
+    Actor, AuditRecord, LockoutPolicy, NewSecret, Registry, SqliteRegistry, WaitingCaps,
+};
+
+/// The service over a fresh registry, with what tests reach into.
+struct Lab {
+    core: Provisioner,
+    registry: Arc<dyn Registry>,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+fn policy() -> Policy {
+    Policy {
+        organization: "lab".into(),
+        device_validity: Duration::from_secs(30 * 86_400),
+        crl_url: "https://hub.local:43776/idprov/crl".into(),
+        redelivery_window: Duration::from_secs(600),
+        lockout: LockoutPolicy {
+            threshold: 5,
+            base_secs: 60,
+            max_secs: 3600,
+            forget_after_secs: 86_400,
+            device_budget: 30,
+            device_window_secs: 3600,
+        },
+        waiting_caps: WaitingCaps {
+            per_source: 3,
+            total: 100,
+        },
+        waiting_retry: Duration::from_secs(60),
+        reserved_device_ids: vec!["admin".into(), "localhost".into()],
+    }
+}
+
+fn lab() -> Lab {
+    lab_with(policy())
+}
+
+fn lab_with(policy: Policy) -> Lab {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let registry: Arc<dyn Registry> =
+        Arc::new(SqliteRegistry::open(&dir.path().join("idprov.db")).expect("registry"));
+    let clock = Arc::new(ManualClock::starting_now());
+    let ca = Ca::generate(
+        "lab",
+        KeyAlgorithm::EcdsaP256,
+        clock.now(),
+        Duration::from_secs(3650 * 86_400),
+    )
+    .expect("CA")
+    .ca;
+    let core = Provisioner::new(
+        registry.clone(),
+        Arc::new(ca),
+        SecretBox::ephemeral().expect("key"),
+        clock.clone(),
+        policy,
+    );
+    Lab {
+        core,
+        registry,
+        clock,
+        _dir: dir,
+    }
+}
+
+impl Lab {
+    fn now(&self) -> i64 {
+        unix_seconds(self.clock.now())
+    }
+
+    async fn add_secret(&self, device: &str, secret: &str) {
+        let now = self.now();
+        self.registry
+            .put_secret(
+                NewSecret {
+                    device_id: device.into(),
+                    sealed: self
+                        .core
+                        .secrets()
+                        .seal(device, &OobSecret::parse(secret).expect("secret"))
+                        .expect("seal"),
+                    key_id: self.core.secrets().key_id().into(),
+                    created_at: now,
+                    valid_until: now + 3 * 86_400,
+                    created_by: Actor::named("admin", "admin"),
+                },
+                AuditRecord::new(
+                    now,
+                    Actor::named("admin", "admin"),
+                    "secret_added",
+                    Some(device),
+                    serde_json::json!({}),
+                ),
+            )
+            .await
+            .expect("secret");
+    }
+
+    async fn approve(&self, device: &str, key: &Key) {
+        assert!(
+            self.registry
+                .approve(
+                    device,
+                    &key.public.fingerprint().to_string(),
+                    self.now() + 3 * 86_400,
+                    AuditRecord::new(
+                        self.now(),
+                        Actor::named("admin", "admin"),
+                        "request_approved",
+                        Some(device),
+                        serde_json::json!({}),
+                    ),
+                )
+                .await
+                .expect("approve")
+        );
+    }
+}
+
+/// A device key.
+struct Key {
+    public: PublicKey,
+    pem: String,
+}
+
+fn key() -> Key {
+    let pair = KeyAlgorithm::EcdsaP256.generate().expect("key");
+    let pem = pair.public_key_pem();
+    Key {
+        public: PublicKey::from_pem(&pem).expect("public key"),
+        pem,
+    }
+}
+
+fn source(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+/// A v1 request from `from` for `device` with `key`, signed with `secret`.
+fn v1(device: &str, key: &Key, secret: Option<&str>, from: &str) -> Request {
+    let mut message = ProvisionRequest {
+        device_id: device.into(),
+        ip: "192.0.2.1".into(),
+        mac: String::new(),
+        public_key_pem: key.pem.clone(),
+        signature: String::new(),
+    };
+    if let Some(s) = secret {
+        message.sign(s.as_bytes());
+    }
+    Request {
+        device_id: DeviceId::parse(device).expect("id"),
+        key: key.public.clone(),
+        claimed: Claimed {
+            ip: message.ip.clone(),
+            mac: String::new(),
+        },
+        source: source(from),
+        caller: None,
+        proof: Proof::V1(message),
+    }
+}
+
+fn approved(o: &Outcome) -> &idprov_core::Issued {
+    match o {
+        Outcome::Approved(i) => i,
+        other => panic!("expected Approved, got {other:?}"),
+    }
+}
+
+fn events(entries: &[idprov_store::AuditEntry]) -> Vec<&str> {
+    entries.iter().map(|e| e.event.as_str()).collect()
+}
+
+#[tokio::test]
+async fn step_1_reserved_device_ids_are_invalid() {
+    let lab = lab();
+    let k = key();
+    let err = lab
+        .core
+        .provision(&v1("Admin", &k, Some("x-secret"), "10.0.0.1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, idprov_core::CoreError::Invalid(_)), "{err}");
+    assert!(
+        lab.registry
+            .device("Admin", lab.now())
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn step_2_an_administrator_gets_any_device_a_certificate_signed_with_the_empty_key() {
+    let lab = lab();
+    let k = key();
+    let mut req = v1("sensor-2", &k, None, "10.0.0.1");
+    for role in [Role::Admin, Role::Plugin] {
+        req.caller = Some(Identity {
+            role,
+            name: "alice".into(),
+            spki_der: vec![1, 2, 3],
+        });
+        let out = lab.core.provision(&req).await.expect("decided");
+        let issued = approved(&out);
+        assert!(matches!(issued.key, AnswerKey::Empty));
+        assert!(!issued.redelivered);
+    }
+    let certs = lab
+        .registry
+        .certificates_of(idprov_store::CertKind::Device, "sensor-2")
+        .await
+        .expect("certs");
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0].issue_kind, idprov_store::IssueKind::Admin);
+}
+
+#[tokio::test]
+async fn step_3_a_device_renews_its_own_certificate_and_may_change_key() {
+    let lab = lab();
+    let k = key();
+    let mut req = v1("sensor-3", &k, None, "10.0.0.1");
+    req.caller = Some(Identity {
+        role: Role::Device,
+        name: "sensor-3".into(),
+        spki_der: k.public.spki_der().to_vec(),
+    });
+    approved(&lab.core.provision(&req).await.expect("renewal"));
+    // Another key: a re-key.
+    let k2 = key();
+    let mut rekey = v1("sensor-3", &k2, None, "10.0.0.1");
+    rekey.caller = req.caller.clone();
+    approved(&lab.core.provision(&rekey).await.expect("re-key"));
+    let kinds: Vec<_> = lab
+        .registry
+        .certificates_of(idprov_store::CertKind::Device, "sensor-3")
+        .await
+        .expect("certs")
+        .iter()
+        .map(|c| c.issue_kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            idprov_store::IssueKind::Rekey,
+            idprov_store::IssueKind::Renewal
+        ]
+    );
+    // Another device's certificate authorizes nothing here: the OOB path,
+    // which finds no secret.
+    let mut other = v1("sensor-x", &k, None, "10.0.0.1");
+    other.caller = req.caller.clone();
+    assert!(matches!(
+        lab.core.provision(&other).await.expect("decided"),
+        Outcome::Waiting { retry_secs: 60 }
+    ));
+}
+
+#[tokio::test]
+async fn step_4_1_a_locked_pair_is_refused_even_with_the_right_secret() {
+    let lab = lab();
+    lab.add_secret("lock-1", "the-real-secret").await;
+    let k = key();
+    for n in 0..5 {
+        let out = lab
+            .core
+            .provision(&v1("lock-1", &k, Some(&format!("guess-{n}")), "10.0.0.5"))
+            .await
+            .expect("decided");
+        assert!(matches!(out, Outcome::Rejected { .. }), "{out:?}");
+    }
+    let out = lab
+        .core
+        .provision(&v1("lock-1", &k, Some("the-real-secret"), "10.0.0.5"))
+        .await
+        .expect("decided");
+    assert!(
+        matches!(
+            out,
+            Outcome::Refused {
+                reason: Refusal::LockedOut,
+                retry_after_secs: 60
+            }
+        ),
+        "{out:?}"
+    );
+    // Another source is not locked.
+    approved(
+        &lab.core
+            .provision(&v1("lock-1", &k, Some("the-real-secret"), "10.0.0.6"))
+            .await
+            .expect("decided"),
+    );
+}
+
+#[tokio::test]
+async fn step_4_2_a_rejected_key_is_rejected_without_counting() {
+    let lab = lab();
+    let k = key();
+    lab.core
+        .provision(&v1("rej-1", &k, None, "10.0.0.1"))
+        .await
+        .expect("queued");
+    assert!(
+        lab.registry
+            .reject(
+                "rej-1",
+                &k.public.fingerprint().to_string(),
+                "not ours",
+                AuditRecord::new(
+                    lab.now(),
+                    Actor::system(),
+                    "request_rejected",
+                    Some("rej-1"),
+                    serde_json::json!({})
+                ),
+            )
+            .await
+            .expect("reject")
+    );
+    lab.add_secret("rej-1", "even-with-a-secret").await;
+    let out = lab
+        .core
+        .provision(&v1("rej-1", &k, Some("even-with-a-secret"), "10.0.0.1"))
+        .await
+        .expect("decided");
+    assert!(
+        matches!(out, Outcome::Rejected { retry_secs: 0 }),
+        "{out:?}"
+    );
+    assert!(
+        lab.registry
+            .lockout("rej-1", "10.0.0.1")
+            .await
+            .expect("read")
+            .is_none(),
+        "not counted"
+    );
+}
+
+#[tokio::test]
+async fn step_4_3_an_approval_issues_once_with_the_empty_key() {
+    let lab = lab();
+    let k = key();
+    lab.core
+        .provision(&v1("app-1", &k, None, "10.0.0.1"))
+        .await
+        .expect("queued");
+    lab.approve("app-1", &k).await;
+    let out = lab
+        .core
+        .provision(&v1("app-1", &k, None, "10.0.0.1"))
+        .await
+        .expect("decided");
+    let issued = approved(&out);
+    assert!(matches!(issued.key, AnswerKey::Empty));
+    assert!(
+        lab.registry
+            .approval("app-1", &k.public.fingerprint().to_string(), lab.now())
+            .await
+            .expect("read")
+            .is_none(),
+        "used up"
+    );
+}
+
+#[tokio::test]
+async fn step_4_4_a_lost_answer_is_redelivered_to_the_same_key_only() {
+    let lab = lab();
+    lab.add_secret("re-1", "the-real-secret").await;
+    let k = key();
+    let first = lab
+        .core
+        .provision(&v1("re-1", &k, Some("the-real-secret"), "10.0.0.1"))
+        .await
+        .expect("decided");
+    let first = approved(&first).clone();
+    assert!(matches!(first.key, AnswerKey::Secret(..)));
+    lab.clock.advance(Duration::from_secs(300));
+    let again = lab
+        .core
+        .provision(&v1("re-1", &k, Some("the-real-secret"), "10.0.0.1"))
+        .await
+        .expect("decided");
+    let again = approved(&again);
+    assert!(again.redelivered);
+    assert_eq!(again.serial, first.serial);
+    // Another key with the consumed secret gets nothing.
+    let thief = key();
+    assert!(matches!(
+        lab.core
+            .provision(&v1("re-1", &thief, Some("the-real-secret"), "10.0.0.1"))
+            .await
+            .expect("decided"),
+        Outcome::Waiting { .. }
+    ));
+    // The approval path too, for a request proving no secret.
+    let k2 = key();
+    lab.core
+        .provision(&v1("re-2", &k2, None, "10.0.0.1"))
+        .await
+        .expect("queued");
+    lab.approve("re-2", &k2).await;
+    let a = approved(
+        &lab.core
+            .provision(&v1("re-2", &k2, None, "10.0.0.1"))
+            .await
+            .expect("decided"),
+    )
+    .clone();
+    let b = lab
+        .core
+        .provision(&v1("re-2", &k2, None, "10.0.0.1"))
+        .await
+        .expect("decided");
+    assert_eq!(approved(&b).serial, a.serial);
+    // Past the window: nothing is re-delivered.
+    lab.clock.advance(Duration::from_secs(601));
+    assert!(matches!(
+        lab.core
+            .provision(&v1("re-1", &k, Some("the-real-secret"), "10.0.0.1"))
+            .await
+            .expect("decided"),
+        Outcome::Waiting { .. }
+    ));
+}
+
+#[tokio::test]
+async fn step_4_5_no_secret_is_waiting_recorded_once_within_the_caps() {
+    let lab = lab();
+    let k = key();
+    for _ in 0..3 {
+        assert!(matches!(
+            lab.core
+                .provision(&v1("wait-1", &k, None, "10.0.0.9"))
+                .await
+                .expect("decided"),
+            Outcome::Waiting { retry_secs: 60 }
+        ));
+    }
+    let queue = lab.registry.waiting_for("wait-1").await.expect("read");
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].attempts, 3);
+    // The per-source cap (3 here): the fourth device from that source is refused.
+    for n in 2..=3 {
+        lab.core
+            .provision(&v1(&format!("wait-{n}"), &key(), None, "10.0.0.9"))
+            .await
+            .expect("decided");
+    }
+    assert!(matches!(
+        lab.core
+            .provision(&v1("wait-4", &key(), None, "10.0.0.9"))
+            .await
+            .expect("decided"),
+        Outcome::Refused {
+            reason: Refusal::WaitingFromSource,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn step_4_6_a_wrong_secret_is_rejected_and_counted_and_the_budget_holds_across_sources() {
+    let lab = lab();
+    lab.add_secret("pin-1", "123456").await;
+    let k = key();
+    let out = lab
+        .core
+        .provision(&v1("pin-1", &k, Some("000000"), "10.0.1.1"))
+        .await
+        .expect("decided");
+    assert!(matches!(out, Outcome::Rejected { retry_secs: 0 }));
+    assert_eq!(
+        lab.registry
+            .lockout("pin-1", "10.0.1.1")
+            .await
+            .expect("read")
+            .map(|l| l.failures),
+        Some(1)
+    );
+    assert!(
+        lab.registry
+            .live_secret("pin-1", lab.now())
+            .await
+            .expect("read")
+            .is_some(),
+        "the secret stays"
+    );
+    // An unsigned request is no guess.
+    let unsigned = lab
+        .core
+        .provision(&v1("pin-1", &k, None, "10.0.1.2"))
+        .await
+        .expect("decided");
+    assert!(matches!(unsigned, Outcome::Rejected { retry_secs: 0 }));
+    // 29 more wrong secrets from 29 addresses spend the budget of 30.
+    for n in 2..=30 {
+        lab.core
+            .provision(&v1(
+                "pin-1",
+                &k,
+                Some(&format!("{n:06}")),
+                &format!("10.0.2.{n}"),
+            ))
+            .await
+            .expect("decided");
+    }
+    let out = lab
+        .core
+        .provision(&v1("pin-1", &k, Some("123456"), "10.0.3.1"))
+        .await
+        .expect("decided");
+    assert!(
+        matches!(
+            out,
+            Outcome::Refused {
+                reason: Refusal::GuessBudgetSpent,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+}
+
+#[tokio::test]
+async fn step_4_7_the_right_secret_issues_consumes_and_is_recorded_at_once() {
+    let lab = lab();
+    lab.add_secret("ok-1", "the-real-secret").await;
+    let k = key();
+    let out = lab
+        .core
+        .provision(&v1("ok-1", &k, Some("the-real-secret"), "10.0.0.1"))
+        .await
+        .expect("decided");
+    let issued = approved(&out);
+    assert!(matches!(issued.key, AnswerKey::Secret(..)));
+    assert!(issued.chain_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(issued.renew_after_secs, 15 * 86_400);
+    // Step 5: the certificate, the consumed secret and the audit entry are
+    // in the registry before the answer.
+    assert!(
+        lab.registry
+            .live_secret("ok-1", lab.now())
+            .await
+            .expect("read")
+            .is_none()
+    );
+    let cert = lab
+        .registry
+        .certificate(&issued.serial)
+        .await
+        .expect("read")
+        .expect("recorded");
+    assert_eq!(cert.subject, "ok-1");
+    let entries = lab.registry.audit_entries(0, 100).await.expect("audit");
+    assert!(events(&entries).contains(&"certificate_issued"));
+    // A verified certificate on the connection (any) makes it the empty key.
+    lab.add_secret("ok-2", "another-secret").await;
+    let mut with_cert = v1("ok-2", &k, Some("another-secret"), "10.0.0.1");
+    with_cert.caller = Some(Identity {
+        role: Role::Client,
+        name: "someone".into(),
+        spki_der: vec![],
+    });
+    let out = lab.core.provision(&with_cert).await.expect("decided");
+    assert!(matches!(approved(&out).key, AnswerKey::Empty));
+}
+
+#[tokio::test]
+async fn unauthenticated_events_are_audited_at_a_bounded_rate() {
+    let lab = lab_with(Policy {
+        waiting_caps: WaitingCaps {
+            per_source: 1000,
+            total: 1000,
+        },
+        ..policy()
+    });
+    for n in 0..50 {
+        lab.core
+            .provision(&v1(&format!("flood-{n}"), &key(), None, "10.0.0.1"))
+            .await
+            .expect("decided");
+    }
+    let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
+    assert_eq!(events(&entries), ["request_queued"]);
+    lab.clock.advance(Duration::from_secs(61));
+    lab.core.flush_aggregated(false).await;
+    let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
+    assert_eq!(events(&entries), ["request_queued", "audit_aggregated"]);
+    assert_eq!(entries[1].detail["count"], 49);
+}
