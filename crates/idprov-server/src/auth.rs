@@ -195,6 +195,51 @@ impl AdminCaller {
     }
 }
 
+/// An administrator or plugin (an [`AdminCaller`]) with the server it may
+/// administer. Only the admin layer ([`require_admin`]) makes one, after
+/// the caller proved to be an administrator; the admin handlers take this
+/// instead of the server's state, so an administrative operation is reached
+/// only through a value got from a verified administrator.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Who it is.
+    pub caller: AdminCaller,
+    app: AppState,
+}
+
+impl std::ops::Deref for Admin {
+    type Target = AppState;
+    fn deref(&self) -> &AppState {
+        &self.app
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Admin>()
+            .cloned()
+            .ok_or_else(|| ApiError::Internal("an admin route outside the admin layer".into()))
+    }
+}
+
+/// The layer over every administrative route: 401 without credentials, 403
+/// for a verified certificate that is not an administrator's or plugin's,
+/// before the handler (and any lookup) runs; else it hands the handler an
+/// [`Admin`].
+pub async fn require_admin(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match AdminCaller::from_request_parts(&mut parts, &app).await {
+        Ok(caller) => {
+            parts.extensions.insert(Admin { caller, app });
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for AdminCaller {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {

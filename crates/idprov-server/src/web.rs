@@ -759,11 +759,11 @@ struct OwnPassword {
 
 /// `POST /admin/api/password`: the signed-in administrator sets their own.
 pub async fn own_password(
-    State(app): State<AppState>,
-    admin: crate::auth::AdminCaller,
+    admin: crate::auth::Admin,
     caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let name = match (&caller, req.extensions().get::<SessionIdentity>()) {
         (Caller::Verified(v), _) if matches!(v.role, Role::Admin) => v.name.clone(),
         (_, Some(s)) => s.name.clone(),
@@ -775,13 +775,13 @@ pub async fn own_password(
     };
     let (parts, body) = req.into_parts();
     json_content(&parts.headers)?;
-    let bytes = read_body(&app, &parts.headers, body, 4096).await?;
+    let bytes = read_body(app, &parts.headers, body, 4096).await?;
     let form: OwnPassword = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("password: {e}")))?;
     let keep = cookie_value(&parts.headers).map(|v| session_key(&v));
     set_password(
-        &app,
-        admin.actor,
+        app,
+        admin.caller.actor.clone(),
         &name,
         Zeroizing::new(form.password),
         keep.as_ref(),

@@ -88,10 +88,6 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(idprov_proto::messages::DIRECTORY_PATH, get(directory::get))
         .route(
-            idprov_proto::messages::OOB_SECRET_PATH,
-            post(oobsecret::post),
-        )
-        .route(
             idprov_proto::messages::PROVISION_REQUEST_PATH,
             post(provreq::post),
         )
@@ -101,6 +97,33 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(admin_router(state.clone()))
+        // The web page: its files, and its session API.
+        .route("/admin", get(crate::web::redirect))
+        .route("/admin/", get(crate::web::index))
+        .route("/admin/assets/{file}", get(crate::web::asset))
+        .route("/admin/api/session", get(crate::web::session))
+        .route("/admin/api/signin", post(crate::web::signin))
+        .route("/admin/api/signout", post(crate::web::signout))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Runs after authentication: it needs to know whether a certificate
+        // or a session cookie authenticated the request.
+        .layer(from_fn_with_state(state.clone(), crate::web::guard))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::middleware::from_fn(crate::observe::observe))
+        .with_state(state)
+}
+
+/// Every administrative route, under one layer that lets only an
+/// administrator or plugin through (401 / 403 otherwise, before any
+/// handler or lookup runs); the handlers get an [`auth::Admin`].
+fn admin_router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(
+            idprov_proto::messages::OOB_SECRET_PATH,
+            post(oobsecret::post),
+        )
         .route("/idprov/admin/devices", get(admin::devices::list))
         .route(
             "/idprov/admin/devices/{device_id}",
@@ -159,22 +182,17 @@ pub fn router(state: AppState) -> Router {
             "/idprov/admin/web/passwords/{name}",
             delete(admin::web::remove_password),
         )
-        // The web page: its files, and its session API.
-        .route("/admin", get(crate::web::redirect))
-        .route("/admin/", get(crate::web::index))
-        .route("/admin/assets/{file}", get(crate::web::asset))
-        .route("/admin/api/session", get(crate::web::session))
-        .route("/admin/api/signin", post(crate::web::signin))
-        .route("/admin/api/signout", post(crate::web::signout))
         .route("/admin/api/password", post(crate::web::own_password))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        // Runs after authentication: it needs to know whether a certificate
-        // or a session cookie authenticated the request.
-        .layer(from_fn_with_state(state.clone(), crate::web::guard))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(axum::middleware::from_fn(crate::observe::observe))
-        .with_state(state)
+        .route_layer(from_fn_with_state(state, auth::require_admin))
+}
+
+/// Whether `(method, path)` of [`ROUTES`] is administrative (behind
+/// [`admin_router`]'s layer): the route-table test checks each answers 401
+/// without credentials and 403 to a device or service.
+pub fn is_admin_route(method: &str, path: &str) -> bool {
+    path.starts_with("/idprov/admin/")
+        || (method == "post" && path == idprov_proto::messages::OOB_SECRET_PATH)
+        || (method == "post" && path == "/admin/api/password")
 }
 
 async fn not_found() -> ApiError {

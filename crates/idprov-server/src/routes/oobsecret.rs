@@ -2,7 +2,6 @@
 //! out-of-band secret (replacing any previous one).
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
@@ -13,7 +12,7 @@ use idprov_proto::admin::SecretAdded;
 use idprov_proto::{DeviceId, OobSecret, OobSecretMessage};
 use idprov_store::{NewSecret, PutSecretOutcome};
 
-use crate::auth::AdminCaller;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::{json, read_body, rfc3339};
 use crate::state::AppState;
@@ -66,11 +65,11 @@ pub(crate) fn validate(
 }
 
 pub(crate) async fn post(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     // A JSON array is a bulk post (PROTOCOL.md §3 ext), with the bulk
     // limits; it is read only after the caller was authorized.
     if headers
@@ -85,9 +84,9 @@ pub(crate) async fn post(
     // The caller is an administrator, so the bulk limit applies to what is
     // read; a single object must still fit the single-object limit.
     let bulk_limit = usize::try_from(app.config.bulk_bytes).unwrap_or(usize::MAX);
-    let bytes = read_body(&app, &headers, body, bulk_limit).await?;
+    let bytes = read_body(app, &headers, body, bulk_limit).await?;
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return crate::routes::admin::import::array(&app, &admin, bytes).await;
+        return crate::routes::admin::import::array(app, &admin.caller, bytes).await;
     }
     if bytes.len() > app.config.body_limit {
         return Err(ApiError::PayloadTooLarge(app.config.body_limit));
@@ -109,9 +108,9 @@ pub(crate) async fn post(
                 key_id: app.secrets().key_id().to_owned(),
                 created_at: now,
                 valid_until: reg.valid_until,
-                created_by: admin.actor.clone(),
+                created_by: admin.caller.actor.clone(),
             },
-            admin.audit(
+            admin.caller.audit(
                 now,
                 "secret_added",
                 Some(reg.device_id.as_str()),
@@ -122,7 +121,7 @@ pub(crate) async fn post(
     let replaced = outcome == PutSecretOutcome::Replaced;
     tracing::info!(
         device_id = %reg.device_id,
-        actor = %admin.actor,
+        actor = %admin.caller.actor,
         replaced,
         "OOB secret registered"
     );

@@ -82,6 +82,67 @@ async fn posting_secrets_needs_an_admin_or_plugin() {
     assert!(server.admin().list_secrets(None).await.expect("list").len() == 1);
 }
 
+/// Driven by the route table: every administrative route and method
+/// answers 401 without credentials and 403 to a device, a service and any
+/// other client certificate — before any lookup, so the answer is
+/// the same for objects that exist and objects that do not.
+#[tokio::test]
+async fn every_admin_route_refuses_everyone_but_an_administrator() {
+    let server = TestServer::start().await;
+    server.add_secret("sensor-1", "a-secret-that-exists").await;
+    let device = server.issue_client_cert("iotdevice", "sensor-1", Duration::from_secs(600));
+    let service = server.issue_client_cert("service", "broker", Duration::from_secs(600));
+    let client = server.issue_client_cert("client", "someone", Duration::from_secs(600));
+    let clients = [
+        ("no credentials", server.http(), 401),
+        ("a device", server.http_with(&device.0, &device.1), 403),
+        ("a service", server.http_with(&service.0, &service.1), 403),
+        ("a client", server.http_with(&client.0, &client.1), 403),
+    ];
+    let mut checked = 0;
+    for (method, path) in idprov_server::routes::ROUTES {
+        if !idprov_server::routes::is_admin_route(method, path) {
+            continue;
+        }
+        for (id, who_exists) in [("sensor-1", true), ("nobody-here", false)] {
+            let url = server.url(
+                &path
+                    .replace("{deviceID}", id)
+                    .replace("{ou}", "admin")
+                    .replace("{cn}", if who_exists { "admin" } else { "nobody" })
+                    .replace("{name}", "admin"),
+            );
+            for (who, client, expected) in &clients {
+                let req = match *method {
+                    "get" => client.get(&url),
+                    "post" => client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body("{}"),
+                    "delete" => client.delete(&url),
+                    other => panic!("method {other}"),
+                };
+                let status = req.send().await.expect("request").status().as_u16();
+                assert_eq!(status, *expected, "{method} {path} ({id}) by {who}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 25, "only {checked} administrative routes");
+    // Nothing changed: the secret is still there, nothing was revoked.
+    assert!(
+        server
+            .registry()
+            .live_secret(
+                "sensor-1",
+                idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock))
+            )
+            .await
+            .expect("read")
+            .is_some()
+    );
+}
+
 #[tokio::test]
 async fn admin_listings_need_an_admin() {
     let server = TestServer::start().await;

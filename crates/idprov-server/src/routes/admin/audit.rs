@@ -1,7 +1,7 @@
 //! The audit log: paged and filtered entries, and signed checkpoints.
 
+use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -10,7 +10,7 @@ use time::format_description::well_known::Rfc3339;
 use idprov_proto::admin::{AuditView, CheckpointView, Page};
 use idprov_store::{AuditFilter, Checkpoint};
 
-use crate::auth::AdminCaller;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::{json, rfc3339};
 use crate::state::AppState;
@@ -46,10 +46,10 @@ fn time_param(name: &str, v: Option<String>) -> Result<Option<i64>, ApiError> {
 }
 
 pub(crate) async fn list(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
+    admin: Admin,
     q: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let q = crate::routes::query(q)?;
     let limit = crate::routes::page_limit(q.limit, AUDIT_PAGE_MAX)?;
     let filter = AuditFilter {
@@ -93,10 +93,8 @@ fn view(c: Checkpoint) -> CheckpointView {
     }
 }
 
-pub(crate) async fn checkpoints(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
-) -> Result<Response, ApiError> {
+pub(crate) async fn checkpoints(admin: Admin) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let all: Vec<CheckpointView> = app
         .registry
         .checkpoints()
@@ -108,10 +106,8 @@ pub(crate) async fn checkpoints(
 }
 
 /// Signs the current head now (an export ends with a fresh checkpoint).
-pub(crate) async fn checkpoint_now(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
-) -> Result<Response, ApiError> {
-    let latest = crate::checkpoint::sign_head(&app).await?;
+pub(crate) async fn checkpoint_now(admin: Admin) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
+    let latest = crate::checkpoint::sign_head(app).await?;
     json(&latest.map(view))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
@@ -20,7 +20,7 @@ use idprov_store::{CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificat
 
 use super::{cert_view, json_body};
 
-use crate::auth::{AdminCaller, Role};
+use crate::auth::{Admin, Role};
 use crate::error::ApiError;
 use crate::routes::{json, rfc3339};
 use crate::state::AppState;
@@ -40,18 +40,18 @@ fn kind_of(ou: &str) -> Result<CertKind, ApiError> {
 }
 
 pub(crate) async fn issue(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     // Minting administrators is for administrators, not plugins.
-    if admin.role != Role::Admin {
+    if admin.caller.role != Role::Admin {
         return Err(ApiError::Forbidden(
             "issuing credentials needs an administrator",
         ));
     }
-    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
+    let bytes = crate::routes::read_body(app, &headers, body, app.config.body_limit).await?;
     let req: CredentialRequest = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::BadRequest(format!("request body: {e}")))?;
     let kind = kind_of(&req.ou)?;
@@ -129,13 +129,13 @@ pub(crate) async fn issue(
                 not_after: issued.not_after,
                 issued_at: at,
                 issue_kind: IssueKind::Local,
-                authorized_by: admin.actor.0.clone(),
+                authorized_by: admin.caller.actor.0.clone(),
             },
             consume_secret: None,
             consume_approval: None,
             reset_lockout_for: None,
             clear_waiting_key: None,
-            audit: admin.audit(
+            audit: admin.caller.audit(
 at, "credential_issued",
                 None,
                 json!({ "ou": req.ou, "cn": req.cn, "serial": issued.serial, "notAfter": issued.not_after }),
@@ -145,7 +145,7 @@ at, "credential_issued",
     if outcome != IssueOutcome::Recorded {
         return Err(ApiError::Internal("the credential was not recorded".into()));
     }
-    tracing::info!(ou = %req.ou, cn = %req.cn, actor = %admin.actor, "credential issued");
+    tracing::info!(ou = %req.ou, cn = %req.cn, actor = %admin.caller.actor, "credential issued");
     json(&CredentialIssued {
         cert_pem: format!("{}{}", issued.pem, app.ca.intermediates_pem()),
         ca_pem: app.ca.chain_pem().to_owned(),
@@ -162,10 +162,10 @@ pub(crate) struct CredentialQuery {
 }
 
 pub(crate) async fn list(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
+    admin: Admin,
     q: Result<Query<CredentialQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let q = crate::routes::query(q)?;
     let kinds = match q.ou.as_deref() {
         Some(ou) => vec![kind_of(ou)?],
@@ -185,19 +185,19 @@ pub(crate) async fn list(
 }
 
 pub(crate) async fn revoke(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     Path((ou, cn)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if admin.role != Role::Admin {
+    let app: &AppState = &admin;
+    if admin.caller.role != Role::Admin {
         return Err(ApiError::Forbidden(
             "revoking credentials needs an administrator",
         ));
     }
     let kind = kind_of(&ou)?;
-    let req: RevokeRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
+    let req: RevokeRequest = json_body(app, &headers, body, app.config.body_limit).await?;
     let reason = super::devices::reason_of(req.reason.as_deref())?;
     let note = super::free_text("note", req.note)?;
     let now = app.now_unix();
@@ -209,7 +209,7 @@ pub(crate) async fn revoke(
             serial: req.serial.clone(),
             reason,
             at: now,
-            audit: admin.audit(
+            audit: admin.caller.audit(
                 now,
                 "credential_revoked",
                 None,
@@ -222,8 +222,13 @@ pub(crate) async fn revoke(
     }
     if kind == CertKind::Admin {
         // A revoked administrator keeps no way in: no password, no session.
-        crate::web::remove_password(&app, admin.actor.clone(), &cn, "administrator revoked")
-            .await?;
+        crate::web::remove_password(
+            app,
+            admin.caller.actor.clone(),
+            &cn,
+            "administrator revoked",
+        )
+        .await?;
     }
-    super::devices::revoked(&app, serials).await
+    super::devices::revoked(app, serials).await
 }

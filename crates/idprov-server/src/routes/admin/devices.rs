@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked
 use idprov_store::{CertKind, DeviceFacts, DeviceFilter, DeviceStatus, DeviceSummary, Revocation};
 
 use super::{cert_view, device_id, json_body, next_of};
-use crate::auth::AdminCaller;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::{PAGE_MAX, json, rfc3339};
 use crate::state::AppState;
@@ -61,10 +61,10 @@ fn facts_view(f: &DeviceFacts, last_issued_at: Option<i64>) -> DeviceView {
 }
 
 pub(crate) async fn list(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
+    admin: Admin,
     q: Result<Query<DeviceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let q = crate::routes::query(q)?;
     let limit = crate::routes::page_limit(q.limit, PAGE_MAX)?;
     let status = q
@@ -98,11 +98,8 @@ pub(crate) async fn list(
     })
 }
 
-pub(crate) async fn show(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn show(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
     let facts = app
         .registry
@@ -156,14 +153,14 @@ pub(crate) fn reason_of(reason: Option<&str>) -> Result<i64, ApiError> {
 }
 
 pub(crate) async fn revoke(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
-    let req: RevokeRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
+    let req: RevokeRequest = json_body(app, &headers, body, app.config.body_limit).await?;
     let reason = reason_of(req.reason.as_deref())?;
     let note = super::free_text("note", req.note)?;
     let now = app.now_unix();
@@ -178,7 +175,7 @@ pub(crate) async fn revoke(
             serial: req.serial.clone(),
             reason,
             at: now,
-            audit: admin.audit(
+            audit: admin.caller.audit(
                 now,
                 "certificate_revoked",
                 Some(id.as_str()),
@@ -191,8 +188,8 @@ pub(crate) async fn revoke(
             "no such unrevoked certificate of this device",
         ));
     }
-    tracing::info!(device_id = %id, actor = %admin.actor, revoked = serials.len(), "device certificates revoked");
-    revoked(&app, serials).await
+    tracing::info!(device_id = %id, actor = %admin.caller.actor, revoked = serials.len(), "device certificates revoked");
+    revoked(app, serials).await
 }
 
 /// After any revocation: count it, publish the new CRL, and answer with the
@@ -206,11 +203,8 @@ pub(crate) async fn revoked(app: &AppState, serials: Vec<String>) -> Result<Resp
     })
 }
 
-pub(crate) async fn remove(
-    State(app): State<AppState>,
-    admin: AdminCaller,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
     let now = app.now_unix();
     let serials = app
@@ -218,27 +212,28 @@ pub(crate) async fn remove(
         .remove_device(
             id.as_str(),
             now,
-            admin.audit(now, "device_removed", Some(id.as_str()), json!({})),
+            admin
+                .caller
+                .audit(now, "device_removed", Some(id.as_str()), json!({})),
         )
         .await?
         .ok_or(ApiError::NotFound("unknown device"))?;
-    tracing::info!(device_id = %id, actor = %admin.actor, "device removed");
-    revoked(&app, serials).await
+    tracing::info!(device_id = %id, actor = %admin.caller.actor, "device removed");
+    revoked(app, serials).await
 }
 
 /// Clears a device's failed-secret counters and locks, from every source.
-pub(crate) async fn unlock(
-    State(app): State<AppState>,
-    admin: AdminCaller,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn unlock(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
     let now = app.now_unix();
     let cleared = app
         .registry
         .clear_lockouts(
             id.as_str(),
-            admin.audit(now, "lockout_cleared", Some(id.as_str()), json!({})),
+            admin
+                .caller
+                .audit(now, "lockout_cleared", Some(id.as_str()), json!({})),
         )
         .await?;
     json(&json!({ "deviceID": id.as_str(), "cleared": cleared }))

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
@@ -20,7 +20,7 @@ use idprov_proto::OobSecretMessage;
 use idprov_proto::admin::{BulkResult, ImportRow, RejectedRow};
 use idprov_store::{BulkMessage, BulkSecret, NewSecret};
 
-use crate::auth::AdminCaller;
+use crate::auth::{Admin, AdminCaller};
 use crate::error::ApiError;
 use crate::routes::json;
 use crate::routes::oobsecret::validate;
@@ -315,18 +315,18 @@ impl Cursor {
 
 /// `POST /idprov/admin/oob/import`: NDJSON, one `ImportRow` per line.
 pub(crate) async fn ndjson(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     q: Result<Query<ImportQuery>, QueryRejection>,
     headers: HeaderMap,
     mut body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let q = crate::routes::query(q)?;
     check_length(&headers, app.config.bulk_bytes)?;
     let mut cursor = Cursor {
         importer: Importer::start(
-            &app,
-            &admin,
+            app,
+            &admin.caller,
             q.replace.unwrap_or(true),
             q.dry_run.unwrap_or(false),
         ),

@@ -1,5 +1,8 @@
-//! The admin API under `/idprov/admin/`. Every handler takes an
-//! [`AdminCaller`](crate::auth::AdminCaller), so none runs for anyone else.
+//! The admin API under `/idprov/admin/`. The routes sit under one layer
+//! ([`crate::auth::require_admin`]) that answers 401/403 before any handler
+//! runs, and every handler takes the [`crate::auth::Admin`] it makes instead
+//! of the server's state: an administrative operation is reached only
+//! through a value got from a verified administrator.
 
 pub(crate) mod audit;
 pub(crate) mod credentials;

@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
@@ -10,16 +10,16 @@ use serde_json::json;
 use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
 
 use super::{device_id, json_body, next_of};
-use crate::auth::AdminCaller;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::{PageQuery, json, page_query, rfc3339};
 use crate::state::AppState;
 
 pub(crate) async fn list(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
+    admin: Admin,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let page = page_query(q)?;
     let rows = app.registry.list_queue(&page, app.now_unix()).await?;
     json(&Page {
@@ -68,11 +68,9 @@ pub(crate) fn queue_status(app: &AppState) -> idprov_proto::admin::QueueStatus {
 }
 
 /// `GET /idprov/admin/requests/status`.
-pub(crate) async fn status(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
-) -> Result<Response, ApiError> {
-    json(&queue_status(&app))
+pub(crate) async fn status(admin: Admin) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
+    json(&queue_status(app))
 }
 
 /// The keys a decision applies to: the one named, or the device's only
@@ -105,15 +103,15 @@ async fn keys_of(
 }
 
 pub(crate) async fn approve(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
-    let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
-    let keys = keys_of(&app, id.as_str(), req.key_fingerprint).await?;
+    let req: Decision = json_body(app, &headers, body, app.config.body_limit).await?;
+    let keys = keys_of(app, id.as_str(), req.key_fingerprint).await?;
     let now = app.now_unix();
     let expires = now + i64::try_from(app.config.approval_lifetime.as_secs()).unwrap_or(i64::MAX);
     for key in &keys {
@@ -123,7 +121,7 @@ pub(crate) async fn approve(
                 id.as_str(),
                 key,
                 expires,
-                admin.audit(
+                admin.caller.audit(
                     now,
                     "request_approved",
                     Some(id.as_str()),
@@ -137,7 +135,7 @@ pub(crate) async fn approve(
             ));
         }
     }
-    tracing::info!(device_id = %id, actor = %admin.actor, "request approved");
+    tracing::info!(device_id = %id, actor = %admin.caller.actor, "request approved");
     json(&Decided {
         device_id: id.into_string(),
         key_fingerprints: keys,
@@ -147,16 +145,16 @@ pub(crate) async fn approve(
 }
 
 pub(crate) async fn reject(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
-    let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
+    let req: Decision = json_body(app, &headers, body, app.config.body_limit).await?;
     let reason = super::free_text("reason", req.reason)?;
-    let keys = keys_of(&app, id.as_str(), req.key_fingerprint).await?;
+    let keys = keys_of(app, id.as_str(), req.key_fingerprint).await?;
     let now = app.now_unix();
     for key in &keys {
         app.registry
@@ -164,7 +162,7 @@ pub(crate) async fn reject(
                 id.as_str(),
                 key,
                 &reason,
-                admin.audit(
+                admin.caller.audit(
                     now,
                     "request_rejected",
                     Some(id.as_str()),
@@ -173,7 +171,7 @@ pub(crate) async fn reject(
             )
             .await?;
     }
-    tracing::info!(device_id = %id, actor = %admin.actor, "request rejected");
+    tracing::info!(device_id = %id, actor = %admin.caller.actor, "request rejected");
     json(&Decided {
         device_id: id.into_string(),
         key_fingerprints: keys,
@@ -183,21 +181,21 @@ pub(crate) async fn reject(
 }
 
 pub(crate) async fn clear(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     Path(raw): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
-    let req: Decision = json_body(&app, &headers, body, app.config.body_limit).await?;
+    let req: Decision = json_body(app, &headers, body, app.config.body_limit).await?;
     let now = app.now_unix();
     let removed = app
         .registry
         .clear_requests(
             id.as_str(),
             req.key_fingerprint.as_deref(),
-            admin.audit(
+            admin.caller.audit(
                 now,
                 "requests_cleared",
                 Some(id.as_str()),

@@ -1,7 +1,7 @@
 //! OOB secrets: list (never the values), remove, export.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -10,16 +10,16 @@ use serde_json::json;
 use idprov_proto::admin::{ExportRow, Page, Removed, SecretView};
 
 use super::{device_id, next_of};
-use crate::auth::{AdminCaller, AdminVia, ConnInfo, Role};
+use crate::auth::{Admin, AdminVia, ConnInfo, Role};
 use crate::error::ApiError;
 use crate::routes::{PageQuery, json, page_query, rfc3339};
 use crate::state::AppState;
 
 pub(crate) async fn list(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
+    admin: Admin,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let page = page_query(q)?;
     let rows = app.registry.list_secrets(&page).await?;
     json(&Page {
@@ -36,18 +36,17 @@ pub(crate) async fn list(
     })
 }
 
-pub(crate) async fn remove(
-    State(app): State<AppState>,
-    admin: AdminCaller,
-    Path(raw): Path<String>,
-) -> Result<Response, ApiError> {
+pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let id = device_id(&raw)?;
     let now = app.now_unix();
     let removed = app
         .registry
         .remove_secret(
             id.as_str(),
-            admin.audit(now, "secret_removed", Some(id.as_str()), json!({})),
+            admin
+                .caller
+                .audit(now, "secret_removed", Some(id.as_str()), json!({})),
         )
         .await?;
     if !removed {
@@ -55,7 +54,7 @@ pub(crate) async fn remove(
             "no secret is registered for this device",
         ));
     }
-    tracing::info!(device_id = %id, actor = %admin.actor, "OOB secret removed");
+    tracing::info!(device_id = %id, actor = %admin.caller.actor, "OOB secret removed");
     json(&Removed { removed })
 }
 
@@ -70,15 +69,15 @@ pub(crate) struct ExportQuery {
 /// secret itself only with `withSecrets=true`, which needs an administrator
 /// certificate and (by default) a request over loopback, and is audited.
 pub(crate) async fn export(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     conn: ConnInfo,
     q: Result<Query<ExportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let q = crate::routes::query(q)?;
     let with_secrets = q.with_secrets.unwrap_or(false);
     if with_secrets {
-        if admin.role != Role::Admin || admin.via != AdminVia::Certificate {
+        if admin.caller.role != Role::Admin || admin.caller.via != AdminVia::Certificate {
             return Err(ApiError::Forbidden(
                 "an export with secrets needs an administrator certificate",
             ));
@@ -125,14 +124,14 @@ pub(crate) async fn export(
     }
     if with_secrets {
         app.registry
-            .append_audit(admin.audit(
+            .append_audit(admin.caller.audit(
                 now,
                 "secrets_exported",
                 None,
                 json!({ "count": count, "source": conn.peer.ip().to_string() }),
             ))
             .await?;
-        tracing::warn!(actor = %admin.actor, count, "secrets exported");
+        tracing::warn!(actor = %admin.caller.actor, count, "secrets exported");
     }
     let mut resp = axum::body::Body::from(out).into_response();
     resp.headers_mut().insert(

@@ -3,7 +3,6 @@
 //! web passwords (set from the CLI over mutual TLS).
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -14,7 +13,7 @@ use idprov_proto::{DeviceId, OobSecret};
 use idprov_store::{AuditFilter, NewSecret};
 
 use super::json_body;
-use crate::auth::AdminCaller;
+use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::routes::json;
 use crate::state::AppState;
@@ -23,10 +22,8 @@ use crate::state::AppState;
 const LABELS_MAX: usize = 1000;
 
 /// `GET /idprov/admin/summary`: what the dashboard shows.
-pub(crate) async fn summary(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
-) -> Result<Response, ApiError> {
+pub(crate) async fn summary(admin: Admin) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let now = app.now_unix();
     let overview = app.registry.device_overview(now, now + 7 * 86_400).await?;
     let gauges = app.registry.gauges(now, now + 7 * 86_400).await?;
@@ -59,7 +56,7 @@ pub(crate) async fn summary(
             "revoked": overview.revoked,
         },
         "waitingRequests": gauges.waiting,
-        "waitingQueue": super::queue::queue_status(&app),
+        "waitingQueue": super::queue::queue_status(app),
         "expiringWithin7Days": overview.expiring,
         "missedRenewal": overview.missed_renewal,
         "recentAudit": recent,
@@ -68,10 +65,8 @@ pub(crate) async fn summary(
 
 /// `GET /idprov/admin/audit/status`: the whole chain and every signed
 /// checkpoint checked now, as `idprov audit verify` checks them.
-pub(crate) async fn audit_status(
-    State(app): State<AppState>,
-    _admin: AdminCaller,
-) -> Result<Response, ApiError> {
+pub(crate) async fn audit_status(admin: Admin) -> Result<Response, ApiError> {
+    let app: &AppState = &admin;
     let mut chain = Vec::new();
     loop {
         let after = chain.last().map_or(0, |e: &idprov_store::AuditEntry| e.seq);
@@ -109,12 +104,12 @@ struct LabelsRequest {
 /// (replacing theirs) and the printable sheet of their labels. The secrets
 /// exist in clear only in the sheet returned.
 pub(crate) async fn labels(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: LabelsRequest = json_body(&app, &headers, body, app.config.body_limit).await?;
+    let app: &AppState = &admin;
+    let req: LabelsRequest = json_body(app, &headers, body, app.config.body_limit).await?;
     if req.device_ids.is_empty() || req.device_ids.len() > LABELS_MAX {
         return Err(ApiError::BadRequest(format!(
             "field \"deviceIDs\": between 1 and {LABELS_MAX} device IDs"
@@ -160,9 +155,9 @@ pub(crate) async fn labels(
                     key_id: app.secrets().key_id().to_owned(),
                     created_at: now,
                     valid_until: now.saturating_add(lifetime),
-                    created_by: admin.actor.clone(),
+                    created_by: admin.caller.actor.clone(),
                 },
-                admin.audit(
+                admin.caller.audit(
 now, "secret_added",
                     Some(id.as_str()),
                     json!({ "validUntil": now.saturating_add(lifetime), "generated": true, "labels": true }),
@@ -196,7 +191,7 @@ now, "secret_added",
             "labels.svg",
         )
     };
-    tracing::info!(actor = %admin.actor, count, "generated secrets and a label sheet");
+    tracing::info!(actor = %admin.caller.actor, count, "generated secrets and a label sheet");
     let mut r = Body::from(bytes).into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
@@ -219,26 +214,26 @@ struct PasswordRequest {
 /// `POST /idprov/admin/web/passwords`: sets an administrator's web
 /// password (`idprov admin password`).
 pub(crate) async fn set_password(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    if admin.role != crate::auth::Role::Admin {
+    let app: &AppState = &admin;
+    if admin.caller.role != crate::auth::Role::Admin {
         return Err(ApiError::Forbidden(
             "only an administrator sets web passwords",
         ));
     }
-    let req: PasswordRequest = json_body(&app, &headers, body, 4096).await?;
+    let req: PasswordRequest = json_body(app, &headers, body, 4096).await?;
     crate::web::set_password(
-        &app,
-        admin.actor.clone(),
+        app,
+        admin.caller.actor.clone(),
         &req.name,
         Zeroizing::new(req.password),
         None,
     )
     .await?;
-    tracing::info!(actor = %admin.actor, name = %req.name, "web password set");
+    tracing::info!(actor = %admin.caller.actor, name = %req.name, "web password set");
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -246,11 +241,11 @@ pub(crate) async fn set_password(
 /// web password and ends their sessions (`idprov admin password NAME
 /// --remove`).
 pub(crate) async fn remove_password(
-    State(app): State<AppState>,
-    admin: AdminCaller,
+    admin: Admin,
     axum::extract::Path(name): axum::extract::Path<String>,
 ) -> Result<Response, ApiError> {
-    if admin.role != crate::auth::Role::Admin {
+    let app: &AppState = &admin;
+    if admin.caller.role != crate::auth::Role::Admin {
         return Err(ApiError::Forbidden(
             "only an administrator removes web passwords",
         ));
@@ -260,7 +255,7 @@ pub(crate) async fn remove_password(
             "name: 1-64 characters of letters, digits, . _ - @".into(),
         ));
     }
-    if !crate::web::remove_password(&app, admin.actor.clone(), &name, "removed").await? {
+    if !crate::web::remove_password(app, admin.caller.actor.clone(), &name, "removed").await? {
         return Err(ApiError::NotFound("no web password of that name"));
     }
     Ok(StatusCode::NO_CONTENT.into_response())
