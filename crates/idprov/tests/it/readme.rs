@@ -26,7 +26,9 @@
 //! stays on its loopback, and port 43776 is free) and a mount namespace
 //! with empty `/var/lib`, `/srv` and `/tmp`, so the README's own paths
 //! (`/var/lib/idprov`, `/srv/backups`) are used as written without
-//! touching the machine's. `idprov` on the PATH is the binary under test.
+//! touching the machine's. `idprov` on the PATH is the binary under test
+//! (staged under `/mnt` in the namespace, as are the test's files, so a
+//! checkout under `/tmp` works too).
 //! Needs root (namespaces), like the other namespace tests.
 
 use std::io::{BufRead, BufReader, Write};
@@ -215,6 +217,8 @@ fn comment_at(text: &str) -> Option<usize> {
 struct Shell {
     child: Child,
     stdin: ChildStdin,
+    /// Where the files the shell writes are, inside its namespace.
+    ns_io: PathBuf,
     /// The shell's standard output, line by line (a thread reads it, so a
     /// command that hangs times out instead of hanging the test).
     lines: std::sync::mpsc::Receiver<String>,
@@ -236,10 +240,7 @@ impl Shell {
             .env_clear()
             .env(
                 "PATH",
-                format!(
-                    "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    bin_dir.display()
-                ),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             )
             .env("HOME", "/root")
             .env("LANG", "C.UTF-8")
@@ -263,17 +264,34 @@ impl Shell {
         let mut shell = Shell {
             child,
             stdin,
+            // The setup's own output goes to the host path (opened before
+            // it hides anything); every later command's to the staged one.
+            ns_io: io.to_owned(),
             lines,
             io: io.to_owned(),
             count: 0,
         };
-        // The README's paths, empty and private to this namespace.
-        let setup = "set -o pipefail
+        // The README's paths, empty and private to this namespace. The
+        // test's own files and the binary under test may live under one of
+        // them (a checkout in /tmp): they are staged under /mnt first, by
+        // bind mounts that hiding /tmp does not hide.
+        let setup = format!(
+            "set -o pipefail
 ip link set lo up
+[ -d /mnt ] || {{ echo 'no /mnt to stage the test files under' >&2; exit 1; }}
+mount -t tmpfs readme-stage /mnt
+mkdir -p /mnt/io /mnt/bin
+mount --bind '{io}' /mnt/io
+mount --bind '{bin}' /mnt/bin
 for d in /var/lib /srv /tmp; do mkdir -p $d && mount -t tmpfs readme-test $d || exit 1; done
-mkdir -p /tmp/readme && cd /tmp/readme";
-        let (code, out) = shell.run(setup, None);
+export PATH=/mnt/bin:$PATH
+mkdir -p /tmp/readme && cd /tmp/readme",
+            io = io.display(),
+            bin = bin_dir.display()
+        );
+        let (code, out) = shell.run(&setup, None);
         assert_eq!(code, 0, "namespace setup: {out}");
+        shell.ns_io = PathBuf::from("/mnt/io");
         shell
     }
 
@@ -296,6 +314,10 @@ mkdir -p /tmp/readme && cd /tmp/readme";
         let input = self.io.join(format!("{}.in", self.count));
         std::fs::write(&input, stdin.map(|s| format!("{s}\n")).unwrap_or_default())
             .expect("write stdin");
+        let (ns_out, ns_input) = (
+            self.ns_io.join(format!("{}.out", self.count)),
+            self.ns_io.join(format!("{}.in", self.count)),
+        );
         // A trailing comment would swallow the `&`.
         let code = if background {
             format!("{} &", strip_comment(code).trim_end().trim_end_matches('&'))
@@ -304,8 +326,8 @@ mkdir -p /tmp/readme && cd /tmp/readme";
         };
         let script = format!(
             "{{ {code}\n}} > '{}' 2>&1 < '{}'\nprintf '\\n__readme_done__ %d\\n' $?\n",
-            out.display(),
-            input.display()
+            ns_out.display(),
+            ns_input.display()
         );
         self.stdin
             .write_all(script.as_bytes())
@@ -411,7 +433,7 @@ fn every_readme_command_runs_and_prints_what_the_readme_shows() {
         "only {commands} commands found in the README"
     );
 
-    // Not under /tmp, /var/lib or /srv: those are the namespace's own.
+    // Staged into the namespace under /mnt (see `Shell::start`).
     let io = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("io dir");
     let bin = Path::new(env!("CARGO_BIN_EXE_idprov"))
         .parent()
@@ -430,8 +452,8 @@ fn every_readme_command_runs_and_prints_what_the_readme_shows() {
     for step in &steps {
         match step {
             Step::File { name, text } => {
-                let staged = io.path().join(format!("file-{name}"));
-                std::fs::write(&staged, text).expect("stage file");
+                std::fs::write(io.path().join(format!("file-{name}")), text).expect("stage file");
+                let staged = shell.ns_io.join(format!("file-{name}"));
                 let (code, out) = shell.run(&format!("cp '{}' '{name}'", staged.display()), None);
                 assert_eq!(code, 0, "writing {name}: {out}");
             }
