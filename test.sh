@@ -117,6 +117,17 @@ for crate in idprov-proto idprov-ca idprov-store idprov-core; do
     fi
 done
 
+# A device-sized client: with only its `device` feature, idprov-client
+# builds, and its dependency tree has no mDNS, no CSV (and no admin API:
+# that module is behind the `admin` feature).
+stage "device-only client"
+cargo check --locked --quiet -p idprov-client --no-default-features --features device
+if cargo tree --locked -p idprov-client --no-default-features --features device -e normal --prefix none \
+    | awk '{print $1}' | grep -qxE 'mdns-sd|csv'; then
+    echo "idprov-client with only 'device' depends on mdns-sd or csv" >&2
+    exit 1
+fi
+
 # --- tests -----------------------------------------------------------------
 stage "build tests"
 cargo test --workspace --no-run --quiet

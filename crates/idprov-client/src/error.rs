@@ -33,6 +33,7 @@ pub enum ClientError {
     Protocol(String),
 }
 
+#[cfg(feature = "admin")]
 impl ClientError {
     /// Classifies a transport error: rustls alerts about our certificate are
     /// a refusal of credentials; anything else means the server is unreachable.
@@ -94,6 +95,7 @@ impl ClientError {
     }
 }
 
+#[cfg(feature = "admin")]
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut last = e;
     while let Some(next) = last.source() {

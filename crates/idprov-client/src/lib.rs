@@ -2,16 +2,26 @@
 //! provision, verify, renew, store credentials atomically) and the admin API
 //! client the command-line tool uses.
 //!
-//! It depends on the protocol crate only among idprov's crates — never on
-//! server code — so firmware or a tool can use it alone.
+//! Features: `device` (provisioning and renewal over HTTPS) and `discovery`
+//! (DNS-SD) by default; `admin` (the admin API client) and `import` (bulk
+//! registration files) for the command-line tool. It depends on the
+//! protocol and CA crates only among idprov's — never on server code — so
+//! firmware or a tool can use it alone.
 
+#[cfg(feature = "admin")]
 pub mod admin;
+#[cfg(feature = "device")]
 pub mod device;
+#[cfg(feature = "discovery")]
 pub mod discovery;
 mod error;
+#[cfg(feature = "import")]
 pub mod import;
+#[cfg(feature = "admin")]
 mod tls;
 
+#[cfg(feature = "admin")]
 pub use admin::AdminClient;
 pub use error::ClientError;
+#[cfg(feature = "admin")]
 pub use tls::Credentials;

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use idprov_client::device::{
-    AgentOptions, Device, DeviceError, DeviceOptions, KeyType, Outcome, ServerTarget,
+    AgentOptions, Device, DeviceError, DeviceOptions, KeyAlgorithm, Outcome, ServerTarget,
 };
 use idprov_client::discovery::discover;
 use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret};
@@ -158,7 +158,7 @@ fn options(args: &DeviceArgs) -> Result<DeviceOptions, Failure> {
                 .map_err(|e| Failure::usage(format!("--ca {}: {e}", p.display())))
         })
         .transpose()?;
-    let key_type = KeyType::parse(&args.key_type).ok_or_else(|| {
+    let key_type = KeyAlgorithm::parse(&args.key_type).ok_or_else(|| {
         Failure::usage(format!(
             "--key-type {:?}: use p256, p384, ed25519, rsa2048, rsa3072 or rsa4096",
             args.key_type

@@ -19,59 +19,26 @@ use idprov_proto::{
 };
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use x509_parser::prelude::{FromDer, X509Certificate};
 use zeroize::Zeroizing;
 
 pub use agent::{AgentOptions, run};
 pub use store::{CredentialSet, Store};
 pub use time::{TimeKeeper, build_time};
 
+#[cfg(feature = "discovery")]
 use crate::discovery::{Discovered, discover};
 
-/// Key algorithms a device can generate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KeyType {
-    /// ECDSA P-256 (what Go idprov devices use).
-    #[default]
-    EcdsaP256,
-    /// ECDSA P-384.
-    EcdsaP384,
-    /// Ed25519.
-    Ed25519,
-    /// RSA 2048.
-    Rsa2048,
-    /// RSA 3072.
-    Rsa3072,
-    /// RSA 4096.
-    Rsa4096,
-}
+/// Key algorithms a device can generate: the CA crate's list, defined
+/// once (`p256`, `p384`, `ed25519`, `rsa2048`, `rsa3072`, `rsa4096`).
+pub use idprov_ca::KeyAlgorithm;
 
-impl KeyType {
-    /// Parses `p256`, `p384`, `ed25519`, `rsa2048`, `rsa3072`, `rsa4096`.
-    pub fn parse(s: &str) -> Option<KeyType> {
-        Some(match s.to_ascii_lowercase().replace('-', "").as_str() {
-            "p256" | "ecdsap256" => KeyType::EcdsaP256,
-            "p384" | "ecdsap384" => KeyType::EcdsaP384,
-            "ed25519" => KeyType::Ed25519,
-            "rsa2048" => KeyType::Rsa2048,
-            "rsa3072" => KeyType::Rsa3072,
-            "rsa4096" => KeyType::Rsa4096,
-            _ => return None,
-        })
-    }
+/// A device's default key: ECDSA P-256, what Go idprov devices use.
+pub const DEFAULT_KEY_ALGORITHM: KeyAlgorithm = KeyAlgorithm::EcdsaP256;
 
-    fn generate(self) -> Result<rcgen::KeyPair, DeviceError> {
-        let rsa = |size| rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, size);
-        match self {
-            KeyType::EcdsaP256 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-            KeyType::EcdsaP384 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
-            KeyType::Ed25519 => rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519),
-            KeyType::Rsa2048 => rsa(rcgen::RsaKeySize::_2048),
-            KeyType::Rsa3072 => rsa(rcgen::RsaKeySize::_3072),
-            KeyType::Rsa4096 => rsa(rcgen::RsaKeySize::_4096),
-        }
+fn generate_key(algorithm: KeyAlgorithm) -> Result<rcgen::KeyPair, DeviceError> {
+    algorithm
+        .generate()
         .map_err(|e| DeviceError::Key(e.to_string()))
-    }
 }
 
 /// Where the server is.
@@ -80,6 +47,7 @@ pub enum ServerTarget {
     /// `HOST:PORT` or an `https://` base URL.
     Address(String),
     /// Found over DNS-SD within this time.
+    #[cfg(feature = "discovery")]
     Discover(Duration),
 }
 
@@ -100,7 +68,7 @@ pub struct DeviceOptions {
     /// The credential directory.
     pub dir: PathBuf,
     /// The key type generated on first run.
-    pub key_type: KeyType,
+    pub key_type: KeyAlgorithm,
     /// The free-text address the device claims (`ip`), e.g. `"<nil>"`.
     pub claimed_ip: String,
     /// The free-text MAC the device claims (`mac`).
@@ -136,9 +104,13 @@ impl DeviceOptions {
             secret: None,
             ca_fingerprint: None,
             ca_pem: None,
+            #[cfg(feature = "discovery")]
             server: ServerTarget::Discover(Duration::from_secs(10)),
+            // Without discovery the server must be given.
+            #[cfg(not(feature = "discovery"))]
+            server: ServerTarget::Address(String::new()),
             dir,
-            key_type: KeyType::default(),
+            key_type: DEFAULT_KEY_ALGORITHM,
             claimed_ip: "<nil>".into(),
             claimed_mac: String::new(),
             clock: Arc::new(SystemClock),
@@ -257,47 +229,17 @@ pub struct Installed {
     pub verified_with: &'static str,
 }
 
-/// The facts of a certificate the device needs.
-#[derive(Debug, Clone)]
-pub struct LeafFacts {
-    /// Serial, lower-case hex.
-    pub serial: String,
-    /// Subject CNs.
-    pub common_names: Vec<String>,
-    /// The DER SubjectPublicKeyInfo.
-    pub spki_der: Vec<u8>,
-    /// notBefore, Unix seconds.
-    pub not_before: i64,
-    /// notAfter, Unix seconds.
-    pub not_after: i64,
-}
+/// The facts of a certificate the device needs: the CA crate's
+/// [`idprov_ca::CertInfo`], defined once.
+pub use idprov_ca::CertInfo as LeafFacts;
 
-impl LeafFacts {
-    /// Reads the first certificate of a PEM chain.
-    pub fn of_pem(pem: &str) -> Result<LeafFacts, DeviceError> {
-        let der = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .next()
-            .ok_or_else(|| DeviceError::BadCertificate("no certificate in the PEM".into()))?
-            .map_err(|e| DeviceError::BadCertificate(format!("PEM: {e:?}")))?;
-        let (_, cert) = X509Certificate::from_der(&der)
-            .map_err(|e| DeviceError::BadCertificate(e.to_string()))?;
-        let serial = cert.raw_serial();
-        let first = serial
-            .iter()
-            .position(|&b| b != 0)
-            .unwrap_or(serial.len().saturating_sub(1));
-        Ok(LeafFacts {
-            serial: serial[first..].iter().map(|b| format!("{b:02x}")).collect(),
-            common_names: cert
-                .subject()
-                .iter_common_name()
-                .filter_map(|a| a.as_str().ok().map(str::to_owned))
-                .collect(),
-            spki_der: cert.public_key().raw.to_vec(),
-            not_before: cert.validity().not_before.timestamp(),
-            not_after: cert.validity().not_after.timestamp(),
-        })
-    }
+/// Reads the first certificate of a PEM chain.
+pub fn leaf_of_pem(pem: &str) -> Result<LeafFacts, DeviceError> {
+    let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .ok_or_else(|| DeviceError::BadCertificate("no certificate in the PEM".into()))?
+        .map_err(|e| DeviceError::BadCertificate(format!("PEM: {e:?}")))?;
+    LeafFacts::from_der(&der).map_err(|e| DeviceError::BadCertificate(e.to_string()))
 }
 
 fn spki_of(key: &rcgen::KeyPair) -> Vec<u8> {
@@ -342,7 +284,7 @@ impl Device {
             None => match store.pending_key().map_err(storage)? {
                 Some(k) => k,
                 None => {
-                    let key = opts.key_type.generate()?;
+                    let key = generate_key(opts.key_type)?;
                     let pem = Zeroizing::new(key.serialize_pem());
                     store.save_pending_key(&pem).map_err(storage)?;
                     tracing::info!(device_id = %opts.device_id, key_type = ?opts.key_type, "generated the device key");
@@ -376,7 +318,7 @@ impl Device {
         match self.store.current().map_err(storage)? {
             None => Ok(None),
             Some(set) => {
-                let facts = LeafFacts::of_pem(&set.cert_pem)?;
+                let facts = leaf_of_pem(&set.cert_pem)?;
                 Ok(Some((set, facts)))
             }
         }
@@ -388,10 +330,12 @@ impl Device {
                 base: a.trim_end_matches('/').to_owned(),
                 host: None,
             }),
+            ServerTarget::Address(a) if a.is_empty() => Err(DeviceError::NoServerFound),
             ServerTarget::Address(a) => Ok(Target {
                 base: format!("https://{a}"),
                 host: None,
             }),
+            #[cfg(feature = "discovery")]
             ServerTarget::Discover(timeout) => {
                 let found = discover(*timeout, true)
                     .await
@@ -667,7 +611,7 @@ impl Device {
         let leaf_der = chain
             .first()
             .ok_or_else(|| DeviceError::BadCertificate("no certificate in clientCert".into()))?;
-        let leaf = LeafFacts::of_pem(&answer.client_cert)?;
+        let leaf = leaf_of_pem(&answer.client_cert)?;
         if leaf.spki_der != spki_of(&self.key) {
             return Err(DeviceError::BadCertificate(
                 "the certificate is not for this device's key".into(),
@@ -797,8 +741,8 @@ mod tests {
 
     #[test]
     fn key_types_parse() {
-        assert_eq!(KeyType::parse("P-384"), Some(KeyType::EcdsaP384));
-        assert_eq!(KeyType::parse("rsa-2048"), Some(KeyType::Rsa2048));
-        assert_eq!(KeyType::parse("dsa"), None);
+        assert_eq!(KeyAlgorithm::parse("P-384"), Some(KeyAlgorithm::EcdsaP384));
+        assert_eq!(KeyAlgorithm::parse("rsa-2048"), Some(KeyAlgorithm::Rsa2048));
+        assert_eq!(KeyAlgorithm::parse("dsa"), None);
     }
 }

@@ -4,14 +4,14 @@
 
 use std::time::Duration;
 
-use idprov_client::device::{AgentOptions, DeviceOptions, LeafFacts, ServerTarget, run};
+use idprov_client::device::{AgentOptions, DeviceOptions, ServerTarget, leaf_of_pem, run};
 use idprov_proto::{DeviceId, OobSecret};
 use idprov_testkit::{TestServer, capture_logs, captured_logs};
 use tokio::sync::watch;
 
 fn serial_in(dir: &std::path::Path) -> Option<String> {
     let pem = std::fs::read_to_string(dir.join("current/cert.pem")).ok()?;
-    LeafFacts::of_pem(&pem).ok().map(|l| l.serial)
+    leaf_of_pem(&pem).ok().map(|l| l.serial)
 }
 
 /// Waits (real time, bounded) until `f` holds.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use idprov_client::device::{Device, DeviceError, DeviceOptions, LeafFacts, Outcome, ServerTarget};
+use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome, ServerTarget};
 use idprov_proto::clock::ManualClock;
 use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret};
 use idprov_testkit::TestServer;
@@ -212,8 +212,10 @@ async fn the_installed_set_is_key_cert_and_ca_in_one_directory() {
         .mode()
         & 0o777;
     assert_eq!(key_mode, 0o600);
-    let leaf = LeafFacts::of_pem(&std::fs::read_to_string(current.join("cert.pem")).expect("cert"))
-        .expect("leaf");
+    let leaf = idprov_client::device::leaf_of_pem(
+        &std::fs::read_to_string(current.join("cert.pem")).expect("cert"),
+    )
+    .expect("leaf");
     assert_eq!(leaf.common_names, vec!["d-files"]);
     assert_eq!(
         std::fs::read_to_string(current.join("ca.pem")).expect("ca"),
@@ -231,7 +233,7 @@ async fn other_key_types_are_provisioned() {
     ] {
         server.add_secret(id, "key-type-secret").await;
         let mut opts = options(&server, id, Some("key-type-secret"));
-        opts.key_type = idprov_client::device::KeyType::parse(kt).expect("key type");
+        opts.key_type = idprov_client::device::KeyAlgorithm::parse(kt).expect("key type");
         let mut device = Device::open(opts).expect("open");
         assert!(
             matches!(
