@@ -126,5 +126,5 @@ pub fn hex(bytes: &[u8]) -> String {
         Some(i) => &bytes[i..],
         None => &bytes[bytes.len().saturating_sub(1)..],
     };
-    trimmed.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(trimmed)
 }

@@ -62,10 +62,7 @@ fn key_id_of(key: &[u8]) -> String {
         &hmac::Key::new(hmac::HMAC_SHA256, key),
         b"idprov secret key id",
     );
-    tag.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(&tag.as_ref()[..12])
 }
 
 impl SecretBox {

@@ -420,5 +420,5 @@ fn hash_file(path: &Path) -> Result<String, BackupError> {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }

@@ -54,16 +54,24 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
-fn request_id() -> String {
+/// A fresh request ID: 8 random bytes in hex. The server always makes its
+/// own (a client's `X-Request-Id` is replaced, never written into the logs).
+pub fn new_request_id<B>(_: &axum::http::Request<B>) -> Option<HeaderValue> {
     let mut b = [0u8; 8];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    aws_lc_rs::rand::fill(&mut b).ok()?;
+    HeaderValue::from_str(&hex::encode(b)).ok()
 }
 
-/// Middleware: a request ID (logged on every line of the request and
-/// returned as `X-Request-Id`), a span, and the request metrics.
+/// Middleware: a span carrying the request ID (set by the layers of
+/// [`crate::routes::router`], returned as `X-Request-Id`) on every line of
+/// the request, and the request metrics.
 pub async fn observe(req: Request, next: Next) -> Response {
-    let id = request_id();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_owned();
     let endpoint = req
         .extensions()
         .get::<MatchedPath>()
@@ -76,7 +84,7 @@ pub async fn observe(req: Request, next: Next) -> Response {
         .unwrap_or_default();
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), endpoint = %endpoint, peer = %peer);
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let response = next.run(req).instrument(span.clone()).await;
     // The access log, at debug: one line per request, inside its span.
     tracing::debug!(
         parent: &span,
@@ -88,8 +96,5 @@ pub async fn observe(req: Request, next: Next) -> Response {
     metrics::counter!(REQUESTS, "endpoint" => endpoint.clone(), "status" => status).increment(1);
     metrics::histogram!(REQUEST_SECONDS, "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert("x-request-id", v);
-    }
     response
 }

@@ -233,10 +233,25 @@ fn cookie_value(headers: &HeaderMap) -> Option<String> {
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE)
+        .map(|c| c.value().to_owned())
+}
+
+/// The session cookie's `Set-Cookie` value: `HttpOnly` (no script reads
+/// it), `Secure`, `SameSite=Strict`, for the whole site; `max_age` 0 ends it.
+fn session_cookie(value: &str, max_age: std::time::Duration) -> Result<HeaderValue, ApiError> {
+    let cookie = cookie::Cookie::build((COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .secure(true)
+        .same_site(cookie::SameSite::Strict)
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
+        ))
+        .build();
+    HeaderValue::from_str(&cookie.to_string()).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// A method that changes state.
@@ -362,20 +377,8 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
 struct SessionCsrf(String);
 
 fn with_headers(mut r: Response, path: &str) -> Response {
+    // (The headers every answer carries are the router's layers.)
     let h = r.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
-    // Nothing here listens in plain HTTP: a browser that once reached the
-    // page never tries it unencrypted (nor lets a user click through a
-    // certificate warning for it).
-    h.insert(
-        "strict-transport-security",
-        HeaderValue::from_static("max-age=31536000"),
-    );
     if path.starts_with("/admin") {
         h.insert("content-security-policy", HeaderValue::from_static(CSP));
     }
@@ -598,14 +601,8 @@ pub async fn signin(
     tracing::info!(name = %name, via, source = %source, "signed in to the web page");
     let expires = now + i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(0);
     let mut r = session_document(&app, &name, "session", &csrf, Some(expires))?;
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&format!(
-            "{COOKIE}={cookie}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
-            d::SESSION_MAX.as_secs()
-        ))
-        .map_err(|e| ApiError::Internal(e.to_string()))?,
-    );
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&cookie, d::SESSION_MAX)?);
     Ok(r)
 }
 
@@ -641,12 +638,9 @@ pub async fn signout(State(app): State<AppState>, headers: HeaderMap) -> Respons
             .remove(&session_key(&value));
     }
     let mut r = StatusCode::NO_CONTENT.into_response();
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_static(
-            "idprov_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0",
-        ),
-    );
+    if let Ok(expired) = session_cookie("", std::time::Duration::ZERO) {
+        r.headers_mut().insert(header::SET_COOKIE, expired);
+    }
     r
 }
 

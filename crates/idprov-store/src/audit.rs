@@ -171,7 +171,7 @@ pub fn entry_hash(
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
     h.update(&body);
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 impl AuditEntry {

@@ -23,6 +23,8 @@ use http_body_util::BodyExt;
 use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use tower_http::request_id::PropagateRequestIdLayer;
+use tower_http::set_header::{SetRequestHeaderLayer, SetResponseHeaderLayer};
 
 use crate::auth;
 use crate::error::ApiError;
@@ -112,8 +114,38 @@ pub fn router(state: AppState) -> Router {
         .layer(from_fn_with_state(state.clone(), crate::web::guard))
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(crate::observe::observe))
+        // The request ID: always the server's own, returned to the client.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestHeaderLayer::overriding(
+            X_REQUEST_ID.clone(),
+            crate::observe::new_request_id,
+        ))
+        // Headers every answer carries (the page's CSP and caching, which
+        // depend on the path, are set by `web::guard`).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        // Nothing here listens in plain HTTP: a browser that once reached
+        // the page never tries it unencrypted (nor lets a user click
+        // through a certificate warning for it).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ))
         .with_state(state)
 }
+
+/// `X-Request-Id`.
+static X_REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
 
 /// Every administrative route, under one layer that lets only an
 /// administrator or plugin through (401 / 403 otherwise, before any

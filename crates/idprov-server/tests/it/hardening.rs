@@ -268,6 +268,30 @@ async fn health_readiness_and_metrics() {
         assert_eq!(r.status(), 200, "{path}");
         assert!(r.headers().contains_key("x-request-id"));
     }
+    // The request ID is always the server's own: a client's is replaced
+    // (it never reaches the logs), and every answer carries the security
+    // headers.
+    let r = server
+        .http()
+        .get(server.url("/idprov/directory"))
+        .header("x-request-id", "forged id=1 level=ERROR")
+        .send()
+        .await
+        .expect("request");
+    let id = r.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    assert!(id.chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+    for (h, v) in [
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+        ("strict-transport-security", "max-age=31536000"),
+    ] {
+        assert_eq!(r.headers()[h], v, "{h}");
+    }
     let r = server
         .http()
         .get(server.url("/metrics"))

@@ -89,7 +89,7 @@ fn view(c: Checkpoint) -> CheckpointView {
         head_hash: c.head_hash,
         at: c.at,
         signer: c.signer,
-        signature: c.signature.iter().map(|b| format!("{b:02x}")).collect(),
+        signature: hex::encode(&c.signature),
     }
 }
 

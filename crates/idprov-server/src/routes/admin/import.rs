@@ -171,11 +171,7 @@ impl Importer {
 
     /// Commits (or, for a dry run, only reports) and returns the result.
     pub(crate) async fn finish(mut self, lines: &LineMap) -> Result<BulkResult, ApiError> {
-        let hash: String = std::mem::take(&mut self.digest)
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = hex::encode(std::mem::take(&mut self.digest).finalize());
         let _ = self
             .tx
             .send(BulkMessage::End {
