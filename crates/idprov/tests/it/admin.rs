@@ -566,3 +566,47 @@ async fn tables_show_bidirectional_and_invisible_characters_escaped() {
         assert!(!text.contains(c), "{c:?} reached the terminal");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_password_is_set_and_removed_from_the_cli() {
+    let server = TestServer::start().await;
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &["admin", "password", "carol"],
+            Some("carol's long password\n"),
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        server
+            .registry()
+            .web_password("carol")
+            .await
+            .expect("read")
+            .is_some()
+    );
+    let out = tokio::task::block_in_place(|| {
+        run(&server, &["admin", "password", "carol", "--remove"], None)
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("removed"), "{}", stdout(&out));
+    assert!(
+        server
+            .registry()
+            .web_password("carol")
+            .await
+            .expect("read")
+            .is_none()
+    );
+    // Removing what is not there is refused, and says so.
+    let out = tokio::task::block_in_place(|| {
+        run(&server, &["admin", "password", "carol", "--remove"], None)
+    });
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no web password"), "{}", stderr(&out));
+    // An empty password is a usage error, before anything is sent.
+    let out =
+        tokio::task::block_in_place(|| run(&server, &["admin", "password", "dave"], Some("\n")));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
