@@ -1,29 +1,18 @@
 //! PEM encoding and decoding of certificates and keys.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 
 use crate::error::CaError;
 use crate::key::{pem_error_text, section_name};
 
-/// Encodes DER as a PEM block with 64-character lines and a final newline.
+/// Encodes DER as a PEM block (the `pem` crate: 64-character lines, LF line
+/// endings, a final newline).
 pub fn encode(label: &str, der: &[u8]) -> String {
-    let b64 = BASE64.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        // Base64 output is ASCII, so every chunk is valid UTF-8.
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
+    ::pem::encode_config(
+        &::pem::Pem::new(label, der),
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
 }
 
 /// PEM of one certificate.
@@ -51,4 +40,21 @@ pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CaE
         return Err(CaError::BadPem("no CERTIFICATE block found".into()));
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_have_64_character_lines_and_read_back() {
+        let der: Vec<u8> = (0..=255u8).cycle().take(700).collect();
+        let text = encode("CERTIFICATE", &der);
+        assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(text.ends_with("-----END CERTIFICATE-----\n"));
+        assert!(text.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+        assert!(!text.contains('\r'));
+        let back = parse_certificates(&text).expect("parses");
+        assert_eq!(back[0].as_ref(), der.as_slice());
+    }
 }

@@ -15,16 +15,27 @@ use crate::cli::Connection;
 use crate::files::{write_labels, write_new_private};
 use crate::output;
 
-/// A CSV field: safe to open in a spreadsheet (a cell that would start a
-/// formula is marked as text, `idprov_proto::spreadsheet`; `oob import`
-/// reads it back unchanged), quoted when it needs it.
-fn csv_field(s: &str) -> String {
-    let s = idprov_proto::spreadsheet::escape(s);
-    if s.contains([',', '"', '\n', '\r', '\t']) || s.starts_with(' ') || s.ends_with(' ') {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.into_owned()
+/// A secrets CSV (`deviceID,secret,validUntil`), written by the `csv` crate
+/// (quoting where needed), every cell safe to open in a spreadsheet: a cell
+/// that would start a formula is marked as text (`idprov_proto::spreadsheet`),
+/// and `oob import` reads it back unchanged. Held in a buffer that is wiped.
+fn secrets_csv<'a>(
+    rows: impl IntoIterator<Item = [&'a str; 3]>,
+) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    let mut w = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    let fail = |e: csv::Error| Failure::usage(format!("writing CSV: {e}"));
+    w.write_record(["deviceID", "secret", "validUntil"])
+        .map_err(fail)?;
+    for row in rows {
+        w.write_record(row.map(idprov_proto::spreadsheet::escape).iter().map(|c| c.as_ref()))
+            .map_err(fail)?;
     }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Failure::usage(format!("writing CSV: {e}")))?;
+    Ok(Zeroizing::new(bytes))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -159,16 +170,12 @@ pub async fn import(
     result.rejected.sort_by_key(|r| (r.line, r.index));
     if !dry_run && generate {
         if let Some(out) = &out {
-            let mut csv = String::from("deviceID,secret,validUntil\n");
-            for (id, secret, valid) in &generated {
-                csv.push_str(&format!(
-                    "{},{},{}\n",
-                    csv_field(id),
-                    csv_field(secret),
-                    csv_field(valid)
-                ));
-            }
-            write_new_private(out, csv.as_bytes())?;
+            let csv = secrets_csv(
+                generated
+                    .iter()
+                    .map(|(id, secret, valid)| [id.as_str(), secret.as_str(), valid.as_str()]),
+            )?;
+            write_new_private(out, &csv)?;
         }
         if let Some(sheet) = &labels {
             let items = generated
@@ -238,24 +245,24 @@ pub async fn export(
     conn: Connection,
 ) -> Result<(), Failure> {
     let rows = connect(&conn)?.export(with_secrets).await?;
-    let mut csv = String::from("deviceID,secret,validUntil\n");
-    for r in &rows {
-        csv.push_str(&format!(
-            "{},{},{}\n",
-            csv_field(&r.device_id),
-            csv_field(r.oob_secret.as_deref().unwrap_or("")),
-            csv_field(&r.valid_until)
-        ));
-    }
-    let csv = Zeroizing::new(csv);
+    let csv = secrets_csv(rows.iter().map(|r| {
+        [
+            r.device_id.as_str(),
+            r.oob_secret.as_deref().unwrap_or(""),
+            r.valid_until.as_str(),
+        ]
+    }))?;
     match out {
-        Some(path) => write_new_private(&path, csv.as_bytes())?,
+        Some(path) => write_new_private(&path, &csv)?,
         None if with_secrets && std::io::stdout().is_terminal() => {
             return Err(Failure::usage(
                 "refusing to print secrets to a terminal; use --out FILE",
             ));
         }
-        None => print!("{}", csv.as_str()),
+        None => {
+            use std::io::Write as _;
+            let _ = std::io::stdout().lock().write_all(&csv);
+        }
     }
     eprintln!(
         "{} secrets exported{}",
