@@ -52,7 +52,10 @@ mod tests {
         let text = encode("CERTIFICATE", &der);
         assert!(text.starts_with("-----BEGIN CERTIFICATE-----\n"));
         assert!(text.ends_with("-----END CERTIFICATE-----\n"));
-        assert!(text.lines().all(|l| l.len() <= 64 || l.starts_with("-----")));
+        assert!(
+            text.lines()
+                .all(|l| l.len() <= 64 || l.starts_with("-----"))
+        );
         assert!(!text.contains('\r'));
         let back = parse_certificates(&text).expect("parses");
         assert_eq!(back[0].as_ref(), der.as_slice());

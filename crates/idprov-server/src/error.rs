@@ -30,6 +30,16 @@ pub enum StartError {
     /// The secret-sealing key could not be set up.
     #[error(transparent)]
     SecretKey(#[from] crate::secrets::KeyFileError),
+    /// The in-memory sealing key could not be generated.
+    #[error("generating the in-memory secret-sealing key: {0}")]
+    EphemeralKey(String),
+    /// The web page's first-start sign-in token could not be created or
+    /// read.
+    #[error("the web sign-in token: {0}")]
+    SigninToken(String),
+    /// The first CRL could not be issued.
+    #[error("issuing the CRL: {0}")]
+    Crl(String),
     /// The registry could not be opened.
     #[error("registry: {0}")]
     Store(#[from] StoreError),

@@ -76,25 +76,28 @@ fn canonical(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
-/// A label for a failed handshake, for metrics.
+/// A label for a failed handshake, for metrics: from the typed
+/// `rustls::Error` tokio-rustls hands back inside the `io::Error`.
 fn handshake_failure(e: &std::io::Error) -> &'static str {
-    let text = e
-        .get_ref()
-        .map(|i| i.to_string())
-        .unwrap_or_else(|| e.to_string());
-    if text.contains("Expired") || text.contains("expired") || text.contains("NotValidYet") {
-        "certificate_validity"
-    } else if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-        "unknown_ca"
-    } else if text.contains("certificate") || text.contains("Certificate") {
-        "bad_certificate"
-    } else if text.contains("incompatible")
-        || text.contains("NoCipherSuitesInCommon")
-        || text.contains("protocol version")
-    {
-        "incompatible"
-    } else {
-        "other"
+    use rustls::{CertificateError, Error};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) else {
+        // Not TLS: the peer went away, or the socket failed.
+        return "io";
+    };
+    match tls {
+        Error::InvalidCertificate(
+            CertificateError::Expired
+            | CertificateError::ExpiredContext { .. }
+            | CertificateError::NotValidYet
+            | CertificateError::NotValidYetContext { .. },
+        ) => "certificate_validity",
+        Error::InvalidCertificate(
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
+        ) => "unknown_ca",
+        Error::InvalidCertificate(_) | Error::NoCertificatesPresented => "bad_certificate",
+        Error::PeerIncompatible(_) => "incompatible",
+        Error::AlertReceived(_) => "alert_received",
+        _ => "other",
     }
 }
 
@@ -251,5 +254,51 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still in flight after the shutdown grace period");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn handshake_failures_are_classified_from_the_typed_error() {
+        use rustls::{AlertDescription, CertificateError, Error, PeerIncompatible};
+        for (e, label) in [
+            (
+                Error::InvalidCertificate(CertificateError::Expired),
+                "certificate_validity",
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::NotValidYet),
+                "certificate_validity",
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::UnknownIssuer),
+                "unknown_ca",
+            ),
+            (
+                Error::InvalidCertificate(CertificateError::BadEncoding),
+                "bad_certificate",
+            ),
+            (Error::NoCertificatesPresented, "bad_certificate"),
+            (
+                Error::PeerIncompatible(PeerIncompatible::Tls12NotOffered),
+                "incompatible",
+            ),
+            (
+                Error::AlertReceived(AlertDescription::BadCertificate),
+                "alert_received",
+            ),
+            (Error::DecryptError, "other"),
+        ] {
+            assert_eq!(handshake_failure(&io(e.clone())), label, "{e:?}");
+        }
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(handshake_failure(&reset), "io");
     }
 }

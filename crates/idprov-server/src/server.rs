@@ -134,7 +134,7 @@ pub async fn start(
             crate::secrets::from_file(&dir.path(files::SECRETS_KEY), true)?
         }
         SecretKeySource::Ephemeral => {
-            SecretBox::ephemeral().map_err(|e| StartError::Ca(e.to_string()))?
+            SecretBox::ephemeral().map_err(|e| StartError::EphemeralKey(e.to_string()))?
         }
         SecretKeySource::File(path) => crate::secrets::from_file(path, false)?,
         SecretKeySource::Inline(text) => crate::secrets::from_text(text)?,
@@ -213,7 +213,7 @@ pub async fn start(
     // An empty CRL exists from the first start; later starts refresh a stale one.
     crate::crl::current(&state)
         .await
-        .map_err(|e| StartError::Ca(format!("issuing the CRL: {e:?}")))?;
+        .map_err(|e| StartError::Crl(format!("{e:?}")))?;
     // The web page's first sign-in, for a directory without web passwords.
     let signin_token = crate::web::bootstrap_token(&state, dir.root()).await?;
     let router = routes::router(state.clone());

@@ -182,7 +182,7 @@ pub async fn bootstrap_token(
     let path = dir.join(TOKEN_FILE);
     let now = app.now_unix();
     let lifetime = i64::try_from(d::SIGNIN_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX);
-    let internal = |e: ApiError| crate::error::StartError::Ca(format!("sign-in token: {e:?}"));
+    let internal = |e: ApiError| crate::error::StartError::SigninToken(format!("{e:?}"));
     if path.exists() {
         let created = std::fs::metadata(&path)
             .and_then(|m| m.modified())
@@ -196,7 +196,9 @@ pub async fn bootstrap_token(
         }
         let value = Zeroizing::new(
             std::fs::read_to_string(&path)
-                .map_err(|e| crate::error::StartError::Ca(format!("{}: {e}", path.display())))?
+                .map_err(|e| {
+                    crate::error::StartError::SigninToken(format!("{}: {e}", path.display()))
+                })?
                 .trim()
                 .to_owned(),
         );
@@ -214,7 +216,7 @@ pub async fn bootstrap_token(
     }
     let value = Zeroizing::new(random_token().map_err(internal)?);
     crate::datadir::write_private_file(&path, format!("{}\n", value.as_str()).as_bytes())
-        .map_err(|e| crate::error::StartError::Ca(format!("{}: {e}", path.display())))?;
+        .map_err(|e| crate::error::StartError::SigninToken(format!("{}: {e}", path.display())))?;
     let hash = hash_secret(app, value.clone()).await.map_err(internal)?;
     *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
         hash,

@@ -29,8 +29,12 @@ fn secrets_csv<'a>(
     w.write_record(["deviceID", "secret", "validUntil"])
         .map_err(fail)?;
     for row in rows {
-        w.write_record(row.map(idprov_proto::spreadsheet::escape).iter().map(|c| c.as_ref()))
-            .map_err(fail)?;
+        w.write_record(
+            row.map(idprov_proto::spreadsheet::escape)
+                .iter()
+                .map(|c| c.as_ref()),
+        )
+        .map_err(fail)?;
     }
     let bytes = w
         .into_inner()
