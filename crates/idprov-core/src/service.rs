@@ -27,8 +27,8 @@ use idprov_proto::clock::{Clock, unix_seconds};
 use idprov_proto::{OobSecret, ProvisionStatus};
 use idprov_store::{
     Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, ConsumedSecret, DeviceFacts,
-    DeviceStatus, GuessBudget, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Registry,
-    WaitingOutcome, WaitingRequest,
+    GuessBudget, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Registry, WaitingOutcome,
+    WaitingRequest,
 };
 use serde_json::json;
 
@@ -104,11 +104,7 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
 
 /// The status of PROTOCOL.md §4's table, and the certificate to report.
 pub fn status_of(facts: &DeviceFacts) -> (ProvisionStatus, Option<&CertRecord>) {
-    let status = match facts.status() {
-        DeviceStatus::Approved => ProvisionStatus::Approved,
-        DeviceStatus::Waiting => ProvisionStatus::Waiting,
-        DeviceStatus::Rejected => ProvisionStatus::Rejected,
-    };
+    let status = facts.status();
     (
         status,
         facts

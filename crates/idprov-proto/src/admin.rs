@@ -5,6 +5,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
+use crate::ProvisionStatus;
+use crate::kinds::{CertKind, DecisionKind, IssueKind, QueueState};
+
 /// One page of a listing; `next` is the `after` value of the following page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Page<T> {
@@ -23,7 +26,7 @@ pub struct DeviceView {
     #[serde(rename = "deviceID")]
     pub device_id: String,
     /// Approved, Waiting or Rejected, as the status endpoint reports it.
-    pub status: String,
+    pub status: ProvisionStatus,
     /// First heard of.
     pub created_at: String,
     /// Certificates ever issued.
@@ -52,7 +55,7 @@ pub struct CertView {
     /// Serial, lower-case hex.
     pub serial: String,
     /// device, admin, plugin, service or server.
-    pub kind: String,
+    pub kind: CertKind,
     /// Subject CN.
     pub subject: String,
     /// SHA-256 of the subject public key (unpadded base64url).
@@ -66,7 +69,7 @@ pub struct CertView {
     /// When it was issued.
     pub issued_at: String,
     /// oob, renewal, rekey, admin, approval or local.
-    pub issue_kind: String,
+    pub issue_kind: IssueKind,
     /// Who authorized it.
     pub authorized_by: String,
     /// When it was revoked.
@@ -184,8 +187,8 @@ pub struct WaitingView {
     pub attempts: i64,
     /// `waiting`, `approved` (the next request with this key is Approved)
     /// or `rejected` (until cleared).
-    #[serde(default = "waiting_state")]
-    pub state: String,
+    #[serde(default)]
+    pub state: QueueState,
     /// Who approved or rejected it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<String>,
@@ -195,10 +198,6 @@ pub struct WaitingView {
     /// Why it was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejection_reason: Option<String>,
-}
-
-fn waiting_state() -> String {
-    String::from("waiting")
 }
 
 /// `POST /idprov/admin/requests/{deviceID}/approve|reject|clear`.
@@ -224,7 +223,7 @@ pub struct Decided {
     /// The keys decided on.
     pub key_fingerprints: Vec<String>,
     /// approved, rejected or cleared.
-    pub state: String,
+    pub state: DecisionKind,
     /// When an approval lapses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,

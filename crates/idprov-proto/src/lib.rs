@@ -18,6 +18,7 @@ pub mod clock;
 pub mod device_id;
 pub mod fingerprint;
 mod json;
+pub mod kinds;
 pub mod label;
 pub mod messages;
 pub mod secret;

@@ -49,6 +49,18 @@ impl ProvisionStatus {
         }
     }
 
+    /// Parses the spelling without regard to case (query strings, command
+    /// lines; the wire is case-sensitive: [`ProvisionStatus::parse`]).
+    pub fn parse_any_case(s: &str) -> Option<Self> {
+        [
+            ProvisionStatus::Approved,
+            ProvisionStatus::Waiting,
+            ProvisionStatus::Rejected,
+        ]
+        .into_iter()
+        .find(|v| v.as_str().eq_ignore_ascii_case(s))
+    }
+
     /// Parses the wire spelling (case-sensitive).
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -57,6 +69,20 @@ impl ProvisionStatus {
             "Rejected" => Some(ProvisionStatus::Rejected),
             _ => None,
         }
+    }
+}
+
+impl serde::Serialize for ProvisionStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProvisionStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <alloc::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        ProvisionStatus::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom("expected Approved, Waiting or Rejected"))
     }
 }
 

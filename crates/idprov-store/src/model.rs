@@ -135,91 +135,8 @@ impl std::fmt::Debug for ConsumedSecret {
     }
 }
 
-/// What a certificate was issued to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CertKind {
-    /// A device (OU iotdevice).
-    Device,
-    /// An administrator (OU admin).
-    Admin,
-    /// A plugin (OU plugin).
-    Plugin,
-    /// A hub service (OU service).
-    Service,
-    /// The idprov server's own TLS certificate.
-    Server,
-}
-
-impl CertKind {
-    /// Stable text form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CertKind::Device => "device",
-            CertKind::Admin => "admin",
-            CertKind::Plugin => "plugin",
-            CertKind::Service => "service",
-            CertKind::Server => "server",
-        }
-    }
-
-    /// Parses the text form.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "device" => CertKind::Device,
-            "admin" => CertKind::Admin,
-            "plugin" => CertKind::Plugin,
-            "service" => CertKind::Service,
-            "server" => CertKind::Server,
-            _ => return None,
-        })
-    }
-}
-
-/// How a certificate came to be issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum IssueKind {
-    /// A device proved knowledge of its OOB secret.
-    Oob,
-    /// A device renewed with its own valid certificate, same key.
-    Renewal,
-    /// A device renewed with its own valid certificate and a new key.
-    Rekey,
-    /// An administrator or plugin requested it over mutual TLS.
-    Admin,
-    /// An administrator approved a waiting request.
-    Approval,
-    /// Issued by the server for itself or an operator (credentials).
-    Local,
-}
-
-impl IssueKind {
-    /// Stable text form.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            IssueKind::Oob => "oob",
-            IssueKind::Renewal => "renewal",
-            IssueKind::Rekey => "rekey",
-            IssueKind::Admin => "admin",
-            IssueKind::Approval => "approval",
-            IssueKind::Local => "local",
-        }
-    }
-
-    /// Parses the text form.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "oob" => IssueKind::Oob,
-            "renewal" => IssueKind::Renewal,
-            "rekey" => IssueKind::Rekey,
-            "admin" => IssueKind::Admin,
-            "approval" => IssueKind::Approval,
-            "local" => IssueKind::Local,
-            _ => return None,
-        })
-    }
-}
+pub use idprov_proto::ProvisionStatus;
+pub use idprov_proto::kinds::{CertKind, IssueKind};
 
 /// A certificate to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -541,8 +458,8 @@ pub struct DeviceFacts {
 
 impl DeviceFacts {
     /// The status of PROTOCOL.md §4's table.
-    pub fn status(&self) -> DeviceStatus {
-        DeviceStatus::derive(
+    pub fn status(&self) -> ProvisionStatus {
+        device_status(
             self.newest_valid.is_some(),
             self.rejected,
             self.live_secret || self.waiting > 0 || self.approved,
@@ -552,46 +469,25 @@ impl DeviceFacts {
     }
 }
 
-impl DeviceStatus {
-    /// The status table of PROTOCOL.md §4, in order. The SQLite listing's
-    /// `CASE` expression mirrors it (a test checks they agree).
-    pub fn derive(
-        valid_cert: bool,
-        rejected: bool,
-        pending: bool,
-        certificates: u64,
-        revoked: u64,
-    ) -> DeviceStatus {
-        if valid_cert {
-            DeviceStatus::Approved
-        } else if rejected {
-            DeviceStatus::Rejected
-        } else if pending {
-            DeviceStatus::Waiting
-        } else if certificates > 0 && revoked == certificates {
-            DeviceStatus::Rejected
-        } else {
-            DeviceStatus::Waiting
-        }
-    }
-
-    /// The wire spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceStatus::Approved => "Approved",
-            DeviceStatus::Waiting => "Waiting",
-            DeviceStatus::Rejected => "Rejected",
-        }
-    }
-
-    /// Parses the wire spelling (case-insensitive, for query strings).
-    pub fn parse(s: &str) -> Option<DeviceStatus> {
-        match s.to_ascii_lowercase().as_str() {
-            "approved" => Some(DeviceStatus::Approved),
-            "waiting" => Some(DeviceStatus::Waiting),
-            "rejected" => Some(DeviceStatus::Rejected),
-            _ => None,
-        }
+/// The status table of PROTOCOL.md §4, in order. The SQLite listing's
+/// `CASE` expression mirrors it (a test checks they agree).
+pub fn device_status(
+    valid_cert: bool,
+    rejected: bool,
+    pending: bool,
+    certificates: u64,
+    revoked: u64,
+) -> ProvisionStatus {
+    if valid_cert {
+        ProvisionStatus::Approved
+    } else if rejected {
+        ProvisionStatus::Rejected
+    } else if pending {
+        ProvisionStatus::Waiting
+    } else if certificates > 0 && revoked == certificates {
+        ProvisionStatus::Rejected
+    } else {
+        ProvisionStatus::Waiting
     }
 }
 
@@ -601,7 +497,7 @@ pub struct DeviceSummary {
     /// The device.
     pub device_id: String,
     /// Its status.
-    pub status: DeviceStatus,
+    pub status: ProvisionStatus,
     /// First heard of.
     pub created_at: i64,
     /// Certificates ever issued.
@@ -769,22 +665,11 @@ pub struct AuditFilter {
     pub until: Option<i64>,
 }
 
-/// Device statuses, for filtering.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum DeviceStatus {
-    /// A valid, unrevoked certificate.
-    Approved,
-    /// Waiting for a secret, an approval, or a renewal.
-    Waiting,
-    /// Rejected by an administrator, or every certificate revoked.
-    Rejected,
-}
-
 /// Which devices a listing returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceFilter {
     /// Only devices with this status.
-    pub status: Option<DeviceStatus>,
+    pub status: Option<ProvisionStatus>,
     /// Only devices whose current certificate expires within this many seconds.
     pub expiring_within: Option<i64>,
     /// Only devices that missed their renewal: no certificate issued after

@@ -299,7 +299,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                         .map(|d| {
                             [
                                 d.device_id.clone(),
-                                d.status.clone(),
+                                d.status.to_string(),
                                 d.valid_until.clone().unwrap_or_else(|| "-".into()),
                                 d.certificates.to_string(),
                                 d.revoked.to_string(),
@@ -372,7 +372,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                 let d = &detail.device;
                 fields(&[
                     ("device", d.device_id.clone()),
-                    ("status", d.status.clone()),
+                    ("status", d.status.to_string()),
                     ("first seen", d.created_at.clone()),
                     (
                         "valid until",
@@ -417,7 +417,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                                 c.serial.clone(),
                                 c.issued_at.clone(),
                                 c.not_after.clone(),
-                                c.issue_kind.clone(),
+                                c.issue_kind.to_string(),
                                 c.authorized_by.clone(),
                                 c.key_type.clone(),
                                 c.revoked_at.clone().unwrap_or_else(|| "-".into()),
@@ -486,7 +486,7 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                                 w.device_id.clone(),
                                 w.key_fingerprint.clone(),
                                 w.key_type.clone(),
-                                w.state.clone(),
+                                w.state.to_string(),
                                 w.claimed_ip.clone(),
                                 w.claimed_mac.clone(),
                                 w.source.clone(),

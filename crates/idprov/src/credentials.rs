@@ -260,7 +260,7 @@ async fn list(conn: &Connection, ou: Option<&str>) -> Result<(), Failure> {
     if ou.is_none() {
         // `certs list` is about plugins and services; `admin list` shows
         // administrators.
-        certs.retain(|c| c.kind != "admin");
+        certs.retain(|c| c.kind != idprov_proto::kinds::CertKind::Admin);
     }
     if conn.json {
         output::json(&certs);
@@ -271,7 +271,7 @@ async fn list(conn: &Connection, ou: Option<&str>) -> Result<(), Failure> {
                 .iter()
                 .map(|c| {
                     [
-                        c.kind.clone(),
+                        c.kind.to_string(),
                         c.subject.clone(),
                         c.serial.clone(),
                         c.not_after.clone(),

@@ -1255,9 +1255,9 @@ impl Registry for PostgresRegistry {
     ) -> Result<Vec<DeviceSummary>> {
         let after = page.after.clone().unwrap_or_default();
         let limit = page.sql_limit();
-        let status = filter.status.map(DeviceStatus::as_str);
+        let status = filter.status.map(ProvisionStatus::as_str);
         let client = self.client().await?;
-        // The CASE mirrors DeviceStatus::derive (and the SQLite listing).
+        // The CASE mirrors ProvisionStatus::derive (and the SQLite listing).
         let rows = query(
             &client,
             "WITH d AS (
@@ -1321,7 +1321,8 @@ impl Registry for PostgresRegistry {
                 waiting: count(col(r, 8)?),
                 approved: col(r, 9)?,
                 rejected: col(r, 10)?,
-                status: DeviceStatus::parse(&status).unwrap_or(DeviceStatus::Waiting),
+                status: ProvisionStatus::parse_any_case(&status)
+                    .unwrap_or(ProvisionStatus::Waiting),
             })
         })
     }

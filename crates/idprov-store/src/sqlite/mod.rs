@@ -1077,7 +1077,7 @@ impl Registry for SqliteRegistry {
         let filter = filter.clone();
         self.readers
             .read(move |c| {
-                // The CASE mirrors DeviceStatus::derive.
+                // The CASE mirrors ProvisionStatus::derive.
                 let mut st = c.prepare_cached(
                     "WITH d AS (
                         SELECT dv.device_id, dv.created_at,
@@ -1116,7 +1116,7 @@ impl Registry for SqliteRegistry {
                       AND (?7 = 0 OR missed)
                     ORDER BY device_id LIMIT ?2",
                 )?;
-                let status = filter.status.map(DeviceStatus::as_str);
+                let status = filter.status.map(ProvisionStatus::as_str);
                 let rows = st.query_map(
                     params![
                         after,
@@ -1141,7 +1141,7 @@ impl Registry for SqliteRegistry {
                             waiting: count(r.get(8)?),
                             approved: r.get(9)?,
                             rejected: r.get(10)?,
-                            status: DeviceStatus::parse(&status).unwrap_or(DeviceStatus::Waiting),
+                            status: ProvisionStatus::parse_any_case(&status).unwrap_or(ProvisionStatus::Waiting),
                         })
                     },
                 )?;

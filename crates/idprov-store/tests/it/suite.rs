@@ -802,7 +802,7 @@ pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
     assert!(facts.approved && facts.rejected);
     assert_eq!(
         facts.status(),
-        DeviceStatus::Rejected,
+        ProvisionStatus::Rejected,
         "a rejection wins over pending work"
     );
 
@@ -888,7 +888,7 @@ pub async fn revocation_crl_and_removal(reg: &Arc<dyn Registry>) {
     let facts = reg.device("rv", NOW).await.expect("read").expect("known");
     assert_eq!(
         facts.status(),
-        DeviceStatus::Rejected,
+        ProvisionStatus::Rejected,
         "every certificate revoked"
     );
 
@@ -1014,7 +1014,7 @@ pub async fn device_filters_agree_with_the_status_table(reg: &Arc<dyn Registry>)
     };
     assert_eq!(
         ids(DeviceFilter {
-            status: Some(DeviceStatus::Rejected),
+            status: Some(ProvisionStatus::Rejected),
             ..Default::default()
         })
         .await,
@@ -1022,7 +1022,7 @@ pub async fn device_filters_agree_with_the_status_table(reg: &Arc<dyn Registry>)
     );
     assert_eq!(
         ids(DeviceFilter {
-            status: Some(DeviceStatus::Waiting),
+            status: Some(ProvisionStatus::Waiting),
             ..Default::default()
         })
         .await,
@@ -1064,7 +1064,7 @@ pub async fn device_filters_agree_with_the_status_table(reg: &Arc<dyn Registry>)
         )
         .await
         .expect("list");
-    let of = |st: DeviceStatus| all.iter().filter(|d| d.status == st).count() as u64;
+    let of = |st: ProvisionStatus| all.iter().filter(|d| d.status == st).count() as u64;
     let expiring = reg
         .list_devices(
             &Page {
@@ -1100,9 +1100,9 @@ pub async fn device_filters_agree_with_the_status_table(reg: &Arc<dyn Registry>)
         .await
         .expect("overview");
     assert_eq!(overview.total, all.len() as u64);
-    assert_eq!(overview.approved, of(DeviceStatus::Approved));
-    assert_eq!(overview.waiting, of(DeviceStatus::Waiting));
-    assert_eq!(overview.rejected, of(DeviceStatus::Rejected));
+    assert_eq!(overview.approved, of(ProvisionStatus::Approved));
+    assert_eq!(overview.waiting, of(ProvisionStatus::Waiting));
+    assert_eq!(overview.rejected, of(ProvisionStatus::Rejected));
     assert_eq!(overview.expiring, expiring);
     assert_eq!(overview.missed_renewal, missed);
     assert!(overview.revoked >= 1, "f-rev has every certificate revoked");

@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
-use idprov_store::{CertKind, DeviceFacts, DeviceFilter, DeviceStatus, DeviceSummary, Revocation};
+use idprov_store::{
+    CertKind, DeviceFacts, DeviceFilter, DeviceSummary, ProvisionStatus, Revocation,
+};
 
 use super::{cert_view, device_id, json_body, next_of};
 use crate::auth::Admin;
@@ -32,7 +34,7 @@ pub(crate) struct DeviceQuery {
 fn summary_view(d: &DeviceSummary) -> DeviceView {
     DeviceView {
         device_id: d.device_id.clone(),
-        status: d.status.as_str().to_owned(),
+        status: d.status,
         created_at: rfc3339(d.created_at),
         certificates: d.certificates,
         revoked: d.revoked,
@@ -48,7 +50,7 @@ fn facts_view(f: &DeviceFacts, last_issued_at: Option<i64>) -> DeviceView {
     let valid = f.newest_valid.as_ref();
     DeviceView {
         device_id: f.device_id.clone(),
-        status: f.status().as_str().to_owned(),
+        status: f.status(),
         created_at: rfc3339(f.created_at),
         certificates: f.certificates,
         revoked: f.revoked,
@@ -71,7 +73,7 @@ pub(crate) async fn list(
         .status
         .as_deref()
         .map(|s| {
-            DeviceStatus::parse(s).ok_or_else(|| {
+            ProvisionStatus::parse_any_case(s).ok_or_else(|| {
                 ApiError::BadRequest(
                     "query parameter \"status\" must be Approved, Waiting or Rejected".into(),
                 )

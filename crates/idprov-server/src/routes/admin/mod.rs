@@ -58,14 +58,14 @@ pub(crate) async fn json_body<T: DeserializeOwned + Default>(
 pub(crate) fn cert_view(c: &CertRecord) -> CertView {
     CertView {
         serial: c.serial.clone(),
-        kind: c.kind.as_str().to_owned(),
+        kind: c.kind,
         subject: c.subject.clone(),
         key_fingerprint: c.key_fingerprint.clone(),
         key_type: c.key_type.clone(),
         not_before: rfc3339(c.not_before),
         not_after: rfc3339(c.not_after),
         issued_at: rfc3339(c.issued_at),
-        issue_kind: c.issue_kind.as_str().to_owned(),
+        issue_kind: c.issue_kind,
         authorized_by: c.authorized_by.clone(),
         revoked_at: c.revoked_at.map(rfc3339),
         revocation_reason: c.revocation_reason,

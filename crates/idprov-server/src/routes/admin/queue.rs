@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
+use idprov_proto::kinds::{DecisionKind, QueueState};
 
 use super::{device_id, json_body, next_of};
 use crate::auth::Admin;
@@ -31,9 +32,9 @@ pub(crate) async fn list(
             .map(|e| {
                 let w = &e.request;
                 let (state, decided_by) = match (&e.approval, &e.rejection) {
-                    (_, Some(r)) => ("rejected", Some(r.rejected_by.clone())),
-                    (Some(a), None) => ("approved", Some(a.approved_by.clone())),
-                    (None, None) => ("waiting", None),
+                    (_, Some(r)) => (QueueState::Rejected, Some(r.rejected_by.clone())),
+                    (Some(a), None) => (QueueState::Approved, Some(a.approved_by.clone())),
+                    (None, None) => (QueueState::Waiting, None),
                 };
                 WaitingView {
                     device_id: w.device_id.clone(),
@@ -45,7 +46,7 @@ pub(crate) async fn list(
                     first_seen: rfc3339(w.first_seen),
                     last_seen: rfc3339(w.last_seen),
                     attempts: w.attempts,
-                    state: state.to_owned(),
+                    state,
                     decided_by,
                     approval_expires_at: e.approval.as_ref().map(|a| rfc3339(a.expires_at)),
                     rejection_reason: e.rejection.as_ref().map(|r| r.reason.clone()),
@@ -139,7 +140,7 @@ pub(crate) async fn approve(
     json(&Decided {
         device_id: id.into_string(),
         key_fingerprints: keys,
-        state: "approved".into(),
+        state: DecisionKind::Approved,
         expires_at: Some(rfc3339(expires)),
     })
 }
@@ -175,7 +176,7 @@ pub(crate) async fn reject(
     json(&Decided {
         device_id: id.into_string(),
         key_fingerprints: keys,
-        state: "rejected".into(),
+        state: DecisionKind::Rejected,
         expires_at: None,
     })
 }
@@ -209,7 +210,7 @@ pub(crate) async fn clear(
     json(&Decided {
         device_id: id.into_string(),
         key_fingerprints: req.key_fingerprint.into_iter().collect(),
-        state: "cleared".into(),
+        state: DecisionKind::Cleared,
         expires_at: None,
     })
 }
