@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 
 use idprov_ca::{Ca, IssueParams, KeyAlgorithm, PublicKey, Usage};
 use idprov_proto::ProvisionRequest;
+use idprov_store::prelude::*;
 use idprov_store::{
     Actor, AuditRecord, CertKind, ConsumeSecret, IssueKind, IssueRecord, NewCertificate, NewSecret,
-    Registry, SqliteRegistry,
+    SqliteRegistry,
 };
 
 fn main() {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditRecord};
+use crate::ops::rules::device_status;
 
 /// A page request for keyset paging: entries strictly after `after`, in
 /// byte order of their key, at most `limit` of them.
@@ -20,11 +21,6 @@ const MAX_ROWS: u32 = 10_000;
 /// `limit` as a SQL `LIMIT`, between 1 and [`MAX_ROWS`].
 pub(crate) fn sql_limit(limit: u32) -> i64 {
     i64::from(limit.clamp(1, MAX_ROWS))
-}
-
-/// A SQL count as a count (never negative).
-pub(crate) fn count(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
 }
 
 impl Page {
@@ -466,28 +462,6 @@ impl DeviceFacts {
             self.certificates,
             self.revoked,
         )
-    }
-}
-
-/// The status table of PROTOCOL.md §4, in order. The SQLite listing's
-/// `CASE` expression mirrors it (a test checks they agree).
-pub fn device_status(
-    valid_cert: bool,
-    rejected: bool,
-    pending: bool,
-    certificates: u64,
-    revoked: u64,
-) -> ProvisionStatus {
-    if valid_cert {
-        ProvisionStatus::Approved
-    } else if rejected {
-        ProvisionStatus::Rejected
-    } else if pending {
-        ProvisionStatus::Waiting
-    } else if certificates > 0 && revoked == certificates {
-        ProvisionStatus::Rejected
-    } else {
-        ProvisionStatus::Waiting
     }
 }
 

@@ -1,4 +1,7 @@
-//! The storage trait every backend implements.
+//! The storage traits, one per capability, and [`Registry`], all of them.
+//!
+//! Implemented once, for [`crate::Store`] over any backend (`crate::ops`);
+//! a caller that needs only part of the registry can say so in its types.
 
 use async_trait::async_trait;
 
@@ -6,11 +9,22 @@ use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 
-/// The device registry: secrets, waiting requests, lockouts, certificates and
+/// The whole registry: secrets, waiting requests, lockouts, certificates and
 /// the audit log. Every mutation writes its audit entry in the same
 /// transaction, and returns only once that transaction is durable.
+pub trait Registry:
+    Secrets + Queue + Devices + AuditLog + Accounts + Send + Sync + std::fmt::Debug + 'static
+{
+}
+
+impl<T> Registry for T where
+    T: Secrets + Queue + Devices + AuditLog + Accounts + Send + Sync + std::fmt::Debug + 'static
+{
+}
+
+/// The OOB secrets (sealed by the caller), their consumption, and the counters of wrong secrets (PROTOCOL.md §6 4.1–4.6).
 #[async_trait]
-pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
+pub trait Secrets: Send + Sync {
     /// Stores (or replaces) a device's secret. The store adds `"replaced"`
     /// (true or false) to the audit entry's detail object.
     async fn put_secret(&self, secret: NewSecret, audit: AuditRecord) -> Result<PutSecretOutcome>;
@@ -48,22 +62,24 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// another key must not start: it would purge the others' secrets).
     async fn secret_key_ids(&self) -> Result<Vec<(String, u64)>>;
 
-    /// Devices counted by status, certificates expiring before `soon` and
-    /// missed renewals, as `list_devices` would classify them.
-    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview>;
+    /// Stores many secrets, streamed in, in one transaction. Rows whose
+    /// device already has a secret replace it, or are refused when `replace`
+    /// is false. With `dry_run` nothing is written. One audit entry is
+    /// written (the store adds the counts to its detail). Nothing is stored
+    /// unless the stream ends with [`BulkMessage::End`].
+    async fn put_secrets_bulk(
+        &self,
+        rows: tokio::sync::mpsc::Receiver<BulkMessage>,
+        replace: bool,
+        dry_run: bool,
+        audit: AuditRecord,
+    ) -> Result<BulkOutcome>;
 
-    /// Sets (or replaces) an administrator's web password hash.
-    async fn set_web_password(&self, password: WebPassword, audit: AuditRecord) -> Result<()>;
+    /// Which of these device IDs already have a live secret.
+    async fn existing_secrets(&self, device_ids: Vec<String>, now: i64) -> Result<Vec<String>>;
 
-    /// An administrator's web password hash.
-    async fn web_password(&self, name: &str) -> Result<Option<WebPassword>>;
-
-    /// Removes an administrator's web password; false when there was none
-    /// (and then nothing is audited).
-    async fn remove_web_password(&self, name: &str, audit: AuditRecord) -> Result<bool>;
-
-    /// How many administrators have a web password.
-    async fn web_password_count(&self) -> Result<u64>;
+    /// Sealed secrets for an export with secrets, in device-ID order.
+    async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>>;
 
     /// The failure counter of (device, source), if any.
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>>;
@@ -88,10 +104,26 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// and its guess budget; returns how many sources' counters went.
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64>;
 
-    /// Gauges for metrics: waiting requests, and valid device certificates
-    /// expiring before `soon`.
-    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
+    /// Everything the OOB path of PROTOCOL.md §6 (4.1–4.5) reads about a
+    /// device, key and source, at once: the lockout of (device, source), a
+    /// rejection and a live approval of (device, key), a secret consumed by
+    /// this key since `consumed_since`, and the live secret, in one read
+    /// and one snapshot: it runs on every provisioning request. It must
+    /// agree with the single reads above (a suite test checks both
+    /// backends).
+    async fn oob_view(
+        &self,
+        device_id: &str,
+        key_fingerprint: &str,
+        source: &str,
+        now: i64,
+        consumed_since: i64,
+    ) -> Result<OobView>;
+}
 
+/// The waiting queue and the administrators' approvals and rejections.
+#[async_trait]
+pub trait Queue: Send + Sync {
     /// Records (or refreshes) a waiting request within `caps`; `audit` is
     /// appended in the same transaction when (and only when) the request is
     /// new to the queue.
@@ -101,29 +133,6 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
         caps: WaitingCaps,
         audit: Option<AuditRecord>,
     ) -> Result<WaitingOutcome>;
-
-    /// Records an issuance: consumes the secret if asked (failing with
-    /// [`IssueOutcome::SecretGone`] when it changed), inserts the certificate,
-    /// creates the device, clears its failure counter and waiting entry, and
-    /// appends the audit entry — all in one durable transaction.
-    async fn record_issue(&self, record: IssueRecord) -> Result<IssueOutcome>;
-
-    /// One certificate by serial.
-    async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>>;
-
-    /// Every certificate of a subject and kind, newest first.
-    async fn certificates_of(&self, kind: CertKind, subject: &str) -> Result<Vec<CertRecord>>;
-
-    /// What the registry knows of a device; `None` if never heard of.
-    async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>>;
-
-    /// Devices in device-ID order, filtered.
-    async fn list_devices(
-        &self,
-        page: &Page,
-        now: i64,
-        filter: &DeviceFilter,
-    ) -> Result<Vec<DeviceSummary>>;
 
     /// Waiting requests in (device ID, key fingerprint) order; `after` is
     /// `"<deviceID> <keyFingerprint>"` of the last entry seen, or a device ID.
@@ -175,25 +184,44 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// A rejection of this device and key.
     async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>>;
 
-    /// Everything the OOB path of PROTOCOL.md §6 (4.1–4.5) reads about a
-    /// device, key and source, at once: the lockout of (device, source), a
-    /// rejection and a live approval of (device, key), a secret consumed by
-    /// this key since `consumed_since`, and the live secret, in one read
-    /// and one snapshot: it runs on every provisioning request. It must
-    /// agree with the single reads above (a suite test checks both
-    /// backends).
-    async fn oob_view(
-        &self,
-        device_id: &str,
-        key_fingerprint: &str,
-        source: &str,
-        now: i64,
-        consumed_since: i64,
-    ) -> Result<OobView>;
-
     /// Removes waiting requests last seen before `waiting_before`, and
     /// approvals expired at `now`; audits the counts. Returns them.
     async fn expire_queue(&self, waiting_before: i64, now: i64) -> Result<(u64, u64)>;
+}
+
+/// Devices and their certificates: issuance, status, revocation and the CRL.
+#[async_trait]
+pub trait Devices: Send + Sync {
+    /// Records an issuance: consumes the secret if asked (failing with
+    /// [`IssueOutcome::SecretGone`] when it changed), inserts the certificate,
+    /// creates the device, clears its failure counter and waiting entry, and
+    /// appends the audit entry — all in one durable transaction.
+    async fn record_issue(&self, record: IssueRecord) -> Result<IssueOutcome>;
+
+    /// One certificate by serial.
+    async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>>;
+
+    /// Every certificate of a subject and kind, newest first.
+    async fn certificates_of(&self, kind: CertKind, subject: &str) -> Result<Vec<CertRecord>>;
+
+    /// What the registry knows of a device; `None` if never heard of.
+    async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>>;
+
+    /// Devices in device-ID order, filtered.
+    async fn list_devices(
+        &self,
+        page: &Page,
+        now: i64,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<DeviceSummary>>;
+
+    /// Devices counted by status, certificates expiring before `soon` and
+    /// missed renewals, as `list_devices` would classify them.
+    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview>;
+
+    /// Gauges for metrics: waiting requests, and valid device certificates
+    /// expiring before `soon`.
+    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
 
     /// Revokes certificates; returns the serials newly revoked (the audit
     /// entry is written only when there are some).
@@ -212,9 +240,6 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
     /// Revoked certificates not yet expired at `now`.
     async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedCert>>;
 
-    /// Certificates of a kind, by subject (credentials: admins, services).
-    async fn certificates_by_kind(&self, kind: CertKind) -> Result<Vec<CertRecord>>;
-
     /// The next CRL number (the stored one plus one; never reused).
     async fn next_crl_number(&self) -> Result<i64>;
 
@@ -223,6 +248,16 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
 
     /// The stored CRL.
     async fn crl(&self) -> Result<Option<CrlRecord>>;
+}
+
+/// The append-only, hash-chained audit log and its signed checkpoints.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends one audit entry on its own; returns its sequence number.
+    async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
+
+    /// Audit entries with `seq > after`, oldest first.
+    async fn audit_entries(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
 
     /// Audit entries matching a filter, oldest first.
     async fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
@@ -235,29 +270,24 @@ pub trait Registry: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every checkpoint, oldest first.
     async fn checkpoints(&self) -> Result<Vec<Checkpoint>>;
+}
 
-    /// Stores many secrets, streamed in, in one transaction. Rows whose
-    /// device already has a secret replace it, or are refused when `replace`
-    /// is false. With `dry_run` nothing is written. One audit entry is
-    /// written (the store adds the counts to its detail). Nothing is stored
-    /// unless the stream ends with [`BulkMessage::End`].
-    async fn put_secrets_bulk(
-        &self,
-        rows: tokio::sync::mpsc::Receiver<BulkMessage>,
-        replace: bool,
-        dry_run: bool,
-        audit: AuditRecord,
-    ) -> Result<BulkOutcome>;
+/// Administrators' credentials: web passwords and the client certificates of admins and services.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Sets (or replaces) an administrator's web password hash.
+    async fn set_web_password(&self, password: WebPassword, audit: AuditRecord) -> Result<()>;
 
-    /// Which of these device IDs already have a live secret.
-    async fn existing_secrets(&self, device_ids: Vec<String>, now: i64) -> Result<Vec<String>>;
+    /// An administrator's web password hash.
+    async fn web_password(&self, name: &str) -> Result<Option<WebPassword>>;
 
-    /// Sealed secrets for an export with secrets, in device-ID order.
-    async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>>;
+    /// Removes an administrator's web password; false when there was none
+    /// (and then nothing is audited).
+    async fn remove_web_password(&self, name: &str, audit: AuditRecord) -> Result<bool>;
 
-    /// Appends one audit entry on its own; returns its sequence number.
-    async fn append_audit(&self, record: AuditRecord) -> Result<i64>;
+    /// How many administrators have a web password.
+    async fn web_password_count(&self) -> Result<u64>;
 
-    /// Audit entries with `seq > after`, oldest first.
-    async fn audit_entries(&self, after: i64, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Certificates of a kind, by subject (credentials: admins, services).
+    async fn certificates_by_kind(&self, kind: CertKind) -> Result<Vec<CertRecord>>;
 }

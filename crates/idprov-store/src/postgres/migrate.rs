@@ -14,9 +14,10 @@ use std::path::Path;
 use rusqlite::types::Value;
 use tokio_postgres::types::ToSql;
 
-use super::{PostgresRegistry, WriteTx, begin_write, db_error, execute, query_one};
+use super::{Postgres, Store, WriteTx, begin_write, db_error, execute, query_one};
 use crate::audit::{AuditRecord, verify_chain};
 use crate::error::{Result, StoreError};
+use crate::sql::Arg;
 
 /// What a migration copied.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -36,178 +37,66 @@ pub struct MigrationReport {
     pub audit_head: Option<String>,
 }
 
-/// A column of a copied table, and how it is read from SQLite.
-#[derive(Clone, Copy)]
-enum Kind {
-    Int,
-    NullInt,
-    Text,
-    NullText,
-    Blob,
-}
-
 /// The tables in dependency-free copy order, with their columns (the same
 /// in both schemas) and the identity column, if any, whose values are kept.
-/// A table: its name, its columns, and the identity column it keeps.
-type Table = (
-    &'static str,
-    &'static [(&'static str, Kind)],
-    Option<&'static str>,
-);
-
-const TABLES: &[Table] = &[
-    (
-        "devices",
-        &[("device_id", Kind::Text), ("created_at", Kind::Int)],
-        None,
-    ),
+/// Values are copied as SQLite holds them; PostgreSQL checks each against
+/// its column's type and constraints, so a foreign value fails the copy.
+const TABLES: &[(&str, &str, Option<&str>)] = &[
+    ("devices", "device_id, created_at", None),
     (
         "oob_secrets",
-        &[
-            ("id", Kind::Int),
-            ("device_id", Kind::Text),
-            ("sealed", Kind::Blob),
-            ("key_id", Kind::Text),
-            ("created_at", Kind::Int),
-            ("valid_until", Kind::Int),
-            ("created_by", Kind::Text),
-        ],
+        "id, device_id, sealed, key_id, created_at, valid_until, created_by",
         Some("id"),
     ),
     (
         "consumed_secrets",
-        &[
-            ("device_id", Kind::Text),
-            ("key_fingerprint", Kind::Text),
-            ("sealed", Kind::Blob),
-            ("key_id", Kind::Text),
-            ("serial", Kind::Text),
-            ("consumed_at", Kind::Int),
-        ],
+        "device_id, key_fingerprint, sealed, key_id, serial, consumed_at",
         None,
     ),
     (
         "certificates",
-        &[
-            ("id", Kind::Int),
-            ("serial", Kind::Text),
-            ("kind", Kind::Text),
-            ("subject", Kind::Text),
-            ("pem", Kind::Text),
-            ("key_fingerprint", Kind::Text),
-            ("key_type", Kind::Text),
-            ("not_before", Kind::Int),
-            ("not_after", Kind::Int),
-            ("issued_at", Kind::Int),
-            ("issue_kind", Kind::Text),
-            ("authorized_by", Kind::Text),
-            ("revoked_at", Kind::NullInt),
-            ("revocation_reason", Kind::NullInt),
-        ],
+        "id, serial, kind, subject, pem, key_fingerprint, key_type, not_before, not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason",
         Some("id"),
     ),
     (
         "waiting_requests",
-        &[
-            ("device_id", Kind::Text),
-            ("key_fingerprint", Kind::Text),
-            ("key_type", Kind::Text),
-            ("public_key_pem", Kind::Text),
-            ("claimed_ip", Kind::Text),
-            ("claimed_mac", Kind::Text),
-            ("source", Kind::Text),
-            ("first_seen", Kind::Int),
-            ("last_seen", Kind::Int),
-            ("attempts", Kind::Int),
-        ],
+        "device_id, key_fingerprint, key_type, public_key_pem, claimed_ip, claimed_mac, source, first_seen, last_seen, attempts",
         None,
     ),
     (
         "lockouts",
-        &[
-            ("device_id", Kind::Text),
-            ("source", Kind::Text),
-            ("failures", Kind::Int),
-            ("last_failure", Kind::Int),
-            ("locked_until", Kind::Int),
-        ],
+        "device_id, source, failures, last_failure, locked_until",
         None,
     ),
     (
         "guess_budgets",
-        &[
-            ("device_id", Kind::Text),
-            ("secret_id", Kind::Int),
-            ("window_start", Kind::Int),
-            ("failures", Kind::Int),
-        ],
+        "device_id, secret_id, window_start, failures",
         None,
     ),
     (
         "audit_log",
-        &[
-            ("seq", Kind::Int),
-            ("at", Kind::Int),
-            ("actor", Kind::Text),
-            ("event", Kind::Text),
-            ("device_id", Kind::NullText),
-            ("detail", Kind::Text),
-            ("prev_hash", Kind::Text),
-            ("hash", Kind::Text),
-        ],
+        "seq, at, actor, event, device_id, detail, prev_hash, hash",
         None,
     ),
     (
         "approvals",
-        &[
-            ("device_id", Kind::Text),
-            ("key_fingerprint", Kind::Text),
-            ("approved_by", Kind::Text),
-            ("created_at", Kind::Int),
-            ("expires_at", Kind::Int),
-        ],
+        "device_id, key_fingerprint, approved_by, created_at, expires_at",
         None,
     ),
     (
         "rejections",
-        &[
-            ("device_id", Kind::Text),
-            ("key_fingerprint", Kind::Text),
-            ("rejected_by", Kind::Text),
-            ("reason", Kind::Text),
-            ("created_at", Kind::Int),
-        ],
+        "device_id, key_fingerprint, rejected_by, reason, created_at",
         None,
     ),
     (
         "crl_state",
-        &[
-            ("id", Kind::Int),
-            ("number", Kind::Int),
-            ("this_update", Kind::Int),
-            ("next_update", Kind::Int),
-            ("der", Kind::Blob),
-        ],
+        "id, number, this_update, next_update, der",
         None,
     ),
-    (
-        "web_passwords",
-        &[
-            ("name", Kind::Text),
-            ("hash", Kind::Text),
-            ("updated_at", Kind::Int),
-        ],
-        None,
-    ),
+    ("web_passwords", "name, hash, updated_at", None),
     (
         "audit_checkpoints",
-        &[
-            ("seq", Kind::Int),
-            ("head_hash", Kind::Text),
-            ("at", Kind::Int),
-            ("signer", Kind::Text),
-            ("signature", Kind::Blob),
-        ],
+        "seq, head_hash, at, signer, signature",
         None,
     ),
 ];
@@ -215,23 +104,22 @@ const TABLES: &[Table] = &[
 /// Rows per INSERT statement.
 const BATCH: usize = 500;
 
-type Param = Box<dyn ToSql + Sync + Send>;
-
-fn param(v: Value, kind: Kind, table: &str, column: &str) -> Result<Param> {
-    let bad = || StoreError::Corrupt(format!("{table}.{column}: unexpected value in the source"));
-    Ok(match (kind, v) {
-        (Kind::Int, Value::Integer(i)) => Box::new(i),
-        (Kind::NullInt, Value::Integer(i)) => Box::new(Some(i)),
-        (Kind::NullInt, Value::Null) => Box::new(None::<i64>),
-        (Kind::Text, Value::Text(t)) => Box::new(t),
-        (Kind::NullText, Value::Text(t)) => Box::new(Some(t)),
-        (Kind::NullText, Value::Null) => Box::new(None::<String>),
-        (Kind::Blob, Value::Blob(b)) => Box::new(b),
-        _ => return Err(bad()),
+/// A source value as a statement parameter.
+fn param<'a>(v: &'a Value, table: &str) -> Result<Arg<'a>> {
+    Ok(match v {
+        Value::Null => Arg::Null,
+        Value::Integer(i) => Arg::Int(*i),
+        Value::Text(t) => Arg::Text(t),
+        Value::Blob(b) => Arg::Blob(b),
+        Value::Real(_) => {
+            return Err(StoreError::Corrupt(format!(
+                "{table}: a floating-point value in the source"
+            )));
+        }
     })
 }
 
-impl PostgresRegistry {
+impl Store<Postgres> {
     /// Copies the SQLite registry at `sqlite` (a server's `idprov.db`, which
     /// is snapshotted first, so it may be in use) into this database, which
     /// must hold no registry data yet. Secrets are carried only when sealed
@@ -370,11 +258,11 @@ async fn copy_table(
     source: &rusqlite::Connection,
     w: &WriteTx<'_>,
     table: &str,
-    columns: &[(&str, Kind)],
+    columns: &str,
     identity: Option<&str>,
     keep_key_id: Option<&str>,
 ) -> Result<(u64, u64)> {
-    let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = columns.split(", ").collect();
     let key_id_at = names.iter().position(|n| *n == "key_id");
     let mut st = source
         .prepare(&format!(
@@ -386,10 +274,10 @@ async fn copy_table(
             source.prepare(&format!("SELECT {} FROM {table}", names.join(", ")))
         })?;
     let mut rows = st.query([])?;
-    let mut batch: Vec<Param> = Vec::new();
+    let mut batch: Vec<Value> = Vec::new();
     let (mut copied, mut skipped, mut in_batch) = (0u64, 0u64, 0usize);
     while let Some(row) = rows.next()? {
-        let values: Vec<Value> = (0..columns.len())
+        let values: Vec<Value> = (0..names.len())
             .map(|i| row.get::<_, Value>(i))
             .collect::<rusqlite::Result<_>>()?;
         if let Some(at) = key_id_at {
@@ -400,9 +288,7 @@ async fn copy_table(
                 continue;
             }
         }
-        for (v, (name, kind)) in values.into_iter().zip(columns) {
-            batch.push(param(v, *kind, table, name)?);
-        }
+        batch.extend(values);
         in_batch += 1;
         copied += 1;
         if in_batch == BATCH {
@@ -436,11 +322,11 @@ async fn insert(
     table: &str,
     names: &[&str],
     keep_identity: bool,
-    params: &[Param],
+    values: &[Value],
     rows: usize,
 ) -> Result<()> {
     let width = names.len();
-    let values: Vec<String> = (0..rows)
+    let tuples: Vec<String> = (0..rows)
         .map(|r| {
             let cells: Vec<String> = (0..width)
                 .map(|c| format!("${}", r * width + c + 1))
@@ -456,12 +342,13 @@ async fn insert(
         } else {
             ""
         },
-        values.join(", ")
+        tuples.join(", ")
     );
-    let refs: Vec<&(dyn ToSql + Sync)> = params
+    let args = values
         .iter()
-        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-        .collect();
+        .map(|v| param(v, table))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a as _).collect();
     w.conn().execute(&sql, &refs).await.map_err(db_error)?;
     Ok(())
 }

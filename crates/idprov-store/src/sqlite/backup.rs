@@ -8,9 +8,10 @@ use std::path::Path;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{audit_from_row, worker};
+use super::{SqliteDb, worker};
 use crate::audit::{AuditEntry, verify_chain};
 use crate::error::{Result, StoreError};
+use crate::sql::{Db, args, run_now};
 
 /// What a database file holds, read when it is snapshotted or restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +67,7 @@ pub fn check(db: &Path) -> Result<DatabaseSummary> {
             db.display()
         )));
     }
-    let conn = open_immutable(db)?;
+    let mut conn = open_immutable(db)?;
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if integrity != "ok" {
         return Err(StoreError::Corrupt(format!(
@@ -98,15 +99,17 @@ pub fn check(db: &Path) -> Result<DatabaseSummary> {
     // The chain, in batches so a long log does not sit in memory at once.
     let mut prev: Option<AuditEntry> = None;
     let mut audit_entries = 0u64;
-    let mut st = conn.prepare(
-        "SELECT seq, at, actor, event, device_id, detail, prev_hash, hash
-         FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT 10000",
-    )?;
+    let mut sdb = SqliteDb::new(&mut conn);
     loop {
         let after = prev.as_ref().map_or(0, |p| p.seq);
-        let batch = st
-            .query_map(params![after], audit_from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let rows = run_now(sdb.rows(
+            &format!(
+                "SELECT {} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT 10000",
+                crate::ops::AUDIT_COLUMNS
+            ),
+            args![after],
+        ))?;
+        let batch = crate::ops::decode(rows, crate::ops::audit_from_row)?;
         let Some(last) = batch.last().cloned() else {
             break;
         };

@@ -24,7 +24,7 @@ type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// Runs inside the transaction (or learns that none could be started);
 /// returns whether it succeeded and its completion.
 type Job =
-    Box<dyn FnOnce(std::result::Result<&Connection, &StoreError>) -> (bool, Completion) + Send>;
+    Box<dyn FnOnce(std::result::Result<&mut Connection, &StoreError>) -> (bool, Completion) + Send>;
 
 /// Opens a connection with the registry's settings.
 pub(crate) fn open(path: &Path, read_only: bool) -> Result<Connection> {
@@ -69,30 +69,51 @@ impl Writer {
         }
     }
 
-    /// Runs `f` in a write transaction and returns its result once committed.
+    /// Runs `f` in a write transaction and returns its result once committed
+    /// (rolled back when it fails).
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.write_or_abort(move |c| {
+            let result = f(c);
+            let commit = result.is_ok();
+            (result, commit)
+        })
+        .await
+    }
+
+    /// Runs `f` in a write transaction: its changes are kept when it says
+    /// so (and then its result is returned once committed), rolled back
+    /// otherwise (and its result returned all the same).
+    pub(crate) async fn write_or_abort<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> (Result<T>, bool) + Send + 'static,
         T: Send + 'static,
     {
         let (done_tx, done_rx) = oneshot::channel::<Result<T>>();
         let job: Job = Box::new(move |conn| {
-            let result = match conn {
+            let (result, keep) = match conn {
                 Ok(conn) => catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|_| {
-                    Err(StoreError::Database("a registry write panicked".into()))
+                    (
+                        Err(StoreError::Database("a registry write panicked".into())),
+                        false,
+                    )
                 }),
-                Err(e) => Err(e.clone()),
+                Err(e) => (Err(e.clone()), false),
             };
-            let ok = result.is_ok();
             let completion: Completion = Box::new(move |commit_error| {
                 let outcome = match (result, commit_error) {
                     (Ok(v), None) => Ok(v),
+                    // Rolled back on purpose: the commit's fate is not its own.
+                    (Ok(v), Some(_)) if !keep => Ok(v),
                     (Ok(_), Some(e)) => Err(e.clone()),
                     (Err(e), _) => Err(e),
                 };
                 let _ = done_tx.send(outcome);
             });
-            (ok, completion)
+            (keep, completion)
         });
         {
             let guard = self.tx.lock().map_err(|_| StoreError::Closed)?;
@@ -115,7 +136,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
+fn run(mut conn: Connection, rx: mpsc::Receiver<Job>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -137,7 +158,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
         for job in batch {
             let (ok, completion) = match exec_cached(&conn, "SAVEPOINT job") {
                 Ok(()) => {
-                    let (ok, completion) = job(Ok(&conn));
+                    let (ok, completion) = job(Ok(&mut conn));
                     let end = if ok {
                         exec_cached(&conn, "RELEASE job")
                     } else {
@@ -194,17 +215,17 @@ impl Readers {
     /// Runs `f` on a read-only connection off the async threads.
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
         let idle = self.idle.clone();
         let path = self.path.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = match idle.lock().ok().and_then(|mut v| v.pop()) {
+            let mut conn = match idle.lock().ok().and_then(|mut v| v.pop()) {
                 Some(c) => c,
                 None => open(&path, true)?,
             };
-            let result = f(&conn);
+            let result = f(&mut conn);
             if let Ok(mut v) = idle.lock()
                 && v.len() < 8
             {

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use idprov_store::{Registry, SqliteRegistry};
+use idprov_store::SqliteRegistry;
+use idprov_store::prelude::*;
 
 use crate::suite;
 

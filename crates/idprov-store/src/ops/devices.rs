@@ -1,0 +1,501 @@
+//! [`Devices`]: issuance, device facts and listings, revocation and the
+//! CRL, on any backend.
+
+use async_trait::async_trait;
+use idprov_proto::ProvisionStatus;
+
+use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
+use super::{
+    CERT_COLUMNS, Store, all, append_audit, cert_from_row, decode, ensure_device, first, in_read,
+    in_write,
+};
+use crate::audit::AuditRecord;
+use crate::error::Result;
+use crate::model::*;
+use crate::registry::Devices;
+use crate::sql::{Backend, Db, args};
+
+/// The issue transaction's steps. The secret is consumed by a conditional
+/// `DELETE … RETURNING` of the exact row the request was verified against,
+/// still unexpired, or nothing: two requests (or two replicas) racing for
+/// one secret cannot both succeed, because writes take turns (the writer
+/// thread, the advisory lock) and the second deletes nothing. Whoever
+/// deletes nothing gets [`IssueOutcome::SecretGone`] and everything is
+/// rolled back, so its certificate is never recorded (nor handed out). A
+/// used approval is consumed the same way.
+async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome> {
+    let cert = &rec.cert;
+    if let Some(consume) = &rec.consume_secret {
+        // (SQLite makes every change of a DELETE … RETURNING at its first
+        // step, so reading one row is enough on both backends.)
+        let row = db
+            .opt(
+                "DELETE FROM oob_secrets WHERE id = $1 AND device_id = $2 AND valid_until >= $3
+                 RETURNING sealed, key_id",
+                args![consume.secret_id, &cert.subject, cert.issued_at],
+            )
+            .await?;
+        let Some(mut row) = row else {
+            return Ok(IssueOutcome::SecretGone);
+        };
+        let (sealed, key_id) = (row.blob(0)?, row.text(1)?);
+        db.exec(
+            "INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (device_id, key_fingerprint) DO UPDATE SET
+                sealed = excluded.sealed, key_id = excluded.key_id,
+                serial = excluded.serial, consumed_at = excluded.consumed_at",
+            args![
+                &cert.subject,
+                &consume.key_fingerprint,
+                &sealed,
+                &key_id,
+                &cert.serial,
+                cert.issued_at
+            ],
+        )
+        .await?;
+    }
+    if let Some(fp) = &rec.consume_approval {
+        let used = db
+            .exec(
+                "DELETE FROM approvals WHERE device_id = $1 AND key_fingerprint = $2 AND expires_at >= $3",
+                args![&cert.subject, fp, cert.issued_at],
+            )
+            .await?;
+        if used == 0 {
+            // Rolled back as a whole: a secret consumed above stays.
+            db.abort();
+            return Ok(IssueOutcome::SecretGone);
+        }
+    }
+    if cert.kind == CertKind::Device {
+        ensure_device(db, &cert.subject, cert.issued_at).await?;
+    }
+    db.exec(
+        &format!(
+            "INSERT INTO certificates ({CERT_COLUMNS})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
+        ),
+        args![
+            &cert.serial,
+            cert.kind.as_str(),
+            &cert.subject,
+            &cert.pem,
+            &cert.key_fingerprint,
+            &cert.key_type,
+            cert.not_before,
+            cert.not_after,
+            cert.issued_at,
+            cert.issue_kind.as_str(),
+            &cert.authorized_by
+        ],
+    )
+    .await?;
+    if let Some(source) = &rec.reset_lockout_for {
+        db.exec(
+            "DELETE FROM lockouts WHERE device_id = $1 AND source = $2",
+            args![&cert.subject, source],
+        )
+        .await?;
+    }
+    if let Some(fp) = &rec.clear_waiting_key {
+        db.exec(
+            "DELETE FROM waiting_requests WHERE device_id = $1 AND key_fingerprint = $2",
+            args![&cert.subject, fp],
+        )
+        .await?;
+    }
+    append_audit(db, &rec.audit).await?;
+    Ok(IssueOutcome::Recorded)
+}
+
+/// Revokes what `filter` (a SQL condition on `certificates` with `$3`…)
+/// selects that is not revoked yet; the serials newly revoked, in issuance
+/// order.
+async fn revoke_where(
+    db: &mut dyn Db,
+    at: i64,
+    reason: i64,
+    filter: &str,
+    filter_args: &[crate::sql::Arg<'_>],
+) -> Result<Vec<String>> {
+    let mut all = vec![crate::sql::Arg::Int(at), crate::sql::Arg::Int(reason)];
+    all.extend_from_slice(filter_args);
+    // RETURNING has no defined order: sorted by issuance here.
+    let rows = db
+        .rows(
+            &format!(
+                "UPDATE certificates SET revoked_at = $1, revocation_reason = $2
+                 WHERE revoked_at IS NULL AND {filter}
+                 RETURNING id, serial"
+            ),
+            &all,
+        )
+        .await?;
+    let mut revoked = decode(rows, |mut r| Ok((r.int(0)?, r.text(1)?)))?;
+    revoked.sort_unstable();
+    Ok(revoked.into_iter().map(|(_, serial)| serial).collect())
+}
+
+#[async_trait]
+impl<B: Backend> Devices for Store<B> {
+    async fn record_issue(&self, rec: IssueRecord) -> Result<IssueOutcome> {
+        in_write!(self, |db| {
+            let outcome = record_issue(db, &rec).await?;
+            if outcome != IssueOutcome::Recorded {
+                // A precondition failed after an earlier step consumed
+                // something: nothing of it remains.
+                db.abort();
+            }
+            Ok(outcome)
+        })
+        .await
+    }
+
+    async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>> {
+        let serial = serial.to_owned();
+        in_read!(self, |db| {
+            first(
+                db,
+                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1"),
+                args![&serial],
+                |mut r| cert_from_row(&mut r, 0),
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn certificates_of(&self, kind: CertKind, subject: &str) -> Result<Vec<CertRecord>> {
+        let subject = subject.to_owned();
+        in_read!(self, |db| {
+            all(
+                db,
+                &format!(
+                    "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = $1 AND subject = $2
+                         ORDER BY id DESC"
+                ),
+                args![kind.as_str(), &subject],
+                |mut r| cert_from_row(&mut r, 0),
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>> {
+        let device_id = device_id.to_owned();
+        in_read!(self, |db| {
+            // One statement, so one snapshot for all the facts.
+            let Some(mut r) = db
+                .opt(
+                    &format!(
+                        "WITH d AS ({} WHERE dv.device_id = $1)
+                         SELECT d.created_at, d.certs, d.revoked, d.live, d.waiting, d.approved,
+                                d.rejected, v.id, {}
+                         FROM d LEFT JOIN certificates v ON v.id = d.valid_id",
+                        device_facts_sql("CAST($2 AS BIGINT)"),
+                        CERT_COLUMNS
+                            .split(", ")
+                            .map(|c| format!("v.{c}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    args![&device_id, now],
+                )
+                .await?
+            else {
+                return Ok(None);
+            };
+            let newest_valid = if r.is_null(7) {
+                None
+            } else {
+                Some(cert_from_row(&mut r, 8)?)
+            };
+            Ok(Some(DeviceFacts {
+                device_id,
+                created_at: r.int(0)?,
+                newest_valid,
+                certificates: r.count(1)?,
+                revoked: r.count(2)?,
+                live_secret: r.bool(3)?,
+                waiting: r.count(4)?,
+                approved: r.bool(5)?,
+                rejected: r.bool(6)?,
+            }))
+        })
+        .await
+    }
+
+    async fn list_devices(
+        &self,
+        page: &Page,
+        now: i64,
+        filter: &DeviceFilter,
+    ) -> Result<Vec<DeviceSummary>> {
+        let after = page.after.clone().unwrap_or_default();
+        let limit = page.sql_limit();
+        let status = filter.status.map(ProvisionStatus::as_str);
+        let filter = filter.clone();
+        in_read!(self, |db| {
+            all(db, &format!(
+                        "WITH d AS ({facts}
+                            WHERE dv.device_id > $1
+                              AND (CAST($4 AS TEXT) IS NULL
+                                   OR substr(dv.device_id, 1, length(CAST($4 AS TEXT))) = CAST($4 AS TEXT))
+                         ), s AS (
+                            SELECT d.*, v.not_after AS valid_until, v.serial AS valid_serial,
+                              l.issued_at AS last_issued,
+                              {status_sql} AS status,
+                              {missed} AS missed
+                            FROM d
+                            LEFT JOIN certificates v ON v.id = d.valid_id
+                            LEFT JOIN certificates l ON l.id = d.latest_id
+                         )
+                         SELECT device_id, created_at, certs, revoked, valid_until, valid_serial,
+                                last_issued, live, waiting, approved, rejected, status
+                         FROM s
+                         WHERE (CAST($5 AS TEXT) IS NULL OR status = CAST($5 AS TEXT))
+                           AND (CAST($6 AS BIGINT) IS NULL
+                                OR (valid_until IS NOT NULL AND valid_until <= CAST($3 AS BIGINT) + CAST($6 AS BIGINT)))
+                           AND (NOT CAST($7 AS BOOLEAN) OR missed)
+                         ORDER BY device_id LIMIT $2",
+                        facts = device_facts_sql("CAST($3 AS BIGINT)"),
+                        status_sql = *STATUS_SQL,
+                        missed = missed_sql("CAST($3 AS BIGINT)"),
+                    ),
+                    args![
+                        &after,
+                        limit,
+                        now,
+                        &filter.prefix,
+                        status,
+                        &filter.expiring_within,
+                        filter.missed_renewal
+                    ], |mut r| {
+                let status = r.text(11)?;
+                Ok(DeviceSummary {
+                    device_id: r.text(0)?,
+                    created_at: r.int(1)?,
+                    certificates: r.count(2)?,
+                    revoked: r.count(3)?,
+                    valid_until: r.opt_int(4)?,
+                    serial: r.opt_text(5)?,
+                    last_issued_at: r.opt_int(6)?,
+                    live_secret: r.bool(7)?,
+                    waiting: r.count(8)?,
+                    approved: r.bool(9)?,
+                    rejected: r.bool(10)?,
+                    status: ProvisionStatus::parse_any_case(&status)
+                        .unwrap_or(ProvisionStatus::Waiting),
+                })
+            }).await
+        })
+        .await
+    }
+
+    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview> {
+        in_read!(self, |db| {
+            // The classification of list_devices, counted.
+            let r = db
+                .one(
+                    &format!(
+                        "WITH d AS ({facts}), s AS (
+                            SELECT {status_sql} AS status,
+                              (d.certs > 0 AND d.revoked = d.certs) AS all_revoked,
+                              (v.not_after IS NOT NULL AND v.not_after <= CAST($2 AS BIGINT)) AS expiring,
+                              {missed} AS missed
+                            FROM d
+                            LEFT JOIN certificates v ON v.id = d.valid_id
+                            LEFT JOIN certificates l ON l.id = d.latest_id
+                         )
+                         SELECT COUNT(*),
+                           COUNT(*) FILTER (WHERE status = 'Approved'),
+                           COUNT(*) FILTER (WHERE status = 'Waiting'),
+                           COUNT(*) FILTER (WHERE status = 'Rejected'),
+                           COUNT(*) FILTER (WHERE all_revoked),
+                           COUNT(*) FILTER (WHERE expiring),
+                           COUNT(*) FILTER (WHERE missed)
+                         FROM s",
+                        facts = device_facts_sql("CAST($1 AS BIGINT)"),
+                        status_sql = *STATUS_SQL,
+                        missed = missed_sql("CAST($1 AS BIGINT)"),
+                    ),
+                    args![now, soon],
+                )
+                .await?;
+            Ok(DeviceOverview {
+                total: r.count(0)?,
+                approved: r.count(1)?,
+                waiting: r.count(2)?,
+                rejected: r.count(3)?,
+                revoked: r.count(4)?,
+                expiring: r.count(5)?,
+                missed_renewal: r.count(6)?,
+            })
+        })
+        .await
+    }
+
+    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges> {
+        in_read!(self, |db| {
+            let r = db
+                .one(
+                    "SELECT (SELECT COUNT(*) FROM waiting_requests),
+                            (SELECT COUNT(*) FROM devices),
+                            (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND revoked_at IS NULL
+                               AND not_after >= $1 AND not_after < $2)",
+                    args![now, soon],
+                )
+                .await?;
+            Ok(Gauges {
+                waiting: r.count(0)?,
+                devices: r.count(1)?,
+                expiring: r.count(2)?,
+            })
+        })
+        .await
+    }
+
+    async fn revoke(&self, r: Revocation) -> Result<Vec<String>> {
+        in_write!(self, |db| {
+            let serials = revoke_where(
+                db,
+                r.at,
+                r.reason,
+                "kind = $3 AND subject = $4 AND (CAST($5 AS TEXT) IS NULL OR serial = CAST($5 AS TEXT))",
+                args![r.kind.as_str(), &r.subject, &r.serial],
+            )
+            .await?;
+            if !serials.is_empty() {
+                let mut audit = r.audit.clone();
+                if let Some(d) = audit.detail.as_object_mut() {
+                    d.insert("serials".into(), serde_json::json!(serials));
+                }
+                append_audit(db, &audit).await?;
+            }
+            Ok(serials)
+        })
+        .await
+    }
+
+    async fn remove_device(
+        &self,
+        device_id: &str,
+        at: i64,
+        mut audit: AuditRecord,
+    ) -> Result<Option<Vec<String>>> {
+        let device_id = device_id.to_owned();
+        in_write!(self, |db| {
+            let known = db
+                .exec(
+                    "DELETE FROM devices WHERE device_id = $1",
+                    args![&device_id],
+                )
+                .await?
+                > 0;
+            if !known {
+                return Ok(None);
+            }
+            // Reason 5: cessationOfOperation (RFC 5280).
+            let serials = revoke_where(
+                db,
+                at,
+                5,
+                "kind = 'device' AND subject = $3",
+                args![&device_id],
+            )
+            .await?;
+            for table in [
+                "oob_secrets",
+                "consumed_secrets",
+                "waiting_requests",
+                "approvals",
+                "rejections",
+                "lockouts",
+                "guess_budgets",
+            ] {
+                db.exec(
+                    &format!("DELETE FROM {table} WHERE device_id = $1"),
+                    args![&device_id],
+                )
+                .await?;
+            }
+            if let Some(d) = audit.detail.as_object_mut() {
+                d.insert("serials".into(), serde_json::json!(serials));
+            }
+            append_audit(db, &audit).await?;
+            Ok(Some(serials))
+        })
+        .await
+    }
+
+    async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedCert>> {
+        in_read!(self, |db| {
+            all(db, "SELECT serial, revoked_at, COALESCE(revocation_reason, 0), not_after FROM certificates
+                     WHERE revoked_at IS NOT NULL AND not_after >= $1 ORDER BY id",
+                    args![now], |mut r| {
+                Ok(RevokedCert {
+                    serial: r.text(0)?,
+                    revoked_at: r.int(1)?,
+                    reason: r.int(2)?,
+                    not_after: r.int(3)?,
+                })
+            }).await
+        })
+        .await
+    }
+
+    async fn next_crl_number(&self) -> Result<i64> {
+        in_write!(self, |db| {
+            // Reserve the number in the stored row, so it only grows even if
+            // the CRL signed with it is never stored.
+            let empty: &[u8] = &[];
+            db.one(
+                "INSERT INTO crl_state (id, number, this_update, next_update, der)
+                 VALUES (1, 1, 0, 0, $1)
+                 ON CONFLICT (id) DO UPDATE SET number = crl_state.number + 1
+                 RETURNING number",
+                args![empty],
+            )
+            .await?
+            .int(0)
+        })
+        .await
+    }
+
+    async fn store_crl(&self, crl: CrlRecord) -> Result<()> {
+        in_write!(self, |db| {
+            db.exec(
+                "UPDATE crl_state SET this_update = $2, next_update = $3, der = $4
+                 WHERE id = 1 AND number = $1",
+                args![crl.number, crl.this_update, crl.next_update, &crl.der],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn crl(&self) -> Result<Option<CrlRecord>> {
+        in_read!(self, |db| {
+            first(
+                db,
+                "SELECT number, this_update, next_update, der FROM crl_state
+                 WHERE id = 1 AND length(der) > 0",
+                args![],
+                |mut r| {
+                    Ok(CrlRecord {
+                        number: r.int(0)?,
+                        this_update: r.int(1)?,
+                        next_update: r.int(2)?,
+                        der: r.blob(3)?,
+                    })
+                },
+            )
+            .await
+        })
+        .await
+    }
+}
