@@ -9,11 +9,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use idprov_store::*;
-use serde_json::json;
 use tokio::sync::Barrier;
 
 use crate::pg_cluster;
-use crate::suite::{self, NOW};
+use crate::suite::{self, NOW, audit, issue, secret};
 
 /// A registry on a fresh database, and that database's URL; `None` when
 /// PostgreSQL is not installed.
@@ -27,100 +26,13 @@ fn dyn_of(reg: &Arc<PostgresRegistry>) -> Arc<dyn Registry> {
     reg.clone()
 }
 
-macro_rules! suite_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let Some((_url, reg)) = open(stringify!($name)).await else { return };
-                suite::$name(&dyn_of(&reg)).await;
-            }
-        )*
-    };
+/// A registry for the suite: a fresh database of the cluster.
+async fn open_dyn(test: &str) -> Option<(String, Arc<dyn Registry>)> {
+    let (url, reg) = open(test).await?;
+    Some((url, reg))
 }
 
-suite_tests!(
-    secrets_add_replace_list_remove,
-    consuming_a_secret_is_conditional,
-    redelivery_window,
-    lockout_doubles_and_resets,
-    the_guess_budget_spans_sources_and_restarts_with_a_new_secret,
-    waiting_requests_are_recorded_once_and_capped,
-    device_facts_and_listing,
-    audit_chain_links_every_entry,
-    purge_drops_unreadable_and_expired,
-    concurrent_writers_all_commit,
-    approvals_rejections_and_clearing,
-    revocation_crl_and_removal,
-    device_filters_agree_with_the_status_table,
-    bulk_secrets_in_one_transaction,
-    audit_filters_and_checkpoints,
-    queue_expiry,
-    web_passwords_are_kept_replaced_and_audited,
-    an_issue_that_fails_a_precondition_changes_nothing,
-);
-
-fn audit(event: &str, device: &str) -> AuditRecord {
-    AuditRecord::new(
-        NOW,
-        Actor::named("admin", "tester"),
-        event,
-        Some(device),
-        json!({}),
-    )
-}
-
-fn secret(device: &str, valid_until: i64) -> NewSecret {
-    NewSecret {
-        device_id: device.into(),
-        sealed: format!("sealed-{device}-{valid_until}").into_bytes(),
-        key_id: "key-1".into(),
-        created_at: NOW,
-        valid_until,
-        created_by: Actor::named("admin", "tester"),
-    }
-}
-
-fn issue(device: &str, serial: &str, secret_id: Option<i64>) -> IssueRecord {
-    IssueRecord {
-        cert: NewCertificate {
-            serial: serial.into(),
-            kind: CertKind::Device,
-            subject: device.into(),
-            pem: format!("PEM {serial}"),
-            key_fingerprint: "fp-1".into(),
-            key_type: "ECDSA-P256".into(),
-            not_before: NOW - 60,
-            not_after: NOW + 30 * 86_400,
-            issued_at: NOW,
-            issue_kind: IssueKind::Oob,
-            authorized_by: format!("device:{device}"),
-        },
-        consume_secret: secret_id.map(|id| ConsumeSecret {
-            secret_id: id,
-            key_fingerprint: "fp-1".into(),
-        }),
-        consume_approval: None,
-        reset_lockout_for: None,
-        clear_waiting_key: Some("fp-1".into()),
-        audit: audit("certificate_issued", device),
-    }
-}
-
-fn waiting(device: &str) -> WaitingRequest {
-    WaitingRequest {
-        device_id: device.into(),
-        key_fingerprint: "fp-1".into(),
-        key_type: "ECDSA-P256".into(),
-        public_key_pem: "PEM".into(),
-        claimed_ip: "".into(),
-        claimed_mac: "".into(),
-        source: "10.0.0.1".into(),
-        first_seen: NOW,
-        last_seen: NOW,
-        attempts: 1,
-    }
-}
+suite::backend_tests!(open_dyn);
 
 const CAPS: WaitingCaps = WaitingCaps {
     per_source: 1000,
@@ -285,9 +197,13 @@ async fn text_keys_sort_in_byte_order_like_sqlite() {
             reg.put_secret(secret(id, NOW + 100), audit("secret_added", id))
                 .await
                 .expect("put");
-            reg.record_waiting(waiting(id), CAPS, Some(audit("request_queued", "w")))
-                .await
-                .expect("wait");
+            reg.record_waiting(
+                suite::waiting(id, "fp-1"),
+                CAPS,
+                Some(audit("request_queued", "w")),
+            )
+            .await
+            .expect("wait");
         }
         // Pages of two: the keyset cursor compares in the same order.
         let mut secrets = Vec::new();
@@ -381,7 +297,11 @@ async fn two_instances_keep_one_audit_chain() {
                     .await
                     .map(|_| ()),
                 _ => reg
-                    .record_waiting(waiting(&device), CAPS, Some(audit("request_queued", "w")))
+                    .record_waiting(
+                        suite::waiting(&device, "fp-1"),
+                        CAPS,
+                        Some(audit("request_queued", "w")),
+                    )
                     .await
                     .map(|_| ()),
             }
@@ -545,9 +465,13 @@ async fn bulk_run(
     reg.put_secret(secret("x-2", NOW - 100), audit("secret_added", "x-2"))
         .await
         .expect("put");
-    reg.record_waiting(waiting("w-1"), CAPS, Some(audit("request_queued", "w-1")))
-        .await
-        .expect("wait");
+    reg.record_waiting(
+        suite::waiting("w-1", "fp-1"),
+        CAPS,
+        Some(audit("request_queued", "w-1")),
+    )
+    .await
+    .expect("wait");
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let task = {
         let reg = reg.clone();
@@ -755,7 +679,7 @@ async fn bad_data_is_an_error_never_a_panic() {
 
     // PostgreSQL text cannot hold NUL, which SQLite stores: such free text
     // is refused with an error rather than altered.
-    let mut w = waiting("nul");
+    let mut w = suite::waiting("nul", "fp-1");
     w.claimed_mac = "aa\0bb".into();
     let err = reg
         .record_waiting(w, CAPS, Some(audit("request_queued", "w")))
@@ -864,7 +788,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
             .await
             .expect("put");
         for fp in ["k1", "k2"] {
-            let mut w = waiting("o-1");
+            let mut w = suite::waiting("o-1", "fp-1");
             w.key_fingerprint = fp.into();
             reg.record_waiting(w, CAPS, Some(audit("request_queued", "w")))
                 .await

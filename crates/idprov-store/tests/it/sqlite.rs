@@ -17,38 +17,13 @@ fn dyn_of(reg: &Arc<SqliteRegistry>) -> Arc<dyn Registry> {
     reg.clone()
 }
 
-macro_rules! suite_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                let (_dir, reg) = open();
-                suite::$name(&dyn_of(&reg)).await;
-            }
-        )*
-    };
+/// A registry for the suite: a fresh file, removed with the directory.
+async fn open_dyn(_test: &str) -> Option<(tempfile::TempDir, Arc<dyn Registry>)> {
+    let (dir, reg) = open();
+    Some((dir, reg))
 }
 
-suite_tests!(
-    secrets_add_replace_list_remove,
-    consuming_a_secret_is_conditional,
-    redelivery_window,
-    lockout_doubles_and_resets,
-    the_guess_budget_spans_sources_and_restarts_with_a_new_secret,
-    waiting_requests_are_recorded_once_and_capped,
-    device_facts_and_listing,
-    audit_chain_links_every_entry,
-    purge_drops_unreadable_and_expired,
-    concurrent_writers_all_commit,
-    approvals_rejections_and_clearing,
-    revocation_crl_and_removal,
-    device_filters_agree_with_the_status_table,
-    bulk_secrets_in_one_transaction,
-    audit_filters_and_checkpoints,
-    queue_expiry,
-    web_passwords_are_kept_replaced_and_audited,
-    an_issue_that_fails_a_precondition_changes_nothing,
-);
+suite::backend_tests!(open_dyn);
 
 #[tokio::test]
 async fn durability_settings_are_read_back() {

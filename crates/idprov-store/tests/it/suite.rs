@@ -6,10 +6,52 @@ use std::sync::Arc;
 use idprov_store::*;
 use serde_json::json;
 
+/// Defines one `#[tokio::test]` per suite test below, each on a registry
+/// from `$open(test_name)`: an `async fn(&str) -> Option<(Guard,
+/// Arc<dyn Registry>)>` (`None` skips the test, for a backend that is not
+/// installed). The list is kept here once; each backend's module invokes
+/// `suite::backend_tests!(open);`, so a new suite test runs on both.
+macro_rules! backend_tests {
+    ($open:ident) => {
+        $crate::suite::backend_tests!(@each $open;
+            secrets_add_replace_list_remove,
+            consuming_a_secret_is_conditional,
+            redelivery_window,
+            lockout_doubles_and_resets,
+            the_guess_budget_spans_sources_and_restarts_with_a_new_secret,
+            waiting_requests_are_recorded_once_and_capped,
+            device_facts_and_listing,
+            audit_chain_links_every_entry,
+            purge_drops_unreadable_and_expired,
+            concurrent_writers_all_commit,
+            approvals_rejections_and_clearing,
+            revocation_crl_and_removal,
+            device_filters_agree_with_the_status_table,
+            bulk_secrets_in_one_transaction,
+            audit_filters_and_checkpoints,
+            queue_expiry,
+            web_passwords_are_kept_replaced_and_audited,
+            an_issue_that_fails_a_precondition_changes_nothing
+        );
+    };
+    (@each $open:ident; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let Some((_guard, reg)) = $open(stringify!($name)).await else {
+                    return;
+                };
+                $crate::suite::$name(&reg).await;
+            }
+        )*
+    };
+}
+pub(crate) use backend_tests;
+
 /// A fixed "now" so expiry arithmetic is exact.
 pub const NOW: i64 = 1_800_000_000;
 
-fn audit(event: &str, device: &str) -> AuditRecord {
+pub(crate) fn audit(event: &str, device: &str) -> AuditRecord {
     AuditRecord::new(
         NOW,
         Actor::named("admin", "tester"),
@@ -19,7 +61,7 @@ fn audit(event: &str, device: &str) -> AuditRecord {
     )
 }
 
-fn secret(device: &str, valid_until: i64) -> NewSecret {
+pub(crate) fn secret(device: &str, valid_until: i64) -> NewSecret {
     NewSecret {
         device_id: device.into(),
         sealed: format!("sealed-{device}-{valid_until}").into_bytes(),
@@ -30,7 +72,7 @@ fn secret(device: &str, valid_until: i64) -> NewSecret {
     }
 }
 
-fn cert(device: &str, serial: &str, not_after: i64) -> NewCertificate {
+pub(crate) fn cert(device: &str, serial: &str, not_after: i64) -> NewCertificate {
     NewCertificate {
         serial: serial.into(),
         kind: CertKind::Device,
@@ -46,7 +88,7 @@ fn cert(device: &str, serial: &str, not_after: i64) -> NewCertificate {
     }
 }
 
-fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRecord {
+pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRecord {
     IssueRecord {
         cert: cert(device, serial, NOW + 30 * 86_400),
         consume_approval: None,
@@ -715,7 +757,7 @@ pub async fn concurrent_writers_all_commit(reg: &Arc<dyn Registry>) {
     verify_chain(None, &entries).expect("one valid chain");
 }
 
-fn waiting(device: &str, fp: &str) -> WaitingRequest {
+pub(crate) fn waiting(device: &str, fp: &str) -> WaitingRequest {
     WaitingRequest {
         device_id: device.into(),
         key_fingerprint: fp.into(),
