@@ -475,7 +475,7 @@ impl Provisioner {
         tracing::info!(device_id = device, serial = %cert.serial, how, "certificate re-delivered");
         Ok(Some(Outcome::Approved(Issued {
             chain_pem: format!("{}{}", cert.pem, self.ca.intermediates_pem()),
-            serial: cert.serial,
+            serial: cert.serial.clone(),
             not_before: cert.not_before,
             not_after: cert.not_after,
             renew_after_secs: half_validity(cert.not_before, cert.not_after),

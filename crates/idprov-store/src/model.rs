@@ -135,7 +135,7 @@ pub use idprov_proto::ProvisionStatus;
 pub use idprov_proto::kinds::{CertKind, IssueKind};
 
 /// A certificate to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewCertificate {
     /// Serial, lower-case hex.
     pub serial: String,
@@ -161,35 +161,25 @@ pub struct NewCertificate {
     pub authorized_by: String,
 }
 
-/// A recorded certificate.
+/// A recorded certificate: what was recorded, and its revocation. Reads
+/// of the recorded fields go through to [`NewCertificate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CertRecord {
-    /// Serial, lower-case hex.
-    pub serial: String,
-    /// What it was issued to.
-    pub kind: CertKind,
-    /// Subject CN.
-    pub subject: String,
-    /// Leaf PEM.
-    pub pem: String,
-    /// Fingerprint of the subject public key.
-    pub key_fingerprint: String,
-    /// Key type.
-    pub key_type: String,
-    /// notBefore.
-    pub not_before: i64,
-    /// notAfter.
-    pub not_after: i64,
-    /// Issuance time.
-    pub issued_at: i64,
-    /// How it was authorized.
-    pub issue_kind: IssueKind,
-    /// Who authorized it.
-    pub authorized_by: String,
+    /// The certificate as recorded.
+    #[serde(flatten)]
+    pub cert: NewCertificate,
     /// Revocation time, if revoked.
     pub revoked_at: Option<i64>,
     /// RFC 5280 reason code, if revoked.
     pub revocation_reason: Option<i64>,
+}
+
+impl std::ops::Deref for CertRecord {
+    type Target = NewCertificate;
+
+    fn deref(&self) -> &NewCertificate {
+        &self.cert
+    }
 }
 
 /// Consume a secret as part of recording an issuance.

@@ -196,6 +196,26 @@ impl Row {
         }
     }
 
+    /// A certificate kind stored as its name.
+    pub(crate) fn cert_kind(&mut self, i: usize) -> Result<crate::model::CertKind> {
+        let v = self.text(i)?;
+        crate::model::CertKind::parse(&v)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown certificate kind {v:?}")))
+    }
+
+    /// An issue kind stored as its name.
+    pub(crate) fn issue_kind(&mut self, i: usize) -> Result<crate::model::IssueKind> {
+        let v = self.text(i)?;
+        crate::model::IssueKind::parse(&v)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown issue kind {v:?}")))
+    }
+
+    /// JSON text; a value that no longer parses is `null` (an audit detail:
+    /// it then fails the hash check, it does not fail the read).
+    pub(crate) fn json(&mut self, i: usize) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.text(i)?).unwrap_or(serde_json::Value::Null))
+    }
+
     /// Bytes, moved out of the row.
     pub(crate) fn blob(&mut self, i: usize) -> Result<Vec<u8>> {
         match self.0.get_mut(i) {

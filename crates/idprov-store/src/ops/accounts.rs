@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{CERT_COLUMNS, Store, all, append_audit, cert_from_row, first, in_read, in_write};
+use super::{CERT_COLUMNS, FromRow, Store, all, append_audit, first, in_read, in_write};
 use crate::audit::AuditRecord;
 use crate::error::Result;
 use crate::model::*;
@@ -33,13 +33,7 @@ impl<B: Backend> Accounts for Store<B> {
                 db,
                 "SELECT name, hash, updated_at FROM web_passwords WHERE name = $1",
                 args![&name],
-                |mut r| {
-                    Ok(WebPassword {
-                        name: r.text(0)?,
-                        hash: r.text(1)?,
-                        updated_at: r.int(2)?,
-                    })
-                },
+                WebPassword::decode,
             )
             .await
         })
@@ -75,7 +69,7 @@ impl<B: Backend> Accounts for Store<B> {
             all(db, &format!(
                         "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = $1 ORDER BY subject, id DESC"
                     ),
-                    args![kind.as_str()], |mut r| cert_from_row(&mut r, 0)).await
+                    args![kind.as_str()], CertRecord::decode).await
         })
         .await
     }

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{AUDIT_COLUMNS, Store, all, append_audit, audit_from_row, first, in_read, in_write};
+use super::{AUDIT_COLUMNS, FromRow, Store, all, append_audit, first, in_read, in_write};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
@@ -25,7 +25,7 @@ impl<B: Backend> AuditLog for Store<B> {
                     "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
                 ),
                 args![after, limit],
-                audit_from_row,
+                AuditEntry::decode,
             )
             .await
         })
@@ -57,7 +57,7 @@ impl<B: Backend> AuditLog for Store<B> {
                     &f.since,
                     &f.until
                 ],
-                audit_from_row,
+                AuditEntry::decode,
             )
             .await
         })
@@ -96,15 +96,7 @@ impl<B: Backend> AuditLog for Store<B> {
                 db,
                 "SELECT seq, head_hash, at, signer, signature FROM audit_checkpoints ORDER BY seq",
                 args![],
-                |mut r| {
-                    Ok(Checkpoint {
-                        seq: r.int(0)?,
-                        head_hash: r.text(1)?,
-                        at: r.int(2)?,
-                        signer: r.text(3)?,
-                        signature: r.blob(4)?,
-                    })
-                },
+                Checkpoint::decode,
             )
             .await
         })

@@ -6,8 +6,8 @@ use idprov_proto::ProvisionStatus;
 
 use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
 use super::{
-    CERT_COLUMNS, Store, all, append_audit, cert_from_row, decode, ensure_device, first, in_read,
-    in_write,
+    CERT_COLUMNS, FromRow, Store, all, append_audit, decode, ensure_device, first, in_read,
+    in_write, joined,
 };
 use crate::audit::AuditRecord;
 use crate::error::Result;
@@ -160,7 +160,7 @@ impl<B: Backend> Devices for Store<B> {
                 db,
                 &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1"),
                 args![&serial],
-                |mut r| cert_from_row(&mut r, 0),
+                CertRecord::decode,
             )
             .await
         })
@@ -177,7 +177,7 @@ impl<B: Backend> Devices for Store<B> {
                          ORDER BY id DESC"
                 ),
                 args![kind.as_str(), &subject],
-                |mut r| cert_from_row(&mut r, 0),
+                CertRecord::decode,
             )
             .await
         })
@@ -208,11 +208,7 @@ impl<B: Backend> Devices for Store<B> {
             else {
                 return Ok(None);
             };
-            let newest_valid = if r.is_null(7) {
-                None
-            } else {
-                Some(cert_from_row(&mut r, 8)?)
-            };
+            let newest_valid = joined(&mut r, 7, 8)?;
             Ok(Some(DeviceFacts {
                 device_id,
                 created_at: r.int(0)?,
@@ -435,14 +431,7 @@ impl<B: Backend> Devices for Store<B> {
         in_read!(self, |db| {
             all(db, "SELECT serial, revoked_at, COALESCE(revocation_reason, 0), not_after FROM certificates
                      WHERE revoked_at IS NOT NULL AND not_after >= $1 ORDER BY id",
-                    args![now], |mut r| {
-                Ok(RevokedCert {
-                    serial: r.text(0)?,
-                    revoked_at: r.int(1)?,
-                    reason: r.int(2)?,
-                    not_after: r.int(3)?,
-                })
-            }).await
+                    args![now], RevokedCert::decode).await
         })
         .await
     }
@@ -485,14 +474,7 @@ impl<B: Backend> Devices for Store<B> {
                 "SELECT number, this_update, next_update, der FROM crl_state
                  WHERE id = 1 AND length(der) > 0",
                 args![],
-                |mut r| {
-                    Ok(CrlRecord {
-                        number: r.int(0)?,
-                        this_update: r.int(1)?,
-                        next_update: r.int(2)?,
-                        der: r.blob(3)?,
-                    })
-                },
+                CrlRecord::decode,
             )
             .await
         })

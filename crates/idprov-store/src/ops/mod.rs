@@ -15,7 +15,7 @@ pub(crate) mod rules;
 mod secrets;
 
 use crate::audit::{AuditEntry, AuditRecord};
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 use crate::model::*;
 use crate::sql::{Arg, Db, Row, args};
 
@@ -101,93 +101,96 @@ pub(crate) fn decode<T>(rows: Vec<Row>, f: impl Fn(Row) -> Result<T>) -> Result<
     rows.into_iter().map(f).collect()
 }
 
+/// A record decoded from consecutive columns of a row.
+pub(crate) trait FromRow: Sized {
+    /// Decodes the record from the row's columns `at`, `at + 1`… in the
+    /// order of its `from_row!` list.
+    fn from_row(r: &mut Row, at: usize) -> Result<Self>;
+
+    /// Decodes a whole row.
+    fn decode(mut r: Row) -> Result<Self> {
+        Self::from_row(&mut r, 0)
+    }
+}
+
+/// `from_row!(Type { field: getter, … })`: the record's columns in order,
+/// each read with that [`Row`] getter. The `SELECT` lists the columns in the
+/// same order (the `*_COLUMNS` constants below).
+macro_rules! from_row {
+    ($($ty:ident { $($field:ident: $get:ident),* $(,)? })*) => {
+        $(
+            impl FromRow for $ty {
+                #[allow(unused_assignments)]
+                fn from_row(r: &mut Row, at: usize) -> Result<Self> {
+                    let mut i = at;
+                    Ok($ty {
+                        $($field: {
+                            let v = r.$get(i)?;
+                            i += 1;
+                            v
+                        },)*
+                    })
+                }
+            }
+        )*
+    };
+}
+
 pub(crate) const CERT_COLUMNS: &str = "serial, kind, subject, pem, key_fingerprint, key_type, \
      not_before, not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason";
-
-/// A certificate from [`CERT_COLUMNS`] starting at column `at`.
-pub(crate) fn cert_from_row(r: &mut Row, at: usize) -> Result<CertRecord> {
-    let kind = r.text(at + 1)?;
-    let issue_kind = r.text(at + 9)?;
-    Ok(CertRecord {
-        serial: r.text(at)?,
-        kind: CertKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown certificate kind {kind:?}")))?,
-        subject: r.text(at + 2)?,
-        pem: r.text(at + 3)?,
-        key_fingerprint: r.text(at + 4)?,
-        key_type: r.text(at + 5)?,
-        not_before: r.int(at + 6)?,
-        not_after: r.int(at + 7)?,
-        issued_at: r.int(at + 8)?,
-        issue_kind: IssueKind::parse(&issue_kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("unknown issue kind {issue_kind:?}")))?,
-        authorized_by: r.text(at + 10)?,
-        revoked_at: r.opt_int(at + 11)?,
-        revocation_reason: r.opt_int(at + 12)?,
-    })
-}
 
 pub(crate) const WAITING_COLUMNS: &str = "device_id, key_fingerprint, key_type, public_key_pem, \
      claimed_ip, claimed_mac, source, first_seen, last_seen, attempts";
 
-pub(crate) fn waiting_from_row(r: &mut Row) -> Result<WaitingRequest> {
-    Ok(WaitingRequest {
-        device_id: r.text(0)?,
-        key_fingerprint: r.text(1)?,
-        key_type: r.text(2)?,
-        public_key_pem: r.text(3)?,
-        claimed_ip: r.text(4)?,
-        claimed_mac: r.text(5)?,
-        source: r.text(6)?,
-        first_seen: r.int(7)?,
-        last_seen: r.int(8)?,
-        attempts: r.int(9)?,
-    })
-}
-
 pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, event, device_id, detail, prev_hash, hash";
 
-pub(crate) fn audit_from_row(mut r: Row) -> Result<AuditEntry> {
-    let detail = r.text(5)?;
-    Ok(AuditEntry {
-        seq: r.int(0)?,
-        at: r.int(1)?,
-        actor: r.text(2)?,
-        event: r.text(3)?,
-        device_id: r.opt_text(4)?,
-        // A detail that no longer parses still fails the hash check.
-        detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
-        prev_hash: r.text(6)?,
-        hash: r.text(7)?,
-    })
+from_row! {
+    NewCertificate {
+        serial: text, kind: cert_kind, subject: text, pem: text, key_fingerprint: text,
+        key_type: text, not_before: int, not_after: int, issued_at: int,
+        issue_kind: issue_kind, authorized_by: text,
+    }
+    WaitingRequest {
+        device_id: text, key_fingerprint: text, key_type: text, public_key_pem: text,
+        claimed_ip: text, claimed_mac: text, source: text, first_seen: int, last_seen: int,
+        attempts: int,
+    }
+    AuditEntry {
+        seq: int, at: int, actor: text, event: text, device_id: opt_text, detail: json,
+        prev_hash: text, hash: text,
+    }
+    Approval { device_id: text, key_fingerprint: text, approved_by: text, created_at: int, expires_at: int }
+    Rejection { device_id: text, key_fingerprint: text, rejected_by: text, reason: text, created_at: int }
+    GuessBudget { secret_id: int, window_start: int, failures: u32 }
+    Lockout { failures: u32, locked_until: int }
+    StoredSecret { id: int, device_id: text, sealed: blob, key_id: text, created_at: int, valid_until: int }
+    ConsumedSecret { sealed: blob, key_id: text, serial: text, consumed_at: int }
+    SecretSummary { device_id: text, created_at: int, valid_until: int, created_by: text }
+    SealedSecret { device_id: text, sealed: blob, key_id: text, valid_until: int }
+    WebPassword { name: text, hash: text, updated_at: int }
+    Checkpoint { seq: int, head_hash: text, at: int, signer: text, signature: blob }
+    CrlRecord { number: int, this_update: int, next_update: int, der: blob }
+    RevokedCert { serial: text, revoked_at: int, reason: int, not_after: int }
 }
 
-pub(crate) fn approval_from_row(r: &mut Row, at: usize) -> Result<Approval> {
-    Ok(Approval {
-        device_id: r.text(at)?,
-        key_fingerprint: r.text(at + 1)?,
-        approved_by: r.text(at + 2)?,
-        created_at: r.int(at + 3)?,
-        expires_at: r.int(at + 4)?,
-    })
+/// The record at columns `at`… of a `LEFT JOIN`, when it matched: when
+/// column `found` (one of its NOT NULL columns) is not NULL.
+pub(crate) fn joined<T: FromRow>(r: &mut Row, found: usize, at: usize) -> Result<Option<T>> {
+    if r.is_null(found) {
+        Ok(None)
+    } else {
+        T::from_row(r, at).map(Some)
+    }
 }
 
-pub(crate) fn rejection_from_row(r: &mut Row, at: usize) -> Result<Rejection> {
-    Ok(Rejection {
-        device_id: r.text(at)?,
-        key_fingerprint: r.text(at + 1)?,
-        rejected_by: r.text(at + 2)?,
-        reason: r.text(at + 3)?,
-        created_at: r.int(at + 4)?,
-    })
-}
-
-pub(crate) fn guess_budget_from_row(r: &Row, at: usize) -> Result<GuessBudget> {
-    Ok(GuessBudget {
-        secret_id: r.int(at)?,
-        window_start: r.int(at + 1)?,
-        failures: r.u32(at + 2)?,
-    })
+impl FromRow for CertRecord {
+    fn from_row(r: &mut Row, at: usize) -> Result<Self> {
+        Ok(CertRecord {
+            cert: NewCertificate::from_row(r, at)?,
+            revoked_at: r.opt_int(at + 11)?,
+            revocation_reason: r.opt_int(at + 12)?,
+        })
+    }
 }
 
 /// Every row of a query, decoded with `f`.

@@ -4,8 +4,8 @@ use async_trait::async_trait;
 
 use super::rules::WAITING_PAGE;
 use super::{
-    Store, WAITING_COLUMNS, all, append_audit, approval_from_row, ensure_device, first, in_read,
-    in_write, rejection_from_row, waiting_from_row,
+    FromRow, Store, WAITING_COLUMNS, all, append_audit, ensure_device, first, in_read, in_write,
+    joined,
 };
 use crate::audit::{Actor, AuditRecord};
 use crate::error::Result;
@@ -127,7 +127,7 @@ impl<B: Backend> Queue for Store<B> {
                          ORDER BY device_id, key_fingerprint LIMIT $3"
                 ),
                 args![&device, &fp, limit],
-                |mut r| waiting_from_row(&mut r),
+                WaitingRequest::decode,
             )
             .await
         })
@@ -144,7 +144,7 @@ impl<B: Backend> Queue for Store<B> {
                          WHERE device_id = $1 ORDER BY key_fingerprint"
                 ),
                 args![&device_id],
-                |mut r| waiting_from_row(&mut r),
+                WaitingRequest::decode,
             )
             .await
         })
@@ -173,17 +173,9 @@ impl<B: Backend> Queue for Store<B> {
                     ),
                     args![&device, &fp, limit, now], |mut r| {
                 Ok(QueueEntry {
-                    request: waiting_from_row(&mut r)?,
-                    approval: if r.is_null(10) {
-                        None
-                    } else {
-                        Some(approval_from_row(&mut r, 10)?)
-                    },
-                    rejection: if r.is_null(15) {
-                        None
-                    } else {
-                        Some(rejection_from_row(&mut r, 15)?)
-                    },
+                    request: WaitingRequest::from_row(&mut r, 0)?,
+                    approval: joined(&mut r, 10, 10)?,
+                    rejection: joined(&mut r, 15, 15)?,
                 })
             }).await
         })
@@ -297,7 +289,7 @@ impl<B: Backend> Queue for Store<B> {
         in_read!(self, |db| {
             first(db, "SELECT device_id, key_fingerprint, approved_by, created_at, expires_at FROM approvals
                  WHERE device_id = $1 AND key_fingerprint = $2 AND expires_at >= $3",
-                args![&device_id, &fp, now], |mut r| approval_from_row(&mut r, 0)).await
+                args![&device_id, &fp, now], Approval::decode).await
         })
         .await
     }
@@ -310,7 +302,7 @@ impl<B: Backend> Queue for Store<B> {
                 "SELECT device_id, key_fingerprint, rejected_by, reason, created_at FROM rejections
                  WHERE device_id = $1 AND key_fingerprint = $2",
                 args![&device_id, &fp],
-                |mut r| rejection_from_row(&mut r, 0),
+                Rejection::decode,
             )
             .await
         })

@@ -3,10 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{
-    Store, all, append_audit, approval_from_row, ensure_device, first, guess_budget_from_row,
-    in_read, in_write, rejection_from_row,
-};
+use super::{FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined};
 use crate::audit::{Actor, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
@@ -16,35 +13,15 @@ use crate::sql::{Backend, Db, Dialect, Row, args};
 const LIVE_SECRET: &str = "SELECT id, device_id, sealed, key_id, created_at, valid_until
      FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2";
 
-fn live_secret_from_row(mut r: Row) -> Result<StoredSecret> {
-    Ok(StoredSecret {
-        id: r.int(0)?,
-        device_id: r.text(1)?,
-        sealed: r.blob(2)?,
-        key_id: r.text(3)?,
-        created_at: r.int(4)?,
-        valid_until: r.int(5)?,
-    })
-}
-
 const CONSUMED_SECRET: &str = "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
      WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3";
-
-fn consumed_from_row(r: &mut Row, at: usize) -> Result<ConsumedSecret> {
-    Ok(ConsumedSecret {
-        sealed: r.blob(at)?,
-        key_id: r.text(at + 1)?,
-        serial: r.text(at + 2)?,
-        consumed_at: r.int(at + 3)?,
-    })
-}
 
 async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBudget>> {
     first(
         db,
         "SELECT secret_id, window_start, failures FROM guess_budgets WHERE device_id = $1",
         args![device_id],
-        |r| guess_budget_from_row(&r, 0),
+        GuessBudget::decode,
     )
     .await
 }
@@ -73,50 +50,16 @@ const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
      LEFT JOIN guess_budgets g ON g.device_id = $1";
 
 fn oob_view_from_row(mut r: Row) -> Result<OobView> {
-    // A NOT NULL column of each table tells whether its row was found.
-    let found = |r: &Row, i: usize| !r.is_null(i);
+    // A NOT NULL column of each joined table tells whether it matched.
+    let r = &mut r;
     Ok(OobView {
-        lockout: if found(&r, 0) {
-            Some(Lockout {
-                failures: r.u32(0)?,
-                locked_until: r.int(1)?,
-            })
-        } else {
-            None
-        },
-        rejection: if found(&r, 2) {
-            Some(rejection_from_row(&mut r, 2)?)
-        } else {
-            None
-        },
-        approval: if found(&r, 7) {
-            Some(approval_from_row(&mut r, 7)?)
-        } else {
-            None
-        },
-        consumed: if found(&r, 13) {
-            Some(consumed_from_row(&mut r, 12)?)
-        } else {
-            None
-        },
-        live_secret: if found(&r, 16) {
-            Some(StoredSecret {
-                id: r.int(16)?,
-                device_id: r.text(17)?,
-                sealed: r.blob(18)?,
-                key_id: r.text(19)?,
-                created_at: r.int(20)?,
-                valid_until: r.int(21)?,
-            })
-        } else {
-            None
-        },
+        lockout: joined(r, 0, 0)?,
+        rejection: joined(r, 2, 2)?,
+        approval: joined(r, 7, 7)?,
+        consumed: joined(r, 13, 12)?,
+        live_secret: joined(r, 16, 16)?,
         approved_serial: r.opt_text(22)?,
-        guess_budget: if found(&r, 23) {
-            Some(guess_budget_from_row(&r, 23)?)
-        } else {
-            None
-        },
+        guess_budget: joined(r, 23, 23)?,
     })
 }
 
@@ -183,7 +126,7 @@ impl<B: Backend> Secrets for Store<B> {
                 db,
                 LIVE_SECRET,
                 args![&device_id, now],
-                live_secret_from_row,
+                StoredSecret::decode,
             )
             .await
         })
@@ -202,7 +145,7 @@ impl<B: Backend> Secrets for Store<B> {
                 db,
                 CONSUMED_SECRET,
                 args![&device_id, &fp, since],
-                |mut r| consumed_from_row(&mut r, 0),
+                ConsumedSecret::decode,
             )
             .await
         })
@@ -218,14 +161,7 @@ impl<B: Backend> Secrets for Store<B> {
                 "SELECT device_id, created_at, valid_until, created_by FROM oob_secrets
                      WHERE device_id > $1 ORDER BY device_id LIMIT $2",
                 args![&after, limit],
-                |mut r| {
-                    Ok(SecretSummary {
-                        device_id: r.text(0)?,
-                        created_at: r.int(1)?,
-                        valid_until: r.int(2)?,
-                        created_by: r.text(3)?,
-                    })
-                },
+                SecretSummary::decode,
             )
             .await
         })
@@ -348,14 +284,7 @@ impl<B: Backend> Secrets for Store<B> {
                 "SELECT device_id, sealed, key_id, valid_until FROM oob_secrets
                      WHERE device_id > $1 AND valid_until >= $3 ORDER BY device_id LIMIT $2",
                 args![&after, limit, now],
-                |mut r| {
-                    Ok(SealedSecret {
-                        device_id: r.text(0)?,
-                        sealed: r.blob(1)?,
-                        key_id: r.text(2)?,
-                        valid_until: r.int(3)?,
-                    })
-                },
+                SealedSecret::decode,
             )
             .await
         })
@@ -369,12 +298,7 @@ impl<B: Backend> Secrets for Store<B> {
                 db,
                 "SELECT failures, locked_until FROM lockouts WHERE device_id = $1 AND source = $2",
                 args![&device_id, &source],
-                |r| {
-                    Ok(Lockout {
-                        failures: r.u32(0)?,
-                        locked_until: r.int(1)?,
-                    })
-                },
+                Lockout::decode,
             )
             .await
         })

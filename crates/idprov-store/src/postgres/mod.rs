@@ -378,7 +378,7 @@ async fn append_audit_tx(w: &WriteTx<'_>, r: &AuditRecord) -> Result<i64> {
 
 /// A copied audit entry, for the migration's check.
 fn audit_from_row(r: &Row) -> Result<AuditEntry> {
-    crate::ops::audit_from_row(pg_row(r)?)
+    <AuditEntry as crate::ops::FromRow>::decode(pg_row(r)?)
 }
 
 impl Backend for Postgres {

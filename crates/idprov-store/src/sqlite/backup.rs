@@ -109,7 +109,7 @@ pub fn check(db: &Path) -> Result<DatabaseSummary> {
             ),
             args![after],
         ))?;
-        let batch = crate::ops::decode(rows, crate::ops::audit_from_row)?;
+        let batch = crate::ops::decode(rows, <AuditEntry as crate::ops::FromRow>::decode)?;
         let Some(last) = batch.last().cloned() else {
             break;
         };
