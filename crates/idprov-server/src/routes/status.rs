@@ -24,7 +24,7 @@ use idprov_core::status_of;
     responses(
         (status = 200, description = "Status", body = StatusMessage),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 401, description = "No client certificate where one is needed", body = crate::error::ErrorDocument),
         (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
