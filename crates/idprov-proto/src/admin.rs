@@ -10,6 +10,7 @@ use crate::kinds::{CertKind, DecisionKind, IssueKind, QueueState};
 
 /// One page of a listing; `next` is the `after` value of the following page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The entries.
     pub items: Vec<T>,
@@ -20,7 +21,9 @@ pub struct Page<T> {
 
 /// A device as listed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(as = Device))]
 pub struct DeviceView {
     /// The device ID.
     #[serde(rename = "deviceID")]
@@ -28,6 +31,7 @@ pub struct DeviceView {
     /// Approved, Waiting or Rejected, as the status endpoint reports it.
     pub status: ProvisionStatus,
     /// First heard of.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
     /// Certificates ever issued.
     pub certificates: u64,
@@ -35,12 +39,14 @@ pub struct DeviceView {
     pub revoked: u64,
     /// notAfter of the current certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub valid_until: Option<String>,
     /// Serial of the current certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial: Option<String>,
     /// When the newest certificate was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub last_issued_at: Option<String>,
     /// A live OOB secret is registered.
     pub live_secret: bool,
@@ -50,7 +56,9 @@ pub struct DeviceView {
 
 /// A certificate as administrators see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(as = Certificate))]
 pub struct CertView {
     /// Serial, lower-case hex.
     pub serial: String,
@@ -63,10 +71,13 @@ pub struct CertView {
     /// e.g. ECDSA-P256.
     pub key_type: String,
     /// notBefore.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub not_before: String,
     /// notAfter.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub not_after: String,
     /// When it was issued.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub issued_at: String,
     /// oob, renewal, rekey, admin, approval or local.
     pub issue_kind: IssueKind,
@@ -74,6 +85,7 @@ pub struct CertView {
     pub authorized_by: String,
     /// When it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub revoked_at: Option<String>,
     /// RFC 5280 reason code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -84,6 +96,7 @@ pub struct CertView {
 
 /// One device with its certificate history, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceDetail {
     /// The summary.
@@ -98,6 +111,7 @@ pub struct DeviceDetail {
 
 /// A device's budget of wrong secrets across every source.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct GuessesView {
     /// Wrong secrets counted in the window.
@@ -105,6 +119,7 @@ pub struct GuessesView {
     /// Most allowed in one window.
     pub budget: u32,
     /// When the window ends (RFC 3339).
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub window_ends: String,
     /// Whether every further guess is refused until then.
     pub spent: bool,
@@ -112,6 +127,7 @@ pub struct GuessesView {
 
 /// `GET /idprov/admin/requests/status`: whether the waiting queue is full.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStatus {
     /// Whether a first-seen request found the queue full (and no source
@@ -119,6 +135,7 @@ pub struct QueueStatus {
     pub full: bool,
     /// Since when (RFC 3339), while full.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub full_since: Option<String>,
     /// First-seen requests not recorded since then.
     pub not_recorded: u64,
@@ -131,14 +148,17 @@ pub struct QueueStatus {
 
 /// A registered OOB secret, without its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretView {
     /// The device ID.
     #[serde(rename = "deviceID")]
     pub device_id: String,
     /// When it was registered.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub created_at: String,
     /// When it expires.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub valid_until: String,
     /// Who registered it.
     pub created_by: String,
@@ -146,12 +166,14 @@ pub struct SecretView {
 
 /// The answer to a secret registration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct SecretAdded {
     /// The device ID.
     #[serde(rename = "deviceID")]
     pub device_id: String,
     /// When the secret expires.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub valid_until: String,
     /// An existing secret was replaced.
     pub replaced: bool,
@@ -162,7 +184,9 @@ pub struct SecretAdded {
 
 /// A waiting provisioning request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(as = WaitingRequest))]
 pub struct WaitingView {
     /// The device ID.
     #[serde(rename = "deviceID")]
@@ -180,8 +204,10 @@ pub struct WaitingView {
     /// The address the request came from.
     pub source: String,
     /// First request.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub first_seen: String,
     /// Latest request.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub last_seen: String,
     /// Number of requests.
     pub attempts: i64,
@@ -194,6 +220,7 @@ pub struct WaitingView {
     pub decided_by: Option<String>,
     /// When an approval lapses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub approval_expires_at: Option<String>,
     /// Why it was rejected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -202,6 +229,7 @@ pub struct WaitingView {
 
 /// `POST /idprov/admin/requests/{deviceID}/approve|reject|clear`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Decision {
     /// The key (fingerprint) decided on; may be left out when the device has
@@ -210,11 +238,13 @@ pub struct Decision {
     pub key_fingerprint: Option<String>,
     /// Why (reject only; kept for administrators and the audit log).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub reason: Option<String>,
 }
 
 /// The answer to approve, reject and clear.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Decided {
     /// The device.
@@ -226,11 +256,13 @@ pub struct Decided {
     pub state: DecisionKind,
     /// When an approval lapses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub expires_at: Option<String>,
 }
 
 /// `POST /idprov/admin/devices/{deviceID}/revoke`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RevokeRequest {
     /// RFC 5280 reason: a name (`keyCompromise`) or its code.
@@ -238,6 +270,7 @@ pub struct RevokeRequest {
     pub reason: Option<String>,
     /// A note for the audit log only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1024))]
     pub note: Option<String>,
     /// One certificate only (default: every unrevoked one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,6 +279,7 @@ pub struct RevokeRequest {
 
 /// The answer to a revocation or removal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Revoked {
     /// The serials newly revoked.
@@ -257,6 +291,7 @@ pub struct Revoked {
 /// One row of a bulk registration as the CLI streams it (NDJSON): the
 /// `/idprov/oobsecret` object plus where it came from in the file.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ImportRow {
     /// The device ID.
@@ -286,6 +321,7 @@ impl core::fmt::Debug for ImportRow {
 
 /// A row a bulk registration refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RejectedRow {
     /// 0-based position in the stream (for a JSON array: the element index).
     pub index: u64,
@@ -301,6 +337,7 @@ pub struct RejectedRow {
 
 /// The answer to a bulk registration.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkResult {
     /// Rows stored (or, in a dry run, that would be).
     pub accepted: u64,
@@ -319,6 +356,7 @@ pub struct BulkResult {
 
 /// One row of an export (NDJSON from the server; the CLI writes CSV).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct ExportRow {
     /// The device ID.
@@ -328,6 +366,7 @@ pub struct ExportRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oob_secret: Option<String>,
     /// When it expires.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub valid_until: String,
 }
 
@@ -342,7 +381,9 @@ impl core::fmt::Debug for ExportRow {
 /// An audit entry as the admin API lists it (the stored fields, verbatim,
 /// so that an export can be verified).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(as = AuditEntry))]
 pub struct AuditView {
     /// Position in the log.
     pub seq: i64,
@@ -350,6 +391,7 @@ pub struct AuditView {
     pub at: i64,
     /// RFC 3339 of `at`, for people.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub time: String,
     /// Who.
     pub actor: String,
@@ -359,6 +401,7 @@ pub struct AuditView {
     #[serde(rename = "deviceID", default)]
     pub device_id: Option<String>,
     /// Details.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub detail: serde_json::Value,
     /// Hash of the previous entry.
     pub prev_hash: String,
@@ -368,7 +411,9 @@ pub struct AuditView {
 
 /// A signed checkpoint of the audit chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
+#[cfg_attr(feature = "openapi", schema(as = Checkpoint))]
 pub struct CheckpointView {
     /// The last entry covered.
     pub seq: i64,
@@ -384,9 +429,11 @@ pub struct CheckpointView {
 
 /// `POST /idprov/admin/credentials`: a certificate for a person or service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialRequest {
-    /// `admin`, `plugin`, `service` or `client`.
+    /// `admin`, `plugin` or `service`.
+    #[cfg_attr(feature = "openapi", schema(value_type = CredentialOu))]
     pub ou: String,
     /// The name (CN); device-ID syntax.
     pub cn: String,
@@ -398,11 +445,13 @@ pub struct CredentialRequest {
     pub sans: Vec<String>,
     /// Validity in days (default: 365).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3650))]
     pub validity_days: Option<u32>,
 }
 
 /// An issued credential.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialIssued {
     /// The certificate followed by intermediates, PEM.
@@ -412,11 +461,29 @@ pub struct CredentialIssued {
     /// Serial.
     pub serial: String,
     /// notAfter.
+    #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub not_after: String,
+}
+
+/// The organizational units a credential can be issued for (the `ou` of
+/// a credential request and of the credential routes).
+///
+/// A schema only: the server parses the text.
+#[cfg(feature = "openapi")]
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum CredentialOu {
+    /// An administrator.
+    Admin,
+    /// A plugin.
+    Plugin,
+    /// A hub service (may carry DNS names and addresses).
+    Service,
 }
 
 /// The answer to removing something.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Removed {
     /// Whether something was removed.
     pub removed: bool,

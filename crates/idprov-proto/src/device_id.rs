@@ -6,6 +6,10 @@ use core::fmt;
 /// Longest accepted device ID, in characters (all of them ASCII).
 pub const MAX_DEVICE_ID_LEN: usize = 128;
 
+/// The syntax [`DeviceId::parse`] accepts, as an ECMA-262 regular
+/// expression (for schemas; the parser does not use it).
+pub const DEVICE_ID_PATTERN: &str = "^[A-Za-z0-9_:][A-Za-z0-9._:-]{0,127}$";
+
 /// A device ID that passed the strict syntax of PROTOCOL.md §7: 1–128
 /// characters of `A–Z a–z 0–9 . _ : -`, not starting with `.` or `-`.
 ///
@@ -101,6 +105,28 @@ impl<'de> serde::Deserialize<'de> for DeviceId {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <String as serde::Deserialize>::deserialize(d)?;
         DeviceId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A string with [`DEVICE_ID_PATTERN`] (the OpenAPI document's path
+/// parameters).
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for DeviceId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(DEVICE_ID_PATTERN))
+            .description(Some(
+                "1-128 characters of A-Z a-z 0-9 . _ : -, not starting with . or - (PROTOCOL.md §7)",
+            ))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for DeviceId {
+    fn name() -> alloc::borrow::Cow<'static, str> {
+        alloc::borrow::Cow::Borrowed("DeviceId")
     }
 }
 

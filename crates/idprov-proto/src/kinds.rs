@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a certificate was issued to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum CertKind {
     /// A device (OU iotdevice).
@@ -47,6 +48,7 @@ impl CertKind {
 
 /// How a certificate came to be issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum IssueKind {
     /// A device proved knowledge of its OOB secret.
@@ -92,6 +94,7 @@ impl IssueKind {
 
 /// Where a waiting request stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum QueueState {
     /// Nobody decided yet.
@@ -116,6 +119,7 @@ impl QueueState {
 
 /// What an administrator's decision on a waiting request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum DecisionKind {
     /// Approved.

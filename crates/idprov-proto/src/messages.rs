@@ -30,6 +30,7 @@ pub const STATUS_PATH_PREFIX: &str = "/idprov/status/";
 
 /// The outcome of a provisioning request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ProvisionStatus {
     /// A certificate was issued (or re-delivered).
     Approved,
@@ -95,16 +96,28 @@ impl core::fmt::Display for ProvisionStatus {
 /// `POST /idprov/provreq` body:
 /// `{"deviceID","ip","mac","publicKeyPEM","signature"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProvisionRequest {
     /// The device ID as sent (the server checks its syntax).
+    #[cfg_attr(feature = "openapi", schema(rename = "deviceID"))]
     pub device_id: String,
     /// Free text the device claims as its address; never used to authorize.
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
     pub ip: String,
-    /// Free text the device claims as its MAC address.
+    /// Free text the device claims as its MAC address (may be absent or
+    /// `null`).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = false, nullable, max_length = 255)
+    )]
     pub mac: String,
-    /// The device's public key, PKIX PEM.
+    /// The device's public key, PKIX PEM: ECDSA P-256/P-384, Ed25519, RSA
+    /// 2048-4096.
+    #[cfg_attr(feature = "openapi", schema(rename = "publicKeyPEM"))]
     pub public_key_pem: String,
-    /// Base64 HMAC over the canonical form with `"signature":""`.
+    /// Base64 HMAC-SHA256 over the canonical form with `"signature":""`
+    /// (may be absent or `null`).
+    #[cfg_attr(feature = "openapi", schema(required = false, nullable))]
     pub signature: String,
 }
 
@@ -218,9 +231,12 @@ pub fn encode_response(
 /// The provisioning response:
 /// `{"retrySec","status","caCert","clientCert","signature"}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "camelCase"))]
 pub struct ProvisionResponse {
     /// Approved: the recommended renewal interval; Waiting: when to ask
     /// again; Rejected: when another attempt counts. Omitted when 0.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub retry_sec: i64,
     /// The outcome.
     pub status: ProvisionStatus,
@@ -290,12 +306,21 @@ fn has_short_escape(s: &[u8]) -> bool {
 
 /// `POST /idprov/oobsecret` body: `{"deviceID","oobSecret","validUntil"}`.
 #[derive(Clone, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(as = OobSecret, rename_all = "camelCase")
+)]
 pub struct OobSecretMessage {
     /// The device ID as sent.
+    #[cfg_attr(feature = "openapi", schema(rename = "deviceID"))]
     pub device_id: String,
-    /// The secret as sent (validated by the server, never logged).
+    /// The secret as sent: 1-256 bytes of UTF-8 without control
+    /// characters, never trimmed (validated by the server, never logged).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1))]
     pub oob_secret: String,
-    /// RFC 3339, or `""` for the default lifespan.
+    /// RFC 3339, or `""` (or absent) for the default lifespan (3 days).
+    #[cfg_attr(feature = "openapi", schema(required = false))]
     pub valid_until: String,
 }
 
@@ -342,14 +367,16 @@ impl OobSecretMessage {
 
 /// The endpoint table of the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "camelCase"))]
 pub struct Endpoints {
-    /// `directory`
+    /// The directory's own path.
     pub directory: String,
-    /// `status`, with the `{deviceID}` placeholder.
+    /// The status endpoint, with the `{deviceID}` placeholder.
     pub status: String,
-    /// `postOobSecret`
+    /// Where OOB secrets are registered.
     pub post_oob_secret: String,
-    /// `postProvisionRequest`
+    /// Where devices send provisioning requests.
     pub post_provision_request: String,
 }
 
@@ -368,13 +395,17 @@ impl Default for Endpoints {
 /// `GET /idprov/directory`:
 /// `{"endpoints":{…},"caCert":"<base64 of PEM>","version":"1","services":{…}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(rename_all = "camelCase"))]
 pub struct Directory {
     /// Where the other endpoints are.
     pub endpoints: Endpoints,
-    /// The CA as it appears on the wire: base64 of the PEM text (what we
-    /// send), or plain PEM, or `""` (what peers may send).
+    /// The CA as it appears on the wire: standard padded base64 of the CA
+    /// chain's PEM text (what we send), or plain PEM, or `""` (what peers
+    /// may send).
     pub ca_cert: String,
     /// The protocol version, `"1"`.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^1$"))]
     pub version: String,
     /// Services that accept the issued certificates, name → URL.
     pub services: BTreeMap<String, String>,
@@ -469,14 +500,22 @@ impl Directory {
 /// `GET /idprov/status/{deviceID}`:
 /// `{"deviceID","status","caCert":"<PEM>","clientCert":<base64 of PEM, or null>}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(
+    feature = "openapi",
+    schema(as = Status, rename_all = "camelCase")
+)]
 pub struct StatusMessage {
     /// The device ID.
+    #[cfg_attr(feature = "openapi", schema(rename = "deviceID"))]
     pub device_id: String,
     /// Approved, Waiting or Rejected (PROTOCOL.md §4 table).
     pub status: ProvisionStatus,
     /// The issuing CA and its chain, plain PEM.
     pub ca_cert: String,
-    /// The newest valid certificate, PEM (sent base64-encoded), if Approved.
+    /// The newest valid certificate, PEM (sent base64-encoded), if
+    /// Approved; `null` otherwise.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub client_cert: Option<String>,
 }
 

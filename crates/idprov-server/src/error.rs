@@ -68,6 +68,16 @@ impl StartError {
     }
 }
 
+/// The body of every error answer: `{"error": message, "status": code}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorDocument {
+    /// What went wrong, safe to show (details are logged, not returned).
+    pub error: String,
+    /// The HTTP status, repeated.
+    pub status: u16,
+}
+
 /// Every way a request can fail. Each variant maps to exactly one status;
 /// the message is safe to show a client, internal details are logged only.
 #[derive(Debug)]
@@ -183,12 +193,13 @@ impl IntoResponse for ApiError {
                 Some(retry_after.max(1)),
             ),
         };
-        let body = serde_json::json!({ "error": message, "status": status.as_u16() });
-        let mut response = (
-            status,
-            crate::routes::json_bytes(body.to_string().into_bytes()),
-        )
-            .into_response();
+        let body = ErrorDocument {
+            error: message,
+            status: status.as_u16(),
+        };
+        // A string and a number: encoding cannot fail.
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (status, crate::routes::json_bytes(bytes)).into_response();
         if let Some(secs) = retry_after
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {

@@ -436,6 +436,18 @@ fn session_document(
 }
 
 /// `GET /admin/api/session`.
+#[utoipa::path(
+    get,
+    path = "/admin/api/session",
+    operation_id = "session",
+    tag = "web",
+    summary = "Who the web page is signed in as (a session cookie, or an administrator certificate)",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Signed in", body = crate::routes::api_doc::SessionDocument),
+        (status = 401, description = "Not signed in", body = crate::error::ErrorDocument),
+    ),
+)]
 pub async fn session(
     State(app): State<AppState>,
     caller: Caller,
@@ -488,6 +500,22 @@ fn json_content(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// `POST /admin/api/signin`: a token or a name and password; rate limited
 /// per source; sets the session cookie.
+#[utoipa::path(
+    post,
+    path = "/admin/api/signin",
+    operation_id = "signIn",
+    tag = "web",
+    summary = "Sign in with the one-time token or a name and password; sets an HttpOnly, Secure, SameSite=Strict session cookie (30 minutes idle, 12 hours in all). Rate limited per source.",
+    request_body = inline(crate::routes::api_doc::SignInBody),
+    security(()),
+    responses(
+        (status = 200, description = "Signed in", body = crate::routes::api_doc::SessionDocument, headers(("Set-Cookie" = String, description = "The session cookie"))),
+        (status = 400, description = "Malformed input", body = crate::error::ErrorDocument),
+        (status = 401, description = "Wrong token, name or password", body = crate::error::ErrorDocument),
+        (status = 429, description = "Too many attempts from this address", body = crate::error::ErrorDocument, headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+        (status = 503, description = "Too many sign-ins are being checked right now", body = crate::error::ErrorDocument, headers(("Retry-After" = u64, description = "Seconds until a retry can succeed"))),
+    ),
+)]
 pub async fn signin(
     State(app): State<AppState>,
     conn: ConnInfo,
@@ -631,6 +659,17 @@ async fn failed(
 }
 
 /// `POST /admin/api/signout`.
+#[utoipa::path(
+    post,
+    path = "/admin/api/signout",
+    operation_id = "signOut",
+    tag = "web",
+    summary = "End the session",
+    security(()),
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+    ),
+)]
 pub async fn signout(State(app): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(value) = cookie_value(&headers) {
         app.web
@@ -747,13 +786,31 @@ pub async fn remove_password(
     Ok(removed)
 }
 
-#[derive(Deserialize)]
+/// `POST /admin/api/password`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OwnPassword {
+    /// The new password: 12 characters or more (at most 1024 bytes).
+    #[schema(min_length = 12)]
     password: String,
 }
 
 /// `POST /admin/api/password`: the signed-in administrator sets their own.
+#[utoipa::path(
+    post,
+    path = "/admin/api/password",
+    operation_id = "setOwnPassword",
+    tag = "web",
+    summary = "The signed-in administrator sets their own web password",
+    request_body = OwnPassword,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 204, description = "Set"),
+        (status = 400, description = "Too short or malformed", body = crate::error::ErrorDocument),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub async fn own_password(
     admin: crate::auth::Admin,
     caller: Caller,

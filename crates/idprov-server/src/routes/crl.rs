@@ -8,6 +8,18 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/idprov/crl",
+    operation_id = "crl",
+    tag = "protocol",
+    summary = "The CRL, DER, or PEM with Accept: application/x-pem-file",
+    security(()),
+    responses((status = 200, description = "The CRL", content(
+        (inline(crate::routes::api_doc::Binary) = "application/pkix-crl"),
+        (String = "application/x-pem-file"),
+    ))),
+)]
 pub(crate) async fn get(
     State(app): State<AppState>,
     headers: HeaderMap,

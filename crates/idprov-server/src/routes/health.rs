@@ -10,11 +10,32 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "meta",
+    summary = "Liveness: the process answers",
+    security(()),
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")),
+)]
 pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// The registry answers and the CA can sign.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "meta",
+    summary = "Readiness: the registry answers and the CA can sign",
+    security(()),
+    responses(
+        (status = 200, description = "ready", body = String, content_type = "text/plain"),
+        (status = 503, description = "not ready", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
     let db = app.registry.audit_head().await.is_ok();
     let ca = app.ca.sign(b"readiness").is_ok();
@@ -26,6 +47,19 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 /// Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "meta",
+    summary = "Prometheus metrics (a certificate with OU admin or service, unless admin.metrics_public)",
+    security(("clientCertificate" = [])),
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 401, description = "No client certificate", body = crate::error::ErrorDocument),
+        (status = 403, description = "Not an admin or service certificate", body = crate::error::ErrorDocument),
+    ),
+)]
 pub(crate) async fn metrics(
     State(app): State<AppState>,
     caller: Caller,

@@ -5,6 +5,7 @@
 //! [`crate::error::ApiError`].
 
 mod admin;
+pub mod api_doc;
 mod crl;
 mod directory;
 mod health;
@@ -31,6 +32,10 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The OpenAPI document of these routes (`docs/openapi.json`, committed).
+///
+/// Served as committed rather than generated from [`api_doc::ApiDoc`] at
+/// start: the bytes served are the reviewed file, built once at compile
+/// time, and a test proves the file is exactly what the types generate.
 pub const OPENAPI: &str = include_str!("../../../../docs/openapi.json");
 
 /// Every (method, path) the router serves. A test checks that the OpenAPI
@@ -76,6 +81,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/admin/api/password"),
 ];
 
+#[utoipa::path(
+    get,
+    path = "/idprov/openapi.json",
+    operation_id = "openapi",
+    tag = "meta",
+    summary = "This document",
+    security(()),
+    responses((status = 200, description = "OpenAPI document", body = api_doc::OpenApiDocument)),
+)]
 async fn openapi() -> Response {
     let mut r = json_bytes(OPENAPI);
     r.headers_mut().insert(
@@ -292,10 +306,14 @@ pub(crate) async fn read_body(
 }
 
 /// `?after=…&limit=…` of listings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// The `next` value of the previous page.
     pub after: Option<String>,
+    /// Entries per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     pub limit: Option<u32>,
 }
 

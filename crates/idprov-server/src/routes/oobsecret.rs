@@ -64,6 +64,23 @@ pub(crate) fn validate(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/oobsecret",
+    operation_id = "registerSecret",
+    tag = "protocol",
+    summary = "Register (or replace) a device's OOB secret; a JSON array is a bulk post",
+    description = "Administrator or plugin certificate (or an administrator's web session). One object: 64 KiB limit. An array: the bulk limits.",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    request_body = inline(crate::routes::api_doc::OobSecretBody),
+    responses(
+        (status = 200, description = "Registered", body = inline(crate::routes::api_doc::Registered)),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 413, response = crate::routes::api_doc::PayloadTooLarge),
+    ),
+)]
 pub(crate) async fn post(
     admin: Admin,
     headers: HeaderMap,

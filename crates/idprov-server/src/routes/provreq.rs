@@ -61,6 +61,22 @@ fn parse(message: ProvisionRequest, caller: &Caller, conn: &ConnInfo) -> Result<
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/provreq",
+    operation_id = "provisionRequest",
+    tag = "protocol",
+    summary = "A device asks for a certificate (PROTOCOL.md §6)",
+    description = "The body is JSON whatever its Content-Type. Approved, Waiting and Rejected are all 200.",
+    security((), ("clientCertificate" = [])),
+    request_body = ProvisionRequest,
+    responses(
+        (status = 200, description = "Approved, Waiting or Rejected", body = ProvisionResponse),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 413, response = crate::routes::api_doc::PayloadTooLarge),
+        (status = 429, response = crate::routes::api_doc::TooManyRequests),
+    ),
+)]
 pub(crate) async fn post(
     State(app): State<AppState>,
     conn: ConnInfo,

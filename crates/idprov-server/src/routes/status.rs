@@ -12,6 +12,23 @@ use crate::routes::json_bytes;
 use crate::state::AppState;
 use idprov_core::status_of;
 
+#[utoipa::path(
+    get,
+    path = "/idprov/status/{deviceID}",
+    operation_id = "status",
+    tag = "protocol",
+    summary = "A device's status",
+    description = "Administrator, plugin, or the device itself (OU iotdevice, CN = deviceID). Authorization comes before the lookup.",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    security(("clientCertificate" = [])),
+    responses(
+        (status = 200, description = "Status", body = StatusMessage),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, description = "No client certificate where one is needed", body = crate::error::ErrorDocument),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn get(
     State(app): State<AppState>,
     caller: Caller,

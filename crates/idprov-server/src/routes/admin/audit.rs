@@ -19,16 +19,27 @@ use crate::state::AppState;
 const AUDIT_PAGE_MAX: u32 = 10_000;
 
 /// `?after&limit&deviceID&event&actor&since&until` (times RFC 3339).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
+    /// Entries after this sequence number (the `next` of the previous page).
     after: Option<i64>,
+    /// Entries per page.
+    #[param(minimum = 1, maximum = 10000, default = 100)]
     limit: Option<u32>,
+    /// Only entries about this device.
     #[serde(rename = "deviceID")]
     device_id: Option<String>,
+    /// Only entries of this event (e.g. `secret_added`).
     event: Option<String>,
+    /// Only entries by this actor.
     actor: Option<String>,
+    /// Only entries since this time.
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only entries until this time.
+    #[param(format = DateTime)]
     until: Option<String>,
 }
 
@@ -45,6 +56,21 @@ fn time_param(name: &str, v: Option<String>) -> Result<Option<i64>, ApiError> {
     .transpose()
 }
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/audit",
+    operation_id = "listAudit",
+    tag = "audit",
+    summary = "Audit entries, filtered and paged by sequence number",
+    params(AuditQuery),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "A page of entries", body = Page<AuditView>),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn list(
     admin: Admin,
     q: Result<Query<AuditQuery>, QueryRejection>,
@@ -93,6 +119,19 @@ fn view(c: Checkpoint) -> CheckpointView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/audit/checkpoints",
+    operation_id = "listCheckpoints",
+    tag = "audit",
+    summary = "Signed checkpoints of the audit chain",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Checkpoints", body = Vec<CheckpointView>),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn checkpoints(admin: Admin) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let all: Vec<CheckpointView> = app
@@ -106,6 +145,19 @@ pub(crate) async fn checkpoints(admin: Admin) -> Result<Response, ApiError> {
 }
 
 /// Signs the current head now (an export ends with a fresh checkpoint).
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/audit/checkpoints",
+    operation_id = "signCheckpoint",
+    tag = "audit",
+    summary = "Sign the chain's head now",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "The newest checkpoint (null while the log is empty)", body = Option<CheckpointView>),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn checkpoint_now(admin: Admin) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let latest = crate::checkpoint::sign_head(app).await?;

@@ -15,7 +15,9 @@ use serde_json::json;
 
 use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::DeviceId;
-use idprov_proto::admin::{CertView, CredentialIssued, CredentialRequest, RevokeRequest};
+use idprov_proto::admin::{
+    CertView, CredentialIssued, CredentialOu, CredentialRequest, RevokeRequest, Revoked,
+};
 use idprov_store::{CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Revocation};
 
 use super::{cert_view, json_body};
@@ -39,6 +41,21 @@ fn kind_of(ou: &str) -> Result<CertKind, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/credentials",
+    operation_id = "issueCredential",
+    tag = "credentials",
+    summary = "Issue a credential for a public key (administrators only)",
+    request_body = CredentialRequest,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Issued", body = CredentialIssued),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn issue(
     admin: Admin,
     headers: HeaderMap,
@@ -155,12 +172,30 @@ at, "credential_issued",
 }
 
 /// `?ou=admin`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct CredentialQuery {
+    /// Only this kind (default: all three).
+    #[param(value_type = Option<CredentialOu>)]
     ou: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/credentials",
+    operation_id = "listCredentials",
+    tag = "credentials",
+    summary = "Certificates of administrators, plugins and services",
+    params(CredentialQuery),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Certificates", body = Vec<CertView>),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn list(
     admin: Admin,
     q: Result<Query<CredentialQuery>, QueryRejection>,
@@ -184,6 +219,26 @@ pub(crate) async fn list(
     json(&all)
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/credentials/{ou}/{cn}/revoke",
+    operation_id = "revokeCredential",
+    tag = "credentials",
+    summary = "Revoke a credential's certificates (administrators only)",
+    params(
+        ("ou" = CredentialOu, Path, description = "The kind"),
+        ("cn" = String, Path, description = "The name (CN)"),
+    ),
+    request_body = Option<RevokeRequest>,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn revoke(
     admin: Admin,
     Path((ou, cn)): Path<(String, String)>,

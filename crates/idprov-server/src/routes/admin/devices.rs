@@ -8,6 +8,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
+use idprov_proto::DeviceId;
 use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
 use idprov_store::{
     CertKind, DeviceFacts, DeviceFilter, DeviceSummary, ProvisionStatus, Revocation,
@@ -20,14 +21,24 @@ use crate::routes::{PAGE_MAX, json, rfc3339};
 use crate::state::AppState;
 
 /// `?after&limit&status&expiringWithinDays&missedRenewal&prefix`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeviceQuery {
+    /// The `next` value of the previous page.
     after: Option<String>,
+    /// Devices per page.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<u32>,
+    /// Only devices with this status (any case).
+    #[param(value_type = Option<ProvisionStatus>)]
     status: Option<String>,
+    /// Only devices whose certificate expires within this many days.
     expiring_within_days: Option<u32>,
+    /// Only devices with no certificate issued after 55% of the latest
+    /// one's validity plus a day.
     missed_renewal: Option<bool>,
+    /// Only device IDs starting with this.
     prefix: Option<String>,
 }
 
@@ -62,6 +73,21 @@ fn facts_view(f: &DeviceFacts, last_issued_at: Option<i64>) -> DeviceView {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/devices",
+    operation_id = "listDevices",
+    tag = "devices",
+    summary = "Devices, filtered and paged",
+    params(DeviceQuery),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "A page of devices", body = Page<DeviceView>),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn list(
     admin: Admin,
     q: Result<Query<DeviceQuery>, QueryRejection>,
@@ -100,6 +126,22 @@ pub(crate) async fn list(
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/devices/{deviceID}",
+    operation_id = "showDevice",
+    tag = "devices",
+    summary = "One device with its certificate history",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "The device", body = DeviceDetail),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn show(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let id = device_id(&raw)?;
@@ -154,6 +196,23 @@ pub(crate) fn reason_of(reason: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/devices/{deviceID}/revoke",
+    operation_id = "revokeDevice",
+    tag = "devices",
+    summary = "Revoke a device's certificates (all, or one serial)",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    request_body = Option<RevokeRequest>,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn revoke(
     admin: Admin,
     Path(raw): Path<String>,
@@ -205,6 +264,22 @@ pub(crate) async fn revoked(app: &AppState, serials: Vec<String>) -> Result<Resp
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/idprov/admin/devices/{deviceID}",
+    operation_id = "removeDevice",
+    tag = "devices",
+    summary = "Revoke every certificate of a device and forget it",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let id = device_id(&raw)?;
@@ -225,6 +300,21 @@ pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Resp
 }
 
 /// Clears a device's failed-secret counters and locks, from every source.
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/devices/{deviceID}/unlock",
+    operation_id = "unlockDevice",
+    tag = "devices",
+    summary = "Clear a device's failed-secret counters and locks (every source)",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Cleared", body = crate::routes::api_doc::Unlocked),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn unlock(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let id = device_id(&raw)?;

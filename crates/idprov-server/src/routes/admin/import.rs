@@ -36,10 +36,15 @@ const CHANNEL: usize = 4096;
 const MAX_REPORTED: usize = 100_000;
 
 /// `?dryRun=true&replace=false`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ImportQuery {
+    /// Validate every row and report, changing nothing.
     dry_run: Option<bool>,
+    /// Replace the secrets of devices that have one (else such rows are
+    /// refused).
+    #[param(default = true)]
     replace: Option<bool>,
 }
 
@@ -310,6 +315,23 @@ impl Cursor {
 }
 
 /// `POST /idprov/admin/oob/import`: NDJSON, one `ImportRow` per line.
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/oob/import",
+    operation_id = "importSecrets",
+    tag = "secrets",
+    summary = "Bulk registration, streamed: one row per line, committed in one transaction",
+    params(ImportQuery),
+    request_body(content = ImportRow, content_type = "application/x-ndjson", description = "One row per line"),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Per-row results", body = BulkResult),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 413, response = crate::routes::api_doc::PayloadTooLarge),
+    ),
+)]
 pub(crate) async fn ndjson(
     admin: Admin,
     q: Result<Query<ImportQuery>, QueryRejection>,

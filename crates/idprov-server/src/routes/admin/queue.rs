@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use serde_json::json;
 
+use idprov_proto::DeviceId;
 use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
 use idprov_proto::kinds::{DecisionKind, QueueState};
 
@@ -16,6 +17,21 @@ use crate::error::ApiError;
 use crate::routes::{PageQuery, json, page_query, rfc3339};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/requests",
+    operation_id = "listRequests",
+    tag = "requests",
+    summary = "The waiting queue with each request's decision",
+    params(PageQuery),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "A page of requests", body = Page<WaitingView>),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn list(
     admin: Admin,
     q: Result<Query<PageQuery>, QueryRejection>,
@@ -69,6 +85,19 @@ pub(crate) fn queue_status(app: &AppState) -> idprov_proto::admin::QueueStatus {
 }
 
 /// `GET /idprov/admin/requests/status`.
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/requests/status",
+    operation_id = "requestQueueStatus",
+    tag = "requests",
+    summary = "Whether the waiting queue is full, since when, and how many requests were not recorded or evicted",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "The queue's state (as this replica saw it)", body = idprov_proto::admin::QueueStatus),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn status(admin: Admin) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     json(&queue_status(app))
@@ -103,6 +132,23 @@ async fn keys_of(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/requests/{deviceID}/approve",
+    operation_id = "approveRequest",
+    tag = "requests",
+    summary = "Approve a waiting request's key: the next request with it is Approved",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    request_body = Option<Decision>,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Decided", body = Decided),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn approve(
     admin: Admin,
     Path(raw): Path<String>,
@@ -145,6 +191,23 @@ pub(crate) async fn approve(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/requests/{deviceID}/reject",
+    operation_id = "rejectRequest",
+    tag = "requests",
+    summary = "Reject a device and key until cleared",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    request_body = Option<Decision>,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Decided", body = Decided),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn reject(
     admin: Admin,
     Path(raw): Path<String>,
@@ -181,6 +244,23 @@ pub(crate) async fn reject(
     })
 }
 
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/requests/{deviceID}/clear",
+    operation_id = "clearRequests",
+    tag = "requests",
+    summary = "Remove a device's waiting requests, approvals and rejections",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    request_body = Option<Decision>,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Decided", body = Decided),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn clear(
     admin: Admin,
     Path(raw): Path<String>,

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use idprov_proto::DeviceId;
 use idprov_proto::admin::{ExportRow, Page, Removed, SecretView};
 
 use super::{device_id, next_of};
@@ -15,6 +16,21 @@ use crate::error::ApiError;
 use crate::routes::{PageQuery, json, page_query, rfc3339};
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/oob",
+    operation_id = "listSecrets",
+    tag = "secrets",
+    summary = "Registered secrets, never their values",
+    params(PageQuery),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "A page of secrets", body = Page<SecretView>),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn list(
     admin: Admin,
     q: Result<Query<PageQuery>, QueryRejection>,
@@ -36,6 +52,22 @@ pub(crate) async fn list(
     })
 }
 
+#[utoipa::path(
+    delete,
+    path = "/idprov/admin/oob/{deviceID}",
+    operation_id = "removeSecret",
+    tag = "secrets",
+    summary = "Remove a device's secret",
+    params(("deviceID" = DeviceId, Path, description = "The device")),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Removed", body = Removed),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let id = device_id(&raw)?;
@@ -59,15 +91,34 @@ pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Resp
 }
 
 /// `?withSecrets=true`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExportQuery {
+    /// Include the secrets themselves: an administrator certificate, over
+    /// loopback (unless `admin.export_secrets_loopback_only` is off);
+    /// audited.
     with_secrets: Option<bool>,
 }
 
 /// `GET /idprov/admin/oob/export`: every live secret as NDJSON rows, the
 /// secret itself only with `withSecrets=true`, which needs an administrator
 /// certificate and (by default) a request over loopback, and is audited.
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/oob/export",
+    operation_id = "exportSecrets",
+    tag = "secrets",
+    summary = "Live secrets as NDJSON rows; the secrets themselves only with withSecrets (administrator certificate, loopback, audited)",
+    params(ExportQuery),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Rows", body = ExportRow, content_type = "application/x-ndjson"),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn export(
     admin: Admin,
     conn: ConnInfo,

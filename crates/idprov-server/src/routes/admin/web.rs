@@ -22,6 +22,19 @@ use crate::state::AppState;
 const LABELS_MAX: usize = 1000;
 
 /// `GET /idprov/admin/summary`: what the dashboard shows.
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/summary",
+    operation_id = "summary",
+    tag = "devices",
+    summary = "The dashboard: devices by status, waiting requests, certificates expiring within 7 days, missed renewals, the newest audit entries",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "The summary", body = crate::routes::api_doc::Summary),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn summary(admin: Admin) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let now = app.now_unix();
@@ -65,6 +78,19 @@ pub(crate) async fn summary(admin: Admin) -> Result<Response, ApiError> {
 
 /// `GET /idprov/admin/audit/status`: the whole chain and every signed
 /// checkpoint checked now, as `idprov audit verify` checks them.
+#[utoipa::path(
+    get,
+    path = "/idprov/admin/audit/status",
+    operation_id = "auditStatus",
+    tag = "audit",
+    summary = "The audit chain and every signed checkpoint, checked now",
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "Whether the log verifies, and the first problem if not", body = crate::routes::api_doc::AuditStatus),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn audit_status(admin: Admin) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let mut chain = Vec::new();
@@ -91,18 +117,41 @@ pub(crate) async fn audit_status(admin: Admin) -> Result<Response, ApiError> {
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /idprov/admin/labels`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct LabelsRequest {
+    /// The devices, each given a new secret (replacing theirs).
     #[serde(rename = "deviceIDs")]
+    #[schema(min_items = 1, max_items = 1000)]
     device_ids: Vec<String>,
+    /// The sheet's format.
     #[serde(default)]
+    #[schema(value_type = Option<crate::routes::api_doc::LabelFormat>, default = "svg")]
     format: Option<String>,
 }
 
 /// `POST /idprov/admin/labels`: new strong secrets for the given devices
 /// (replacing theirs) and the printable sheet of their labels. The secrets
 /// exist in clear only in the sheet returned.
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/labels",
+    operation_id = "labels",
+    tag = "secrets",
+    summary = "Generate new strong secrets for devices (replacing theirs) and return their printable label sheet",
+    request_body = LabelsRequest,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 200, description = "The sheet (the secrets exist in clear only there)", content(
+            (String = "image/svg+xml"),
+            (inline(crate::routes::api_doc::Binary) = "image/png"),
+        )),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn labels(
     admin: Admin,
     headers: HeaderMap,
@@ -204,15 +253,35 @@ now, "secret_added",
     Ok(r)
 }
 
-#[derive(Default, Deserialize)]
+/// `POST /idprov/admin/web/passwords`.
+#[derive(Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordRequest {
+    /// The administrator (1-64 of letters, digits, `. _ - @`).
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     name: String,
+    /// The password: 12 characters or more (at most 1024 bytes).
+    #[schema(min_length = 12)]
     password: String,
 }
 
 /// `POST /idprov/admin/web/passwords`: sets an administrator's web
 /// password (`idprov admin password`).
+#[utoipa::path(
+    post,
+    path = "/idprov/admin/web/passwords",
+    operation_id = "setWebPassword",
+    tag = "credentials",
+    summary = "Set an administrator's web-page password (argon2id)",
+    request_body = PasswordRequest,
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 204, description = "Set"),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+    ),
+)]
 pub(crate) async fn set_password(
     admin: Admin,
     headers: HeaderMap,
@@ -240,6 +309,22 @@ pub(crate) async fn set_password(
 /// `DELETE /idprov/admin/web/passwords/{name}`: removes an administrator's
 /// web password and ends their sessions (`idprov admin password NAME
 /// --remove`).
+#[utoipa::path(
+    delete,
+    path = "/idprov/admin/web/passwords/{name}",
+    operation_id = "removeWebPassword",
+    tag = "credentials",
+    summary = "Remove an administrator's web-page password and end their sessions",
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9._@-]{1,64}$", description = "The administrator")),
+    security(("clientCertificate" = []), ("adminSession" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, response = crate::routes::api_doc::BadRequest),
+        (status = 401, response = crate::routes::api_doc::Unauthenticated),
+        (status = 403, response = crate::routes::api_doc::Forbidden),
+        (status = 404, response = crate::routes::api_doc::NotFound),
+    ),
+)]
 pub(crate) async fn remove_password(
     admin: Admin,
     axum::extract::Path(name): axum::extract::Path<String>,
