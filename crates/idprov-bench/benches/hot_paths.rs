@@ -13,8 +13,8 @@ use idprov_ca::{Ca, IssueParams, KeyAlgorithm, PublicKey, Usage};
 use idprov_proto::ProvisionRequest;
 use idprov_store::prelude::*;
 use idprov_store::{
-    Actor, AuditRecord, CertKind, ConsumeSecret, IssueKind, IssueRecord, NewCertificate, NewSecret,
-    SqliteRegistry,
+    Actor, AuditEvent, AuditOf, AuditRecord, CertKind, ConsumeSecret, IssueKind, IssueRecord,
+    NewCertificate, NewSecret, SqliteRegistry,
 };
 
 fn main() {
@@ -148,13 +148,18 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                             valid_until: now + 3600,
                             created_by: Actor::named("admin", "bench"),
                         },
-                        AuditRecord::new(
+                        AuditOf::always(AuditRecord::new(
                             now,
                             Actor::named("admin", "bench"),
-                            "secret_added",
+                            AuditEvent::SecretAdded {
+                                valid_until: now + 3600,
+                                short: None,
+                                generated: None,
+                                labels: None,
+                                replaced: false,
+                            },
                             Some(&device),
-                            serde_json::json!({}),
-                        ),
+                        )),
                     )
                     .await
                     .expect("secret");
@@ -195,9 +200,15 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                         audit: AuditRecord::new(
                             now,
                             Actor::source("127.0.0.1"),
-                            "certificate_issued",
+                            AuditEvent::CertificateIssued {
+                                serial: format!("{n:032x}"),
+                                how: "oob".into(),
+                                secret_used: true,
+                                key_fingerprint: "fp".into(),
+                                key_type: "ECDSA-P256".into(),
+                                not_after: now + 30 * 86_400,
+                            },
                             Some(&device),
-                            serde_json::json!({ "serial": format!("{n:032x}") }),
                         ),
                     })
                     .await

@@ -14,8 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use idprov_store::{Actor, AuditRecord};
-use serde_json::json;
+use idprov_store::{Actor, AuditEvent, AuditRecord};
 
 /// Distinct sources tracked in one interval before the rest share a key.
 pub const MAX_KEYS: usize = 1000;
@@ -48,15 +47,14 @@ fn summary(event: &str, source: &str, w: &Window, now: i64) -> AuditRecord {
     AuditRecord::new(
         now,
         Actor::system(),
-        "audit_aggregated",
+        AuditEvent::AuditAggregated {
+            event: event.to_owned(),
+            source: source.to_owned(),
+            count: w.suppressed,
+            from: w.start,
+            to: w.last,
+        },
         None,
-        json!({
-            "event": event,
-            "source": source,
-            "count": w.suppressed,
-            "from": w.start,
-            "to": w.last,
-        }),
     )
 }
 
@@ -151,8 +149,8 @@ mod tests {
         assert!(a.due(150, false).is_empty(), "intervals not over yet");
         let due = a.due(161, false);
         assert_eq!(due.len(), 1, "one summary: the suppressed 49");
-        assert_eq!(due[0].detail["count"], 49);
-        assert_eq!(due[0].detail["event"], "web_signin_failed");
+        assert_eq!(due[0].event().detail()["count"], 49);
+        assert_eq!(due[0].event().detail()["event"], "web_signin_failed");
         // A new interval writes its first again.
         assert!(a.first("web_signin_failed", "10.0.0.1", 170));
     }
@@ -169,7 +167,7 @@ mod tests {
         assert_eq!(written, MAX_KEYS);
         let due = a.due(200, false);
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].detail["source"], "*");
-        assert_eq!(due[0].detail["count"], 500);
+        assert_eq!(due[0].event().detail()["source"], "*");
+        assert_eq!(due[0].event().detail()["count"], 500);
     }
 }

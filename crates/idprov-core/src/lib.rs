@@ -26,6 +26,7 @@ mod queue;
 mod request;
 pub mod secrets;
 mod service;
+pub mod sweep;
 
 pub use error::CoreError;
 pub use outcome::{AnswerKey, Issued, Outcome, Refusal};

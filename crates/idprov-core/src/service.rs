@@ -26,13 +26,15 @@ use idprov_ca::{Ca, IssueParams, Usage};
 use idprov_proto::clock::{Clock, unix_seconds};
 use idprov_proto::{OobSecret, ProvisionStatus};
 use idprov_store::{
-    Actor, AuditRecord, CertKind, CertRecord, ConsumeSecret, ConsumedSecret, DeviceFacts,
-    GuessBudget, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Registry, WaitingOutcome,
-    WaitingRequest,
+    Actor, AuditEvent, AuditRecord, CertKind, CertRecord, ConsumeSecret, ConsumedSecret,
+    DeviceFacts, GuessBudget, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Registry,
+    WaitingOutcome, WaitingRequest,
 };
-use serde_json::json;
 
 use crate::aggregate::Aggregator;
+
+/// The queue's audit event name: aggregated per source (anyone can cause it).
+const REQUEST_QUEUED: &str = "request_queued";
 use crate::error::CoreError;
 use crate::outcome::{AnswerKey, Issued, Outcome, Refusal};
 use crate::policy::{Policy, secs};
@@ -162,7 +164,7 @@ impl Provisioner {
     /// Appends an audit entry on its own; a failure is logged as an error,
     /// never dropped silently.
     pub async fn append_audit_logged(&self, record: AuditRecord) {
-        let event = record.event.clone();
+        let event = record.event().name();
         if let Err(e) = self.registry.append_audit(record).await {
             tracing::error!(event = %event, error = %e, "an audit entry could not be written");
         }
@@ -171,8 +173,11 @@ impl Provisioner {
     /// Audits an event anyone on the network can cause, keyed by `key` (its
     /// source): the first of an interval now, the rest in one summary
     /// entry when the interval ends ([`crate::aggregate`]).
-    pub async fn audit_unauthenticated(&self, event: &'static str, key: &str, record: AuditRecord) {
-        if self.aggregate.first(event, key, record.at) {
+    pub async fn audit_unauthenticated(&self, key: &str, record: AuditRecord) {
+        if self
+            .aggregate
+            .first(record.event().name(), key, record.at())
+        {
             self.append_audit_logged(record).await;
         }
     }
@@ -387,14 +392,16 @@ impl Provisioner {
         }
         if failure.lock_started > 0 {
             self.audit_unauthenticated(
-                "lockout_started",
                 src,
                 AuditRecord::new(
                     now,
                     req.actor(),
-                    "lockout_started",
+                    AuditEvent::LockoutStarted {
+                        source: src.to_owned(),
+                        failures: lock.failures,
+                        seconds: failure.lock_started,
+                    },
                     Some(device),
-                    json!({ "source": src, "failures": lock.failures, "seconds": failure.lock_started }),
                 ),
             )
             .await;
@@ -402,18 +409,16 @@ impl Provisioner {
         if failure.budget_spent {
             let window = self.policy.lockout.device_window_secs;
             self.audit_unauthenticated(
-                "guess_budget_spent",
                 device,
                 AuditRecord::new(
                     now,
                     req.actor(),
-                    "guess_budget_spent",
+                    AuditEvent::GuessBudgetSpent {
+                        failures: failure.budget.failures,
+                        window_seconds: window,
+                        until: failure.budget.window_start.saturating_add(window),
+                    },
                     Some(device),
-                    json!({
-                        "failures": failure.budget.failures,
-                        "windowSeconds": window,
-                        "until": failure.budget.window_start.saturating_add(window),
-                    }),
                 ),
             )
             .await;
@@ -467,9 +472,12 @@ impl Provisioner {
             .append_audit(AuditRecord::new(
                 now,
                 req.actor(),
-                "certificate_redelivered",
+                AuditEvent::CertificateRedelivered {
+                    serial: cert.serial.clone(),
+                    key_fingerprint: req.key_fingerprint().to_string(),
+                    how: how.to_owned(),
+                },
                 Some(device),
-                json!({ "serial": cert.serial, "keyFingerprint": req.key_fingerprint(), "how": how }),
             ))
             .await?;
         tracing::info!(device_id = device, serial = %cert.serial, how, "certificate re-delivered");
@@ -494,20 +502,19 @@ impl Provisioner {
         // entry is prepared in case this one is new and written with it.
         let audit = self
             .aggregate
-            .would_write("request_queued", &src, now)
+            .would_write(REQUEST_QUEUED, &src, now)
             .then(|| {
                 AuditRecord::new(
                     now,
                     req.actor(),
-                    "request_queued",
+                    AuditEvent::RequestQueued {
+                        key_fingerprint: fingerprint.clone(),
+                        key_type: req.key.key_type().to_string(),
+                        source: source.to_string(),
+                        claimed_ip: req.claimed.ip.clone(),
+                        claimed_mac: req.claimed.mac.clone(),
+                    },
                     Some(req.device_id.as_str()),
-                    json!({
-                        "keyFingerprint": fingerprint,
-                        "keyType": req.key.key_type().to_string(),
-                        "source": source,
-                        "claimedIP": req.claimed.ip,
-                        "claimedMAC": req.claimed.mac,
-                    }),
                 )
             });
         let outcome = self
@@ -532,12 +539,12 @@ impl Provisioner {
         let device_id = req.device_id.as_str();
         match outcome {
             WaitingOutcome::Queued => {
-                self.aggregate.first("request_queued", &src, now);
+                self.aggregate.first(REQUEST_QUEUED, &src, now);
                 self.queue.has_room();
                 tracing::info!(device_id, %source, "request queued for approval");
             }
             WaitingOutcome::Evicted => {
-                self.aggregate.first("request_queued", &src, now);
+                self.aggregate.first(REQUEST_QUEUED, &src, now);
                 self.queue.full(now, true);
                 tracing::info!(device_id, %source,
                     "request queued in place of an entry of the source holding the most");
@@ -614,16 +621,15 @@ impl Provisioner {
             audit: AuditRecord::new(
                 issued_at,
                 actor,
-                "certificate_issued",
+                AuditEvent::CertificateIssued {
+                    serial: issued.serial.clone(),
+                    how: kind.as_str().to_owned(),
+                    secret_used: matches!(consume, Consume::Secret(_)),
+                    key_fingerprint: fingerprint.clone(),
+                    key_type: req.key.key_type().to_string(),
+                    not_after: issued.not_after,
+                },
                 Some(req.device_id.as_str()),
-                json!({
-                    "serial": issued.serial,
-                    "how": kind.as_str(),
-                    "secretUsed": matches!(consume, Consume::Secret(_)),
-                    "keyFingerprint": fingerprint,
-                    "keyType": req.key.key_type().to_string(),
-                    "notAfter": issued.not_after,
-                }),
             ),
         };
         match self.registry.record_issue(record).await? {

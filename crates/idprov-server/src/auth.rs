@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use idprov_ca::CertInfo;
 use idprov_proto::DeviceId;
 use idprov_proto::clock::unix_seconds;
-use idprov_store::{Actor, AuditRecord};
+use idprov_store::{Actor, AuditEvent, AuditRecord};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -184,14 +184,8 @@ pub struct AdminCaller {
 
 impl AdminCaller {
     /// An audit entry of an action this caller takes.
-    pub fn audit(
-        &self,
-        at: i64,
-        event: &str,
-        device_id: Option<&str>,
-        detail: serde_json::Value,
-    ) -> AuditRecord {
-        AuditRecord::new(at, self.actor.clone(), event, device_id, detail)
+    pub fn audit(&self, at: i64, event: AuditEvent, device_id: Option<&str>) -> AuditRecord {
+        AuditRecord::new(at, self.actor.clone(), event, device_id)
     }
 }
 

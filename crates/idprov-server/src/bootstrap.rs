@@ -10,10 +10,9 @@ use std::time::SystemTime;
 use idprov_ca::{Ca, CertInfo, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, pem};
 use idprov_proto::clock::unix_seconds;
 use idprov_store::{
-    Actor, AuditRecord, CertKind, IssueKind, IssueRecord, NewCertificate, Registry,
+    Actor, AuditEvent, AuditRecord, CertKind, IssueKind, IssueRecord, NewCertificate, Registry,
 };
 use rustls_pki_types::CertificateDer;
-use serde_json::json;
 
 use crate::config::{CaSource, ServerConfig, host_name};
 use crate::datadir::{
@@ -225,15 +224,14 @@ async fn record_local(
             audit: AuditRecord::new(
                 at,
                 Actor::system(),
-                "certificate_issued",
+                AuditEvent::ServerCertificateIssued {
+                    serial: issued.serial.clone(),
+                    kind: kind.as_str().to_owned(),
+                    subject: subject.to_owned(),
+                    not_after: issued.not_after,
+                    reason: reason.to_owned(),
+                },
                 None,
-                json!({
-                    "serial": issued.serial,
-                    "kind": kind.as_str(),
-                    "subject": subject,
-                    "notAfter": issued.not_after,
-                    "reason": reason,
-                }),
             ),
         })
         .await

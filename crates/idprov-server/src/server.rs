@@ -161,6 +161,7 @@ pub async fn start(
             secrets.key_id(),
             unix_seconds(now),
             unix_seconds(now) - window,
+            idprov_core::sweep::secrets_swept(unix_seconds(now)),
         )
         .await?;
     if unreadable > 0 {
@@ -275,7 +276,12 @@ async fn sweep(
         let window = i64::try_from(state.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
         if let Err(e) = state
             .registry
-            .purge_secrets(state.secrets().key_id(), now, now - window)
+            .purge_secrets(
+                state.secrets().key_id(),
+                now,
+                now - window,
+                idprov_core::sweep::secrets_swept(now),
+            )
             .await
         {
             tracing::warn!(error = %e, "sweeping expired secrets failed");
@@ -283,7 +289,11 @@ async fn sweep(
         let waiting = i64::try_from(state.config.waiting_lifetime.as_secs()).unwrap_or(i64::MAX);
         if let Err(e) = state
             .registry
-            .expire_queue(now.saturating_sub(waiting), now)
+            .expire_queue(
+                now.saturating_sub(waiting),
+                now,
+                idprov_core::sweep::queue_swept(now),
+            )
             .await
         {
             tracing::warn!(error = %e, "expiring the waiting queue failed");

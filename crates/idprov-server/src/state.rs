@@ -136,9 +136,11 @@ impl AppState {
             core.append_audit_logged(idprov_store::AuditRecord::new(
                 now,
                 idprov_store::Actor::source(&source.to_string()),
-                "rate_limited",
+                idprov_store::AuditEvent::RateLimited {
+                    source: source.to_string(),
+                    limit: limit.to_owned(),
+                },
                 None,
-                serde_json::json!({ "source": source.to_string(), "limit": limit }),
             ))
             .await;
         });
@@ -146,13 +148,8 @@ impl AppState {
 
     /// Audits an event anyone on the network can cause (see
     /// [`idprov_core::Provisioner::audit_unauthenticated`]).
-    pub async fn audit_unauthenticated(
-        &self,
-        event: &'static str,
-        key: &str,
-        record: idprov_store::AuditRecord,
-    ) {
-        self.core.audit_unauthenticated(event, key, record).await;
+    pub async fn audit_unauthenticated(&self, key: &str, record: idprov_store::AuditRecord) {
+        self.core.audit_unauthenticated(key, record).await;
     }
 
     /// Writes the summaries of aggregation intervals that ended (all of

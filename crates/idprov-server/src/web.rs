@@ -623,9 +623,11 @@ pub async fn signin(
         .append_audit(idprov_store::AuditRecord::new(
             now,
             idprov_store::Actor::named("admin", &name),
-            "web_signin",
+            idprov_store::AuditEvent::WebSignin {
+                via: via.to_owned(),
+                source: source.to_string(),
+            },
             None,
-            json!({ "via": via, "source": source.to_string() }),
         ))
         .await?;
     tracing::info!(name = %name, via, source = %source, "signed in to the web page");
@@ -643,14 +645,15 @@ async fn failed(
     via: &str,
 ) -> Result<Response, ApiError> {
     app.audit_unauthenticated(
-        "web_signin_failed",
         &crate::limits::source_key(source).to_string(),
         idprov_store::AuditRecord::new(
             app.now_unix(),
             idprov_store::Actor::source(&source.to_string()),
-            "web_signin_failed",
+            idprov_store::AuditEvent::WebSigninFailed {
+                name: name.to_owned(),
+                via: via.to_owned(),
+            },
             None,
-            json!({ "name": name, "via": via }),
         ),
     )
     .await;
@@ -730,9 +733,10 @@ pub async fn set_password(
             idprov_store::AuditRecord::new(
                 now,
                 actor,
-                "web_password_set",
+                idprov_store::AuditEvent::WebPasswordSet {
+                    name: name.to_owned(),
+                },
                 None,
-                json!({ "name": name }),
             ),
         )
         .await?;
@@ -769,9 +773,11 @@ pub async fn remove_password(
             idprov_store::AuditRecord::new(
                 now,
                 actor,
-                "web_password_removed",
+                idprov_store::AuditEvent::WebPasswordRemoved {
+                    name: name.to_owned(),
+                    why: why.to_owned(),
+                },
                 None,
-                json!({ "name": name, "why": why }),
             ),
         )
         .await?;

@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::events::AuditEvent;
+
 /// The hash the first entry links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -41,37 +43,45 @@ impl std::fmt::Display for Actor {
     }
 }
 
-/// An event to append, before it has a sequence number.
+/// An event to append, before it has a sequence number. Made only from an
+/// [`AuditEvent`]: the vocabulary is the enum's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
-    /// When it happened, Unix seconds.
-    pub at: i64,
-    /// Who did it.
-    pub actor: Actor,
-    /// What happened: a stable snake_case name (`secret_added`, `certificate_issued`…).
-    pub event: String,
-    /// The device concerned, if any.
-    pub device_id: Option<String>,
-    /// Event-specific facts. Never a secret.
-    pub detail: serde_json::Value,
+    at: i64,
+    actor: Actor,
+    event: AuditEvent,
+    device_id: Option<String>,
 }
 
 impl AuditRecord {
-    /// A record with the given fields.
-    pub fn new(
-        at: i64,
-        actor: Actor,
-        event: &str,
-        device_id: Option<&str>,
-        detail: serde_json::Value,
-    ) -> Self {
+    /// `event`, by `actor` at `at`, about `device_id` if any.
+    pub fn new(at: i64, actor: Actor, event: AuditEvent, device_id: Option<&str>) -> Self {
         AuditRecord {
             at,
             actor,
-            event: event.to_owned(),
+            event,
             device_id: device_id.map(str::to_owned),
-            detail,
         }
+    }
+
+    /// When it happened, Unix seconds.
+    pub fn at(&self) -> i64 {
+        self.at
+    }
+
+    /// Who did it.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// What happened.
+    pub fn event(&self) -> &AuditEvent {
+        &self.event
+    }
+
+    /// The device concerned, if any.
+    pub fn device_id(&self) -> Option<&str> {
+        self.device_id.as_deref()
     }
 
     /// This record as the entry after `head` (the chain's last sequence
@@ -86,16 +96,17 @@ impl AuditRecord {
             ),
             None => (1, GENESIS_HASH.to_owned()),
         };
+        let detail_value = self.event.detail();
         let hash = entry_hash(
             &prev_hash,
             seq,
             self.at,
             self.actor.as_str(),
-            &self.event,
+            self.event.name(),
             self.device_id.as_deref(),
-            &self.detail,
+            &detail_value,
         );
-        let detail = serde_json::to_string(&self.detail)
+        let detail = serde_json::to_string(&detail_value)
             .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
         Ok(Link {
             seq,
@@ -103,6 +114,43 @@ impl AuditRecord {
             hash,
             detail,
         })
+    }
+}
+
+/// The audit entries of a change whose detail depends on what the change
+/// did (whether a secret was replaced, which serials were revoked, how many
+/// rows were stored): made by the caller from the change's outcome, inside
+/// the change's transaction. The store only appends what it returns.
+pub struct AuditOf<T: ?Sized>(Box<MakeRecords<T>>);
+
+/// What an [`AuditOf`] holds.
+type MakeRecords<T> = dyn FnOnce(&T) -> Vec<AuditRecord> + Send + Sync;
+
+impl<T: ?Sized> AuditOf<T> {
+    /// Entries made from the outcome (none, one or several).
+    pub fn new(f: impl FnOnce(&T) -> Vec<AuditRecord> + Send + Sync + 'static) -> Self {
+        AuditOf(Box::new(f))
+    }
+
+    /// One entry made from the outcome.
+    pub fn one(f: impl FnOnce(&T) -> AuditRecord + Send + Sync + 'static) -> Self {
+        AuditOf::new(move |outcome| vec![f(outcome)])
+    }
+
+    /// This entry, whatever the outcome.
+    pub fn always(record: AuditRecord) -> Self {
+        AuditOf::new(move |_| vec![record])
+    }
+
+    /// The entries for this outcome.
+    pub(crate) fn records(self, outcome: &T) -> Vec<AuditRecord> {
+        (self.0)(outcome)
+    }
+}
+
+impl<T: ?Sized> std::fmt::Debug for AuditOf<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditOf(..)")
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod audit;
 mod error;
+mod events;
 pub mod model;
 mod ops;
 mod postgres;
@@ -19,7 +20,9 @@ mod registry;
 mod sql;
 mod sqlite;
 
-pub use audit::{Actor, AuditEntry, AuditRecord, ChainError, verify_chain, verify_log};
+pub use audit::{
+    Actor, AuditEntry, AuditEvent, AuditOf, AuditRecord, ChainError, verify_chain, verify_log,
+};
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use ops::Store;

@@ -526,7 +526,7 @@ pub struct QueueEntry {
 }
 
 /// What to revoke.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Revocation {
     /// The kind of subject.
     pub kind: CertKind,
@@ -538,8 +538,8 @@ pub struct Revocation {
     pub reason: i64,
     /// When.
     pub at: i64,
-    /// The audit entry (the store adds the revoked serials to its detail).
-    pub audit: AuditRecord,
+    /// The audit entries, made from the serials revoked.
+    pub audit: crate::audit::AuditOf<[String]>,
 }
 
 /// A revoked certificate, as a CRL lists it.
@@ -675,6 +675,9 @@ pub struct BulkOutcome {
     pub replaced: u64,
     /// Rows refused by the store: (index, device ID, reason).
     pub rejected: Vec<(u64, String, String)>,
+    /// The digest the stream ended with (device IDs and expiry, never
+    /// secrets), for the audit entry.
+    pub rows_sha256: String,
 }
 
 /// A sealed secret for an export with secrets.

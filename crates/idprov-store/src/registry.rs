@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use crate::audit::{AuditEntry, AuditRecord};
+use crate::audit::{AuditEntry, AuditOf, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 
@@ -25,9 +25,13 @@ impl<T> Registry for T where
 /// The OOB secrets (sealed by the caller), their consumption, and the counters of wrong secrets (PROTOCOL.md §6 4.1–4.6).
 #[async_trait]
 pub trait Secrets: Send + Sync {
-    /// Stores (or replaces) a device's secret. The store adds `"replaced"`
-    /// (true or false) to the audit entry's detail object.
-    async fn put_secret(&self, secret: NewSecret, audit: AuditRecord) -> Result<PutSecretOutcome>;
+    /// Stores (or replaces) a device's secret; `audit` makes the entries
+    /// from the outcome (whether a secret was replaced).
+    async fn put_secret(
+        &self,
+        secret: NewSecret,
+        audit: AuditOf<PutSecretOutcome>,
+    ) -> Result<PutSecretOutcome>;
 
     /// Removes a device's secret; false when it had none.
     async fn remove_secret(&self, device_id: &str, audit: AuditRecord) -> Result<bool>;
@@ -49,13 +53,14 @@ pub trait Secrets: Send + Sync {
 
     /// Deletes secrets sealed under any key but `current_key_id` (they can
     /// no longer be decrypted), expired secrets, and consumed secrets older
-    /// than `consumed_before`; writes one audit entry per kind with the count
-    /// when anything was deleted. Returns (unreadable, expired) counts.
+    /// than `consumed_before`; appends what `audit` makes of the
+    /// (unreadable, expired) counts, which it returns.
     async fn purge_secrets(
         &self,
         current_key_id: &str,
         now: i64,
         consumed_before: i64,
+        audit: AuditOf<(u64, u64)>,
     ) -> Result<(u64, u64)>;
 
     /// How many stored secrets each sealing key id holds (a replica with
@@ -64,15 +69,15 @@ pub trait Secrets: Send + Sync {
 
     /// Stores many secrets, streamed in, in one transaction. Rows whose
     /// device already has a secret replace it, or are refused when `replace`
-    /// is false. With `dry_run` nothing is written. One audit entry is
-    /// written (the store adds the counts to its detail). Nothing is stored
-    /// unless the stream ends with [`BulkMessage::End`].
+    /// is false. With `dry_run` nothing is written; otherwise `audit` makes
+    /// the entries from the outcome (its counts and the rows' digest).
+    /// Nothing is stored unless the stream ends with [`BulkMessage::End`].
     async fn put_secrets_bulk(
         &self,
         rows: tokio::sync::mpsc::Receiver<BulkMessage>,
         replace: bool,
         dry_run: bool,
-        audit: AuditRecord,
+        audit: AuditOf<BulkOutcome>,
     ) -> Result<BulkOutcome>;
 
     /// Which of these device IDs already have a live secret.
@@ -185,8 +190,14 @@ pub trait Queue: Send + Sync {
     async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>>;
 
     /// Removes waiting requests last seen before `waiting_before`, and
-    /// approvals expired at `now`; audits the counts. Returns them.
-    async fn expire_queue(&self, waiting_before: i64, now: i64) -> Result<(u64, u64)>;
+    /// approvals expired at `now`; appends what `audit` makes of the
+    /// (waiting, approvals) counts, which it returns.
+    async fn expire_queue(
+        &self,
+        waiting_before: i64,
+        now: i64,
+        audit: AuditOf<(u64, u64)>,
+    ) -> Result<(u64, u64)>;
 }
 
 /// Devices and their certificates: issuance, status, revocation and the CRL.
@@ -223,8 +234,8 @@ pub trait Devices: Send + Sync {
     /// expiring before `soon`.
     async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
 
-    /// Revokes certificates; returns the serials newly revoked (the audit
-    /// entry is written only when there are some).
+    /// Revokes certificates; returns the serials newly revoked, from which
+    /// the revocation's `audit` makes the entries.
     async fn revoke(&self, revocation: Revocation) -> Result<Vec<String>>;
 
     /// Revokes every certificate of a device and forgets it: its secret,
@@ -234,7 +245,7 @@ pub trait Devices: Send + Sync {
         &self,
         device_id: &str,
         at: i64,
-        audit: AuditRecord,
+        audit: AuditOf<[String]>,
     ) -> Result<Option<Vec<String>>>;
 
     /// Revoked certificates not yet expired at `now`.

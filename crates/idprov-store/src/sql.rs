@@ -288,7 +288,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         rows: tokio::sync::mpsc::Receiver<crate::model::BulkMessage>,
         replace: bool,
         dry_run: bool,
-        audit: crate::audit::AuditRecord,
+        audit: crate::audit::AuditOf<crate::model::BulkOutcome>,
     ) -> impl Future<Output = Result<crate::model::BulkOutcome>> + Send;
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use idprov_server::datadir::files;
-use idprov_store::{Actor, AuditRecord, PostgresRegistry};
+use idprov_store::{Actor, AuditEvent, AuditOf, AuditRecord, MigrationReport, PostgresRegistry};
 
 use crate::cli::DbCommand;
 use crate::{Failure, output};
@@ -53,13 +53,19 @@ pub async fn db(cmd: DbCommand) -> Result<(), Failure> {
             };
             let registry = PostgresRegistry::connect(&to).await.map_err(fail)?;
             let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            let audit = AuditRecord::new(
-                now,
-                Actor::named("admin", "idprov-db-migrate"),
-                "registry_migrated",
-                None,
-                serde_json::json!({ "from": source.display().to_string() }),
-            );
+            let from = source.display().to_string();
+            let audit = AuditOf::one(move |report: &MigrationReport| {
+                AuditRecord::new(
+                    now,
+                    Actor::named("admin", "idprov-db-migrate"),
+                    AuditEvent::RegistryMigrated {
+                        from,
+                        tables: report.tables.clone(),
+                        secrets_not_carried: report.secrets_not_carried,
+                    },
+                    None,
+                )
+            });
             let report = registry
                 .import_sqlite(&source, key_id.as_deref(), audit)
                 .await

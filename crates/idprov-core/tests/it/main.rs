@@ -14,7 +14,8 @@ use idprov_core::{
 use idprov_proto::clock::{Clock, ManualClock, unix_seconds};
 use idprov_proto::{DeviceId, OobSecret, ProvisionRequest};
 use idprov_store::{
-    Actor, AuditRecord, LockoutPolicy, NewSecret, Registry, SqliteRegistry, WaitingCaps,
+    Actor, AuditEvent, AuditOf, AuditRecord, LockoutPolicy, NewSecret, PutSecretOutcome, Registry,
+    SqliteRegistry, WaitingCaps,
 };
 
 /// The service over a fresh registry, with what tests reach into.
@@ -87,6 +88,7 @@ impl Lab {
 
     async fn add_secret(&self, device: &str, secret: &str) {
         let now = self.now();
+        let dev = device.to_owned();
         self.registry
             .put_secret(
                 NewSecret {
@@ -101,13 +103,20 @@ impl Lab {
                     valid_until: now + 3 * 86_400,
                     created_by: Actor::named("admin", "admin"),
                 },
-                AuditRecord::new(
-                    now,
-                    Actor::named("admin", "admin"),
-                    "secret_added",
-                    Some(device),
-                    serde_json::json!({}),
-                ),
+                AuditOf::one(move |outcome: &PutSecretOutcome| {
+                    AuditRecord::new(
+                        now,
+                        Actor::named("admin", "admin"),
+                        AuditEvent::SecretAdded {
+                            valid_until: now + 3 * 86_400,
+                            short: None,
+                            generated: None,
+                            labels: None,
+                            replaced: *outcome == PutSecretOutcome::Replaced,
+                        },
+                        Some(dev.as_str()),
+                    )
+                }),
             )
             .await
             .expect("secret");
@@ -123,9 +132,11 @@ impl Lab {
                     AuditRecord::new(
                         self.now(),
                         Actor::named("admin", "admin"),
-                        "request_approved",
+                        AuditEvent::RequestApproved {
+                            key_fingerprint: key.public.fingerprint().to_string(),
+                            expires_at: self.now() + 3 * 86_400,
+                        },
                         Some(device),
-                        serde_json::json!({}),
                     ),
                 )
                 .await
@@ -328,9 +339,11 @@ async fn step_4_2_a_rejected_key_is_rejected_without_counting() {
                 AuditRecord::new(
                     lab.now(),
                     Actor::system(),
-                    "request_rejected",
+                    AuditEvent::RequestRejected {
+                        key_fingerprint: k.public.fingerprint().to_string(),
+                        reason: "not ours".into(),
+                    },
                     Some("rej-1"),
-                    serde_json::json!({})
                 ),
             )
             .await

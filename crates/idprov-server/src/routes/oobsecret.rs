@@ -4,12 +4,12 @@
 use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use idprov_proto::admin::SecretAdded;
 use idprov_proto::{DeviceId, OobSecret, OobSecretMessage};
+use idprov_store::{AuditEvent, AuditOf};
 use idprov_store::{NewSecret, PutSecretOutcome};
 
 use crate::auth::Admin;
@@ -127,12 +127,23 @@ pub(crate) async fn post(
                 valid_until: reg.valid_until,
                 created_by: admin.caller.actor.clone(),
             },
-            admin.caller.audit(
-                now,
-                "secret_added",
-                Some(reg.device_id.as_str()),
-                json!({ "validUntil": reg.valid_until, "short": reg.secret.is_short() }),
-            ),
+            {
+                let (caller, device) = (admin.caller.clone(), reg.device_id.to_string());
+                let (valid_until, short) = (reg.valid_until, reg.secret.is_short());
+                AuditOf::one(move |outcome: &PutSecretOutcome| {
+                    caller.audit(
+                        now,
+                        AuditEvent::SecretAdded {
+                            valid_until,
+                            short: Some(short),
+                            generated: None,
+                            labels: None,
+                            replaced: *outcome == PutSecretOutcome::Replaced,
+                        },
+                        Some(&device),
+                    )
+                })
+            },
         )
         .await?;
     let replaced = outcome == PutSecretOutcome::Replaced;

@@ -4,12 +4,13 @@
 use async_trait::async_trait;
 use idprov_proto::ProvisionStatus;
 
+use super::append_all;
 use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
 use super::{
     CERT_COLUMNS, FromRow, Store, all, append_audit, decode, ensure_device, first, in_read,
     in_write, joined,
 };
-use crate::audit::AuditRecord;
+use crate::audit::AuditOf;
 use crate::error::Result;
 use crate::model::*;
 use crate::registry::Devices;
@@ -364,13 +365,7 @@ impl<B: Backend> Devices for Store<B> {
                 args![r.kind.as_str(), &r.subject, &r.serial],
             )
             .await?;
-            if !serials.is_empty() {
-                let mut audit = r.audit.clone();
-                if let Some(d) = audit.detail.as_object_mut() {
-                    d.insert("serials".into(), serde_json::json!(serials));
-                }
-                append_audit(db, &audit).await?;
-            }
+            append_all(db, r.audit.records(&serials)).await?;
             Ok(serials)
         })
         .await
@@ -380,7 +375,7 @@ impl<B: Backend> Devices for Store<B> {
         &self,
         device_id: &str,
         at: i64,
-        mut audit: AuditRecord,
+        audit: AuditOf<[String]>,
     ) -> Result<Option<Vec<String>>> {
         let device_id = device_id.to_owned();
         in_write!(self, |db| {
@@ -418,10 +413,7 @@ impl<B: Backend> Devices for Store<B> {
                 )
                 .await?;
             }
-            if let Some(d) = audit.detail.as_object_mut() {
-                d.insert("serials".into(), serde_json::json!(serials));
-            }
-            append_audit(db, &audit).await?;
+            append_all(db, audit.records(&serials)).await?;
             Ok(Some(serials))
         })
         .await

@@ -72,10 +72,10 @@ pub(crate) async fn append_audit(db: &mut dyn Db, r: &AuditRecord) -> Result<i64
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         args![
             link.seq,
-            r.at,
-            r.actor.as_str(),
-            &r.event,
-            &r.device_id,
+            r.at(),
+            r.actor().as_str(),
+            r.event().name(),
+            r.device_id(),
             &link.detail,
             &link.prev_hash,
             &link.hash
@@ -83,6 +83,14 @@ pub(crate) async fn append_audit(db: &mut dyn Db, r: &AuditRecord) -> Result<i64
     )
     .await?;
     Ok(link.seq)
+}
+
+/// Appends each of `records` inside the current write transaction.
+pub(crate) async fn append_all(db: &mut dyn Db, records: Vec<AuditRecord>) -> Result<()> {
+    for r in &records {
+        append_audit(db, r).await?;
+    }
+    Ok(())
 }
 
 /// Records the device as known (first heard of at `now`) unless it is.

@@ -2,12 +2,13 @@
 
 use async_trait::async_trait;
 
+use super::append_all;
 use super::rules::WAITING_PAGE;
 use super::{
     FromRow, Store, WAITING_COLUMNS, all, append_audit, ensure_device, first, in_read, in_write,
     joined,
 };
-use crate::audit::{Actor, AuditRecord};
+use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 use crate::registry::Queue;
@@ -205,7 +206,7 @@ impl<B: Backend> Queue for Store<B> {
                  ON CONFLICT (device_id, key_fingerprint) DO UPDATE SET
                     approved_by = excluded.approved_by, created_at = excluded.created_at,
                     expires_at = excluded.expires_at",
-                args![&device_id, &fp, audit.actor.as_str(), audit.at, expires_at],
+                args![&device_id, &fp, audit.actor().as_str(), audit.at(), expires_at],
             )
             .await?;
             append_audit(db, &audit).await?;
@@ -241,7 +242,7 @@ impl<B: Backend> Queue for Store<B> {
                  ON CONFLICT (device_id, key_fingerprint) DO UPDATE SET
                     rejected_by = excluded.rejected_by, reason = excluded.reason,
                     created_at = excluded.created_at",
-                args![&device_id, &fp, audit.actor.as_str(), &reason, audit.at],
+                args![&device_id, &fp, audit.actor().as_str(), &reason, audit.at()],
             )
             .await?;
             append_audit(db, &audit).await?;
@@ -309,7 +310,12 @@ impl<B: Backend> Queue for Store<B> {
         .await
     }
 
-    async fn expire_queue(&self, waiting_before: i64, now: i64) -> Result<(u64, u64)> {
+    async fn expire_queue(
+        &self,
+        waiting_before: i64,
+        now: i64,
+        audit: AuditOf<(u64, u64)>,
+    ) -> Result<(u64, u64)> {
         in_write!(self, |db| {
             let waiting = db
                 .exec(
@@ -320,16 +326,7 @@ impl<B: Backend> Queue for Store<B> {
             let approvals = db
                 .exec("DELETE FROM approvals WHERE expires_at < $1", args![now])
                 .await?;
-            if waiting + approvals > 0 {
-                let audit = AuditRecord::new(
-                    now,
-                    Actor::system(),
-                    "queue_expired",
-                    None,
-                    serde_json::json!({ "waitingRequests": waiting, "approvals": approvals }),
-                );
-                append_audit(db, &audit).await?;
-            }
+            append_all(db, audit.records(&(waiting, approvals))).await?;
             Ok((waiting, approvals))
         })
         .await

@@ -3,8 +3,9 @@
 
 use async_trait::async_trait;
 
+use super::append_all;
 use super::{FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined};
-use crate::audit::{Actor, AuditRecord};
+use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 use crate::registry::Secrets;
@@ -65,7 +66,11 @@ fn oob_view_from_row(mut r: Row) -> Result<OobView> {
 
 #[async_trait]
 impl<B: Backend> Secrets for Store<B> {
-    async fn put_secret(&self, s: NewSecret, mut audit: AuditRecord) -> Result<PutSecretOutcome> {
+    async fn put_secret(
+        &self,
+        s: NewSecret,
+        audit: AuditOf<PutSecretOutcome>,
+    ) -> Result<PutSecretOutcome> {
         in_write!(self, |db| {
             ensure_device(db, &s.device_id, s.created_at).await?;
             let replaced = db
@@ -88,15 +93,13 @@ impl<B: Backend> Secrets for Store<B> {
                 ],
             )
             .await?;
-            if let Some(detail) = audit.detail.as_object_mut() {
-                detail.insert("replaced".into(), replaced.into());
-            }
-            append_audit(db, &audit).await?;
-            Ok(if replaced {
+            let outcome = if replaced {
                 PutSecretOutcome::Replaced
             } else {
                 PutSecretOutcome::Added
-            })
+            };
+            append_all(db, audit.records(&outcome)).await?;
+            Ok(outcome)
         })
         .await
     }
@@ -173,15 +176,13 @@ impl<B: Backend> Secrets for Store<B> {
         current_key_id: &str,
         now: i64,
         consumed_before: i64,
+        audit: AuditOf<(u64, u64)>,
     ) -> Result<(u64, u64)> {
         let key_id = current_key_id.to_owned();
         in_write!(self, |db| {
             // Only registered secrets count: consumed ones served re-delivery.
             let unreadable = db
-                .exec(
-                    "DELETE FROM oob_secrets WHERE key_id <> $1",
-                    args![&key_id],
-                )
+                .exec("DELETE FROM oob_secrets WHERE key_id <> $1", args![&key_id])
                 .await?;
             db.exec(
                 "DELETE FROM consumed_secrets WHERE key_id <> $1",
@@ -189,39 +190,14 @@ impl<B: Backend> Secrets for Store<B> {
             )
             .await?;
             let expired = db
-                .exec(
-                    "DELETE FROM oob_secrets WHERE valid_until < $1",
-                    args![now],
-                )
+                .exec("DELETE FROM oob_secrets WHERE valid_until < $1", args![now])
                 .await?;
             db.exec(
                 "DELETE FROM consumed_secrets WHERE consumed_at < $1",
                 args![consumed_before],
             )
             .await?;
-            if unreadable > 0 {
-                let audit = AuditRecord::new(
-                    now,
-                    Actor::system(),
-                    "secrets_purged",
-                    None,
-                    serde_json::json!({
-                        "count": unreadable,
-                        "reason": "sealed under a key this server no longer has (restart without a persistent secret key)"
-                    }),
-                );
-                append_audit(db, &audit).await?;
-            }
-            if expired > 0 {
-                let audit = AuditRecord::new(
-                    now,
-                    Actor::system(),
-                    "secrets_expired",
-                    None,
-                    serde_json::json!({ "count": expired }),
-                );
-                append_audit(db, &audit).await?;
-            }
+            append_all(db, audit.records(&(unreadable, expired))).await?;
             Ok((unreadable, expired))
         })
         .await
@@ -245,7 +221,7 @@ impl<B: Backend> Secrets for Store<B> {
         rows: tokio::sync::mpsc::Receiver<BulkMessage>,
         replace: bool,
         dry_run: bool,
-        audit: AuditRecord,
+        audit: AuditOf<BulkOutcome>,
     ) -> Result<BulkOutcome> {
         self.backend
             .put_secrets_bulk(rows, replace, dry_run, audit)

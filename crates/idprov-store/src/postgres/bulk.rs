@@ -20,7 +20,7 @@ use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 
 use super::{WriteTx, append_audit_tx, col, db_error, execute, query, query_one};
-use crate::audit::AuditRecord;
+use crate::audit::AuditOf;
 use crate::error::{Result, StoreError};
 use crate::model::{BulkMessage, BulkOutcome};
 
@@ -32,7 +32,7 @@ pub(super) async fn put_secrets(
     mut rows: tokio::sync::mpsc::Receiver<BulkMessage>,
     replace: bool,
     dry_run: bool,
-    mut audit: AuditRecord,
+    audit: AuditOf<BulkOutcome>,
 ) -> Result<BulkOutcome> {
     let tx = client.transaction().await.map_err(db_error)?;
     // Dropped at the end of the transaction, whichever way it ends; private
@@ -149,6 +149,7 @@ pub(super) async fn put_secrets(
         accepted: u64::try_from(accepted).unwrap_or(0),
         replaced: u64::try_from(replaced).unwrap_or(0),
         rejected: Vec::with_capacity(refused.len()),
+        rows_sha256: digest,
     };
     for r in &refused {
         let index: i64 = col(r, 0)?;
@@ -188,13 +189,9 @@ pub(super) async fn put_secrets(
         &[],
     )
     .await?;
-    if let Some(d) = audit.detail.as_object_mut() {
-        d.insert("accepted".into(), outcome.accepted.into());
-        d.insert("replaced".into(), outcome.replaced.into());
-        d.insert("rejected".into(), (outcome.rejected.len() as u64).into());
-        d.insert("rowsSha256".into(), digest.into());
+    for record in audit.records(&outcome) {
+        append_audit_tx(&w, &record).await?;
     }
-    append_audit_tx(&w, &audit).await?;
     w.commit().await?;
     Ok(outcome)
 }

@@ -15,7 +15,7 @@ use rusqlite::types::Value;
 use tokio_postgres::types::ToSql;
 
 use super::{Postgres, Store, WriteTx, begin_write, db_error, execute, query_one};
-use crate::audit::{AuditRecord, verify_chain};
+use crate::audit::{AuditOf, verify_chain};
 use crate::error::{Result, StoreError};
 use crate::sql::Arg;
 
@@ -129,7 +129,7 @@ impl Store<Postgres> {
         &self,
         sqlite: &Path,
         keep_key_id: Option<&str>,
-        audit: AuditRecord,
+        audit: AuditOf<MigrationReport>,
     ) -> Result<MigrationReport> {
         // A consistent, WAL-free copy of the source to read from.
         let tmp = tempfile::tempdir()
@@ -237,18 +237,9 @@ impl Store<Postgres> {
                 "the copied audit chain does not end on the source's head".into(),
             ));
         }
-        let mut audit = audit;
-        if let Some(detail) = audit.detail.as_object_mut() {
-            detail.insert(
-                "tables".into(),
-                serde_json::to_value(&report.tables).unwrap_or_default(),
-            );
-            detail.insert(
-                "secretsNotCarried".into(),
-                report.secrets_not_carried.into(),
-            );
+        for record in audit.records(&report) {
+            super::append_audit_tx(&w, &record).await?;
         }
-        super::append_audit_tx(&w, &audit).await?;
         w.commit().await?;
         Ok(report)
     }

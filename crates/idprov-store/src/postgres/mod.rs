@@ -426,7 +426,7 @@ impl Backend for Postgres {
         rows: tokio::sync::mpsc::Receiver<BulkMessage>,
         replace: bool,
         dry_run: bool,
-        audit: AuditRecord,
+        audit: crate::audit::AuditOf<BulkOutcome>,
     ) -> Result<BulkOutcome> {
         let mut client = self.client().await?;
         bulk::put_secrets(&mut client, rows, replace, dry_run, audit).await

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, params};
 
 use super::{Sqlite, SqliteDb};
-use crate::audit::{Actor, AuditRecord};
+use crate::audit::{Actor, AuditOf};
 use crate::error::{Result, StoreError};
 use crate::model::*;
-use crate::ops::append_audit;
+use crate::ops::append_all;
 use crate::sql::run_now;
 
 /// A bulk import's rows on disk while they arrive: a private SQLite file
@@ -123,7 +123,7 @@ pub(super) async fn put_secrets(
     mut rows: tokio::sync::mpsc::Receiver<BulkMessage>,
     replace: bool,
     dry_run: bool,
-    mut audit: AuditRecord,
+    audit: AuditOf<BulkOutcome>,
 ) -> Result<BulkOutcome> {
     // The rows are spooled to a private file beside the database first,
     // at the pace of the upload, without holding the writer: a slow
@@ -201,14 +201,9 @@ pub(super) async fn put_secrets(
                 }
                     digest
                 };
+                outcome.rows_sha256 = digest;
                 if !dry_run && outcome.accepted > 0 {
-                    if let Some(d) = audit.detail.as_object_mut() {
-                        d.insert("accepted".into(), outcome.accepted.into());
-                        d.insert("replaced".into(), outcome.replaced.into());
-                        d.insert("rejected".into(), (outcome.rejected.len() as u64).into());
-                        d.insert("rowsSha256".into(), digest.clone().into());
-                    }
-                    run_now(append_audit(&mut SqliteDb::new(c), &audit))?;
+                    run_now(append_all(&mut SqliteDb::new(c), audit.records(&outcome)))?;
                 }
                 Ok(outcome)
             })

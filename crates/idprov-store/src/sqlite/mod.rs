@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use crate::audit::AuditRecord;
+use crate::audit::AuditOf;
 use crate::error::{Result, StoreError};
 use crate::model::{BulkMessage, BulkOutcome};
 use crate::ops::Store;
@@ -121,7 +121,7 @@ impl Backend for Sqlite {
         rows: tokio::sync::mpsc::Receiver<BulkMessage>,
         replace: bool,
         dry_run: bool,
-        audit: AuditRecord,
+        audit: AuditOf<BulkOutcome>,
     ) -> impl Future<Output = Result<BulkOutcome>> + Send {
         bulk::put_secrets(self, rows, replace, dry_run, audit)
     }

@@ -12,7 +12,7 @@ use idprov_store::*;
 use tokio::sync::Barrier;
 
 use crate::pg_cluster;
-use crate::suite::{self, NOW, audit, issue, secret};
+use crate::suite::{self, NOW, added, audit, imported, issue, secret};
 
 /// A registry on a fresh database, and that database's URL; `None` when
 /// PostgreSQL is not installed.
@@ -133,8 +133,12 @@ async fn migrations_are_versioned_raced_and_a_newer_schema_is_refused() {
     assert_eq!(version, POSTGRES_SCHEMA_VERSION);
     // The backends migrate in step: a version means the same tables.
     assert_eq!(POSTGRES_SCHEMA_VERSION, SCHEMA_VERSION);
-    a.append_audit(audit("one", "d")).await.expect("write");
-    b.append_audit(audit("two", "d")).await.expect("write");
+    a.append_audit(audit("secret_removed", "d"))
+        .await
+        .expect("write");
+    b.append_audit(audit("lockout_cleared", "d"))
+        .await
+        .expect("write");
     drop((a, b));
     // Connecting again migrates nothing and keeps the data.
     let again = PostgresRegistry::connect(&url).await.expect("reconnect");
@@ -194,7 +198,7 @@ async fn text_keys_sort_in_byte_order_like_sqlite() {
     let mut seen = Vec::new();
     for reg in [&sqlite, &pg] {
         for id in ids {
-            reg.put_secret(secret(id, NOW + 100), audit("secret_added", id))
+            reg.put_secret(secret(id, NOW + 100), added(id))
                 .await
                 .expect("put");
             reg.record_waiting(
@@ -289,11 +293,11 @@ async fn two_instances_keep_one_audit_chain() {
             let device = format!("c-{i:03}");
             match i % 3 {
                 0 => reg
-                    .put_secret(secret(&device, NOW + 100), audit("secret_added", &device))
+                    .put_secret(secret(&device, NOW + 100), added(&device))
                     .await
                     .map(|_| ()),
                 1 => reg
-                    .append_audit(audit("test_event", &device))
+                    .append_audit(audit("secret_removed", &device))
                     .await
                     .map(|_| ()),
                 _ => reg
@@ -336,7 +340,7 @@ async fn a_secret_is_consumed_once_when_two_instances_race() {
     for round in 0..ROUNDS {
         let device = format!("race-{round:03}");
         replicas[0]
-            .put_secret(secret(&device, NOW + 100), audit("secret_added", &device))
+            .put_secret(secret(&device, NOW + 100), added(&device))
             .await
             .expect("put");
         let id = replicas[1]
@@ -459,10 +463,10 @@ async fn bulk_run(
     Option<serde_json::Value>,
 ) {
     // Before the import: a live and an expired secret, and a device without one.
-    reg.put_secret(secret("x-1", NOW + 100), audit("secret_added", "x-1"))
+    reg.put_secret(secret("x-1", NOW + 100), added("x-1"))
         .await
         .expect("put");
-    reg.put_secret(secret("x-2", NOW - 100), audit("secret_added", "x-2"))
+    reg.put_secret(secret("x-2", NOW - 100), added("x-2"))
         .await
         .expect("put");
     reg.record_waiting(
@@ -475,10 +479,7 @@ async fn bulk_run(
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let task = {
         let reg = reg.clone();
-        tokio::spawn(async move {
-            reg.put_secrets_bulk(rx, replace, dry_run, audit("secrets_imported", "-"))
-                .await
-        })
+        tokio::spawn(async move { reg.put_secrets_bulk(rx, replace, dry_run, imported()).await })
     };
     for (i, (id, valid_until)) in rows.iter().enumerate() {
         let mut s = secret(id, *valid_until);
@@ -568,10 +569,10 @@ async fn a_large_import_streams_in_one_transaction() {
             // A small channel: the store must consume while the producer
             // produces, not collect first.
             let (tx, rx) = tokio::sync::mpsc::channel(64);
-            let task = tokio::spawn(async move {
-                reg.put_secrets_bulk(rx, true, false, audit("secrets_imported", "-"))
-                    .await
-            });
+            let task =
+                tokio::spawn(
+                    async move { reg.put_secrets_bulk(rx, true, false, imported()).await },
+                );
             for i in 0..ROWS {
                 tx.send(BulkMessage::Row(BulkSecret {
                     index: i as u64,
@@ -694,9 +695,14 @@ async fn a_closed_registry_answers_closed() {
     let Some((_url, reg)) = open("closed").await else {
         return;
     };
-    reg.append_audit(audit("before", "d")).await.expect("write");
+    reg.append_audit(audit("secret_removed", "d"))
+        .await
+        .expect("write");
     reg.close();
-    let err = reg.append_audit(audit("after", "d")).await.unwrap_err();
+    let err = reg
+        .append_audit(audit("lockout_cleared", "d"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Closed), "{err:?}");
 }
 
@@ -784,7 +790,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
     for reg in [&sqlite, &pg] {
         // o-1: a live secret, an approved key, a rejected key, two failures
         // from one source; o-2: a secret consumed by fp-1.
-        reg.put_secret(secret("o-1", NOW + 100), audit("secret_added", "o-1"))
+        reg.put_secret(secret("o-1", NOW + 100), added("o-1"))
             .await
             .expect("put");
         for fp in ["k1", "k2"] {
@@ -809,7 +815,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
                 .await
                 .expect("fail");
         }
-        reg.put_secret(secret("o-2", NOW + 100), audit("secret_added", "o-2"))
+        reg.put_secret(secret("o-2", NOW + 100), added("o-2"))
             .await
             .expect("put");
         let id = reg

@@ -912,3 +912,39 @@ async fn a_locked_out_device_is_unlocked_from_the_cli() {
         .expect("text");
     assert!(metrics.contains("idprov_lockouts_total"), "{metrics}");
 }
+
+/// An export written before the audit vocabulary became one enum (by the
+/// previous release, whose store still added `replaced` and `serials` to
+/// details itself; `tests/data/audit-before-event-enum*`) still verifies
+/// against its CA's signed checkpoint, and an edit in it is still named.
+#[test]
+fn an_export_from_before_the_event_enum_verifies() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+    let log = format!("{data}audit-before-event-enum.jsonl");
+    let ca = format!("{data}audit-before-event-enum-ca.pem");
+    let verify = |file: &str| {
+        Command::new(env!("CARGO_BIN_EXE_idprov"))
+            .args(["audit", "verify", "--file", file, "--ca", &ca])
+            .output()
+            .expect("run idprov")
+    };
+    let out = verify(&log);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("audit log verified"),
+        "{}",
+        stdout(&out)
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let edited = std::fs::read_to_string(&log).expect("read").replacen(
+        "\"replaced\":true",
+        "\"replaced\":false",
+        1,
+    );
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(&tampered, edited).expect("write");
+    let out = verify(tampered.to_str().expect("path"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("was altered"), "{}", stderr(&out));
+}

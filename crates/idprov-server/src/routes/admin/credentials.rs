@@ -11,13 +11,13 @@ use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 
 use idprov_ca::{IssueParams, PublicKey, Usage};
 use idprov_proto::DeviceId;
 use idprov_proto::admin::{
     CertView, CredentialIssued, CredentialOu, CredentialRequest, RevokeRequest, Revoked,
 };
+use idprov_store::{AuditEvent, AuditOf};
 use idprov_store::{CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Revocation};
 
 use super::{cert_view, json_body};
@@ -153,9 +153,14 @@ pub(crate) async fn issue(
             reset_lockout_for: None,
             clear_waiting_key: None,
             audit: admin.caller.audit(
-at, "credential_issued",
+                at,
+                AuditEvent::CredentialIssued {
+                    ou: req.ou.clone(),
+                    cn: req.cn.clone(),
+                    serial: issued.serial.clone(),
+                    not_after: issued.not_after,
+                },
                 None,
-                json!({ "ou": req.ou, "cn": req.cn, "serial": issued.serial, "notAfter": issued.not_after }),
             ),
         })
         .await?;
@@ -264,12 +269,25 @@ pub(crate) async fn revoke(
             serial: req.serial.clone(),
             reason,
             at: now,
-            audit: admin.caller.audit(
-                now,
-                "credential_revoked",
-                None,
-                json!({ "ou": ou, "cn": cn, "reason": reason, "note": note }),
-            ),
+            audit: {
+                let (caller, ou, cn) = (admin.caller.clone(), ou.clone(), cn.clone());
+                AuditOf::new(move |serials: &[String]| {
+                    if serials.is_empty() {
+                        return Vec::new();
+                    }
+                    vec![caller.audit(
+                        now,
+                        AuditEvent::CredentialRevoked {
+                            ou,
+                            cn,
+                            reason,
+                            note,
+                            serials: serials.to_vec(),
+                        },
+                        None,
+                    )]
+                })
+            },
         })
         .await?;
     if serials.is_empty() {

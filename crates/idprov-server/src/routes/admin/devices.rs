@@ -10,6 +10,7 @@ use serde_json::json;
 
 use idprov_proto::DeviceId;
 use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
+use idprov_store::{AuditEvent, AuditOf};
 use idprov_store::{
     CertKind, DeviceFacts, DeviceFilter, DeviceSummary, ProvisionStatus, Revocation,
 };
@@ -236,12 +237,23 @@ pub(crate) async fn revoke(
             serial: req.serial.clone(),
             reason,
             at: now,
-            audit: admin.caller.audit(
-                now,
-                "certificate_revoked",
-                Some(id.as_str()),
-                json!({ "reason": reason, "note": note }),
-            ),
+            audit: {
+                let (caller, device) = (admin.caller.clone(), id.to_string());
+                AuditOf::new(move |serials: &[String]| {
+                    if serials.is_empty() {
+                        return Vec::new();
+                    }
+                    vec![caller.audit(
+                        now,
+                        AuditEvent::CertificateRevoked {
+                            reason,
+                            note,
+                            serials: serials.to_vec(),
+                        },
+                        Some(&device),
+                    )]
+                })
+            },
         })
         .await?;
     if serials.is_empty() && req.serial.is_some() {
@@ -286,13 +298,18 @@ pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Resp
     let now = app.now_unix();
     let serials = app
         .registry
-        .remove_device(
-            id.as_str(),
-            now,
-            admin
-                .caller
-                .audit(now, "device_removed", Some(id.as_str()), json!({})),
-        )
+        .remove_device(id.as_str(), now, {
+            let (caller, device) = (admin.caller.clone(), id.to_string());
+            AuditOf::one(move |serials: &[String]| {
+                caller.audit(
+                    now,
+                    AuditEvent::DeviceRemoved {
+                        serials: serials.to_vec(),
+                    },
+                    Some(&device),
+                )
+            })
+        })
         .await?
         .ok_or(ApiError::NotFound("unknown device"))?;
     tracing::info!(device_id = %id, actor = %admin.caller.actor, "device removed");
@@ -325,7 +342,7 @@ pub(crate) async fn unlock(admin: Admin, Path(raw): Path<String>) -> Result<Resp
             id.as_str(),
             admin
                 .caller
-                .audit(now, "lockout_cleared", Some(id.as_str()), json!({})),
+                .audit(now, AuditEvent::LockoutCleared {}, Some(id.as_str())),
         )
         .await?;
     json(&json!({ "deviceID": id.as_str(), "cleared": cleared }))

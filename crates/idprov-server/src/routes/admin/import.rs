@@ -12,12 +12,12 @@ use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use http_body_util::BodyExt;
 use serde::Deserialize;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use idprov_proto::OobSecretMessage;
 use idprov_proto::admin::{BulkResult, ImportRow, RejectedRow};
+use idprov_store::{AuditEvent, AuditOf, BulkOutcome};
 use idprov_store::{BulkMessage, BulkSecret, NewSecret};
 
 use crate::auth::{Admin, AdminCaller};
@@ -82,7 +82,19 @@ impl Importer {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let now = app.now_unix();
         let registry = app.registry.clone();
-        let audit = admin.audit(now, "secrets_imported", None, json!({}));
+        let caller = admin.clone();
+        let audit = AuditOf::one(move |outcome: &BulkOutcome| {
+            caller.audit(
+                now,
+                AuditEvent::SecretsImported {
+                    accepted: outcome.accepted,
+                    replaced: outcome.replaced,
+                    rejected: outcome.rejected.len() as u64,
+                    rows_sha256: outcome.rows_sha256.clone(),
+                },
+                None,
+            )
+        });
         let store =
             tokio::spawn(
                 async move { registry.put_secrets_bulk(rx, replace, dry_run, audit).await },

@@ -5,11 +5,11 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::json;
 
 use idprov_proto::DeviceId;
 use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
 use idprov_proto::kinds::{DecisionKind, QueueState};
+use idprov_store::AuditEvent;
 
 use super::{device_id, json_body, next_of};
 use crate::auth::Admin;
@@ -170,9 +170,11 @@ pub(crate) async fn approve(
                 expires,
                 admin.caller.audit(
                     now,
-                    "request_approved",
+                    AuditEvent::RequestApproved {
+                        key_fingerprint: key.clone(),
+                        expires_at: expires,
+                    },
                     Some(id.as_str()),
-                    json!({ "keyFingerprint": key, "expiresAt": expires }),
                 ),
             )
             .await?;
@@ -228,9 +230,11 @@ pub(crate) async fn reject(
                 &reason,
                 admin.caller.audit(
                     now,
-                    "request_rejected",
+                    AuditEvent::RequestRejected {
+                        key_fingerprint: key.clone(),
+                        reason: reason.clone(),
+                    },
                     Some(id.as_str()),
-                    json!({ "keyFingerprint": key, "reason": reason }),
                 ),
             )
             .await?;
@@ -278,9 +282,10 @@ pub(crate) async fn clear(
             req.key_fingerprint.as_deref(),
             admin.caller.audit(
                 now,
-                "requests_cleared",
+                AuditEvent::RequestsCleared {
+                    key_fingerprint: req.key_fingerprint.clone(),
+                },
                 Some(id.as_str()),
-                json!({ "keyFingerprint": req.key_fingerprint }),
             ),
         )
         .await?;

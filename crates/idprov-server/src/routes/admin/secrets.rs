@@ -5,10 +5,10 @@ use axum::extract::{Path, Query};
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use idprov_proto::DeviceId;
 use idprov_proto::admin::{ExportRow, Page, Removed, SecretView};
+use idprov_store::AuditEvent;
 
 use super::{device_id, next_of};
 use crate::auth::{Admin, AdminVia, ConnInfo, Role};
@@ -78,7 +78,7 @@ pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Resp
             id.as_str(),
             admin
                 .caller
-                .audit(now, "secret_removed", Some(id.as_str()), json!({})),
+                .audit(now, AuditEvent::SecretRemoved {}, Some(id.as_str())),
         )
         .await?;
     if !removed {
@@ -177,9 +177,11 @@ pub(crate) async fn export(
         app.registry
             .append_audit(admin.caller.audit(
                 now,
-                "secrets_exported",
+                AuditEvent::SecretsExported {
+                    count,
+                    source: conn.peer.ip().to_string(),
+                },
                 None,
-                json!({ "count": count, "source": conn.peer.ip().to_string() }),
             ))
             .await?;
         tracing::warn!(actor = %admin.caller.actor, count, "secrets exported");

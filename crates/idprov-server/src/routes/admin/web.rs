@@ -10,6 +10,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use idprov_proto::{DeviceId, OobSecret};
+use idprov_store::{AuditEvent, AuditOf, PutSecretOutcome};
 use idprov_store::{AuditFilter, NewSecret};
 
 use super::json_body;
@@ -206,11 +207,22 @@ pub(crate) async fn labels(
                     valid_until: now.saturating_add(lifetime),
                     created_by: admin.caller.actor.clone(),
                 },
-                admin.caller.audit(
-now, "secret_added",
-                    Some(id.as_str()),
-                    json!({ "validUntil": now.saturating_add(lifetime), "generated": true, "labels": true }),
-                ),
+                {
+                    let (caller, device) = (admin.caller.clone(), id.to_string());
+                    AuditOf::one(move |outcome: &PutSecretOutcome| {
+                        caller.audit(
+                            now,
+                            AuditEvent::SecretAdded {
+                                valid_until: now.saturating_add(lifetime),
+                                short: None,
+                                generated: Some(true),
+                                labels: Some(true),
+                                replaced: *outcome == PutSecretOutcome::Replaced,
+                            },
+                            Some(&device),
+                        )
+                    })
+                },
             )
             .await?;
         let uri = idprov_proto::Label {
