@@ -606,7 +606,7 @@ impl Provisioner {
                 not_after: issued.not_after,
                 issued_at,
                 issue_kind: kind,
-                authorized_by: actor.0.clone(),
+                authorized_by: actor.to_string(),
             },
             consume_secret: match &consume {
                 Consume::Secret(s) => Some(s.clone()),

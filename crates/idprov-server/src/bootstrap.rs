@@ -215,7 +215,7 @@ async fn record_local(
                 not_after: issued.not_after,
                 issued_at: at,
                 issue_kind: IssueKind::Local,
-                authorized_by: Actor::system().0,
+                authorized_by: Actor::system().to_string(),
             },
             consume_secret: None,
             consume_approval: None,

@@ -12,34 +12,91 @@ pub use crate::events::AuditEvent;
 /// The hash the first entry links to.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Who did something: `admin:<name>`, `plugin:<name>`, `device:<id>`,
+/// Who did something. Stored and shown as text: `admin:<name>`,
+/// `plugin:<name>`, `service:<name>`, `device:<id>`, `client:<name>`,
 /// `source:<address>` (an unauthenticated peer) or `system`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Actor(pub String);
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Actor {
+    /// The server itself (start-up, sweeps).
+    System,
+    /// An unauthenticated peer, known only by its address.
+    Source(String),
+    /// An administrator (certificate OU `admin`, or a web session).
+    Admin(String),
+    /// A plugin (certificate OU `plugin`).
+    Plugin(String),
+    /// A hub service (certificate OU `service`).
+    Service(String),
+    /// A device (certificate OU `iotdevice`), by device ID.
+    Device(String),
+    /// A client certificate of any other OU.
+    Client(String),
+    /// Text of none of these forms, read back from a registry.
+    Other(String),
+}
 
 impl Actor {
     /// The server itself (start-up, sweeps).
     pub fn system() -> Self {
-        Actor("system".into())
+        Actor::System
     }
+
     /// An unauthenticated peer, known only by its address.
     pub fn source(addr: &str) -> Self {
-        Actor(format!("source:{addr}"))
+        Actor::Source(addr.to_owned())
     }
-    /// A caller authenticated by a certificate or session of this kind.
+
+    /// A caller authenticated in the role `kind` (`admin`, `plugin`,
+    /// `service`, `device`; anything else is a plain client).
     pub fn named(kind: &str, name: &str) -> Self {
-        Actor(format!("{kind}:{name}"))
+        let name = name.to_owned();
+        match kind {
+            "admin" => Actor::Admin(name),
+            "plugin" => Actor::Plugin(name),
+            "service" => Actor::Service(name),
+            "device" => Actor::Device(name),
+            _ => Actor::Client(name),
+        }
     }
-    /// The text form.
-    pub fn as_str(&self) -> &str {
-        &self.0
+
+    /// The actor a stored text names (the inverse of its `Display`).
+    pub fn parse(text: &str) -> Self {
+        if text == "system" {
+            return Actor::System;
+        }
+        match text.split_once(':') {
+            Some(("source", a)) => Actor::Source(a.to_owned()),
+            Some(("client", n)) => Actor::Client(n.to_owned()),
+            Some((kind @ ("admin" | "plugin" | "service" | "device"), n)) => Actor::named(kind, n),
+            _ => Actor::Other(text.to_owned()),
+        }
     }
 }
 
 impl std::fmt::Display for Actor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Actor::System => f.write_str("system"),
+            Actor::Source(a) => write!(f, "source:{a}"),
+            Actor::Admin(n) => write!(f, "admin:{n}"),
+            Actor::Plugin(n) => write!(f, "plugin:{n}"),
+            Actor::Service(n) => write!(f, "service:{n}"),
+            Actor::Device(n) => write!(f, "device:{n}"),
+            Actor::Client(n) => write!(f, "client:{n}"),
+            Actor::Other(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Actor {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Actor::parse(&String::deserialize(d)?))
     }
 }
 
@@ -101,7 +158,7 @@ impl AuditRecord {
             &prev_hash,
             seq,
             self.at,
-            self.actor.as_str(),
+            &self.actor.to_string(),
             self.event.name(),
             self.device_id.as_deref(),
             &detail_value,
@@ -332,4 +389,31 @@ pub fn verify_log(
             String::new()
         }
     ))
+}
+
+#[cfg(test)]
+mod actor_tests {
+    use super::Actor;
+
+    /// Every actor reads back as itself from its stored text.
+    #[test]
+    fn actors_round_trip_through_their_text() {
+        for a in [
+            Actor::System,
+            Actor::source("10.0.0.1"),
+            Actor::named("admin", "ops"),
+            Actor::named("plugin", "p"),
+            Actor::named("service", "s"),
+            Actor::named("device", "d-1"),
+            Actor::named("client", "c"),
+            Actor::Other("legacy".into()),
+        ] {
+            assert_eq!(Actor::parse(&a.to_string()), a);
+        }
+        assert_eq!(Actor::named("admin", "ops").to_string(), "admin:ops");
+        assert_eq!(
+            serde_json::to_string(&Actor::source("::1")).unwrap(),
+            "\"source:::1\""
+        );
+    }
 }

@@ -73,7 +73,7 @@ pub(crate) async fn append_audit(db: &mut dyn Db, r: &AuditRecord) -> Result<i64
         args![
             link.seq,
             r.at(),
-            r.actor().as_str(),
+            &r.actor().to_string(),
             r.event().name(),
             r.device_id(),
             &link.detail,

@@ -206,7 +206,7 @@ impl<B: Backend> Queue for Store<B> {
                  ON CONFLICT (device_id, key_fingerprint) DO UPDATE SET
                     approved_by = excluded.approved_by, created_at = excluded.created_at,
                     expires_at = excluded.expires_at",
-                args![&device_id, &fp, audit.actor().as_str(), audit.at(), expires_at],
+                args![&device_id, &fp, &audit.actor().to_string(), audit.at(), expires_at],
             )
             .await?;
             append_audit(db, &audit).await?;
@@ -242,7 +242,7 @@ impl<B: Backend> Queue for Store<B> {
                  ON CONFLICT (device_id, key_fingerprint) DO UPDATE SET
                     rejected_by = excluded.rejected_by, reason = excluded.reason,
                     created_at = excluded.created_at",
-                args![&device_id, &fp, audit.actor().as_str(), &reason, audit.at()],
+                args![&device_id, &fp, &audit.actor().to_string(), &reason, audit.at()],
             )
             .await?;
             append_audit(db, &audit).await?;

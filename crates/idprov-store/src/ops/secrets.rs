@@ -89,7 +89,7 @@ impl<B: Backend> Secrets for Store<B> {
                     &s.key_id,
                     s.created_at,
                     s.valid_until,
-                    s.created_by.as_str()
+                    &s.created_by.to_string()
                 ],
             )
             .await?;

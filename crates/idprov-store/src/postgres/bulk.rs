@@ -96,7 +96,7 @@ pub(super) async fn put_secrets(
                 &s.key_id,
                 &s.created_at,
                 &s.valid_until,
-                &s.created_by.as_str(),
+                &s.created_by.to_string(),
             ])
             .await
             .map_err(db_error)?;

@@ -81,7 +81,7 @@ impl Spool {
                             s.key_id,
                             s.created_at,
                             s.valid_until,
-                            s.created_by.as_str()
+                            s.created_by.to_string()
                         ])?;
                     }
                     Some(BulkMessage::End { rows_sha256 }) => {
@@ -166,7 +166,7 @@ pub(super) async fn put_secrets(
                             key_id: r.get(3)?,
                             created_at: r.get(4)?,
                             valid_until: r.get(5)?,
-                            created_by: Actor(r.get::<_, String>(6)?),
+                            created_by: Actor::parse(&r.get::<_, String>(6)?),
                         },
                     };
                     let s = &row.secret;
@@ -196,7 +196,7 @@ pub(super) async fn put_secrets(
                         s.key_id,
                         s.created_at,
                         s.valid_until,
-                        s.created_by.as_str()
+                        s.created_by.to_string()
                     ])?;
                 }
                     digest

@@ -146,7 +146,7 @@ pub(crate) async fn issue(
                 not_after: issued.not_after,
                 issued_at: at,
                 issue_kind: IssueKind::Local,
-                authorized_by: admin.caller.actor.0.clone(),
+                authorized_by: admin.caller.actor.to_string(),
             },
             consume_secret: None,
             consume_approval: None,
