@@ -74,6 +74,14 @@ impl StartError {
 pub enum ApiError {
     /// 400: the input is malformed or invalid; the message names the field.
     BadRequest(String),
+    /// 400: one field of the input is invalid. The message names it too; the
+    /// answer also carries the field's name, so a form can point at it.
+    Invalid {
+        /// The field, as the request spells it (`deviceID`, `label`, …).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// 401: a client certificate is required and none authenticated.
     Unauthenticated,
     /// 401: a web sign-in or session that did not authenticate.
@@ -133,8 +141,13 @@ impl From<idprov_proto::MessageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut field = None;
         let (status, message, retry_after) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            ApiError::Invalid { field: f, message } => {
+                field = Some(f);
+                (StatusCode::BAD_REQUEST, message, None)
+            }
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
                 "a client certificate issued by this server's CA is required".to_owned(),
@@ -183,7 +196,10 @@ impl IntoResponse for ApiError {
                 Some(retry_after.max(1)),
             ),
         };
-        let body = serde_json::json!({ "error": message, "status": status.as_u16() });
+        let mut body = serde_json::json!({ "error": message, "status": status.as_u16() });
+        if let (Some(f), Some(map)) = (field, body.as_object_mut()) {
+            map.insert("field".into(), f.into());
+        }
         let mut response = (
             status,
             crate::routes::json_bytes(body.to_string().into_bytes()),
