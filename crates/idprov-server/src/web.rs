@@ -43,22 +43,48 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// The first-start sign-in token's file in the data directory.
 pub const TOKEN_FILE: &str = "signin-token";
 
-/// The page's files, embedded: the server needs nothing at run time.
+/// A JavaScript module (or script) of the page, by its path under `web/`.
+/// Module scripts must be served as JavaScript, or the browser refuses them.
+macro_rules! script {
+    ($path:literal) => {
+        (
+            $path,
+            "text/javascript; charset=utf-8",
+            include_bytes!(concat!("../web/", $path)),
+        )
+    };
+}
+
+/// The page's files, embedded: the server needs nothing at run time. The
+/// page is ES modules (`app.js` imports `lib/` and `screens/`); every file
+/// under `web/` is listed here (a unit test checks, and that every
+/// module's imports are listed too).
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/app.js"),
-    ),
+    script!("app.js"),
+    script!("lib/api.js"),
+    script!("lib/camera.js"),
+    script!("lib/constants.js"),
+    script!("lib/dom.js"),
+    script!("lib/download.js"),
+    script!("lib/modal.js"),
+    script!("lib/page.js"),
+    script!("lib/session.js"),
+    script!("lib/state.js"),
+    script!("lib/time.js"),
+    script!("screens/audit.js"),
+    script!("screens/dashboard.js"),
+    script!("screens/devices.js"),
+    script!("screens/import.js"),
+    script!("screens/labels.js"),
+    script!("screens/password.js"),
+    script!("screens/queue.js"),
+    script!("screens/secrets.js"),
+    script!("screens/signin.js"),
+    script!("jsqr.js"),
     (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../web/app.css"),
-    ),
-    (
-        "jsqr.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/jsqr.js"),
     ),
     (
         "icon.svg",
@@ -784,4 +810,72 @@ pub async fn own_password(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// Every file under `web/` but the page itself, as `dir/name`.
+    fn files(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("web/") {
+            let entry = entry.expect("entry");
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().expect("type").is_dir() {
+                files(&entry.path(), &format!("{name}/"), out);
+            } else if name != "index.html" {
+                out.push(name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_file_of_the_page_is_embedded() {
+        let mut on_disk = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web"),
+            "",
+            &mut on_disk,
+        );
+        on_disk.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|(n, _, _)| (*n).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
+
+    /// `import … from './x.js'` of every module names an embedded module,
+    /// served as JavaScript.
+    #[test]
+    fn every_module_import_is_an_embedded_script() {
+        for (name, mime, bytes) in ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            assert!(mime.starts_with("text/javascript"), "{name}");
+            if *name == "jsqr.js" {
+                continue; // a classic script, vendored
+            }
+            let text = std::str::from_utf8(bytes).expect("UTF-8");
+            let dir: Vec<&str> = name.split('/').rev().skip(1).collect::<Vec<_>>();
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let target = line
+                    .split(" from '")
+                    .nth(1)
+                    .and_then(|t| t.strip_suffix("';"))
+                    .unwrap_or_else(|| panic!("{name}: a static import: {line}"));
+                let mut path: Vec<&str> = dir.iter().rev().copied().collect();
+                for part in target.split('/') {
+                    match part {
+                        "." => {}
+                        ".." => {
+                            assert!(path.pop().is_some(), "{name}: {target} leaves web/");
+                        }
+                        p => path.push(p),
+                    }
+                }
+                let resolved = path.join("/");
+                assert!(
+                    ASSETS.iter().any(|(n, _, _)| *n == resolved),
+                    "{name} imports {target} ({resolved}), which is not embedded"
+                );
+            }
+        }
+    }
 }
