@@ -15,8 +15,10 @@ pub mod device;
 #[cfg(feature = "discovery")]
 pub mod discovery;
 mod error;
+/// Reading bulk-registration files: the readers live in `idprov-import`,
+/// which the server shares to read the CSV the web page uploads.
 #[cfg(feature = "import")]
-pub mod import;
+pub use idprov_import as import;
 #[cfg(feature = "admin")]
 mod tls;
 

@@ -38,10 +38,7 @@ impl Policy {
     }
 }
 
-/// Seconds of a duration as the registry's Unix times count them.
-pub(crate) fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
+pub(crate) use idprov_proto::clock::secs;
 
 /// The one rule for reserved device IDs: `device_id` is refused when it
 /// names (without case) one of `reserved`.

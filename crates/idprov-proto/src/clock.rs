@@ -54,11 +54,17 @@ impl Clock for ManualClock {
     }
 }
 
+/// A duration in whole seconds as Unix times count them, saturating at
+/// `i64::MAX` (a configured "forever" stays the latest time there is).
+pub fn secs(d: core::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
 /// Seconds since the Unix epoch, negative before it.
 pub fn unix_seconds(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        Ok(d) => secs(d),
+        Err(e) => -secs(e.duration()),
     }
 }
 

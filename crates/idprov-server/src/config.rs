@@ -922,9 +922,7 @@ fn rate(key: &'static str, v: Option<f64>, default: f64) -> Result<f64, ConfigEr
     Ok(v)
 }
 
-fn secs(d: Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
+use idprov_proto::clock::secs;
 
 impl ServerConfig {
     /// The defaults, with `data_dir` set (used by the test kit).

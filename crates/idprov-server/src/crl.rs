@@ -61,7 +61,7 @@ pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
 /// The current CRL, re-issued when missing or older than a day.
 pub async fn current(app: &AppState) -> Result<CrlRecord, ApiError> {
     if let Some(crl) = app.registry.crl().await? {
-        let refresh = i64::try_from(CRL_REFRESH.as_secs()).unwrap_or(i64::MAX);
+        let refresh = idprov_proto::clock::secs(CRL_REFRESH);
         if app.now_unix() < crl.this_update + refresh {
             return Ok(crl);
         }

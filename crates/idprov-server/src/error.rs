@@ -68,7 +68,8 @@ impl StartError {
     }
 }
 
-/// The body of every error answer: `{"error": message, "status": code}`.
+/// The body of every error answer: `{"error": message, "status": code}`,
+/// and `"field"` when one input field is at fault.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]
 pub struct ErrorDocument {
@@ -76,6 +77,10 @@ pub struct ErrorDocument {
     pub error: String,
     /// The HTTP status, repeated.
     pub status: u16,
+    /// The input field at fault (`label`, `deviceID`, `oobSecret`,
+    /// `validUntil`), when the error is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// Every way a request can fail. Each variant maps to exactly one status;
@@ -84,6 +89,14 @@ pub struct ErrorDocument {
 pub enum ApiError {
     /// 400: the input is malformed or invalid; the message names the field.
     BadRequest(String),
+    /// 400: one field of the input is invalid. The message names it too; the
+    /// answer also carries the field's name, so a form can point at it.
+    Invalid {
+        /// The field, as the request spells it (`deviceID`, `label`, …).
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
     /// 401: a client certificate is required and none authenticated.
     Unauthenticated,
     /// 401: a web sign-in or session that did not authenticate.
@@ -143,8 +156,13 @@ impl From<idprov_proto::MessageError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut field = None;
         let (status, message, retry_after) = match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            ApiError::Invalid { field: f, message } => {
+                field = Some(f);
+                (StatusCode::BAD_REQUEST, message, None)
+            }
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
                 "a client certificate issued by this server's CA is required".to_owned(),
@@ -196,8 +214,9 @@ impl IntoResponse for ApiError {
         let body = ErrorDocument {
             error: message,
             status: status.as_u16(),
+            field: field.map(str::to_owned),
         };
-        // A string and a number: encoding cannot fail.
+        // Strings and a number: encoding cannot fail.
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, crate::routes::json_bytes(bytes)).into_response();
         if let Some(secs) = retry_after

@@ -155,7 +155,7 @@ pub async fn start(
             }
         }
     }
-    let window = i64::try_from(config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
+    let window = idprov_proto::clock::secs(config.redelivery_window);
     let (unreadable, expired) = registry
         .purge_secrets(
             secrets.key_id(),
@@ -273,7 +273,7 @@ async fn sweep(
         }
         state.flush_aggregated(false).await;
         let now = state.now_unix();
-        let window = i64::try_from(state.config.redelivery_window.as_secs()).unwrap_or(i64::MAX);
+        let window = idprov_proto::clock::secs(state.config.redelivery_window);
         if let Err(e) = state
             .registry
             .purge_secrets(
@@ -286,7 +286,7 @@ async fn sweep(
         {
             tracing::warn!(error = %e, "sweeping expired secrets failed");
         }
-        let waiting = i64::try_from(state.config.waiting_lifetime.as_secs()).unwrap_or(i64::MAX);
+        let waiting = idprov_proto::clock::secs(state.config.waiting_lifetime);
         if let Err(e) = state
             .registry
             .expire_queue(

@@ -43,22 +43,48 @@ pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; 
 /// The first-start sign-in token's file in the data directory.
 pub const TOKEN_FILE: &str = "signin-token";
 
-/// The page's files, embedded: the server needs nothing at run time.
+/// A JavaScript module (or script) of the page, by its path under `web/`.
+/// Module scripts must be served as JavaScript, or the browser refuses them.
+macro_rules! script {
+    ($path:literal) => {
+        (
+            $path,
+            "text/javascript; charset=utf-8",
+            include_bytes!(concat!("../web/", $path)),
+        )
+    };
+}
+
+/// The page's files, embedded: the server needs nothing at run time. The
+/// page is ES modules (`app.js` imports `lib/` and `screens/`); every file
+/// under `web/` is listed here (a unit test checks, and that every
+/// module's imports are listed too).
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/app.js"),
-    ),
+    script!("app.js"),
+    script!("lib/api.js"),
+    script!("lib/camera.js"),
+    script!("lib/constants.js"),
+    script!("lib/dom.js"),
+    script!("lib/download.js"),
+    script!("lib/modal.js"),
+    script!("lib/page.js"),
+    script!("lib/session.js"),
+    script!("lib/state.js"),
+    script!("lib/time.js"),
+    script!("screens/audit.js"),
+    script!("screens/dashboard.js"),
+    script!("screens/devices.js"),
+    script!("screens/import.js"),
+    script!("screens/labels.js"),
+    script!("screens/password.js"),
+    script!("screens/queue.js"),
+    script!("screens/secrets.js"),
+    script!("screens/signin.js"),
+    script!("jsqr.js"),
     (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../web/app.css"),
-    ),
-    (
-        "jsqr.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("../web/jsqr.js"),
     ),
     (
         "icon.svg",
@@ -181,7 +207,7 @@ pub async fn bootstrap_token(
 ) -> Result<Option<Zeroizing<String>>, crate::error::StartError> {
     let path = dir.join(TOKEN_FILE);
     let now = app.now_unix();
-    let lifetime = i64::try_from(d::SIGNIN_TOKEN_LIFETIME.as_secs()).unwrap_or(i64::MAX);
+    let lifetime = idprov_proto::clock::secs(d::SIGNIN_TOKEN_LIFETIME);
     let internal = |e: ApiError| crate::error::StartError::SigninToken(format!("{e:?}"));
     if path.exists() {
         let created = std::fs::metadata(&path)
@@ -249,9 +275,9 @@ fn session_cookie(value: &str, max_age: std::time::Duration) -> Result<HeaderVal
         .http_only(true)
         .secure(true)
         .same_site(cookie::SameSite::Strict)
-        .max_age(cookie::time::Duration::seconds(
-            i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX),
-        ))
+        .max_age(cookie::time::Duration::seconds(idprov_proto::clock::secs(
+            max_age,
+        )))
         .build();
     HeaderValue::from_str(&cookie.to_string()).map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -308,8 +334,8 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
         let found = {
             let mut sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let key = session_key(&value);
-            let idle = i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(i64::MAX);
-            let max = i64::try_from(d::SESSION_MAX.as_secs()).unwrap_or(i64::MAX);
+            let idle = idprov_proto::clock::secs(d::SESSION_IDLE);
+            let max = idprov_proto::clock::secs(d::SESSION_MAX);
             // Expired sessions go as they are met, and all at once now and then.
             if sessions.len() > 1000 {
                 sessions.retain(|_, s| now - s.last_seen < idle && now - s.created < max);
@@ -466,8 +492,8 @@ pub async fn session(
             let expires = cookie_value(req.headers()).and_then(|v| {
                 let sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 sessions.get(&session_key(&v)).map(|s| {
-                    (s.last_seen + i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(0))
-                        .min(s.created + i64::try_from(d::SESSION_MAX.as_secs()).unwrap_or(0))
+                    (s.last_seen + idprov_proto::clock::secs(d::SESSION_IDLE))
+                        .min(s.created + idprov_proto::clock::secs(d::SESSION_MAX))
                 })
             });
             session_document(&app, &s.name, "session", &csrf.0, expires)
@@ -631,7 +657,7 @@ pub async fn signin(
         ))
         .await?;
     tracing::info!(name = %name, via, source = %source, "signed in to the web page");
-    let expires = now + i64::try_from(d::SESSION_IDLE.as_secs()).unwrap_or(0);
+    let expires = now + idprov_proto::clock::secs(d::SESSION_IDLE);
     let mut r = session_document(&app, &name, "session", &csrf, Some(expires))?;
     r.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&cookie, d::SESSION_MAX)?);
@@ -847,4 +873,72 @@ pub async fn own_password(
     )
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// Every file under `web/` but the page itself, as `dir/name`.
+    fn files(dir: &std::path::Path, prefix: &str, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("web/") {
+            let entry = entry.expect("entry");
+            let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+            if entry.file_type().expect("type").is_dir() {
+                files(&entry.path(), &format!("{name}/"), out);
+            } else if name != "index.html" {
+                out.push(name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_file_of_the_page_is_embedded() {
+        let mut on_disk = Vec::new();
+        files(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web"),
+            "",
+            &mut on_disk,
+        );
+        on_disk.sort();
+        let mut embedded: Vec<String> = ASSETS.iter().map(|(n, _, _)| (*n).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
+
+    /// `import … from './x.js'` of every module names an embedded module,
+    /// served as JavaScript.
+    #[test]
+    fn every_module_import_is_an_embedded_script() {
+        for (name, mime, bytes) in ASSETS.iter().filter(|(n, _, _)| n.ends_with(".js")) {
+            assert!(mime.starts_with("text/javascript"), "{name}");
+            if *name == "jsqr.js" {
+                continue; // a classic script, vendored
+            }
+            let text = std::str::from_utf8(bytes).expect("UTF-8");
+            let dir: Vec<&str> = name.split('/').rev().skip(1).collect::<Vec<_>>();
+            for line in text.lines().filter(|l| l.starts_with("import ")) {
+                let target = line
+                    .split(" from '")
+                    .nth(1)
+                    .and_then(|t| t.strip_suffix("';"))
+                    .unwrap_or_else(|| panic!("{name}: a static import: {line}"));
+                let mut path: Vec<&str> = dir.iter().rev().copied().collect();
+                for part in target.split('/') {
+                    match part {
+                        "." => {}
+                        ".." => {
+                            assert!(path.pop().is_some(), "{name}: {target} leaves web/");
+                        }
+                        p => path.push(p),
+                    }
+                }
+                let resolved = path.join("/");
+                assert!(
+                    ASSETS.iter().any(|(n, _, _)| *n == resolved),
+                    "{name} imports {target} ({resolved}), which is not embedded"
+                );
+            }
+        }
+    }
 }

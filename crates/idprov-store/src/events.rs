@@ -56,6 +56,22 @@ audit_events! {
         /// It replaced a secret the device had.
         replaced: bool,
     }
+    /// New secrets were generated for a label sheet, stored in one
+    /// transaction.
+    SecretsGenerated = "secrets_generated" {
+        valid_until: i64,
+        generated: bool,
+        labels: bool,
+        #[serde(rename = "deviceIDs")]
+        device_ids: Vec<String>,
+        /// Secrets stored, of which `replaced` replaced one the device had.
+        accepted: u64,
+        replaced: u64,
+        rejected: u64,
+        /// Digest of the rows, as a bulk import records it.
+        #[serde(rename = "rowsSha256")]
+        rows_sha256: String,
+    }
     /// A device's secret was removed.
     SecretRemoved = "secret_removed" {}
     /// A bulk import stored secrets.

@@ -68,7 +68,7 @@ fn warn_if_expiring(cert: &Path) {
         return;
     };
     let left = info.not_after - idprov_proto::clock::unix_seconds(SystemTime::now());
-    if left < i64::try_from(ADMIN_EXPIRY_WARNING.as_secs()).unwrap_or(i64::MAX) {
+    if left < idprov_proto::clock::secs(ADMIN_EXPIRY_WARNING) {
         eprintln!(
             "warning: the administrator certificate {} expires in {} days",
             cert.display(),

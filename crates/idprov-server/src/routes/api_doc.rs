@@ -75,6 +75,8 @@ pub fn document() -> String {
         super::admin::web::summary,
         super::admin::web::audit_status,
         super::admin::web::labels,
+        super::admin::check::check,
+        super::admin::check::generate,
         super::admin::web::set_password,
         super::admin::web::remove_password,
         crate::web::session,

@@ -73,6 +73,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/idprov/admin/summary"),
     ("get", "/idprov/admin/audit/status"),
     ("post", "/idprov/admin/labels"),
+    ("post", "/idprov/admin/labels/check"),
+    ("post", "/idprov/admin/labels/secret"),
     ("post", "/idprov/admin/web/passwords"),
     ("delete", "/idprov/admin/web/passwords/{name}"),
     ("get", "/admin/api/session"),
@@ -117,7 +119,7 @@ pub fn router(state: AppState) -> Router {
         // The web page: its files, and its session API.
         .route("/admin", get(crate::web::redirect))
         .route("/admin/", get(crate::web::index))
-        .route("/admin/assets/{file}", get(crate::web::asset))
+        .route("/admin/assets/{*file}", get(crate::web::asset))
         .route("/admin/api/session", get(crate::web::session))
         .route("/admin/api/signin", post(crate::web::signin))
         .route("/admin/api/signout", post(crate::web::signout))
@@ -220,6 +222,8 @@ fn admin_router(state: AppState) -> Router<AppState> {
         .route("/idprov/admin/summary", get(admin::web::summary))
         .route("/idprov/admin/audit/status", get(admin::web::audit_status))
         .route("/idprov/admin/labels", post(admin::web::labels))
+        .route("/idprov/admin/labels/check", post(admin::check::check))
+        .route("/idprov/admin/labels/secret", post(admin::check::generate))
         .route(
             "/idprov/admin/web/passwords",
             post(admin::web::set_password),

@@ -25,27 +25,52 @@ pub(crate) struct Registration {
     pub warnings: Vec<String>,
 }
 
+/// Why a registration was refused: the field, and a message that names it.
+#[derive(Debug)]
+pub(crate) struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        ApiError::Invalid {
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
 /// Validates one `{"deviceID","oobSecret","validUntil"}`; the error names the field.
 pub(crate) fn validate(
     msg: &OobSecretMessage,
     config: &crate::config::ServerConfig,
     now: i64,
     default_lifetime: i64,
-) -> Result<Registration, String> {
-    let device_id =
-        DeviceId::parse(&msg.device_id).map_err(|e| format!("field \"deviceID\": {e}"))?;
-    config.check_device_id("deviceID", device_id.as_str())?;
-    let secret =
-        OobSecret::parse(&msg.oob_secret).map_err(|e| format!("field \"oobSecret\": {e}"))?;
+) -> Result<Registration, FieldError> {
+    let invalid = |field, message| FieldError { field, message };
+    let device_id = DeviceId::parse(&msg.device_id)
+        .map_err(|e| invalid("deviceID", format!("field \"deviceID\": {e}")))?;
+    config
+        .check_device_id("deviceID", device_id.as_str())
+        .map_err(|m| invalid("deviceID", m))?;
+    let secret = OobSecret::parse(&msg.oob_secret)
+        .map_err(|e| invalid("oobSecret", format!("field \"oobSecret\": {e}")))?;
     let valid_until = if msg.valid_until.is_empty() {
         now.saturating_add(default_lifetime)
     } else {
         let t = OffsetDateTime::parse(&msg.valid_until, &Rfc3339).map_err(|_| {
-            "field \"validUntil\": not an RFC 3339 time (e.g. 2026-12-01T12:00:00Z)".to_string()
+            invalid(
+                "validUntil",
+                "field \"validUntil\": not an RFC 3339 time (e.g. 2026-12-01T12:00:00Z)".into(),
+            )
         })?;
         let t = t.unix_timestamp();
         if t <= now {
-            return Err("field \"validUntil\": the time is in the past".into());
+            return Err(invalid(
+                "validUntil",
+                "field \"validUntil\": the time is in the past".into(),
+            ));
         }
         t
     };
@@ -110,8 +135,8 @@ pub(crate) async fn post(
     }
     let msg = OobSecretMessage::from_json(&bytes)?;
     let now = app.now_unix();
-    let lifetime = i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX);
-    let reg = validate(&msg, &app.config, now, lifetime).map_err(ApiError::BadRequest)?;
+    let lifetime = idprov_proto::clock::secs(app.config.secret_lifetime);
+    let reg = validate(&msg, &app.config, now, lifetime)?;
     let sealed = app
         .secrets()
         .seal(reg.device_id.as_str(), &reg.secret)

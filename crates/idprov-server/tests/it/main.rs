@@ -9,6 +9,7 @@ mod directory;
 mod go_client;
 mod hardening;
 mod openapi;
+mod page_rules;
 mod provision;
 mod registry;
 mod renewal;

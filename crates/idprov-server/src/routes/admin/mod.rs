@@ -5,6 +5,7 @@
 //! through a value got from a verified administrator.
 
 pub(crate) mod audit;
+pub(crate) mod check;
 pub(crate) mod credentials;
 pub(crate) mod devices;
 pub(crate) mod import;

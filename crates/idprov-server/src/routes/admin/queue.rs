@@ -160,7 +160,7 @@ pub(crate) async fn approve(
     let req: Decision = json_body(app, &headers, body, app.config.body_limit).await?;
     let keys = keys_of(app, id.as_str(), req.key_fingerprint).await?;
     let now = app.now_unix();
-    let expires = now + i64::try_from(app.config.approval_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let expires = now + idprov_proto::clock::secs(app.config.approval_lifetime);
     for key in &keys {
         let approved = app
             .registry

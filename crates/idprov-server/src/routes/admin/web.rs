@@ -9,9 +9,11 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use idprov_proto::{DeviceId, OobSecret};
-use idprov_store::{AuditEvent, AuditOf, PutSecretOutcome};
-use idprov_store::{AuditFilter, NewSecret};
+use idprov_proto::DeviceId;
+use idprov_store::{
+    AuditEvent, AuditFilter, AuditOf, BulkMessage, BulkOutcome, BulkSecret, NewSecret,
+};
+use sha2::{Digest, Sha256};
 
 use super::json_body;
 use crate::auth::Admin;
@@ -134,7 +136,8 @@ struct LabelsRequest {
 
 /// `POST /idprov/admin/labels`: new strong secrets for the given devices
 /// (replacing theirs) and the printable sheet of their labels. The secrets
-/// exist in clear only in the sheet returned.
+/// exist in clear only in the sheet returned; they are stored all at once,
+/// in one transaction, after the sheet is made.
 #[utoipa::path(
     post,
     path = "/idprov/admin/labels",
@@ -185,46 +188,40 @@ pub(crate) async fn labels(
         ids.push(id);
     }
     let now = app.now_unix();
-    let lifetime = i64::try_from(app.config.secret_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let lifetime = idprov_proto::clock::secs(app.config.secret_lifetime);
+    let valid_until = now.saturating_add(lifetime);
     let fingerprint = app.ca.fingerprint();
+    // Every secret is made, sealed and printed before any is stored, and
+    // all are stored in one transaction: the sheet is the only copy of
+    // them in clear, so either every device gets its new secret and the
+    // sheet is returned, or nothing changes (a failure part-way must not
+    // leave secrets replaced whose sheet was never seen).
+    let (tx, rx) = tokio::sync::mpsc::channel(ids.len() + 1);
+    let mut digest = Sha256::new();
     let mut sheet = Vec::with_capacity(ids.len());
-    for id in ids {
-        let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
-        aws_lc_rs::rand::fill(&mut random[..])
-            .map_err(|_| ApiError::Internal("random generator".into()))?;
-        let secret = OobSecret::generate(&random);
+    for (index, id) in ids.iter().enumerate() {
+        let secret = super::check::generate_secret()?;
         let sealed = app
             .secrets()
             .seal(id.as_str(), &secret)
             .map_err(|e| ApiError::Internal(e.to_string()))?;
-        app.registry
-            .put_secret(
-                NewSecret {
-                    device_id: id.to_string(),
-                    sealed,
-                    key_id: app.secrets().key_id().to_owned(),
-                    created_at: now,
-                    valid_until: now.saturating_add(lifetime),
-                    created_by: admin.caller.actor.clone(),
-                },
-                {
-                    let (caller, device) = (admin.caller.clone(), id.to_string());
-                    AuditOf::one(move |outcome: &PutSecretOutcome| {
-                        caller.audit(
-                            now,
-                            AuditEvent::SecretAdded {
-                                valid_until: now.saturating_add(lifetime),
-                                short: None,
-                                generated: Some(true),
-                                labels: Some(true),
-                                replaced: *outcome == PutSecretOutcome::Replaced,
-                            },
-                            Some(&device),
-                        )
-                    })
-                },
-            )
-            .await?;
+        // The same digest of the rows as a bulk import records.
+        digest.update(id.as_str().as_bytes());
+        digest.update(b"\n");
+        digest.update(valid_until.to_string().as_bytes());
+        digest.update(b"\n");
+        tx.try_send(BulkMessage::Row(BulkSecret {
+            index: index as u64,
+            secret: NewSecret {
+                device_id: id.to_string(),
+                sealed,
+                key_id: app.secrets().key_id().to_owned(),
+                created_at: now,
+                valid_until,
+                created_by: admin.caller.actor.clone(),
+            },
+        }))
+        .map_err(|_| ApiError::Internal("the label sheet's rows".into()))?;
         let uri = idprov_proto::Label {
             device_id: id.clone(),
             secret,
@@ -232,7 +229,7 @@ pub(crate) async fn labels(
         }
         .to_uri();
         sheet.push(idprov_labels::Label {
-            device_id: id.into_string(),
+            device_id: id.to_string(),
             uri,
         });
     }
@@ -252,6 +249,45 @@ pub(crate) async fn labels(
             "labels.svg",
         )
     };
+    tx.try_send(BulkMessage::End {
+        rows_sha256: hex::encode(digest.finalize()),
+    })
+    .map_err(|_| ApiError::Internal("the label sheet's rows".into()))?;
+    drop(tx);
+    let device_ids: Vec<&str> = ids.iter().map(DeviceId::as_str).collect();
+    let audit = {
+        let caller = admin.caller.clone();
+        let one = (ids.len() == 1).then(|| ids[0].to_string());
+        let device_ids: Vec<String> = device_ids.iter().map(|d| (*d).to_owned()).collect();
+        AuditOf::one(move |outcome: &BulkOutcome| {
+            caller.audit(
+                now,
+                AuditEvent::SecretsGenerated {
+                    valid_until,
+                    generated: true,
+                    labels: true,
+                    device_ids,
+                    accepted: outcome.accepted,
+                    replaced: outcome.replaced,
+                    rejected: outcome.rejected.len() as u64,
+                    rows_sha256: outcome.rows_sha256.clone(),
+                },
+                one.as_deref(),
+            )
+        })
+    };
+    let outcome = app
+        .registry
+        .put_secrets_bulk(rx, true, false, audit)
+        .await?;
+    if outcome.accepted != count as u64 || !outcome.rejected.is_empty() {
+        // With `replace` the store refuses no row; if it ever did, the
+        // sheet would not match the registry.
+        return Err(ApiError::Internal(format!(
+            "the registry stored {} of {count} label secrets",
+            outcome.accepted
+        )));
+    }
     tracing::info!(actor = %admin.caller.actor, count, "generated secrets and a label sheet");
     let mut r = Body::from(bytes).into_response();
     let h = r.headers_mut();

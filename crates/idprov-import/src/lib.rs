@@ -6,6 +6,12 @@
 //! (the CSV header is line 1) and its 0-based index among the rows, so that
 //! problems are reported where a person looks for them. Rows are yielded as
 //! they are read; a malformed row is an `Err` row, never the end of the file.
+//!
+//! The command-line tool reads the files it uploads with it, and the server
+//! reads a CSV posted to its import endpoint (the web page's upload) with
+//! the same code, so a file is read the same way wherever it is imported.
+//! This crate only reads: it validates no device ID or secret (the server
+//! does, with the protocol crate's rules), and does no network I/O.
 
 use std::io::{BufRead, Read};
 
@@ -117,6 +123,81 @@ pub fn read_rows(
     }
 }
 
+/// A reader that turns every CRLF into LF. The csv crate numbers the rows
+/// of a CRLF file one line too low (it counts a line when it meets the LF,
+/// which is after it has taken the CR as the end of the record), and
+/// spreadsheets save CRLF. It also ends the input with an LF when it lacks
+/// one, so that every record ends with a line end (see [`start_line`]). No
+/// valid value holds a line break, so nothing a row could register changes.
+struct CrlfToLf<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    pos: usize,
+    len: usize,
+    /// A CR taken, not yet known to start a CRLF (it may end a chunk).
+    pending_cr: bool,
+    /// The last byte given out, if any.
+    last: Option<u8>,
+}
+
+impl<R: Read> CrlfToLf<R> {
+    fn new(inner: R) -> Self {
+        CrlfToLf {
+            inner,
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+            pos: 0,
+            len: 0,
+            pending_cr: false,
+            last: None,
+        }
+    }
+}
+
+impl<R: Read> Read for CrlfToLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.pos == self.len {
+                let n = self.inner.read(&mut self.buf)?;
+                if n == 0 {
+                    // A CR at the very end is a line end too.
+                    self.pending_cr = false;
+                    if self.last.is_some_and(|b| b != b'\n') {
+                        self.last = Some(b'\n');
+                        out[0] = b'\n';
+                        return Ok(1);
+                    }
+                    return Ok(0);
+                }
+                (self.pos, self.len) = (0, n);
+            }
+            let mut written = 0;
+            while written < out.len() && self.pos < self.len {
+                let b = self.buf[self.pos];
+                if std::mem::take(&mut self.pending_cr) && b != b'\n' {
+                    // A lone CR stays; `b` is looked at again.
+                    out[written] = b'\r';
+                    written += 1;
+                    continue;
+                }
+                self.pos += 1;
+                if b == b'\r' {
+                    self.pending_cr = true;
+                    continue;
+                }
+                out[written] = b;
+                written += 1;
+            }
+            if written > 0 {
+                self.last = Some(out[written - 1]);
+                return Ok(written);
+            }
+        }
+    }
+}
+
 fn csv_rows(
     reader: impl Read + Send + 'static,
 ) -> Result<Box<dyn Iterator<Item = FileRow> + Send>, ImportFileError> {
@@ -124,7 +205,7 @@ fn csv_rows(
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::None)
-        .from_reader(reader);
+        .from_reader(CrlfToLf::new(reader));
     let header = r
         .headers()
         .map_err(|e| ImportFileError::Header(e.to_string()))?
@@ -139,17 +220,32 @@ fn csv_rows(
         _ => return Err(ImportFileError::Header(names.join(","))),
     };
     let mut index = 0u64;
-    Ok(Box::new(r.into_records().map(move |rec| {
+    let mut done = false;
+    Ok(Box::new(std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
         let i = index;
+        let mut rec = csv::StringRecord::new();
+        let read = r.read_record(&mut rec);
         index += 1;
-        match rec {
-            Err(e) => FileRow {
-                index: i,
-                line: e.position().map_or(0, |p| p.line()),
-                content: Err(format!("not a CSV row: {e}")),
-            },
-            Ok(rec) => {
-                let line = rec.position().map_or(0, |p| p.line());
+        Some(match read {
+            Ok(false) => {
+                done = true;
+                return None;
+            }
+            Err(e) => {
+                // A broken row (an unclosed quote takes the rest of the
+                // file; unreadable input ends it): reported, then the end.
+                done = !matches!(e.kind(), csv::ErrorKind::Utf8 { .. });
+                FileRow {
+                    index: i,
+                    line: e.position().map_or(0, |p| p.line()),
+                    content: Err(format!("not a CSV row: {e}")),
+                }
+            }
+            Ok(true) => {
+                let line = start_line(&r, &rec);
                 let content = if !columns.contains(&rec.len()) {
                     Err(format!(
                         "expected {} columns, found {}",
@@ -174,8 +270,19 @@ fn csv_rows(
                     content,
                 }
             }
-        }
+        })
     })))
+}
+
+/// The line where the record just read starts. The csv crate's own
+/// record position is where it began looking for the record, before the
+/// blank lines it skips, so it is counted back from where the record ends:
+/// the reader stands on the line after the record's line end,
+/// which [`CrlfToLf`] makes sure every record has.
+fn start_line<R: Read>(r: &csv::Reader<R>, rec: &csv::StringRecord) -> u64 {
+    let end = r.position().line().saturating_sub(1);
+    let inner: usize = rec.iter().map(|f| f.matches('\n').count()).sum();
+    end.saturating_sub(inner as u64).max(1)
 }
 
 /// Reads one JSON object row: `deviceID` (required), `oobSecret` and
@@ -346,6 +453,51 @@ mod tests {
             ids[1].content.as_ref().unwrap_err(),
             "expected 1 columns, found 2"
         );
+    }
+
+    #[test]
+    fn crlf_files_count_lines_as_lf_files_do() {
+        // As a spreadsheet saves it: a byte-order mark, CRLF, a quoted
+        // comma, a blank line.
+        let text = "\u{feff}deviceID,secret\r\na,b\r\n\"c\",\"d, e\"\r\n\r\nf,g\r\n";
+        // Blank lines are skipped but counted; the last row may lack its
+        // line end.
+        for (text, lines) in [
+            ("deviceID,secret\na,b\n\n\nc,d\ne,f\n", vec![2, 5, 6]),
+            ("deviceID,secret\na,b\n\nc,\"x\ny\"\ne,f", vec![2, 4, 6]),
+            ("deviceID,secret\r\n\r\na,b\r\nc,d", vec![3, 4]),
+        ] {
+            let r = rows(text, Format::Csv);
+            assert_eq!(
+                r.iter().map(|r| r.line).collect::<Vec<_>>(),
+                lines,
+                "{text:?}"
+            );
+        }
+        let r = rows(text, Format::Csv);
+        assert_eq!(
+            r.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 3, 5],
+            "{r:?}"
+        );
+        let c = r[1].content.as_ref().expect("ok");
+        assert_eq!(
+            (c.device_id.as_str(), c.secret.as_deref()),
+            ("c", Some("d, e"))
+        );
+        assert_eq!(r[0].content.as_ref().expect("ok").device_id, "a");
+        // A CRLF split across reads is still one line end; a lone CR
+        // stays; the end gets a line end.
+        for (first, second, normalized) in [
+            (&b"x\r"[..], &b"\ny\rz\r"[..], &b"x\ny\rz\n"[..]),
+            (b"a\r\n", b"b", b"a\nb\n"),
+            (b"", b"", b""),
+        ] {
+            let mut reader = CrlfToLf::new(std::io::Read::chain(first, second));
+            let mut all = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut all).expect("read");
+            assert_eq!(all, normalized);
+        }
     }
 
     #[test]
