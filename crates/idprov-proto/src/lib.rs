@@ -22,6 +22,7 @@ pub mod kinds;
 pub mod label;
 pub mod messages;
 pub mod secret;
+pub mod serial;
 pub mod sign;
 pub mod spreadsheet;
 
@@ -35,4 +36,5 @@ pub use messages::{
     StatusMessage,
 };
 pub use secret::{OobSecret, SecretError};
+pub use serial::{SerialError, SerialNumber};
 pub use sign::{KeyVariant, Verified};

@@ -366,6 +366,18 @@ async fn revocation_notes_and_rejection_reasons_are_one_line_of_text() {
         note: Some(note.into()),
         serial: None,
     };
+    // A serial that is not one is named, for a credential and a device alike.
+    for serial in ["", "0xab", "abc", "zz", &"ab".repeat(22)] {
+        let req = RevokeRequest {
+            serial: Some(serial.to_owned()),
+            ..bad("rotated")
+        };
+        let err = admin
+            .revoke_credential("service", "svc", &req)
+            .await
+            .expect_err("refused");
+        assert!(err.to_string().contains("\"serial\""), "{serial:?}: {err}");
+    }
     for note in ["a\u{7}b".to_owned(), "x".repeat(1025)] {
         let err = admin
             .revoke_credential("service", "svc", &bad(&note))
@@ -387,6 +399,17 @@ async fn revocation_notes_and_rejection_reasons_are_one_line_of_text() {
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("\"note\""), "{err}");
+    let err = admin
+        .revoke_device(
+            "noted",
+            &RevokeRequest {
+                serial: Some("not-a-serial".into()),
+                ..bad("stolen")
+            },
+        )
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("\"serial\""), "{err}");
 }
 
 #[tokio::test]

@@ -266,7 +266,7 @@ pub(crate) async fn revoke(
         .revoke(Revocation {
             kind,
             subject: cn.clone(),
-            serial: req.serial.clone(),
+            serial: super::serial_of(req.serial.as_deref())?,
             reason,
             at: now,
             audit: {

@@ -234,7 +234,7 @@ pub(crate) async fn revoke(
         .revoke(Revocation {
             kind: CertKind::Device,
             subject: id.to_string(),
-            serial: req.serial.clone(),
+            serial: super::serial_of(req.serial.as_deref())?,
             reason,
             at: now,
             audit: {

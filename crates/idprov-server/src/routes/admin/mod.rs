@@ -29,6 +29,19 @@ pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw).map_err(|e| ApiError::BadRequest(format!("deviceID in the path: {e}")))
 }
 
+/// An optional `"serial"` of a request body, parsed strictly
+/// ([`idprov_proto::SerialNumber`]): a typo is a 400 naming the field, not
+/// "no such certificate".
+pub(crate) fn serial_of(serial: Option<&str>) -> Result<Option<String>, ApiError> {
+    serial
+        .map(|s| {
+            idprov_proto::SerialNumber::parse(s)
+                .map(String::from)
+                .map_err(|e| ApiError::BadRequest(format!("field \"serial\": {e}")))
+        })
+        .transpose()
+}
+
 /// A free-text field of an admin request (a rejection reason, a revocation
 /// note): at most 1024 bytes, no control characters, since it is shown in
 /// listings and the audit log. Absent reads as empty.
