@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{CERT_COLUMNS, FromRow, Store, all, append_audit, first, in_read, in_write};
+use super::{FromRow, Store, all, append_audit, cert_columns, first, in_read, in_write};
 use crate::audit::AuditRecord;
 use crate::error::Result;
 use crate::model::*;
@@ -66,10 +66,17 @@ impl<B: Backend> Accounts for Store<B> {
 
     async fn certificates_by_kind(&self, kind: CertKind) -> Result<Vec<CertRecord>> {
         in_read!(self, |db| {
-            all(db, &format!(
-                        "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = $1 ORDER BY subject, id DESC"
-                    ),
-                    args![kind.as_str()], CertRecord::decode).await
+            all(
+                db,
+                concat!(
+                    "SELECT ",
+                    cert_columns!(),
+                    " FROM certificates WHERE kind = $1 ORDER BY subject, id DESC"
+                ),
+                args![kind.as_str()],
+                CertRecord::decode,
+            )
+            .await
         })
         .await
     }

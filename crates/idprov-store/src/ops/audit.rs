@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{AUDIT_COLUMNS, FromRow, Store, all, append_audit, first, in_read, in_write};
+use super::{FromRow, Store, all, append_audit, audit_columns, first, in_read, in_write};
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
@@ -21,8 +21,10 @@ impl<B: Backend> AuditLog for Store<B> {
         in_read!(self, |db| {
             all(
                 db,
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+                concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    " FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
                 ),
                 args![after, limit],
                 AuditEntry::decode,
@@ -38,8 +40,10 @@ impl<B: Backend> AuditLog for Store<B> {
         in_read!(self, |db| {
             all(
                 db,
-                &format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log
+                concat!(
+                    "SELECT ",
+                    audit_columns!(),
+                    " FROM audit_log
                          WHERE seq > $1
                            AND (CAST($3 AS TEXT) IS NULL OR device_id = CAST($3 AS TEXT))
                            AND (CAST($4 AS TEXT) IS NULL OR event = CAST($4 AS TEXT))

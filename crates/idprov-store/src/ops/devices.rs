@@ -1,13 +1,15 @@
 //! [`Devices`]: issuance, device facts and listings, revocation and the
 //! CRL, on any backend.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use idprov_proto::ProvisionStatus;
 
 use super::append_all;
 use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
 use super::{
-    CERT_COLUMNS, FromRow, Store, all, append_audit, decode, ensure_device, first, in_read,
+    FromRow, Store, all, append_audit, cert_columns, decode, ensure_device, first, in_read,
     in_write, joined,
 };
 use crate::audit::AuditOf;
@@ -15,6 +17,83 @@ use crate::error::Result;
 use crate::model::*;
 use crate::registry::Devices;
 use crate::sql::{Backend, Db, args};
+
+// The device statements, rendered once from the shared rules (the status
+// table's `CASE`, the missed-renewal condition, the per-device facts).
+
+/// One device's facts and its newest valid certificate: `$1` the device,
+/// `$2` now. One statement, so one snapshot.
+static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH d AS ({} WHERE dv.device_id = $1)
+                         SELECT d.created_at, d.certs, d.revoked, d.live, d.waiting, d.approved,
+                                d.rejected, v.id, {}
+                         FROM d LEFT JOIN certificates v ON v.id = d.valid_id",
+        device_facts_sql("CAST($2 AS BIGINT)"),
+        cert_columns!()
+            .split(", ")
+            .map(|c| format!("v.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+});
+
+/// The device listing: `$1` after, `$2` limit, `$3` now, `$4` prefix, `$5`
+/// status, `$6` expiring within, `$7` missed renewals only.
+static LIST_DEVICES_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+                        "WITH d AS ({facts}
+                            WHERE dv.device_id > $1
+                              AND (CAST($4 AS TEXT) IS NULL
+                                   OR substr(dv.device_id, 1, length(CAST($4 AS TEXT))) = CAST($4 AS TEXT))
+                         ), s AS (
+                            SELECT d.*, v.not_after AS valid_until, v.serial AS valid_serial,
+                              l.issued_at AS last_issued,
+                              {status_sql} AS status,
+                              {missed} AS missed
+                            FROM d
+                            LEFT JOIN certificates v ON v.id = d.valid_id
+                            LEFT JOIN certificates l ON l.id = d.latest_id
+                         )
+                         SELECT device_id, created_at, certs, revoked, valid_until, valid_serial,
+                                last_issued, live, waiting, approved, rejected, status
+                         FROM s
+                         WHERE (CAST($5 AS TEXT) IS NULL OR status = CAST($5 AS TEXT))
+                           AND (CAST($6 AS BIGINT) IS NULL
+                                OR (valid_until IS NOT NULL AND valid_until <= CAST($3 AS BIGINT) + CAST($6 AS BIGINT)))
+                           AND (NOT CAST($7 AS BOOLEAN) OR missed)
+                         ORDER BY device_id LIMIT $2",
+                        facts = device_facts_sql("CAST($3 AS BIGINT)"),
+                        status_sql = *STATUS_SQL,
+                        missed = missed_sql("CAST($3 AS BIGINT)"),
+                    )
+});
+
+/// The listing's classification, counted: `$1` now, `$2` "soon".
+static OVERVIEW_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+                        "WITH d AS ({facts}), s AS (
+                            SELECT {status_sql} AS status,
+                              (d.certs > 0 AND d.revoked = d.certs) AS all_revoked,
+                              (v.not_after IS NOT NULL AND v.not_after <= CAST($2 AS BIGINT)) AS expiring,
+                              {missed} AS missed
+                            FROM d
+                            LEFT JOIN certificates v ON v.id = d.valid_id
+                            LEFT JOIN certificates l ON l.id = d.latest_id
+                         )
+                         SELECT COUNT(*),
+                           COUNT(*) FILTER (WHERE status = 'Approved'),
+                           COUNT(*) FILTER (WHERE status = 'Waiting'),
+                           COUNT(*) FILTER (WHERE status = 'Rejected'),
+                           COUNT(*) FILTER (WHERE all_revoked),
+                           COUNT(*) FILTER (WHERE expiring),
+                           COUNT(*) FILTER (WHERE missed)
+                         FROM s",
+                        facts = device_facts_sql("CAST($1 AS BIGINT)"),
+                        status_sql = *STATUS_SQL,
+                        missed = missed_sql("CAST($1 AS BIGINT)"),
+                    )
+});
 
 /// The issue transaction's steps. The secret is consumed by a conditional
 /// `DELETE … RETURNING` of the exact row the request was verified against,
@@ -74,8 +153,10 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
         ensure_device(db, &cert.subject, cert.issued_at).await?;
     }
     db.exec(
-        &format!(
-            "INSERT INTO certificates ({CERT_COLUMNS})
+        concat!(
+            "INSERT INTO certificates (",
+            cert_columns!(),
+            ")
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
         ),
         args![
@@ -159,7 +240,11 @@ impl<B: Backend> Devices for Store<B> {
         in_read!(self, |db| {
             first(
                 db,
-                &format!("SELECT {CERT_COLUMNS} FROM certificates WHERE serial = $1"),
+                concat!(
+                    "SELECT ",
+                    cert_columns!(),
+                    " FROM certificates WHERE serial = $1"
+                ),
                 args![&serial],
                 CertRecord::decode,
             )
@@ -173,8 +258,10 @@ impl<B: Backend> Devices for Store<B> {
         in_read!(self, |db| {
             all(
                 db,
-                &format!(
-                    "SELECT {CERT_COLUMNS} FROM certificates WHERE kind = $1 AND subject = $2
+                concat!(
+                    "SELECT ",
+                    cert_columns!(),
+                    " FROM certificates WHERE kind = $1 AND subject = $2
                          ORDER BY id DESC"
                 ),
                 args![kind.as_str(), &subject],
@@ -189,24 +276,7 @@ impl<B: Backend> Devices for Store<B> {
         let device_id = device_id.to_owned();
         in_read!(self, |db| {
             // One statement, so one snapshot for all the facts.
-            let Some(mut r) = db
-                .opt(
-                    &format!(
-                        "WITH d AS ({} WHERE dv.device_id = $1)
-                         SELECT d.created_at, d.certs, d.revoked, d.live, d.waiting, d.approved,
-                                d.rejected, v.id, {}
-                         FROM d LEFT JOIN certificates v ON v.id = d.valid_id",
-                        device_facts_sql("CAST($2 AS BIGINT)"),
-                        CERT_COLUMNS
-                            .split(", ")
-                            .map(|c| format!("v.{c}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                    args![&device_id, now],
-                )
-                .await?
-            else {
+            let Some(mut r) = db.opt(&DEVICE_SQL, args![&device_id, now]).await? else {
                 return Ok(None);
             };
             let newest_valid = joined(&mut r, 7, 8)?;
@@ -236,58 +306,38 @@ impl<B: Backend> Devices for Store<B> {
         let status = filter.status.map(ProvisionStatus::as_str);
         let filter = filter.clone();
         in_read!(self, |db| {
-            all(db, &format!(
-                        "WITH d AS ({facts}
-                            WHERE dv.device_id > $1
-                              AND (CAST($4 AS TEXT) IS NULL
-                                   OR substr(dv.device_id, 1, length(CAST($4 AS TEXT))) = CAST($4 AS TEXT))
-                         ), s AS (
-                            SELECT d.*, v.not_after AS valid_until, v.serial AS valid_serial,
-                              l.issued_at AS last_issued,
-                              {status_sql} AS status,
-                              {missed} AS missed
-                            FROM d
-                            LEFT JOIN certificates v ON v.id = d.valid_id
-                            LEFT JOIN certificates l ON l.id = d.latest_id
-                         )
-                         SELECT device_id, created_at, certs, revoked, valid_until, valid_serial,
-                                last_issued, live, waiting, approved, rejected, status
-                         FROM s
-                         WHERE (CAST($5 AS TEXT) IS NULL OR status = CAST($5 AS TEXT))
-                           AND (CAST($6 AS BIGINT) IS NULL
-                                OR (valid_until IS NOT NULL AND valid_until <= CAST($3 AS BIGINT) + CAST($6 AS BIGINT)))
-                           AND (NOT CAST($7 AS BOOLEAN) OR missed)
-                         ORDER BY device_id LIMIT $2",
-                        facts = device_facts_sql("CAST($3 AS BIGINT)"),
-                        status_sql = *STATUS_SQL,
-                        missed = missed_sql("CAST($3 AS BIGINT)"),
-                    ),
-                    args![
-                        &after,
-                        limit,
-                        now,
-                        &filter.prefix,
-                        status,
-                        &filter.expiring_within,
-                        filter.missed_renewal
-                    ], |mut r| {
-                let status = r.text(11)?;
-                Ok(DeviceSummary {
-                    device_id: r.text(0)?,
-                    created_at: r.int(1)?,
-                    certificates: r.count(2)?,
-                    revoked: r.count(3)?,
-                    valid_until: r.opt_int(4)?,
-                    serial: r.opt_text(5)?,
-                    last_issued_at: r.opt_int(6)?,
-                    live_secret: r.bool(7)?,
-                    waiting: r.count(8)?,
-                    approved: r.bool(9)?,
-                    rejected: r.bool(10)?,
-                    status: ProvisionStatus::parse_any_case(&status)
-                        .unwrap_or(ProvisionStatus::Waiting),
-                })
-            }).await
+            all(
+                db,
+                &LIST_DEVICES_SQL,
+                args![
+                    &after,
+                    limit,
+                    now,
+                    &filter.prefix,
+                    status,
+                    &filter.expiring_within,
+                    filter.missed_renewal
+                ],
+                |mut r| {
+                    let status = r.text(11)?;
+                    Ok(DeviceSummary {
+                        device_id: r.text(0)?,
+                        created_at: r.int(1)?,
+                        certificates: r.count(2)?,
+                        revoked: r.count(3)?,
+                        valid_until: r.opt_int(4)?,
+                        serial: r.opt_text(5)?,
+                        last_issued_at: r.opt_int(6)?,
+                        live_secret: r.bool(7)?,
+                        waiting: r.count(8)?,
+                        approved: r.bool(9)?,
+                        rejected: r.bool(10)?,
+                        status: ProvisionStatus::parse_any_case(&status)
+                            .unwrap_or(ProvisionStatus::Waiting),
+                    })
+                },
+            )
+            .await
         })
         .await
     }
@@ -295,33 +345,7 @@ impl<B: Backend> Devices for Store<B> {
     async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview> {
         in_read!(self, |db| {
             // The classification of list_devices, counted.
-            let r = db
-                .one(
-                    &format!(
-                        "WITH d AS ({facts}), s AS (
-                            SELECT {status_sql} AS status,
-                              (d.certs > 0 AND d.revoked = d.certs) AS all_revoked,
-                              (v.not_after IS NOT NULL AND v.not_after <= CAST($2 AS BIGINT)) AS expiring,
-                              {missed} AS missed
-                            FROM d
-                            LEFT JOIN certificates v ON v.id = d.valid_id
-                            LEFT JOIN certificates l ON l.id = d.latest_id
-                         )
-                         SELECT COUNT(*),
-                           COUNT(*) FILTER (WHERE status = 'Approved'),
-                           COUNT(*) FILTER (WHERE status = 'Waiting'),
-                           COUNT(*) FILTER (WHERE status = 'Rejected'),
-                           COUNT(*) FILTER (WHERE all_revoked),
-                           COUNT(*) FILTER (WHERE expiring),
-                           COUNT(*) FILTER (WHERE missed)
-                         FROM s",
-                        facts = device_facts_sql("CAST($1 AS BIGINT)"),
-                        status_sql = *STATUS_SQL,
-                        missed = missed_sql("CAST($1 AS BIGINT)"),
-                    ),
-                    args![now, soon],
-                )
-                .await?;
+            let r = db.one(&OVERVIEW_SQL, args![now, soon]).await?;
             Ok(DeviceOverview {
                 total: r.count(0)?,
                 approved: r.count(1)?,

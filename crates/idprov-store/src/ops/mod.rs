@@ -144,13 +144,32 @@ macro_rules! from_row {
     };
 }
 
-pub(crate) const CERT_COLUMNS: &str = "serial, kind, subject, pem, key_fingerprint, key_type, \
-     not_before, not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason";
+// The column lists as macros, so statements are `concat!`ed at compile
+// time: the hot paths (issuance, the waiting queue) build no SQL per call.
 
-pub(crate) const WAITING_COLUMNS: &str = "device_id, key_fingerprint, key_type, public_key_pem, \
-     claimed_ip, claimed_mac, source, first_seen, last_seen, attempts";
+/// The columns [`CertRecord`] decodes, in order.
+macro_rules! cert_columns {
+    () => {
+        "serial, kind, subject, pem, key_fingerprint, key_type, not_before, not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason"
+    };
+}
 
-pub(crate) const AUDIT_COLUMNS: &str = "seq, at, actor, event, device_id, detail, prev_hash, hash";
+/// The columns [`WaitingRequest`] decodes, in order.
+macro_rules! waiting_columns {
+    () => {
+        "device_id, key_fingerprint, key_type, public_key_pem, claimed_ip, claimed_mac, source, first_seen, last_seen, attempts"
+    };
+}
+
+/// The columns [`AuditEntry`] decodes, in order.
+macro_rules! audit_columns {
+    () => {
+        "seq, at, actor, event, device_id, detail, prev_hash, hash"
+    };
+}
+pub(crate) use {audit_columns, cert_columns, waiting_columns};
+
+pub(crate) const AUDIT_COLUMNS: &str = audit_columns!();
 
 from_row! {
     NewCertificate {

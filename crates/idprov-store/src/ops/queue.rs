@@ -3,10 +3,10 @@
 use async_trait::async_trait;
 
 use super::append_all;
-use super::rules::WAITING_PAGE;
+use super::rules::waiting_page;
 use super::{
-    FromRow, Store, WAITING_COLUMNS, all, append_audit, ensure_device, first, in_read, in_write,
-    joined,
+    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined,
+    waiting_columns,
 };
 use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
@@ -91,8 +91,10 @@ impl<B: Backend> Queue for Store<B> {
             }
             ensure_device(db, &w.device_id, w.first_seen).await?;
             db.exec(
-                &format!(
-                    "INSERT INTO waiting_requests ({WAITING_COLUMNS})
+                concat!(
+                    "INSERT INTO waiting_requests (",
+                    waiting_columns!(),
+                    ")
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
                 ),
                 args![
@@ -122,9 +124,13 @@ impl<B: Backend> Queue for Store<B> {
         in_read!(self, |db| {
             all(
                 db,
-                &format!(
-                    "SELECT {WAITING_COLUMNS} FROM waiting_requests w
-                         WHERE {WAITING_PAGE}
+                concat!(
+                    "SELECT ",
+                    waiting_columns!(),
+                    " FROM waiting_requests w
+                         WHERE ",
+                    waiting_page!(),
+                    "
                          ORDER BY device_id, key_fingerprint LIMIT $3"
                 ),
                 args![&device, &fp, limit],
@@ -140,8 +146,10 @@ impl<B: Backend> Queue for Store<B> {
         in_read!(self, |db| {
             all(
                 db,
-                &format!(
-                    "SELECT {WAITING_COLUMNS} FROM waiting_requests
+                concat!(
+                    "SELECT ",
+                    waiting_columns!(),
+                    " FROM waiting_requests
                          WHERE device_id = $1 ORDER BY key_fingerprint"
                 ),
                 args![&device_id],
@@ -158,8 +166,7 @@ impl<B: Backend> Queue for Store<B> {
         in_read!(self, |db| {
             // The page of list_waiting with each entry's decisions, in one
             // statement (one snapshot).
-            all(db, &format!(
-                        "SELECT w.device_id, w.key_fingerprint, w.key_type, w.public_key_pem,
+            all(db, concat!("SELECT w.device_id, w.key_fingerprint, w.key_type, w.public_key_pem,
                                 w.claimed_ip, w.claimed_mac, w.source, w.first_seen, w.last_seen,
                                 w.attempts,
                                 a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
@@ -169,9 +176,8 @@ impl<B: Backend> Queue for Store<B> {
                             AND a.key_fingerprint = w.key_fingerprint AND a.expires_at >= $4
                          LEFT JOIN rejections r ON r.device_id = w.device_id
                             AND r.key_fingerprint = w.key_fingerprint
-                         WHERE {WAITING_PAGE}
-                         ORDER BY w.device_id, w.key_fingerprint LIMIT $3"
-                    ),
+                         WHERE ", waiting_page!(), "
+                         ORDER BY w.device_id, w.key_fingerprint LIMIT $3"),
                     args![&device, &fp, limit, now], |mut r| {
                 Ok(QueueEntry {
                     request: WaitingRequest::from_row(&mut r, 0)?,

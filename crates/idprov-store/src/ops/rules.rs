@@ -123,8 +123,13 @@ pub(crate) fn device_facts_sql(now: &str) -> String {
 /// Keyset paging of the waiting queue (`w`) after the cursor of
 /// [`crate::Page::waiting_cursor`]: `$1` the device ID, `$2` the key
 /// fingerprint or NULL ("after every key of the device").
-pub(crate) const WAITING_PAGE: &str = "((CAST($2 AS TEXT) IS NULL AND w.device_id > $1)
-    OR (CAST($2 AS TEXT) IS NOT NULL AND (w.device_id, w.key_fingerprint) > ($1, CAST($2 AS TEXT))))";
+macro_rules! waiting_page {
+    () => {
+        "((CAST($2 AS TEXT) IS NULL AND w.device_id > $1)
+    OR (CAST($2 AS TEXT) IS NOT NULL AND (w.device_id, w.key_fingerprint) > ($1, CAST($2 AS TEXT))))"
+    };
+}
+pub(crate) use waiting_page;
 
 #[cfg(test)]
 mod tests {
