@@ -23,6 +23,16 @@ pub enum SealError {
     Crypto,
 }
 
+/// A strong secret from the system's random generator: 26 Crockford base32
+/// characters (130 bits, PROTOCOL.md §9). The one generator of the command
+/// line, the label sheets and the web page; `None` only when the system's
+/// random generator fails.
+pub fn generate() -> Option<OobSecret> {
+    let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
+    aws_lc_rs::rand::fill(&mut random[..]).ok()?;
+    Some(OobSecret::generate(&random))
+}
+
 /// Checks that `text` is base64 of exactly 32 bytes.
 pub fn decode_key(text: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     let bytes = Zeroizing::new(

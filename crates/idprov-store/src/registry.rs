@@ -234,8 +234,8 @@ pub trait Devices: Send + Sync {
     /// expiring before `soon`.
     async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
 
-    /// Revokes certificates; returns the serials newly revoked, from which
-    /// the revocation's `audit` makes the entries.
+    /// Revokes certificates; returns the serials newly revoked. When there
+    /// are some, the revocation's `audit` makes the entries from them.
     async fn revoke(&self, revocation: Revocation) -> Result<Vec<String>>;
 
     /// Revokes every certificate of a device and forgets it: its secret,

@@ -102,11 +102,10 @@ fn read_secret(source: Option<&Path>) -> Result<Zeroizing<String>, Failure> {
     Ok(line)
 }
 
+/// A strong secret ([`idprov_core::secrets::generate`], the server's too).
 pub(crate) fn generate_secret() -> Result<OobSecret, Failure> {
-    let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
-    aws_lc_rs::rand::fill(&mut random[..])
-        .map_err(|_| Failure::usage("the system random number generator failed"))?;
-    Ok(OobSecret::generate(&random))
+    idprov_core::secrets::generate()
+        .ok_or_else(|| Failure::usage("the system random number generator failed"))
 }
 
 pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {

@@ -144,8 +144,8 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
             )
             .await?;
         if used == 0 {
-            // Rolled back as a whole: a secret consumed above stays.
-            db.abort();
+            // Rolled back as a whole by the caller: a secret consumed
+            // above stays.
             return Ok(IssueOutcome::SecretGone);
         }
     }
@@ -389,7 +389,10 @@ impl<B: Backend> Devices for Store<B> {
                 args![r.kind.as_str(), &r.subject, &r.serial],
             )
             .await?;
-            append_all(db, r.audit.records(&serials)).await?;
+            // A revocation that revoked nothing changed nothing: no entry.
+            if !serials.is_empty() {
+                append_all(db, r.audit.records(&serials)).await?;
+            }
             Ok(serials)
         })
         .await

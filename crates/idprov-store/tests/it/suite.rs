@@ -139,11 +139,8 @@ pub(crate) fn added(device: &str) -> AuditOf<PutSecretOutcome> {
 /// The entries of a revocation or a removal, from the serials revoked.
 pub(crate) fn revoking(device: &str) -> AuditOf<[String]> {
     let device = device.to_owned();
-    AuditOf::new(move |serials: &[String]| {
-        if serials.is_empty() {
-            return Vec::new();
-        }
-        vec![AuditRecord::new(
+    AuditOf::one(move |serials: &[String]| {
+        AuditRecord::new(
             NOW,
             Actor::named("admin", "tester"),
             AuditEvent::CertificateRevoked {
@@ -152,7 +149,7 @@ pub(crate) fn revoking(device: &str) -> AuditOf<[String]> {
                 serials: serials.to_vec(),
             },
             Some(&device),
-        )]
+        )
     })
 }
 

@@ -8,7 +8,6 @@ use axum::body::Body;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use idprov_proto::{Label, OobSecret, OobSecretMessage};
 
@@ -19,13 +18,9 @@ use crate::routes::oobsecret::validate;
 use crate::routes::{json, rfc3339};
 use crate::state::AppState;
 
-/// A strong secret from the server's random generator: 26 Crockford base32
-/// characters (130 bits, PROTOCOL.md §9).
+/// A strong secret from the server's generator ([`idprov_core::secrets::generate`]).
 pub(crate) fn generate_secret() -> Result<OobSecret, ApiError> {
-    let mut random = Zeroizing::new([0u8; idprov_proto::secret::GENERATED_SECRET_CHARS]);
-    aws_lc_rs::rand::fill(&mut random[..])
-        .map_err(|_| ApiError::Internal("random generator".into()))?;
-    Ok(OobSecret::generate(&random))
+    idprov_core::secrets::generate().ok_or_else(|| ApiError::Internal("random generator".into()))
 }
 
 /// `{"label"}` or `{"deviceID", "oobSecret"}`, each with an optional

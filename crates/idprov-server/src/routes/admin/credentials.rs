@@ -271,11 +271,8 @@ pub(crate) async fn revoke(
             at: now,
             audit: {
                 let (caller, ou, cn) = (admin.caller.clone(), ou.clone(), cn.clone());
-                AuditOf::new(move |serials: &[String]| {
-                    if serials.is_empty() {
-                        return Vec::new();
-                    }
-                    vec![caller.audit(
+                AuditOf::one(move |serials: &[String]| {
+                    caller.audit(
                         now,
                         AuditEvent::CredentialRevoked {
                             ou,
@@ -285,7 +282,7 @@ pub(crate) async fn revoke(
                             serials: serials.to_vec(),
                         },
                         None,
-                    )]
+                    )
                 })
             },
         })

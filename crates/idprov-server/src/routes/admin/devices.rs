@@ -239,11 +239,8 @@ pub(crate) async fn revoke(
             at: now,
             audit: {
                 let (caller, device) = (admin.caller.clone(), id.to_string());
-                AuditOf::new(move |serials: &[String]| {
-                    if serials.is_empty() {
-                        return Vec::new();
-                    }
-                    vec![caller.audit(
+                AuditOf::one(move |serials: &[String]| {
+                    caller.audit(
                         now,
                         AuditEvent::CertificateRevoked {
                             reason,
@@ -251,7 +248,7 @@ pub(crate) async fn revoke(
                             serials: serials.to_vec(),
                         },
                         Some(&device),
-                    )]
+                    )
                 })
             },
         })
