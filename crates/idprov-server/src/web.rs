@@ -835,12 +835,9 @@ struct OwnPassword {
     tag = "web",
     summary = "The signed-in administrator sets their own web password",
     request_body = OwnPassword,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 204, description = "Set"),
         (status = 400, description = "Too short or malformed", body = crate::error::ErrorDocument),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub async fn own_password(

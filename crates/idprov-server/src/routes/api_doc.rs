@@ -95,7 +95,7 @@ pub fn document() -> String {
             TooManyRequests
         )
     ),
-    modifiers(&SecuritySchemes, &OptionalBodies),
+    modifiers(&SecuritySchemes, &AdminRoutes, &OptionalBodies),
     tags(
         (name = "protocol", description = "idprov v1 (PROTOCOL.md): what devices and their provisioning plugins call"),
         (name = "devices", description = "Devices and their certificates"),
@@ -131,6 +131,43 @@ impl Modify for SecuritySchemes {
                 "An administrator's web session (with the web page)",
             ))),
         );
+    }
+}
+
+/// What the admin layer (`auth::require_admin`) gives every administrative
+/// route of [`super::ROUTES`], written once here rather than on each
+/// handler: the security requirement (an administrator certificate or web
+/// session) and its 401 and 403 answers. A handler's own answer for either
+/// status is kept.
+#[derive(Debug)]
+struct AdminRoutes;
+
+impl Modify for AdminRoutes {
+    fn modify(&self, doc: &mut Document) {
+        use utoipa::openapi::security::SecurityRequirement;
+        use utoipa::openapi::{Ref, RefOr};
+        for (path, item) in doc.paths.paths.iter_mut() {
+            for (method, op) in [
+                ("get", &mut item.get),
+                ("post", &mut item.post),
+                ("delete", &mut item.delete),
+            ] {
+                let Some(op) = op.as_mut() else { continue };
+                if !super::is_admin_route(method, path) {
+                    continue;
+                }
+                op.security = Some(vec![
+                    SecurityRequirement::new("clientCertificate", Vec::<String>::new()),
+                    SecurityRequirement::new("adminSession", Vec::<String>::new()),
+                ]);
+                for (status, answer) in [("401", "Unauthenticated"), ("403", "Forbidden")] {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(answer)));
+                }
+            }
+        }
     }
 }
 

@@ -96,13 +96,10 @@ pub(crate) fn validate(
     tag = "protocol",
     summary = "Register (or replace) a device's OOB secret; a JSON array is a bulk post",
     description = "Administrator or plugin certificate (or an administrator's web session). One object: 64 KiB limit. An array: the bulk limits.",
-    security(("clientCertificate" = []), ("adminSession" = [])),
     request_body = inline(crate::routes::api_doc::OobSecretBody),
     responses(
         (status = 200, description = "Registered", body = inline(crate::routes::api_doc::Registered)),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 413, response = crate::routes::api_doc::PayloadTooLarge),
     ),
 )]

@@ -66,12 +66,9 @@ pub(crate) struct Checked {
     tag = "secrets",
     summary = "Parse and validate a label or a typed device ID and secret as a registration would (changes nothing)",
     request_body = CheckRequest,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "The registration the input stands for", body = Checked),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn check(
@@ -153,11 +150,8 @@ pub(crate) struct Generated {
     operation_id = "generateSecret",
     tag = "secrets",
     summary = "A new strong secret from the server's generator (stored nowhere)",
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "26 Crockford base32 characters", body = Generated),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn generate(_admin: Admin) -> Result<Response, ApiError> {

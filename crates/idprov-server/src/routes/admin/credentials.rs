@@ -48,12 +48,9 @@ fn kind_of(ou: &str) -> Result<CertKind, ApiError> {
     tag = "credentials",
     summary = "Issue a credential for a public key (administrators only)",
     request_body = CredentialRequest,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Issued", body = CredentialIssued),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn issue(
@@ -193,12 +190,9 @@ pub(crate) struct CredentialQuery {
     tag = "credentials",
     summary = "Certificates of administrators, plugins and services",
     params(CredentialQuery),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Certificates", body = Vec<CertView>),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn list(
@@ -235,12 +229,9 @@ pub(crate) async fn list(
         ("cn" = String, Path, description = "The name (CN)"),
     ),
     request_body = Option<RevokeRequest>,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Revoked", body = Revoked),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]

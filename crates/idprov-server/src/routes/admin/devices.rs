@@ -81,12 +81,9 @@ fn facts_view(f: &DeviceFacts, last_issued_at: Option<i64>) -> DeviceView {
     tag = "devices",
     summary = "Devices, filtered and paged",
     params(DeviceQuery),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "A page of devices", body = Page<DeviceView>),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn list(
@@ -134,12 +131,9 @@ pub(crate) async fn list(
     tag = "devices",
     summary = "One device with its certificate history",
     params(("deviceID" = DeviceId, Path, description = "The device")),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "The device", body = DeviceDetail),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
@@ -205,12 +199,9 @@ pub(crate) fn reason_of(reason: Option<&str>) -> Result<i64, ApiError> {
     summary = "Revoke a device's certificates (all, or one serial)",
     params(("deviceID" = DeviceId, Path, description = "The device")),
     request_body = Option<RevokeRequest>,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Revoked", body = Revoked),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
@@ -280,12 +271,9 @@ pub(crate) async fn revoked(app: &AppState, serials: Vec<String>) -> Result<Resp
     tag = "devices",
     summary = "Revoke every certificate of a device and forget it",
     params(("deviceID" = DeviceId, Path, description = "The device")),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Revoked", body = Revoked),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
@@ -321,12 +309,9 @@ pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Resp
     tag = "devices",
     summary = "Clear a device's failed-secret counters and locks (every source)",
     params(("deviceID" = DeviceId, Path, description = "The device")),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Cleared", body = crate::routes::api_doc::Unlocked),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn unlock(admin: Admin, Path(raw): Path<String>) -> Result<Response, ApiError> {

@@ -352,12 +352,9 @@ fn is_csv(headers: &HeaderMap) -> bool {
         (ImportRow = "application/x-ndjson"),
         (String = "text/csv"),
     ), description = "NDJSON, one row per line; or CSV with the header deviceID,secret[,validUntil]"),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Per-row results", body = BulkResult),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 413, response = crate::routes::api_doc::PayloadTooLarge),
     ),
 )]

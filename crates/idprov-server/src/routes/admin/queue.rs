@@ -24,12 +24,9 @@ use crate::state::AppState;
     tag = "requests",
     summary = "The waiting queue with each request's decision",
     params(PageQuery),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "A page of requests", body = Page<WaitingView>),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn list(
@@ -91,11 +88,8 @@ pub(crate) fn queue_status(app: &AppState) -> idprov_proto::admin::QueueStatus {
     operation_id = "requestQueueStatus",
     tag = "requests",
     summary = "Whether the waiting queue is full, since when, and how many requests were not recorded or evicted",
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "The queue's state (as this replica saw it)", body = idprov_proto::admin::QueueStatus),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn status(admin: Admin) -> Result<Response, ApiError> {
@@ -140,12 +134,9 @@ async fn keys_of(
     summary = "Approve a waiting request's key: the next request with it is Approved",
     params(("deviceID" = DeviceId, Path, description = "The device")),
     request_body = Option<Decision>,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Decided", body = Decided),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
@@ -201,12 +192,9 @@ pub(crate) async fn approve(
     summary = "Reject a device and key until cleared",
     params(("deviceID" = DeviceId, Path, description = "The device")),
     request_body = Option<Decision>,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Decided", body = Decided),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
@@ -256,12 +244,9 @@ pub(crate) async fn reject(
     summary = "Remove a device's waiting requests, approvals and rejections",
     params(("deviceID" = DeviceId, Path, description = "The device")),
     request_body = Option<Decision>,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Decided", body = Decided),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]

@@ -23,12 +23,9 @@ use crate::state::AppState;
     tag = "secrets",
     summary = "Registered secrets, never their values",
     params(PageQuery),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "A page of secrets", body = Page<SecretView>),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn list(
@@ -59,12 +56,9 @@ pub(crate) async fn list(
     tag = "secrets",
     summary = "Remove a device's secret",
     params(("deviceID" = DeviceId, Path, description = "The device")),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Removed", body = Removed),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
@@ -111,12 +105,9 @@ pub(crate) struct ExportQuery {
     tag = "secrets",
     summary = "Live secrets as NDJSON rows; the secrets themselves only with withSecrets (administrator certificate, loopback, audited)",
     params(ExportQuery),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Rows", body = ExportRow, content_type = "application/x-ndjson"),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn export(

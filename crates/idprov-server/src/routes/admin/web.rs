@@ -31,11 +31,8 @@ const LABELS_MAX: usize = 1000;
     operation_id = "summary",
     tag = "devices",
     summary = "The dashboard: devices by status, waiting requests, certificates expiring within 7 days, missed renewals, the newest audit entries",
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "The summary", body = crate::routes::api_doc::Summary),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn summary(admin: Admin) -> Result<Response, ApiError> {
@@ -87,11 +84,8 @@ pub(crate) async fn summary(admin: Admin) -> Result<Response, ApiError> {
     operation_id = "auditStatus",
     tag = "audit",
     summary = "The audit chain and every signed checkpoint, checked now",
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "Whether the log verifies, and the first problem if not", body = crate::routes::api_doc::AuditStatus),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn audit_status(admin: Admin) -> Result<Response, ApiError> {
@@ -145,15 +139,12 @@ struct LabelsRequest {
     tag = "secrets",
     summary = "Generate new strong secrets for devices (replacing theirs) and return their printable label sheet",
     request_body = LabelsRequest,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 200, description = "The sheet (the secrets exist in clear only there)", content(
             (String = "image/svg+xml"),
             (inline(crate::routes::api_doc::Binary) = "image/png"),
         )),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn labels(
@@ -322,12 +313,9 @@ struct PasswordRequest {
     tag = "credentials",
     summary = "Set an administrator's web-page password (argon2id)",
     request_body = PasswordRequest,
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 204, description = "Set"),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
     ),
 )]
 pub(crate) async fn set_password(
@@ -364,12 +352,9 @@ pub(crate) async fn set_password(
     tag = "credentials",
     summary = "Remove an administrator's web-page password and end their sessions",
     params(("name" = String, Path, pattern = "^[A-Za-z0-9._@-]{1,64}$", description = "The administrator")),
-    security(("clientCertificate" = []), ("adminSession" = [])),
     responses(
         (status = 204, description = "Removed"),
         (status = 400, response = crate::routes::api_doc::BadRequest),
-        (status = 401, response = crate::routes::api_doc::Unauthenticated),
-        (status = 403, response = crate::routes::api_doc::Forbidden),
         (status = 404, response = crate::routes::api_doc::NotFound),
     ),
 )]
