@@ -612,6 +612,11 @@ async function main() {
     await go('#/audit');
     await page.locator('#audit-chain .notice.ok', { hasText: 'verifies' }).waitFor();
     await page.locator('#audit-list td', { hasText: 'certificate_revoked' }).first().waitFor();
+    // The filter suggests the server's own event names (the session lists them).
+    const offered = await page.locator('#audit-events option').evaluateAll((os) => os.map((o) => o.value));
+    for (const name of ['secrets_generated', 'certificate_issued', 'queue_expired']) {
+      if (!offered.includes(name)) throw new Error(`the event filter does not offer ${name}: ${offered}`);
+    }
     await page.locator('#audit-event').fill('request_approved');
     await page.locator('#audit-event').press('Enter');
     await page.waitForFunction(() => {

@@ -458,6 +458,7 @@ fn session_document(
         "csrf": csrf,
         "expiresAt": expires.map(crate::routes::rfc3339),
         "caFingerprint": app.ca.fingerprint().to_string(),
+        "auditEvents": idprov_store::AuditEvent::names(),
     }))
 }
 

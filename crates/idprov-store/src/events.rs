@@ -33,8 +33,17 @@ macro_rules! audit_events {
                 }
             }
 
-            /// Every event name, for documentation and the page's filter.
-            pub const NAMES: &'static [&'static str] = &[$($name),*];
+            /// Every event name once, in declaration order (two variants
+            /// may share one): the page's filter offers these.
+            pub fn names() -> Vec<&'static str> {
+                let mut names: Vec<&'static str> = Vec::new();
+                for name in [$($name),*] {
+                    if !names.contains(&name) {
+                        names.push(name);
+                    }
+                }
+                names
+            }
         }
     };
 }

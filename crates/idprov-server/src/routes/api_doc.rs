@@ -344,6 +344,8 @@ pub struct SessionDocument {
     pub expires_at: Option<String>,
     /// The CA's fingerprint, as labels carry it.
     pub ca_fingerprint: String,
+    /// Every audit event name the server writes (the filter's suggestions).
+    pub audit_events: Vec<String>,
 }
 
 /// How the web page is signed in.

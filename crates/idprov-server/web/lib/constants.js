@@ -25,12 +25,3 @@ export const REASON_NAMES = {
   4: 'superseded', 5: 'cessationOfOperation', 6: 'certificateHold',
   9: 'privilegeWithdrawn', 10: 'aACompromise',
 };
-/** Audit events the server writes, offered as suggestions in the filter. */
-export const AUDIT_EVENTS = [
-  'certificate_issued', 'certificate_redelivered', 'certificate_revoked',
-  'credential_issued', 'credential_revoked', 'device_removed',
-  'lockout_cleared', 'lockout_started', 'request_approved', 'request_rejected',
-  'requests_cleared', 'secret_added', 'secret_removed', 'secrets_exported', 'secrets_generated',
-  'secrets_imported', 'secrets_purged', 'web_signin', 'web_signin_failed',
-  'web_password_set',
-];

@@ -1,7 +1,8 @@
 // idprov admin page: The audit log.
 
 import { $, append, deviceLink, h, notice, setChildren, table } from '../lib/dom.js';
-import { AUDIT_EVENTS, PAGE_SIZE } from '../lib/constants.js';
+import { PAGE_SIZE } from '../lib/constants.js';
+import { state } from '../lib/state.js';
 import { api, showError } from '../lib/api.js';
 import { current, setQuery } from '../lib/page.js';
 import { timeEl } from '../lib/time.js';
@@ -114,7 +115,7 @@ export function renderAudit(main, { query }) {
       h('div', { class: 'row' },
         h('label', { class: 'grow', for: 'audit-device' }, 'Device ID', device),
         h('label', { class: 'grow', for: 'audit-event' }, 'Event', event),
-        h('datalist', { id: 'audit-events' }, AUDIT_EVENTS.map((v) => h('option', { value: v }))),
+        h('datalist', { id: 'audit-events' }, (state.session?.auditEvents ?? []).map((v) => h('option', { value: v }))),
         h('button', { type: 'submit', text: 'Filter' }))),
     h('section', { class: 'panel' }, list, pager),
   ]);
