@@ -132,7 +132,8 @@ fn store() -> &'static Store {
 fn store_issue_transaction(bencher: divan::Bencher) {
     static N: AtomicU64 = AtomicU64::new(0);
     let s = store();
-    let now = 1_800_000_000;
+    let now = idprov_proto::UnixTime::from_secs(1_800_000_000);
+    let fp = idprov_proto::KeyFingerprint::of_spki(b"bench key");
     bencher
         .with_inputs(|| {
             let n = N.fetch_add(1, Ordering::Relaxed);
@@ -178,11 +179,12 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                 s.registry
                     .record_issue(IssueRecord {
                         cert: NewCertificate {
-                            serial: format!("{n:032x}"),
+                            serial: idprov_proto::SerialNumber::parse(&format!("{n:032x}"))
+                                .expect("serial"),
                             kind: CertKind::Device,
                             subject: device.clone(),
                             pem: "x".repeat(700),
-                            key_fingerprint: "fp".into(),
+                            key_fingerprint: fp.clone(),
                             key_type: "ECDSA-P256".into(),
                             not_before: now - 60,
                             not_after: now + 30 * 86_400,
@@ -192,19 +194,20 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                         },
                         consume_secret: Some(ConsumeSecret {
                             secret_id: id,
-                            key_fingerprint: "fp".into(),
+                            key_fingerprint: fp.clone(),
                         }),
                         consume_approval: None,
                         reset_lockout_for: Some("127.0.0.1".into()),
-                        clear_waiting_key: Some("fp".into()),
+                        clear_waiting_key: Some(fp.clone()),
                         audit: AuditRecord::new(
                             now,
                             Actor::source("127.0.0.1"),
                             AuditEvent::CertificateIssued {
-                                serial: format!("{n:032x}"),
+                                serial: idprov_proto::SerialNumber::parse(&format!("{n:032x}"))
+                                    .expect("serial"),
                                 how: "oob".into(),
                                 secret_used: true,
-                                key_fingerprint: "fp".into(),
+                                key_fingerprint: fp.clone(),
                                 key_type: "ECDSA-P256".into(),
                                 not_after: now + 30 * 86_400,
                             },

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
 
-use idprov_proto::Fingerprint;
+use idprov_proto::{Fingerprint, UnixTime};
 use rcgen::{
     BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -12,7 +12,7 @@ use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
 use crate::error::CaError;
-use crate::inspect::{CertInfo, hex};
+use crate::inspect::CertInfo;
 use crate::key::{KeyType, PublicKey};
 use crate::pem::{certificate_pem, parse_certificates};
 
@@ -110,15 +110,15 @@ pub struct IssueParams<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCert {
     /// Serial number, lower-case hex.
-    pub serial: String,
+    pub serial: idprov_proto::SerialNumber,
     /// DER encoding.
     pub der: CertificateDer<'static>,
     /// PEM of the leaf alone.
     pub pem: String,
     /// notBefore, Unix seconds.
-    pub not_before: i64,
+    pub not_before: UnixTime,
     /// notAfter, Unix seconds.
-    pub not_after: i64,
+    pub not_after: UnixTime,
 }
 
 /// A freshly generated CA's files.
@@ -223,8 +223,7 @@ impl Ca {
                 "the certificate is not a CA (BasicConstraints CA:true is missing)".into(),
             ));
         }
-        let unix_now = idprov_proto::clock::unix_seconds(now);
-        if unix_now > info.not_after {
+        if UnixTime::from(now) > info.not_after {
             return Err(CaError::UnusableCa("the CA certificate has expired".into()));
         }
         let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::BadKey(e.to_string()))?;
@@ -277,7 +276,7 @@ impl Ca {
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial()?);
         let not_before = p.now - BACKDATE;
-        let ca_not_after = idprov_proto::clock::from_unix_seconds(self.info.not_after);
+        let ca_not_after = SystemTime::from(self.info.not_after);
         let not_after = (p.now + p.validity).min(ca_not_after);
         params.not_before = to_offset(not_before);
         params.not_after = to_offset(not_after);
@@ -321,17 +320,20 @@ impl Ca {
         }
         let cert = params.signed_by(public_key.rcgen(), &self.issuer)?;
         let der = cert.der().clone();
-        let serial = hex(&params
-            .serial_number
-            .as_ref()
-            .map(SerialNumber::to_bytes)
-            .unwrap_or_default());
+        let serial = idprov_proto::SerialNumber::from_octets(
+            &params
+                .serial_number
+                .as_ref()
+                .map(SerialNumber::to_bytes)
+                .unwrap_or_default(),
+        )
+        .map_err(|e| CaError::BadCertificate(format!("serial number: {e}")))?;
         Ok(IssuedCert {
             serial,
             pem: certificate_pem(&der),
             der,
-            not_before: idprov_proto::clock::unix_seconds(not_before),
-            not_after: idprov_proto::clock::unix_seconds(not_after),
+            not_before: UnixTime::from(not_before),
+            not_after: UnixTime::from(not_after),
         })
     }
 
@@ -421,7 +423,7 @@ impl Ca {
         let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
             return false;
         };
-        let secs = u64::try_from(idprov_proto::clock::unix_seconds(now)).unwrap_or(0);
+        let secs = u64::try_from(UnixTime::from(now).secs()).unwrap_or(0);
         let time = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(secs));
         let usage = match purpose {
             Purpose::ClientAuth => webpki::KeyUsage::client_auth(),

@@ -16,7 +16,7 @@ use crate::error::CaError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CrlEntry {
     /// Serial, hex.
-    pub serial: String,
+    pub serial: idprov_proto::SerialNumber,
     /// Revocation time.
     pub revoked_at: SystemTime,
     /// RFC 5280 reason code (0 = unspecified).
@@ -61,19 +61,6 @@ fn reason(code: i64) -> RevocationReason {
     }
 }
 
-fn serial_bytes(hex: &str) -> Result<Vec<u8>, CaError> {
-    if hex.is_empty() || !hex.len().is_multiple_of(2) {
-        return Err(CaError::BadCertificate(format!(
-            "serial {hex:?} is not hex"
-        )));
-    }
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| CaError::BadCertificate(format!("serial {hex:?} is not hex")))
-}
-
 impl Ca {
     /// Signs a CRL listing `entries`, DER.
     pub fn sign_crl(
@@ -87,7 +74,7 @@ impl Ca {
             .iter()
             .map(|e| {
                 Ok(RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&serial_bytes(&e.serial)?),
+                    serial_number: SerialNumber::from_slice(&e.serial.octets()),
                     revocation_time: OffsetDateTime::from(e.revoked_at),
                     reason_code: Some(reason(e.reason)),
                     invalidity_date: None,

@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use idprov_proto::Fingerprint;
+use idprov_proto::{Fingerprint, SerialNumber, UnixTime};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -13,7 +13,7 @@ use crate::error::CaError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
     /// Serial number, lower-case hex without separators.
-    pub serial: String,
+    pub serial: SerialNumber,
     /// Subject CN values (normally one).
     pub common_names: Vec<String>,
     /// Subject OU values.
@@ -21,9 +21,9 @@ pub struct CertInfo {
     /// Subject O values.
     pub organizations: Vec<String>,
     /// notBefore, Unix seconds.
-    pub not_before: i64,
+    pub not_before: UnixTime,
     /// notAfter, Unix seconds.
-    pub not_after: i64,
+    pub not_after: UnixTime,
     /// The DER SubjectPublicKeyInfo.
     pub spki_der: Vec<u8>,
     /// Whether an extendedKeyUsage extension is present at all.
@@ -82,12 +82,13 @@ impl CertInfo {
             }
         }
         Ok(CertInfo {
-            serial: hex(cert.raw_serial()),
+            serial: SerialNumber::from_octets(cert.raw_serial())
+                .map_err(|e| CaError::BadCertificate(format!("serial number: {e}")))?,
             common_names: strings(&mut subject.iter_common_name()),
             organizational_units: strings(&mut subject.iter_organizational_unit()),
             organizations: strings(&mut subject.iter_organization()),
-            not_before: cert.validity().not_before.timestamp(),
-            not_after: cert.validity().not_after.timestamp(),
+            not_before: UnixTime::from_secs(cert.validity().not_before.timestamp()),
+            not_after: UnixTime::from_secs(cert.validity().not_after.timestamp()),
             spki_der: cert.public_key().raw.to_vec(),
             has_eku: eku.is_some(),
             eku_client_auth: eku.as_ref().is_some_and(|e| e.value.client_auth),
@@ -107,9 +108,9 @@ impl CertInfo {
         }
     }
 
-    /// True when `unix_now` lies inside the validity window.
-    pub fn is_valid_at(&self, unix_now: i64) -> bool {
-        self.not_before <= unix_now && unix_now <= self.not_after
+    /// True when `now` lies inside the validity window.
+    pub fn is_valid_at(&self, now: UnixTime) -> bool {
+        self.not_before <= now && now <= self.not_after
     }
 
     /// True when the leaf may authenticate a client: no EKU at all (the TLS
@@ -117,14 +118,4 @@ impl CertInfo {
     pub fn allows_client_auth(&self) -> bool {
         self.has_eku && self.eku_client_auth
     }
-}
-
-/// Lower-case hex of a serial number's bytes, leading zero bytes dropped so
-/// that the same serial always prints the same way.
-pub fn hex(bytes: &[u8]) -> String {
-    let trimmed = match bytes.iter().position(|&b| b != 0) {
-        Some(i) => &bytes[i..],
-        None => &bytes[bytes.len().saturating_sub(1)..],
-    };
-    hex::encode(trimmed)
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey};
-use idprov_proto::Fingerprint;
+use idprov_proto::KeyFingerprint;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
@@ -176,8 +176,8 @@ impl PublicKey {
 
     /// SHA-256 of the DER SubjectPublicKeyInfo: identifies a device key in the
     /// waiting queue, approvals and re-delivery.
-    pub fn fingerprint(&self) -> Fingerprint {
-        Fingerprint::of_der(&self.spki_der)
+    pub fn fingerprint(&self) -> KeyFingerprint {
+        KeyFingerprint::of_spki(&self.spki_der)
     }
 
     /// PKIX PEM of the key.

@@ -18,6 +18,6 @@ pub use authority::{
 };
 pub use crl::{CrlEntry, REASONS, reason_code, verify_signed_by};
 pub use error::{CaError, KeyError};
-pub use inspect::{CertInfo, hex};
+pub use inspect::CertInfo;
 pub use key::{KeyType, PublicKey};
 pub use rcgen::KeyPair;

@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use idprov_proto::UnixTime;
 use idprov_store::{Actor, AuditEvent, AuditRecord};
 
 /// Distinct sources tracked in one interval before the rest share a key.
@@ -24,8 +25,8 @@ const OTHERS: &str = "*";
 
 #[derive(Debug)]
 struct Window {
-    start: i64,
-    last: i64,
+    start: UnixTime,
+    last: UnixTime,
     suppressed: u64,
 }
 
@@ -43,7 +44,7 @@ struct State {
     pending: Vec<AuditRecord>,
 }
 
-fn summary(event: &str, source: &str, w: &Window, now: i64) -> AuditRecord {
+fn summary(event: &str, source: &str, w: &Window, now: UnixTime) -> AuditRecord {
     AuditRecord::new(
         now,
         Actor::system(),
@@ -71,17 +72,17 @@ impl Aggregator {
     /// counting anything: for an entry that must be prepared before it is
     /// known whether the event happens (a request that may or may not be
     /// new to the queue).
-    pub fn would_write(&self, event: &'static str, source: &str, now: i64) -> bool {
+    pub fn would_write(&self, event: &'static str, source: &str, now: UnixTime) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match state.windows.get(&(event, source.to_owned())) {
-            Some(w) => now - w.start >= self.interval,
+            Some(w) => now.secs_since(w.start) >= self.interval,
             None => state.windows.len() < MAX_KEYS,
         }
     }
 
     /// Whether an occurrence of `event` from `source` at `now` is written
     /// now (the first of its interval) or only counted.
-    pub fn first(&self, event: &'static str, source: &str, now: i64) -> bool {
+    pub fn first(&self, event: &'static str, source: &str, now: UnixTime) -> bool {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let State { windows, pending } = &mut *state;
         let fresh = Window {
@@ -91,7 +92,7 @@ impl Aggregator {
         };
         let key = (event, source.to_owned());
         if let Some(w) = windows.get_mut(&key) {
-            if now - w.start < self.interval {
+            if now.secs_since(w.start) < self.interval {
                 w.suppressed += 1;
                 w.last = now;
                 return false;
@@ -115,12 +116,12 @@ impl Aggregator {
     /// The summaries of intervals that ended by `now` (or all, with
     /// `flush_all`, at shutdown), each as one audit entry; their windows
     /// are forgotten.
-    pub fn due(&self, now: i64, flush_all: bool) -> Vec<AuditRecord> {
+    pub fn due(&self, now: UnixTime, flush_all: bool) -> Vec<AuditRecord> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let State { windows, pending } = &mut *state;
         let mut out = std::mem::take(pending);
         windows.retain(|(event, source), w| {
-            if !flush_all && now - w.start < self.interval {
+            if !flush_all && now.secs_since(w.start) < self.interval {
                 return true;
             }
             if w.suppressed > 0 {
@@ -139,20 +140,23 @@ mod tests {
     #[test]
     fn the_first_of_an_interval_is_written_the_rest_counted() {
         let a = Aggregator::new(60);
-        assert!(a.first("web_signin_failed", "10.0.0.1", 100));
+        assert!(a.first("web_signin_failed", "10.0.0.1", UnixTime::from_secs(100)));
         for t in 101..150 {
-            assert!(!a.first("web_signin_failed", "10.0.0.1", t));
+            assert!(!a.first("web_signin_failed", "10.0.0.1", UnixTime::from_secs(t)));
         }
         // Another source or event is its own.
-        assert!(a.first("web_signin_failed", "10.0.0.2", 120));
-        assert!(a.first("request_queued", "10.0.0.1", 120));
-        assert!(a.due(150, false).is_empty(), "intervals not over yet");
-        let due = a.due(161, false);
+        assert!(a.first("web_signin_failed", "10.0.0.2", UnixTime::from_secs(120)));
+        assert!(a.first("request_queued", "10.0.0.1", UnixTime::from_secs(120)));
+        assert!(
+            a.due(UnixTime::from_secs(150), false).is_empty(),
+            "intervals not over yet"
+        );
+        let due = a.due(UnixTime::from_secs(161), false);
         assert_eq!(due.len(), 1, "one summary: the suppressed 49");
         assert_eq!(due[0].event().detail()["count"], 49);
         assert_eq!(due[0].event().detail()["event"], "web_signin_failed");
         // A new interval writes its first again.
-        assert!(a.first("web_signin_failed", "10.0.0.1", 170));
+        assert!(a.first("web_signin_failed", "10.0.0.1", UnixTime::from_secs(170)));
     }
 
     #[test]
@@ -160,12 +164,16 @@ mod tests {
         let a = Aggregator::new(60);
         let mut written = 0;
         for i in 0..(MAX_KEYS + 500) {
-            if a.first("web_signin_failed", &format!("src-{i}"), 100) {
+            if a.first(
+                "web_signin_failed",
+                &format!("src-{i}"),
+                UnixTime::from_secs(100),
+            ) {
                 written += 1;
             }
         }
         assert_eq!(written, MAX_KEYS);
-        let due = a.due(200, false);
+        let due = a.due(UnixTime::from_secs(200), false);
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].event().detail()["source"], "*");
         assert_eq!(due[0].event().detail()["count"], 500);

@@ -1,7 +1,7 @@
 //! What the core decided.
 
-use idprov_proto::OobSecret;
 use idprov_proto::sign::KeyVariant;
+use idprov_proto::{OobSecret, SerialNumber, UnixTime};
 
 /// The key an Approved answer is signed with (PROTOCOL.md §5).
 #[derive(Debug, Clone)]
@@ -17,13 +17,13 @@ pub enum AnswerKey {
 #[derive(Debug, Clone)]
 pub struct Issued {
     /// Serial, lower-case hex.
-    pub serial: String,
+    pub serial: SerialNumber,
     /// The leaf followed by the CA's intermediates, PEM.
     pub chain_pem: String,
     /// notBefore, Unix seconds.
-    pub not_before: i64,
+    pub not_before: UnixTime,
     /// notAfter, Unix seconds.
-    pub not_after: i64,
+    pub not_after: UnixTime,
     /// When to renew: half the validity, seconds.
     pub renew_after_secs: i64,
     /// How the answer is signed.

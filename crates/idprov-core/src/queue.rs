@@ -2,11 +2,13 @@
 
 use std::sync::Mutex;
 
+use idprov_proto::UnixTime;
+
 /// Whether the queue is full, since when, and what that cost.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueState {
     /// Full since (Unix seconds), while it is.
-    pub full_since: Option<i64>,
+    pub full_since: Option<UnixTime>,
     /// First-seen requests not recorded since then.
     pub not_recorded: u64,
     /// Entries of sources holding the most evicted for others since then.
@@ -23,7 +25,7 @@ impl Queue {
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(since) = q.full_since {
             tracing::info!(
-                since,
+                since = %since,
                 not_recorded = q.not_recorded,
                 evicted = q.evicted,
                 "the waiting queue has room again"
@@ -35,7 +37,7 @@ impl Queue {
 
     /// The queue was full at `now`; `recorded` when an entry was evicted to
     /// record the request.
-    pub(crate) fn full(&self, now: i64, recorded: bool) {
+    pub(crate) fn full(&self, now: UnixTime, recorded: bool) {
         let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if q.full_since.is_none() {
             q.full_since = Some(now);

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use idprov_ca::PublicKey;
 use idprov_proto::sign::KeyVariant;
-use idprov_proto::{DeviceId, OobSecret};
+use idprov_proto::{DeviceId, KeyFingerprint, OobSecret};
 use idprov_store::Actor;
 
 /// The role a verified certificate's subject OU grants (PROTOCOL.md §1).
@@ -122,8 +122,8 @@ pub struct Request {
 
 impl Request {
     /// The key's fingerprint (unpadded base64url of SHA-256 of the SPKI).
-    pub fn key_fingerprint(&self) -> String {
-        self.key.fingerprint().to_string()
+    pub fn key_fingerprint(&self) -> KeyFingerprint {
+        self.key.fingerprint()
     }
 
     /// The audit actor: the verified identity, else the source address.

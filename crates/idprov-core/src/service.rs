@@ -23,8 +23,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use idprov_ca::{Ca, IssueParams, Usage};
-use idprov_proto::clock::{Clock, unix_seconds};
-use idprov_proto::{OobSecret, ProvisionStatus};
+use idprov_proto::clock::Clock;
+use idprov_proto::{OobSecret, ProvisionStatus, SerialNumber, UnixTime};
 use idprov_store::{
     Actor, AuditEvent, AuditRecord, CertKind, CertRecord, ConsumeSecret, ConsumedSecret,
     DeviceFacts, GuessBudget, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Registry,
@@ -73,9 +73,9 @@ enum Attempt {
     Gone,
 }
 
-fn half_validity(not_before: i64, not_after: i64) -> i64 {
+fn half_validity(not_before: UnixTime, not_after: UnixTime) -> i64 {
     let backdate = secs(idprov_ca::BACKDATE);
-    ((not_after - not_before - backdate) / 2).max(1)
+    (not_after.secs_since(not_before).saturating_sub(backdate) / 2).max(1)
 }
 
 fn u64_secs(s: i64) -> u64 {
@@ -157,8 +157,8 @@ impl Provisioner {
         self.queue.state()
     }
 
-    fn now(&self) -> i64 {
-        unix_seconds(self.clock.now())
+    fn now(&self) -> UnixTime {
+        UnixTime::from(self.clock.now())
     }
 
     /// Appends an audit entry on its own; a failure is logged as an error,
@@ -248,7 +248,7 @@ impl Provisioner {
         let device = req.device_id.as_str();
         let fingerprint = req.key_fingerprint();
         let src = lockout_source(req.source);
-        let consumed_since = now.saturating_sub(self.policy.redelivery_window_secs());
+        let consumed_since = now.plus_secs(-self.policy.redelivery_window_secs());
         // Everything 4.1–4.6 read, in one registry round trip.
         let mut view = self
             .registry
@@ -261,7 +261,7 @@ impl Provisioner {
         {
             return Ok(Outcome::Refused {
                 reason: Refusal::LockedOut,
-                retry_after_secs: u64_secs(lock.locked_until - now).max(1),
+                retry_after_secs: u64_secs(lock.locked_until.secs_since(now)).max(1),
             });
         }
 
@@ -341,11 +341,11 @@ impl Provisioner {
                 now,
             ) {
                 metrics::counter!(crate::metrics::GUESS_BUDGET_REFUSALS).increment(1);
-                tracing::info!(device_id = device, source = %src, until, "guess budget spent; request refused unevaluated");
+                tracing::info!(device_id = device, source = %src, until = %until, "guess budget spent; request refused unevaluated");
                 let _ = self.waiting(req, now).await;
                 return Ok(Outcome::Refused {
                     reason: Refusal::GuessBudgetSpent,
-                    retry_after_secs: u64_secs(until - now).max(1),
+                    retry_after_secs: u64_secs(until.secs_since(now)).max(1),
                 });
             }
             // 4.6: a wrong proof is Rejected and counted; the secret stays.
@@ -375,7 +375,7 @@ impl Provisioner {
     async fn wrong_secret(
         &self,
         req: &Request,
-        now: i64,
+        now: UnixTime,
         src: &str,
         secret_id: i64,
     ) -> Result<Outcome, CoreError> {
@@ -416,7 +416,7 @@ impl Provisioner {
                     AuditEvent::GuessBudgetSpent {
                         failures: failure.budget.failures,
                         window_seconds: window,
-                        until: failure.budget.window_start.saturating_add(window),
+                        until: failure.budget.window_start.plus_secs(window),
                     },
                     Some(device),
                 ),
@@ -424,7 +424,7 @@ impl Provisioner {
             .await;
         }
         Ok(Outcome::Rejected {
-            retry_secs: u64_secs(lock.locked_until - now),
+            retry_secs: u64_secs(lock.locked_until.secs_since(now)),
         })
     }
 
@@ -433,7 +433,7 @@ impl Provisioner {
     async fn redeliver_consumed(
         &self,
         req: &Request,
-        now: i64,
+        now: UnixTime,
         consumed: Option<ConsumedSecret>,
     ) -> Result<Option<Outcome>, CoreError> {
         let Some(consumed) = consumed else {
@@ -456,8 +456,8 @@ impl Provisioner {
     async fn redeliver(
         &self,
         req: &Request,
-        now: i64,
-        serial: &str,
+        now: UnixTime,
+        serial: &SerialNumber,
         key: AnswerKey,
         how: &'static str,
     ) -> Result<Option<Outcome>, CoreError> {
@@ -474,7 +474,7 @@ impl Provisioner {
                 req.actor(),
                 AuditEvent::CertificateRedelivered {
                     serial: cert.serial.clone(),
-                    key_fingerprint: req.key_fingerprint().to_string(),
+                    key_fingerprint: req.key_fingerprint(),
                     how: how.to_owned(),
                 },
                 Some(device),
@@ -494,7 +494,7 @@ impl Provisioner {
 
     /// §6 4.5: records the request for administrators (once per device and
     /// key, within the caps) and answers Waiting.
-    async fn waiting(&self, req: &Request, now: i64) -> Result<Outcome, CoreError> {
+    async fn waiting(&self, req: &Request, now: UnixTime) -> Result<Outcome, CoreError> {
         let src = lockout_source(req.source);
         let source = req.source.to_string();
         let fingerprint = req.key_fingerprint();
@@ -591,7 +591,7 @@ impl Provisioner {
                 },
             )
             .map_err(|e| CoreError::Issue(e.to_string()))?;
-        let issued_at = unix_seconds(now);
+        let issued_at = UnixTime::from(now);
         let fingerprint = req.key_fingerprint();
         let actor: Actor = req.actor();
         let record = IssueRecord {

@@ -5,8 +5,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::ProvisionStatus;
 use crate::kinds::{CertKind, DecisionKind, IssueKind, QueueState};
+use crate::{KeyFingerprint, ProvisionStatus, SerialNumber, UnixTime};
 
 /// One page of a listing; `next` is the `after` value of the following page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +43,8 @@ pub struct DeviceView {
     pub valid_until: Option<String>,
     /// Serial of the current certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub serial: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub serial: Option<SerialNumber>,
     /// When the newest certificate was issued.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
@@ -61,13 +62,15 @@ pub struct DeviceView {
 #[cfg_attr(feature = "openapi", schema(as = Certificate))]
 pub struct CertView {
     /// Serial, lower-case hex.
-    pub serial: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub serial: SerialNumber,
     /// device, admin, plugin, service or server.
     pub kind: CertKind,
     /// Subject CN.
     pub subject: String,
     /// SHA-256 of the subject public key (unpadded base64url).
-    pub key_fingerprint: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub key_fingerprint: KeyFingerprint,
     /// e.g. ECDSA-P256.
     pub key_type: String,
     /// notBefore.
@@ -192,7 +195,8 @@ pub struct WaitingView {
     #[serde(rename = "deviceID")]
     pub device_id: String,
     /// SHA-256 of the submitted public key (unpadded base64url).
-    pub key_fingerprint: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub key_fingerprint: KeyFingerprint,
     /// e.g. ECDSA-P256.
     pub key_type: String,
     /// The address the device claimed (free text, unverified).
@@ -251,7 +255,8 @@ pub struct Decided {
     #[serde(rename = "deviceID")]
     pub device_id: String,
     /// The keys decided on.
-    pub key_fingerprints: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub key_fingerprints: Vec<KeyFingerprint>,
     /// approved, rejected or cleared.
     pub state: DecisionKind,
     /// When an approval lapses.
@@ -283,7 +288,8 @@ pub struct RevokeRequest {
 #[serde(rename_all = "camelCase")]
 pub struct Revoked {
     /// The serials newly revoked.
-    pub serials: Vec<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub serials: Vec<SerialNumber>,
     /// The CRL number that lists them.
     pub crl_number: i64,
 }
@@ -388,7 +394,8 @@ pub struct AuditView {
     /// Position in the log.
     pub seq: i64,
     /// Unix seconds.
-    pub at: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub at: UnixTime,
     /// RFC 3339 of `at`, for people.
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
@@ -420,7 +427,8 @@ pub struct CheckpointView {
     /// Its hash.
     pub head_hash: String,
     /// Unix seconds.
-    pub at: i64,
+    #[cfg_attr(feature = "openapi", schema(value_type = i64))]
+    pub at: UnixTime,
     /// Fingerprint of the CA certificate whose key signed it.
     pub signer: String,
     /// The signature, hex.
@@ -459,7 +467,8 @@ pub struct CredentialIssued {
     /// The CA chain, PEM.
     pub ca_pem: String,
     /// Serial.
-    pub serial: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub serial: SerialNumber,
     /// notAfter.
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
     pub not_after: String,

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use crate::UnixTime;
+
 /// A source of wall-clock time.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time.
@@ -54,25 +56,9 @@ impl Clock for ManualClock {
     }
 }
 
-/// A duration in whole seconds as Unix times count them, saturating at
-/// `i64::MAX` (a configured "forever" stays the latest time there is).
-pub fn secs(d: core::time::Duration) -> i64 {
-    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
+pub use crate::unix_time::duration_secs as secs;
 
-/// Seconds since the Unix epoch, negative before it.
-pub fn unix_seconds(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => secs(d),
-        Err(e) => -secs(e.duration()),
-    }
-}
-
-/// The time `secs` seconds after the Unix epoch.
-pub fn from_unix_seconds(secs: i64) -> SystemTime {
-    if secs >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
+/// The clock's current time as a [`UnixTime`].
+pub fn unix_now(clock: &dyn Clock) -> UnixTime {
+    UnixTime::from(clock.now())
 }

@@ -18,6 +18,7 @@ pub mod clock;
 pub mod device_id;
 pub mod fingerprint;
 mod json;
+pub mod key_fingerprint;
 pub mod kinds;
 pub mod label;
 pub mod messages;
@@ -25,11 +26,13 @@ pub mod secret;
 pub mod serial;
 pub mod sign;
 pub mod spreadsheet;
+pub mod unix_time;
 
 pub use canonical::EscapeStyle;
 pub use device_id::{DeviceId, DeviceIdError};
 pub use fingerprint::Fingerprint;
 pub use json::MessageError;
+pub use key_fingerprint::{KeyFingerprint, KeyFingerprintError};
 pub use label::{Label, LabelError};
 pub use messages::{
     Directory, Endpoints, OobSecretMessage, ProvisionRequest, ProvisionResponse, ProvisionStatus,
@@ -38,3 +41,4 @@ pub use messages::{
 pub use secret::{OobSecret, SecretError};
 pub use serial::{SerialError, SerialNumber};
 pub use sign::{KeyVariant, Verified};
+pub use unix_time::UnixTime;

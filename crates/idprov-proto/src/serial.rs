@@ -10,9 +10,10 @@ const MAX_OCTETS: usize = 21;
 
 /// A certificate serial number: 1 to 21 octets in lower-case hex (an even
 /// number of digits). Input in upper case is accepted and lowered.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[cfg_attr(feature = "std", derive(serde::Serialize))]
-#[cfg_attr(feature = "std", serde(transparent))]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct SerialNumber(String);
 
 /// Why a text is not a serial number.
@@ -57,8 +58,84 @@ impl SerialNumber {
         Ok(SerialNumber(text.to_ascii_lowercase()))
     }
 
+    /// The serial whose DER content octets are `octets`, written the one
+    /// way a serial is always written: leading zero octets dropped (a
+    /// serial of only zeros keeps one), so a serial read back from a
+    /// certificate equals the one recorded when it was issued.
+    pub fn from_octets(octets: &[u8]) -> Result<SerialNumber, SerialError> {
+        let trimmed = match octets.iter().position(|&b| b != 0) {
+            Some(i) => &octets[i..],
+            None => &octets[octets.len().saturating_sub(1)..],
+        };
+        if trimmed.is_empty() {
+            return Err(SerialError::Empty);
+        }
+        if trimmed.len() > MAX_OCTETS {
+            return Err(SerialError::TooLong);
+        }
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(2 * trimmed.len());
+        for b in trimmed {
+            text.push(char::from(DIGITS[usize::from(b >> 4)]));
+            text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        }
+        Ok(SerialNumber(text))
+    }
+
     /// The hex text.
     pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The content octets.
+    pub fn octets(&self) -> alloc::vec::Vec<u8> {
+        self.0
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| (hex_value(pair[0]) << 4) | hex_value(pair[1]))
+            .collect()
+    }
+}
+
+/// The value of one hex digit (the text was checked on parsing).
+fn hex_value(digit: u8) -> u8 {
+    match digit {
+        b'0'..=b'9' => digit - b'0',
+        b'a'..=b'f' => digit - b'a' + 10,
+        _ => digit - b'A' + 10,
+    }
+}
+
+impl core::str::FromStr for SerialNumber {
+    type Err = SerialError;
+
+    fn from_str(text: &str) -> Result<SerialNumber, SerialError> {
+        SerialNumber::parse(text)
+    }
+}
+
+impl TryFrom<String> for SerialNumber {
+    type Error = SerialError;
+
+    fn try_from(text: String) -> Result<SerialNumber, SerialError> {
+        SerialNumber::parse(&text)
+    }
+}
+
+impl PartialEq<str> for SerialNumber {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SerialNumber {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl AsRef<str> for SerialNumber {
+    fn as_ref(&self) -> &str {
         &self.0
     }
 }
@@ -91,5 +168,21 @@ mod tests {
             SerialNumber::parse(&"ab".repeat(22)),
             Err(SerialError::TooLong)
         );
+    }
+
+    #[test]
+    fn octets_print_one_way_and_read_back() {
+        let s = SerialNumber::from_octets(&[0, 0x8f, 0x01]).unwrap();
+        assert_eq!(s, "8f01");
+        assert_eq!(s.octets(), [0x8f, 0x01]);
+        assert_eq!(SerialNumber::from_octets(&[0, 0]).unwrap(), "00");
+        assert_eq!(SerialNumber::from_octets(&[]), Err(SerialError::Empty));
+    }
+
+    #[test]
+    fn json_is_checked_text() {
+        let s: SerialNumber = serde_json::from_str("\"AB01\"").unwrap();
+        assert_eq!(serde_json::to_string(&s).unwrap(), "\"ab01\"");
+        assert!(serde_json::from_str::<SerialNumber>("\"xyz\"").is_err());
     }
 }

@@ -18,8 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use idprov_ca::CertInfo;
-use idprov_proto::DeviceId;
-use idprov_proto::clock::unix_seconds;
+use idprov_proto::{DeviceId, UnixTime};
 use idprov_store::{Actor, AuditEvent, AuditRecord};
 
 use crate::error::ApiError;
@@ -83,7 +82,7 @@ pub async fn resolve(app: &AppState, leaf: Option<&Arc<CertInfo>>) -> Result<Cal
     let Some(leaf) = leaf else {
         return Ok(Caller::Anonymous);
     };
-    let now = unix_seconds(app.clock.now());
+    let now = UnixTime::from(app.clock.now());
     if !leaf.is_valid_at(now) {
         return Ok(Caller::Refused(
             "the client certificate is outside its validity period",
@@ -184,7 +183,7 @@ pub struct AdminCaller {
 
 impl AdminCaller {
     /// An audit entry of an action this caller takes.
-    pub fn audit(&self, at: i64, event: AuditEvent, device_id: Option<&str>) -> AuditRecord {
+    pub fn audit(&self, at: UnixTime, event: AuditEvent, device_id: Option<&str>) -> AuditRecord {
         AuditRecord::new(at, self.actor.clone(), event, device_id)
     }
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use idprov_ca::{Ca, CertInfo, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, pem};
-use idprov_proto::clock::unix_seconds;
+use idprov_proto::UnixTime;
 use idprov_store::{
     Actor, AuditEvent, AuditRecord, CertKind, IssueKind, IssueRecord, NewCertificate, Registry,
 };
@@ -142,8 +142,8 @@ fn stale_reason(
     if !ca.verifies(&certs[0], &certs[1..], now, purpose) {
         return Some("not issued by the current CA, or expired");
     }
-    let lifetime = (info.not_after - info.not_before).max(1) as f64;
-    let left = (info.not_after - unix_seconds(now)) as f64;
+    let lifetime = info.not_after.secs_since(info.not_before).max(1) as f64;
+    let left = info.not_after.secs_since(UnixTime::from(now)) as f64;
     if left / lifetime < defaults::REISSUE_REMAINING_FRACTION {
         return Some("close to expiry");
     }
@@ -201,7 +201,7 @@ async fn record_local(
     let info = CertInfo::from_der(&issued.der).map_err(|e| StartError::Ca(e.to_string()))?;
     let key = idprov_ca::PublicKey::from_spki_der(&info.spki_der)
         .map_err(|e| StartError::Ca(e.to_string()))?;
-    let at = unix_seconds(now);
+    let at = UnixTime::from(now);
     registry
         .record_issue(IssueRecord {
             cert: NewCertificate {
@@ -209,7 +209,7 @@ async fn record_local(
                 kind,
                 subject: subject.to_owned(),
                 pem: issued.pem.clone(),
-                key_fingerprint: key.fingerprint().to_string(),
+                key_fingerprint: key.fingerprint(),
                 key_type: key.key_type().to_string(),
                 not_before: issued.not_before,
                 not_after: issued.not_after,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use idprov_ca::CrlEntry;
-use idprov_proto::clock::from_unix_seconds;
+use idprov_proto::UnixTime;
 use idprov_store::CrlRecord;
 
 use crate::datadir::write_public_file;
@@ -24,7 +24,7 @@ pub const CRL_FILE: &str = "crl.pem";
 pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
     let _guard = app.crl_lock.lock().await;
     let now = app.clock.now();
-    let now_unix = idprov_proto::clock::unix_seconds(now);
+    let now_unix = UnixTime::from(now);
     let entries: Vec<CrlEntry> = app
         .registry
         .revoked_certificates(now_unix)
@@ -32,7 +32,7 @@ pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
         .into_iter()
         .map(|r| CrlEntry {
             serial: r.serial,
-            revoked_at: from_unix_seconds(r.revoked_at),
+            revoked_at: r.revoked_at.into(),
             reason: r.reason,
         })
         .collect();
@@ -44,7 +44,7 @@ pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
     let record = CrlRecord {
         number,
         this_update: now_unix,
-        next_update: idprov_proto::clock::unix_seconds(now + CRL_VALIDITY),
+        next_update: now_unix.plus(CRL_VALIDITY),
         der,
     };
     app.registry.store_crl(record.clone()).await?;
@@ -60,11 +60,10 @@ pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
 
 /// The current CRL, re-issued when missing or older than a day.
 pub async fn current(app: &AppState) -> Result<CrlRecord, ApiError> {
-    if let Some(crl) = app.registry.crl().await? {
-        let refresh = idprov_proto::clock::secs(CRL_REFRESH);
-        if app.now_unix() < crl.this_update + refresh {
-            return Ok(crl);
-        }
+    if let Some(crl) = app.registry.crl().await?
+        && app.now_unix() < crl.this_update.plus(CRL_REFRESH)
+    {
+        return Ok(crl);
     }
     regenerate(app).await
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use idprov_proto::clock::{Clock, SystemClock, unix_seconds};
+use idprov_proto::clock::{Clock, SystemClock};
 use idprov_store::{PostgresRegistry, Registry, SqliteRegistry};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -155,13 +155,13 @@ pub async fn start(
             }
         }
     }
-    let window = idprov_proto::clock::secs(config.redelivery_window);
+    let unix_now = idprov_proto::UnixTime::from(now);
     let (unreadable, expired) = registry
         .purge_secrets(
             secrets.key_id(),
-            unix_seconds(now),
-            unix_seconds(now) - window,
-            idprov_core::sweep::secrets_swept(unix_seconds(now)),
+            unix_now,
+            unix_now.minus(config.redelivery_window),
+            idprov_core::sweep::secrets_swept(unix_now),
         )
         .await?;
     if unreadable > 0 {
@@ -273,24 +273,22 @@ async fn sweep(
         }
         state.flush_aggregated(false).await;
         let now = state.now_unix();
-        let window = idprov_proto::clock::secs(state.config.redelivery_window);
         if let Err(e) = state
             .registry
             .purge_secrets(
                 state.secrets().key_id(),
                 now,
-                now - window,
+                now.minus(state.config.redelivery_window),
                 idprov_core::sweep::secrets_swept(now),
             )
             .await
         {
             tracing::warn!(error = %e, "sweeping expired secrets failed");
         }
-        let waiting = idprov_proto::clock::secs(state.config.waiting_lifetime);
         if let Err(e) = state
             .registry
             .expire_queue(
-                now.saturating_sub(waiting),
+                now.minus(state.config.waiting_lifetime),
                 now,
                 idprov_core::sweep::queue_swept(now),
             )

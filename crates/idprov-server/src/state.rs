@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use idprov_ca::Ca;
-use idprov_proto::Directory;
 use idprov_proto::clock::Clock;
+use idprov_proto::{Directory, SerialNumber, UnixTime};
 use idprov_store::Registry;
 
 use crate::config::ServerConfig;
@@ -114,7 +114,7 @@ impl AppState {
     }
 
     /// Whether a certificate serial has been revoked.
-    pub async fn is_revoked(&self, serial: &str) -> Result<bool, ApiError> {
+    pub async fn is_revoked(&self, serial: &SerialNumber) -> Result<bool, ApiError> {
         Ok(self
             .registry
             .certificate(serial)
@@ -163,8 +163,8 @@ impl AppState {
         self.core.queue_state()
     }
 
-    /// Now, in Unix seconds.
-    pub fn now_unix(&self) -> i64 {
-        idprov_proto::clock::unix_seconds(self.clock.now())
+    /// Now, as a Unix time.
+    pub fn now_unix(&self) -> UnixTime {
+        UnixTime::from(self.clock.now())
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idprov_ca::Ca;
-use idprov_proto::clock::{Clock, unix_seconds};
+use idprov_proto::clock::Clock;
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -22,7 +22,7 @@ struct ClockTime(Arc<dyn Clock>);
 
 impl rustls::time_provider::TimeProvider for ClockTime {
     fn current_time(&self) -> Option<UnixTime> {
-        let secs = u64::try_from(unix_seconds(self.0.now())).ok()?;
+        let secs = u64::try_from(idprov_proto::UnixTime::from(self.0.now()).secs()).ok()?;
         Some(UnixTime::since_unix_epoch(Duration::from_secs(secs)))
     }
 }

@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use idprov_proto::UnixTime;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -98,8 +99,8 @@ const INDEX: &[u8] = include_bytes!("../web/index.html");
 struct Session {
     name: String,
     csrf: String,
-    created: i64,
-    last_seen: i64,
+    created: UnixTime,
+    last_seen: UnixTime,
     /// SHA-256 of the account's stored password hash when the session
     /// began (or when this session set it): a session lasts only while the
     /// account keeps that password, so a revoked administrator (whose
@@ -127,7 +128,7 @@ pub fn end_sessions(app: &AppState, name: &str, keep: Option<&[u8; 32]>) -> usiz
 #[derive(Debug)]
 struct Token {
     hash: String,
-    expires: i64,
+    expires: UnixTime,
     path: PathBuf,
 }
 
@@ -207,15 +208,14 @@ pub async fn bootstrap_token(
 ) -> Result<Option<Zeroizing<String>>, crate::error::StartError> {
     let path = dir.join(TOKEN_FILE);
     let now = app.now_unix();
-    let lifetime = idprov_proto::clock::secs(d::SIGNIN_TOKEN_LIFETIME);
     let internal = |e: ApiError| crate::error::StartError::SigninToken(format!("{e:?}"));
     if path.exists() {
         let created = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .ok()
-            .map(idprov_proto::clock::unix_seconds)
-            .unwrap_or(0);
-        if created + lifetime <= now {
+            .map(UnixTime::from)
+            .unwrap_or(UnixTime::EPOCH);
+        if created.plus(d::SIGNIN_TOKEN_LIFETIME) <= now {
             let _ = std::fs::remove_file(&path);
             tracing::info!(file = %path.display(), "the web sign-in token expired and was removed");
             return Ok(None);
@@ -231,7 +231,7 @@ pub async fn bootstrap_token(
         let hash = hash_secret(app, value).await.map_err(internal)?;
         *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
             hash,
-            expires: created + lifetime,
+            expires: created.plus(d::SIGNIN_TOKEN_LIFETIME),
             path: path.clone(),
         });
         tracing::info!(file = %path.display(), "a one-time sign-in token for the web page is waiting in this file");
@@ -246,7 +246,7 @@ pub async fn bootstrap_token(
     let hash = hash_secret(app, value.clone()).await.map_err(internal)?;
     *app.web.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(Token {
         hash,
-        expires: now + lifetime,
+        expires: now.plus(d::SIGNIN_TOKEN_LIFETIME),
         path: path.clone(),
     });
     tracing::info!(
@@ -338,13 +338,17 @@ pub async fn guard(State(app): State<AppState>, mut req: Request, next: Next) ->
             let max = idprov_proto::clock::secs(d::SESSION_MAX);
             // Expired sessions go as they are met, and all at once now and then.
             if sessions.len() > 1000 {
-                sessions.retain(|_, s| now - s.last_seen < idle && now - s.created < max);
+                sessions.retain(|_, s| {
+                    now.secs_since(s.last_seen) < idle && now.secs_since(s.created) < max
+                });
             }
             // The page's automatic refreshes are not a person's activity:
             // they do not keep an unattended session alive.
             let background = req.headers().contains_key("x-background-refresh");
             match sessions.get_mut(&key) {
-                Some(s) if now - s.last_seen < idle && now - s.created < max => {
+                Some(s)
+                    if now.secs_since(s.last_seen) < idle && now.secs_since(s.created) < max =>
+                {
                     if !background {
                         s.last_seen = now;
                     }
@@ -450,7 +454,7 @@ fn session_document(
     name: &str,
     via: &str,
     csrf: &str,
-    expires: Option<i64>,
+    expires: Option<UnixTime>,
 ) -> Result<Response, ApiError> {
     json(&json!({
         "name": name,
@@ -493,8 +497,9 @@ pub async fn session(
             let expires = cookie_value(req.headers()).and_then(|v| {
                 let sessions = app.web.sessions.lock().unwrap_or_else(|e| e.into_inner());
                 sessions.get(&session_key(&v)).map(|s| {
-                    (s.last_seen + idprov_proto::clock::secs(d::SESSION_IDLE))
-                        .min(s.created + idprov_proto::clock::secs(d::SESSION_MAX))
+                    s.last_seen
+                        .plus(d::SESSION_IDLE)
+                        .min(s.created.plus(d::SESSION_MAX))
                 })
             });
             session_document(&app, &s.name, "session", &csrf.0, expires)
@@ -658,7 +663,7 @@ pub async fn signin(
         ))
         .await?;
     tracing::info!(name = %name, via, source = %source, "signed in to the web page");
-    let expires = now + idprov_proto::clock::secs(d::SESSION_IDLE);
+    let expires = now.plus(d::SESSION_IDLE);
     let mut r = session_document(&app, &name, "session", &csrf, Some(expires))?;
     r.headers_mut()
         .insert(header::SET_COOKIE, session_cookie(&cookie, d::SESSION_MAX)?);

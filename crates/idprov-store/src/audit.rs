@@ -4,6 +4,7 @@
 //! entry breaks the chain from that point on. The hash covers a canonical
 //! serialization of the entry (serde_json with sorted object keys).
 
+use idprov_proto::UnixTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -104,7 +105,7 @@ impl<'de> Deserialize<'de> for Actor {
 /// [`AuditEvent`]: the vocabulary is the enum's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
-    at: i64,
+    at: UnixTime,
     actor: Actor,
     event: AuditEvent,
     device_id: Option<String>,
@@ -112,7 +113,7 @@ pub struct AuditRecord {
 
 impl AuditRecord {
     /// `event`, by `actor` at `at`, about `device_id` if any.
-    pub fn new(at: i64, actor: Actor, event: AuditEvent, device_id: Option<&str>) -> Self {
+    pub fn new(at: UnixTime, actor: Actor, event: AuditEvent, device_id: Option<&str>) -> Self {
         AuditRecord {
             at,
             actor,
@@ -121,8 +122,8 @@ impl AuditRecord {
         }
     }
 
-    /// When it happened, Unix seconds.
-    pub fn at(&self) -> i64 {
+    /// When it happened.
+    pub fn at(&self) -> UnixTime {
         self.at
     }
 
@@ -225,8 +226,8 @@ pub(crate) struct Link {
 pub struct AuditEntry {
     /// Position in the log, from 1, without gaps.
     pub seq: i64,
-    /// When it happened, Unix seconds.
-    pub at: i64,
+    /// When it happened.
+    pub at: UnixTime,
     /// Who did it.
     pub actor: String,
     /// What happened.
@@ -246,7 +247,7 @@ pub struct AuditEntry {
 #[derive(Serialize)]
 struct Hashed<'a> {
     seq: i64,
-    at: i64,
+    at: UnixTime,
     actor: &'a str,
     event: &'a str,
     device_id: Option<&'a str>,
@@ -257,7 +258,7 @@ struct Hashed<'a> {
 pub fn entry_hash(
     prev_hash: &str,
     seq: i64,
-    at: i64,
+    at: UnixTime,
     actor: &str,
     event: &str,
     device_id: Option<&str>,

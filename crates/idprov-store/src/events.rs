@@ -4,6 +4,7 @@
 //! its name and its detail as JSON, so entries written before this enum
 //! existed (the same names and keys) read and verify unchanged.
 
+use idprov_proto::{KeyFingerprint, SerialNumber, UnixTime};
 use serde::Serialize;
 
 /// Declares [`AuditEvent`]: each variant with its stored name and its
@@ -51,7 +52,7 @@ macro_rules! audit_events {
 audit_events! {
     /// An administrator or plugin registered a device's secret.
     SecretAdded = "secret_added" {
-        valid_until: i64,
+        valid_until: UnixTime,
         /// Shorter than the protocol's recommended length (single
         /// registrations only).
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -68,7 +69,7 @@ audit_events! {
     /// New secrets were generated for a label sheet, stored in one
     /// transaction.
     SecretsGenerated = "secrets_generated" {
-        valid_until: i64,
+        valid_until: UnixTime,
         generated: bool,
         labels: bool,
         #[serde(rename = "deviceIDs")]
@@ -102,7 +103,7 @@ audit_events! {
     QueueExpired = "queue_expired" { waiting_requests: u64, approvals: u64 }
     /// A device without a valid proof joined the waiting queue.
     RequestQueued = "request_queued" {
-        key_fingerprint: String,
+        key_fingerprint: KeyFingerprint,
         key_type: String,
         source: String,
         #[serde(rename = "claimedIP")]
@@ -111,59 +112,59 @@ audit_events! {
         claimed_mac: String,
     }
     /// An administrator approved a waiting request's key.
-    RequestApproved = "request_approved" { key_fingerprint: String, expires_at: i64 }
+    RequestApproved = "request_approved" { key_fingerprint: KeyFingerprint, expires_at: UnixTime }
     /// An administrator rejected a waiting request's key.
-    RequestRejected = "request_rejected" { key_fingerprint: String, reason: String }
+    RequestRejected = "request_rejected" { key_fingerprint: KeyFingerprint, reason: String }
     /// An administrator cleared a device's requests and decisions.
-    RequestsCleared = "requests_cleared" { key_fingerprint: Option<String> }
+    RequestsCleared = "requests_cleared" { key_fingerprint: Option<KeyFingerprint> }
     /// A device certificate was issued (PROTOCOL.md §6).
     CertificateIssued = "certificate_issued" {
-        serial: String,
+        serial: SerialNumber,
         /// `oob`, `approval`, `renewal`, `rekey`, `admin`…
         how: String,
         secret_used: bool,
-        key_fingerprint: String,
+        key_fingerprint: KeyFingerprint,
         key_type: String,
-        not_after: i64,
+        not_after: UnixTime,
     }
     /// The server issued one of its own certificates (its TLS certificate,
     /// the first administrator's).
     ServerCertificateIssued = "certificate_issued" {
-        serial: String,
+        serial: SerialNumber,
         kind: String,
         subject: String,
-        not_after: i64,
+        not_after: UnixTime,
         reason: String,
     }
     /// A certificate issued moments ago was handed out again.
     CertificateRedelivered = "certificate_redelivered" {
-        serial: String,
-        key_fingerprint: String,
+        serial: SerialNumber,
+        key_fingerprint: KeyFingerprint,
         how: String,
     }
     /// A device's certificates were revoked.
     CertificateRevoked = "certificate_revoked" {
         reason: i64,
         note: String,
-        serials: Vec<String>,
+        serials: Vec<SerialNumber>,
     }
     /// A device was removed (its certificates revoked).
-    DeviceRemoved = "device_removed" { serials: Vec<String> }
+    DeviceRemoved = "device_removed" { serials: Vec<SerialNumber> }
     /// An administrator cleared a device's failure counters.
     LockoutCleared = "lockout_cleared" {}
     /// Wrong secrets from one source locked a device out for that source.
     LockoutStarted = "lockout_started" { source: String, failures: u32, seconds: i64 }
     /// A device's budget of wrong secrets across sources was spent.
-    GuessBudgetSpent = "guess_budget_spent" { failures: u32, window_seconds: i64, until: i64 }
+    GuessBudgetSpent = "guess_budget_spent" { failures: u32, window_seconds: i64, until: UnixTime }
     /// An administrator or service credential was issued.
-    CredentialIssued = "credential_issued" { ou: String, cn: String, serial: String, not_after: i64 }
+    CredentialIssued = "credential_issued" { ou: String, cn: String, serial: SerialNumber, not_after: UnixTime }
     /// An administrator or service credential was revoked.
     CredentialRevoked = "credential_revoked" {
         ou: String,
         cn: String,
         reason: i64,
         note: String,
-        serials: Vec<String>,
+        serials: Vec<SerialNumber>,
     }
     /// An administrator signed in to the web page.
     WebSignin = "web_signin" { via: String, source: String }
@@ -181,8 +182,8 @@ audit_events! {
         event: String,
         source: String,
         count: u64,
-        from: i64,
-        to: i64,
+        from: UnixTime,
+        to: UnixTime,
     }
     /// A SQLite registry was copied into this PostgreSQL one.
     RegistryMigrated = "registry_migrated" {
@@ -207,8 +208,9 @@ mod tests {
     /// exports and the page read old and new entries alike.
     #[test]
     fn details_keep_their_stored_keys() {
+        let fp = KeyFingerprint::of_spki(b"key");
         let e = AuditEvent::RequestQueued {
-            key_fingerprint: "fp".into(),
+            key_fingerprint: fp.clone(),
             key_type: "ECDSA-P256".into(),
             source: "10.0.0.1".into(),
             claimed_ip: "".into(),
@@ -217,12 +219,12 @@ mod tests {
         assert_eq!(e.name(), "request_queued");
         assert_eq!(
             e.detail(),
-            serde_json::json!({"keyFingerprint": "fp", "keyType": "ECDSA-P256",
+            serde_json::json!({"keyFingerprint": fp.as_str(), "keyType": "ECDSA-P256",
                 "source": "10.0.0.1", "claimedIP": "", "claimedMAC": ""})
         );
         assert_eq!(AuditEvent::SecretRemoved {}.detail(), serde_json::json!({}));
         let added = AuditEvent::SecretAdded {
-            valid_until: 5,
+            valid_until: UnixTime::from_secs(5),
             short: Some(false),
             generated: None,
             labels: None,

@@ -1,5 +1,7 @@
-//! The records the registry keeps. Times are Unix seconds.
+//! The records the registry keeps: times are [`UnixTime`], serials
+//! [`SerialNumber`], key fingerprints [`KeyFingerprint`].
 
+use idprov_proto::{KeyFingerprint, SerialNumber, UnixTime};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{Actor, AuditRecord};
@@ -51,9 +53,9 @@ pub struct NewSecret {
     /// Identifies the key that sealed it, so unreadable rows can be purged.
     pub key_id: String,
     /// Creation time.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// End of its life.
-    pub valid_until: i64,
+    pub valid_until: UnixTime,
     /// Who registered it.
     pub created_by: Actor,
 }
@@ -71,9 +73,9 @@ pub struct StoredSecret {
     /// Sealing key identity.
     pub key_id: String,
     /// Creation time.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// End of its life.
-    pub valid_until: i64,
+    pub valid_until: UnixTime,
 }
 
 impl std::fmt::Debug for StoredSecret {
@@ -92,9 +94,9 @@ pub struct SecretSummary {
     /// The device.
     pub device_id: String,
     /// Creation time.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// End of its life.
-    pub valid_until: i64,
+    pub valid_until: UnixTime,
     /// Who registered it.
     pub created_by: String,
 }
@@ -117,9 +119,9 @@ pub struct ConsumedSecret {
     /// Sealing key identity.
     pub key_id: String,
     /// The certificate issued when it was consumed.
-    pub serial: String,
+    pub serial: SerialNumber,
     /// When it was consumed.
-    pub consumed_at: i64,
+    pub consumed_at: UnixTime,
 }
 
 impl std::fmt::Debug for ConsumedSecret {
@@ -138,7 +140,7 @@ pub use idprov_proto::kinds::{CertKind, IssueKind};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewCertificate {
     /// Serial, lower-case hex.
-    pub serial: String,
+    pub serial: SerialNumber,
     /// What it was issued to.
     pub kind: CertKind,
     /// Subject CN: the device ID for devices.
@@ -146,15 +148,15 @@ pub struct NewCertificate {
     /// Leaf PEM.
     pub pem: String,
     /// Fingerprint of the subject public key.
-    pub key_fingerprint: String,
+    pub key_fingerprint: KeyFingerprint,
     /// Key type, e.g. `ECDSA-P256`.
     pub key_type: String,
     /// notBefore.
-    pub not_before: i64,
+    pub not_before: UnixTime,
     /// notAfter.
-    pub not_after: i64,
+    pub not_after: UnixTime,
     /// Issuance time.
-    pub issued_at: i64,
+    pub issued_at: UnixTime,
     /// How it was authorized.
     pub issue_kind: IssueKind,
     /// Who authorized it (the actor text).
@@ -169,7 +171,7 @@ pub struct CertRecord {
     #[serde(flatten)]
     pub cert: NewCertificate,
     /// Revocation time, if revoked.
-    pub revoked_at: Option<i64>,
+    pub revoked_at: Option<UnixTime>,
     /// RFC 5280 reason code, if revoked.
     pub revocation_reason: Option<i64>,
 }
@@ -188,7 +190,7 @@ pub struct ConsumeSecret {
     /// The row read before verification; consumption fails if it changed.
     pub secret_id: i64,
     /// Fingerprint of the key the request carried (for re-delivery).
-    pub key_fingerprint: String,
+    pub key_fingerprint: KeyFingerprint,
 }
 
 impl std::fmt::Debug for ConsumeSecret {
@@ -207,11 +209,11 @@ pub struct IssueRecord {
     /// The secret the request proved, consumed atomically with the record.
     pub consume_secret: Option<ConsumeSecret>,
     /// The approval (by key fingerprint) used, consumed atomically.
-    pub consume_approval: Option<String>,
+    pub consume_approval: Option<KeyFingerprint>,
     /// Source address whose failure counter is reset for this device.
     pub reset_lockout_for: Option<String>,
     /// Remove waiting requests of this device with this key fingerprint.
-    pub clear_waiting_key: Option<String>,
+    pub clear_waiting_key: Option<KeyFingerprint>,
     /// The audit entry describing the issuance.
     pub audit: AuditRecord,
 }
@@ -233,7 +235,7 @@ pub struct WaitingRequest {
     /// The device.
     pub device_id: String,
     /// Fingerprint of the submitted public key.
-    pub key_fingerprint: String,
+    pub key_fingerprint: KeyFingerprint,
     /// Key type.
     pub key_type: String,
     /// The submitted public key, PEM.
@@ -245,9 +247,9 @@ pub struct WaitingRequest {
     /// The address the request came from.
     pub source: String,
     /// First request.
-    pub first_seen: i64,
+    pub first_seen: UnixTime,
     /// Latest request.
-    pub last_seen: i64,
+    pub last_seen: UnixTime,
     /// Number of requests.
     pub attempts: i64,
 }
@@ -285,7 +287,7 @@ pub struct Lockout {
     /// Consecutive failures.
     pub failures: u32,
     /// Locked until this time (in the past when not locked).
-    pub locked_until: i64,
+    pub locked_until: UnixTime,
 }
 
 /// Wrong secrets for one device ID from every source together, against
@@ -295,7 +297,7 @@ pub struct GuessBudget {
     /// The secret the guesses were against: a new secret starts afresh.
     pub secret_id: i64,
     /// When the window began.
-    pub window_start: i64,
+    pub window_start: UnixTime,
     /// Wrong secrets in it.
     pub failures: u32,
 }
@@ -341,10 +343,10 @@ impl GuessBudget {
         budget: Option<&GuessBudget>,
         secret_id: i64,
         policy: &LockoutPolicy,
-        now: i64,
-    ) -> Option<i64> {
+        now: UnixTime,
+    ) -> Option<UnixTime> {
         let b = budget?;
-        let until = b.window_start.saturating_add(policy.device_window_secs);
+        let until = b.window_start.plus_secs(policy.device_window_secs);
         (policy.device_budget > 0
             && b.secret_id == secret_id
             && now < until
@@ -371,12 +373,12 @@ impl LockoutPolicy {
         &self,
         secret_id: i64,
         previous: Option<GuessBudget>,
-        now: i64,
+        now: UnixTime,
     ) -> (GuessBudget, bool) {
         let budget = match previous {
             Some(b)
                 if b.secret_id == secret_id
-                    && now < b.window_start.saturating_add(self.device_window_secs) =>
+                    && now < b.window_start.plus_secs(self.device_window_secs) =>
             {
                 GuessBudget {
                     failures: b.failures.saturating_add(1),
@@ -396,18 +398,20 @@ impl LockoutPolicy {
     /// One more failure of (device, source) at `now`, after `previous`
     /// (failures, last failure): the new counter, and the length of the lock
     /// it starts, if it starts one. Both backends store exactly this.
-    pub(crate) fn after_failure(&self, previous: Option<(u32, i64)>, now: i64) -> (Lockout, i64) {
+    pub(crate) fn after_failure(
+        &self,
+        previous: Option<(u32, UnixTime)>,
+        now: UnixTime,
+    ) -> (Lockout, i64) {
         let failures = match previous {
-            Some((n, last)) if now.saturating_sub(last) < self.forget_after_secs => {
-                n.saturating_add(1)
-            }
+            Some((n, last)) if now.secs_since(last) < self.forget_after_secs => n.saturating_add(1),
             _ => 1,
         };
         let lock = self.lock_secs(failures);
         let locked_until = if lock == 0 {
-            0
+            UnixTime::EPOCH
         } else {
-            now.saturating_add(lock)
+            now.plus_secs(lock)
         };
         (
             Lockout {
@@ -425,7 +429,7 @@ pub struct DeviceFacts {
     /// The device.
     pub device_id: String,
     /// First heard of.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// The newest certificate valid now and not revoked.
     pub newest_valid: Option<CertRecord>,
     /// Certificates ever issued.
@@ -463,17 +467,17 @@ pub struct DeviceSummary {
     /// Its status.
     pub status: ProvisionStatus,
     /// First heard of.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// Certificates ever issued.
     pub certificates: u64,
     /// Of which revoked.
     pub revoked: u64,
     /// notAfter of the newest valid, unrevoked certificate.
-    pub valid_until: Option<i64>,
+    pub valid_until: Option<UnixTime>,
     /// Serial of that certificate.
-    pub serial: Option<String>,
+    pub serial: Option<SerialNumber>,
     /// When the newest certificate was issued.
-    pub last_issued_at: Option<i64>,
+    pub last_issued_at: Option<UnixTime>,
     /// A live secret is registered.
     pub live_secret: bool,
     /// Waiting requests recorded.
@@ -490,13 +494,13 @@ pub struct Approval {
     /// The device.
     pub device_id: String,
     /// The approved key.
-    pub key_fingerprint: String,
+    pub key_fingerprint: KeyFingerprint,
     /// Who approved it.
     pub approved_by: String,
     /// When.
-    pub created_at: i64,
+    pub created_at: UnixTime,
     /// Unused approvals lapse at this time.
-    pub expires_at: i64,
+    pub expires_at: UnixTime,
 }
 
 /// An administrator's rejection of a device and key, until cleared.
@@ -505,13 +509,13 @@ pub struct Rejection {
     /// The device.
     pub device_id: String,
     /// The rejected key.
-    pub key_fingerprint: String,
+    pub key_fingerprint: KeyFingerprint,
     /// Who rejected it.
     pub rejected_by: String,
     /// Why (shown to administrators and in the audit log only).
     pub reason: String,
     /// When.
-    pub created_at: i64,
+    pub created_at: UnixTime,
 }
 
 /// A waiting request together with any decision on it.
@@ -533,26 +537,26 @@ pub struct Revocation {
     /// The subject (device ID or credential name).
     pub subject: String,
     /// One certificate only, or every unrevoked one of the subject.
-    pub serial: Option<String>,
+    pub serial: Option<SerialNumber>,
     /// RFC 5280 reason code.
     pub reason: i64,
     /// When.
-    pub at: i64,
+    pub at: UnixTime,
     /// The audit entries, made from the serials revoked.
-    pub audit: crate::audit::AuditOf<[String]>,
+    pub audit: crate::audit::AuditOf<[SerialNumber]>,
 }
 
 /// A revoked certificate, as a CRL lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedCert {
     /// Serial, lower-case hex.
-    pub serial: String,
+    pub serial: SerialNumber,
     /// Revocation time.
-    pub revoked_at: i64,
+    pub revoked_at: UnixTime,
     /// RFC 5280 reason code.
     pub reason: i64,
     /// notAfter (expired certificates may leave the CRL).
-    pub not_after: i64,
+    pub not_after: UnixTime,
 }
 
 /// The current CRL.
@@ -561,9 +565,9 @@ pub struct CrlRecord {
     /// The CRL number; only grows.
     pub number: i64,
     /// thisUpdate.
-    pub this_update: i64,
+    pub this_update: UnixTime,
     /// nextUpdate.
-    pub next_update: i64,
+    pub next_update: UnixTime,
     /// The signed CRL, DER.
     pub der: Vec<u8>,
 }
@@ -576,7 +580,7 @@ pub struct Checkpoint {
     /// That entry's hash.
     pub head_hash: String,
     /// When it was signed.
-    pub at: i64,
+    pub at: UnixTime,
     /// Fingerprint of the signing certificate.
     pub signer: String,
     /// Signature over [`Checkpoint::message`], DER ECDSA (or Ed25519/RSA).
@@ -586,7 +590,7 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// The bytes a checkpoint signature covers.
-    pub fn message(seq: i64, head_hash: &str, at: i64) -> Vec<u8> {
+    pub fn message(seq: i64, head_hash: &str, at: UnixTime) -> Vec<u8> {
         format!("idprov audit checkpoint v1\nseq={seq}\nhead={head_hash}\nat={at}\n").into_bytes()
     }
 }
@@ -624,9 +628,9 @@ pub struct AuditFilter {
     /// Only this actor's.
     pub actor: Option<String>,
     /// Not before this time.
-    pub since: Option<i64>,
+    pub since: Option<UnixTime>,
     /// Not after this time.
-    pub until: Option<i64>,
+    pub until: Option<UnixTime>,
 }
 
 /// Which devices a listing returns.
@@ -690,7 +694,7 @@ pub struct SealedSecret {
     /// Sealing key identity.
     pub key_id: String,
     /// End of its life.
-    pub valid_until: i64,
+    pub valid_until: UnixTime,
 }
 
 impl std::fmt::Debug for SealedSecret {
@@ -730,7 +734,7 @@ pub struct OobView {
     /// The serial of the newest unrevoked certificate issued on an
     /// administrator's approval of (device, key) at or after the window's
     /// start: the approval path's re-delivery (§6 4.4).
-    pub approved_serial: Option<String>,
+    pub approved_serial: Option<SerialNumber>,
 }
 
 /// Devices counted by status, for the dashboard
@@ -762,5 +766,5 @@ pub struct WebPassword {
     /// The argon2id hash in PHC format.
     pub hash: String,
     /// When it was set, Unix seconds.
-    pub updated_at: i64,
+    pub updated_at: UnixTime,
 }

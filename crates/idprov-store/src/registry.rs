@@ -4,6 +4,7 @@
 //! a caller that needs only part of the registry can say so in its types.
 
 use async_trait::async_trait;
+use idprov_proto::{KeyFingerprint, SerialNumber, UnixTime};
 
 use crate::audit::{AuditEntry, AuditOf, AuditRecord};
 use crate::error::Result;
@@ -37,15 +38,15 @@ pub trait Secrets: Send + Sync {
     async fn remove_secret(&self, device_id: &str, audit: AuditRecord) -> Result<bool>;
 
     /// The device's unconsumed secret, if it has not expired at `now`.
-    async fn live_secret(&self, device_id: &str, now: i64) -> Result<Option<StoredSecret>>;
+    async fn live_secret(&self, device_id: &str, now: UnixTime) -> Result<Option<StoredSecret>>;
 
     /// A secret of this device consumed at or after `since` by a request with
     /// this key fingerprint.
     async fn consumed_secret(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
-        since: i64,
+        key_fingerprint: &KeyFingerprint,
+        since: UnixTime,
     ) -> Result<Option<ConsumedSecret>>;
 
     /// Secrets, without their values, in device-ID order.
@@ -58,8 +59,8 @@ pub trait Secrets: Send + Sync {
     async fn purge_secrets(
         &self,
         current_key_id: &str,
-        now: i64,
-        consumed_before: i64,
+        now: UnixTime,
+        consumed_before: UnixTime,
         audit: AuditOf<(u64, u64)>,
     ) -> Result<(u64, u64)>;
 
@@ -81,10 +82,11 @@ pub trait Secrets: Send + Sync {
     ) -> Result<BulkOutcome>;
 
     /// Which of these device IDs already have a live secret.
-    async fn existing_secrets(&self, device_ids: Vec<String>, now: i64) -> Result<Vec<String>>;
+    async fn existing_secrets(&self, device_ids: Vec<String>, now: UnixTime)
+    -> Result<Vec<String>>;
 
     /// Sealed secrets for an export with secrets, in device-ID order.
-    async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>>;
+    async fn sealed_secrets(&self, page: &Page, now: UnixTime) -> Result<Vec<SealedSecret>>;
 
     /// The failure counter of (device, source), if any.
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>>;
@@ -98,7 +100,7 @@ pub trait Secrets: Send + Sync {
         device_id: &str,
         source: &str,
         secret_id: i64,
-        now: i64,
+        now: UnixTime,
         policy: &LockoutPolicy,
     ) -> Result<Failure>;
 
@@ -119,10 +121,10 @@ pub trait Secrets: Send + Sync {
     async fn oob_view(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
+        key_fingerprint: &KeyFingerprint,
         source: &str,
-        now: i64,
-        consumed_since: i64,
+        now: UnixTime,
+        consumed_since: UnixTime,
     ) -> Result<OobView>;
 }
 
@@ -147,15 +149,15 @@ pub trait Queue: Send + Sync {
     async fn waiting_for(&self, device_id: &str) -> Result<Vec<WaitingRequest>>;
 
     /// The waiting queue with each entry's approval or rejection.
-    async fn list_queue(&self, page: &Page, now: i64) -> Result<Vec<QueueEntry>>;
+    async fn list_queue(&self, page: &Page, now: UnixTime) -> Result<Vec<QueueEntry>>;
 
     /// Approves a waiting request's key until `expires_at` (replacing a
     /// rejection); false when no request with that key is waiting.
     async fn approve(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
-        expires_at: i64,
+        key_fingerprint: &KeyFingerprint,
+        expires_at: UnixTime,
         audit: AuditRecord,
     ) -> Result<bool>;
 
@@ -164,7 +166,7 @@ pub trait Queue: Send + Sync {
     async fn reject(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
+        key_fingerprint: &KeyFingerprint,
         reason: &str,
         audit: AuditRecord,
     ) -> Result<bool>;
@@ -174,7 +176,7 @@ pub trait Queue: Send + Sync {
     async fn clear_requests(
         &self,
         device_id: &str,
-        key_fingerprint: Option<&str>,
+        key_fingerprint: Option<&KeyFingerprint>,
         audit: AuditRecord,
     ) -> Result<u64>;
 
@@ -182,20 +184,24 @@ pub trait Queue: Send + Sync {
     async fn approval(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
-        now: i64,
+        key_fingerprint: &KeyFingerprint,
+        now: UnixTime,
     ) -> Result<Option<Approval>>;
 
     /// A rejection of this device and key.
-    async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>>;
+    async fn rejection(
+        &self,
+        device_id: &str,
+        key_fingerprint: &KeyFingerprint,
+    ) -> Result<Option<Rejection>>;
 
     /// Removes waiting requests last seen before `waiting_before`, and
     /// approvals expired at `now`; appends what `audit` makes of the
     /// (waiting, approvals) counts, which it returns.
     async fn expire_queue(
         &self,
-        waiting_before: i64,
-        now: i64,
+        waiting_before: UnixTime,
+        now: UnixTime,
         audit: AuditOf<(u64, u64)>,
     ) -> Result<(u64, u64)>;
 }
@@ -210,33 +216,33 @@ pub trait Devices: Send + Sync {
     async fn record_issue(&self, record: IssueRecord) -> Result<IssueOutcome>;
 
     /// One certificate by serial.
-    async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>>;
+    async fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertRecord>>;
 
     /// Every certificate of a subject and kind, newest first.
     async fn certificates_of(&self, kind: CertKind, subject: &str) -> Result<Vec<CertRecord>>;
 
     /// What the registry knows of a device; `None` if never heard of.
-    async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>>;
+    async fn device(&self, device_id: &str, now: UnixTime) -> Result<Option<DeviceFacts>>;
 
     /// Devices in device-ID order, filtered.
     async fn list_devices(
         &self,
         page: &Page,
-        now: i64,
+        now: UnixTime,
         filter: &DeviceFilter,
     ) -> Result<Vec<DeviceSummary>>;
 
     /// Devices counted by status, certificates expiring before `soon` and
     /// missed renewals, as `list_devices` would classify them.
-    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview>;
+    async fn device_overview(&self, now: UnixTime, soon: UnixTime) -> Result<DeviceOverview>;
 
     /// Gauges for metrics: waiting requests, and valid device certificates
     /// expiring before `soon`.
-    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges>;
+    async fn gauges(&self, now: UnixTime, soon: UnixTime) -> Result<Gauges>;
 
     /// Revokes certificates; returns the serials newly revoked. When there
     /// are some, the revocation's `audit` makes the entries from them.
-    async fn revoke(&self, revocation: Revocation) -> Result<Vec<String>>;
+    async fn revoke(&self, revocation: Revocation) -> Result<Vec<SerialNumber>>;
 
     /// Revokes every certificate of a device and forgets it: its secret,
     /// requests, approvals, rejections and counters go; the certificates stay
@@ -244,12 +250,12 @@ pub trait Devices: Send + Sync {
     async fn remove_device(
         &self,
         device_id: &str,
-        at: i64,
-        audit: AuditOf<[String]>,
-    ) -> Result<Option<Vec<String>>>;
+        at: UnixTime,
+        audit: AuditOf<[SerialNumber]>,
+    ) -> Result<Option<Vec<SerialNumber>>>;
 
     /// Revoked certificates not yet expired at `now`.
-    async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedCert>>;
+    async fn revoked_certificates(&self, now: UnixTime) -> Result<Vec<RevokedCert>>;
 
     /// The next CRL number (the stored one plus one; never reused).
     async fn next_crl_number(&self) -> Result<i64>;

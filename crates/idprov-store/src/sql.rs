@@ -15,6 +15,8 @@ use std::pin::Pin;
 
 use async_trait::async_trait;
 
+use idprov_proto::{KeyFingerprint, SerialNumber, UnixTime};
+
 use crate::error::{Result, StoreError};
 
 /// Which SQL dialect a connection speaks.
@@ -92,9 +94,48 @@ impl<'a> From<&'a Option<String>> for Arg<'a> {
     }
 }
 
+impl<'a> From<&'a Option<UnixTime>> for Arg<'a> {
+    fn from(v: &'a Option<UnixTime>) -> Self {
+        v.map_or(Arg::Null, Arg::from)
+    }
+}
+
+impl<'a> From<&'a Option<SerialNumber>> for Arg<'a> {
+    fn from(v: &'a Option<SerialNumber>) -> Self {
+        v.as_ref().map_or(Arg::Null, Arg::from)
+    }
+}
+
+impl<'a> From<&'a Option<KeyFingerprint>> for Arg<'a> {
+    fn from(v: &'a Option<KeyFingerprint>) -> Self {
+        v.as_ref().map_or(Arg::Null, Arg::from)
+    }
+}
+
 impl<'a> From<&'a Option<i64>> for Arg<'a> {
     fn from(v: &'a Option<i64>) -> Self {
         v.map_or(Arg::Null, Arg::Int)
+    }
+}
+
+// The protocol's newtypes go into SQL as what they are written as: a time
+// as its seconds, a serial and a key fingerprint as their text.
+
+impl From<UnixTime> for Arg<'_> {
+    fn from(v: UnixTime) -> Self {
+        Arg::Int(v.secs())
+    }
+}
+
+impl<'a> From<&'a SerialNumber> for Arg<'a> {
+    fn from(v: &'a SerialNumber) -> Self {
+        Arg::Text(v.as_str())
+    }
+}
+
+impl<'a> From<&'a KeyFingerprint> for Arg<'a> {
+    fn from(v: &'a KeyFingerprint) -> Self {
+        Arg::Text(v.as_str())
     }
 }
 
@@ -157,6 +198,36 @@ impl Row {
             Cell::Null => Ok(None),
             _ => self.int(i).map(Some),
         }
+    }
+
+    /// A Unix time.
+    pub(crate) fn time(&self, i: usize) -> Result<UnixTime> {
+        self.int(i).map(UnixTime::from_secs)
+    }
+
+    pub(crate) fn opt_time(&self, i: usize) -> Result<Option<UnixTime>> {
+        self.opt_int(i).map(|v| v.map(UnixTime::from_secs))
+    }
+
+    /// A serial number stored as its hex text.
+    pub(crate) fn serial(&mut self, i: usize) -> Result<SerialNumber> {
+        let v = self.text(i)?;
+        SerialNumber::parse(&v)
+            .map_err(|e| StoreError::Corrupt(format!("column {i}: serial {v:?}: {e}")))
+    }
+
+    pub(crate) fn opt_serial(&mut self, i: usize) -> Result<Option<SerialNumber>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.serial(i).map(Some),
+        }
+    }
+
+    /// A key fingerprint stored as its text.
+    pub(crate) fn key_fingerprint(&mut self, i: usize) -> Result<KeyFingerprint> {
+        let v = self.text(i)?;
+        KeyFingerprint::parse(&v)
+            .map_err(|e| StoreError::Corrupt(format!("column {i}: {v:?}: {e}")))
     }
 
     /// A count or a non-negative integer.

@@ -67,7 +67,9 @@ fn warn_if_expiring(cert: &Path) {
     else {
         return;
     };
-    let left = info.not_after - idprov_proto::clock::unix_seconds(SystemTime::now());
+    let left = info
+        .not_after
+        .secs_since(idprov_proto::UnixTime::from(SystemTime::now()));
     if left < idprov_proto::clock::secs(ADMIN_EXPIRY_WARNING) {
         eprintln!(
             "warning: the administrator certificate {} expires in {} days",
@@ -413,7 +415,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                         .iter()
                         .map(|c| {
                             [
-                                c.serial.clone(),
+                                c.serial.to_string(),
                                 c.issued_at.clone(),
                                 c.not_after.clone(),
                                 c.issue_kind.to_string(),
@@ -483,7 +485,7 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                         .map(|w| {
                             [
                                 w.device_id.clone(),
-                                w.key_fingerprint.clone(),
+                                w.key_fingerprint.to_string(),
                                 w.key_type.clone(),
                                 w.state.to_string(),
                                 w.claimed_ip.clone(),

@@ -120,7 +120,7 @@ fn write_p12(
                 .map_err(|e| Failure::usage(format!("PKCS#12 certificate: {e}")))?,
         );
     }
-    let local_key_id = issued.serial.as_bytes().to_vec();
+    let local_key_id = issued.serial.as_str().as_bytes().to_vec();
     let mut store = KeyStore::new();
     store.add_entry(
         name,
@@ -273,7 +273,7 @@ async fn list(conn: &Connection, ou: Option<&str>) -> Result<(), Failure> {
                     [
                         c.kind.to_string(),
                         c.subject.clone(),
-                        c.serial.clone(),
+                        c.serial.to_string(),
                         c.not_after.clone(),
                         c.revoked_at.clone().unwrap_or_else(|| "-".into()),
                         c.authorized_by.clone(),

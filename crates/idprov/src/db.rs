@@ -52,7 +52,7 @@ pub async fn db(cmd: DbCommand) -> Result<(), Failure> {
                 message: e.to_string(),
             };
             let registry = PostgresRegistry::connect(&to).await.map_err(fail)?;
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let now = idprov_proto::UnixTime::from(std::time::SystemTime::now());
             let from = source.display().to_string();
             let audit = AuditOf::one(move |report: &MigrationReport| {
                 AuditRecord::new(

@@ -132,10 +132,17 @@ fn device_certificate_profile() {
     assert_eq!(crl, vec!["https://hub.local:43776/idprov/crl".to_string()]);
 
     // Backdated by one minute, valid for 30 days from now.
-    let now_unix = idprov_proto::clock::unix_seconds(now);
-    assert_eq!(issued.not_before, now_unix - 60);
-    assert_eq!(issued.not_after, now_unix + 30 * 86_400);
-    assert_eq!(cert.validity().not_before.timestamp(), issued.not_before);
+    let now_unix = idprov_proto::UnixTime::from(now);
+    assert_eq!(issued.not_before, now_unix.plus_secs(-60));
+    assert_eq!(issued.not_after, now_unix.plus_secs(30 * 86_400));
+    assert_eq!(
+        cert.validity().not_before.timestamp(),
+        issued.not_before.secs()
+    );
+    assert_eq!(
+        idprov_proto::SerialNumber::from_octets(cert.raw_serial()).expect("serial"),
+        issued.serial
+    );
     // The serial is at least 64 bits and positive.
     assert!(cert.raw_serial().len() >= 8);
     assert!(cert.raw_serial()[0] & 0x80 == 0);
@@ -147,7 +154,7 @@ fn serials_are_random_even_for_the_same_key() {
     let g = new_ca();
     let key = KeyAlgorithm::EcdsaP256.generate().expect("key");
     let public = PublicKey::from_pem(&key.public_key_pem()).expect("public");
-    let serials: HashSet<String> = (0..20)
+    let serials: HashSet<idprov_proto::SerialNumber> = (0..20)
         .map(|_| {
             g.ca.issue(&public, &device_params(SystemTime::now()))
                 .expect("issue")

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use idprov_proto::clock::{from_unix_seconds, unix_seconds};
+use idprov_proto::UnixTime;
 use tokio::sync::watch;
 
 use super::{Device, DeviceError, DeviceOptions, Outcome};
@@ -46,10 +46,10 @@ fn jitter(d: Duration) -> Duration {
 
 /// When to renew a certificate: a random point between 45% and 55% of its
 /// validity, chosen once per certificate.
-pub fn renewal_time(not_before: i64, not_after: i64) -> SystemTime {
-    let span = (not_after - not_before).max(0) as f64;
-    let at = not_before as f64 + span * random_fraction(0.45, 0.55);
-    from_unix_seconds(at as i64)
+pub fn renewal_time(not_before: UnixTime, not_after: UnixTime) -> SystemTime {
+    let span = not_after.secs_since(not_before).max(0) as f64;
+    let at = not_before.secs() as f64 + span * random_fraction(0.45, 0.55);
+    SystemTime::from(UnixTime::from_secs(at as i64))
 }
 
 /// Waits until the device clock reaches `until`, or shutdown.
@@ -84,7 +84,7 @@ pub async fn run(
     let mut device = Device::open(options)?;
     let id = device.options().device_id.to_string();
     let mut backoff = pace.min_wait;
-    let mut renew_at: Option<(String, SystemTime)> = None;
+    let mut renew_at: Option<(idprov_proto::SerialNumber, SystemTime)> = None;
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -94,7 +94,7 @@ pub async fn run(
         // Decide what to do: renew a valid certificate when due, or go the
         // OOB path when there is none (or it expired).
         let renewing = match &current {
-            Some((_, leaf)) if unix_seconds(now) < leaf.not_after => {
+            Some((_, leaf)) if UnixTime::from(now) < leaf.not_after => {
                 let due = match &renew_at {
                     Some((serial, at)) if *serial == leaf.serial => *at,
                     _ => {
@@ -178,7 +178,11 @@ mod tests {
     #[test]
     fn renewal_falls_between_45_and_55_percent() {
         for _ in 0..1000 {
-            let at = unix_seconds(renewal_time(1000, 2000));
+            let at = UnixTime::from(renewal_time(
+                UnixTime::from_secs(1000),
+                UnixTime::from_secs(2000),
+            ))
+            .secs();
             assert!((1450..=1550).contains(&at), "{at}");
         }
         for _ in 0..1000 {

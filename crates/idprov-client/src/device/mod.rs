@@ -12,11 +12,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use idprov_proto::clock::{Clock, SystemClock, unix_seconds};
+use idprov_proto::clock::{Clock, SystemClock};
 use idprov_proto::{
     DeviceId, Directory, Fingerprint, OobSecret, ProvisionRequest, ProvisionResponse,
     ProvisionStatus,
 };
+use idprov_proto::{SerialNumber, UnixTime};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use zeroize::Zeroizing;
@@ -219,12 +220,12 @@ pub enum Outcome {
 /// A certificate the device installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Installed {
-    /// Serial, lower-case hex.
-    pub serial: String,
-    /// notBefore, Unix seconds.
-    pub not_before: i64,
-    /// notAfter, Unix seconds.
-    pub not_after: i64,
+    /// Serial.
+    pub serial: SerialNumber,
+    /// notBefore.
+    pub not_before: UnixTime,
+    /// notAfter.
+    pub not_after: UnixTime,
     /// Which key verified the answer: "secret" or "empty key".
     pub verified_with: &'static str,
 }
@@ -629,7 +630,7 @@ impl Device {
             .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
             .map(|a| a.to_owned())
             .collect();
-        let secs = u64::try_from(unix_seconds(now)).unwrap_or(0);
+        let secs = u64::try_from(UnixTime::from(now).secs()).unwrap_or(0);
         let cert = webpki::EndEntityCert::try_from(leaf_der)
             .map_err(|e| DeviceError::BadCertificate(e.to_string()))?;
         cert.verify_for_usage(
@@ -647,7 +648,8 @@ impl Device {
             ))
         })?;
         let stamp = time_stamp(now);
-        let name = format!("{stamp}-{}", &leaf.serial[..leaf.serial.len().min(16)]);
+        let serial = leaf.serial.as_str();
+        let name = format!("{stamp}-{}", &serial[..serial.len().min(16)]);
         let key_pem = Zeroizing::new(self.key.serialize_pem());
         self.store
             .install(&name, &key_pem, &answer.client_cert, &answer.ca_cert)
@@ -684,7 +686,7 @@ fn server_date(resp: &reqwest::Response) -> Option<SystemTime> {
 }
 
 fn time_stamp(t: SystemTime) -> String {
-    format!("{:012}", unix_seconds(t).max(0))
+    format!("{:012}", UnixTime::from(t).secs().max(0))
 }
 
 fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
@@ -713,8 +715,8 @@ fn pem_fingerprints(pem: &str) -> impl Iterator<Item = Fingerprint> + '_ {
 
 /// A certificate time for the device's log: RFC 3339, or the raw number
 /// when it is outside what `SystemTime` holds.
-fn unix_rfc3339(unix: i64) -> String {
-    u64::try_from(unix)
+fn unix_rfc3339(unix: UnixTime) -> String {
+    u64::try_from(unix.secs())
         .ok()
         .and_then(|secs| SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(secs)))
         .map(|t| humantime::format_rfc3339_seconds(t).to_string())

@@ -9,7 +9,7 @@ use idprov_proto::{DeviceId, OobSecret};
 use idprov_testkit::{TestServer, capture_logs, captured_logs};
 use tokio::sync::watch;
 
-fn serial_in(dir: &std::path::Path) -> Option<String> {
+fn serial_in(dir: &std::path::Path) -> Option<idprov_proto::SerialNumber> {
     let pem = std::fs::read_to_string(dir.join("current/cert.pem")).ok()?;
     leaf_of_pem(&pem).ok().map(|l| l.serial)
 }
@@ -55,7 +55,7 @@ async fn the_agent_provisions_renews_and_recovers_from_expiry() {
     server.clock.advance(Duration::from_secs(13 * 86_400));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        serial_in(&dir).as_deref(),
+        serial_in(&dir).as_ref().map(|s| s.as_str()),
         Some(first.as_str()),
         "not before 45%"
     );
@@ -116,7 +116,7 @@ async fn a_refused_renewal_retries_once_without_the_certificate() {
             &idprov_proto::admin::RevokeRequest {
                 reason: Some("keyCompromise".into()),
                 note: None,
-                serial: Some(serial.clone()),
+                serial: Some(serial.to_string()),
             },
         )
         .await

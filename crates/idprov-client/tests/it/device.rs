@@ -192,7 +192,7 @@ async fn a_device_without_a_real_time_clock_uses_the_servers_time() {
         now > SystemTime::now() - Duration::from_secs(120),
         "{now:?}"
     );
-    assert!(installed.not_after > idprov_proto::clock::unix_seconds(SystemTime::now()));
+    assert!(installed.not_after > idprov_proto::UnixTime::from(SystemTime::now()));
 }
 
 #[tokio::test]

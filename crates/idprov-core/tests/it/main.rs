@@ -11,7 +11,8 @@ use idprov_core::{
     AnswerKey, Claimed, Identity, Outcome, Policy, Proof, Provisioner, Refusal, Request, Role,
     secrets::SecretBox,
 };
-use idprov_proto::clock::{Clock, ManualClock, unix_seconds};
+use idprov_proto::UnixTime;
+use idprov_proto::clock::{Clock, ManualClock};
 use idprov_proto::{DeviceId, OobSecret, ProvisionRequest};
 use idprov_store::{
     Actor, AuditEvent, AuditOf, AuditRecord, LockoutPolicy, NewSecret, PutSecretOutcome, Registry,
@@ -82,8 +83,8 @@ fn lab_with(policy: Policy) -> Lab {
 }
 
 impl Lab {
-    fn now(&self) -> i64 {
-        unix_seconds(self.clock.now())
+    fn now(&self) -> UnixTime {
+        UnixTime::from(self.clock.now())
     }
 
     async fn add_secret(&self, device: &str, secret: &str) {
@@ -100,7 +101,7 @@ impl Lab {
                         .expect("seal"),
                     key_id: self.core.secrets().key_id().into(),
                     created_at: now,
-                    valid_until: now + 3 * 86_400,
+                    valid_until: now.plus_secs(3 * 86_400),
                     created_by: Actor::named("admin", "admin"),
                 },
                 AuditOf::one(move |outcome: &PutSecretOutcome| {
@@ -108,7 +109,7 @@ impl Lab {
                         now,
                         Actor::named("admin", "admin"),
                         AuditEvent::SecretAdded {
-                            valid_until: now + 3 * 86_400,
+                            valid_until: now.plus_secs(3 * 86_400),
                             short: None,
                             generated: None,
                             labels: None,
@@ -127,14 +128,14 @@ impl Lab {
             self.registry
                 .approve(
                     device,
-                    &key.public.fingerprint().to_string(),
-                    self.now() + 3 * 86_400,
+                    &key.public.fingerprint(),
+                    self.now().plus_secs(3 * 86_400),
                     AuditRecord::new(
                         self.now(),
                         Actor::named("admin", "admin"),
                         AuditEvent::RequestApproved {
-                            key_fingerprint: key.public.fingerprint().to_string(),
-                            expires_at: self.now() + 3 * 86_400,
+                            key_fingerprint: key.public.fingerprint(),
+                            expires_at: self.now().plus_secs(3 * 86_400),
                         },
                         Some(device),
                     ),
@@ -334,13 +335,13 @@ async fn step_4_2_a_rejected_key_is_rejected_without_counting() {
         lab.registry
             .reject(
                 "rej-1",
-                &k.public.fingerprint().to_string(),
+                &k.public.fingerprint(),
                 "not ours",
                 AuditRecord::new(
                     lab.now(),
                     Actor::system(),
                     AuditEvent::RequestRejected {
-                        key_fingerprint: k.public.fingerprint().to_string(),
+                        key_fingerprint: k.public.fingerprint(),
                         reason: "not ours".into(),
                     },
                     Some("rej-1"),
@@ -387,7 +388,7 @@ async fn step_4_3_an_approval_issues_once_with_the_empty_key() {
     assert!(matches!(issued.key, AnswerKey::Empty));
     assert!(
         lab.registry
-            .approval("app-1", &k.public.fingerprint().to_string(), lab.now())
+            .approval("app-1", &k.public.fingerprint(), lab.now())
             .await
             .expect("read")
             .is_none(),

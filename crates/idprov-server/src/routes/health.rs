@@ -77,7 +77,7 @@ pub(crate) async fn metrics(
         }
     }
     let now = app.now_unix();
-    if let Ok(g) = app.registry.gauges(now, now + 7 * 86_400).await {
+    if let Ok(g) = app.registry.gauges(now, now.plus_secs(7 * 86_400)).await {
         metrics::gauge!(crate::observe::WAITING).set(g.waiting as f64);
         metrics::gauge!(crate::observe::EXPIRING_SOON).set(g.expiring as f64);
     }

@@ -362,8 +362,8 @@ pub(crate) fn page_query(
 }
 
 /// RFC 3339 in UTC.
-pub(crate) fn rfc3339(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
+pub(crate) fn rfc3339(unix: idprov_proto::UnixTime) -> String {
+    OffsetDateTime::from_unix_timestamp(unix.secs())
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_else(|| unix.to_string())

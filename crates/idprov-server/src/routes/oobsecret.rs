@@ -21,7 +21,7 @@ use crate::state::AppState;
 pub(crate) struct Registration {
     pub device_id: DeviceId,
     pub secret: OobSecret,
-    pub valid_until: i64,
+    pub valid_until: idprov_proto::UnixTime,
     pub warnings: Vec<String>,
 }
 
@@ -45,7 +45,7 @@ impl From<FieldError> for ApiError {
 pub(crate) fn validate(
     msg: &OobSecretMessage,
     config: &crate::config::ServerConfig,
-    now: i64,
+    now: idprov_proto::UnixTime,
     default_lifetime: i64,
 ) -> Result<Registration, FieldError> {
     let invalid = |field, message| FieldError { field, message };
@@ -57,7 +57,7 @@ pub(crate) fn validate(
     let secret = OobSecret::parse(&msg.oob_secret)
         .map_err(|e| invalid("oobSecret", format!("field \"oobSecret\": {e}")))?;
     let valid_until = if msg.valid_until.is_empty() {
-        now.saturating_add(default_lifetime)
+        now.plus_secs(default_lifetime)
     } else {
         let t = OffsetDateTime::parse(&msg.valid_until, &Rfc3339).map_err(|_| {
             invalid(
@@ -65,7 +65,7 @@ pub(crate) fn validate(
                 "field \"validUntil\": not an RFC 3339 time (e.g. 2026-12-01T12:00:00Z)".into(),
             )
         })?;
-        let t = t.unix_timestamp();
+        let t = idprov_proto::UnixTime::from_secs(t.unix_timestamp());
         if t <= now {
             return Err(invalid(
                 "validUntil",

@@ -133,10 +133,7 @@ async fn every_admin_route_refuses_everyone_but_an_administrator() {
     assert!(
         server
             .registry()
-            .live_secret(
-                "sensor-1",
-                idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock))
-            )
+            .live_secret("sensor-1", idprov_proto::clock::unix_now(&*server.clock))
             .await
             .expect("read")
             .is_some()

@@ -28,7 +28,7 @@ async fn snapshot(server: &TestServer) -> (usize, usize, usize) {
     };
     (
         reg.audit_entries(0, 10_000).await.expect("audit").len(),
-        reg.list_devices(&page, 0, &Default::default())
+        reg.list_devices(&page, idprov_proto::UnixTime::EPOCH, &Default::default())
             .await
             .expect("devices")
             .len(),
@@ -467,7 +467,7 @@ async fn device_ids_that_name_a_role_or_this_server_are_refused() {
         assert!(
             server
                 .registry()
-                .device(id, 0)
+                .device(id, idprov_proto::UnixTime::EPOCH)
                 .await
                 .expect("read")
                 .is_none()

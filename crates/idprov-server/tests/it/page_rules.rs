@@ -94,7 +94,10 @@ async fn a_csv_upload_is_read_as_the_cli_reads_it_with_errors_by_line() {
     );
     let none = server
         .registry()
-        .existing_secrets(vec!["csv-1".into(), "csv-2".into()], 0)
+        .existing_secrets(
+            vec!["csv-1".into(), "csv-2".into()],
+            idprov_proto::UnixTime::EPOCH,
+        )
         .await
         .expect("secrets");
     assert!(none.is_empty(), "{none:?}");
@@ -342,7 +345,7 @@ async fn a_label_sheet_replaces_all_its_secrets_in_one_transaction_or_none() {
         .registry()
         .existing_secrets(
             vec!["sheet-1".into(), "sheet-2".into(), "sheet-3".into()],
-            0,
+            idprov_proto::UnixTime::EPOCH,
         )
         .await
         .expect("secrets");
@@ -394,7 +397,10 @@ async fn a_label_sheet_replaces_all_its_secrets_in_one_transaction_or_none() {
     );
     let existing = server
         .registry()
-        .existing_secrets(vec!["sheet-2".into(), "sheet-3".into()], 0)
+        .existing_secrets(
+            vec!["sheet-2".into(), "sheet-3".into()],
+            idprov_proto::UnixTime::EPOCH,
+        )
         .await
         .expect("secrets");
     assert_eq!(existing, ["sheet-2", "sheet-3"]);

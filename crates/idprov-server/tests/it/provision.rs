@@ -619,10 +619,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     assert!(
         server
             .registry()
-            .live_secret(
-                "pin-1",
-                idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock))
-            )
+            .live_secret("pin-1", idprov_proto::clock::unix_now(&*server.clock))
             .await
             .expect("read")
             .is_some()
@@ -630,8 +627,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
     let queue = server.admin().list_requests(None).await.expect("queue");
     let fp = idprov_ca::PublicKey::from_pem(&device.request(None).public_key_pem)
         .expect("key")
-        .fingerprint()
-        .to_string();
+        .fingerprint();
     assert!(
         queue
             .iter()
@@ -651,7 +647,7 @@ async fn guessing_from_many_addresses_spends_the_device_budget() {
             "pin-1",
             "approve",
             &idprov_proto::admin::Decision {
-                key_fingerprint: Some(fp),
+                key_fingerprint: Some(fp.to_string()),
                 reason: None,
             },
         )

@@ -213,7 +213,7 @@ async fn a_revoked_device_certificate_falls_to_the_oob_path() {
             &idprov_proto::admin::RevokeRequest {
                 reason: Some("keyCompromise".into()),
                 note: None,
-                serial: Some(serial.clone()),
+                serial: Some(serial.to_string()),
             },
         )
         .await

@@ -520,10 +520,7 @@ async fn revoking_an_administrator_or_changing_a_password_ends_sessions() {
     assert!(
         server
             .registry()
-            .live_secret(
-                "planted",
-                idprov_proto::clock::unix_seconds(idprov_proto::clock::Clock::now(&*server.clock))
-            )
+            .live_secret("planted", idprov_proto::clock::unix_now(&*server.clock))
             .await
             .expect("read")
             .is_none()

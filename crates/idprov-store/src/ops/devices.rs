@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
-use idprov_proto::ProvisionStatus;
+use idprov_proto::{ProvisionStatus, SerialNumber, UnixTime};
 
 use super::append_all;
 use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
@@ -197,12 +197,12 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
 /// order.
 async fn revoke_where(
     db: &mut dyn Db,
-    at: i64,
+    at: UnixTime,
     reason: i64,
     filter: &str,
     filter_args: &[crate::sql::Arg<'_>],
-) -> Result<Vec<String>> {
-    let mut all = vec![crate::sql::Arg::Int(at), crate::sql::Arg::Int(reason)];
+) -> Result<Vec<SerialNumber>> {
+    let mut all = vec![crate::sql::Arg::from(at), crate::sql::Arg::Int(reason)];
     all.extend_from_slice(filter_args);
     // RETURNING has no defined order: sorted by issuance here.
     let rows = db
@@ -215,7 +215,7 @@ async fn revoke_where(
             &all,
         )
         .await?;
-    let mut revoked = decode(rows, |mut r| Ok((r.int(0)?, r.text(1)?)))?;
+    let mut revoked = decode(rows, |mut r| Ok((r.int(0)?, r.serial(1)?)))?;
     revoked.sort_unstable();
     Ok(revoked.into_iter().map(|(_, serial)| serial).collect())
 }
@@ -235,7 +235,7 @@ impl<B: Backend> Devices for Store<B> {
         .await
     }
 
-    async fn certificate(&self, serial: &str) -> Result<Option<CertRecord>> {
+    async fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertRecord>> {
         let serial = serial.to_owned();
         in_read!(self, |db| {
             first(
@@ -272,7 +272,7 @@ impl<B: Backend> Devices for Store<B> {
         .await
     }
 
-    async fn device(&self, device_id: &str, now: i64) -> Result<Option<DeviceFacts>> {
+    async fn device(&self, device_id: &str, now: UnixTime) -> Result<Option<DeviceFacts>> {
         let device_id = device_id.to_owned();
         in_read!(self, |db| {
             // One statement, so one snapshot for all the facts.
@@ -282,7 +282,7 @@ impl<B: Backend> Devices for Store<B> {
             let newest_valid = joined(&mut r, 7, 8)?;
             Ok(Some(DeviceFacts {
                 device_id,
-                created_at: r.int(0)?,
+                created_at: r.time(0)?,
                 newest_valid,
                 certificates: r.count(1)?,
                 revoked: r.count(2)?,
@@ -298,7 +298,7 @@ impl<B: Backend> Devices for Store<B> {
     async fn list_devices(
         &self,
         page: &Page,
-        now: i64,
+        now: UnixTime,
         filter: &DeviceFilter,
     ) -> Result<Vec<DeviceSummary>> {
         let after = page.after.clone().unwrap_or_default();
@@ -322,12 +322,12 @@ impl<B: Backend> Devices for Store<B> {
                     let status = r.text(11)?;
                     Ok(DeviceSummary {
                         device_id: r.text(0)?,
-                        created_at: r.int(1)?,
+                        created_at: r.time(1)?,
                         certificates: r.count(2)?,
                         revoked: r.count(3)?,
-                        valid_until: r.opt_int(4)?,
-                        serial: r.opt_text(5)?,
-                        last_issued_at: r.opt_int(6)?,
+                        valid_until: r.opt_time(4)?,
+                        serial: r.opt_serial(5)?,
+                        last_issued_at: r.opt_time(6)?,
                         live_secret: r.bool(7)?,
                         waiting: r.count(8)?,
                         approved: r.bool(9)?,
@@ -342,7 +342,7 @@ impl<B: Backend> Devices for Store<B> {
         .await
     }
 
-    async fn device_overview(&self, now: i64, soon: i64) -> Result<DeviceOverview> {
+    async fn device_overview(&self, now: UnixTime, soon: UnixTime) -> Result<DeviceOverview> {
         in_read!(self, |db| {
             // The classification of list_devices, counted.
             let r = db.one(&OVERVIEW_SQL, args![now, soon]).await?;
@@ -359,7 +359,7 @@ impl<B: Backend> Devices for Store<B> {
         .await
     }
 
-    async fn gauges(&self, now: i64, soon: i64) -> Result<Gauges> {
+    async fn gauges(&self, now: UnixTime, soon: UnixTime) -> Result<Gauges> {
         in_read!(self, |db| {
             let r = db
                 .one(
@@ -379,7 +379,7 @@ impl<B: Backend> Devices for Store<B> {
         .await
     }
 
-    async fn revoke(&self, r: Revocation) -> Result<Vec<String>> {
+    async fn revoke(&self, r: Revocation) -> Result<Vec<SerialNumber>> {
         in_write!(self, |db| {
             let serials = revoke_where(
                 db,
@@ -401,9 +401,9 @@ impl<B: Backend> Devices for Store<B> {
     async fn remove_device(
         &self,
         device_id: &str,
-        at: i64,
-        audit: AuditOf<[String]>,
-    ) -> Result<Option<Vec<String>>> {
+        at: UnixTime,
+        audit: AuditOf<[SerialNumber]>,
+    ) -> Result<Option<Vec<SerialNumber>>> {
         let device_id = device_id.to_owned();
         in_write!(self, |db| {
             let known = db
@@ -446,7 +446,7 @@ impl<B: Backend> Devices for Store<B> {
         .await
     }
 
-    async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedCert>> {
+    async fn revoked_certificates(&self, now: UnixTime) -> Result<Vec<RevokedCert>> {
         in_read!(self, |db| {
             all(db, "SELECT serial, revoked_at, COALESCE(revocation_reason, 0), not_after FROM certificates
                      WHERE revoked_at IS NOT NULL AND not_after >= $1 ORDER BY id",

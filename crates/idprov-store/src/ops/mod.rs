@@ -18,6 +18,7 @@ use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 use crate::sql::{Arg, Db, Row, args};
+use idprov_proto::UnixTime;
 
 /// The registry on a backend. [`crate::SqliteRegistry`] and
 /// [`crate::PostgresRegistry`] are this over their backends.
@@ -94,7 +95,7 @@ pub(crate) async fn append_all(db: &mut dyn Db, records: Vec<AuditRecord>) -> Re
 }
 
 /// Records the device as known (first heard of at `now`) unless it is.
-pub(crate) async fn ensure_device(db: &mut dyn Db, device_id: &str, now: i64) -> Result<()> {
+pub(crate) async fn ensure_device(db: &mut dyn Db, device_id: &str, now: UnixTime) -> Result<()> {
     db.exec(
         "INSERT INTO devices (device_id, created_at) VALUES ($1, $2)
          ON CONFLICT (device_id) DO NOTHING",
@@ -173,31 +174,37 @@ pub(crate) const AUDIT_COLUMNS: &str = audit_columns!();
 
 from_row! {
     NewCertificate {
-        serial: text, kind: cert_kind, subject: text, pem: text, key_fingerprint: text,
-        key_type: text, not_before: int, not_after: int, issued_at: int,
-        issue_kind: issue_kind, authorized_by: text,
+        serial: serial, kind: cert_kind, subject: text, pem: text,
+        key_fingerprint: key_fingerprint, key_type: text, not_before: time, not_after: time,
+        issued_at: time, issue_kind: issue_kind, authorized_by: text,
     }
     WaitingRequest {
-        device_id: text, key_fingerprint: text, key_type: text, public_key_pem: text,
-        claimed_ip: text, claimed_mac: text, source: text, first_seen: int, last_seen: int,
+        device_id: text, key_fingerprint: key_fingerprint, key_type: text, public_key_pem: text,
+        claimed_ip: text, claimed_mac: text, source: text, first_seen: time, last_seen: time,
         attempts: int,
     }
     AuditEntry {
-        seq: int, at: int, actor: text, event: text, device_id: opt_text, detail: json,
+        seq: int, at: time, actor: text, event: text, device_id: opt_text, detail: json,
         prev_hash: text, hash: text,
     }
-    Approval { device_id: text, key_fingerprint: text, approved_by: text, created_at: int, expires_at: int }
-    Rejection { device_id: text, key_fingerprint: text, rejected_by: text, reason: text, created_at: int }
-    GuessBudget { secret_id: int, window_start: int, failures: u32 }
-    Lockout { failures: u32, locked_until: int }
-    StoredSecret { id: int, device_id: text, sealed: blob, key_id: text, created_at: int, valid_until: int }
-    ConsumedSecret { sealed: blob, key_id: text, serial: text, consumed_at: int }
-    SecretSummary { device_id: text, created_at: int, valid_until: int, created_by: text }
-    SealedSecret { device_id: text, sealed: blob, key_id: text, valid_until: int }
-    WebPassword { name: text, hash: text, updated_at: int }
-    Checkpoint { seq: int, head_hash: text, at: int, signer: text, signature: blob }
-    CrlRecord { number: int, this_update: int, next_update: int, der: blob }
-    RevokedCert { serial: text, revoked_at: int, reason: int, not_after: int }
+    Approval {
+        device_id: text, key_fingerprint: key_fingerprint, approved_by: text, created_at: time,
+        expires_at: time,
+    }
+    Rejection {
+        device_id: text, key_fingerprint: key_fingerprint, rejected_by: text, reason: text,
+        created_at: time,
+    }
+    GuessBudget { secret_id: int, window_start: time, failures: u32 }
+    Lockout { failures: u32, locked_until: time }
+    StoredSecret { id: int, device_id: text, sealed: blob, key_id: text, created_at: time, valid_until: time }
+    ConsumedSecret { sealed: blob, key_id: text, serial: serial, consumed_at: time }
+    SecretSummary { device_id: text, created_at: time, valid_until: time, created_by: text }
+    SealedSecret { device_id: text, sealed: blob, key_id: text, valid_until: time }
+    WebPassword { name: text, hash: text, updated_at: time }
+    Checkpoint { seq: int, head_hash: text, at: time, signer: text, signature: blob }
+    CrlRecord { number: int, this_update: time, next_update: time, der: blob }
+    RevokedCert { serial: serial, revoked_at: time, reason: int, not_after: time }
 }
 
 /// The record at columns `at`… of a `LEFT JOIN`, when it matched: when
@@ -214,7 +221,7 @@ impl FromRow for CertRecord {
     fn from_row(r: &mut Row, at: usize) -> Result<Self> {
         Ok(CertRecord {
             cert: NewCertificate::from_row(r, at)?,
-            revoked_at: r.opt_int(at + 11)?,
+            revoked_at: r.opt_time(at + 11)?,
             revocation_reason: r.opt_int(at + 12)?,
         })
     }

@@ -1,6 +1,7 @@
 //! [`Queue`]: the waiting queue, approvals and rejections, on any backend.
 
 use async_trait::async_trait;
+use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
 use super::rules::waiting_page;
@@ -15,7 +16,11 @@ use crate::registry::Queue;
 use crate::sql::{Backend, Db, args};
 
 /// Whether a request of (device, key) is waiting.
-async fn is_waiting(db: &mut dyn Db, device_id: &str, key_fingerprint: &str) -> Result<bool> {
+async fn is_waiting(
+    db: &mut dyn Db,
+    device_id: &str,
+    key_fingerprint: &KeyFingerprint,
+) -> Result<bool> {
     db.one(
         "SELECT EXISTS(SELECT 1 FROM waiting_requests WHERE device_id = $1 AND key_fingerprint = $2)",
         args![device_id, key_fingerprint],
@@ -160,7 +165,7 @@ impl<B: Backend> Queue for Store<B> {
         .await
     }
 
-    async fn list_queue(&self, page: &Page, now: i64) -> Result<Vec<QueueEntry>> {
+    async fn list_queue(&self, page: &Page, now: UnixTime) -> Result<Vec<QueueEntry>> {
         let (device, fp) = page.waiting_cursor();
         let limit = page.sql_limit();
         in_read!(self, |db| {
@@ -192,8 +197,8 @@ impl<B: Backend> Queue for Store<B> {
     async fn approve(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
-        expires_at: i64,
+        key_fingerprint: &KeyFingerprint,
+        expires_at: UnixTime,
         audit: AuditRecord,
     ) -> Result<bool> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
@@ -224,7 +229,7 @@ impl<B: Backend> Queue for Store<B> {
     async fn reject(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
+        key_fingerprint: &KeyFingerprint,
         reason: &str,
         audit: AuditRecord,
     ) -> Result<bool> {
@@ -260,11 +265,11 @@ impl<B: Backend> Queue for Store<B> {
     async fn clear_requests(
         &self,
         device_id: &str,
-        key_fingerprint: Option<&str>,
+        key_fingerprint: Option<&KeyFingerprint>,
         audit: AuditRecord,
     ) -> Result<u64> {
         let device_id = device_id.to_owned();
-        let fp = key_fingerprint.map(str::to_owned);
+        let fp = key_fingerprint.cloned();
         in_write!(self, |db| {
             let mut n = 0;
             for table in ["waiting_requests", "approvals", "rejections"] {
@@ -289,8 +294,8 @@ impl<B: Backend> Queue for Store<B> {
     async fn approval(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
-        now: i64,
+        key_fingerprint: &KeyFingerprint,
+        now: UnixTime,
     ) -> Result<Option<Approval>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
         in_read!(self, |db| {
@@ -301,7 +306,11 @@ impl<B: Backend> Queue for Store<B> {
         .await
     }
 
-    async fn rejection(&self, device_id: &str, key_fingerprint: &str) -> Result<Option<Rejection>> {
+    async fn rejection(
+        &self,
+        device_id: &str,
+        key_fingerprint: &KeyFingerprint,
+    ) -> Result<Option<Rejection>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
         in_read!(self, |db| {
             first(
@@ -318,8 +327,8 @@ impl<B: Backend> Queue for Store<B> {
 
     async fn expire_queue(
         &self,
-        waiting_before: i64,
-        now: i64,
+        waiting_before: UnixTime,
+        now: UnixTime,
         audit: AuditOf<(u64, u64)>,
     ) -> Result<(u64, u64)> {
         in_write!(self, |db| {

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use idprov_proto::ProvisionStatus;
+use idprov_proto::{ProvisionStatus, UnixTime};
 
 /// What the status table looks at, per device.
 #[derive(Debug, Clone, Copy)]
@@ -85,10 +85,18 @@ const RENEWAL_GRACE_SECS: i64 = 86_400;
 
 /// Whether the device whose latest certificate is this one (not revoked)
 /// missed its renewal at `now`.
-pub fn missed_renewal(not_before: i64, not_after: i64, revoked: bool, now: i64) -> bool {
+pub fn missed_renewal(
+    not_before: UnixTime,
+    not_after: UnixTime,
+    revoked: bool,
+    now: UnixTime,
+) -> bool {
+    let validity = not_after.secs_since(not_before);
     !revoked
         && now
-            > not_before + (not_after - not_before) * RENEWAL_DUE_PERCENT / 100 + RENEWAL_GRACE_SECS
+            > not_before
+                .plus_secs(validity.saturating_mul(RENEWAL_DUE_PERCENT) / 100)
+                .plus_secs(RENEWAL_GRACE_SECS)
 }
 
 /// [`missed_renewal`] in SQL, for the latest certificate `l` (joined, NULL
@@ -197,7 +205,12 @@ mod tests {
                         .unwrap();
                     assert_eq!(
                         got,
-                        missed_renewal(nb, na, revoked.is_some(), now),
+                        missed_renewal(
+                            UnixTime::from_secs(nb),
+                            UnixTime::from_secs(na),
+                            revoked.is_some(),
+                            UnixTime::from_secs(now)
+                        ),
                         "{nb} {na} {now}"
                     );
                 }

@@ -2,6 +2,7 @@
 //! counters, on any backend.
 
 use async_trait::async_trait;
+use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
 use super::{FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined};
@@ -59,7 +60,7 @@ fn oob_view_from_row(mut r: Row) -> Result<OobView> {
         approval: joined(r, 7, 7)?,
         consumed: joined(r, 13, 12)?,
         live_secret: joined(r, 16, 16)?,
-        approved_serial: r.opt_text(22)?,
+        approved_serial: r.opt_serial(22)?,
         guess_budget: joined(r, 23, 23)?,
     })
 }
@@ -122,7 +123,7 @@ impl<B: Backend> Secrets for Store<B> {
         .await
     }
 
-    async fn live_secret(&self, device_id: &str, now: i64) -> Result<Option<StoredSecret>> {
+    async fn live_secret(&self, device_id: &str, now: UnixTime) -> Result<Option<StoredSecret>> {
         let device_id = device_id.to_owned();
         in_read!(self, |db| {
             first(
@@ -139,8 +140,8 @@ impl<B: Backend> Secrets for Store<B> {
     async fn consumed_secret(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
-        since: i64,
+        key_fingerprint: &KeyFingerprint,
+        since: UnixTime,
     ) -> Result<Option<ConsumedSecret>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
         in_read!(self, |db| {
@@ -174,8 +175,8 @@ impl<B: Backend> Secrets for Store<B> {
     async fn purge_secrets(
         &self,
         current_key_id: &str,
-        now: i64,
-        consumed_before: i64,
+        now: UnixTime,
+        consumed_before: UnixTime,
         audit: AuditOf<(u64, u64)>,
     ) -> Result<(u64, u64)> {
         let key_id = current_key_id.to_owned();
@@ -228,7 +229,11 @@ impl<B: Backend> Secrets for Store<B> {
             .await
     }
 
-    async fn existing_secrets(&self, device_ids: Vec<String>, now: i64) -> Result<Vec<String>> {
+    async fn existing_secrets(
+        &self,
+        device_ids: Vec<String>,
+        now: UnixTime,
+    ) -> Result<Vec<String>> {
         // In the order asked, duplicates kept: the IDs go in as one JSON
         // array, which each dialect unpacks in its own way.
         let ids = serde_json::to_string(&device_ids)
@@ -251,7 +256,7 @@ impl<B: Backend> Secrets for Store<B> {
         .await
     }
 
-    async fn sealed_secrets(&self, page: &Page, now: i64) -> Result<Vec<SealedSecret>> {
+    async fn sealed_secrets(&self, page: &Page, now: UnixTime) -> Result<Vec<SealedSecret>> {
         let after = page.after.clone().unwrap_or_default();
         let limit = page.sql_limit();
         in_read!(self, |db| {
@@ -286,7 +291,7 @@ impl<B: Backend> Secrets for Store<B> {
         device_id: &str,
         source: &str,
         secret_id: i64,
-        now: i64,
+        now: UnixTime,
         policy: &LockoutPolicy,
     ) -> Result<Failure> {
         let (device_id, source, policy) = (device_id.to_owned(), source.to_owned(), *policy);
@@ -298,7 +303,7 @@ impl<B: Backend> Secrets for Store<B> {
                 )
                 .await?
             {
-                Some(r) => Some((r.u32(0)?, r.int(1)?)),
+                Some(r) => Some((r.u32(0)?, r.time(1)?)),
                 None => None,
             };
             let (lockout, lock_started) = policy.after_failure(previous, now);
@@ -363,10 +368,10 @@ impl<B: Backend> Secrets for Store<B> {
     async fn oob_view(
         &self,
         device_id: &str,
-        key_fingerprint: &str,
+        key_fingerprint: &KeyFingerprint,
         source: &str,
-        now: i64,
-        consumed_since: i64,
+        now: UnixTime,
+        consumed_since: UnixTime,
     ) -> Result<OobView> {
         let (device_id, fp, source) = (
             device_id.to_owned(),

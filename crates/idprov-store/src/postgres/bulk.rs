@@ -94,8 +94,8 @@ pub(super) async fn put_secrets(
                 &s.device_id,
                 &s.sealed,
                 &s.key_id,
-                &s.created_at,
-                &s.valid_until,
+                &s.created_at.secs(),
+                &s.valid_until.secs(),
                 &s.created_by.to_string(),
             ])
             .await

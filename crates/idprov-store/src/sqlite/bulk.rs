@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use idprov_proto::UnixTime;
 use rusqlite::{Connection, params};
 
 use super::{Sqlite, SqliteDb};
@@ -79,8 +80,8 @@ impl Spool {
                             s.device_id,
                             s.sealed,
                             s.key_id,
-                            s.created_at,
-                            s.valid_until,
+                            s.created_at.secs(),
+                            s.valid_until.secs(),
                             s.created_by.to_string()
                         ])?;
                     }
@@ -164,8 +165,8 @@ pub(super) async fn put_secrets(
                             device_id: r.get(1)?,
                             sealed: r.get(2)?,
                             key_id: r.get(3)?,
-                            created_at: r.get(4)?,
-                            valid_until: r.get(5)?,
+                            created_at: UnixTime::from_secs(r.get(4)?),
+                            valid_until: UnixTime::from_secs(r.get(5)?),
                             created_by: Actor::parse(&r.get::<_, String>(6)?),
                         },
                     };
@@ -189,13 +190,13 @@ pub(super) async fn put_secrets(
                     if had {
                         delete.execute([&s.device_id])?;
                     }
-                    device.execute(params![s.device_id, s.created_at])?;
+                    device.execute(params![s.device_id, s.created_at.secs()])?;
                     insert.execute(params![
                         s.device_id,
                         s.sealed,
                         s.key_id,
-                        s.created_at,
-                        s.valid_until,
+                        s.created_at.secs(),
+                        s.valid_until.secs(),
                         s.created_by.to_string()
                     ])?;
                 }

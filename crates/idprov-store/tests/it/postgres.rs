@@ -8,11 +8,12 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use idprov_proto::{SerialNumber, UnixTime};
 use idprov_store::*;
 use tokio::sync::Barrier;
 
 use crate::pg_cluster;
-use crate::suite::{self, NOW, added, audit, imported, issue, secret};
+use crate::suite::{self, NOW, added, audit, fp, imported, issue, secret, serial};
 
 /// A registry on a fresh database, and that database's URL; `None` when
 /// PostgreSQL is not installed.
@@ -358,11 +359,13 @@ async fn a_secret_is_consumed_once_when_two_instances_race() {
         for r in order {
             let reg = replicas[r].clone();
             let barrier = barrier.clone();
-            let serial = format!("{round:03}-{r}");
+            let serial = serial(&format!("{round:04x}{r:02x}"));
             let device = device.clone();
             racers.push(tokio::spawn(async move {
                 barrier.wait().await;
-                let outcome = reg.record_issue(issue(&device, &serial, Some(id))).await;
+                let outcome = reg
+                    .record_issue(issue(&device, serial.as_str(), Some(id)))
+                    .await;
                 (r, serial, outcome.expect("record"))
             }));
         }
@@ -395,7 +398,7 @@ async fn a_secret_is_consumed_once_when_two_instances_race() {
             .expect("certs");
         assert_eq!(certs.len(), 1);
         let consumed = replicas[0]
-            .consumed_secret(&device, "fp-1", NOW)
+            .consumed_secret(&device, &fp("fp-1"), NOW)
             .await
             .expect("read")
             .expect("kept for re-delivery");
@@ -453,13 +456,13 @@ async fn crl_numbers_only_grow_when_two_instances_reserve() {
 /// Runs one bulk import and returns what it answered and what it left.
 async fn bulk_run(
     reg: &Arc<dyn Registry>,
-    rows: &[(&str, i64)],
+    rows: &[(&str, UnixTime)],
     replace: bool,
     dry_run: bool,
 ) -> (
     BulkOutcome,
     Vec<(String, Vec<u8>)>,
-    Vec<(String, i64)>,
+    Vec<(String, UnixTime)>,
     Option<serde_json::Value>,
 ) {
     // Before the import: a live and an expired secret, and a device without one.
@@ -503,7 +506,7 @@ async fn bulk_run(
         limit: 100,
     };
     let sealed = reg
-        .sealed_secrets(&all, 0)
+        .sealed_secrets(&all, UnixTime::EPOCH)
         .await
         .expect("sealed")
         .into_iter()
@@ -530,7 +533,7 @@ async fn bulk_import_matches_sqlite_row_by_row() {
     // Repeated devices, existing live and expired secrets, an existing device
     // without one: the set-based PostgreSQL import must answer and store
     // exactly what SQLite's row-by-row loop does, in every mode.
-    let rows: &[(&str, i64)] = &[
+    let rows: &[(&str, UnixTime)] = &[
         ("x-1", NOW + 1),
         ("n-1", NOW + 2),
         ("n-1", NOW + 3),
@@ -662,7 +665,7 @@ async fn bad_data_is_an_error_never_a_panic() {
     )
     .await
     .expect("corrupt");
-    let err = reg.certificate("ab01").await.unwrap_err();
+    let err = reg.certificate(&serial("ab01")).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = reg.lockout("bad", "10.0.0.1").await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
@@ -754,8 +757,8 @@ type OobFacts = (
     Option<Rejection>,
     Option<Approval>,
     Option<ConsumedSecret>,
-    Option<(String, Vec<u8>, String, i64, i64)>,
-    Option<String>,
+    Option<(String, Vec<u8>, String, UnixTime, UnixTime)>,
+    Option<SerialNumber>,
 );
 
 fn oob_facts(v: OobView) -> OobFacts {
@@ -793,20 +796,19 @@ async fn the_oob_view_is_the_single_reads_in_one() {
         reg.put_secret(secret("o-1", NOW + 100), added("o-1"))
             .await
             .expect("put");
-        for fp in ["k1", "k2"] {
-            let mut w = suite::waiting("o-1", "fp-1");
-            w.key_fingerprint = fp.into();
+        for key in ["k1", "k2"] {
+            let w = suite::waiting("o-1", key);
             reg.record_waiting(w, CAPS, Some(audit("request_queued", "w")))
                 .await
                 .expect("wait");
         }
         assert!(
-            reg.approve("o-1", "k1", NOW + 10, audit("request_approved", "o-1"))
+            reg.approve("o-1", &fp("k1"), NOW + 10, audit("request_approved", "o-1"))
                 .await
                 .expect("approve")
         );
         assert!(
-            reg.reject("o-1", "k2", "stolen", audit("request_rejected", "o-1"))
+            reg.reject("o-1", &fp("k2"), "stolen", audit("request_rejected", "o-1"))
                 .await
                 .expect("reject")
         );
@@ -839,7 +841,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
         );
     }
     let mut nonempty = 0;
-    for (device, fp, source) in [
+    for (device, key, source) in [
         ("o-1", "k1", "10.0.0.1"),
         ("o-1", "k2", "10.0.0.1"),
         ("o-1", "k1", "10.0.0.2"),
@@ -850,6 +852,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
     ] {
         // Now, and later: the approval lapsed, the secret expired, the
         // consumption left the window.
+        let fp = &fp(key);
         for (now, since) in [(NOW, NOW - 600), (NOW + 1000, NOW + 1)] {
             let view = pg
                 .oob_view(device, fp, source, now, since)
@@ -884,7 +887,7 @@ async fn the_oob_view_is_the_single_reads_in_one() {
                     .await
                     .expect("view"),
             );
-            assert_eq!(facts, expected, "{device} {fp} {source} at {now}");
+            assert_eq!(facts, expected, "{device} {key} {source} at {now}");
             if facts != (None, None, None, None, None, None) {
                 nonempty += 1;
             }
@@ -893,8 +896,8 @@ async fn the_oob_view_is_the_single_reads_in_one() {
     // Every kind of fact was present in some view.
     assert!(nonempty >= 6);
     let view = pg
-        .oob_view("o-3", "fp-1", "10.0.0.1", NOW, NOW - 600)
+        .oob_view("o-3", &fp("fp-1"), "10.0.0.1", NOW, NOW - 600)
         .await
         .expect("view");
-    assert_eq!(view.approved_serial.as_deref(), Some("ef01"));
+    assert_eq!(view.approved_serial, Some(serial("ef01")));
 }

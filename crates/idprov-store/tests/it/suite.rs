@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use idprov_proto::{KeyFingerprint, SerialNumber, UnixTime};
 use idprov_store::*;
 use serde_json::json;
 
@@ -49,7 +50,18 @@ macro_rules! backend_tests {
 pub(crate) use backend_tests;
 
 /// A fixed "now" so expiry arithmetic is exact.
-pub const NOW: i64 = 1_800_000_000;
+pub const NOW: UnixTime = UnixTime::from_secs(1_800_000_000);
+
+/// The fingerprint of a key named `name` in a test (a real fingerprint:
+/// the store reads back only well-formed ones).
+pub(crate) fn fp(name: &str) -> KeyFingerprint {
+    KeyFingerprint::of_spki(name.as_bytes())
+}
+
+/// A serial number from its hex text.
+pub(crate) fn serial(hex: &str) -> SerialNumber {
+    SerialNumber::parse(hex).expect("a test serial")
+}
 
 pub(crate) fn audit(event: &str, device: &str) -> AuditRecord {
     AuditRecord::new(
@@ -63,7 +75,7 @@ pub(crate) fn audit(event: &str, device: &str) -> AuditRecord {
 /// An event of this name, with placeholder details: the suite checks
 /// chains, counts and filters, not the details the server fills in.
 pub(crate) fn event_named(name: &str) -> AuditEvent {
-    let fp = || "fp-1".to_owned();
+    let fp = || fp("fp-1");
     match name {
         "secret_added" => AuditEvent::SecretAdded {
             valid_until: NOW,
@@ -98,7 +110,7 @@ pub(crate) fn event_named(name: &str) -> AuditEvent {
             key_fingerprint: None,
         },
         "certificate_issued" => AuditEvent::CertificateIssued {
-            serial: "00".into(),
+            serial: serial("00"),
             how: "oob".into(),
             secret_used: true,
             key_fingerprint: fp(),
@@ -137,9 +149,9 @@ pub(crate) fn added(device: &str) -> AuditOf<PutSecretOutcome> {
 }
 
 /// The entries of a revocation or a removal, from the serials revoked.
-pub(crate) fn revoking(device: &str) -> AuditOf<[String]> {
+pub(crate) fn revoking(device: &str) -> AuditOf<[SerialNumber]> {
     let device = device.to_owned();
-    AuditOf::one(move |serials: &[String]| {
+    AuditOf::one(move |serials: &[SerialNumber]| {
         AuditRecord::new(
             NOW,
             Actor::named("admin", "tester"),
@@ -171,7 +183,7 @@ pub(crate) fn imported() -> AuditOf<BulkOutcome> {
 }
 
 /// The entries of a sweep, from its two counts (as the core makes them).
-pub(crate) fn swept(now: i64) -> AuditOf<(u64, u64)> {
+pub(crate) fn swept(now: UnixTime) -> AuditOf<(u64, u64)> {
     AuditOf::new(move |&(a, b): &(u64, u64)| {
         let mut v = Vec::new();
         if a > 0 {
@@ -197,7 +209,7 @@ pub(crate) fn swept(now: i64) -> AuditOf<(u64, u64)> {
     })
 }
 
-pub(crate) fn secret(device: &str, valid_until: i64) -> NewSecret {
+pub(crate) fn secret(device: &str, valid_until: UnixTime) -> NewSecret {
     NewSecret {
         device_id: device.into(),
         sealed: format!("sealed-{device}-{valid_until}").into_bytes(),
@@ -208,13 +220,13 @@ pub(crate) fn secret(device: &str, valid_until: i64) -> NewSecret {
     }
 }
 
-pub(crate) fn cert(device: &str, serial: &str, not_after: i64) -> NewCertificate {
+pub(crate) fn cert(device: &str, hex: &str, not_after: UnixTime) -> NewCertificate {
     NewCertificate {
-        serial: serial.into(),
+        serial: serial(hex),
         kind: CertKind::Device,
         subject: device.into(),
-        pem: format!("PEM {serial}"),
-        key_fingerprint: "fp-1".into(),
+        pem: format!("PEM {hex}"),
+        key_fingerprint: fp("fp-1"),
         key_type: "ECDSA-P256".into(),
         not_before: NOW - 60,
         not_after,
@@ -230,10 +242,10 @@ pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRe
         consume_approval: None,
         consume_secret: consume.map(|id| ConsumeSecret {
             secret_id: id,
-            key_fingerprint: "fp-1".into(),
+            key_fingerprint: fp("fp-1"),
         }),
         reset_lockout_for: Some("10.0.0.9".into()),
-        clear_waiting_key: Some("fp-1".into()),
+        clear_waiting_key: Some(fp("fp-1")),
         audit: audit("certificate_issued", device),
     }
 }
@@ -335,7 +347,10 @@ pub async fn consuming_a_secret_is_conditional(reg: &Arc<dyn Registry>) {
         IssueOutcome::SecretGone
     );
     assert!(
-        reg.certificate("aa02").await.expect("read").is_none(),
+        reg.certificate(&serial("aa02"))
+            .await
+            .expect("read")
+            .is_none(),
         "nothing recorded"
     );
     // Nor can a request verified against a secret that was replaced meanwhile.
@@ -357,7 +372,7 @@ pub async fn consuming_a_secret_is_conditional(reg: &Arc<dyn Registry>) {
         IssueOutcome::SecretGone
     );
     let recorded = reg
-        .certificate("aa01")
+        .certificate(&serial("aa01"))
         .await
         .expect("read")
         .expect("present");
@@ -379,20 +394,20 @@ pub async fn redelivery_window(reg: &Arc<dyn Registry>) {
         .await
         .expect("issue");
     let consumed = reg
-        .consumed_secret("dev-r", "fp-1", NOW - 600)
+        .consumed_secret("dev-r", &fp("fp-1"), NOW - 600)
         .await
         .expect("read")
         .expect("kept for re-delivery");
     assert_eq!(consumed.serial, "bb01");
     assert_eq!(consumed.sealed, s.sealed);
     assert!(
-        reg.consumed_secret("dev-r", "other-key", NOW - 600)
+        reg.consumed_secret("dev-r", &fp("other-key"), NOW - 600)
             .await
             .expect("read")
             .is_none()
     );
     assert!(
-        reg.consumed_secret("dev-r", "fp-1", NOW + 1)
+        reg.consumed_secret("dev-r", &fp("fp-1"), NOW + 1)
             .await
             .expect("read")
             .is_none()
@@ -416,7 +431,11 @@ pub async fn lockout_doubles_and_resets(reg: &Arc<dyn Registry>) {
             .expect("fail")
             .lockout;
         assert_eq!(l.failures, n);
-        assert_eq!(l.locked_until, 0, "no lock before the fifth failure");
+        assert_eq!(
+            l.locked_until,
+            UnixTime::EPOCH,
+            "no lock before the fifth failure"
+        );
         last = Some(l);
     }
     assert!(last.is_some());
@@ -518,7 +537,7 @@ pub async fn the_guess_budget_spans_sources_and_restarts_with_a_new_secret(
         Some(NOW + 3600)
     );
     assert_eq!(
-        reg.oob_view("dev-g", "fp-1", "10.0.0.9", NOW, NOW - 600)
+        reg.oob_view("dev-g", &fp("fp-1"), "10.0.0.9", NOW, NOW - 600)
             .await
             .expect("view")
             .guess_budget,
@@ -579,9 +598,9 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
         per_source: 2,
         total: 3,
     };
-    let req = |device: &str, fp: &str, source: &str, at: i64| WaitingRequest {
+    let req = |device: &str, key: &str, source: &str, at: UnixTime| WaitingRequest {
         device_id: device.into(),
-        key_fingerprint: fp.into(),
+        key_fingerprint: fp(key),
         key_type: "ECDSA-P256".into(),
         public_key_pem: "PEM".into(),
         claimed_ip: "<nil>".into(),
@@ -689,7 +708,7 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
     );
     // Issuing for (w1, k1) clears its waiting entry.
     let mut rec = issue("w1", "dd01", None);
-    rec.clear_waiting_key = Some("k1".into());
+    rec.clear_waiting_key = Some(fp("k1"));
     reg.record_issue(rec).await.expect("issue");
     assert_eq!(
         reg.list_waiting(&Page {
@@ -765,7 +784,7 @@ pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
         .expect("list");
     let ids: Vec<_> = list.iter().map(|d| d.device_id.as_str()).collect();
     assert_eq!(ids, vec!["dev-a", "dev-b"]);
-    assert_eq!(list[1].serial.as_deref(), Some("ee02"));
+    assert_eq!(list[1].serial, Some(serial("ee02")));
     assert_eq!(list[1].certificates, 2);
     assert!(list[0].live_secret);
     let next = reg
@@ -887,10 +906,10 @@ pub async fn concurrent_writers_all_commit(reg: &Arc<dyn Registry>) {
     verify_chain(None, &entries).expect("one valid chain");
 }
 
-pub(crate) fn waiting(device: &str, fp: &str) -> WaitingRequest {
+pub(crate) fn waiting(device: &str, key: &str) -> WaitingRequest {
     WaitingRequest {
         device_id: device.into(),
-        key_fingerprint: fp.into(),
+        key_fingerprint: fp(key),
         key_type: "ECDSA-P256".into(),
         public_key_pem: "PEM".into(),
         claimed_ip: "".into(),
@@ -923,36 +942,36 @@ pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
     .await
     .expect("w");
     assert!(
-        !reg.approve("q1", "nope", NOW + 10, audit("request_approved", "q1"))
+        !reg.approve("q1", &fp("nope"), NOW + 10, audit("request_approved", "q1"))
             .await
             .expect("a")
     );
     assert!(
-        reg.approve("q1", "k1", NOW + 10, audit("request_approved", "q1"))
+        reg.approve("q1", &fp("k1"), NOW + 10, audit("request_approved", "q1"))
             .await
             .expect("a")
     );
     assert!(
-        reg.reject("q1", "k2", "stolen", audit("request_rejected", "q1"))
+        reg.reject("q1", &fp("k2"), "stolen", audit("request_rejected", "q1"))
             .await
             .expect("r")
     );
     assert_eq!(
-        reg.approval("q1", "k1", NOW)
+        reg.approval("q1", &fp("k1"), NOW)
             .await
             .expect("read")
             .map(|a| a.expires_at),
         Some(NOW + 10)
     );
     assert!(
-        reg.approval("q1", "k1", NOW + 11)
+        reg.approval("q1", &fp("k1"), NOW + 11)
             .await
             .expect("read")
             .is_none(),
         "lapsed"
     );
     assert_eq!(
-        reg.rejection("q1", "k2")
+        reg.rejection("q1", &fp("k2"))
             .await
             .expect("read")
             .map(|r| r.reason),
@@ -969,7 +988,16 @@ pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
         .await
         .expect("queue");
     assert_eq!(queue.len(), 2);
-    assert!(queue[0].approval.is_some() && queue[1].rejection.is_some());
+    // In (device, key fingerprint) order; each entry carries its own decision.
+    assert!(queue[0].request.key_fingerprint < queue[1].request.key_fingerprint);
+    let entry = |key: &str| {
+        queue
+            .iter()
+            .find(|e| e.request.key_fingerprint == fp(key))
+            .expect("listed")
+    };
+    assert!(entry("k1").approval.is_some() && entry("k1").rejection.is_none());
+    assert!(entry("k2").rejection.is_some() && entry("k2").approval.is_none());
     let facts = reg.device("q1", NOW).await.expect("read").expect("known");
     assert!(facts.approved && facts.rejected);
     assert_eq!(
@@ -980,27 +1008,37 @@ pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
 
     // An approval is used once, atomically with the issuance.
     let mut rec = issue("q1", "ff01", None);
-    rec.consume_approval = Some("k1".into());
-    rec.clear_waiting_key = Some("k1".into());
+    rec.consume_approval = Some(fp("k1"));
+    rec.clear_waiting_key = Some(fp("k1"));
     assert_eq!(
         reg.record_issue(rec).await.expect("issue"),
         IssueOutcome::Recorded
     );
     let mut again = issue("q1", "ff02", None);
-    again.consume_approval = Some("k1".into());
+    again.consume_approval = Some(fp("k1"));
     assert_eq!(
         reg.record_issue(again).await.expect("issue"),
         IssueOutcome::SecretGone
     );
-    assert!(reg.certificate("ff02").await.expect("read").is_none());
+    assert!(
+        reg.certificate(&serial("ff02"))
+            .await
+            .expect("read")
+            .is_none()
+    );
 
     // Approving a rejected key replaces the rejection.
     assert!(
-        reg.approve("q1", "k2", NOW + 10, audit("request_approved", "q1"))
+        reg.approve("q1", &fp("k2"), NOW + 10, audit("request_approved", "q1"))
             .await
             .expect("a")
     );
-    assert!(reg.rejection("q1", "k2").await.expect("read").is_none());
+    assert!(
+        reg.rejection("q1", &fp("k2"))
+            .await
+            .expect("read")
+            .is_none()
+    );
     assert_eq!(
         reg.waiting_for("q1").await.expect("read").len(),
         1,
@@ -1024,7 +1062,7 @@ pub async fn revocation_crl_and_removal(reg: &Arc<dyn Registry>) {
     let revoke = |serial: Option<&str>| Revocation {
         kind: CertKind::Device,
         subject: "rv".into(),
-        serial: serial.map(str::to_owned),
+        serial: serial.map(self::serial),
         reason: 1,
         at: NOW,
         audit: revoking("rv"),
@@ -1101,11 +1139,11 @@ pub async fn revocation_crl_and_removal(reg: &Arc<dyn Registry>) {
         .remove_device("gone", NOW, revoking("gone"))
         .await
         .expect("rm");
-    assert_eq!(serials, Some(vec!["bb01".to_owned()]));
+    assert_eq!(serials, Some(vec![serial("bb01")]));
     assert!(reg.device("gone", NOW).await.expect("read").is_none());
     assert!(reg.live_secret("gone", NOW).await.expect("read").is_none());
     assert!(
-        reg.certificate("bb01")
+        reg.certificate(&serial("bb01"))
             .await
             .expect("read")
             .is_some_and(|c| c.revoked_at.is_some())
@@ -1451,7 +1489,7 @@ pub async fn queue_expiry(reg: &Arc<dyn Registry>) {
     reg.record_waiting(late, CAPS, Some(audit("request_queued", "w")))
         .await
         .expect("w");
-    reg.approve("e2", "k", NOW + 10, audit("request_approved", "e2"))
+    reg.approve("e2", &fp("k"), NOW + 10, audit("request_approved", "e2"))
         .await
         .expect("a");
     let (w, a) = reg
@@ -1533,7 +1571,7 @@ pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Re
     // The secret is there but no approval: the whole issue is refused, and
     // the secret it would have consumed stays.
     let mut rec = issue("both-1", "dd01", Some(s.id));
-    rec.consume_approval = Some("fp-1".into());
+    rec.consume_approval = Some(fp("fp-1"));
     assert_eq!(
         reg.record_issue(rec).await.expect("issue"),
         IssueOutcome::SecretGone
@@ -1545,5 +1583,10 @@ pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Re
             .is_some(),
         "not consumed"
     );
-    assert!(reg.certificate("dd01").await.expect("read").is_none());
+    assert!(
+        reg.certificate(&serial("dd01"))
+            .await
+            .expect("read")
+            .is_none()
+    );
 }

@@ -239,7 +239,7 @@ fn check_database(db: &Path, received: &Received, prefixes: &[String]) {
         .query_map([], |r| {
             Ok(idprov_store::AuditEntry {
                 seq: r.get(0)?,
-                at: r.get(1)?,
+                at: idprov_proto::UnixTime::from_secs(r.get(1)?),
                 actor: r.get(2)?,
                 event: r.get(3)?,
                 device_id: r.get(4)?,
@@ -360,7 +360,7 @@ async fn sigkill_at_random_moments_loses_nothing_acknowledged() {
                             .lock()
                             .expect("lock")
                             .certificates
-                            .push((device.id.clone(), info.serial));
+                            .push((device.id.clone(), info.serial.to_string()));
                     }
                 }
             }));

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use idprov_proto::UnixTime;
 use idprov_proto::admin::{AuditView, CheckpointView, Page};
 use idprov_store::{AuditFilter, Checkpoint};
 
@@ -43,10 +44,10 @@ pub(crate) struct AuditQuery {
     until: Option<String>,
 }
 
-fn time_param(name: &str, v: Option<String>) -> Result<Option<i64>, ApiError> {
+fn time_param(name: &str, v: Option<String>) -> Result<Option<UnixTime>, ApiError> {
     v.map(|t| {
         OffsetDateTime::parse(&t, &Rfc3339)
-            .map(|t| t.unix_timestamp())
+            .map(|t| UnixTime::from_secs(t.unix_timestamp()))
             .map_err(|_| {
                 ApiError::BadRequest(format!(
                     "query parameter \"{name}\" is not an RFC 3339 time"

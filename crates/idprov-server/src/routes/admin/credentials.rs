@@ -13,10 +13,10 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use idprov_ca::{IssueParams, PublicKey, Usage};
-use idprov_proto::DeviceId;
 use idprov_proto::admin::{
     CertView, CredentialIssued, CredentialOu, CredentialRequest, RevokeRequest, Revoked,
 };
+use idprov_proto::{DeviceId, SerialNumber};
 use idprov_store::{AuditEvent, AuditOf};
 use idprov_store::{CertKind, IssueKind, IssueOutcome, IssueRecord, NewCertificate, Revocation};
 
@@ -128,7 +128,7 @@ pub(crate) async fn issue(
             },
         )
         .map_err(|e| ApiError::Internal(format!("issuing a credential: {e}")))?;
-    let at = idprov_proto::clock::unix_seconds(now);
+    let at = idprov_proto::UnixTime::from(now);
     let outcome = app
         .registry
         .record_issue(IssueRecord {
@@ -137,7 +137,7 @@ pub(crate) async fn issue(
                 kind,
                 subject: req.cn.clone(),
                 pem: issued.pem.clone(),
-                key_fingerprint: key.fingerprint().to_string(),
+                key_fingerprint: key.fingerprint(),
                 key_type: key.key_type().to_string(),
                 not_before: issued.not_before,
                 not_after: issued.not_after,
@@ -262,7 +262,7 @@ pub(crate) async fn revoke(
             at: now,
             audit: {
                 let (caller, ou, cn) = (admin.caller.clone(), ou.clone(), cn.clone());
-                AuditOf::one(move |serials: &[String]| {
+                AuditOf::one(move |serials: &[SerialNumber]| {
                     caller.audit(
                         now,
                         AuditEvent::CredentialRevoked {

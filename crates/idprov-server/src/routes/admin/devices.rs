@@ -8,8 +8,8 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
-use idprov_proto::DeviceId;
 use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
+use idprov_proto::{DeviceId, SerialNumber, UnixTime};
 use idprov_store::{AuditEvent, AuditOf};
 use idprov_store::{
     CertKind, DeviceFacts, DeviceFilter, DeviceSummary, ProvisionStatus, Revocation,
@@ -58,7 +58,7 @@ fn summary_view(d: &DeviceSummary) -> DeviceView {
     }
 }
 
-fn facts_view(f: &DeviceFacts, last_issued_at: Option<i64>) -> DeviceView {
+fn facts_view(f: &DeviceFacts, last_issued_at: Option<UnixTime>) -> DeviceView {
     let valid = f.newest_valid.as_ref();
     DeviceView {
         device_id: f.device_id.clone(),
@@ -155,12 +155,12 @@ pub(crate) async fn show(admin: Admin, Path(raw): Path<String>) -> Result<Respon
     let guesses = match (app.registry.guess_budget(id.as_str()).await?, live) {
         (Some(b), Some(live))
             if b.secret_id == live.id
-                && now < b.window_start.saturating_add(policy.device_window_secs) =>
+                && now < b.window_start.plus_secs(policy.device_window_secs) =>
         {
             Some(idprov_proto::admin::GuessesView {
                 failures: b.failures,
                 budget: policy.device_budget,
-                window_ends: rfc3339(b.window_start.saturating_add(policy.device_window_secs)),
+                window_ends: rfc3339(b.window_start.plus_secs(policy.device_window_secs)),
                 spent: idprov_store::GuessBudget::exhausted_until(Some(&b), live.id, policy, now)
                     .is_some(),
             })
@@ -230,7 +230,7 @@ pub(crate) async fn revoke(
             at: now,
             audit: {
                 let (caller, device) = (admin.caller.clone(), id.to_string());
-                AuditOf::one(move |serials: &[String]| {
+                AuditOf::one(move |serials: &[SerialNumber]| {
                     caller.audit(
                         now,
                         AuditEvent::CertificateRevoked {
@@ -255,7 +255,10 @@ pub(crate) async fn revoke(
 
 /// After any revocation: count it, publish the new CRL, and answer with the
 /// serials and the CRL's number.
-pub(crate) async fn revoked(app: &AppState, serials: Vec<String>) -> Result<Response, ApiError> {
+pub(crate) async fn revoked(
+    app: &AppState,
+    serials: Vec<SerialNumber>,
+) -> Result<Response, ApiError> {
     metrics::counter!(crate::observe::CERTIFICATES_REVOKED).increment(serials.len() as u64);
     let crl = crate::crl::regenerate(app).await?;
     json(&Revoked {
@@ -285,7 +288,7 @@ pub(crate) async fn remove(admin: Admin, Path(raw): Path<String>) -> Result<Resp
         .registry
         .remove_device(id.as_str(), now, {
             let (caller, device) = (admin.caller.clone(), id.to_string());
-            AuditOf::one(move |serials: &[String]| {
+            AuditOf::one(move |serials: &[SerialNumber]| {
                 caller.audit(
                     now,
                     AuditEvent::DeviceRemoved {

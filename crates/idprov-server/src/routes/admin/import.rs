@@ -63,7 +63,7 @@ pub(crate) struct InputRow {
 pub(crate) struct Importer {
     app: AppState,
     admin: AdminCaller,
-    now: i64,
+    now: idprov_proto::UnixTime,
     lifetime: i64,
     seen: HashSet<[u8; 16]>,
     rejected: Vec<RejectedRow>,

@@ -32,12 +32,27 @@ pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
 /// An optional `"serial"` of a request body, parsed strictly
 /// ([`idprov_proto::SerialNumber`]): a typo is a 400 naming the field, not
 /// "no such certificate".
-pub(crate) fn serial_of(serial: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(crate) fn serial_of(
+    serial: Option<&str>,
+) -> Result<Option<idprov_proto::SerialNumber>, ApiError> {
     serial
         .map(|s| {
             idprov_proto::SerialNumber::parse(s)
-                .map(String::from)
                 .map_err(|e| ApiError::BadRequest(format!("field \"serial\": {e}")))
+        })
+        .transpose()
+}
+
+/// An optional `"keyFingerprint"` of a decision, parsed strictly
+/// ([`idprov_proto::KeyFingerprint`]): a malformed one is a 400 naming the
+/// field, not "no waiting request has that key".
+pub(crate) fn key_fingerprint_of(
+    fingerprint: Option<&str>,
+) -> Result<Option<idprov_proto::KeyFingerprint>, ApiError> {
+    fingerprint
+        .map(|f| {
+            idprov_proto::KeyFingerprint::parse(f)
+                .map_err(|e| ApiError::BadRequest(format!("field \"keyFingerprint\": {e}")))
         })
         .transpose()
 }

@@ -6,9 +6,9 @@ use axum::extract::{Path, Query};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use idprov_proto::DeviceId;
 use idprov_proto::admin::{Decided, Decision, Page, WaitingView};
 use idprov_proto::kinds::{DecisionKind, QueueState};
+use idprov_proto::{DeviceId, KeyFingerprint};
 use idprov_store::AuditEvent;
 
 use super::{device_id, json_body, next_of};
@@ -103,8 +103,9 @@ async fn keys_of(
     app: &AppState,
     device: &str,
     named: Option<String>,
-) -> Result<Vec<String>, ApiError> {
-    let waiting: Vec<String> = app
+) -> Result<Vec<KeyFingerprint>, ApiError> {
+    let named = super::key_fingerprint_of(named.as_deref())?;
+    let waiting: Vec<KeyFingerprint> = app
         .registry
         .waiting_for(device)
         .await?
@@ -121,7 +122,11 @@ async fn keys_of(
         None => Err(ApiError::BadRequest(format!(
             "this device has {} waiting keys; name one with \"keyFingerprint\": {}",
             waiting.len(),
-            waiting.join(", ")
+            waiting
+                .iter()
+                .map(KeyFingerprint::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
         ))),
     }
 }
@@ -151,7 +156,7 @@ pub(crate) async fn approve(
     let req: Decision = json_body(app, &headers, body, app.config.body_limit).await?;
     let keys = keys_of(app, id.as_str(), req.key_fingerprint).await?;
     let now = app.now_unix();
-    let expires = now + idprov_proto::clock::secs(app.config.approval_lifetime);
+    let expires = now.plus(app.config.approval_lifetime);
     for key in &keys {
         let approved = app
             .registry
@@ -259,16 +264,17 @@ pub(crate) async fn clear(
     let app: &AppState = &admin;
     let id = device_id(&raw)?;
     let req: Decision = json_body(app, &headers, body, app.config.body_limit).await?;
+    let key = super::key_fingerprint_of(req.key_fingerprint.as_deref())?;
     let now = app.now_unix();
     let removed = app
         .registry
         .clear_requests(
             id.as_str(),
-            req.key_fingerprint.as_deref(),
+            key.as_ref(),
             admin.caller.audit(
                 now,
                 AuditEvent::RequestsCleared {
-                    key_fingerprint: req.key_fingerprint.clone(),
+                    key_fingerprint: key.clone(),
                 },
                 Some(id.as_str()),
             ),
@@ -279,7 +285,7 @@ pub(crate) async fn clear(
     }
     json(&Decided {
         device_id: id.into_string(),
-        key_fingerprints: req.key_fingerprint.into_iter().collect(),
+        key_fingerprints: key.into_iter().collect(),
         state: DecisionKind::Cleared,
         expires_at: None,
     })

@@ -38,8 +38,11 @@ const LABELS_MAX: usize = 1000;
 pub(crate) async fn summary(admin: Admin) -> Result<Response, ApiError> {
     let app: &AppState = &admin;
     let now = app.now_unix();
-    let overview = app.registry.device_overview(now, now + 7 * 86_400).await?;
-    let gauges = app.registry.gauges(now, now + 7 * 86_400).await?;
+    let overview = app
+        .registry
+        .device_overview(now, now.plus_secs(7 * 86_400))
+        .await?;
+    let gauges = app.registry.gauges(now, now.plus_secs(7 * 86_400)).await?;
     // The newest entries: from ten before the head.
     let recent = match app.registry.audit_head().await? {
         Some((head, _)) => {
@@ -179,8 +182,7 @@ pub(crate) async fn labels(
         ids.push(id);
     }
     let now = app.now_unix();
-    let lifetime = idprov_proto::clock::secs(app.config.secret_lifetime);
-    let valid_until = now.saturating_add(lifetime);
+    let valid_until = now.plus(app.config.secret_lifetime);
     let fingerprint = app.ca.fingerprint();
     // Every secret is made, sealed and printed before any is stored, and
     // all are stored in one transaction: the sheet is the only copy of
