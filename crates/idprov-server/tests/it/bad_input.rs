@@ -474,3 +474,49 @@ async fn device_ids_that_name_a_role_or_this_server_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_decision_on_a_malformed_key_fingerprint_is_a_400_naming_it_and_decides_nothing() {
+    use idprov_proto::admin::Decision;
+    let server = TestServer::start().await;
+    let device = TestDevice::new("fp-check");
+    let (_, resp, _) =
+        idprov_testkit::provision(&server.http(), &server, &device.request(None)).await;
+    assert_eq!(
+        resp.expect("response").status,
+        idprov_proto::ProvisionStatus::Waiting
+    );
+    let admin = server.admin();
+    let real = idprov_ca::PublicKey::from_pem(&device.request(None).public_key_pem)
+        .expect("key")
+        .fingerprint();
+    // Not base64url, the wrong length, padded, and the real one in hex.
+    let padded = format!("{real}=");
+    for bad in ["fp-1", "", "AAAA", padded.as_str(), "00:11:22"] {
+        for action in ["approve", "reject", "clear"] {
+            let err = admin
+                .decide(
+                    "fp-check",
+                    action,
+                    &Decision {
+                        key_fingerprint: Some(bad.to_owned()),
+                        reason: None,
+                    },
+                )
+                .await
+                .expect_err("refused");
+            assert!(
+                err.to_string().contains("\"keyFingerprint\""),
+                "{action} {bad:?}: {err}"
+            );
+        }
+    }
+    // The request still waits, undecided.
+    let queue = admin.list_requests(None).await.expect("queue");
+    let entry = queue
+        .iter()
+        .find(|w| w.device_id == "fp-check")
+        .expect("still queued");
+    assert_eq!(entry.key_fingerprint, real);
+    assert_eq!(entry.state, idprov_proto::kinds::QueueState::Waiting);
+}

@@ -669,6 +669,24 @@ async fn bad_data_is_an_error_never_a_panic() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     let err = reg.lockout("bad", "10.0.0.1").await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    // A stored key fingerprint that is not one fails the read, by name.
+    reg.record_waiting(
+        suite::waiting("badfp", "k1"),
+        CAPS,
+        Some(audit("request_queued", "badfp")),
+    )
+    .await
+    .expect("queued");
+    db.batch_execute(
+        "UPDATE waiting_requests SET key_fingerprint = 'fp-1' WHERE device_id = 'badfp';",
+    )
+    .await
+    .expect("corrupt");
+    let err = reg.waiting_for("badfp").await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt(m) if m.contains("key fingerprint")),
+        "{err:?}"
+    );
 
     // A serial recorded twice breaks a unique constraint: a conflict, and the
     // transaction (its audit entry too) is rolled back.
