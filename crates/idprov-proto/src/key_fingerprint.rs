@@ -3,7 +3,6 @@
 //! SubjectPublicKeyInfo, unpadded base64url).
 
 use alloc::string::String;
-use core::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,51 +48,7 @@ impl KeyFingerprint {
     }
 }
 
-impl fmt::Display for KeyFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl core::str::FromStr for KeyFingerprint {
-    type Err = KeyFingerprintError;
-
-    fn from_str(text: &str) -> Result<KeyFingerprint, KeyFingerprintError> {
-        KeyFingerprint::parse(text)
-    }
-}
-
-impl TryFrom<String> for KeyFingerprint {
-    type Error = KeyFingerprintError;
-
-    fn try_from(text: String) -> Result<KeyFingerprint, KeyFingerprintError> {
-        KeyFingerprint::parse(&text)
-    }
-}
-
-impl From<KeyFingerprint> for String {
-    fn from(f: KeyFingerprint) -> String {
-        f.0
-    }
-}
-
-impl PartialEq<str> for KeyFingerprint {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for KeyFingerprint {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl AsRef<str> for KeyFingerprint {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
+checked_text!(KeyFingerprint, KeyFingerprintError);
 
 #[cfg(test)]
 mod tests {

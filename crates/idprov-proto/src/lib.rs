@@ -11,6 +11,60 @@
 
 extern crate alloc;
 
+/// The conversions of a newtype over checked text (`$ty(String)`, made only
+/// by `$ty::parse`, which fails with `$err`): display and comparison as the
+/// text, parsing from `&str` and `String` (so serde's `try_from` checks it
+/// too), and back into the `String`.
+macro_rules! checked_text {
+    ($ty:ident, $err:ty) => {
+        impl core::fmt::Display for $ty {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl core::str::FromStr for $ty {
+            type Err = $err;
+
+            fn from_str(text: &str) -> Result<$ty, $err> {
+                $ty::parse(text)
+            }
+        }
+
+        impl TryFrom<alloc::string::String> for $ty {
+            type Error = $err;
+
+            fn try_from(text: alloc::string::String) -> Result<$ty, $err> {
+                $ty::parse(&text)
+            }
+        }
+
+        impl From<$ty> for alloc::string::String {
+            fn from(v: $ty) -> alloc::string::String {
+                v.0
+            }
+        }
+
+        impl PartialEq<str> for $ty {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $ty {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl AsRef<str> for $ty {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
 pub mod admin;
 pub mod canonical;
 #[cfg(feature = "std")]

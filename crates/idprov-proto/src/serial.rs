@@ -106,51 +106,7 @@ fn hex_value(digit: u8) -> u8 {
     }
 }
 
-impl core::str::FromStr for SerialNumber {
-    type Err = SerialError;
-
-    fn from_str(text: &str) -> Result<SerialNumber, SerialError> {
-        SerialNumber::parse(text)
-    }
-}
-
-impl TryFrom<String> for SerialNumber {
-    type Error = SerialError;
-
-    fn try_from(text: String) -> Result<SerialNumber, SerialError> {
-        SerialNumber::parse(&text)
-    }
-}
-
-impl PartialEq<str> for SerialNumber {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for SerialNumber {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
-
-impl AsRef<str> for SerialNumber {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for SerialNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<SerialNumber> for String {
-    fn from(s: SerialNumber) -> String {
-        s.0
-    }
-}
+checked_text!(SerialNumber, SerialError);
 
 #[cfg(test)]
 mod tests {

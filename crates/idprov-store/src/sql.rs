@@ -94,21 +94,21 @@ impl<'a> From<&'a Option<String>> for Arg<'a> {
     }
 }
 
-impl<'a> From<&'a Option<UnixTime>> for Arg<'a> {
-    fn from(v: &'a Option<UnixTime>) -> Self {
-        v.map_or(Arg::Null, Arg::from)
-    }
+/// `&Option<T>` as NULL or what `&T` is, for each `T` listed.
+macro_rules! optional_args {
+    ($($t:ty),*) => {$(
+        impl<'a> From<&'a Option<$t>> for Arg<'a> {
+            fn from(v: &'a Option<$t>) -> Self {
+                v.as_ref().map_or(Arg::Null, Arg::from)
+            }
+        }
+    )*};
 }
+optional_args!(UnixTime, SerialNumber, KeyFingerprint);
 
-impl<'a> From<&'a Option<SerialNumber>> for Arg<'a> {
-    fn from(v: &'a Option<SerialNumber>) -> Self {
-        v.as_ref().map_or(Arg::Null, Arg::from)
-    }
-}
-
-impl<'a> From<&'a Option<KeyFingerprint>> for Arg<'a> {
-    fn from(v: &'a Option<KeyFingerprint>) -> Self {
-        v.as_ref().map_or(Arg::Null, Arg::from)
+impl<'a> From<&'a UnixTime> for Arg<'a> {
+    fn from(v: &'a UnixTime) -> Self {
+        Arg::Int(v.secs())
     }
 }
 

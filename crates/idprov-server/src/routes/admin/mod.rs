@@ -29,32 +29,36 @@ pub(crate) fn device_id(raw: &str) -> Result<DeviceId, ApiError> {
     DeviceId::parse(raw).map_err(|e| ApiError::BadRequest(format!("deviceID in the path: {e}")))
 }
 
-/// An optional `"serial"` of a request body, parsed strictly
-/// ([`idprov_proto::SerialNumber`]): a typo is a 400 naming the field, not
-/// "no such certificate".
-pub(crate) fn serial_of(
-    serial: Option<&str>,
-) -> Result<Option<idprov_proto::SerialNumber>, ApiError> {
-    serial
-        .map(|s| {
-            idprov_proto::SerialNumber::parse(s)
-                .map_err(|e| ApiError::BadRequest(format!("field \"serial\": {e}")))
-        })
+/// An optional field of a request body, parsed strictly with `parse`: a
+/// malformed value is a 400 naming the field, not a lookup that finds
+/// nothing.
+fn optional_field<T, E: std::fmt::Display>(
+    field: &str,
+    value: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| parse(v).map_err(|e| ApiError::BadRequest(format!("field \"{field}\": {e}"))))
         .transpose()
 }
 
-/// An optional `"keyFingerprint"` of a decision, parsed strictly
-/// ([`idprov_proto::KeyFingerprint`]): a malformed one is a 400 naming the
-/// field, not "no waiting request has that key".
+/// An optional `"serial"` ([`idprov_proto::SerialNumber`]).
+pub(crate) fn serial_of(
+    serial: Option<&str>,
+) -> Result<Option<idprov_proto::SerialNumber>, ApiError> {
+    optional_field("serial", serial, idprov_proto::SerialNumber::parse)
+}
+
+/// An optional `"keyFingerprint"` of a decision
+/// ([`idprov_proto::KeyFingerprint`]).
 pub(crate) fn key_fingerprint_of(
     fingerprint: Option<&str>,
 ) -> Result<Option<idprov_proto::KeyFingerprint>, ApiError> {
-    fingerprint
-        .map(|f| {
-            idprov_proto::KeyFingerprint::parse(f)
-                .map_err(|e| ApiError::BadRequest(format!("field \"keyFingerprint\": {e}")))
-        })
-        .transpose()
+    optional_field(
+        "keyFingerprint",
+        fingerprint,
+        idprov_proto::KeyFingerprint::parse,
+    )
 }
 
 /// A free-text field of an admin request (a rejection reason, a revocation
