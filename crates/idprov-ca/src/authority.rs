@@ -423,8 +423,10 @@ impl Ca {
         let Ok(cert) = webpki::EndEntityCert::try_from(leaf) else {
             return false;
         };
-        let secs = u64::try_from(UnixTime::from(now).secs()).unwrap_or(0);
-        let time = rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let time = rustls_pki_types::UnixTime::since_unix_epoch(
+            now.duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
         let usage = match purpose {
             Purpose::ClientAuth => webpki::KeyUsage::client_auth(),
             Purpose::ServerAuth => webpki::KeyUsage::server_auth(),

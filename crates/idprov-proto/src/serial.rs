@@ -73,13 +73,7 @@ impl SerialNumber {
         if trimmed.len() > MAX_OCTETS {
             return Err(SerialError::TooLong);
         }
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut text = String::with_capacity(2 * trimmed.len());
-        for b in trimmed {
-            text.push(char::from(DIGITS[usize::from(b >> 4)]));
-            text.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-        }
-        Ok(SerialNumber(text))
+        Ok(SerialNumber(hex::encode(trimmed)))
     }
 
     /// The hex text.
@@ -89,20 +83,8 @@ impl SerialNumber {
 
     /// The content octets.
     pub fn octets(&self) -> alloc::vec::Vec<u8> {
-        self.0
-            .as_bytes()
-            .chunks(2)
-            .map(|pair| (hex_value(pair[0]) << 4) | hex_value(pair[1]))
-            .collect()
-    }
-}
-
-/// The value of one hex digit (the text was checked on parsing).
-fn hex_value(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        _ => digit - b'A' + 10,
+        // The text was checked on parsing: even length, hex digits only.
+        hex::decode(&self.0).unwrap_or_default()
     }
 }
 

@@ -3,7 +3,7 @@
 //! the issuing CA when presented.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::SystemTime;
 
 use idprov_ca::Ca;
 use idprov_proto::clock::Clock;
@@ -22,8 +22,8 @@ struct ClockTime(Arc<dyn Clock>);
 
 impl rustls::time_provider::TimeProvider for ClockTime {
     fn current_time(&self) -> Option<UnixTime> {
-        let secs = u64::try_from(idprov_proto::UnixTime::from(self.0.now()).secs()).ok()?;
-        Some(UnixTime::since_unix_epoch(Duration::from_secs(secs)))
+        let since = self.0.now().duration_since(SystemTime::UNIX_EPOCH).ok()?;
+        Some(UnixTime::since_unix_epoch(since))
     }
 }
 

@@ -630,14 +630,16 @@ impl Device {
             .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok())
             .map(|a| a.to_owned())
             .collect();
-        let secs = u64::try_from(UnixTime::from(now).secs()).unwrap_or(0);
         let cert = webpki::EndEntityCert::try_from(leaf_der)
             .map_err(|e| DeviceError::BadCertificate(e.to_string()))?;
         cert.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
             &anchors,
             &chain[1..],
-            rustls_pki_types::UnixTime::since_unix_epoch(Duration::from_secs(secs)),
+            rustls_pki_types::UnixTime::since_unix_epoch(
+                now.duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default(),
+            ),
             webpki::KeyUsage::client_auth(),
             None,
             None,

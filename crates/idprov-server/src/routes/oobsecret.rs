@@ -46,7 +46,6 @@ pub(crate) fn validate(
     msg: &OobSecretMessage,
     config: &crate::config::ServerConfig,
     now: idprov_proto::UnixTime,
-    default_lifetime: i64,
 ) -> Result<Registration, FieldError> {
     let invalid = |field, message| FieldError { field, message };
     let device_id = DeviceId::parse(&msg.device_id)
@@ -57,7 +56,7 @@ pub(crate) fn validate(
     let secret = OobSecret::parse(&msg.oob_secret)
         .map_err(|e| invalid("oobSecret", format!("field \"oobSecret\": {e}")))?;
     let valid_until = if msg.valid_until.is_empty() {
-        now.plus_secs(default_lifetime)
+        now.plus(config.secret_lifetime)
     } else {
         let t = OffsetDateTime::parse(&msg.valid_until, &Rfc3339).map_err(|_| {
             invalid(
@@ -132,8 +131,7 @@ pub(crate) async fn post(
     }
     let msg = OobSecretMessage::from_json(&bytes)?;
     let now = app.now_unix();
-    let lifetime = idprov_proto::clock::secs(app.config.secret_lifetime);
-    let reg = validate(&msg, &app.config, now, lifetime)?;
+    let reg = validate(&msg, &app.config, now)?;
     let sealed = app
         .secrets()
         .seal(reg.device_id.as_str(), &reg.secret)

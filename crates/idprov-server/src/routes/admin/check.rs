@@ -108,8 +108,7 @@ pub(crate) async fn check(
         }
     };
     let now = app.now_unix();
-    let lifetime = idprov_proto::clock::secs(app.config.secret_lifetime);
-    let reg = validate(&message, &app.config, now, lifetime).map_err(|e| match e.field {
+    let reg = validate(&message, &app.config, now).map_err(|e| match e.field {
         // A label's device ID or secret is the label's fault.
         "deviceID" | "oobSecret" if from_label => ApiError::Invalid {
             field: "label",

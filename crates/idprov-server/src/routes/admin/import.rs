@@ -64,7 +64,6 @@ pub(crate) struct Importer {
     app: AppState,
     admin: AdminCaller,
     now: idprov_proto::UnixTime,
-    lifetime: i64,
     seen: HashSet<[u8; 16]>,
     rejected: Vec<RejectedRow>,
     rejected_total: u64,
@@ -106,7 +105,6 @@ impl Importer {
             app: app.clone(),
             admin: admin.clone(),
             now,
-            lifetime: idprov_proto::clock::secs(app.config.secret_lifetime),
             seen: HashSet::new(),
             rejected: Vec::new(),
             rejected_total: 0,
@@ -143,7 +141,7 @@ impl Importer {
 
     /// Handles one row.
     pub(crate) async fn row(&mut self, row: InputRow) -> Result<(), ApiError> {
-        let reg = match validate(&row.message, &self.app.config, self.now, self.lifetime) {
+        let reg = match validate(&row.message, &self.app.config, self.now) {
             Ok(r) => r,
             Err(e) => {
                 self.refuse(row.index, row.line, &row.message.device_id, e.message);
