@@ -11,10 +11,11 @@ use rcgen::{
 use rustls_pki_types::CertificateDer;
 use time::OffsetDateTime;
 
-use crate::error::CaError;
+use crate::error::{CaError, signing};
 use crate::inspect::CertInfo;
 use crate::key::{KeyType, PublicKey};
 use crate::pem::{certificate_pem, parse_certificates};
+use crate::signer::{CaKey, KeyStorage};
 
 /// Certificates are backdated by this much so that a device whose clock runs
 /// a little behind the server's accepts a certificate issued just now.
@@ -133,9 +134,9 @@ pub struct GeneratedCa {
 }
 
 /// A certificate authority able to sign: the issuing certificate, its key and
-/// the chain above it.
+/// the chain above it, and during a rollover the CA it replaces.
 pub struct Ca {
-    issuer: Issuer<'static, KeyPair>,
+    issuer: Issuer<'static, CaKey>,
     info: CertInfo,
     cert_der: CertificateDer<'static>,
     /// The issuing CA followed by its chain up to the root, PEM.
@@ -144,6 +145,8 @@ pub struct Ca {
     /// follows a leaf in `clientCert`.
     intermediates_pem: String,
     chain_der: Vec<CertificateDer<'static>>,
+    /// The CA being replaced, while a rollover's transition lasts.
+    previous: Option<Box<Ca>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -151,6 +154,8 @@ impl std::fmt::Debug for Ca {
         f.debug_struct("Ca")
             .field("subject_cn", &self.info.common_names)
             .field("fingerprint", &self.info.fingerprint)
+            .field("key", &self.issuer.key())
+            .field("previous", &self.previous)
             .finish_non_exhaustive()
     }
 }
@@ -161,7 +166,7 @@ fn to_offset(t: SystemTime) -> OffsetDateTime {
 
 /// A random positive serial of 127 bits: never derived from the key, so
 /// renewals with the same key get new serials (rcgen's default would not).
-fn random_serial() -> Result<SerialNumber, CaError> {
+pub(crate) fn random_serial() -> Result<SerialNumber, CaError> {
     let mut bytes = [0u8; 16];
     aws_lc_rs::rand::fill(&mut bytes).map_err(|_| CaError::Random)?;
     // Positive, and a non-zero first byte keeps the DER length fixed.
@@ -170,8 +175,8 @@ fn random_serial() -> Result<SerialNumber, CaError> {
 }
 
 impl Ca {
-    /// Generates a self-signed root CA: ECDSA key, no EKU, keyCertSign +
-    /// cRLSign, path length 0.
+    /// Generates a self-signed root CA with a new key held in memory (the
+    /// caller writes [`GeneratedCa::key_pem`], mode 0600).
     pub fn generate(
         organization: &str,
         algorithm: KeyAlgorithm,
@@ -179,28 +184,75 @@ impl Ca {
         validity: Duration,
     ) -> Result<GeneratedCa, CaError> {
         let key = algorithm.generate()?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, organization);
-        dn.push(
-            DnType::CommonName,
-            format!("{organization} provisioning CA"),
-        );
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = to_offset(now - BACKDATE);
-        params.not_after = to_offset(now + validity);
-        params.serial_number = Some(random_serial()?);
-        let cert = params.self_signed(&key)?;
-        let cert_pem = certificate_pem(cert.der());
         let key_pem = key.serialize_pem();
-        let ca = Ca::load(&cert_pem, &key_pem, None, now)?;
+        let (ca, cert_pem) = Ca::self_signed(
+            organization,
+            CaKey::in_memory(key, KeyStorage::File),
+            now,
+            validity,
+        )?;
         Ok(GeneratedCa {
             ca,
             cert_pem,
             key_pem,
         })
+    }
+
+    /// The subject of a CA of `organization`: `O=<org>, CN=<org>
+    /// provisioning CA`, with `suffix` after the CN (a rollover's date).
+    fn ca_name(organization: &str, suffix: &str) -> DistinguishedName {
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, organization);
+        dn.push(
+            DnType::CommonName,
+            format!("{organization} provisioning CA{suffix}"),
+        );
+        dn
+    }
+
+    /// A self-signed root CA for `key` (in memory or in a token): no EKU,
+    /// keyCertSign + cRLSign, path length 0. Returns it and its certificate.
+    pub fn self_signed(
+        organization: &str,
+        key: CaKey,
+        now: SystemTime,
+        validity: Duration,
+    ) -> Result<(Ca, String), CaError> {
+        Ca::self_signed_named(organization, "", key, now, validity)
+    }
+
+    /// [`Ca::self_signed`] with a suffix to the CN, so a rollover's new CA
+    /// has a subject of its own (a cross-certificate must not look like a
+    /// self-signed one).
+    pub fn self_signed_named(
+        organization: &str,
+        cn_suffix: &str,
+        key: CaKey,
+        now: SystemTime,
+        validity: Duration,
+    ) -> Result<(Ca, String), CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = Ca::ca_name(organization, cn_suffix);
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.not_before = to_offset(now - BACKDATE);
+        params.not_after = to_offset(now + validity);
+        params.serial_number = Some(random_serial()?);
+        let cert = params.self_signed(&key).map_err(signing)?;
+        let cert_pem = certificate_pem(cert.der());
+        let ca = Ca::load_with_key(&cert_pem, key, None, now)?;
+        Ok((ca, cert_pem))
+    }
+
+    /// A certificate signing request for an intermediate CA whose key is
+    /// `key`, for an offline root to sign (`idprov ca init --intermediate`).
+    pub fn intermediate_request(organization: &str, key: &CaKey) -> Result<String, CaError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = Ca::ca_name(organization, "");
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let csr = params.serialize_request(key).map_err(signing)?;
+        Ok(csr.pem()?)
     }
 
     /// Loads an existing CA or intermediate. `cert_pem` holds the issuing
@@ -209,6 +261,23 @@ impl Ca {
     pub fn load(
         cert_pem: &str,
         key_pem: &str,
+        chain_pem: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Ca, CaError> {
+        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::BadKey(e.to_string()))?;
+        Ca::load_with_key(
+            cert_pem,
+            CaKey::in_memory(key, KeyStorage::File),
+            chain_pem,
+            now,
+        )
+    }
+
+    /// Loads a CA or intermediate whose key is `key` (from a file, encrypted
+    /// or not, or in a token); as [`Ca::load`] otherwise.
+    pub fn load_with_key(
+        cert_pem: &str,
+        key: CaKey,
         chain_pem: Option<&str>,
         now: SystemTime,
     ) -> Result<Ca, CaError> {
@@ -226,8 +295,7 @@ impl Ca {
         if UnixTime::from(now) > info.not_after {
             return Err(CaError::UnusableCa("the CA certificate has expired".into()));
         }
-        let key = KeyPair::from_pem(key_pem).map_err(|e| CaError::BadKey(e.to_string()))?;
-        if rcgen::PublicKeyData::subject_public_key_info(&key) != info.spki_der {
+        if key.spki_der() != info.spki_der {
             return Err(CaError::UnusableCa(
                 "the private key does not belong to the CA certificate".into(),
             ));
@@ -256,6 +324,7 @@ impl Ca {
             chain_pem,
             intermediates_pem,
             chain_der: certs,
+            previous: None,
         })
     }
 
@@ -318,7 +387,9 @@ impl Ca {
                 uris: vec![url.to_owned()],
             }];
         }
-        let cert = params.signed_by(public_key.rcgen(), &self.issuer)?;
+        let cert = params
+            .signed_by(public_key.rcgen(), &self.issuer)
+            .map_err(signing)?;
         let der = cert.der().clone();
         let serial = idprov_proto::SerialNumber::from_octets(
             &params
@@ -335,6 +406,28 @@ impl Ca {
             not_before: UnixTime::from(not_before),
             not_after: UnixTime::from(not_after),
         })
+    }
+
+    /// Adds a transition's extra trust: the previous CA after the chain
+    /// (clients trust both) and among the anchors of [`Ca::verifies`], and
+    /// the cross-certificate before the intermediates that follow a leaf.
+    pub(crate) fn extend_for_transition(
+        &mut self,
+        previous_pem: &str,
+        new_by_old_pem: &str,
+        previous_der: CertificateDer<'static>,
+    ) {
+        self.chain_pem.push_str(previous_pem);
+        self.intermediates_pem = format!("{new_by_old_pem}{}", self.intermediates_pem);
+        self.chain_der.push(previous_der);
+    }
+
+    pub(crate) fn set_previous(&mut self, previous: Ca) {
+        self.previous = Some(Box::new(previous));
+    }
+
+    pub(crate) fn previous_ca(&self) -> Option<&Ca> {
+        self.previous.as_deref()
     }
 
     /// The issuing CA certificate, DER.
@@ -370,11 +463,11 @@ impl Ca {
     }
 
     /// The signing key (for CRLs and signed audit checkpoints).
-    pub fn key(&self) -> &KeyPair {
+    pub fn key(&self) -> &CaKey {
         self.issuer.key()
     }
 
-    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+    pub(crate) fn issuer(&self) -> &Issuer<'static, CaKey> {
         &self.issuer
     }
 

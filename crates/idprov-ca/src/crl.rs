@@ -4,8 +4,7 @@
 use std::time::SystemTime;
 
 use rcgen::{
-    CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
-    SerialNumber, SigningKey,
+    CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use time::OffsetDateTime;
 
@@ -95,13 +94,15 @@ impl Ca {
             revoked_certs,
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        let crl = params.signed_by(self.issuer())?;
+        let crl = params
+            .signed_by(self.issuer())
+            .map_err(crate::error::signing)?;
         Ok(crl.der().to_vec())
     }
 
     /// Signs `message` with the CA key (DER ECDSA for ECDSA keys).
     pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CaError> {
-        Ok(self.key().sign(message)?)
+        self.key().sign_message(message)
     }
 }
 

@@ -49,7 +49,30 @@ pub enum CaError {
     /// A public key was refused.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A PKCS#11 token refused or failed (absent, locked, wrong PIN, a
+    /// missing key); the message says which.
+    #[error("CA key token: {0}")]
+    Token(String),
+    /// The key file is encrypted and no passphrase was given.
+    #[error(
+        "the CA key file is encrypted: configure its passphrase (ca.key_passphrase_file, ca.key_passphrase_env or ca.key_passphrase_credential)"
+    )]
+    PassphraseNeeded,
+    /// The passphrase does not decrypt the key file.
+    #[error(
+        "the passphrase does not decrypt the CA key file (wrong passphrase, or a damaged file)"
+    )]
+    WrongPassphrase,
     /// The system random number generator failed.
     #[error("random number generator failed")]
     Random,
+}
+
+/// A signing failure from rcgen, with the key backend's own cause when
+/// rcgen could only say "remote key error" (a token that went away).
+pub(crate) fn signing(e: rcgen::Error) -> CaError {
+    match (&e, crate::signer::last_signing_error()) {
+        (rcgen::Error::RemoteKeyError, Some(cause)) => CaError::Token(cause),
+        _ => CaError::Generate(e),
+    }
 }

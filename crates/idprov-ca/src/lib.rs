@@ -3,15 +3,25 @@
 //! serials, parse and check the public keys devices submit, and read the
 //! fields of certificates that authorization needs.
 //!
-//! This crate does no network or file I/O: callers pass PEM text in and
-//! write the PEM it returns. It knows nothing of HTTP or the registry.
+//! Every signature with the CA key goes through one abstraction,
+//! [`CaKey`]: a key in memory (from a PKCS#8 file, clear or encrypted with a
+//! passphrase: [`keyfile`]) or a key inside a PKCS#11 token ([`pkcs11`]).
+//!
+//! This crate does no network or file I/O of its own: callers pass PEM text
+//! in and write the PEM it returns. (A PKCS#11 module is a library loaded
+//! into the process; what it stores is its own.) It knows nothing of HTTP
+//! or the registry.
 
 mod authority;
 mod crl;
 mod error;
 mod inspect;
 mod key;
+pub mod keyfile;
 pub mod pem;
+pub mod pkcs11;
+mod rollover;
+mod signer;
 
 pub use authority::{
     BACKDATE, Ca, GeneratedCa, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, key_type_of,
@@ -21,3 +31,4 @@ pub use error::{CaError, KeyError};
 pub use inspect::CertInfo;
 pub use key::{KeyType, PublicKey};
 pub use rcgen::KeyPair;
+pub use signer::{CaKey, KeyBackend, KeyStorage, Protection};
