@@ -8,6 +8,9 @@
 #   curl               the README's curl commands, run by the README test
 #   mosquitto(-clients) a real MQTT broker that must accept issued certificates
 #   iproute2           network namespaces and veth for real multicast DNS-SD
+#   softhsm2           a PKCS#11 token for the CA key (each test makes its own
+#                      token directory and configuration)
+#   opensc             pkcs11-tool, an independent look at the token's key
 #   zbar-tools         an independent QR decoder for the label sheets
 #   librsvg2-bin       an independent SVG renderer for the label sheets
 #   systemd            systemd-analyze, to verify packaging/idprov.service
@@ -47,6 +50,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
+command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
 command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

@@ -8,8 +8,11 @@
 //! * `soak` — sustained provisioning and renewal from many loopback source
 //!   addresses while 127.0.0.2 floods; throughput, errors, latency and
 //!   server memory per minute.
+//! * `ca-keys` — certificate issuance with the CA key in a file, an
+//!   encrypted file and a PKCS#11 token, side by side.
 //! * `noop-server` — the do-nothing server `run` starts as a child.
 
+mod cakeys;
 mod ceilings;
 mod fleet;
 mod load;
@@ -42,6 +45,9 @@ enum Command {
     /// Sustained provisioning and renewal for minutes while flooding from a
     /// second address; memory over time.
     Soak(soak::SoakArgs),
+    /// Certificate issuance with the CA key in a file, an encrypted file and
+    /// a PKCS#11 token, side by side (bench/cakeys.sh).
+    CaKeys(cakeys::CaKeysArgs),
     /// Serve TLS and answer every request with 200 (started by `run`).
     NoopServer {
         /// Address to listen on.
@@ -68,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Soak(args) => soak::soak(args).await,
+            Command::CaKeys(args) => cakeys::ca_keys(args),
             Command::NoopServer {
                 listen,
                 cert,

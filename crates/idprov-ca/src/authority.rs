@@ -147,6 +147,8 @@ pub struct Ca {
     chain_der: Vec<CertificateDer<'static>>,
     /// The CA being replaced, while a rollover's transition lasts.
     previous: Option<Box<Ca>>,
+    /// CAs retired by finished rollovers.
+    retired: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -325,6 +327,7 @@ impl Ca {
             intermediates_pem,
             chain_der: certs,
             previous: None,
+            retired: Vec::new(),
         })
     }
 
@@ -428,6 +431,14 @@ impl Ca {
 
     pub(crate) fn previous_ca(&self) -> Option<&Ca> {
         self.previous.as_deref()
+    }
+
+    pub(crate) fn retired(&self) -> &[CertificateDer<'static>] {
+        &self.retired
+    }
+
+    pub(crate) fn retired_mut(&mut self) -> &mut Vec<CertificateDer<'static>> {
+        &mut self.retired
     }
 
     /// The issuing CA certificate, DER.

@@ -146,6 +146,12 @@ impl TokenSession {
                     settings.token_label
                 )));
             }
+            Err(PkError::Pkcs11(RvError::UserPinNotInitialized, _)) => {
+                return Err(token_err(format!(
+                    "token {:?} has no user PIN yet: its security officer must set one (softhsm2-util, pkcs11-tool --init-pin)",
+                    settings.token_label
+                )));
+            }
             Err(PkError::Pkcs11(RvError::PinLocked, _)) => {
                 return Err(token_err(format!(
                     "token {:?} is locked: too many wrong PINs; its security officer must unlock it",

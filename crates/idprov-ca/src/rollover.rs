@@ -124,13 +124,47 @@ impl Ca {
 
     /// True when `cert` (a CA certificate) is signed by this CA's key.
     fn verifies_ca(&self, cert: &CertificateDer<'_>) -> bool {
-        let Ok((_, parsed)) = X509Certificate::from_der(cert) else {
-            return false;
-        };
-        crate::crl::verify_signed_by(
-            self.cert_der(),
-            parsed.tbs_certificate.as_ref(),
-            &parsed.signature_value.data,
-        )
+        is_signed_by(cert, self.cert_der())
     }
+
+    /// Adds CAs retired by earlier rollovers (PEM): trusted for nothing,
+    /// known only to verify the audit checkpoints they signed.
+    pub fn add_retired(&mut self, pem: &str) -> Result<(), CaError> {
+        self.retired_mut().extend(parse_certificates(pem)?);
+        Ok(())
+    }
+
+    /// Every CA certificate that signed for this installation: the issuing
+    /// CA, during a transition the previous one, and retired ones — what an
+    /// audit checkpoint's signature is checked against.
+    pub fn signing_history(&self) -> Vec<CertificateDer<'static>> {
+        let mut all = self.trust_anchors();
+        all.extend(self.retired().iter().cloned());
+        all
+    }
+}
+
+/// True when `cert`'s signature verifies with `issuer`'s public key (the
+/// signature only: names, validity and extensions are not checked).
+pub fn is_signed_by(cert: &[u8], issuer: &[u8]) -> bool {
+    let Ok((_, parsed)) = X509Certificate::from_der(cert) else {
+        return false;
+    };
+    crate::crl::verify_signed_by(
+        issuer,
+        parsed.tbs_certificate.as_ref(),
+        &parsed.signature_value.data,
+    )
+}
+
+/// Verifies a signature made by the key of any of `certs` (an audit
+/// checkpoint signed before or after a rollover).
+pub fn verify_signed_by_any(
+    certs: &[CertificateDer<'_>],
+    message: &[u8],
+    signature: &[u8],
+) -> bool {
+    certs
+        .iter()
+        .any(|c| crate::crl::verify_signed_by(c, message, signature))
 }

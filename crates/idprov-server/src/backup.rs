@@ -46,6 +46,10 @@ pub struct Manifest {
     /// Files the configuration names outside the data directory, which the
     /// backup does not hold (an operator's CA, the secrets key).
     pub not_included: Vec<PathBuf>,
+    /// Keys and secrets the backup cannot hold, said plainly: a CA key in a
+    /// PKCS#11 token, the passphrase of an encrypted CA key, a token's PIN.
+    #[serde(default)]
+    pub keys_not_copied: Vec<String>,
 }
 
 /// The database part of the manifest.
@@ -202,6 +206,7 @@ pub fn backup(
             database: summary.into(),
             files: entries,
             not_included: external_files(config),
+            keys_not_copied: crate::cakeys::keys_not_copied(config),
         };
         let text = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| BackupError::Invalid(format!("manifest: {e}")))?;
@@ -221,7 +226,10 @@ pub fn backup(
 /// Files outside the data directory that the configuration depends on.
 fn external_files(config: &ServerConfig) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    if let CaSource::Files { cert, key, chain } = &config.ca {
+    if let CaSource::Files {
+        cert, key, chain, ..
+    } = &config.ca
+    {
         out.push(cert.clone());
         out.push(key.clone());
         out.extend(chain.iter().cloned());

@@ -14,7 +14,7 @@ use idprov_store::{
 };
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{CaSource, ServerConfig, host_name};
+use crate::config::{ServerConfig, host_name};
 use crate::datadir::{
     DataDir, check_private_permissions, files, write_private_file, write_public_file,
 };
@@ -60,47 +60,6 @@ pub fn server_identities(config: &ServerConfig) -> (Vec<String>, Vec<IpAddr>) {
         }
     }
     (names.into_iter().collect(), ips.into_iter().collect())
-}
-
-/// Loads the configured CA, or the generated one, generating it on first start.
-pub fn load_or_generate_ca(
-    config: &ServerConfig,
-    dir: &DataDir,
-    now: SystemTime,
-) -> Result<Ca, StartError> {
-    match &config.ca {
-        CaSource::Files { cert, key, chain } => {
-            check_private_permissions(key).map_err(|e| StartError::file(key, e))?;
-            let cert_pem = read(cert)?;
-            let key_pem = zeroize::Zeroizing::new(read(key)?);
-            let chain_pem = chain.as_deref().map(read).transpose()?;
-            Ca::load(&cert_pem, &key_pem, chain_pem.as_deref(), now)
-                .map_err(|e| StartError::Ca(format!("{}: {e}", cert.display())))
-        }
-        CaSource::Generated { validity, key_type } => {
-            let cert_path = dir.path(files::CA_CERT);
-            let key_path = dir.path(files::CA_KEY);
-            if cert_path.exists() || key_path.exists() {
-                check_private_permissions(&key_path).map_err(|e| StartError::file(&key_path, e))?;
-                let cert_pem = read(&cert_path)?;
-                let key_pem = zeroize::Zeroizing::new(read(&key_path)?);
-                return Ca::load(&cert_pem, &key_pem, None, now)
-                    .map_err(|e| StartError::Ca(format!("{}: {e}", cert_path.display())));
-            }
-            let generated = Ca::generate(&config.organization, *key_type, now, *validity)
-                .map_err(|e| StartError::Ca(e.to_string()))?;
-            // The key first: a CA certificate without its key would be unusable.
-            write_private_file(&key_path, generated.key_pem.as_bytes())
-                .map_err(|e| StartError::file(&key_path, e))?;
-            write_public_file(&cert_path, generated.cert_pem.as_bytes())
-                .map_err(|e| StartError::file(&cert_path, e))?;
-            tracing::info!(
-                fingerprint = %generated.ca.fingerprint(),
-                "generated a new CA"
-            );
-            Ok(generated.ca)
-        }
-    }
 }
 
 fn read(path: &Path) -> Result<String, StartError> {

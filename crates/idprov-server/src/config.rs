@@ -185,6 +185,142 @@ pub struct RawCa {
     pub chain_file: Option<PathBuf>,
     pub validity: Option<ConfigDuration>,
     pub key_type: Option<String>,
+    pub key_passphrase_file: Option<PathBuf>,
+    pub key_passphrase_env: Option<String>,
+    pub key_passphrase_credential: Option<String>,
+    pub pkcs11: Option<RawPkcs11>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPkcs11 {
+    pub module: Option<PathBuf>,
+    pub token_label: Option<String>,
+    pub key_label: Option<String>,
+    pub pin_file: Option<PathBuf>,
+    pub pin_env: Option<String>,
+    pub pin_credential: Option<String>,
+}
+
+/// Where a secret the server needs at start (the CA key's passphrase, a
+/// token's PIN) comes from: never a prompt, so the service starts unattended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A file (0600; its first line, without the line ending).
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+    /// A systemd credential (`LoadCredential=`/`LoadCredentialEncrypted=`):
+    /// the file of that name in `$CREDENTIALS_DIRECTORY`.
+    Credential(String),
+}
+
+impl SecretSource {
+    /// The one source set among `file`, `env` and `credential` (named by
+    /// `keys`), if any.
+    fn choose(
+        keys: [&'static str; 3],
+        file: Option<PathBuf>,
+        env: Option<String>,
+        credential: Option<String>,
+    ) -> Result<Option<SecretSource>, ConfigError> {
+        let mut set: Vec<SecretSource> = Vec::new();
+        set.extend(file.map(SecretSource::File));
+        set.extend(env.map(SecretSource::Env));
+        set.extend(credential.map(SecretSource::Credential));
+        if set.len() > 1 {
+            return Err(invalid(
+                keys[0],
+                format!("set only one of {}, {} and {}", keys[0], keys[1], keys[2]),
+            ));
+        }
+        for s in &set {
+            match s {
+                SecretSource::Env(n) | SecretSource::Credential(n)
+                    if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) =>
+                {
+                    return Err(invalid(
+                        if matches!(s, SecretSource::Env(_)) { keys[1] } else { keys[2] },
+                        "must be a plain name",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(set.pop())
+    }
+
+    /// Reads the secret: the first line of the file, variable or
+    /// credential, which must not be empty.
+    pub fn read(&self) -> Result<zeroize::Zeroizing<String>, String> {
+        let (what, text) = match self {
+            SecretSource::File(path) => {
+                crate::datadir::check_private_permissions(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                (
+                    path.display().to_string(),
+                    zeroize::Zeroizing::new(
+                        std::fs::read_to_string(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    ),
+                )
+            }
+            SecretSource::Env(name) => (
+                format!("environment variable {name}"),
+                zeroize::Zeroizing::new(std::env::var(name).map_err(|_| {
+                    format!("environment variable {name} is not set (or not UTF-8)")
+                })?),
+            ),
+            SecretSource::Credential(name) => {
+                let dir = std::env::var_os("CREDENTIALS_DIRECTORY").ok_or_else(|| {
+                    format!(
+                        "systemd credential {name}: $CREDENTIALS_DIRECTORY is not set \
+                         (give the unit LoadCredential={name}:FILE or LoadCredentialEncrypted=)"
+                    )
+                })?;
+                let path = Path::new(&dir).join(name);
+                (
+                    format!("systemd credential {name}"),
+                    zeroize::Zeroizing::new(
+                        std::fs::read_to_string(&path)
+                            .map_err(|e| format!("systemd credential {name} ({}): {e}", path.display()))?,
+                    ),
+                )
+            }
+        };
+        let line = text.split(['\n', '\r']).next().unwrap_or_default();
+        if line.is_empty() {
+            return Err(format!("{what} is empty"));
+        }
+        Ok(zeroize::Zeroizing::new(line.to_owned()))
+    }
+}
+
+/// A CA key in a PKCS#11 token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pkcs11Config {
+    /// The module (shared library).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The key's label in the token.
+    pub key_label: String,
+    /// Where the user PIN comes from.
+    pub pin: SecretSource,
+}
+
+/// Where a data-directory CA keeps its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaKeyStore {
+    /// `ca.key` in the data directory, encrypted when a passphrase source
+    /// is configured.
+    File {
+        /// The passphrase's source, for an encrypted key.
+        passphrase: Option<SecretSource>,
+    },
+    /// Inside a PKCS#11 token; no key file exists.
+    Token(Pkcs11Config),
 }
 
 #[allow(missing_docs)]
@@ -278,12 +414,15 @@ pub struct RawLog {
 /// Where the CA comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaSource {
-    /// Generated in the data directory on first start, reused afterwards.
+    /// Generated in the data directory on first start (or an intermediate
+    /// made there and imported), reused afterwards.
     Generated {
         /// Validity of a newly generated CA.
         validity: Duration,
         /// Key algorithm of a newly generated CA.
         key_type: KeyAlgorithm,
+        /// Where its key lives.
+        key: CaKeyStore,
     },
     /// An operator's CA or intermediate.
     Files {
@@ -293,6 +432,8 @@ pub enum CaSource {
         key: PathBuf,
         /// The chain up to the root, if not in `cert`.
         chain: Option<PathBuf>,
+        /// The key's passphrase, when the key file is encrypted.
+        passphrase: Option<SecretSource>,
     },
 }
 
@@ -654,6 +795,60 @@ impl RawConfig {
                 ));
             }
         }
+        let passphrase = SecretSource::choose(
+            [
+                "ca.key_passphrase_file",
+                "ca.key_passphrase_env",
+                "ca.key_passphrase_credential",
+            ],
+            self.ca.key_passphrase_file,
+            self.ca.key_passphrase_env,
+            self.ca.key_passphrase_credential,
+        )?;
+        let token = match self.ca.pkcs11 {
+            None => None,
+            Some(p) => {
+                let module = p
+                    .module
+                    .ok_or_else(|| invalid("ca.pkcs11.module", "is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so)"))?;
+                let token_label = p
+                    .token_label
+                    .filter(|l| !l.is_empty())
+                    .ok_or_else(|| invalid("ca.pkcs11.token_label", "is required"))?;
+                let key_label = p.key_label.unwrap_or_else(|| d::CA_TOKEN_KEY_LABEL.into());
+                if key_label.is_empty() || key_label.chars().any(char::is_control) {
+                    return Err(invalid("ca.pkcs11.key_label", "must be non-empty text"));
+                }
+                let pin = SecretSource::choose(
+                    [
+                        "ca.pkcs11.pin_file",
+                        "ca.pkcs11.pin_env",
+                        "ca.pkcs11.pin_credential",
+                    ],
+                    p.pin_file,
+                    p.pin_env,
+                    p.pin_credential,
+                )?
+                .ok_or_else(|| {
+                    invalid(
+                        "ca.pkcs11.pin_file",
+                        "a PIN source is required: pin_file, pin_env or pin_credential",
+                    )
+                })?;
+                Some(Pkcs11Config {
+                    module,
+                    token_label,
+                    key_label,
+                    pin,
+                })
+            }
+        };
+        if token.is_some() && passphrase.is_some() {
+            return Err(invalid(
+                "ca.key_passphrase_file",
+                "a key in a PKCS#11 token has no passphrase (its PIN is ca.pkcs11.pin_*)",
+            ));
+        }
         let ca = match (self.ca.cert_file, self.ca.key_file) {
             (None, None) => {
                 if self.ca.chain_file.is_some() {
@@ -677,12 +872,24 @@ impl RawConfig {
                 CaSource::Generated {
                     validity: positive("ca.validity", self.ca.validity, d::CA_VALIDITY)?,
                     key_type,
+                    key: match token {
+                        Some(t) => CaKeyStore::Token(t),
+                        None => CaKeyStore::File { passphrase },
+                    },
                 }
+            }
+            _ if token.is_some() => {
+                return Err(invalid(
+                    "ca.pkcs11",
+                    "a token-held CA lives in the data directory: remove ca.cert_file and ca.key_file \
+                     (an intermediate signed by an offline root: idprov ca init --intermediate, then idprov ca import)",
+                ));
             }
             (Some(cert), Some(key)) => CaSource::Files {
                 cert,
                 key,
                 chain: self.ca.chain_file,
+                passphrase,
             },
             (Some(_), None) => return Err(invalid("ca.key_file", "is required with ca.cert_file")),
             (None, Some(_)) => return Err(invalid("ca.cert_file", "is required with ca.key_file")),
@@ -1053,6 +1260,22 @@ mod tests {
             ("[ca]\nkey_type = \"rsa2048\"", "ca.key_type"),
             ("[lockout]\nthreshold = 0", "lockout.threshold"),
             ("[secrets]\nkey = \"short\"", "secrets.key"),
+            (
+                "[ca]\nkey_passphrase_file = \"/p\"\nkey_passphrase_env = \"P\"",
+                "ca.key_passphrase_file",
+            ),
+            ("[ca.pkcs11]\ntoken_label = \"t\"\npin_env = \"P\"", "ca.pkcs11.module"),
+            ("[ca.pkcs11]\nmodule = \"/m.so\"\npin_env = \"P\"", "ca.pkcs11.token_label"),
+            ("[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"", "ca.pkcs11.pin_file"),
+            (
+                "[ca]\nkey_passphrase_env = \"P\"\n[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"Q\"",
+                "ca.key_passphrase_file",
+            ),
+            (
+                "[ca]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"Q\"",
+                "ca.pkcs11",
+            ),
+            ("[ca]\nkey_passphrase_credential = \"a/b\"", "ca.key_passphrase_credential"),
         ];
         for (toml, key) in cases {
             let err = raw(toml)

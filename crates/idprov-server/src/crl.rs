@@ -47,13 +47,28 @@ pub async fn regenerate(app: &AppState) -> Result<CrlRecord, ApiError> {
         next_update: now_unix.plus(CRL_VALIDITY),
         der,
     };
+    // During a rollover's transition the previous CA signs a CRL of its
+    // own (a CRL speaks for its issuer's certificates): the file and the
+    // PEM answer carry both, so services check certificates of either.
+    let previous = match app.ca.previous() {
+        Some(previous) => Some(
+            previous
+                .sign_crl(&entries, number, now, now + CRL_VALIDITY)
+                .map_err(|e| ApiError::Internal(format!("signing the previous CA's CRL: {e}")))?,
+        ),
+        None => None,
+    };
     app.registry.store_crl(record.clone()).await?;
+    let mut text = idprov_ca::pem::encode("X509 CRL", &record.der);
+    if let Some(der) = &previous {
+        text.push_str(&idprov_ca::pem::encode("X509 CRL", der));
+    }
+    if let Ok(mut slot) = app.previous_crl.lock() {
+        *slot = previous;
+    }
     let path = app.config.data_dir.join(CRL_FILE);
-    write_public_file(
-        &path,
-        idprov_ca::pem::encode("X509 CRL", &record.der).as_bytes(),
-    )
-    .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
+    write_public_file(&path, text.as_bytes())
+        .map_err(|e| ApiError::Internal(format!("writing {}: {e}", path.display())))?;
     tracing::info!(number, revoked = entries.len(), "CRL issued");
     Ok(record)
 }

@@ -20,8 +20,28 @@ pub mod files {
     pub const ADMIN_CERT: &str = "admin.pem";
     /// Its private key (PKCS#8 PEM, 0600).
     pub const ADMIN_KEY: &str = "admin.key";
-    /// The CA chain clients trust (PEM): the issuing CA and its chain.
+    /// The CA chain clients trust (PEM): the issuing CA and its chain
+    /// (during a rollover's transition, followed by the previous CA).
     pub const CA_CHAIN: &str = "ca-chain.pem";
+    /// The certificate signing request of an intermediate waiting for its
+    /// offline root (`idprov ca init --intermediate`).
+    pub const CA_CSR: &str = "ca.csr";
+    /// The chain above an imported intermediate, up to its root.
+    pub const CA_ISSUERS: &str = "ca-issuers.pem";
+    /// During a rollover: the CA being replaced, and its key (key file
+    /// mode; a token keeps it under the same label).
+    pub const CA_PREVIOUS_CERT: &str = "ca-previous.pem";
+    /// The previous CA's key file during a rollover (0600).
+    pub const CA_PREVIOUS_KEY: &str = "ca-previous.key";
+    /// The new CA certified by the previous one: what lets a device that
+    /// trusts only the previous CA accept the new CA's certificates.
+    pub const CA_CROSS_NEW_BY_OLD: &str = "ca-cross-new-by-old.pem";
+    /// The previous CA certified by the new one: what lets a service that
+    /// already trusts only the new CA accept certificates of the previous.
+    pub const CA_CROSS_OLD_BY_NEW: &str = "ca-cross-old-by-new.pem";
+    /// CAs retired by finished rollovers (certificates only, their keys
+    /// destroyed): kept to verify the audit checkpoints they signed.
+    pub const CA_RETIRED: &str = "ca-retired.pem";
     /// The SQLite registry (with `-wal` and `-shm` beside it).
     pub const DATABASE: &str = "idprov.db";
     /// Held locked while a server uses the directory (SQLite mode), or while

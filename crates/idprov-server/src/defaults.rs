@@ -21,6 +21,9 @@ pub const ENV_PREFIX: &str = "IDPROV_";
 
 /// CA validity: long enough that devices never see it roll over in service.
 pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * DAY);
+/// The CA key's label in a PKCS#11 token (`ca.pkcs11.key_label`): one
+/// name, so a rollover's second key is found beside the first.
+pub const CA_TOKEN_KEY_LABEL: &str = "idprov-ca";
 /// Device certificates: short enough that revocation matters less, long
 /// enough that a device offline for two weeks still renews with its own key.
 pub const DEVICE_VALIDITY: Duration = Duration::from_secs(30 * DAY);

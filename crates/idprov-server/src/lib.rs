@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;
+pub mod cakeys;
 pub mod checkpoint;
 pub mod config;
 pub mod crl;

@@ -173,7 +173,29 @@ pub async fn start(
     if expired > 0 {
         tracing::info!(count = expired, "removed expired OOB secrets");
     }
-    let ca = Arc::new(bootstrap::load_or_generate_ca(&config, &dir, now)?);
+    let (ca, created) = crate::cakeys::load_or_generate(&config, &dir, now)?;
+    if let Some(storage) = created {
+        registry
+            .append_audit(idprov_store::AuditRecord::new(
+                idprov_proto::UnixTime::from(now),
+                idprov_store::Actor::system(),
+                idprov_store::AuditEvent::CaKeyCreated {
+                    fingerprint: ca.fingerprint().to_string(),
+                    storage: storage.to_string(),
+                },
+                None,
+            ))
+            .await?;
+    }
+    if let Some(previous) = ca.previous() {
+        tracing::info!(
+            previous = %previous.fingerprint(),
+            current = %ca.fingerprint(),
+            "CA rollover in transition: the new CA issues, both are trusted (idprov ca finish-rollover ends it)"
+        );
+    }
+    tracing::info!(key = %ca.key().storage(), "CA key");
+    let ca = Arc::new(ca);
     let credential = bootstrap::server_credential(&config, &ca, &*registry, now).await?;
     bootstrap::local_admin_credential(&config, &dir, &ca, &*registry, now).await?;
     let certs = crate::tls::CertSwap::new(&credential)?;
@@ -211,10 +233,14 @@ pub async fn start(
         _ => None,
     };
     let state = AppState::new(config, ca, registry, secrets, clock);
-    // An empty CRL exists from the first start; later starts refresh a stale one.
-    crate::crl::current(&state)
-        .await
-        .map_err(|e| StartError::Crl(format!("{e:?}")))?;
+    // An empty CRL exists from the first start; later starts refresh a stale
+    // one, and during a rollover's transition sign both CAs' CRLs afresh.
+    if state.ca.previous().is_some() {
+        crate::crl::regenerate(&state).await.map(|_| ())
+    } else {
+        crate::crl::current(&state).await.map(|_| ())
+    }
+    .map_err(|e| StartError::Crl(format!("{e:?}")))?;
     // The web page's first sign-in, for a directory without web passwords.
     let signin_token = crate::web::bootstrap_token(&state, dir.root()).await?;
     let router = routes::router(state.clone());

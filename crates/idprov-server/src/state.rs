@@ -37,6 +37,9 @@ pub struct Inner {
     pub crl_url: String,
     /// Serializes CRL regeneration.
     pub crl_lock: tokio::sync::Mutex<()>,
+    /// During a rollover's transition, the previous CA's CRL (DER) signed
+    /// with the current one.
+    pub previous_crl: std::sync::Mutex<Option<Vec<u8>>>,
     /// Provisioning requests per source.
     pub provisioning_limiter: crate::limits::RateLimiter,
     /// Connections and handshakes per source.
@@ -102,6 +105,7 @@ impl AppState {
             directory_json,
             crl_url,
             crl_lock: tokio::sync::Mutex::new(()),
+            previous_crl: std::sync::Mutex::new(None),
             provisioning_limiter,
             connection_limits,
             web: crate::web::WebState::default(),

@@ -101,10 +101,14 @@ pub fn server_config(
     let provider = Arc::new(crypto_provider());
     let mut roots = RootCertStore::empty();
     // The issuing CA is the trust anchor, so the acceptable-CA hint names the
-    // issuer of device certificates (PROTOCOL.md §7).
-    roots
-        .add(ca.cert_der().clone())
-        .map_err(|e| StartError::Tls(format!("CA certificate: {e}")))?;
+    // issuer of device certificates (PROTOCOL.md §7); during a rollover's
+    // transition the previous CA is one too, so devices, administrators and
+    // services holding its certificates still connect.
+    for anchor in ca.trust_anchors() {
+        roots
+            .add(anchor)
+            .map_err(|e| StartError::Tls(format!("CA certificate: {e}")))?;
+    }
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .allow_unauthenticated()
         .build()

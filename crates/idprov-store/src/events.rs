@@ -185,6 +185,21 @@ audit_events! {
         from: UnixTime,
         to: UnixTime,
     }
+    /// The CA key was created where it is kept (a file, an encrypted file,
+    /// a PKCS#11 token).
+    CaKeyCreated = "ca_key_created" { fingerprint: String, storage: String }
+    /// The CA key file was encrypted in place with a passphrase.
+    CaKeyEncrypted = "ca_key_encrypted" { fingerprint: String }
+    /// A CA rollover began: a new CA issues, both are trusted.
+    CaRolloverStarted = "ca_rollover_started" {
+        previous: String,
+        new: String,
+        storage: String,
+    }
+    /// A CA rollover ended: the previous CA is retired, its key destroyed.
+    CaRolloverFinished = "ca_rollover_finished" { retired: String, current: String }
+    /// An intermediate CA signed by an offline root was imported.
+    CaIntermediateImported = "ca_intermediate_imported" { fingerprint: String, root: String }
     /// A SQLite registry was copied into this PostgreSQL one.
     RegistryMigrated = "registry_migrated" {
         from: String,

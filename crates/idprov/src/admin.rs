@@ -565,6 +565,33 @@ pub(crate) fn local_ca_der(conn: &Connection) -> Result<Vec<u8>, Failure> {
     first_certificate(&path)
 }
 
+/// Every CA certificate that may have signed this installation's audit
+/// checkpoints: those of the trusted chain (during a rollover both CAs) and,
+/// from the data directory, the CAs retired by earlier rollovers.
+pub(crate) fn local_signer_certs(conn: &Connection) -> Result<Vec<Vec<u8>>, Failure> {
+    let mut paths = Vec::new();
+    match &conn.ca {
+        Some(p) => paths.push(p.clone()),
+        None => {
+            let dir = data_dir_of(conn.data_dir.as_deref(), conn.config.as_deref())?;
+            paths.push(dir.join(files::CA_CHAIN));
+            let retired = dir.join(files::CA_RETIRED);
+            if retired.exists() {
+                paths.push(retired);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        let certs = idprov_ca::pem::parse_certificates(&text)
+            .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+        out.extend(certs.into_iter().map(|c| c.to_vec()));
+    }
+    Ok(out)
+}
+
 /// The first certificate of a PEM file, DER.
 pub(crate) fn first_certificate(path: &Path) -> Result<Vec<u8>, Failure> {
     let text = std::fs::read_to_string(path)

@@ -48,7 +48,7 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 pub fn verify(
     entries: &[AuditView],
     checkpoints: &[CheckpointView],
-    ca_der: &[u8],
+    signers: &[Vec<u8>],
 ) -> Result<String, String> {
     let chain: Vec<AuditEntry> = entries.iter().map(to_entry).collect();
     let checkpoints = checkpoints
@@ -66,7 +66,9 @@ pub fn verify(
         })
         .collect::<Result<Vec<_>, String>>()?;
     verify_log(&chain, &checkpoints, |message, signature| {
-        idprov_ca::verify_signed_by(ca_der, message, signature)
+        signers
+            .iter()
+            .any(|ca| idprov_ca::verify_signed_by(ca, message, signature))
     })
 }
 
@@ -167,7 +169,7 @@ pub async fn audit(cmd: AuditCommand) -> Result<(), Failure> {
             Ok(())
         }
         AuditCommand::Verify { file, conn } => {
-            let ca = crate::admin::local_ca_der(&conn)?;
+            let ca = crate::admin::local_signer_certs(&conn)?;
             let (entries, checkpoints) = match &file {
                 Some(path) => read_export(path)?,
                 None => {

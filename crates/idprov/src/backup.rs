@@ -9,7 +9,10 @@ use crate::{Failure, output};
 
 /// The configuration whose data directory is meant: `--data-dir` wins over
 /// the file's (or the default) `data_dir`.
-fn config_for(data_dir: Option<PathBuf>, config: Option<PathBuf>) -> Result<ServerConfig, Failure> {
+pub(crate) fn config_for(
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<ServerConfig, Failure> {
     let raw = idprov_server::config::read(config.as_deref()).map_err(Failure::usage)?;
     let mut config = raw.validate().map_err(Failure::usage)?;
     if let Some(dir) = data_dir {
@@ -46,6 +49,9 @@ fn warn_external(m: &Manifest) {
             p.display()
         );
     }
+    for k in &m.keys_not_copied {
+        eprintln!("not copied: {k}");
+    }
 }
 
 pub fn backup(
@@ -67,7 +73,21 @@ pub fn backup(
             dest.display(),
             summary(&manifest)
         );
-        println!("it holds the CA's private key: store it as safely as the server itself");
+        let key = match config.ca {
+            idprov_server::config::CaSource::Generated {
+                key: idprov_server::config::CaKeyStore::Token(_),
+                ..
+            } => "it holds no CA private key (the token keeps it): it restores only beside that token",
+            _ if manifest
+                .keys_not_copied
+                .iter()
+                .any(|k| k.contains("passphrase")) =>
+            {
+                "it holds the CA's private key, encrypted: it restores only with the passphrase"
+            }
+            _ => "it holds the CA's private key: store it as safely as the server itself",
+        };
+        println!("{key}");
     }
     Ok(())
 }

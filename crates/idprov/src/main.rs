@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod backup;
 mod bulk;
+mod ca;
 mod cli;
 mod credentials;
 mod db;
@@ -83,6 +84,7 @@ fn main() -> ExitCode {
             Command::Audit(cmd) => audit::audit(cmd).await,
             Command::Crl { out, pem, conn } => audit::crl(out, pem, conn).await,
             Command::Db(cmd) => db::db(cmd).await,
+            Command::Ca(cmd) => ca::ca(cmd).await,
             Command::Backup {
                 dest,
                 data_dir,

@@ -193,6 +193,22 @@ pub enum DeviceError {
          certificate again for a few minutes (its re-delivery window); after that an administrator approves again"
     )]
     EmptyKeyUntrusted,
+    /// The server's certificate no longer chains to the CA this device
+    /// holds from its last certificate: the server's CA was replaced (a
+    /// rollover's transition ended while the device was away). The next
+    /// attempt goes the OOB path without that CA.
+    #[error(
+        "the server at {server} no longer presents a certificate of the CA this device trusts: its CA was \
+         replaced (a CA rollover ended while this device was away). Falling back to the OOB path: register a new \
+         secret for this device (idprov oob add ID) or approve its request, and give it the server's new CA \
+         fingerprint (idprov ca-fingerprint) ({detail})"
+    )]
+    CaReplaced {
+        /// Where.
+        server: String,
+        /// The TLS error.
+        detail: String,
+    },
     /// The issued certificate is not acceptable.
     #[error("the issued certificate was refused: {0}")]
     BadCertificate(String),
@@ -261,6 +277,9 @@ pub struct Device {
     store: Store,
     key: rcgen::KeyPair,
     time: TimeKeeper,
+    /// The installed set's CA no longer verifies the server (its CA was
+    /// replaced): attempts go the OOB path with a new first contact.
+    ca_replaced: bool,
 }
 
 impl std::fmt::Debug for Device {
@@ -301,6 +320,7 @@ impl Device {
             store,
             key,
             time,
+            ca_replaced: false,
         })
     }
 
@@ -422,7 +442,7 @@ impl Device {
         if let Some(ca) = &self.opts.ca_pem {
             return Ok((ca.clone(), true));
         }
-        if let Some((set, _)) = self.current()? {
+        if let Some((set, _)) = self.current()?.filter(|_| !self.ca_replaced) {
             match &self.opts.ca_fingerprint {
                 Some(fp) if !matches(&set.ca_pem, fp) => {}
                 _ => return Ok((set.ca_pem, true)),
@@ -470,6 +490,13 @@ impl Device {
     /// certificate is presented (renewal over mutual TLS).
     pub async fn provision(&mut self, use_certificate: bool) -> Result<Outcome, DeviceError> {
         let target = self.target().await?;
+        let from_set = self.opts.ca_pem.is_none()
+            && !self.ca_replaced
+            && self.current()?.is_some_and(|(set, _)| {
+                self.opts.ca_fingerprint.as_ref().is_none_or(|fp| {
+                    pem_fingerprints(&set.ca_pem).any(|c| c.ct_eq(fp))
+                })
+            });
         let (ca_pem, pinned) = self.trust(&target).await?;
         let current = if use_certificate {
             self.current()?
@@ -495,7 +522,17 @@ impl Device {
                     DeviceError::CertificateRefused(detail)
                 }
                 other => other,
-            })?;
+            })
+            .map_err(|e| match e {
+            // The CA of the installed set no longer verifies the server: a
+            // CA rollover ended while this device was away. Not trusted
+            // again; the next attempt makes a new first contact.
+            DeviceError::ServerUntrusted { server, detail } if from_set => {
+                self.ca_replaced = true;
+                DeviceError::CaReplaced { server, detail }
+            }
+            other => other,
+        })?;
         if let Some(d) = date {
             self.time.learn_server_date(d);
         }

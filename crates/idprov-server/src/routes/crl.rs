@@ -1,5 +1,6 @@
 //! `GET /idprov/crl`: the CA's CRL, DER (`application/pkix-crl`) or PEM
-//! (`Accept: application/x-pem-file`). Public: services read it.
+//! (`Accept: application/x-pem-file`; during a CA rollover's transition
+//! followed by the previous CA's). Public: services read it.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
@@ -30,10 +31,12 @@ pub(crate) async fn get(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("application/x-pem-file") || v.contains("text/plain"));
     let (body, content_type) = if wants_pem {
-        (
-            idprov_ca::pem::encode("X509 CRL", &crl.der).into_bytes(),
-            "application/x-pem-file",
-        )
+        // During a rollover's transition, the previous CA's CRL follows.
+        let mut text = idprov_ca::pem::encode("X509 CRL", &crl.der);
+        if let Some(der) = app.previous_crl.lock().ok().and_then(|p| p.clone()) {
+            text.push_str(&idprov_ca::pem::encode("X509 CRL", &der));
+        }
+        (text.into_bytes(), "application/x-pem-file")
     } else {
         (crl.der, "application/pkix-crl")
     };

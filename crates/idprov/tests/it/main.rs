@@ -4,6 +4,7 @@ mod admin;
 mod administration;
 mod attacks;
 mod backup;
+mod cakeys;
 mod crash;
 mod db;
 mod listing;
@@ -18,8 +19,14 @@ use std::process::{Command, Output, Stdio};
 
 /// Runs `idprov ARGS`, feeding `stdin`; returns its output.
 pub fn idprov(args: &[&str], stdin: Option<&str>) -> Output {
+    idprov_env(args, stdin, &[])
+}
+
+/// [`idprov`] with extra environment variables.
+pub fn idprov_env(args: &[&str], stdin: Option<&str>, env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_idprov"))
         .args(args)
+        .envs(env.iter().copied())
         .env_remove("IDPROV_SERVER")
         .env_remove("IDPROV_CONFIG")
         .env("HOME", std::env::temp_dir())

@@ -401,3 +401,123 @@ async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Provisions `device` with a fresh secret through the CLI into `dir`.
+fn provision_with_cli(server: &TestServer, device: &str, dir: &std::path::Path) {
+    let secret = server.temp_dir().join(format!("{device}.secret"));
+    std::fs::write(&secret, format!("secret-of-{device}\n")).expect("write");
+    let (server_arg, data) = (server.server_arg(), server.data_dir());
+    let p = |p: &std::path::Path| p.to_str().expect("path").to_owned();
+    tokio::task::block_in_place(|| {
+        for args in [
+            vec!["oob", "add", device, "--secret-file", &p(&secret), "--server", &server_arg, "--data-dir", &p(&data)],
+            vec!["device", "provision", "--id", device, "--secret-file", &p(&secret), "--server", &server_arg, "--dir", &p(dir)],
+        ] {
+            let out = idprov(&args, None);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_with_the_transition_bundle_accepts_devices_of_both_cas() {
+    if !(have("mosquitto") && have("mosquitto_pub")) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "mosquitto and mosquitto-clients are required in CI"
+        );
+        eprintln!("skipping: mosquitto is not installed");
+        return;
+    }
+    let mut server = TestServer::start().await;
+    let dir = server.temp_dir().to_owned();
+    provision_with_cli(&server, "mqtt-old-ca", &dir.join("old"));
+    // The rollover: from the restart the new CA issues.
+    server.stop().await;
+    {
+        let data = idprov_server::datadir::DataDir::open(&server.config.data_dir, true)
+            .expect("data directory");
+        idprov_server::cakeys::rollover(&server.config, &data, server.clock.now())
+            .expect("rollover");
+    }
+    server.restart().await;
+    provision_with_cli(&server, "mqtt-new-ca", &dir.join("new"));
+    let leaf = |device: &str| {
+        let pem = std::fs::read_to_string(dir.join(device).join("current/cert.pem")).expect("cert");
+        idprov_ca::pem::parse_certificates(&pem).expect("chain")[0].clone()
+    };
+    let ca = server.ca();
+    let previous = ca.previous().expect("in transition");
+    assert!(idprov_ca::is_signed_by(&leaf("old"), previous.cert_der()));
+    assert!(idprov_ca::is_signed_by(&leaf("new"), ca.cert_der()));
+
+    let (broker_cert, broker_key) = server
+        .ca()
+        .issue_with_new_key(
+            KeyAlgorithm::EcdsaP256,
+            IssueParams {
+                common_name: "mqtt-broker",
+                organizational_unit: "service",
+                organization: "idprov",
+                usage: Usage::Server {
+                    dns_names: vec!["localhost".into()],
+                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
+                },
+                now: std::time::SystemTime::now(),
+                validity: Duration::from_secs(86_400),
+                crl_url: None,
+            },
+        )
+        .expect("broker certificate");
+    std::fs::write(
+        dir.join("broker.pem"),
+        format!("{}{}", broker_cert.pem, server.ca().intermediates_pem()),
+    )
+    .expect("write");
+    std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
+    let port = free_port();
+    // The transition bundle: both CAs.
+    let bundle = server.data_dir().join("ca-chain.pem");
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
+             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\n",
+            bundle.display(),
+            dir.join("broker.pem").display(),
+            dir.join("broker.key").display()
+        ),
+    )
+    .expect("write");
+    let _broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for device in ["old", "new"] {
+        let current = dir.join(device).join("current");
+        let out = publish(
+            port,
+            bundle.to_str().expect("p"),
+            current.join("cert.pem").to_str().expect("p"),
+            current.join("key.pem").to_str().expect("p"),
+            &format!("hello from the {device} CA's device"),
+        );
+        assert!(
+            out.status.success(),
+            "{device}: publish refused: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

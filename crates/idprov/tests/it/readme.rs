@@ -52,6 +52,14 @@ const NOT_RUN: &[(&str, &str)] = &[
         "installs a systemd service as root on the machine; the unit is checked by tests/it/packaging.rs",
     ),
     (
+        "systemctl stop idprov; idprov ca rollover; systemctl start idprov",
+        "a CA rollover stops and starts a systemd service and lasts a device validity; it is tested in idprov-client's tests/it/rollover.rs and in tests/it/mosquitto.rs",
+    ),
+    (
+        "idprov ca init --intermediate --data-dir /var/lib/idprov > idprov.csr",
+        "needs an offline root of the reader's; tested with an openssl root in tests/it/cakeys.rs",
+    ),
+    (
         "SECONDS_PER_TARGET=900 fuzz/run-all.sh",
         "fuzzing, advisories and benchmarks run for minutes to hours and are separate commands, never part of the tests",
     ),

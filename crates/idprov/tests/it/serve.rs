@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::{idprov, stderr};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -15,25 +15,39 @@ fn free_port() -> u16 {
 }
 
 fn spawn_server(data_dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_idprov"))
-        .args([
-            "serve",
-            "--no-dns-sd",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("HOME", std::env::temp_dir())
-        .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
-        .env_remove("IDPROV_CONFIG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("server starts")
+    spawn_server_with(data_dir, port, None, &[])
 }
 
-fn wait_ready(data_dir: &std::path::Path, port: u16) {
+/// `idprov serve` on 127.0.0.1:`port`, with a configuration file and extra
+/// environment variables if given.
+pub(crate) fn spawn_server_with(
+    data_dir: &std::path::Path,
+    port: u16,
+    config: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_idprov"));
+    cmd.args([
+        "serve",
+        "--no-dns-sd",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(data_dir)
+    .env("HOME", std::env::temp_dir())
+    .env("XDG_CONFIG_HOME", "/nonexistent-config-home")
+    .env_remove("IDPROV_CONFIG")
+    .envs(env.iter().copied())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.spawn().expect("server starts")
+}
+
+pub(crate) fn wait_ready(data_dir: &std::path::Path, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let out = idprov(
@@ -59,7 +73,7 @@ fn wait_ready(data_dir: &std::path::Path, port: u16) {
     }
 }
 
-fn stop(mut child: Child) -> String {
+pub(crate) fn stop(mut child: Child) -> String {
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let status = child.wait().expect("wait");

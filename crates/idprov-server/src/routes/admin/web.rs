@@ -103,9 +103,10 @@ pub(crate) async fn audit_status(admin: Admin) -> Result<Response, ApiError> {
         chain.extend(batch);
     }
     let checkpoints = app.registry.checkpoints().await?;
-    let ca = app.ca.cert_der().to_vec();
+    // Checkpoints signed before a rollover verify with the CA of the time.
+    let signers = app.ca.signing_history();
     let result = idprov_store::verify_log(&chain, &checkpoints, |message, signature| {
-        idprov_ca::verify_signed_by(&ca, message, signature)
+        idprov_ca::verify_signed_by_any(&signers, message, signature)
     });
     json(&json!({
         "entries": chain.len(),
