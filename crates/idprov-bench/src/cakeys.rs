@@ -62,7 +62,12 @@ fn crl_time(ca: &Ca) -> anyhow::Result<Duration> {
     Ok(start.elapsed())
 }
 
-fn measure(storage: &'static str, load: Duration, ca: &Ca, keys: &[PublicKey]) -> anyhow::Result<Row> {
+fn measure(
+    storage: &'static str,
+    load: Duration,
+    ca: &Ca,
+    keys: &[PublicKey],
+) -> anyhow::Result<Row> {
     // One issuance first, so a lazily opened session is not counted.
     issue_many(ca, &keys[..1])?;
     Ok(Row {
@@ -102,9 +107,7 @@ pub fn ca_keys(args: CaKeysArgs) -> anyhow::Result<()> {
             module: args.module.clone(),
             token_label: label.clone(),
             key_label: "idprov-bench-ca".into(),
-            pin: zeroize::Zeroizing::new(
-                std::fs::read_to_string(pin_file)?.trim_end().to_owned(),
-            ),
+            pin: zeroize::Zeroizing::new(std::fs::read_to_string(pin_file)?.trim_end().to_owned()),
         };
         let key: CaKey = TokenKey::generate(&settings, KeyAlgorithm::EcdsaP256)?;
         let (ca, cert_pem) = Ca::self_signed("idprov", key.clone(), now, validity)?;
@@ -113,7 +116,12 @@ pub fn ca_keys(args: CaKeysArgs) -> anyhow::Result<()> {
         let ca_loaded = Ca::load_with_key(&cert_pem, again, None, now)?;
         let load = start.elapsed();
         drop(ca);
-        rows.push(measure("PKCS#11 token (SoftHSM2)", load, &ca_loaded, &keys)?);
+        rows.push(measure(
+            "PKCS#11 token (SoftHSM2)",
+            load,
+            &ca_loaded,
+            &keys,
+        )?);
         ca_loaded.key().destroy()?;
     } else {
         println!("(no --token-label/--pin-file: the token row is left out)");

@@ -29,7 +29,7 @@ pub use authority::{
 pub use crl::{CrlEntry, REASONS, reason_code, verify_signed_by};
 pub use error::{CaError, KeyError};
 pub use inspect::CertInfo;
-pub use rollover::{is_signed_by, verify_signed_by_any};
 pub use key::{KeyType, PublicKey};
 pub use rcgen::KeyPair;
+pub use rollover::{is_signed_by, verify_signed_by_any};
 pub use signer::{CaKey, KeyBackend, KeyStorage, Protection};

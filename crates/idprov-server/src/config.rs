@@ -241,7 +241,11 @@ impl SecretSource {
                     if n.is_empty() || n.contains('/') || n.chars().any(char::is_control) =>
                 {
                     return Err(invalid(
-                        if matches!(s, SecretSource::Env(_)) { keys[1] } else { keys[2] },
+                        if matches!(s, SecretSource::Env(_)) {
+                            keys[1]
+                        } else {
+                            keys[2]
+                        },
                         "must be a plain name",
                     ));
                 }
@@ -282,10 +286,9 @@ impl SecretSource {
                 let path = Path::new(&dir).join(name);
                 (
                     format!("systemd credential {name}"),
-                    zeroize::Zeroizing::new(
-                        std::fs::read_to_string(&path)
-                            .map_err(|e| format!("systemd credential {name} ({}): {e}", path.display()))?,
-                    ),
+                    zeroize::Zeroizing::new(std::fs::read_to_string(&path).map_err(|e| {
+                        format!("systemd credential {name} ({}): {e}", path.display())
+                    })?),
                 )
             }
         };
@@ -808,9 +811,12 @@ impl RawConfig {
         let token = match self.ca.pkcs11 {
             None => None,
             Some(p) => {
-                let module = p
-                    .module
-                    .ok_or_else(|| invalid("ca.pkcs11.module", "is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so)"))?;
+                let module = p.module.ok_or_else(|| {
+                    invalid(
+                        "ca.pkcs11.module",
+                        "is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so)",
+                    )
+                })?;
                 let token_label = p
                     .token_label
                     .filter(|l| !l.is_empty())
@@ -1264,9 +1270,18 @@ mod tests {
                 "[ca]\nkey_passphrase_file = \"/p\"\nkey_passphrase_env = \"P\"",
                 "ca.key_passphrase_file",
             ),
-            ("[ca.pkcs11]\ntoken_label = \"t\"\npin_env = \"P\"", "ca.pkcs11.module"),
-            ("[ca.pkcs11]\nmodule = \"/m.so\"\npin_env = \"P\"", "ca.pkcs11.token_label"),
-            ("[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"", "ca.pkcs11.pin_file"),
+            (
+                "[ca.pkcs11]\ntoken_label = \"t\"\npin_env = \"P\"",
+                "ca.pkcs11.module",
+            ),
+            (
+                "[ca.pkcs11]\nmodule = \"/m.so\"\npin_env = \"P\"",
+                "ca.pkcs11.token_label",
+            ),
+            (
+                "[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"",
+                "ca.pkcs11.pin_file",
+            ),
             (
                 "[ca]\nkey_passphrase_env = \"P\"\n[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"Q\"",
                 "ca.key_passphrase_file",
@@ -1275,7 +1290,10 @@ mod tests {
                 "[ca]\ncert_file = \"/c\"\nkey_file = \"/k\"\n[ca.pkcs11]\nmodule = \"/m.so\"\ntoken_label = \"t\"\npin_env = \"Q\"",
                 "ca.pkcs11",
             ),
-            ("[ca]\nkey_passphrase_credential = \"a/b\"", "ca.key_passphrase_credential"),
+            (
+                "[ca]\nkey_passphrase_credential = \"a/b\"",
+                "ca.key_passphrase_credential",
+            ),
         ];
         for (toml, key) in cases {
             let err = raw(toml)

@@ -77,7 +77,9 @@ pub fn backup(
             idprov_server::config::CaSource::Generated {
                 key: idprov_server::config::CaKeyStore::Token(_),
                 ..
-            } => "it holds no CA private key (the token keeps it): it restores only beside that token",
+            } => {
+                "it holds no CA private key (the token keeps it): it restores only beside that token"
+            }
             _ if manifest
                 .keys_not_copied
                 .iter()

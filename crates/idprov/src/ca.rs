@@ -110,7 +110,10 @@ pub async fn ca(cmd: CaCommand) -> Result<(), Failure> {
                 }));
             } else {
                 println!("new CA {} (key: {})", r.new, r.storage);
-                println!("previous CA {} stays trusted until idprov ca finish-rollover", r.previous);
+                println!(
+                    "previous CA {} stays trusted until idprov ca finish-rollover",
+                    r.previous
+                );
                 println!(
                     "start the server: it issues with the new CA; give services the transition bundle {} (both CAs)",
                     dir.path(files::CA_CHAIN).display()

@@ -493,9 +493,10 @@ impl Device {
         let from_set = self.opts.ca_pem.is_none()
             && !self.ca_replaced
             && self.current()?.is_some_and(|(set, _)| {
-                self.opts.ca_fingerprint.as_ref().is_none_or(|fp| {
-                    pem_fingerprints(&set.ca_pem).any(|c| c.ct_eq(fp))
-                })
+                self.opts
+                    .ca_fingerprint
+                    .as_ref()
+                    .is_none_or(|fp| pem_fingerprints(&set.ca_pem).any(|c| c.ct_eq(fp)))
             });
         let (ca_pem, pinned) = self.trust(&target).await?;
         let current = if use_certificate {
@@ -524,15 +525,15 @@ impl Device {
                 other => other,
             })
             .map_err(|e| match e {
-            // The CA of the installed set no longer verifies the server: a
-            // CA rollover ended while this device was away. Not trusted
-            // again; the next attempt makes a new first contact.
-            DeviceError::ServerUntrusted { server, detail } if from_set => {
-                self.ca_replaced = true;
-                DeviceError::CaReplaced { server, detail }
-            }
-            other => other,
-        })?;
+                // The CA of the installed set no longer verifies the server: a
+                // CA rollover ended while this device was away. Not trusted
+                // again; the next attempt makes a new first contact.
+                DeviceError::ServerUntrusted { server, detail } if from_set => {
+                    self.ca_replaced = true;
+                    DeviceError::CaReplaced { server, detail }
+                }
+                other => other,
+            })?;
         if let Some(d) = date {
             self.time.learn_server_date(d);
         }

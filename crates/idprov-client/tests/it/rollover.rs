@@ -35,8 +35,14 @@ fn fingerprints(pem: &str) -> Vec<Fingerprint> {
 
 /// True when `chain` (leaf first) verifies for client auth with `anchor`
 /// as the only trusted certificate.
-fn verifies_with(chain: &[CertificateDer<'static>], anchor: &CertificateDer<'_>, now: SystemTime) -> bool {
-    let anchors = [webpki::anchor_from_trusted_cert(anchor).expect("anchor").to_owned()];
+fn verifies_with(
+    chain: &[CertificateDer<'static>],
+    anchor: &CertificateDer<'_>,
+    now: SystemTime,
+) -> bool {
+    let anchors = [webpki::anchor_from_trusted_cert(anchor)
+        .expect("anchor")
+        .to_owned()];
     let leaf = webpki::EndEntityCert::try_from(&chain[0]).expect("leaf");
     leaf.verify_for_usage(
         webpki::ALL_VERIFICATION_ALGS,
@@ -52,7 +58,10 @@ fn verifies_with(chain: &[CertificateDer<'static>], anchor: &CertificateDer<'_>,
     .is_ok()
 }
 
-async fn stop_and(server: &mut TestServer, step: impl FnOnce(&idprov_server::ServerConfig, &DataDir)) {
+async fn stop_and(
+    server: &mut TestServer,
+    step: impl FnOnce(&idprov_server::ServerConfig, &DataDir),
+) {
     server.stop().await;
     let dir = DataDir::open(&server.config.data_dir, true).expect("data directory");
     step(&server.config, &dir);
@@ -68,7 +77,10 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
     let mut a = Device::open(options(&server, "roll-a", "secret-of-roll-a")).expect("a");
     let mut b = Device::open(options(&server, "roll-b", "secret-of-roll-b")).expect("b");
     for d in [&mut a, &mut b] {
-        assert!(matches!(d.provision(false).await.expect("provision"), Outcome::Approved(_)));
+        assert!(matches!(
+            d.provision(false).await.expect("provision"),
+            Outcome::Approved(_)
+        ));
     }
     let old = server.ca().cert_der().clone();
     let old_fp = server.ca().fingerprint();
@@ -82,7 +94,10 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
     let new = server.ca().cert_der().clone();
     let new_fp = server.ca().fingerprint();
     assert_ne!(old_fp, new_fp);
-    assert_eq!(server.ca().previous().expect("transition").fingerprint(), old_fp);
+    assert_eq!(
+        server.ca().previous().expect("transition").fingerprint(),
+        old_fp
+    );
     // The directory and ca-chain.pem carry both.
     let chain = std::fs::read_to_string(server.data_dir().join("ca-chain.pem")).expect("chain");
     assert_eq!(fingerprints(&chain), vec![new_fp, old_fp]);
@@ -116,13 +131,22 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
     };
     let (set, leaf) = a.current().expect("read").expect("installed");
     let chain = certs(&set.cert_pem);
-    assert!(verifies_with(&chain, &new, now), "the new anchor accepts it");
-    assert!(verifies_with(&chain, &old, now), "the old anchor accepts it (cross-certificate)");
+    assert!(
+        verifies_with(&chain, &new, now),
+        "the new anchor accepts it"
+    );
+    assert!(
+        verifies_with(&chain, &old, now),
+        "the old anchor accepts it (cross-certificate)"
+    );
     assert!(
         !verifies_with(&chain[..1], &old, now),
         "not issued by the old CA itself"
     );
-    assert!(fingerprints(&set.ca_pem).contains(&new_fp), "new anchor installed");
+    assert!(
+        fingerprints(&set.ca_pem).contains(&new_fp),
+        "new anchor installed"
+    );
     // Both CAs sign a CRL during the transition.
     let crl = std::fs::read_to_string(server.data_dir().join("crl.pem")).expect("crl");
     assert_eq!(crl.matches("BEGIN X509 CRL").count(), 2, "{crl}");
@@ -135,14 +159,21 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
     })
     .await;
     assert!(server.ca().previous().is_none());
-    assert!(!server.data_dir().join("ca-previous.key").exists(), "old key destroyed");
+    assert!(
+        !server.data_dir().join("ca-previous.key").exists(),
+        "old key destroyed"
+    );
     let chain = std::fs::read_to_string(server.data_dir().join("ca-chain.pem")).expect("chain");
     assert_eq!(fingerprints(&chain), vec![new_fp]);
     let Outcome::Approved(_) = a.provision(true).await.expect("renewal") else {
         panic!("renewal after the transition not approved");
     };
     let (set, _) = a.current().expect("read").expect("installed");
-    assert_eq!(fingerprints(&set.ca_pem), vec![new_fp], "only the new anchor");
+    assert_eq!(
+        fingerprints(&set.ca_pem),
+        vec![new_fp],
+        "only the new anchor"
+    );
     assert!(verifies_with(&certs(&set.cert_pem), &new, now));
     // The audit log (checkpoints of both CAs) still verifies.
     let status: serde_json::Value = server
@@ -165,7 +196,11 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
     server.clock.advance(std::time::Duration::from_secs(3600));
     let err = b.provision(true).await.expect_err("old CA gone");
     assert!(matches!(err, DeviceError::CaReplaced { .. }), "{err}");
-    assert!(err.to_string().contains("CA rollover ended while this device was away"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("CA rollover ended while this device was away"),
+        "{err}"
+    );
     assert!(matches!(
         b.provision(false).await.expect("OOB path"),
         Outcome::Waiting(_)

@@ -410,8 +410,29 @@ fn provision_with_cli(server: &TestServer, device: &str, dir: &std::path::Path) 
     let p = |p: &std::path::Path| p.to_str().expect("path").to_owned();
     tokio::task::block_in_place(|| {
         for args in [
-            vec!["oob", "add", device, "--secret-file", &p(&secret), "--server", &server_arg, "--data-dir", &p(&data)],
-            vec!["device", "provision", "--id", device, "--secret-file", &p(&secret), "--server", &server_arg, "--dir", &p(dir)],
+            vec![
+                "oob",
+                "add",
+                device,
+                "--secret-file",
+                &p(&secret),
+                "--server",
+                &server_arg,
+                "--data-dir",
+                &p(&data),
+            ],
+            vec![
+                "device",
+                "provision",
+                "--id",
+                device,
+                "--secret-file",
+                &p(&secret),
+                "--server",
+                &server_arg,
+                "--dir",
+                &p(dir),
+            ],
         ] {
             let out = idprov(&args, None);
             assert!(out.status.success(), "{}", stderr(&out));
