@@ -489,7 +489,8 @@ pub fn import_intermediate(
         ));
     }
     let chain_text: String = chain.iter().map(|c| pem::certificate_pem(c)).collect();
-    let ca = Ca::load_with_key(&leaf, key, Some(&chain_text), now)?;
+    let ca = Ca::load_with_key(&leaf, key, Some(&chain_text), now)
+        .map_err(|e| CaKeyError::State(format!("the signed certificate: {e}")))?;
     let root = idprov_proto::Fingerprint::of_der(chain.last().unwrap_or(&chain[0])).to_string();
     for (name, text) in [(files::CA_ISSUERS, &chain_text), (files::CA_CERT, &leaf)] {
         let p = dir.path(name);

@@ -537,37 +537,27 @@ fn an_intermediate_signed_by_an_openssl_root_issues_chains_devices_verify_to_the
         "-out",
         s(&t("inter.pem")),
     ]));
+    let import = |cert: &str| {
+        idprov(
+            &[
+                "ca",
+                "import",
+                s(&t(cert)),
+                "--chain",
+                s(&t("root.pem")),
+                "--data-dir",
+                s(&data),
+                "--config",
+                s(&config),
+            ],
+            None,
+        )
+    };
     // A certificate of another key is refused, changing nothing.
-    let out = idprov(
-        &[
-            "ca",
-            "import",
-            s(&t("root.pem")),
-            "--chain",
-            s(&t("root.pem")),
-            "--data-dir",
-            s(&data),
-            "--config",
-            s(&config),
-        ],
-        None,
-    );
+    let out = import("root.pem");
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!data.join("ca.pem").exists());
-    let out = idprov(
-        &[
-            "ca",
-            "import",
-            s(&t("inter.pem")),
-            "--chain",
-            s(&t("root.pem")),
-            "--data-dir",
-            s(&data),
-            "--config",
-            s(&config),
-        ],
-        None,
-    );
+    let out = import("inter.pem");
     assert!(out.status.success(), "{}", stderr(&out));
     let server = Running::start(&data, &config, &[]);
     let secret = t("secret");

@@ -116,55 +116,8 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
     });
 
     // The broker: a server certificate from our CA, client certificates required.
-    let (broker_cert, broker_key) = server
-        .ca()
-        .issue_with_new_key(
-            KeyAlgorithm::EcdsaP256,
-            IssueParams {
-                common_name: "mqtt-broker",
-                organizational_unit: "service",
-                organization: "idprov",
-                usage: Usage::Server {
-                    dns_names: vec!["localhost".into()],
-                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
-                },
-                now: std::time::SystemTime::now(),
-                validity: Duration::from_secs(86_400),
-                crl_url: None,
-            },
-        )
-        .expect("broker certificate");
-    std::fs::write(dir.join("broker.pem"), &broker_cert.pem).expect("write");
-    std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
-    let port = free_port();
     let ca = data.join("ca-chain.pem");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nallow_anonymous false\n",
-            ca.display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display()
-        ),
-    )
-    .expect("write");
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_broker, port) = start_broker(&server, &dir, &ca);
 
     let cert = dev.join("current/cert.pem");
     let key = dev.join("current/key.pem");
@@ -402,6 +355,69 @@ async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
     );
 }
 
+/// Starts mosquitto on a free port with a server certificate of `server`'s
+/// CA (and its intermediates), requiring client certificates that chain to
+/// `cafile`.
+fn start_broker(
+    server: &TestServer,
+    dir: &std::path::Path,
+    cafile: &std::path::Path,
+) -> (Broker, u16) {
+    let (broker_cert, broker_key) = server
+        .ca()
+        .issue_with_new_key(
+            KeyAlgorithm::EcdsaP256,
+            IssueParams {
+                common_name: "mqtt-broker",
+                organizational_unit: "service",
+                organization: "idprov",
+                usage: Usage::Server {
+                    dns_names: vec!["localhost".into()],
+                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
+                },
+                now: std::time::SystemTime::now(),
+                validity: Duration::from_secs(86_400),
+                crl_url: None,
+            },
+        )
+        .expect("broker certificate");
+    std::fs::write(
+        dir.join("broker.pem"),
+        format!("{}{}", broker_cert.pem, server.ca().intermediates_pem()),
+    )
+    .expect("write");
+    std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
+             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\n",
+            cafile.display(),
+            dir.join("broker.pem").display(),
+            dir.join("broker.key").display()
+        ),
+    )
+    .expect("write");
+    let broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (broker, port)
+}
+
 /// Provisions `device` with a fresh secret through the CLI into `dir`.
 fn provision_with_cli(server: &TestServer, device: &str, dir: &std::path::Path) {
     let secret = server.temp_dir().join(format!("{device}.secret"));
@@ -472,60 +488,9 @@ async fn mosquitto_with_the_transition_bundle_accepts_devices_of_both_cas() {
     assert!(idprov_ca::is_signed_by(&leaf("old"), previous.cert_der()));
     assert!(idprov_ca::is_signed_by(&leaf("new"), ca.cert_der()));
 
-    let (broker_cert, broker_key) = server
-        .ca()
-        .issue_with_new_key(
-            KeyAlgorithm::EcdsaP256,
-            IssueParams {
-                common_name: "mqtt-broker",
-                organizational_unit: "service",
-                organization: "idprov",
-                usage: Usage::Server {
-                    dns_names: vec!["localhost".into()],
-                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
-                },
-                now: std::time::SystemTime::now(),
-                validity: Duration::from_secs(86_400),
-                crl_url: None,
-            },
-        )
-        .expect("broker certificate");
-    std::fs::write(
-        dir.join("broker.pem"),
-        format!("{}{}", broker_cert.pem, server.ca().intermediates_pem()),
-    )
-    .expect("write");
-    std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
-    let port = free_port();
     // The transition bundle: both CAs.
     let bundle = server.data_dir().join("ca-chain.pem");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nallow_anonymous false\n",
-            bundle.display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display()
-        ),
-    )
-    .expect("write");
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (_broker, port) = start_broker(&server, &dir, &bundle);
     for device in ["old", "new"] {
         let current = dir.join(device).join("current");
         let out = publish(
