@@ -21,6 +21,7 @@ impl From<DeviceError> for Failure {
             | DeviceError::Unreachable { .. } => 3,
             DeviceError::CertificateRefused(_)
             | DeviceError::ServerUntrusted { .. }
+            | DeviceError::CaReplaced { .. }
             | DeviceError::FingerprintMismatch { .. }
             | DeviceError::NoCa
             | DeviceError::BadSignature
