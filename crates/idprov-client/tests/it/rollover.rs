@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome, ServerTarget};
+use idprov_proto::clock::Clock;
 use idprov_proto::{DeviceId, Fingerprint, OobSecret};
 use idprov_server::cakeys;
 use idprov_server::datadir::DataDir;

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use idprov_ca::{IssueParams, KeyAlgorithm, Usage};
+use idprov_proto::clock::Clock;
 use idprov_testkit::TestServer;
 
 use crate::{idprov, stderr};
