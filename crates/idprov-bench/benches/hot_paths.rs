@@ -94,6 +94,7 @@ fn issue_device_certificate(bencher: divan::Bencher) {
                 now: SystemTime::now(),
                 validity: Duration::from_secs(30 * 86_400),
                 crl_url: Some("https://hub.local:43776/idprov/crl"),
+                ocsp_url: None,
             },
         )
         .expect("issued")
@@ -199,6 +200,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                         consume_approval: None,
                         reset_lockout_for: Some("127.0.0.1".into()),
                         clear_waiting_key: Some(fp.clone()),
+                        supersede_older_at: None,
                         audit: AuditRecord::new(
                             now,
                             Actor::source("127.0.0.1"),

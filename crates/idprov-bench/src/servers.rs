@@ -183,6 +183,7 @@ pub async fn cfssl(dir: &Path, mutual_ca: Option<&Path>) -> anyhow::Result<Optio
             now,
             validity: Duration::from_secs(86_400),
             crl_url: None,
+            ocsp_url: None,
         },
     )?;
     let path = |n: &str| -> PathBuf { dir.join(n) };

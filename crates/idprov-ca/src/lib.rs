@@ -9,8 +9,10 @@
 mod authority;
 mod crl;
 mod error;
+mod ext;
 mod inspect;
 mod key;
+pub mod ocsp;
 pub mod pem;
 
 pub use authority::{

@@ -19,6 +19,8 @@ pub enum CertKind {
     Service,
     /// The idprov server's own TLS certificate.
     Server,
+    /// The server's delegated OCSP responder (EKU OCSPSigning).
+    Ocsp,
 }
 
 impl CertKind {
@@ -30,6 +32,7 @@ impl CertKind {
             CertKind::Plugin => "plugin",
             CertKind::Service => "service",
             CertKind::Server => "server",
+            CertKind::Ocsp => "ocsp",
         }
     }
 
@@ -41,6 +44,7 @@ impl CertKind {
             "plugin" => CertKind::Plugin,
             "service" => CertKind::Service,
             "server" => CertKind::Server,
+            "ocsp" => CertKind::Ocsp,
             _ => return None,
         })
     }
