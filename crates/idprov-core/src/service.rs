@@ -588,6 +588,7 @@ impl Provisioner {
                     now,
                     validity: self.policy.device_validity,
                     crl_url: Some(&self.policy.crl_url),
+                    ocsp_url: self.policy.ocsp_url.as_deref(),
                 },
             )
             .map_err(|e| CoreError::Issue(e.to_string()))?;
@@ -618,6 +619,10 @@ impl Provisioner {
             },
             reset_lockout_for,
             clear_waiting_key: Some(fingerprint.clone()),
+            // Any new certificate of a device supersedes its older ones
+            // (renewal, re-key, or a new provisioning): once the grace
+            // period is over, one device ID holds one valid certificate.
+            supersede_older_at: self.policy.supersede_after.map(|d| issued_at.plus(d)),
             audit: AuditRecord::new(
                 issued_at,
                 actor,

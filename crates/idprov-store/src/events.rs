@@ -128,7 +128,7 @@ audit_events! {
         not_after: UnixTime,
     }
     /// The server issued one of its own certificates (its TLS certificate,
-    /// the first administrator's).
+    /// the first administrator's, the OCSP responder's), or renewed one.
     ServerCertificateIssued = "certificate_issued" {
         serial: SerialNumber,
         kind: String,

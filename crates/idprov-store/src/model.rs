@@ -214,8 +214,23 @@ pub struct IssueRecord {
     pub reset_lockout_for: Option<String>,
     /// Remove waiting requests of this device with this key fingerprint.
     pub clear_waiting_key: Option<KeyFingerprint>,
+    /// For a device certificate: the device's older unrevoked, unexpired
+    /// certificates are superseded by this one, and revoked (reason
+    /// superseded) by [`crate::Devices::revoke_superseded`] from this time.
+    pub supersede_older_at: Option<UnixTime>,
     /// The audit entry describing the issuance.
     pub audit: AuditRecord,
+}
+
+/// A certificate revoked because a newer one of its device superseded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    /// The device.
+    pub device_id: String,
+    /// The revoked certificate.
+    pub serial: SerialNumber,
+    /// The certificate that superseded it.
+    pub by: SerialNumber,
 }
 
 /// The result of recording an issuance.

@@ -32,6 +32,8 @@ fn policy() -> Policy {
         organization: "lab".into(),
         device_validity: Duration::from_secs(30 * 86_400),
         crl_url: "https://hub.local:43776/idprov/crl".into(),
+        ocsp_url: Some("http://hub.local:8080/idprov/ocsp".into()),
+        supersede_after: None,
         redelivery_window: Duration::from_secs(600),
         lockout: LockoutPolicy {
             threshold: 5,
@@ -621,4 +623,96 @@ async fn unauthenticated_events_are_audited_at_a_bounded_rate() {
     let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
     assert_eq!(events(&entries), ["request_queued", "audit_aggregated"]);
     assert_eq!(entries[1].detail["count"], 49);
+}
+
+#[tokio::test]
+async fn a_renewal_supersedes_the_older_certificates_after_the_grace_period() {
+    let lab = lab_with(Policy {
+        supersede_after: Some(Duration::from_secs(3600)),
+        ..policy()
+    });
+    let k = key();
+    let caller = Identity {
+        role: Role::Device,
+        name: "sensor-s".into(),
+        spki_der: k.public.spki_der().to_vec(),
+    };
+    let mut first = v1("sensor-s", &k, None, "10.0.0.1");
+    first.caller = Some(caller.clone());
+    let old = approved(&lab.core.provision(&first).await.expect("issued")).clone();
+    // The certificate names the configured OCSP responder and CRL.
+    let der = idprov_ca::pem::parse_certificates(&old.chain_pem).expect("PEM")[0].clone();
+    let text = String::from_utf8_lossy(&der).into_owned();
+    assert!(
+        text.contains("http://hub.local:8080/idprov/ocsp"),
+        "AIA OCSP URL"
+    );
+    assert!(
+        text.contains("https://hub.local:43776/idprov/crl"),
+        "CRL DP"
+    );
+
+    // A re-key 10 minutes later: the old certificate is superseded an hour
+    // after that, by the registry's sweep, with reason 4.
+    lab.clock.advance(Duration::from_secs(600));
+    let k2 = key();
+    let mut rekey = v1("sensor-s", &k2, None, "10.0.0.1");
+    rekey.caller = Some(caller);
+    let new = approved(&lab.core.provision(&rekey).await.expect("re-key")).clone();
+    let sweep = |at: UnixTime| {
+        let registry = lab.registry.clone();
+        async move {
+            registry
+                .revoke_superseded(at, idprov_core::sweep::superseded(at))
+                .await
+                .expect("sweep")
+        }
+    };
+    assert!(
+        sweep(lab.now().plus_secs(3599)).await.is_empty(),
+        "grace period"
+    );
+    let revoked = sweep(lab.now().plus_secs(3600)).await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].serial, old.serial);
+    assert_eq!(revoked[0].by, new.serial);
+    let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
+    let last = entries.last().expect("entry");
+    assert_eq!(last.event, "certificate_revoked");
+    assert_eq!(last.actor, "system");
+    assert_eq!(last.device_id.as_deref(), Some("sensor-s"));
+    assert_eq!(last.detail["reason"], 4);
+    assert_eq!(
+        last.detail["note"],
+        format!("superseded by {}", new.serial).as_str()
+    );
+    let current = lab
+        .registry
+        .certificate(&new.serial)
+        .await
+        .expect("read")
+        .expect("known");
+    assert!(current.revoked_at.is_none(), "the newest stays valid");
+}
+
+#[tokio::test]
+async fn without_the_policy_nothing_is_superseded() {
+    let lab = lab();
+    let k = key();
+    let mut req = v1("sensor-n", &k, None, "10.0.0.1");
+    req.caller = Some(Identity {
+        role: Role::Device,
+        name: "sensor-n".into(),
+        spki_der: k.public.spki_der().to_vec(),
+    });
+    approved(&lab.core.provision(&req).await.expect("issued"));
+    approved(&lab.core.provision(&req).await.expect("renewed"));
+    let at = lab.now().plus_secs(365 * 86_400);
+    assert!(
+        lab.registry
+            .revoke_superseded(at, idprov_core::sweep::superseded(at))
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
 }

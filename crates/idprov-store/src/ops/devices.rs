@@ -151,6 +151,18 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
     }
     if cert.kind == CertKind::Device {
         ensure_device(db, &cert.subject, cert.issued_at).await?;
+        if let Some(due) = rec.supersede_older_at {
+            // Before the new certificate is inserted: every certificate
+            // of the device that is still in use is an older one.
+            db.exec(
+                "INSERT INTO supersessions (cert_id, device_id, by_serial, due_at)
+                 SELECT id, subject, $2, $3 FROM certificates
+                 WHERE kind = 'device' AND subject = $1 AND revoked_at IS NULL AND not_after >= $4
+                 ON CONFLICT (cert_id) DO NOTHING",
+                args![&cert.subject, &cert.serial, due, cert.issued_at],
+            )
+            .await?;
+        }
     }
     db.exec(
         concat!(
@@ -433,6 +445,7 @@ impl<B: Backend> Devices for Store<B> {
                 "rejections",
                 "lockouts",
                 "guess_budgets",
+                "supersessions",
             ] {
                 db.exec(
                     &format!("DELETE FROM {table} WHERE device_id = $1"),
@@ -442,6 +455,46 @@ impl<B: Backend> Devices for Store<B> {
             }
             append_all(db, audit.records(&serials)).await?;
             Ok(Some(serials))
+        })
+        .await
+    }
+
+    async fn revoke_superseded(
+        &self,
+        now: UnixTime,
+        audit: AuditOf<[Superseded]>,
+    ) -> Result<Vec<Superseded>> {
+        in_write!(self, |db| {
+            let rows = db
+                .rows(
+                    "SELECT s.device_id, c.serial, s.by_serial FROM supersessions s
+                     JOIN certificates c ON c.id = s.cert_id
+                     WHERE s.due_at <= $1 AND c.revoked_at IS NULL AND c.not_after >= $1
+                     ORDER BY s.cert_id",
+                    args![now],
+                )
+                .await?;
+            let superseded = decode(rows, |mut r| {
+                Ok(Superseded {
+                    device_id: r.text(0)?,
+                    serial: r.serial(1)?,
+                    by: r.serial(2)?,
+                })
+            })?;
+            if !superseded.is_empty() {
+                // Reason 4: superseded (RFC 5280).
+                db.exec(
+                    "UPDATE certificates SET revoked_at = $1, revocation_reason = 4
+                     WHERE revoked_at IS NULL AND not_after >= $1
+                       AND id IN (SELECT cert_id FROM supersessions WHERE due_at <= $1)",
+                    args![now],
+                )
+                .await?;
+                append_all(db, audit.records(&superseded)).await?;
+            }
+            db.exec("DELETE FROM supersessions WHERE due_at <= $1", args![now])
+                .await?;
+            Ok(superseded)
         })
         .await
     }

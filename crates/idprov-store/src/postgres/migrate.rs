@@ -74,6 +74,11 @@ const TABLES: &[(&str, &str, Option<&str>)] = &[
         None,
     ),
     (
+        "supersessions",
+        "cert_id, device_id, by_serial, due_at",
+        None,
+    ),
+    (
         "audit_log",
         "seq, at, actor, event, device_id, detail, prev_hash, hash",
         None,

@@ -180,6 +180,18 @@ const MIGRATIONS: &[&str] = &[
         failures     BIGINT NOT NULL
     );
     "#,
+    // 5: certificates a newer one of their device supersedes, revoked
+    // (reason superseded) by the housekeeping sweep once due.
+    r#"
+    CREATE TABLE supersessions (
+        cert_id    BIGINT PRIMARY KEY,
+        device_id  TEXT COLLATE "C" NOT NULL,
+        by_serial  TEXT COLLATE "C" NOT NULL,
+        due_at     BIGINT NOT NULL
+    );
+    CREATE INDEX supersessions_due ON supersessions(due_at);
+    CREATE INDEX supersessions_device ON supersessions(device_id);
+    "#,
 ];
 
 /// The newest schema version this binary knows. Equal to the SQLite

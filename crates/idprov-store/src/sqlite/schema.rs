@@ -156,6 +156,18 @@ const MIGRATIONS: &[&str] = &[
         failures     INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 5: certificates a newer one of their device supersedes, revoked
+    // (reason superseded) by the housekeeping sweep once due.
+    r#"
+    CREATE TABLE supersessions (
+        cert_id    INTEGER PRIMARY KEY,
+        device_id  TEXT NOT NULL,
+        by_serial  TEXT NOT NULL,
+        due_at     INTEGER NOT NULL
+    );
+    CREATE INDEX supersessions_due ON supersessions(due_at);
+    CREATE INDEX supersessions_device ON supersessions(device_id);
+    "#,
 ];
 
 /// The newest schema version this binary knows.

@@ -27,6 +27,7 @@ macro_rules! backend_tests {
             concurrent_writers_all_commit,
             approvals_rejections_and_clearing,
             revocation_crl_and_removal,
+            superseded_certificates_are_revoked_when_due,
             device_filters_agree_with_the_status_table,
             bulk_secrets_in_one_transaction,
             audit_filters_and_checkpoints,
@@ -246,6 +247,7 @@ pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRe
         }),
         reset_lockout_for: Some("10.0.0.9".into()),
         clear_waiting_key: Some(fp("fp-1")),
+        supersede_older_at: None,
         audit: audit("certificate_issued", device),
     }
 }
@@ -1050,6 +1052,187 @@ pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
         .expect("clear");
     assert_eq!(n, 2, "the k2 request and its approval");
     assert!(reg.waiting_for("q1").await.expect("read").is_empty());
+}
+
+/// One entry per device of a supersession sweep, as the core makes them.
+fn superseding() -> AuditOf<[Superseded]> {
+    AuditOf::new(|superseded: &[Superseded]| {
+        superseded
+            .iter()
+            .map(|s| {
+                AuditRecord::new(
+                    NOW,
+                    Actor::system(),
+                    AuditEvent::CertificateRevoked {
+                        reason: 4,
+                        note: format!("superseded by {}", s.by),
+                        serials: vec![s.serial.clone()],
+                    },
+                    Some(&s.device_id),
+                )
+            })
+            .collect()
+    })
+}
+
+pub async fn superseded_certificates_are_revoked_when_due(reg: &Arc<dyn Registry>) {
+    let renew = |device: &str, hex: &str, due: UnixTime| IssueRecord {
+        supersede_older_at: Some(due),
+        ..issue(device, hex, None)
+    };
+    let entries = |reg: &Arc<dyn Registry>| {
+        let reg = reg.clone();
+        async move { reg.audit_entries(0, 10_000).await.expect("audit").len() }
+    };
+    reg.record_issue(issue("sup", "ab10", None))
+        .await
+        .expect("issue");
+    // Another device's certificate is never its business.
+    reg.record_issue(issue("bystander", "ab20", None))
+        .await
+        .expect("issue");
+    reg.record_issue(renew("sup", "ab11", NOW + 100))
+        .await
+        .expect("renewal");
+    // A second renewal before the first is due: the first supersession
+    // keeps its time, the second renewal supersedes the first one.
+    reg.record_issue(renew("sup", "ab12", NOW + 200))
+        .await
+        .expect("renewal");
+
+    let before = entries(reg).await;
+    assert!(
+        reg.revoke_superseded(NOW + 99, superseding())
+            .await
+            .expect("sweep")
+            .is_empty(),
+        "nothing is due yet"
+    );
+    assert_eq!(
+        entries(reg).await,
+        before,
+        "nothing revoked, nothing audited"
+    );
+
+    let first = reg
+        .revoke_superseded(NOW + 100, superseding())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        first,
+        vec![Superseded {
+            device_id: "sup".into(),
+            serial: serial("ab10"),
+            by: serial("ab11"),
+        }]
+    );
+    let ab10 = reg
+        .certificate(&serial("ab10"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(ab10.revoked_at, Some(NOW + 100));
+    assert_eq!(ab10.revocation_reason, Some(4), "reason superseded");
+    assert_eq!(entries(reg).await, before + 1, "one entry for the device");
+    let audited = reg
+        .audit_query(&AuditFilter {
+            device_id: Some("sup".into()),
+            limit: 1000,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("query");
+    let last = audited.last().expect("entries");
+    assert_eq!(last.event, "certificate_revoked");
+    assert_eq!(last.detail["reason"], 4);
+
+    let second = reg
+        .revoke_superseded(NOW + 200, superseding())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        second
+            .iter()
+            .map(|s| (s.serial.as_str(), s.by.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("ab11", "ab12")]
+    );
+    for (hex, revoked) in [("ab12", false), ("ab20", false), ("ab11", true)] {
+        let c = reg
+            .certificate(&serial(hex))
+            .await
+            .expect("read")
+            .expect("known");
+        assert_eq!(c.revoked_at.is_some(), revoked, "{hex}");
+    }
+    assert!(
+        reg.revoke_superseded(NOW + 10_000, superseding())
+            .await
+            .expect("sweep")
+            .is_empty(),
+        "a supersession is acted on once"
+    );
+
+    // Revoked meanwhile by an administrator, or expired by the time it is
+    // due: nothing to do, nothing audited.
+    reg.record_issue(issue("sup2", "ac10", None))
+        .await
+        .expect("issue");
+    reg.record_issue(IssueRecord {
+        cert: cert("sup2", "ac11", NOW + 150),
+        ..issue("sup2", "ac11", None)
+    })
+    .await
+    .expect("issue");
+    reg.record_issue(renew("sup2", "ac12", NOW + 300))
+        .await
+        .expect("renewal");
+    reg.revoke(Revocation {
+        kind: CertKind::Device,
+        subject: "sup2".into(),
+        serial: Some(serial("ac10")),
+        reason: 1,
+        at: NOW + 10,
+        audit: revoking("sup2"),
+    })
+    .await
+    .expect("revoke");
+    let before = entries(reg).await;
+    assert!(
+        reg.revoke_superseded(NOW + 300, superseding())
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+    assert_eq!(entries(reg).await, before);
+    let ac10 = reg
+        .certificate(&serial("ac10"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(
+        ac10.revocation_reason,
+        Some(1),
+        "the administrator's reason stays"
+    );
+
+    // Removing a device forgets its pending supersessions.
+    reg.record_issue(issue("sup3", "ad10", None))
+        .await
+        .expect("issue");
+    reg.record_issue(renew("sup3", "ad11", NOW + 400))
+        .await
+        .expect("renewal");
+    reg.remove_device("sup3", NOW + 1, revoking("sup3"))
+        .await
+        .expect("remove")
+        .expect("known");
+    assert!(
+        reg.revoke_superseded(NOW + 400, superseding())
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
 }
 
 pub async fn revocation_crl_and_removal(reg: &Arc<dyn Registry>) {
