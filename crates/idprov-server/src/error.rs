@@ -127,6 +127,55 @@ pub enum ApiError {
         /// Why.
         reason: &'static str,
     },
+    /// An OCSP request answered with an unsigned failure status (RFC 6960
+    /// §4.2.1) in an `application/ocsp-response` body, which is what an
+    /// OCSP client reads: `malformedRequest` 400, `unauthorized` 200 (a
+    /// well-formed answer: "not my certificates"), `tryLater` 503,
+    /// `internalError` 500. The detail is logged only.
+    Ocsp {
+        /// The status.
+        failure: idprov_ca::ocsp::OcspFailure,
+        /// What happened, for the log.
+        detail: String,
+    },
+}
+
+/// The answer of [`ApiError::Ocsp`].
+fn ocsp_failure(failure: idprov_ca::ocsp::OcspFailure, detail: &str) -> Response {
+    use idprov_ca::ocsp::OcspFailure;
+    let (status, retry_after) = match failure {
+        OcspFailure::MalformedRequest => {
+            tracing::debug!(detail, "malformed OCSP request");
+            (StatusCode::BAD_REQUEST, None)
+        }
+        OcspFailure::Unauthorized => {
+            tracing::debug!(detail, "OCSP request for certificates not answered here");
+            (StatusCode::OK, None)
+        }
+        OcspFailure::TryLater => {
+            tracing::warn!(detail, "OCSP request answered tryLater");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(HeaderValue::from_static("5")),
+            )
+        }
+        OcspFailure::InternalError => {
+            tracing::error!(error = detail, "OCSP request failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        }
+    };
+    let mut response = (status, failure.to_der()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::routes::ocsp::OCSP_RESPONSE),
+    );
+    // An error is about this moment, never to be reused.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(v) = retry_after {
+        headers.insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -158,6 +207,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut field = None;
         let (status, message, retry_after) = match self {
+            ApiError::Ocsp { failure, detail } => return ocsp_failure(failure, &detail),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
             ApiError::Invalid { field: f, message } => {
                 field = Some(f);

@@ -38,7 +38,7 @@ pub fn document() -> String {
     info(
         title = "idprov",
         version = "1",
-        description = "The idprov v1 protocol endpoints and the administration API. Everything is served over TLS on one port; administrative calls need a verified client certificate with OU admin or plugin (or an administrator's web session).",
+        description = "The idprov v1 protocol endpoints and the administration API. Everything is served over TLS on one port (the CRL and OCSP also over plain HTTP when the revocation listener is configured); administrative calls need a verified client certificate with OU admin or plugin (or an administrator's web session).",
         license(name = "MIT OR Apache-2.0"),
     ),
     servers((url = "https://{host}:43776", variables(("host" = (default = "localhost"))))),
@@ -48,6 +48,8 @@ pub fn document() -> String {
         super::provreq::post,
         super::status::get,
         super::crl::get,
+        super::ocsp::post,
+        super::ocsp::get,
         super::openapi,
         super::health::healthz,
         super::health::readyz,
@@ -104,6 +106,7 @@ pub fn document() -> String {
         (name = "audit", description = "The hash-chained audit log and its signed checkpoints"),
         (name = "credentials", description = "Certificates and web passwords of administrators, plugins and services"),
         (name = "web", description = "The web page's session API"),
+        (name = "revocation", description = "The CRL and the OCSP responder: signed objects, also served over plain HTTP by the optional revocation listener (revocation.http_listen), which serves nothing else"),
         (name = "meta", description = "This document, health, readiness and metrics"),
     )
 )]
@@ -391,7 +394,7 @@ pub enum LabelFormat {
 #[schema(value_type = Object)]
 pub struct OpenApiDocument(pub serde_json::Value);
 
-/// Bytes (a DER CRL, a PNG).
+/// Bytes (a DER CRL or OCSP message, a PNG).
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct Binary(pub Vec<u8>);

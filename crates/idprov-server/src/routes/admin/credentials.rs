@@ -125,6 +125,7 @@ pub(crate) async fn issue(
                 now,
                 validity: Duration::from_secs(u64::from(days) * 86_400),
                 crl_url: Some(&app.crl_url),
+                ocsp_url: app.ocsp_url.as_deref(),
             },
         )
         .map_err(|e| ApiError::Internal(format!("issuing a credential: {e}")))?;
@@ -149,6 +150,7 @@ pub(crate) async fn issue(
             consume_approval: None,
             reset_lockout_for: None,
             clear_waiting_key: None,
+            supersede_older_at: None,
             audit: admin.caller.audit(
                 at,
                 AuditEvent::CredentialIssued {
