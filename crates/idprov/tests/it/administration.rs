@@ -9,7 +9,7 @@ use std::time::Duration;
 use idprov_proto::ProvisionStatus;
 use idprov_testkit::{TestDevice, TestServer, provision};
 
-use crate::{idprov, stderr, stdout};
+use crate::{idprov, require, stderr, stdout};
 
 /// Runs the CLI against the test server as its local administrator.
 fn cli(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
@@ -37,25 +37,6 @@ fn ok(out: &Output) -> String {
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("JSON output")
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn require(cmd: &str, package: &str) -> bool {
-    if have(cmd) {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{package} is required in CI"
-    );
-    eprintln!("skipping: {cmd} ({package}) is not installed");
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ mod mosquitto;
 mod netns;
 mod packaging;
 mod readme;
+mod revocation;
 mod serve;
 
 use std::io::Write;
@@ -78,4 +79,45 @@ pub fn stdout(o: &Output) -> String {
 /// Standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Whether `cmd` (from Debian's `package`) is installed; under `CI=true` a
+/// missing one fails the test instead of skipping it.
+pub fn require(cmd: &str, package: &str) -> bool {
+    if have(cmd) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{package} is required in CI"
+    );
+    eprintln!("skipping: {cmd} ({package}) is not installed");
+    false
+}
+
+/// A loopback port free a moment ago (for a program that binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits (up to 20 s) until something listens on loopback `port`; fails
+/// with `why()` otherwise.
+pub fn wait_for_port(port: u16, why: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", why());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
