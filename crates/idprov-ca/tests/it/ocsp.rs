@@ -264,7 +264,8 @@ fn certificates_of_another_issuer_are_not_answered() {
     );
     // One foreign certificate among ours: the whole request is refused.
     let ours = device(&ca);
-    let mixed_ours = request_der(ca.cert_der(), &[ours.serial.clone()], None).expect("request");
+    let mixed_ours =
+        request_der(ca.cert_der(), std::slice::from_ref(&ours.serial), None).expect("request");
     let mut query = x509_ocsp_request(&mixed_ours);
     let foreign = x509_ocsp_request(&request);
     query
