@@ -210,6 +210,25 @@ async fn ocsp_says_good_then_revoked_from_a_cache_that_a_revocation_invalidates(
     let (status, _, _) = get(&url, Some(&etag)).await;
     assert_eq!(status, 200, "the old answer is not current any more");
 
+    // Metrics count answers by kind, and answers from the cache.
+    let (cert, key) = server.issue_client_cert("service", "prometheus", Duration::from_secs(600));
+    let metrics = server
+        .http_with(&cert, &key)
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body");
+    for line in [
+        "idprov_ocsp_answers_total{answer=\"good\"}",
+        "idprov_ocsp_answers_total{answer=\"revoked\"}",
+        "idprov_ocsp_cache_hits_total",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+
     // A quarter of an hour on, the answer is signed again.
     server.clock.advance(Duration::from_secs(15 * 60));
     let (_, _, again) = post(&plain(), &ocsp, request).await;
