@@ -238,6 +238,34 @@ async fn ocsp_says_good_then_revoked_from_a_cache_that_a_revocation_invalidates(
 }
 
 #[tokio::test]
+async fn without_the_listener_certificates_name_the_https_crl_and_no_responder() {
+    let server = TestServer::start().await;
+    assert_eq!(server.revocation_addr(), None, "off by default");
+    let (_, cert) = provisioned(&server, "ocsp-dev-0").await;
+    let der = idprov_ca::pem::parse_certificates(&cert).expect("PEM")[0].clone();
+    let text = String::from_utf8_lossy(&der).into_owned();
+    // (The TLS listener's URL, from the configured port.)
+    let crl = &server.server().state().crl_url;
+    assert!(
+        crl.starts_with("https://localhost:") && crl.ends_with("/idprov/crl"),
+        "{crl}"
+    );
+    assert!(text.contains(crl.as_str()), "CRL distribution point {crl}");
+    assert!(!text.contains("/idprov/ocsp"), "no OCSP responder named");
+    assert!(!text.contains("http://"), "no plain-HTTP URL");
+    // The TLS listener still answers OCSP for clients pointed at it.
+    let leaf = leaf_of(&cert);
+    let (status, _, body) = post(
+        &server.http(),
+        &server.url("/idprov/ocsp"),
+        request_for(&server, &leaf.serial, None),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(state_of(&server, &body).0, CertState::Good);
+}
+
+#[tokio::test]
 async fn unknown_serials_nonces_and_other_issuers() {
     let server = server_with(|_| {}).await;
     let (_, cert) = provisioned(&server, "ocsp-dev-2").await;
