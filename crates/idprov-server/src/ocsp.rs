@@ -51,8 +51,8 @@ pub struct OcspService {
     cache: Mutex<HashMap<Vec<u8>, Cached>>,
 }
 
-/// An OCSP failure answer, its detail logged.
-fn failure(failure: OcspFailure, detail: impl Into<String>) -> ApiError {
+/// An OCSP failure answer, counted, its detail logged.
+pub(crate) fn failure(failure: OcspFailure, detail: impl Into<String>) -> ApiError {
     metrics::counter!(crate::observe::OCSP_ANSWERS, "answer" => failure.as_str()).increment(1);
     ApiError::Ocsp {
         failure,

@@ -90,10 +90,7 @@ pub(crate) async fn get(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let malformed = |detail: &str| ApiError::Ocsp {
-        failure: OcspFailure::MalformedRequest,
-        detail: detail.to_owned(),
-    };
+    let malformed = |detail: &str| crate::ocsp::failure(OcspFailure::MalformedRequest, detail);
     let Path(encoded) =
         path.map_err(|_| malformed("the request path is not valid URL encoding"))?;
     let request = decode(&encoded).ok_or_else(|| malformed("the request path is not base64"))?;
