@@ -76,9 +76,9 @@ pub async fn current(app: &AppState) -> Result<CrlRecord, ApiError> {
 /// The `crl.on_publish` command: run with `sh -c` after every CRL
 /// publication, with `IDPROV_CRL_FILE` and `IDPROV_CRL_NUMBER` in its
 /// environment, one run at a time (publications during a run make one more
-/// run after it), stopped after [`crate::defaults::CRL_HOOK_TIMEOUT`]. Its
-/// failure is logged and counted; it never fails the revocation that
-/// published the CRL.
+/// run after it), stopped with the processes it started after
+/// [`crate::defaults::CRL_HOOK_TIMEOUT`]. Its failure is logged and
+/// counted; it never fails the revocation that published the CRL.
 #[derive(Debug, Clone)]
 pub struct PublishHook(Arc<Hook>);
 
@@ -134,23 +134,34 @@ impl PublishHook {
     }
 }
 
+/// How long a hook's stderr is waited for once it ended.
+const STDERR_GRACE: Duration = Duration::from_secs(1);
+
 impl Hook {
     async fn run(&self, command: &str) {
         let number = self.number.load(Ordering::SeqCst);
         let file = self.file.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let command = command.to_owned();
-        let result = tokio::task::spawn_blocking(move || run_hook(&command, &file, number))
-            .await
-            .unwrap_or("failed");
+        let result = tokio::task::spawn_blocking(move || {
+            run_hook(&command, &file, number, crate::defaults::CRL_HOOK_TIMEOUT)
+        })
+        .await
+        .unwrap_or("failed");
         metrics::counter!(crate::observe::CRL_HOOK_RUNS, "result" => result).increment(1);
     }
 }
 
-/// Runs the hook command to its end, or stops it after
-/// [`crate::defaults::CRL_HOOK_TIMEOUT`]; logs what happened and returns
-/// the metric's label.
-fn run_hook(command: &str, file: &std::path::Path, number: i64) -> &'static str {
+/// Runs the hook command to its end, or stops it after `timeout`; logs what
+/// happened and returns the metric's label.
+///
+/// The command runs in a process group of its own, and a command that
+/// overstays is stopped with every process it started (`sh -c` forks the
+/// commands it runs: killing the shell alone would leave them running).
+/// What it wrote to stderr is waited for at most [`STDERR_GRACE`] once it
+/// ended: a process it left in the background may hold the pipe open.
+fn run_hook(command: &str, file: &std::path::Path, number: i64, timeout: Duration) -> &'static str {
     use std::io::Read;
+    use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let child = Command::new("/bin/sh")
         .arg("-c")
@@ -160,6 +171,7 @@ fn run_hook(command: &str, file: &std::path::Path, number: i64) -> &'static str 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn();
     let mut child = match child {
         Ok(c) => c,
@@ -170,21 +182,24 @@ fn run_hook(command: &str, file: &std::path::Path, number: i64) -> &'static str 
     };
     // Read what it says on stderr meanwhile, so a chatty command never
     // blocks on a full pipe; the last 512 characters are kept.
-    let reader = child.stderr.take().map(|mut pipe| {
+    let (tx, rx) = std::sync::mpsc::channel();
+    if let Some(mut pipe) = child.stderr.take() {
         std::thread::spawn(move || {
             let mut text = Vec::new();
             let _ = pipe.read_to_end(&mut text);
             let text = String::from_utf8_lossy(&text).into_owned();
             let skip = text.chars().count().saturating_sub(512);
-            text.chars().skip(skip).collect::<String>()
-        })
-    });
-    let deadline = std::time::Instant::now() + crate::defaults::CRL_HOOK_TIMEOUT;
+            let _ = tx.send(text.chars().skip(skip).collect::<String>());
+        });
+    }
+    let deadline = std::time::Instant::now() + timeout;
     // Some(status) when it ended, None when stopped.
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break Ok(Some(status)),
             Ok(None) if std::time::Instant::now() >= deadline => {
+                let group = rustix::process::Pid::from_child(&child);
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
                 let _ = child.kill();
                 let _ = child.wait();
                 break Ok(None);
@@ -196,7 +211,7 @@ fn run_hook(command: &str, file: &std::path::Path, number: i64) -> &'static str 
             }
         }
     };
-    let stderr = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+    let stderr = rx.recv_timeout(STDERR_GRACE).unwrap_or_default();
     match status {
         Err(e) => {
             tracing::warn!(error = %e, "crl.on_publish could not be awaited");
@@ -204,7 +219,7 @@ fn run_hook(command: &str, file: &std::path::Path, number: i64) -> &'static str 
         }
         Ok(None) => {
             tracing::warn!(
-                timeout_s = crate::defaults::CRL_HOOK_TIMEOUT.as_secs(),
+                timeout_s = timeout.as_secs(),
                 "crl.on_publish did not finish in time and was stopped"
             );
             "timeout"
@@ -217,5 +232,56 @@ fn run_hook(command: &str, file: &std::path::Path, number: i64) -> &'static str 
             tracing::warn!(crl_number = number, status = %s, stderr = %stderr.trim(), "crl.on_publish failed");
             "failed"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hook_that_overstays_is_stopped_with_what_it_started() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The shell forks `sleep` (it is not the last command), which holds
+        // the stderr pipe: stopping the shell alone would wait on it, and
+        // leave it running. (A duration no other process here sleeps.)
+        let command = "sleep 31.4159; true";
+        let started = std::time::Instant::now();
+        let result = run_hook(command, dir.path(), 1, Duration::from_millis(300));
+        assert_eq!(result, "timeout");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "stopped at once: {:?}",
+            started.elapsed()
+        );
+        let left: Vec<_> = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+            .filter(|c| c.windows(7).any(|w| w == b"31.4159"))
+            .collect();
+        assert!(left.is_empty(), "the forked sleep was stopped too");
+    }
+
+    #[test]
+    fn a_hook_reports_success_and_failure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let command = format!(
+            "echo \"$IDPROV_CRL_NUMBER $IDPROV_CRL_FILE\" > {}",
+            out.display()
+        );
+        let file = dir.path().join("crl.pem");
+        assert_eq!(run_hook(&command, &file, 7, Duration::from_secs(10)), "ok");
+        assert_eq!(
+            std::fs::read_to_string(&out).expect("written"),
+            format!("7 {}\n", file.display())
+        );
+        // A background process still holding stderr does not hold the hook.
+        let started = std::time::Instant::now();
+        assert_eq!(
+            run_hook("sleep 5 & exit 3", &file, 7, Duration::from_secs(10)),
+            "failed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
     }
 }
