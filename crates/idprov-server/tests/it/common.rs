@@ -40,3 +40,36 @@ pub async fn audit_events(server: &TestServer) -> Vec<String> {
         .map(|e| e.event)
         .collect()
 }
+
+/// The newest audit entry that `matches`; fails when there is none.
+pub async fn last_audit(
+    server: &TestServer,
+    what: &str,
+    matches: impl Fn(&idprov_store::AuditEntry) -> bool,
+) -> idprov_store::AuditEntry {
+    server
+        .registry()
+        .audit_entries(0, 10_000)
+        .await
+        .expect("audit")
+        .into_iter()
+        .rev()
+        .find(|e| matches(e))
+        .unwrap_or_else(|| panic!("no audit entry: {what}"))
+}
+
+/// `/metrics` as a monitoring service reads it (a client certificate of
+/// OU `service`).
+pub async fn metrics_text(server: &TestServer) -> String {
+    let (cert, key) =
+        server.issue_client_cert("service", "prometheus", std::time::Duration::from_secs(600));
+    server
+        .http_with(&cert, &key)
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("body")
+}

@@ -10,7 +10,7 @@ use idprov_proto::ProvisionStatus;
 use idprov_testkit::{Setup, TestDevice, TestServer, provision};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::add_secret;
+use crate::common::{add_secret, metrics_text};
 
 fn admin_client(server: &TestServer) -> reqwest::Client {
     let cert = std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert");
@@ -307,16 +307,7 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("request");
     assert_eq!(r.status(), 403);
-    let (cert, key) = server.issue_client_cert("service", "prometheus", Duration::from_secs(600));
-    let text = server
-        .http_with(&cert, &key)
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body");
+    let text = metrics_text(&server).await;
     for name in [
         "idprov_requests_total",
         "idprov_provisioning_total",

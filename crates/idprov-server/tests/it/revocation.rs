@@ -14,7 +14,7 @@ use idprov_server::routes::ROUTES;
 use idprov_store::CertKind;
 use idprov_testkit::{Setup, TestDevice, TestServer, provision};
 
-use crate::common::{add_secret, leaf_of, provision_ok};
+use crate::common::{add_secret, last_audit, leaf_of, metrics_text, provision_ok};
 
 const OCSP_REQUEST: &str = "application/ocsp-request";
 
@@ -211,16 +211,7 @@ async fn ocsp_says_good_then_revoked_from_a_cache_that_a_revocation_invalidates(
     assert_eq!(status, 200, "the old answer is not current any more");
 
     // Metrics count answers by kind, and answers from the cache.
-    let (cert, key) = server.issue_client_cert("service", "prometheus", Duration::from_secs(600));
-    let metrics = server
-        .http_with(&cert, &key)
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body");
+    let metrics = metrics_text(&server).await;
     for line in [
         "idprov_ocsp_answers_total{answer=\"good\"}",
         "idprov_ocsp_answers_total{answer=\"revoked\"}",
@@ -513,16 +504,10 @@ async fn the_responder_certificate_is_renewed_before_it_expires_and_audited() {
         responders(s).await.len() == 2
     })
     .await;
-    let entries = server
-        .registry()
-        .audit_entries(0, 10_000)
-        .await
-        .expect("audit");
-    let renewal = entries
-        .iter()
-        .rev()
-        .find(|e| e.event == "certificate_issued" && e.detail["kind"] == "ocsp")
-        .expect("the renewal is audited");
+    let renewal = last_audit(&server, "the renewal", |e| {
+        e.event == "certificate_issued" && e.detail["kind"] == "ocsp"
+    })
+    .await;
     assert_eq!(renewal.detail["reason"], "close to expiry");
     assert_eq!(renewal.actor, "system");
 
@@ -584,16 +569,10 @@ async fn a_renewal_supersedes_the_previous_certificate_after_the_grace_period() 
             .any(|w| w == octets.as_slice())
     })
     .await;
-    let entries = server
-        .registry()
-        .audit_entries(0, 10_000)
-        .await
-        .expect("audit");
-    let e = entries
-        .iter()
-        .rev()
-        .find(|e| e.event == "certificate_revoked")
-        .expect("the revocation is audited");
+    let e = last_audit(&server, "the revocation", |e| {
+        e.event == "certificate_revoked"
+    })
+    .await;
     assert_eq!(e.actor, "system");
     assert_eq!(e.detail["reason"], 4);
     assert_eq!(e.detail["serials"][0], old.as_str());

@@ -32,11 +32,7 @@ async fn a_sqlite_registry_moves_to_postgresql_with_its_history_and_secrets() {
         return;
     }
     let Some(url) = idprov_testkit::postgres::fresh_database("migrate").await else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "PostgreSQL is required in CI"
-        );
-        eprintln!("skipping: PostgreSQL is not installed");
+        crate::skip("PostgreSQL is not installed");
         return;
     };
     let outside = tempfile::tempdir().expect("tempdir");

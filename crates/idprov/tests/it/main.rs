@@ -89,18 +89,26 @@ pub fn have(cmd: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// Whether `cmd` (from Debian's `package`) is installed; under `CI=true` a
-/// missing one fails the test instead of skipping it.
-pub fn require(cmd: &str, package: &str) -> bool {
-    if have(cmd) {
-        return true;
-    }
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// A test that cannot run here because of `why`: under `CI=true` (where
+/// ./test.sh installed everything and runs as root) that fails it; else it
+/// says it skips. Always false, for `if !… { return; }`.
+pub fn skip(why: &str) -> bool {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "{package} is required in CI"
+        "required in CI: {why}"
     );
-    eprintln!("skipping: {cmd} ({package}) is not installed");
+    eprintln!("skipping: {why}");
     false
+}
+
+/// Whether `cmd` (from Debian's `package`) is installed; see [`skip`].
+pub fn require(cmd: &str, package: &str) -> bool {
+    have(cmd) || skip(&format!("{cmd} ({package}) is not installed"))
 }
 
 /// A loopback port free a moment ago (for a program that binds it itself).

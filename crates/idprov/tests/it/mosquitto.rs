@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use idprov_ca::{IssueParams, KeyAlgorithm, Usage};
 use idprov_testkit::{Setup, TestServer};
 
-use crate::{free_port, have, idprov, stderr, wait_for_port};
+use crate::{free_port, idprov, require, stderr, wait_for_port};
 
 struct Broker(Child);
 
@@ -62,15 +62,9 @@ fn start_broker(dir: &Path, data: &Path, crl: bool) -> (Broker, u16) {
 }
 
 fn mosquitto_installed() -> bool {
-    if have("mosquitto") && have("mosquitto_pub") && have("mosquitto_sub") {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "mosquitto and mosquitto-clients are required in CI"
-    );
-    eprintln!("skipping: mosquitto is not installed");
-    false
+    require("mosquitto", "mosquitto")
+        && require("mosquitto_pub", "mosquitto-clients")
+        && require("mosquitto_sub", "mosquitto-clients")
 }
 
 fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::process::Output {
