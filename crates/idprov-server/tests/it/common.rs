@@ -29,13 +29,19 @@ pub fn leaf_of(pem: &str) -> CertInfo {
     CertInfo::from_der(&certs[0]).expect("certificate")
 }
 
-/// Audit events recorded so far, by name.
-pub async fn audit_events(server: &TestServer) -> Vec<String> {
+/// The audit entries recorded so far, oldest first.
+pub async fn audit_entries(server: &TestServer) -> Vec<idprov_store::AuditEntry> {
     server
         .registry()
         .audit_entries(0, 10_000)
         .await
         .expect("audit")
+}
+
+/// Audit events recorded so far, by name.
+pub async fn audit_events(server: &TestServer) -> Vec<String> {
+    audit_entries(server)
+        .await
         .into_iter()
         .map(|e| e.event)
         .collect()
@@ -47,11 +53,8 @@ pub async fn last_audit(
     what: &str,
     matches: impl Fn(&idprov_store::AuditEntry) -> bool,
 ) -> idprov_store::AuditEntry {
-    server
-        .registry()
-        .audit_entries(0, 10_000)
+    audit_entries(server)
         .await
-        .expect("audit")
         .into_iter()
         .rev()
         .find(|e| matches(e))

@@ -14,7 +14,7 @@ use idprov_server::routes::ROUTES;
 use idprov_store::CertKind;
 use idprov_testkit::{Setup, TestDevice, TestServer, provision};
 
-use crate::common::{add_secret, last_audit, leaf_of, metrics_text, provision_ok};
+use crate::common::{add_secret, audit_entries, last_audit, leaf_of, metrics_text, provision_ok};
 
 const OCSP_REQUEST: &str = "application/ocsp-request";
 
@@ -307,12 +307,7 @@ async fn bad_requests_change_nothing_and_say_what_was_wrong() {
     let server = server_with(|_| {}).await;
     let ocsp = server.revocation_url("/idprov/ocsp");
     let malformed = idprov_ca::ocsp::OcspFailure::MalformedRequest.to_der();
-    let before = server
-        .registry()
-        .audit_entries(0, 10_000)
-        .await
-        .expect("audit")
-        .len();
+    let before = audit_entries(&server).await.len();
 
     let (status, h, body) = post(&plain(), &ocsp, b"not an OCSP request".to_vec()).await;
     assert_eq!(status, 400);
@@ -340,15 +335,13 @@ async fn bad_requests_change_nothing_and_say_what_was_wrong() {
     let (status, _, _) = post(&plain(), &ocsp, vec![0x30; 70 * 1024]).await;
     assert_eq!(status, 413);
     assert_eq!(
-        server
-            .registry()
-            .audit_entries(0, 10_000)
-            .await
-            .expect("audit")
-            .len(),
+        audit_entries(&server).await.len(),
         before,
         "nothing recorded"
     );
+    let metrics = metrics_text(&server).await;
+    let line = "idprov_ocsp_answers_total{answer=\"malformed\"}";
+    assert!(metrics.contains(line), "{line} missing from\n{metrics}");
 }
 
 #[tokio::test]
