@@ -10,7 +10,7 @@
 use aws_lc_rs::signature::{self as lc, UnparsedPublicKey, VerificationAlgorithm};
 use der::asn1::SetOfVec;
 use der::{Any, Encode};
-use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::pem::SectionKind;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::oid_registry::{
     OID_PKCS1_RSASSAPSS, OID_PKCS1_SHA1WITHRSA, OID_PKCS1_SHA256WITHRSA, OID_PKCS1_SHA384WITHRSA,
@@ -21,7 +21,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::AlgorithmIdentifier;
 
 use crate::error::{CaError, CsrError};
-use crate::key::{KeyType, PublicKey, pem_error_text, section_name};
+use crate::key::{KeyType, PublicKey};
 
 /// A certification request whose signature verified: the subject's CN and
 /// the key it proved it holds.
@@ -69,21 +69,16 @@ impl CertRequest {
 
     /// Parses `-----BEGIN CERTIFICATE REQUEST-----` PEM (exactly one block).
     pub fn from_pem(pem: &str) -> Result<Self, CsrError> {
-        let mut blocks = <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes());
-        let (kind, der) = match blocks.next() {
-            None => return Err(CsrError::NotPem("no PEM block found".into())),
-            Some(Err(e)) => return Err(CsrError::NotPem(pem_error_text(&e))),
-            Some(Ok(block)) => block,
-        };
-        if blocks.next().is_some() {
-            return Err(CsrError::NotPem("more than one PEM block".into()));
-        }
-        if kind != SectionKind::Csr {
-            return Err(CsrError::NotPem(format!(
-                "a {} PEM block, expected CERTIFICATE REQUEST",
-                section_name(kind)
-            )));
-        }
+        use crate::pem::OneBlockError;
+        let der = crate::pem::one_block(pem, SectionKind::Csr).map_err(|e| {
+            CsrError::NotPem(match e {
+                OneBlockError::NotPem(why) => why,
+                OneBlockError::Several => "more than one PEM block".into(),
+                OneBlockError::OtherKind(kind) => {
+                    format!("a {kind} PEM block, expected CERTIFICATE REQUEST")
+                }
+            })
+        })?;
         Self::from_der(&der)
     }
 
