@@ -6,6 +6,7 @@ mod attacks;
 mod backup;
 mod crash;
 mod db;
+mod est;
 mod listing;
 mod mosquitto;
 mod netns;
