@@ -366,6 +366,19 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut dyn Db) -> BoxFuture<'c, Result<T>> + Send + 'static;
 
+    /// Runs `f`, a point read (a few lookups by key, microseconds), on a
+    /// connection for reads. SQLite runs it where it is called: handing
+    /// it to another thread and back cost more than the read (the
+    /// provisioning hot path reads once per request). Reads that may scan
+    /// (listings, exports, the audit chain) use [`Backend::read`].
+    fn read_point<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Db) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.read(f)
+    }
+
     /// Stores many secrets, streamed in, in one transaction (see
     /// [`crate::Secrets::put_secrets_bulk`]): SQLite spools them to a file
     /// first, PostgreSQL streams them through `COPY`.

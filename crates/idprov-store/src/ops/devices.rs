@@ -10,7 +10,7 @@ use super::append_all;
 use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
 use super::{
     FromRow, Store, all, append_audit, cert_columns, decode, ensure_device, first, in_read,
-    in_write, joined,
+    in_read_point, in_write, joined,
 };
 use crate::audit::AuditOf;
 use crate::error::Result;
@@ -37,6 +37,14 @@ static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
             .join(", ")
     )
 });
+
+/// One certificate by its serial (every request over mutual TLS reads it:
+/// is the caller's certificate revoked?).
+const CERTIFICATE_BY_SERIAL: &str = concat!(
+    "SELECT ",
+    cert_columns!(),
+    " FROM certificates WHERE serial = $1"
+);
 
 /// The device listing: `$1` after, `$2` limit, `$3` now, `$4` prefix, `$5`
 /// status, `$6` expiring within, `$7` missed renewals only.
@@ -238,14 +246,10 @@ impl<B: Backend> Devices for Store<B> {
 
     async fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertRecord>> {
         let serial = serial.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
-                concat!(
-                    "SELECT ",
-                    cert_columns!(),
-                    " FROM certificates WHERE serial = $1"
-                ),
+                CERTIFICATE_BY_SERIAL,
                 args![&serial],
                 CertRecord::decode,
             )
@@ -275,7 +279,7 @@ impl<B: Backend> Devices for Store<B> {
 
     async fn device(&self, device_id: &str, now: UnixTime) -> Result<Option<DeviceFacts>> {
         let device_id = device_id.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             // One statement, so one snapshot for all the facts.
             let Some(mut r) = db.opt(&DEVICE_SQL, args![&device_id, now]).await? else {
                 return Ok(None);
@@ -365,7 +369,7 @@ impl<B: Backend> Devices for Store<B> {
         in_read!(self, |db| {
             let r = db
                 .one(
-                    "SELECT (SELECT COUNT(*) FROM waiting_requests),
+                    "SELECT COALESCE((SELECT n FROM waiting_counts WHERE source = ''), 0),
                             (SELECT COUNT(*) FROM devices),
                             (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND revoked_at IS NULL
                                AND not_after >= $1 AND not_after < $2)",

@@ -51,7 +51,16 @@ macro_rules! in_read {
             .read(move |$db: &mut dyn $crate::sql::Db| Box::pin(async move { $body }))
     };
 }
-pub(crate) use {in_read, in_write};
+/// Runs `$body`, a point read (lookups by key), on a read connection of
+/// `$store` (see [`crate::sql::Backend::read_point`]).
+macro_rules! in_read_point {
+    ($store:expr, |$db:ident| $body:expr) => {
+        $store
+            .backend
+            .read_point(move |$db: &mut dyn $crate::sql::Db| Box::pin(async move { $body }))
+    };
+}
+pub(crate) use {in_read, in_read_point, in_write};
 
 /// Appends an audit entry inside the current write transaction, linked to
 /// the chain's head. Both backends serialise writes (one writer thread, one

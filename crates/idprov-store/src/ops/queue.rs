@@ -57,10 +57,12 @@ impl<B: Backend> Queue for Store<B> {
             if updated > 0 {
                 return Ok(WaitingOutcome::Updated);
             }
+            // The counts the schema's triggers keep (source '' is the total):
+            // counting the queue itself would cost as much as it holds.
             let counts = db
                 .one(
-                    "SELECT (SELECT COUNT(*) FROM waiting_requests WHERE source = $1),
-                            (SELECT COUNT(*) FROM waiting_requests)",
+                    "SELECT COALESCE((SELECT n FROM waiting_counts WHERE source = $1), 0),
+                            COALESCE((SELECT n FROM waiting_counts WHERE source = ''), 0)",
                     args![&w.source],
                 )
                 .await?;
@@ -74,8 +76,8 @@ impl<B: Backend> Queue for Store<B> {
                 // recently seen entry, if it holds more than this one.
                 let top = db
                     .opt(
-                        "SELECT source, COUNT(*) AS n FROM waiting_requests
-                         GROUP BY source ORDER BY n DESC, source LIMIT 1",
+                        "SELECT source, n FROM waiting_counts WHERE source <> ''
+                         ORDER BY n DESC, source LIMIT 1",
                         args![],
                     )
                     .await?;

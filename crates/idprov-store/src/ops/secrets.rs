@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
-use super::{FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined};
+use super::{
+    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_read_point, in_write,
+    joined,
+};
 use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
@@ -125,7 +128,7 @@ impl<B: Backend> Secrets for Store<B> {
 
     async fn live_secret(&self, device_id: &str, now: UnixTime) -> Result<Option<StoredSecret>> {
         let device_id = device_id.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 LIVE_SECRET,
@@ -144,7 +147,7 @@ impl<B: Backend> Secrets for Store<B> {
         since: UnixTime,
     ) -> Result<Option<ConsumedSecret>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 CONSUMED_SECRET,
@@ -274,7 +277,7 @@ impl<B: Backend> Secrets for Store<B> {
 
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>> {
         let (device_id, source) = (device_id.to_owned(), source.to_owned());
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 "SELECT failures, locked_until FROM lockouts WHERE device_id = $1 AND source = $2",
@@ -339,7 +342,7 @@ impl<B: Backend> Secrets for Store<B> {
 
     async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>> {
         let device_id = device_id.to_owned();
-        in_read!(self, |db| guess_budget(db, &device_id).await).await
+        in_read_point!(self, |db| guess_budget(db, &device_id).await).await
     }
 
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64> {
@@ -378,7 +381,7 @@ impl<B: Backend> Secrets for Store<B> {
             key_fingerprint.to_owned(),
             source.to_owned(),
         );
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             let row = db
                 .one(
                     OOB_VIEW,

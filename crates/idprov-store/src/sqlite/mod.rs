@@ -116,6 +116,17 @@ impl Backend for Sqlite {
             .read(move |c| run_now(f(&mut SqliteDb::new(c))))
     }
 
+    fn read_point<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Db) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        std::future::ready(
+            self.readers
+                .read_here(move |c| run_now(f(&mut SqliteDb::new(c)))),
+        )
+    }
+
     fn put_secrets_bulk(
         &self,
         rows: tokio::sync::mpsc::Receiver<BulkMessage>,

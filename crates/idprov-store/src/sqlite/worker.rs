@@ -218,22 +218,41 @@ impl Readers {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let idle = self.idle.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = match idle.lock().ok().and_then(|mut v| v.pop()) {
-                Some(c) => c,
-                None => open(&path, true)?,
-            };
-            let result = f(&mut conn);
-            if let Ok(mut v) = idle.lock()
-                && v.len() < 8
-            {
-                v.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|_| StoreError::Database("a registry read panicked".into()))?
+        let (idle, path) = (self.idle.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || with_reader(&idle, &path, f))
+            .await
+            .map_err(|_| StoreError::Database("a registry read panicked".into()))?
     }
+
+    /// Runs `f`, a point read, on a read-only connection on the calling
+    /// thread (see [`crate::sql::Backend::read_point`]).
+    pub(crate) fn read_here<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T>,
+    {
+        catch_unwind(AssertUnwindSafe(|| with_reader(&self.idle, &self.path, f)))
+            .unwrap_or_else(|_| Err(StoreError::Database("a registry read panicked".into())))
+    }
+}
+
+/// Idle read connections kept (more are opened under load and closed after).
+const IDLE_READERS: usize = 8;
+
+/// Runs `f` on an idle read connection (or a new one), then keeps it.
+fn with_reader<T>(
+    idle: &Mutex<Vec<Connection>>,
+    path: &Path,
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    let mut conn = match idle.lock().ok().and_then(|mut v| v.pop()) {
+        Some(c) => c,
+        None => open(path, true)?,
+    };
+    let result = f(&mut conn);
+    if let Ok(mut v) = idle.lock()
+        && v.len() < IDLE_READERS
+    {
+        v.push(conn);
+    }
+    result
 }

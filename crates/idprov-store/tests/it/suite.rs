@@ -725,6 +725,30 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
         .len(),
         2
     );
+    // The caps follow what left the queue: 10.0.0.1 holds nothing now and
+    // the queue two of three, so its next request is queued, and then the
+    // queue is full again.
+    assert_eq!(
+        reg.record_waiting(
+            req("w6", "k1", "10.0.0.1", NOW),
+            caps,
+            Some(audit("request_queued", "w6"))
+        )
+        .await
+        .expect("w"),
+        WaitingOutcome::Queued
+    );
+    assert_eq!(
+        reg.record_waiting(
+            req("w7", "k1", "10.0.0.3", NOW),
+            caps,
+            Some(audit("request_queued", "w7"))
+        )
+        .await
+        .expect("w"),
+        WaitingOutcome::TotalCapReached
+    );
+    assert_eq!(reg.gauges(NOW, NOW).await.expect("gauges").waiting, 3);
 }
 
 pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
