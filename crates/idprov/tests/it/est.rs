@@ -564,7 +564,7 @@ async fn without_credentials_a_request_waits_until_an_administrator_approves_its
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_ra_enrolls_a_device_with_its_administrator_certificate() {
+async fn an_ra_enrolls_a_device_with_its_administrator_or_plugin_certificate() {
     if tools_missing() {
         return;
     }
@@ -606,6 +606,45 @@ async fn an_ra_enrolls_a_device_with_its_administrator_certificate() {
         403,
         "an RA enrolls devices with simpleenroll",
     );
+
+    // A plugin is an RA too; a service certificate is not: its request
+    // waits like any other without a secret.
+    let client_cert = |ou: &str, cn: &str| {
+        let (cert, key) =
+            est.server
+                .issue_client_cert(ou, cn, std::time::Duration::from_secs(3600));
+        let (c, k) = (
+            est.path(&format!("{cn}.pem")),
+            est.path(&format!("{cn}.key")),
+        );
+        std::fs::write(&c, cert).expect("write");
+        std::fs::write(&k, key.as_str()).expect("write");
+        (c, k)
+    };
+    let (plugin_cert, plugin_key) = client_cert("plugin", "commissioning-tool");
+    let csr = est.csr("meter-4", "/CN=meter-4", "ed25519", "");
+    let cert = est.certificates(
+        &est.post("simpleenroll", &csr, Auth::Cert(&plugin_cert, &plugin_key)),
+        "meter-4.pem",
+    );
+    assert!(est.verify(&cert, None).status.success());
+    let history = est
+        .server
+        .admin()
+        .device("meter-4")
+        .await
+        .expect("device")
+        .certificates;
+    assert_eq!(history[0].issue_kind, IssueKind::Admin);
+    assert_eq!(history[0].authorized_by, "plugin:commissioning-tool");
+    let (service_cert, service_key) = client_cert("service", "web-api");
+    let csr = est.csr("meter-5", "/CN=meter-5", "ed25519", "");
+    let waiting = est.post(
+        "simpleenroll",
+        &csr,
+        Auth::Cert(&service_cert, &service_key),
+    );
+    assert_eq!(waiting.status, 202, "{}", waiting.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
