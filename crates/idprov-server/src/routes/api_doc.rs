@@ -98,7 +98,8 @@ pub fn document() -> String {
             PayloadTooLarge,
             TooManyRequests,
             BasicChallenge,
-            UnsupportedMediaType
+            UnsupportedMediaType,
+            EstIssued
         )
     ),
     modifiers(&SecuritySchemes, &AdminRoutes, &OptionalBodies),
@@ -257,6 +258,14 @@ pub struct PayloadTooLarge(pub ErrorDocument);
 #[derive(Debug, ToResponse)]
 #[response(headers(("WWW-Authenticate" = String, description = "Basic realm=\"idprov EST\", charset=\"UTF-8\"")))]
 pub struct BasicChallenge(pub ErrorDocument);
+
+/// Issued: the certificate, a base64 certs-only PKCS#7 (EST, RFC 7030 §4.2.3)
+#[derive(Debug, ToResponse)]
+#[response(
+    content_type = "application/pkcs7-mime",
+    headers(("Content-Transfer-Encoding" = String, description = "base64"))
+)]
+pub struct EstIssued(pub String);
 
 /// The body is not of the type the route takes
 #[derive(Debug, ToResponse)]

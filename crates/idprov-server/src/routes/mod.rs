@@ -276,6 +276,24 @@ pub(crate) fn provisioning_rate(
     Ok(())
 }
 
+/// The core's refusal (a lockout, a spent guess budget, too many waiting
+/// requests) as the 429 every front door answers; a source's full share of
+/// the queue is noted like the other per-source limits.
+pub(crate) fn refused(
+    app: &AppState,
+    conn: &auth::ConnInfo,
+    reason: idprov_core::Refusal,
+    retry_after_secs: u64,
+) -> ApiError {
+    if reason == idprov_core::Refusal::WaitingFromSource {
+        app.note_limited(conn.peer.ip(), "waiting_per_source");
+    }
+    ApiError::TooManyRequests {
+        retry_after: retry_after_secs,
+        reason: reason.message(),
+    }
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("unknown path")
 }

@@ -11,7 +11,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use idprov_ca::PublicKey;
-use idprov_core::{AnswerKey, Claimed, Outcome, Proof, Refusal, Request};
+use idprov_core::{AnswerKey, Claimed, Outcome, Proof, Request};
 use idprov_proto::kinds::Protocol;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, ProvisionRequest, ProvisionResponse, ProvisionStatus};
@@ -124,13 +124,12 @@ pub(crate) async fn post(
             reason,
             retry_after_secs,
         } => {
-            if reason == Refusal::WaitingFromSource {
-                app.note_limited(conn.peer.ip(), "waiting_per_source");
-            }
-            return Err(ApiError::TooManyRequests {
-                retry_after: retry_after_secs,
-                reason: reason.message(),
-            });
+            return Err(crate::routes::refused(
+                &app,
+                &conn,
+                reason,
+                retry_after_secs,
+            ));
         }
     }
     Ok(json_bytes(response.to_json()))

@@ -17,19 +17,11 @@ use idprov_proto::{ProvisionRequest, ProvisionStatus};
 use idprov_store::IssueKind;
 use idprov_testkit::TestServer;
 
-use crate::mosquitto::{have, mosquitto_missing, publish, start_broker};
+use crate::mosquitto::{mosquitto_missing, publish, start_broker};
 
 /// True, after saying so, when openssl or curl is missing (an error in CI).
 fn tools_missing() -> bool {
-    if have("openssl") && have("curl") {
-        return false;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "openssl and curl are required in CI"
-    );
-    eprintln!("skipping: openssl or curl is not installed");
-    true
+    !crate::require(&["openssl", "curl"], "openssl and curl")
 }
 
 /// Runs a bash script (`set -euo pipefail`); panics, showing its errors,
@@ -471,17 +463,7 @@ async fn basic_enrollment_then_mosquitto_renewal_over_both_protocols_and_revocat
     }
 
     // Metrics count EST requests by operation and outcome.
-    let (prometheus, prometheus_key) =
-        server.issue_client_cert("service", "prometheus", std::time::Duration::from_secs(600));
-    let metrics = server
-        .http_with(&prometheus, &prometheus_key)
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     for (operation, outcome) in [
         ("cacerts", "served"),
         ("csrattrs", "served"),

@@ -71,6 +71,29 @@ pub fn idprov(args: &[&str], stdin: Option<&str>) -> Output {
     }
 }
 
+/// True when `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// True when every one of `cmds` is on the PATH. Otherwise says the test is
+/// skipped and returns false, or fails under `CI=true`, where a missing
+/// dependency is an error (test.sh installs `packages`).
+pub fn require(cmds: &[&str], packages: &str) -> bool {
+    if cmds.iter().all(|c| have(c)) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "required in CI: {packages}"
+    );
+    eprintln!("skipping: {packages} not installed");
+    false
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

@@ -15,13 +15,6 @@ use idprov_testkit::TestServer;
 
 use crate::{idprov, stderr};
 
-pub(crate) fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 pub(crate) struct Broker(Child);
 
 impl Broker {
@@ -78,15 +71,10 @@ pub(crate) fn publish(
 /// True, after saying so, when mosquitto and its clients are missing and
 /// the test should stop; under `CI=true` their absence fails the test.
 pub(crate) fn mosquitto_missing() -> bool {
-    if have("mosquitto") && have("mosquitto_pub") && have("mosquitto_sub") {
-        return false;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "mosquitto and mosquitto-clients are required in CI"
-    );
-    eprintln!("skipping: mosquitto is not installed");
-    true
+    !crate::require(
+        &["mosquitto", "mosquitto_pub", "mosquitto_sub"],
+        "mosquitto and mosquitto-clients",
+    )
 }
 
 /// Starts mosquitto on a free loopback port with the broker's `cert` and

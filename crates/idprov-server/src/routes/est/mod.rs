@@ -34,7 +34,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use idprov_ca::{CertRequest, pem};
-use idprov_core::{Claimed, Outcome, Proof, Refusal, RejectReason, Request};
+use idprov_core::{Claimed, Outcome, Proof, RejectReason, Request};
 use idprov_proto::kinds::Protocol;
 use idprov_proto::{DeviceId, OobSecret};
 
@@ -189,15 +189,17 @@ fn basic_secret(headers: &HeaderMap, device_id: &DeviceId) -> Result<Option<OobS
         .map_err(|e| ApiError::BadRequest(format!("the Basic password is not a secret: {e}")))
 }
 
-/// The core's request for an enrollment.
-fn request(
+/// An enrollment: the core's request made of the CSR, the caller and the
+/// proof; the core decides; its outcome as EST's answer.
+async fn enroll(
+    app: &AppState,
+    conn: &ConnInfo,
+    caller: &Caller,
     csr: CertRequest,
     device_id: DeviceId,
-    caller: &Caller,
-    conn: &ConnInfo,
     proof: Proof,
-) -> Request {
-    Request {
+) -> Result<Response, ApiError> {
+    let request = Request {
         device_id,
         key: csr.into_public_key(),
         // EST claims nothing about the device's address.
@@ -206,7 +208,9 @@ fn request(
         caller: caller.verified().map(crate::auth::VerifiedCaller::identity),
         proof,
         protocol: Protocol::Est,
-    }
+    };
+    let outcome = app.core.provision(&request).await?;
+    answer(app, conn, outcome)
 }
 
 /// The core's decision as EST's answer (the table of this module).
@@ -249,15 +253,7 @@ fn answer(app: &AppState, conn: &ConnInfo, outcome: Outcome) -> Result<Response,
         Outcome::Refused {
             reason,
             retry_after_secs,
-        } => {
-            if reason == Refusal::WaitingFromSource {
-                app.note_limited(conn.peer.ip(), "waiting_per_source");
-            }
-            Err(ApiError::TooManyRequests {
-                retry_after: retry_after_secs,
-                reason: reason.message(),
-            })
-        }
+        } => Err(crate::routes::refused(app, conn, reason, retry_after_secs)),
     }
 }
 

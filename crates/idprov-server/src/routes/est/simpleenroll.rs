@@ -34,9 +34,7 @@ use crate::state::AppState;
     request_body(content = String, content_type = "application/pkcs10",
         description = "The DER PKCS#10 request in base64 (or PEM)"),
     responses(
-        (status = 200, description = "Issued: the certificate",
-            headers(("Content-Transfer-Encoding" = String, description = "base64")),
-            content((String = "application/pkcs7-mime"))),
+        (status = 200, response = crate::routes::api_doc::EstIssued),
         (status = 202, description = "Waiting for an administrator, or for a secret to be registered",
             headers(("Retry-After" = u64, description = "Seconds until the next attempt")),
             content((String = "text/plain"))),
@@ -64,7 +62,5 @@ pub(crate) async fn post(
         Some(secret) => Proof::Secret(secret),
         None => Proof::None,
     };
-    let request = super::request(csr, device_id, &caller, &conn, proof);
-    let outcome = app.core.provision(&request).await?;
-    super::answer(&app, &conn, outcome)
+    super::enroll(&app, &conn, &caller, csr, device_id, proof).await
 }

@@ -28,9 +28,7 @@ use crate::state::AppState;
     request_body(content = String, content_type = "application/pkcs10",
         description = "The DER PKCS#10 request in base64 (or PEM)"),
     responses(
-        (status = 200, description = "Issued: the certificate",
-            headers(("Content-Transfer-Encoding" = String, description = "base64")),
-            content((String = "application/pkcs7-mime"))),
+        (status = 200, response = crate::routes::api_doc::EstIssued),
         (status = 400, response = crate::routes::api_doc::BadRequest),
         (status = 401, response = crate::routes::api_doc::Unauthenticated),
         (status = 403, response = crate::routes::api_doc::Forbidden),
@@ -68,7 +66,5 @@ pub(crate) async fn post(
             "the CSR's CN must be the device ID of the certificate presented",
         ));
     }
-    let request = super::request(csr, device_id, &caller, &conn, Proof::None);
-    let outcome = app.core.provision(&request).await?;
-    super::answer(&app, &conn, outcome)
+    super::enroll(&app, &conn, &caller, csr, device_id, Proof::None).await
 }
