@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Concurrent connections of the renewal storm.
     #[arg(long, default_value_t = 500)]
     pub renew_concurrency: usize,
+    /// First contacts: devices never seen before, each asking once and
+    /// recorded in the waiting queue.
+    #[arg(long, default_value_t = 10_000)]
+    pub first_contact: usize,
     /// Waiting polls (unregistered devices asking again).
     #[arg(long, default_value_t = 5_000)]
     pub waiting: usize,
@@ -90,6 +94,15 @@ pub(crate) fn expect_status(
     }
 }
 
+/// Prints a phase's line, and where the server's CPU went.
+fn print_phase(report: &PhaseReport) {
+    println!("{}", report.line());
+    let profile = report.profile_line();
+    if !profile.is_empty() {
+        println!("    server CPU by thread: {profile}");
+    }
+}
+
 /// Runs everything and prints the report.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server_bin = crate::servers::server_bin(args.server_bin.as_deref())?;
@@ -120,10 +133,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!(
         "\npreparing {} devices (+{} waiting) ...",
         args.devices,
-        args.waiting.min(1000)
+        args.waiting.min(1000) + args.first_contact
     );
     let devices = Arc::new(fleet::generate("bench", args.devices).await?);
     let waiting_devices = Arc::new(fleet::generate("poll", args.waiting.clamp(1, 1000)).await?);
+    let first_devices = Arc::new(fleet::generate("first", args.first_contact.max(1)).await?);
 
     let data = tmp.path().join("server");
     let server = servers::idprov(
@@ -201,7 +215,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .against(&noop_oob)
     };
-    println!("{}", oob.line());
+    print_phase(&oob);
+    phase::settle().await;
+
+    // First contact: every request is a device never seen, so every one is
+    // recorded in the waiting queue before its answer.
+    let first = {
+        let (target, tls, devices) = (
+            servers::target(server.addr),
+            anon.clone(),
+            first_devices.clone(),
+        );
+        let work: Work = Arc::new(move |i| {
+            let (target, tls, devices) = (target.clone(), tls.clone(), devices.clone());
+            Box::pin(async move {
+                let body = load::request(
+                    &target,
+                    &tls,
+                    "POST",
+                    "/idprov/provreq",
+                    devices[i].plain_body.clone(),
+                )
+                .await?;
+                expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
+            })
+        });
+        phase::run(
+            "idprov first contact (waiting)",
+            first_devices.len(),
+            args.concurrency,
+            pid.clone(),
+            work,
+        )
+        .await
+        .against(&noop_oob)
+    };
+    print_phase(&first);
     phase::settle().await;
 
     // Client configurations for the renewal storm, built before it starts.
@@ -252,7 +301,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await
     .against(&noop_mtls);
-    println!("{}", renew.line());
+    print_phase(&renew);
     phase::settle().await;
 
     let waiting = {
@@ -286,8 +335,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .against(&noop_oob)
     };
-    println!("{}", waiting.line());
-    phases.extend([noop_oob.clone(), oob, noop_mtls.clone(), renew, waiting]);
+    print_phase(&waiting);
+    phases.extend([
+        noop_oob.clone(),
+        oob,
+        first,
+        noop_mtls.clone(),
+        renew,
+        waiting,
+    ]);
 
     if args.no_postgres {
         println!("(PostgreSQL replicas skipped)");

@@ -53,6 +53,9 @@ pub struct PublicKey {
     spki_der: Vec<u8>,
     key_type: KeyType,
     rcgen: rcgen::SubjectPublicKeyInfo,
+    /// Computed once: a request's key is looked up, queued, approved and
+    /// recorded by it several times.
+    fingerprint: KeyFingerprint,
 }
 
 impl fmt::Debug for PublicKey {
@@ -155,6 +158,7 @@ impl PublicKey {
             spki_der: der.to_vec(),
             key_type,
             rcgen,
+            fingerprint: KeyFingerprint::of_spki(der),
         })
     }
 
@@ -171,7 +175,7 @@ impl PublicKey {
     /// SHA-256 of the DER SubjectPublicKeyInfo: identifies a device key in the
     /// waiting queue, approvals and re-delivery.
     pub fn fingerprint(&self) -> KeyFingerprint {
-        KeyFingerprint::of_spki(&self.spki_der)
+        self.fingerprint.clone()
     }
 
     /// PKIX PEM of the key.

@@ -23,7 +23,7 @@ use crate::sql::{Backend, Db, args};
 
 /// One device's facts and its newest valid certificate: `$1` the device,
 /// `$2` now. One statement, so one snapshot.
-static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH d AS ({} WHERE dv.device_id = $1)
                          SELECT d.created_at, d.certs, d.revoked, d.live, d.waiting, d.approved,
@@ -40,7 +40,7 @@ static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
 
 /// One certificate by its serial (every request over mutual TLS reads it:
 /// is the caller's certificate revoked?).
-const CERTIFICATE_BY_SERIAL: &str = concat!(
+pub(crate) const CERTIFICATE_BY_SERIAL: &str = concat!(
     "SELECT ",
     cert_columns!(),
     " FROM certificates WHERE serial = $1"

@@ -9,10 +9,10 @@
 
 mod accounts;
 mod audit;
-mod devices;
+pub(crate) mod devices;
 mod queue;
 pub(crate) mod rules;
-mod secrets;
+pub(crate) mod secrets;
 
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;

@@ -15,10 +15,11 @@ use crate::model::*;
 use crate::registry::Secrets;
 use crate::sql::{Backend, Db, Dialect, Row, args};
 
-const LIVE_SECRET: &str = "SELECT id, device_id, sealed, key_id, created_at, valid_until
+pub(crate) const LIVE_SECRET: &str = "SELECT id, device_id, sealed, key_id, created_at, valid_until
      FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2";
 
-const CONSUMED_SECRET: &str = "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
+pub(crate) const CONSUMED_SECRET: &str =
+    "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
      WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3";
 
 async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBudget>> {
@@ -35,7 +36,7 @@ async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBu
 /// statement: one round trip and one snapshot. Each join matches at most one
 /// row (its key), so there is exactly one result row, NULL where nothing
 /// matched.
-const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
+pub(crate) const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
         j.device_id, j.key_fingerprint, j.rejected_by, j.reason, j.created_at,
         a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
         c.sealed, c.key_id, c.serial, c.consumed_at,
