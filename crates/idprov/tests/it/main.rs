@@ -6,6 +6,7 @@ mod attacks;
 mod backup;
 mod crash;
 mod db;
+mod est;
 mod listing;
 mod mosquitto;
 mod netns;
@@ -68,6 +69,29 @@ pub fn idprov(args: &[&str], stdin: Option<&str>) -> Output {
         stdout: out_reader.join().unwrap_or_default(),
         stderr: err_reader.join().unwrap_or_default(),
     }
+}
+
+/// True when `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// True when every one of `cmds` is on the PATH. Otherwise says the test is
+/// skipped and returns false, or fails under `CI=true`, where a missing
+/// dependency is an error (test.sh installs `packages`).
+pub fn require(cmds: &[&str], packages: &str) -> bool {
+    if cmds.iter().all(|c| have(c)) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "required in CI: {packages}"
+    );
+    eprintln!("skipping: {packages} not installed");
+    false
 }
 
 /// Standard output as text.

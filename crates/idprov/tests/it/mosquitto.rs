@@ -6,6 +6,7 @@
 //! `CI=true`.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +15,18 @@ use idprov_testkit::TestServer;
 
 use crate::{idprov, stderr};
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+pub(crate) struct Broker(Child);
 
-struct Broker(Child);
+impl Broker {
+    /// Makes the broker reread its files (the CRL) with SIGHUP, and gives
+    /// it a moment to do so.
+    pub(crate) fn reload(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.0.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 impl Drop for Broker {
     fn drop(&mut self) {
@@ -38,7 +43,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::process::Output {
+pub(crate) fn publish(
+    port: u16,
+    ca: &str,
+    cert: &str,
+    key: &str,
+    message: &str,
+) -> std::process::Output {
     Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -57,14 +68,60 @@ fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::pr
         .expect("mosquitto_pub runs")
 }
 
+/// True, after saying so, when mosquitto and its clients are missing and
+/// the test should stop; under `CI=true` their absence fails the test.
+pub(crate) fn mosquitto_missing() -> bool {
+    !crate::require(
+        &["mosquitto", "mosquitto_pub", "mosquitto_sub"],
+        "mosquitto and mosquitto-clients",
+    )
+}
+
+/// Starts mosquitto on a free loopback port with the broker's `cert` and
+/// `key`, requiring client certificates that chain to `ca` (and, with
+/// `crl`, are not on that CRL); returns once it listens.
+pub(crate) fn start_broker(
+    dir: &Path,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    crl: Option<&Path>,
+) -> (Broker, u16) {
+    let port = free_port();
+    let conf = dir.join(format!("mosquitto-{port}.conf"));
+    let crl = crl.map_or(String::new(), |c| format!("crlfile {}\n", c.display()));
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
+             cafile {}\ncertfile {}\nkeyfile {}\n{crl}require_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\n",
+            ca.display(),
+            cert.display(),
+            key.display(),
+        ),
+    )
+    .expect("write");
+    let broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (broker, port)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
-    if !(have("mosquitto") && have("mosquitto_pub") && have("mosquitto_sub")) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "mosquitto and mosquitto-clients are required in CI"
-        );
-        eprintln!("skipping: mosquitto is not installed");
+    if mosquitto_missing() {
         return;
     }
     let server = TestServer::start().await;
@@ -136,35 +193,14 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
         .expect("broker certificate");
     std::fs::write(dir.join("broker.pem"), &broker_cert.pem).expect("write");
     std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
-    let port = free_port();
     let ca = data.join("ca-chain.pem");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nallow_anonymous false\n",
-            ca.display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display()
-        ),
-    )
-    .expect("write");
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
+    let (_broker, port) = start_broker(
+        &dir,
+        &ca,
+        &dir.join("broker.pem"),
+        &dir.join("broker.key"),
+        None,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let cert = dev.join("current/cert.pem");
     let key = dev.join("current/key.pem");
@@ -242,12 +278,7 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
-    if !(have("mosquitto") && have("mosquitto_pub")) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "mosquitto and mosquitto-clients are required in CI"
-        );
-        eprintln!("skipping: mosquitto is not installed");
+    if mosquitto_missing() {
         return;
     }
     let server = TestServer::start().await;
@@ -308,36 +339,14 @@ async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
             assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         }
     });
-    let port = free_port();
     let ca = data.join("ca-chain.pem");
-    let conf = dir.join("mosquitto-crl.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nallow_anonymous false\n",
-            ca.display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display(),
-            data.join("crl.pem").display(),
-        ),
-    )
-    .expect("write");
-    let broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
+    let (broker, port) = start_broker(
+        &dir,
+        &ca,
+        &dir.join("broker.pem"),
+        &dir.join("broker.key"),
+        Some(&data.join("crl.pem")),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let cert = dir.join("device/current/cert.pem");
     let key = dir.join("device/current/key.pem");
     let ca_s = ca.to_str().expect("p");
@@ -372,10 +381,7 @@ async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
         assert!(out.status.success(), "{}", stderr(&out));
     });
     // The broker rereads its CRL file on SIGHUP.
-    let _ = Command::new("kill")
-        .args(["-HUP", &broker.0.id().to_string()])
-        .status();
-    std::thread::sleep(Duration::from_millis(500));
+    broker.reload();
     let out = publish(
         port,
         ca_s,
