@@ -50,4 +50,13 @@ for n in names:
           f"{fmt(g('requests_per_cpu_second'), '.0f')} | {fmt(cpct, '.0f') + '%' if cpct is not None else '-'} | "
           f"{fmt(g('p50_ms'), '.1f')} | {fmt(g('p99_ms'), '.1f')} | {fmt(g('max_ms'), '.1f')} | "
           f"{fmt(g('server_cpu_seconds'), '.1f')} | {fmt(g('server_peak_rss_mib'), '.0f')} | {errors} |")
+print("\nwhere the server's CPU went, by thread (median share over the runs):")
+for n in names:
+    ps = [p for r in runs for p in r["phases"] if p["name"] == n and p.get("threads")]
+    if not ps:
+        continue
+    threads = sorted({t["name"] for p in ps for t in p["threads"]})
+    share = {t: med([next((x["percent"] for x in p["threads"] if x["name"] == t), 0.0) for p in ps]) for t in threads}
+    parts = [f"{t} {v:.0f}%" for t, v in sorted(share.items(), key=lambda kv: -kv[1]) if v >= 0.5]
+    print(f"  {n}: {', '.join(parts)}")
 PY

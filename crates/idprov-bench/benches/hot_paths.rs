@@ -192,6 +192,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                             issued_at: now,
                             issue_kind: IssueKind::Oob,
                             authorized_by: "source:127.0.0.1".into(),
+                            protocol: Some(idprov_proto::kinds::Protocol::V1),
                         },
                         consume_secret: Some(ConsumeSecret {
                             secret_id: id,
@@ -212,6 +213,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                                 key_fingerprint: fp.clone(),
                                 key_type: "ECDSA-P256".into(),
                                 not_after: now + 30 * 86_400,
+                                protocol: Some(idprov_proto::kinds::Protocol::V1),
                             },
                             Some(&device),
                         ),

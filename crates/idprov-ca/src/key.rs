@@ -4,7 +4,7 @@ use std::fmt;
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey};
 use idprov_proto::KeyFingerprint;
-use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::pem::SectionKind;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_SIG_ED25519,
@@ -81,18 +81,12 @@ fn modulus_bits(modulus: &[u8]) -> usize {
 impl PublicKey {
     /// Parses `-----BEGIN PUBLIC KEY-----` PEM (exactly one block).
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let mut blocks = <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes());
-        let (kind, der) = match blocks.next() {
-            None => return Err(KeyError::NotPem("no PEM block found".into())),
-            Some(Err(e)) => return Err(KeyError::NotPem(pem_error_text(&e))),
-            Some(Ok(block)) => block,
-        };
-        if blocks.next().is_some() {
-            return Err(KeyError::MultipleBlocks);
-        }
-        if kind != SectionKind::PublicKey {
-            return Err(KeyError::WrongPemKind(section_name(kind).into()));
-        }
+        use crate::pem::OneBlockError;
+        let der = crate::pem::one_block(pem, SectionKind::PublicKey).map_err(|e| match e {
+            OneBlockError::NotPem(why) => KeyError::NotPem(why),
+            OneBlockError::Several => KeyError::MultipleBlocks,
+            OneBlockError::OtherKind(kind) => KeyError::WrongPemKind(kind.into()),
+        })?;
         Self::from_spki_der(&der)
     }
 

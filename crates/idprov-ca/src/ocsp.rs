@@ -13,22 +13,22 @@
 
 use std::time::{Duration, SystemTime};
 
-use const_oid::ObjectIdentifier;
-use const_oid::db::rfc5912::{
+use const_oid_ocsp::ObjectIdentifier;
+use const_oid_ocsp::db::rfc5912::{
     ECDSA_WITH_SHA_256, ECDSA_WITH_SHA_384, ID_SHA_1, ID_SHA_256, ID_SHA_384, ID_SHA_512,
     SHA_256_WITH_RSA_ENCRYPTION,
 };
-use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
-use const_oid::db::rfc8410::ID_ED_25519;
-use der::asn1::{BitString, GeneralizedTime, Null, OctetString};
-use der::{Decode, Encode};
+use const_oid_ocsp::db::rfc6960::ID_PKIX_OCSP_NONCE;
+use const_oid_ocsp::db::rfc8410::ID_ED_25519;
+use der_ocsp::asn1::{BitString, GeneralizedTime, Null, OctetString};
+use der_ocsp::{Decode, Encode};
 use idprov_proto::{SerialNumber, UnixTime};
 use rcgen::{KeyPair, SigningKey};
 use rustls_pki_types::CertificateDer;
-use spki::AlgorithmIdentifierOwned;
-use x509_cert::Certificate;
-use x509_cert::ext::Extension;
-use x509_cert::ext::pkix::CrlReason;
+use spki_ocsp::AlgorithmIdentifierOwned;
+use x509_cert_ocsp::Certificate;
+use x509_cert_ocsp::ext::Extension;
+use x509_cert_ocsp::ext::pkix::CrlReason;
 use x509_ocsp::{
     BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse,
     OcspResponseStatus, ResponderId, ResponseData, RevokedInfo, SingleResponse, Version,
@@ -250,7 +250,7 @@ impl std::fmt::Debug for Responder {
     }
 }
 
-fn der_error(what: &str) -> impl Fn(der::Error) -> CaError + '_ {
+fn der_error(what: &str) -> impl Fn(der_ocsp::Error) -> CaError + '_ {
     move |e| CaError::BadCertificate(format!("{what}: {e}"))
 }
 
@@ -506,8 +506,10 @@ pub fn request_der(
                         .map_err(der_error("the name hash"))?,
                     issuer_key_hash: OctetString::new(key.clone())
                         .map_err(der_error("the key hash"))?,
-                    serial_number: x509_cert::serial_number::SerialNumber::new(&serial.octets())
-                        .map_err(der_error("the serial"))?,
+                    serial_number: x509_cert_ocsp::serial_number::SerialNumber::new(
+                        &serial.octets(),
+                    )
+                    .map_err(der_error("the serial"))?,
                 },
                 single_request_extensions: None,
             })

@@ -264,6 +264,7 @@ async fn record_local(
                 issued_at: at,
                 issue_kind: IssueKind::Local,
                 authorized_by: Actor::system().to_string(),
+                protocol: None,
             },
             consume_secret: None,
             consume_approval: None,

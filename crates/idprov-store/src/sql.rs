@@ -281,6 +281,21 @@ impl Row {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown issue kind {v:?}")))
     }
 
+    /// A protocol stored as its name.
+    pub(crate) fn protocol(&mut self, i: usize) -> Result<crate::model::Protocol> {
+        let v = self.text(i)?;
+        crate::model::Protocol::parse(&v)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown protocol {v:?}")))
+    }
+
+    /// A protocol, or NULL.
+    pub(crate) fn opt_protocol(&mut self, i: usize) -> Result<Option<crate::model::Protocol>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.protocol(i).map(Some),
+        }
+    }
+
     /// JSON text; a value that no longer parses is `null` (an audit detail:
     /// it then fails the hash check, it does not fail the read).
     pub(crate) fn json(&mut self, i: usize) -> Result<serde_json::Value> {

@@ -358,6 +358,20 @@ impl TestServer {
             .expect("issue");
         (issued.pem, Zeroizing::new(key))
     }
+
+    /// The Prometheus text of `/metrics`, read as a monitoring service
+    /// reads it (with a `service` certificate).
+    pub async fn metrics(&self) -> String {
+        let (cert, key) = self.issue_client_cert("service", "prometheus", Duration::from_secs(600));
+        self.http_with(&cert, &key)
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
 }
 
 /// A reqwest client with a rustls configuration; one connection per request

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use der::Encode;
+use der_ocsp::Encode;
 use idprov_ca::ocsp::{
     AnswerTimes, CertState, MAX_CERTS_PER_REQUEST, OcspFailure, OcspQuery, Responder, request_der,
     verify_answer,
@@ -279,7 +279,7 @@ fn certificates_of_another_issuer_are_not_answered() {
     );
     // The unsigned failure answer says so.
     let der = OcspFailure::Unauthorized.to_der();
-    let response = <x509_ocsp::OcspResponse as der::Decode>::from_der(&der).expect("parse");
+    let response = <x509_ocsp::OcspResponse as der_ocsp::Decode>::from_der(&der).expect("parse");
     assert_eq!(
         response.response_status,
         x509_ocsp::OcspResponseStatus::Unauthorized
@@ -288,7 +288,7 @@ fn certificates_of_another_issuer_are_not_answered() {
 }
 
 fn x509_ocsp_request(der: &[u8]) -> x509_ocsp::OcspRequest {
-    <x509_ocsp::OcspRequest as der::Decode>::from_der(der).expect("request")
+    <x509_ocsp::OcspRequest as der_ocsp::Decode>::from_der(der).expect("request")
 }
 
 #[test]
@@ -313,10 +313,10 @@ fn malformed_requests_are_refused_with_the_reason() {
     let mut empty = x509_ocsp_request(&good);
     empty.tbs_request.request_list.clear();
     let mut critical = x509_ocsp_request(&good);
-    critical.tbs_request.request_extensions = Some(vec![x509_cert::ext::Extension {
-        extn_id: const_oid::ObjectIdentifier::new_unwrap("1.2.3.4"),
+    critical.tbs_request.request_extensions = Some(vec![x509_cert_ocsp::ext::Extension {
+        extn_id: const_oid_ocsp::ObjectIdentifier::new_unwrap("1.2.3.4"),
         critical: true,
-        extn_value: der::asn1::OctetString::new(vec![5, 0]).expect("octets"),
+        extn_value: der_ocsp::asn1::OctetString::new(vec![5, 0]).expect("octets"),
     }]);
     for (name, der, says) in [
         ("garbage", b"not DER at all".to_vec(), ""),
@@ -360,7 +360,7 @@ fn malformed_requests_are_refused_with_the_reason() {
     ] {
         let der = f.to_der();
         assert!(
-            <x509_ocsp::OcspResponse as der::Decode>::from_der(&der).is_ok(),
+            <x509_ocsp::OcspResponse as der_ocsp::Decode>::from_der(&der).is_ok(),
             "{f:?}"
         );
         assert!(verify_answer(&ca, &der, SystemTime::now()).is_err());

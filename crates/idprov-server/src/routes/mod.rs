@@ -8,6 +8,7 @@ mod admin;
 pub mod api_doc;
 mod crl;
 mod directory;
+pub mod est;
 mod health;
 pub(crate) mod ocsp;
 pub(crate) mod oobsecret;
@@ -54,6 +55,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/.well-known/est/cacerts"),
+    ("get", "/.well-known/est/csrattrs"),
+    ("post", "/.well-known/est/simpleenroll"),
+    ("post", "/.well-known/est/simplereenroll"),
     ("get", "/idprov/admin/devices"),
     ("get", "/idprov/admin/devices/{deviceID}"),
     ("delete", "/idprov/admin/devices/{deviceID}"),
@@ -188,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(est::router())
         .merge(admin_router(state.clone()))
         // The web page: its files, and its session API.
         .route("/admin", get(crate::web::redirect))
@@ -304,6 +310,49 @@ pub fn is_admin_route(method: &str, path: &str) -> bool {
     path.starts_with("/idprov/admin/")
         || (method == "post" && path == idprov_proto::messages::OOB_SECRET_PATH)
         || (method == "post" && path == "/admin/api/password")
+}
+
+/// The per-source rate limit of provisioning requests (idprov v1 and EST
+/// enrollments alike); administrators and plugins requesting for devices
+/// are exempt.
+pub(crate) fn provisioning_rate(
+    app: &AppState,
+    conn: &auth::ConnInfo,
+    caller: &auth::Caller,
+) -> Result<(), ApiError> {
+    let privileged = caller
+        .verified()
+        .is_some_and(|v| matches!(v.role, auth::Role::Admin | auth::Role::Plugin));
+    if !privileged
+        && let Err(wait) = app
+            .provisioning_limiter
+            .check(conn.peer.ip(), std::time::Instant::now())
+    {
+        app.note_limited(conn.peer.ip(), "provisioning_rate");
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+            reason: "too many provisioning requests from this address",
+        });
+    }
+    Ok(())
+}
+
+/// The core's refusal (a lockout, a spent guess budget, too many waiting
+/// requests) as the 429 every front door answers; a source's full share of
+/// the queue is noted like the other per-source limits.
+pub(crate) fn refused(
+    app: &AppState,
+    conn: &auth::ConnInfo,
+    reason: idprov_core::Refusal,
+    retry_after_secs: u64,
+) -> ApiError {
+    if reason == idprov_core::Refusal::WaitingFromSource {
+        app.note_limited(conn.peer.ip(), "waiting_per_source");
+    }
+    ApiError::TooManyRequests {
+        retry_after: retry_after_secs,
+        reason: reason.message(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -60,19 +60,3 @@ pub async fn last_audit(
         .find(|e| matches(e))
         .unwrap_or_else(|| panic!("no audit entry: {what}"))
 }
-
-/// `/metrics` as a monitoring service reads it (a client certificate of
-/// OU `service`).
-pub async fn metrics_text(server: &TestServer) -> String {
-    let (cert, key) =
-        server.issue_client_cert("service", "prometheus", std::time::Duration::from_secs(600));
-    server
-        .http_with(&cert, &key)
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body")
-}

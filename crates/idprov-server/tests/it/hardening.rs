@@ -10,7 +10,7 @@ use idprov_proto::ProvisionStatus;
 use idprov_testkit::{Setup, TestDevice, TestServer, provision};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::common::{add_secret, metrics_text};
+use crate::common::add_secret;
 
 fn admin_client(server: &TestServer) -> reqwest::Client {
     let cert = std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert");
@@ -307,7 +307,7 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("request");
     assert_eq!(r.status(), 403);
-    let text = metrics_text(&server).await;
+    let text = server.metrics().await;
     for name in [
         "idprov_requests_total",
         "idprov_provisioning_total",

@@ -14,7 +14,7 @@ use idprov_server::routes::ROUTES;
 use idprov_store::CertKind;
 use idprov_testkit::{Setup, TestDevice, TestServer, provision};
 
-use crate::common::{add_secret, audit_entries, last_audit, leaf_of, metrics_text, provision_ok};
+use crate::common::{add_secret, audit_entries, last_audit, leaf_of, provision_ok};
 
 const OCSP_REQUEST: &str = "application/ocsp-request";
 
@@ -211,7 +211,7 @@ async fn ocsp_says_good_then_revoked_from_a_cache_that_a_revocation_invalidates(
     assert_eq!(status, 200, "the old answer is not current any more");
 
     // Metrics count answers by kind, and answers from the cache.
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics().await;
     for line in [
         "idprov_ocsp_answers_total{answer=\"good\"}",
         "idprov_ocsp_answers_total{answer=\"revoked\"}",
@@ -339,7 +339,7 @@ async fn bad_requests_change_nothing_and_say_what_was_wrong() {
         before,
         "nothing recorded"
     );
-    let metrics = metrics_text(&server).await;
+    let metrics = server.metrics().await;
     let line = "idprov_ocsp_answers_total{answer=\"malformed\"}";
     assert!(metrics.contains(line), "{line} missing from\n{metrics}");
 }

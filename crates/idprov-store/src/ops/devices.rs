@@ -56,7 +56,7 @@ static LIST_DEVICES_SQL: LazyLock<String> = LazyLock::new(|| {
                                    OR substr(dv.device_id, 1, length(CAST($4 AS TEXT))) = CAST($4 AS TEXT))
                          ), s AS (
                             SELECT d.*, v.not_after AS valid_until, v.serial AS valid_serial,
-                              l.issued_at AS last_issued,
+                              l.issued_at AS last_issued, l.protocol AS last_protocol,
                               {status_sql} AS status,
                               {missed} AS missed
                             FROM d
@@ -64,7 +64,7 @@ static LIST_DEVICES_SQL: LazyLock<String> = LazyLock::new(|| {
                             LEFT JOIN certificates l ON l.id = d.latest_id
                          )
                          SELECT device_id, created_at, certs, revoked, valid_until, valid_serial,
-                                last_issued, live, waiting, approved, rejected, status
+                                last_issued, live, waiting, approved, rejected, status, last_protocol
                          FROM s
                          WHERE (CAST($5 AS TEXT) IS NULL OR status = CAST($5 AS TEXT))
                            AND (CAST($6 AS BIGINT) IS NULL
@@ -177,7 +177,7 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
             "INSERT INTO certificates (",
             cert_columns!(),
             ")
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL)"
         ),
         args![
             &cert.serial,
@@ -190,7 +190,8 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
             cert.not_after,
             cert.issued_at,
             cert.issue_kind.as_str(),
-            &cert.authorized_by
+            &cert.authorized_by,
+            cert.protocol.map(Protocol::as_str)
         ],
     )
     .await?;
@@ -350,6 +351,7 @@ impl<B: Backend> Devices for Store<B> {
                         rejected: r.bool(10)?,
                         status: ProvisionStatus::parse_any_case(&status)
                             .unwrap_or(ProvisionStatus::Waiting),
+                        protocol: r.opt_protocol(12)?,
                     })
                 },
             )

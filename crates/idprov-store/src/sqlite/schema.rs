@@ -187,7 +187,15 @@ const MIGRATIONS: &[&str] = &[
             ON CONFLICT (source) DO UPDATE SET n = n + 1;
     END;
     "#,
-    // 6: certificates a newer one of their device supersedes, revoked
+    // 6: the protocol a device asked by (idprov v1 or EST), recorded with
+    // each device certificate and waiting request; everything before came
+    // by v1, the only protocol then.
+    r#"
+    ALTER TABLE certificates ADD COLUMN protocol TEXT;
+    UPDATE certificates SET protocol = 'v1' WHERE kind = 'device';
+    ALTER TABLE waiting_requests ADD COLUMN protocol TEXT NOT NULL DEFAULT 'v1';
+    "#,
+    // 7: certificates a newer one of their device supersedes, revoked
     // (reason superseded) by the housekeeping sweep once due.
     r#"
     CREATE TABLE supersessions (

@@ -33,7 +33,8 @@ macro_rules! backend_tests {
             audit_filters_and_checkpoints,
             queue_expiry,
             web_passwords_are_kept_replaced_and_audited,
-            an_issue_that_fails_a_precondition_changes_nothing
+            an_issue_that_fails_a_precondition_changes_nothing,
+            the_protocol_is_kept_with_certificates_requests_and_the_listing
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -98,6 +99,7 @@ pub(crate) fn event_named(name: &str) -> AuditEvent {
             source: "10.0.0.1".into(),
             claimed_ip: String::new(),
             claimed_mac: String::new(),
+            protocol: Some(Protocol::Est),
         },
         "request_approved" => AuditEvent::RequestApproved {
             key_fingerprint: fp(),
@@ -117,6 +119,7 @@ pub(crate) fn event_named(name: &str) -> AuditEvent {
             key_fingerprint: fp(),
             key_type: "ECDSA-P256".into(),
             not_after: NOW,
+            protocol: Some(Protocol::V1),
         },
         "lockout_cleared" => AuditEvent::LockoutCleared {},
         "web_password_set" => AuditEvent::WebPasswordSet {
@@ -234,6 +237,7 @@ pub(crate) fn cert(device: &str, hex: &str, not_after: UnixTime) -> NewCertifica
         issued_at: NOW,
         issue_kind: IssueKind::Oob,
         authorized_by: format!("device:{device}"),
+        protocol: Some(Protocol::V1),
     }
 }
 
@@ -611,6 +615,7 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
         first_seen: at,
         last_seen: at,
         attempts: 1,
+        protocol: Protocol::V1,
     };
     assert_eq!(
         reg.record_waiting(
@@ -944,6 +949,7 @@ pub(crate) fn waiting(device: &str, key: &str) -> WaitingRequest {
         first_seen: NOW,
         last_seen: NOW,
         attempts: 1,
+        protocol: Protocol::V1,
     }
 }
 
@@ -1796,4 +1802,89 @@ pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Re
             .expect("read")
             .is_none()
     );
+}
+
+/// Which protocol a device asked by is kept with each certificate (none
+/// for the server's own credentials), with each waiting request (its
+/// latest attempt's), and the device listing shows its newest
+/// certificate's.
+pub async fn the_protocol_is_kept_with_certificates_requests_and_the_listing(
+    reg: &Arc<dyn Registry>,
+) {
+    let caps = WaitingCaps {
+        per_source: 10,
+        total: 10,
+    };
+    let mut queued = waiting("router-1", "k1");
+    queued.protocol = Protocol::Est;
+    reg.record_waiting(queued.clone(), caps, None)
+        .await
+        .expect("queued");
+    assert_eq!(
+        reg.waiting_for("router-1").await.expect("read")[0].protocol,
+        Protocol::Est
+    );
+    // A later attempt by v1 with the same key is what the entry shows.
+    queued.protocol = Protocol::V1;
+    queued.last_seen = NOW + 1;
+    reg.record_waiting(queued, caps, None)
+        .await
+        .expect("updated");
+    let entries = reg
+        .list_queue(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+        )
+        .await
+        .expect("queue");
+    assert_eq!(entries[0].request.protocol, Protocol::V1);
+    assert_eq!(entries[0].request.attempts, 2);
+
+    let mut first = issue("router-1", "0a01", None);
+    first.cert.protocol = Some(Protocol::V1);
+    reg.record_issue(first).await.expect("issued");
+    let mut second = issue("router-1", "0a02", None);
+    second.cert.protocol = Some(Protocol::Est);
+    second.cert.issued_at = NOW + 10;
+    reg.record_issue(second).await.expect("issued");
+    let mut local = issue("hub", "0a03", None);
+    local.cert.kind = CertKind::Server;
+    local.cert.protocol = None;
+    local.clear_waiting_key = None;
+    reg.record_issue(local).await.expect("issued");
+
+    let history = reg
+        .certificates_of(CertKind::Device, "router-1")
+        .await
+        .expect("history");
+    let protocols: Vec<_> = history.iter().map(|c| c.protocol).collect();
+    assert_eq!(protocols, [Some(Protocol::Est), Some(Protocol::V1)]);
+    assert_eq!(
+        reg.certificate(&serial("0a03"))
+            .await
+            .expect("read")
+            .expect("recorded")
+            .protocol,
+        None
+    );
+    let listed = reg
+        .list_devices(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+            &DeviceFilter::default(),
+        )
+        .await
+        .expect("listing");
+    let row = listed
+        .iter()
+        .find(|d| d.device_id == "router-1")
+        .expect("listed");
+    assert_eq!(row.protocol, Some(Protocol::Est));
+    assert_eq!(row.certificates, 2);
 }

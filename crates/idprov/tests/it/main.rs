@@ -6,6 +6,7 @@ mod attacks;
 mod backup;
 mod crash;
 mod db;
+mod est;
 mod listing;
 mod mosquitto;
 mod netns;
@@ -71,6 +72,20 @@ pub fn idprov(args: &[&str], stdin: Option<&str>) -> Output {
     }
 }
 
+/// True when `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// True when every one of `cmds` is on the PATH; otherwise [`skip`]s,
+/// naming the Debian `packages` test.sh installs.
+pub fn require(cmds: &[&str], packages: &str) -> bool {
+    cmds.iter().all(|c| have(c)) || skip(&format!("{packages} not installed"))
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -79,14 +94,6 @@ pub fn stdout(o: &Output) -> String {
 /// Standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Whether `cmd` is on the PATH.
-pub fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 /// Whether this process runs as root.
@@ -104,11 +111,6 @@ pub fn skip(why: &str) -> bool {
     );
     eprintln!("skipping: {why}");
     false
-}
-
-/// Whether `cmd` (from Debian's `package`) is installed; see [`skip`].
-pub fn require(cmd: &str, package: &str) -> bool {
-    have(cmd) || skip(&format!("{cmd} ({package}) is not installed"))
 }
 
 /// A loopback port free a moment ago (for a program that binds it itself).

@@ -16,7 +16,18 @@ use idprov_testkit::{Setup, TestServer};
 
 use crate::{free_port, idprov, require, stderr, wait_for_port};
 
-struct Broker(Child);
+pub(crate) struct Broker(Child);
+
+impl Broker {
+    /// Makes the broker reread its files (the CRL) with SIGHUP, and gives
+    /// it a moment to do so.
+    pub(crate) fn reload(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.0.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
 
 impl Drop for Broker {
     fn drop(&mut self) {
@@ -25,26 +36,37 @@ impl Drop for Broker {
     }
 }
 
-/// Starts mosquitto on a free loopback port with `broker.pem`/`broker.key`
-/// of `dir`, requiring client certificates from the server's CA, and
-/// reading the server's `crl.pem` when `crl`; waits until it listens.
-fn start_broker(dir: &Path, data: &Path, crl: bool) -> (Broker, u16) {
+/// True, after saying so, when mosquitto and its clients are missing and
+/// the test should stop; under `CI=true` their absence fails the test.
+pub(crate) fn mosquitto_missing() -> bool {
+    !require(
+        &["mosquitto", "mosquitto_pub", "mosquitto_sub"],
+        "mosquitto and mosquitto-clients",
+    )
+}
+
+/// Starts mosquitto on a free loopback port with the broker's `cert` and
+/// `key`, requiring client certificates that chain to `ca` (and, with
+/// `crl`, are not on that CRL); returns once it listens.
+pub(crate) fn start_broker(
+    dir: &Path,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    crl: Option<&Path>,
+) -> (Broker, u16) {
     let port = free_port();
     let conf = dir.join(format!("mosquitto-{port}.conf"));
-    let crlfile = if crl {
-        format!("crlfile {}\n", data.join("crl.pem").display())
-    } else {
-        String::new()
-    };
+    let crl = crl.map_or(String::new(), |c| format!("crlfile {}\n", c.display()));
     std::fs::write(
         &conf,
         format!(
             "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\n{crlfile}require_certificate true\n\
+             cafile {}\ncertfile {}\nkeyfile {}\n{crl}require_certificate true\n\
              use_identity_as_username true\nallow_anonymous false\n",
-            data.join("ca-chain.pem").display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display(),
+            ca.display(),
+            cert.display(),
+            key.display(),
         ),
     )
     .expect("write");
@@ -61,13 +83,13 @@ fn start_broker(dir: &Path, data: &Path, crl: bool) -> (Broker, u16) {
     (broker, port)
 }
 
-fn mosquitto_installed() -> bool {
-    require("mosquitto", "mosquitto")
-        && require("mosquitto_pub", "mosquitto-clients")
-        && require("mosquitto_sub", "mosquitto-clients")
-}
-
-fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::process::Output {
+pub(crate) fn publish(
+    port: u16,
+    ca: &str,
+    cert: &str,
+    key: &str,
+    message: &str,
+) -> std::process::Output {
     Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -88,7 +110,7 @@ fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
-    if !mosquitto_installed() {
+    if mosquitto_missing() {
         return;
     }
     let server = TestServer::start().await;
@@ -143,8 +165,14 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
     let (broker_cert, broker_key) = server.issue_loopback_server_cert("mqtt-broker");
     std::fs::write(dir.join("broker.pem"), &broker_cert).expect("write");
     std::fs::write(dir.join("broker.key"), broker_key.as_bytes()).expect("write");
-    let (_broker, port) = start_broker(&dir, &data, false);
     let ca = data.join("ca-chain.pem");
+    let (_broker, port) = start_broker(
+        &dir,
+        &ca,
+        &dir.join("broker.pem"),
+        &dir.join("broker.key"),
+        None,
+    );
 
     let cert = dev.join("current/cert.pem");
     let key = dev.join("current/key.pem");
@@ -237,7 +265,7 @@ async fn the_crl_hook_reloads_mosquitto_which_then_refuses_the_revoked_device() 
 /// the test, or — with `hook` — sent by the server's `crl.on_publish`
 /// command (the README's configuration line).
 async fn revoked_device_refused_by_mosquitto(hook: bool) {
-    if !mosquitto_installed() {
+    if mosquitto_missing() {
         return;
     }
     let server = if hook {
@@ -309,9 +337,15 @@ async fn revoked_device_refused_by_mosquitto(hook: bool) {
             assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         }
     });
-    let (broker, port) = start_broker(&dir, &data, true);
-    std::fs::write(dir.join("broker.pid"), broker.0.id().to_string()).expect("pid file");
     let ca = data.join("ca-chain.pem");
+    let (broker, port) = start_broker(
+        &dir,
+        &ca,
+        &dir.join("broker.pem"),
+        &dir.join("broker.key"),
+        Some(&data.join("crl.pem")),
+    );
+    std::fs::write(dir.join("broker.pid"), broker.0.id().to_string()).expect("pid file");
     let cert = dir.join("device/current/cert.pem");
     let key = dir.join("device/current/key.pem");
     let ca_s = ca.to_str().expect("p");
@@ -347,9 +381,7 @@ async fn revoked_device_refused_by_mosquitto(hook: bool) {
     });
     if !hook {
         // The broker rereads its CRL file on SIGHUP.
-        let _ = Command::new("kill")
-            .args(["-HUP", &broker.0.id().to_string()])
-            .status();
+        broker.reload();
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while device_publishes("after") {

@@ -39,7 +39,7 @@ fn the_unit_file_verifies_and_is_hardened() {
     ] {
         assert_eq!(unit_value(key), vec![value.to_owned()], "{key}");
     }
-    if !require("systemd-analyze", "systemd") {
+    if !require(&["systemd-analyze"], "systemd") {
         return;
     }
     // verify checks that ExecStart's program exists: point it at this build.
@@ -73,7 +73,7 @@ fn the_server_runs_as_its_own_unprivileged_user() {
         skip("running as another user needs root");
         return;
     }
-    if !require("setpriv", "util-linux") {
+    if !require(&["setpriv"], "util-linux") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -95,7 +95,7 @@ fn openssl_ocsp(ca: &Path, cert: &Path, extra: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openssl_ocsp_reports_good_then_revoked_and_verifies_the_responder() {
-    if !require("openssl", "openssl") {
+    if !require(&["openssl"], "openssl") {
         return;
     }
     let (server, cert, _) = server_and_device("ocsp-openssl").await;
@@ -180,7 +180,7 @@ fn curl(port: u16, ca: &Path, cert: &Path, key: &Path) -> (u16, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_with_ssl_ocsp_serves_a_device_then_refuses_it_once_revoked_without_a_reload() {
-    if !(require("nginx", "nginx") && require("curl", "curl")) {
+    if !require(&["nginx", "curl"], "nginx and curl") {
         return;
     }
     let (server, cert, key) = server_and_device("ocsp-nginx").await;

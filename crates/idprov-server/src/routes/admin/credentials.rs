@@ -145,6 +145,7 @@ pub(crate) async fn issue(
                 issued_at: at,
                 issue_kind: IssueKind::Local,
                 authorized_by: admin.caller.actor.to_string(),
+                protocol: None,
             },
             consume_secret: None,
             consume_approval: None,
