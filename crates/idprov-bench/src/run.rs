@@ -94,6 +94,32 @@ pub(crate) fn expect_status(
     }
 }
 
+/// Request `i` is device `i` (modulo the fleet) asking without a secret,
+/// answered "waiting": a first contact while `i` is below the fleet's size,
+/// a poll after.
+fn unregistered_asks(
+    addr: std::net::SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    devices: &Arc<Vec<Device>>,
+) -> Work {
+    let (target, tls, devices) = (servers::target(addr), tls.clone(), devices.clone());
+    Arc::new(move |i| {
+        let (target, tls, devices) = (target.clone(), tls.clone(), devices.clone());
+        Box::pin(async move {
+            let n = devices.len();
+            let body = load::request(
+                &target,
+                &tls,
+                "POST",
+                "/idprov/provreq",
+                devices[i % n].plain_body.clone(),
+            )
+            .await?;
+            expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
+        })
+    })
+}
+
 /// Prints a phase's line, and where the server's CPU went.
 fn print_phase(report: &PhaseReport) {
     println!("{}", report.line());
@@ -220,36 +246,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // First contact: every request is a device never seen, so every one is
     // recorded in the waiting queue before its answer.
-    let first = {
-        let (target, tls, devices) = (
-            servers::target(server.addr),
-            anon.clone(),
-            first_devices.clone(),
-        );
-        let work: Work = Arc::new(move |i| {
-            let (target, tls, devices) = (target.clone(), tls.clone(), devices.clone());
-            Box::pin(async move {
-                let body = load::request(
-                    &target,
-                    &tls,
-                    "POST",
-                    "/idprov/provreq",
-                    devices[i].plain_body.clone(),
-                )
-                .await?;
-                expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
-            })
-        });
-        phase::run(
-            "idprov first contact (waiting)",
-            first_devices.len(),
-            args.concurrency,
-            pid.clone(),
-            work,
-        )
-        .await
-        .against(&noop_oob)
-    };
+    let first = phase::run(
+        "idprov first contact (waiting)",
+        first_devices.len(),
+        args.concurrency,
+        pid.clone(),
+        unregistered_asks(server.addr, &anon, &first_devices),
+    )
+    .await
+    .against(&noop_oob);
     print_phase(&first);
     phase::settle().await;
 
@@ -304,37 +309,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     print_phase(&renew);
     phase::settle().await;
 
-    let waiting = {
-        let (target, tls, devices) = (
-            servers::target(server.addr),
-            anon.clone(),
-            waiting_devices.clone(),
-        );
-        let n = devices.len();
-        let work: Work = Arc::new(move |i| {
-            let (target, tls, devices) = (target.clone(), tls.clone(), devices.clone());
-            Box::pin(async move {
-                let body = load::request(
-                    &target,
-                    &tls,
-                    "POST",
-                    "/idprov/provreq",
-                    devices[i % n].plain_body.clone(),
-                )
-                .await?;
-                expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
-            })
-        });
-        phase::run(
-            "idprov waiting polls",
-            args.waiting,
-            args.concurrency,
-            pid,
-            work,
-        )
-        .await
-        .against(&noop_oob)
-    };
+    let waiting = phase::run(
+        "idprov waiting polls",
+        args.waiting,
+        args.concurrency,
+        pid,
+        unregistered_asks(server.addr, &anon, &waiting_devices),
+    )
+    .await
+    .against(&noop_oob);
     print_phase(&waiting);
     phases.extend([
         noop_oob.clone(),
