@@ -48,6 +48,7 @@ fn issue_many(ca: &Ca, keys: &[PublicKey]) -> anyhow::Result<Duration> {
                 now: SystemTime::now(),
                 validity: Duration::from_secs(30 * 86_400),
                 crl_url: Some("https://localhost:43776/idprov/crl"),
+                ocsp_url: None,
             },
         )?;
     }

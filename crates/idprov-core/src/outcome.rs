@@ -57,6 +57,21 @@ impl Refusal {
     }
 }
 
+/// Why a request was Rejected: a front door whose wire tells them apart
+/// (EST: 403 against 401) needs to know; idprov v1 answers all alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// An administrator rejected this device ID and key (§6 4.2), until
+    /// cleared; not counted.
+    Administrator,
+    /// A secret is registered and the request proved none; no guess, not
+    /// counted.
+    NoProof,
+    /// The proof verifies under no variant of the registered secret (§6
+    /// 4.6); counted toward the lockout and the guess budget.
+    WrongSecret,
+}
+
 /// The decision.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -71,6 +86,8 @@ pub enum Outcome {
     Rejected {
         /// Seconds.
         retry_secs: u64,
+        /// Why.
+        why: RejectReason,
     },
     /// Refused unevaluated; ask again after `retry_after_secs`.
     Refused {

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use idprov_ca::PublicKey;
+use idprov_proto::kinds::Protocol;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, KeyFingerprint, OobSecret};
 use idprov_store::Actor;
@@ -82,6 +83,11 @@ pub enum Proof {
     /// idprov v1: an HMAC over the canonical form of this message (§5);
     /// an empty signature proves nothing and is no guess.
     V1(idprov_proto::ProvisionRequest),
+    /// The secret itself, as EST's HTTP Basic password carries it (inside
+    /// TLS): compared in constant time with the registered secret, and a
+    /// guess like a v1 HMAC — counted when wrong, toward the same lockout
+    /// and guess budget.
+    Secret(OobSecret),
 }
 
 impl Proof {
@@ -90,6 +96,8 @@ impl Proof {
         match self {
             Proof::None => false,
             Proof::V1(m) => !m.signature.is_empty(),
+            // An OobSecret is never empty.
+            Proof::Secret(_) => true,
         }
     }
 
@@ -99,6 +107,21 @@ impl Proof {
         match self {
             Proof::None => None,
             Proof::V1(m) => m.verify(secret.expose().as_bytes()).map(|v| v.variant),
+            // Digests of equal length compared in constant time, so the
+            // time taken says nothing of the secret, not even its length.
+            // (An answer that carried a signature would be signed with the
+            // raw secret; EST's carry none.)
+            Proof::Secret(presented) => {
+                let digest = |s: &OobSecret| {
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.expose().as_bytes())
+                };
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    digest(presented).as_ref(),
+                    digest(secret).as_ref(),
+                )
+                .ok()
+                .map(|()| KeyVariant::RawSecret)
+            }
         }
     }
 }
@@ -118,6 +141,9 @@ pub struct Request {
     pub caller: Option<Identity>,
     /// Its proof of a secret.
     pub proof: Proof,
+    /// The front door it came through: recorded with the certificate, the
+    /// waiting request and their audit entries.
+    pub protocol: Protocol,
 }
 
 impl Request {

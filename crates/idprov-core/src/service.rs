@@ -36,7 +36,7 @@ use crate::aggregate::Aggregator;
 /// The queue's audit event name: aggregated per source (anyone can cause it).
 const REQUEST_QUEUED: &str = "request_queued";
 use crate::error::CoreError;
-use crate::outcome::{AnswerKey, Issued, Outcome, Refusal};
+use crate::outcome::{AnswerKey, Issued, Outcome, Refusal, RejectReason};
 use crate::policy::{Policy, secs};
 use crate::queue::{Queue, QueueState};
 use crate::request::{Request, Role};
@@ -268,7 +268,10 @@ impl Provisioner {
         // 4.2: an administrator rejected this device and key.
         if let Some(r) = &view.rejection {
             tracing::info!(device_id = device, rejected_by = %r.rejected_by, "request of a rejected key");
-            return Ok(Outcome::Rejected { retry_secs: 0 });
+            return Ok(Outcome::Rejected {
+                retry_secs: 0,
+                why: RejectReason::Administrator,
+            });
         }
 
         // 4.3: an administrator approved this key; the approval is used up.
@@ -328,7 +331,10 @@ impl Provisioner {
             };
             if !req.proof.is_guess() {
                 // No proof is no guess: nothing to count, nothing to verify.
-                return Ok(Outcome::Rejected { retry_secs: 0 });
+                return Ok(Outcome::Rejected {
+                    retry_secs: 0,
+                    why: RejectReason::NoProof,
+                });
             }
             // 4.6 (ext): the device's budget of wrong secrets across every
             // source is spent: no guess is evaluated until its window ends.
@@ -425,6 +431,7 @@ impl Provisioner {
         }
         Ok(Outcome::Rejected {
             retry_secs: u64_secs(lock.locked_until.secs_since(now)),
+            why: RejectReason::WrongSecret,
         })
     }
 
@@ -476,6 +483,7 @@ impl Provisioner {
                     serial: cert.serial.clone(),
                     key_fingerprint: req.key_fingerprint(),
                     how: how.to_owned(),
+                    protocol: Some(req.protocol),
                 },
                 Some(device),
             ))
@@ -513,6 +521,7 @@ impl Provisioner {
                         source: source.to_string(),
                         claimed_ip: req.claimed.ip.clone(),
                         claimed_mac: req.claimed.mac.clone(),
+                        protocol: Some(req.protocol),
                     },
                     Some(req.device_id.as_str()),
                 )
@@ -531,6 +540,7 @@ impl Provisioner {
                     first_seen: now,
                     last_seen: now,
                     attempts: 1,
+                    protocol: req.protocol,
                 },
                 self.policy.waiting_caps,
                 audit,
@@ -588,6 +598,7 @@ impl Provisioner {
                     now,
                     validity: self.policy.device_validity,
                     crl_url: Some(&self.policy.crl_url),
+                    ocsp_url: self.policy.ocsp_url.as_deref(),
                 },
             )
             .map_err(|e| CoreError::Issue(e.to_string()))?;
@@ -607,6 +618,7 @@ impl Provisioner {
                 issued_at,
                 issue_kind: kind,
                 authorized_by: actor.to_string(),
+                protocol: Some(req.protocol),
             },
             consume_secret: match &consume {
                 Consume::Secret(s) => Some(s.clone()),
@@ -618,6 +630,10 @@ impl Provisioner {
             },
             reset_lockout_for,
             clear_waiting_key: Some(fingerprint.clone()),
+            // Any new certificate of a device supersedes its older ones
+            // (renewal, re-key, or a new provisioning): once the grace
+            // period is over, one device ID holds one valid certificate.
+            supersede_older_at: self.policy.supersede_after.map(|d| issued_at.plus(d)),
             audit: AuditRecord::new(
                 issued_at,
                 actor,
@@ -628,6 +644,7 @@ impl Provisioner {
                     key_fingerprint: fingerprint.clone(),
                     key_type: req.key.key_type().to_string(),
                     not_after: issued.not_after,
+                    protocol: Some(req.protocol),
                 },
                 Some(req.device_id.as_str()),
             ),
@@ -641,6 +658,7 @@ impl Provisioner {
                     device_id = %req.device_id,
                     serial = %issued.serial,
                     how = kind.as_str(),
+                    protocol = req.protocol.as_str(),
                     "certificate issued"
                 );
                 Ok(Attempt::Done(Outcome::Approved(Issued {

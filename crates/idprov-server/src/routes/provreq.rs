@@ -11,7 +11,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use idprov_ca::PublicKey;
-use idprov_core::{AnswerKey, Claimed, Identity, Outcome, Proof, Refusal, Request};
+use idprov_core::{AnswerKey, Claimed, Outcome, Proof, Request};
+use idprov_proto::kinds::Protocol;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, ProvisionRequest, ProvisionResponse, ProvisionStatus};
 
@@ -52,12 +53,9 @@ fn parse(message: ProvisionRequest, caller: &Caller, conn: &ConnInfo) -> Result<
             mac: message.mac.clone(),
         },
         source: conn.peer.ip(),
-        caller: caller.verified().map(|v| Identity {
-            role: v.role,
-            name: v.name.clone(),
-            spki_der: v.leaf.spki_der.clone(),
-        }),
+        caller: caller.verified().map(crate::auth::VerifiedCaller::identity),
         proof: Proof::V1(message),
+        protocol: Protocol::V1,
     })
 }
 
@@ -84,21 +82,7 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // Per-source rate limit; administrators requesting for devices are exempt.
-    let privileged = caller
-        .verified()
-        .is_some_and(|v| matches!(v.role, crate::auth::Role::Admin | crate::auth::Role::Plugin));
-    if !privileged
-        && let Err(wait) = app
-            .provisioning_limiter
-            .check(conn.peer.ip(), std::time::Instant::now())
-    {
-        app.note_limited(conn.peer.ip(), "provisioning_rate");
-        return Err(ApiError::TooManyRequests {
-            retry_after: wait.as_secs().max(1),
-            reason: "too many provisioning requests from this address",
-        });
-    }
+    crate::routes::provisioning_rate(&app, &conn, &caller)?;
     // The body is JSON whatever its Content-Type: Go clients may send none.
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let request = parse(ProvisionRequest::from_json(&bytes)?, &caller, &conn)?;
@@ -131,7 +115,8 @@ pub(crate) async fn post(
             }
         }
         Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),
-        Outcome::Rejected { retry_secs } => {
+        // v1 answers every rejection alike.
+        Outcome::Rejected { retry_secs, .. } => {
             response.status = ProvisionStatus::Rejected;
             response.retry_sec = secs(retry_secs);
         }
@@ -139,13 +124,12 @@ pub(crate) async fn post(
             reason,
             retry_after_secs,
         } => {
-            if reason == Refusal::WaitingFromSource {
-                app.note_limited(conn.peer.ip(), "waiting_per_source");
-            }
-            return Err(ApiError::TooManyRequests {
-                retry_after: retry_after_secs,
-                reason: reason.message(),
-            });
+            return Err(crate::routes::refused(
+                &app,
+                &conn,
+                reason,
+                retry_after_secs,
+            ));
         }
     }
     Ok(json_bytes(response.to_json()))

@@ -173,6 +173,7 @@ async fn a_configured_intermediate_issues_with_its_chain() {
                 cert: cfg_files.join("inter.pem"),
                 key: cfg_files.join("inter.key"),
                 chain: Some(cfg_files.join("root.pem")),
+                passphrase: None,
             };
         }),
         ..Default::default()
