@@ -154,6 +154,9 @@ pub struct Ca {
     chain_der: Vec<CertificateDer<'static>>,
     /// The CA being replaced, while a rollover's transition lasts.
     previous: Option<Box<Ca>>,
+    /// During a transition, the cross-certificates new-by-old and
+    /// old-by-new.
+    cross_der: Vec<CertificateDer<'static>>,
     /// CAs retired by finished rollovers.
     retired: Vec<CertificateDer<'static>>,
 }
@@ -334,6 +337,7 @@ impl Ca {
             intermediates_pem,
             chain_der: certs,
             previous: None,
+            cross_der: Vec::new(),
             retired: Vec::new(),
         })
     }
@@ -433,16 +437,31 @@ impl Ca {
 
     /// Adds a transition's extra trust: the previous CA after the chain
     /// (clients trust both) and among the anchors of [`Ca::verifies`], and
-    /// the cross-certificate before the intermediates that follow a leaf.
+    /// the cross-certificate `new_by_old` before the intermediates that
+    /// follow a leaf; both cross-certificates are kept for
+    /// [`Ca::key_update_certs`].
     pub(crate) fn extend_for_transition(
         &mut self,
-        previous_pem: &str,
-        new_by_old_pem: &str,
-        previous_der: CertificateDer<'static>,
+        previous: &Ca,
+        new_by_old: CertificateDer<'static>,
+        old_by_new: CertificateDer<'static>,
     ) {
-        self.chain_pem.push_str(previous_pem);
-        self.intermediates_pem = format!("{new_by_old_pem}{}", self.intermediates_pem);
-        self.chain_der.push(previous_der);
+        self.chain_pem
+            .push_str(&certificate_pem(previous.cert_der()));
+        self.intermediates_pem =
+            format!("{}{}", certificate_pem(&new_by_old), self.intermediates_pem);
+        self.chain_der.push(previous.cert_der().clone());
+        self.cross_der = vec![new_by_old, old_by_new];
+    }
+
+    /// The certificates a client needs to follow this CA: its chain and,
+    /// during a rollover's transition, the previous CA and the two
+    /// cross-certificates (RFC 7030 §4.1.3's NewWithNew, OldWithOld,
+    /// NewWithOld and OldWithNew) — what EST's `cacerts` answers.
+    pub fn key_update_certs(&self) -> Vec<CertificateDer<'static>> {
+        let mut certs = self.chain_der.clone();
+        certs.extend(self.cross_der.iter().cloned());
+        certs
     }
 
     pub(crate) fn set_previous(&mut self, previous: Ca) {

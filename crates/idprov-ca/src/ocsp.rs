@@ -300,15 +300,20 @@ fn reason(code: i64) -> Option<CrlReason> {
 
 impl Responder {
     /// The responder of `ca` with this certificate and key: refused unless
-    /// the certificate is the CA's, valid at `now`, for OCSP signing, and
-    /// the key is its own.
+    /// the certificate is signed by the CA itself, valid at `now`, for OCSP
+    /// signing, and the key is its own.
     pub fn new(
         ca: &Ca,
         cert_der: CertificateDer<'static>,
         key_pem: &str,
         now: SystemTime,
     ) -> Result<Responder, CaError> {
-        if !ca.verifies(&cert_der, &[], now, Purpose::OcspSigning) {
+        // Signed by this CA itself: during a rollover's transition the CA
+        // also trusts the previous one, whose responder answers for the
+        // previous CA's certificates only (RFC 6960 §4.2.2.2).
+        if !ca.verifies(&cert_der, &[], now, Purpose::OcspSigning)
+            || !crate::rollover::is_signed_by(&cert_der, ca.cert_der())
+        {
             return Err(CaError::UnusableCa(
                 "the OCSP responder certificate is not the CA's, not valid now, or not for OCSP signing"
                     .into(),

@@ -84,25 +84,33 @@ impl Ca {
     /// it issues carries `new_by_old` (this CA certified by the previous
     /// one, PEM) so the previous CA's anchor accepts it; the previous CA
     /// stays trusted for client certificates and signs its own CRL.
-    pub fn with_previous(mut self, previous: Ca, new_by_old: &str) -> Result<Ca, CaError> {
-        let cross = parse_certificates(new_by_old)?;
-        let cross_info = CertInfo::from_der(&cross[0])?;
-        if cross_info.spki_der != self.info().spki_der {
+    /// `old_by_new` (the previous CA certified by this one) is published
+    /// beside them ([`Ca::key_update_certs`]).
+    pub fn with_previous(
+        mut self,
+        previous: Ca,
+        new_by_old: &str,
+        old_by_new: &str,
+    ) -> Result<Ca, CaError> {
+        let new_by_old = parse_certificates(new_by_old)?.remove(0);
+        let old_by_new = parse_certificates(old_by_new)?.remove(0);
+        if CertInfo::from_der(&new_by_old)?.spki_der != self.info().spki_der
+            || !is_signed_by(&new_by_old, previous.cert_der())
+        {
             return Err(CaError::UnusableCa(
-                "the cross-certificate is not for the new CA's key".into(),
+                "the cross-certificate new-by-old is not the new CA's key signed by the previous CA"
+                    .into(),
             ));
         }
-        if !previous.verifies_ca(&cross[0]) {
+        if CertInfo::from_der(&old_by_new)?.spki_der != previous.info().spki_der
+            || !is_signed_by(&old_by_new, self.cert_der())
+        {
             return Err(CaError::UnusableCa(
-                "the cross-certificate is not signed by the previous CA".into(),
+                "the cross-certificate old-by-new is not the previous CA's key signed by the new CA"
+                    .into(),
             ));
         }
-        let previous_pem = certificate_pem(previous.cert_der());
-        self.extend_for_transition(
-            &previous_pem,
-            &certificate_pem(&cross[0]),
-            previous.cert_der().clone(),
-        );
+        self.extend_for_transition(&previous, new_by_old, old_by_new);
         self.set_previous(previous);
         Ok(self)
     }
@@ -120,11 +128,6 @@ impl Ca {
             anchors.push(p.cert_der().clone());
         }
         anchors
-    }
-
-    /// True when `cert` (a CA certificate) is signed by this CA's key.
-    fn verifies_ca(&self, cert: &CertificateDer<'_>) -> bool {
-        is_signed_by(cert, self.cert_der())
     }
 
     /// Adds CAs retired by earlier rollovers (PEM): trusted for nothing,

@@ -102,6 +102,12 @@ fn stale_reason(
     if !ca.verifies(&certs[0], &certs[1..], now, purpose) {
         return Some("not issued by the current CA, or expired");
     }
+    // A delegated OCSP responder answers for the CA that signed it, and
+    // that one only (during a rollover's transition the CA also trusts the
+    // previous one).
+    if purpose == Purpose::OcspSigning && !idprov_ca::is_signed_by(&certs[0], ca.cert_der()) {
+        return Some("not signed by this CA itself");
+    }
     let lifetime = info.not_after.secs_since(info.not_before).max(1) as f64;
     let left = info.not_after.secs_since(UnixTime::from(now)) as f64;
     if left / lifetime < defaults::REISSUE_REMAINING_FRACTION {
@@ -315,24 +321,52 @@ pub async fn local_admin_credential(
     Ok(())
 }
 
-/// The delegated OCSP responder: its certificate and key are reused from
-/// the data directory, or (re-)issued — with a new key, recorded and
-/// audited like the server's own certificate — when missing, not the
-/// current CA's, or close to expiry. The housekeeping sweep calls this too,
-/// so the responder is renewed while the server runs.
+/// The delegated OCSP responders: the issuing CA's and, during a
+/// rollover's transition, the previous CA's (a responder answers for the
+/// CA that signed its certificate only, RFC 6960 §4.2.2.2). Each one's
+/// certificate and key are reused from the data directory, or (re-)issued
+/// — with a new key, recorded and audited like the server's own
+/// certificate — when missing, not that CA's, or close to expiry. The
+/// housekeeping sweep calls this too, so responders are renewed while the
+/// server runs.
 ///
 /// Why a delegated responder rather than the CA: answers are signed per
 /// request, and the CA key signs only certificates and CRLs, so it stays
 /// out of the per-request path (and may live somewhere slow to reach, a
 /// token); a leaked responder key is worth at most its short validity.
-pub async fn ocsp_responder(
+pub async fn ocsp_responders(
     config: &ServerConfig,
     ca: &Ca,
     registry: &dyn Registry,
     now: SystemTime,
+) -> Result<Vec<Responder>, StartError> {
+    let mut responders = vec![
+        ocsp_responder(
+            config,
+            ca,
+            registry,
+            now,
+            (files::OCSP_KEY, files::OCSP_CERT),
+        )
+        .await?,
+    ];
+    if let Some(previous) = ca.previous() {
+        let names = (files::OCSP_PREVIOUS_KEY, files::OCSP_PREVIOUS_CERT);
+        responders.push(ocsp_responder(config, previous, registry, now, names).await?);
+    }
+    Ok(responders)
+}
+
+/// The responder of `ca` whose key and certificate files are `names`.
+async fn ocsp_responder(
+    config: &ServerConfig,
+    ca: &Ca,
+    registry: &dyn Registry,
+    now: SystemTime,
+    (key_name, cert_name): (&str, &str),
 ) -> Result<Responder, StartError> {
-    let cert_path = config.data_dir.join(files::OCSP_CERT);
-    let key_path = config.data_dir.join(files::OCSP_KEY);
+    let cert_path = config.data_dir.join(cert_name);
+    let key_path = config.data_dir.join(key_name);
     let common_name = format!("{} OCSP responder", config.organization);
     let params = local_params(
         config,
@@ -345,7 +379,7 @@ pub async fn ocsp_responder(
     let paths = (key_path.as_path(), cert_path.as_path());
     let kind = (CertKind::Ocsp, Purpose::OcspSigning);
     if let Some(reason) = reissue_if_stale(ca, registry, kind, params, paths, None).await? {
-        tracing::info!(reason, "issued the OCSP responder certificate");
+        tracing::info!(reason, ca = %ca.fingerprint(), "issued an OCSP responder certificate");
     }
     let chain = read_chain(&cert_path)?;
     let key_pem = zeroize::Zeroizing::new(read(&key_path)?);

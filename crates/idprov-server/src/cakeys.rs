@@ -155,6 +155,7 @@ fn load_inner(
             key,
         } => (*validity, *key_type, key),
     };
+    recover(store, dir)?;
     let cert_path = dir.path(files::CA_CERT);
     let key_path = dir.path(files::CA_KEY);
     if cert_path.exists() {
@@ -186,8 +187,11 @@ fn load_inner(
     Ok((ca, Some(storage)))
 }
 
-/// The data directory's CA as it is now (with its transition, if any).
+/// The data directory's CA as it is now (with its transition, if any),
+/// after completing or discarding a rollover or finish that was
+/// interrupted ([`recover`]).
 fn load_current(store: &CaKeyStore, dir: &DataDir, now: SystemTime) -> Result<Ca, CaKeyError> {
+    recover(store, dir)?;
     let cert_path = dir.path(files::CA_CERT);
     let cert_pem = read(&cert_path)?;
     let issuers = dir.path(files::CA_ISSUERS);
@@ -201,8 +205,9 @@ fn load_current(store: &CaKeyStore, dir: &DataDir, now: SystemTime) -> Result<Ca
         let key = stored_key(store, &dir.path(files::CA_PREVIOUS_KEY), &previous_pem)?;
         let previous = Ca::load_with_key(&previous_pem, key, None, now)
             .map_err(|e| CaKeyError::State(format!("{}: {e}", previous_path.display())))?;
-        let cross = read(&dir.path(files::CA_CROSS_NEW_BY_OLD))?;
-        ca = ca.with_previous(previous, &cross)?;
+        let new_by_old = read(&dir.path(files::CA_CROSS_NEW_BY_OLD))?;
+        let old_by_new = read(&dir.path(files::CA_CROSS_OLD_BY_NEW))?;
+        ca = ca.with_previous(previous, &new_by_old, &old_by_new)?;
     }
     let retired = dir.path(files::CA_RETIRED);
     if retired.exists() {
@@ -285,12 +290,20 @@ pub struct Rollover {
 /// storage, cross-certificates in both directions, and the files that
 /// start the transition. The server (stopped meanwhile) issues with the new
 /// CA from its next start and trusts both.
+///
+/// Crash-safe: everything new is written under names nothing loads
+/// (`ca-next.pem`, `ca-next.key`, the cross-certificates); writing
+/// `ca-previous.pem` commits the rollover; the renames that follow are
+/// idempotent. An interrupted rollover is completed (committed) or
+/// discarded (not committed) by the next start or the next command
+/// ([`recover`]); `idprov ca rollover` may simply be run again.
 pub fn rollover(
     config: &ServerConfig,
     dir: &DataDir,
     now: SystemTime,
 ) -> Result<Rollover, CaKeyError> {
     let (store, validity) = generated_store(config)?;
+    recover(store, dir)?;
     if dir.path(files::CA_PREVIOUS_CERT).exists() {
         return Err(CaKeyError::State(
             "a rollover is already in its transition: finish it first (idprov ca finish-rollover)"
@@ -303,6 +316,13 @@ pub fn rollover(
              (idprov ca init --intermediate in a new data directory, signed by the root) instead"
                 .into(),
         ));
+    }
+    if dir.path(files::CA_PREVIOUS_KEY).exists() {
+        return Err(CaKeyError::State(format!(
+            "{} exists without {}: it is not idprov's; move it away before a rollover",
+            dir.path(files::CA_PREVIOUS_KEY).display(),
+            files::CA_PREVIOUS_CERT
+        )));
     }
     let old = load_current(store, dir, now)?;
     let algorithm = match idprov_ca::PublicKey::from_spki_der(&old.info().spki_der)
@@ -329,32 +349,22 @@ pub fn rollover(
     let (new, new_pem) = Ca::self_signed_named(&organization, &suffix, key, now, validity)?;
     let new_by_old = old.cross_certify(new.cert_der(), now)?;
     let old_by_new = new.cross_certify(old.cert_der(), now)?;
-    // Files first that nothing reads yet, then the previous CA's, then the
-    // new CA's certificate last: until it is renamed into place the data
-    // directory still loads as before the rollover.
+    // Staged under names nothing loads: until the commit below, the data
+    // directory loads as before the rollover.
     let write_pub = |name: &str, text: &str| {
         let p = dir.path(name);
         write_public_file(&p, text.as_bytes()).map_err(file_err(&p))
     };
     write_pub(files::CA_CROSS_NEW_BY_OLD, &new_by_old.pem)?;
     write_pub(files::CA_CROSS_OLD_BY_NEW, &old_by_new.pem)?;
-    let cert_path = dir.path(files::CA_CERT);
-    let old_pem = read(&cert_path)?;
     if let Some(pem) = &key_pem {
-        let next = dir.path("ca-next.key");
+        let next = dir.path(files::CA_NEXT_KEY);
         write_private_file(&next, pem.as_bytes()).map_err(file_err(&next))?;
     }
-    write_pub(files::CA_PREVIOUS_CERT, &old_pem)?;
-    if key_pem.is_some() {
-        let (key, previous_key, next) = (
-            dir.path(files::CA_KEY),
-            dir.path(files::CA_PREVIOUS_KEY),
-            dir.path("ca-next.key"),
-        );
-        std::fs::rename(&key, &previous_key).map_err(file_err(&key))?;
-        std::fs::rename(&next, &key).map_err(file_err(&next))?;
-    }
-    write_pub(files::CA_CERT, &new_pem)?;
+    write_pub(files::CA_NEXT_CERT, &new_pem)?;
+    // The commit: the previous CA named beside the current one.
+    write_pub(files::CA_PREVIOUS_CERT, &read(&dir.path(files::CA_CERT))?)?;
+    complete_rollover(dir)?;
     Ok(Rollover {
         previous: old.fingerprint().to_string(),
         new: new.fingerprint().to_string(),
@@ -362,10 +372,81 @@ pub fn rollover(
     })
 }
 
+/// The renames of a committed rollover, each done only if not yet done:
+/// the current key file becomes the previous one, the staged key and
+/// certificate become the current ones (the certificate last).
+fn complete_rollover(dir: &DataDir) -> Result<(), CaKeyError> {
+    let next_key = dir.path(files::CA_NEXT_KEY);
+    if next_key.exists() {
+        let (key, previous_key) = (dir.path(files::CA_KEY), dir.path(files::CA_PREVIOUS_KEY));
+        if !previous_key.exists() {
+            rename(&key, &previous_key)?;
+        }
+        rename(&next_key, &key)?;
+    }
+    let next = dir.path(files::CA_NEXT_CERT);
+    if next.exists() {
+        rename(&next, &dir.path(files::CA_CERT))?;
+    }
+    sync_dir(dir.root())
+}
+
+/// Completes or discards what an interrupted `rollover` or
+/// `finish-rollover` left, so the data directory loads as one of the two
+/// states around it:
+///
+/// * a rollover staged but not committed (`ca-next.pem` or `ca-next.key`
+///   without `ca-previous.pem`) is discarded — its files removed, its token
+///   key destroyed: nothing ever used that CA;
+/// * a committed rollover (`ca-previous.pem` written) is completed;
+/// * a finish that had already recorded the previous CA as retired is
+///   completed (its key destroyed, the transition's files removed).
+pub fn recover(store: &CaKeyStore, dir: &DataDir) -> Result<(), CaKeyError> {
+    let (next, next_key, previous) = (
+        dir.path(files::CA_NEXT_CERT),
+        dir.path(files::CA_NEXT_KEY),
+        dir.path(files::CA_PREVIOUS_CERT),
+    );
+    if !previous.exists() && (next.exists() || next_key.exists()) {
+        tracing::warn!("discarding a CA rollover that was interrupted before it was committed");
+        if next.exists() {
+            destroy_token_key(store, &read(&next)?)?;
+        }
+        remove_if_present(
+            dir,
+            &[
+                files::CA_NEXT_KEY,
+                files::CA_NEXT_CERT,
+                files::CA_CROSS_NEW_BY_OLD,
+                files::CA_CROSS_OLD_BY_NEW,
+            ],
+        )?;
+        return sync_dir(dir.root());
+    }
+    if !previous.exists() {
+        return Ok(());
+    }
+    if next.exists() || next_key.exists() {
+        tracing::warn!("completing a CA rollover that was interrupted after it was committed");
+        complete_rollover(dir)?;
+    }
+    let previous_pem = read(&previous)?;
+    if is_retired(dir, &previous_pem)? {
+        tracing::warn!("completing a finish-rollover that was interrupted");
+        destroy_previous(store, dir, &previous_pem)?;
+    }
+    Ok(())
+}
+
 /// `idprov ca finish-rollover`: ends the transition. The previous CA's key
 /// is destroyed (its file deleted, or its token objects destroyed); its
 /// certificate moves to `ca-retired.pem`, kept only to verify the audit
 /// checkpoints it signed. Returns (retired, current) fingerprints.
+///
+/// Crash-safe: appending the previous CA to `ca-retired.pem` commits the
+/// finish; what follows (destroying the key, removing the transition's
+/// files, `ca-previous.pem` last) is completed by [`recover`] if
+/// interrupted.
 pub fn finish_rollover(
     config: &ServerConfig,
     dir: &DataDir,
@@ -373,6 +454,20 @@ pub fn finish_rollover(
 ) -> Result<(String, String), CaKeyError> {
     let (store, _) = generated_store(config)?;
     let previous_path = dir.path(files::CA_PREVIOUS_CERT);
+    if previous_path.exists() {
+        let previous_pem = read(&previous_path)?;
+        if is_retired(dir, &previous_pem)? {
+            // An earlier finish was interrupted after its commit: complete it.
+            recover(store, dir)?;
+            let ca = load_current(store, dir, now)?;
+            let previous = pem::parse_certificates(&previous_pem)?.remove(0);
+            return Ok((
+                idprov_proto::Fingerprint::of_der(&previous).to_string(),
+                ca.fingerprint().to_string(),
+            ));
+        }
+    }
+    recover(store, dir)?;
     if !previous_path.exists() {
         return Err(CaKeyError::State(
             "no rollover is in its transition (start one with idprov ca rollover)".into(),
@@ -391,26 +486,74 @@ pub fn finish_rollover(
     };
     retired.push_str(&previous_pem);
     write_public_file(&retired_path, retired.as_bytes()).map_err(file_err(&retired_path))?;
-    match store {
-        CaKeyStore::Token(_) => previous.key().destroy()?,
-        CaKeyStore::File { .. } => {
-            let key = dir.path(files::CA_PREVIOUS_KEY);
-            std::fs::remove_file(&key).map_err(file_err(&key))?;
-        }
-    }
-    for name in [
-        files::CA_CROSS_NEW_BY_OLD,
-        files::CA_CROSS_OLD_BY_NEW,
-        files::CA_PREVIOUS_CERT,
-    ] {
-        let p = dir.path(name);
-        std::fs::remove_file(&p).map_err(file_err(&p))?;
-    }
-    sync_dir(dir.root())?;
+    destroy_previous(store, dir, &previous_pem)?;
     Ok((
         previous.fingerprint().to_string(),
         ca.fingerprint().to_string(),
     ))
+}
+
+/// True when the CA certificate `pem` is among the retired CAs.
+fn is_retired(dir: &DataDir, pem: &str) -> Result<bool, CaKeyError> {
+    let path = dir.path(files::CA_RETIRED);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let cert = pem::parse_certificates(pem)?.remove(0);
+    Ok(pem::parse_certificates(&read(&path)?)?.contains(&cert))
+}
+
+/// The end of a finish: the previous CA's key destroyed where it lives,
+/// then the transition's files removed, `ca-previous.pem` last. Each step
+/// is skipped when already done.
+fn destroy_previous(
+    store: &CaKeyStore,
+    dir: &DataDir,
+    previous_pem: &str,
+) -> Result<(), CaKeyError> {
+    destroy_token_key(store, previous_pem)?;
+    remove_if_present(
+        dir,
+        &[
+            files::CA_PREVIOUS_KEY,
+            files::OCSP_PREVIOUS_KEY,
+            files::OCSP_PREVIOUS_CERT,
+            files::CA_CROSS_NEW_BY_OLD,
+            files::CA_CROSS_OLD_BY_NEW,
+            files::CA_PREVIOUS_CERT,
+        ],
+    )?;
+    sync_dir(dir.root())
+}
+
+/// In token mode, destroys the token key of the CA certificate `cert_pem`
+/// if the token still holds it.
+fn destroy_token_key(store: &CaKeyStore, cert_pem: &str) -> Result<(), CaKeyError> {
+    let CaKeyStore::Token(t) = store else {
+        return Ok(());
+    };
+    let spki = idprov_ca::CertInfo::from_der(&pem::parse_certificates(cert_pem)?[0])?.spki_der;
+    for key in TokenKey::find_all(&token_settings(t)?)? {
+        if key.spki_der() == spki {
+            key.destroy()?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_if_present(dir: &DataDir, names: &[&str]) -> Result<(), CaKeyError> {
+    for name in names {
+        let p = dir.path(name);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(file_err(&p)(e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), CaKeyError> {
+    std::fs::rename(from, to).map_err(file_err(from))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CaKeyError> {

@@ -37,6 +37,17 @@ pub mod files {
     pub const CA_PREVIOUS_CERT: &str = "ca-previous.pem";
     /// The previous CA's key file during a rollover (0600).
     pub const CA_PREVIOUS_KEY: &str = "ca-previous.key";
+    /// A rollover's new CA before it takes the place of `ca.pem` (and its
+    /// key before it takes the place of `ca.key`): written first, so an
+    /// interrupted rollover is completed or discarded at the next start.
+    pub const CA_NEXT_CERT: &str = "ca-next.pem";
+    /// The new CA's key file while a rollover is made (0600).
+    pub const CA_NEXT_KEY: &str = "ca-next.key";
+    /// During a rollover's transition, the previous CA's delegated OCSP
+    /// responder (PEM): it answers for the previous CA's certificates.
+    pub const OCSP_PREVIOUS_CERT: &str = "ocsp-previous.pem";
+    /// Its private key (PKCS#8 PEM, 0600).
+    pub const OCSP_PREVIOUS_KEY: &str = "ocsp-previous.key";
     /// The new CA certified by the previous one: what lets a device that
     /// trusts only the previous CA accept the new CA's certificates.
     pub const CA_CROSS_NEW_BY_OLD: &str = "ca-cross-new-by-old.pem";

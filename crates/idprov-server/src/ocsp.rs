@@ -1,6 +1,8 @@
 //! The OCSP responder: a request's certificates looked up in the registry
-//! on every query, the answer signed by the delegated responder
-//! (`idprov_ca::ocsp`), and signed answers kept for reuse.
+//! on every query, the answer signed by the delegated responder of the CA
+//! the request names (`idprov_ca::ocsp`; during a CA rollover's transition
+//! the previous CA has a responder of its own), and signed answers kept for
+//! reuse.
 //!
 //! The registry is read on every query — one lookup by serial — so a
 //! revocation, made by this server or by a replica sharing the database, is
@@ -44,10 +46,11 @@ struct Cached {
     answer: Answer,
 }
 
-/// The responder and its cache of signed answers.
+/// The responders (the issuing CA's first, then during a transition the
+/// previous CA's) and the cache of signed answers.
 #[derive(Debug)]
 pub struct OcspService {
-    responder: ArcSwap<Responder>,
+    responders: ArcSwap<Vec<Responder>>,
     cache: Mutex<HashMap<Vec<u8>, Cached>>,
 }
 
@@ -70,24 +73,24 @@ fn registry_failure(e: StoreError) -> ApiError {
 }
 
 impl OcspService {
-    /// The service with its first responder.
-    pub fn new(responder: Responder) -> OcspService {
+    /// The service with its first responders (one per CA it answers for).
+    pub fn new(responders: Vec<Responder>) -> OcspService {
         OcspService {
-            responder: ArcSwap::from_pointee(responder),
+            responders: ArcSwap::from_pointee(responders),
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Puts a renewed responder in place; answers the old one signed are
+    /// Puts renewed responders in place; answers the old ones signed are
     /// not reused.
-    pub fn replace(&self, responder: Responder) {
-        self.responder.store(Arc::new(responder));
+    pub fn replace(&self, responders: Vec<Responder>) {
+        self.responders.store(Arc::new(responders));
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// The responder in use.
-    pub fn responder(&self) -> Arc<Responder> {
-        self.responder.load_full()
+    /// The responders in use.
+    pub fn responders(&self) -> Arc<Vec<Responder>> {
+        self.responders.load_full()
     }
 
     /// Answers a DER `OCSPRequest`: a signed status per certificate, or an
@@ -96,13 +99,17 @@ impl OcspService {
     pub async fn answer(&self, app: &AppState, request: &[u8]) -> Result<Answer, ApiError> {
         let query = OcspQuery::from_der(request)
             .map_err(|e| failure(OcspFailure::MalformedRequest, e.to_string()))?;
-        let responder = self.responder();
-        let serials = responder.serials(&query).ok_or_else(|| {
-            failure(
-                OcspFailure::Unauthorized,
-                "a certificate of another issuer (or a hash algorithm not answered here)",
-            )
-        })?;
+        let responders = self.responders();
+        let (responder, serials) = responders
+            .iter()
+            .find_map(|r| r.serials(&query).map(|serials| (r, serials)))
+            .ok_or_else(|| {
+                failure(
+                    OcspFailure::Unauthorized,
+                    "a certificate of another issuer, certificates of two issuers at once, \
+                     or a hash algorithm not answered here",
+                )
+            })?;
         let now = app.now_unix();
         let mut states = Vec::with_capacity(serials.len());
         for serial in &serials {

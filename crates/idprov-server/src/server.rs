@@ -199,7 +199,7 @@ pub async fn start(
     let ca = Arc::new(ca);
     let credential = bootstrap::server_credential(&config, &ca, &*registry, now).await?;
     bootstrap::local_admin_credential(&config, &dir, &ca, &*registry, now).await?;
-    let responder = bootstrap::ocsp_responder(&config, &ca, &*registry, now).await?;
+    let responders = bootstrap::ocsp_responders(&config, &ca, &*registry, now).await?;
     let certs = crate::tls::CertSwap::new(&credential)?;
     let resumption = options.tls_resumption && config.tls_session_resumption;
     let tls = crate::tls::server_config(&ca, certs.clone(), clock.clone(), resumption)?;
@@ -252,7 +252,7 @@ pub async fn start(
         (Some(instance), Some(addr)) => Some(crate::dnssd::Advert::publish(instance, addr.port())?),
         _ => None,
     };
-    let state = AppState::new(config, ca, registry, secrets, clock, responder);
+    let state = AppState::new(config, ca, registry, secrets, clock, responders);
     // An empty CRL exists from the first start; later starts refresh a stale
     // one, and during a rollover's transition sign both CAs' CRLs afresh.
     if state.ca.previous().is_some() {
@@ -417,11 +417,11 @@ async fn revoke_superseded(state: &AppState, now: idprov_proto::UnixTime) {
     }
 }
 
-/// Re-issues the OCSP responder's certificate when a third of it is left
-/// (audited), and answers with whichever responder the data directory now
+/// Re-issues the OCSP responders' certificates when a third is left
+/// (audited), and answers with whichever responders the data directory now
 /// holds (a replica sharing it may have renewed it).
 async fn renew_ocsp_responder(state: &AppState) {
-    match bootstrap::ocsp_responder(
+    match bootstrap::ocsp_responders(
         &state.config,
         &state.ca,
         &*state.registry,
@@ -429,11 +429,15 @@ async fn renew_ocsp_responder(state: &AppState) {
     )
     .await
     {
-        Ok(responder) if responder.cert_der() != state.ocsp.responder().cert_der() => {
-            state.ocsp.replace(responder);
-            tracing::info!("now answering OCSP with the re-issued responder certificate");
+        Ok(responders) => {
+            let certs = |rs: &[idprov_ca::ocsp::Responder]| {
+                rs.iter().map(|r| r.cert_der().clone()).collect::<Vec<_>>()
+            };
+            if certs(&responders) != certs(&state.ocsp.responders()) {
+                state.ocsp.replace(responders);
+                tracing::info!("now answering OCSP with the re-issued responder certificate");
+            }
         }
-        Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "checking the OCSP responder certificate failed"),
     }
 }

@@ -50,8 +50,8 @@ pub struct Inner {
     pub crl_hook: crate::crl::PublishHook,
     /// Serializes CRL regeneration.
     pub crl_lock: tokio::sync::Mutex<()>,
-    /// During a rollover's transition, the previous CA's CRL (DER) signed
-    /// with the current one.
+    /// During a rollover's transition, the previous CA's CRL (DER), signed
+    /// with each publication of the current one.
     pub previous_crl: std::sync::Mutex<Option<Vec<u8>>>,
     /// Provisioning requests per source.
     pub provisioning_limiter: crate::limits::RateLimiter,
@@ -76,7 +76,7 @@ impl AppState {
         registry: Arc<dyn Registry>,
         secrets: SecretBox,
         clock: Arc<dyn Clock>,
-        responder: idprov_ca::ocsp::Responder,
+        responders: Vec<idprov_ca::ocsp::Responder>,
     ) -> AppState {
         let directory_json =
             Bytes::from(Directory::new(ca.chain_pem(), config.services.clone()).to_json());
@@ -98,6 +98,13 @@ impl AppState {
                 ),
                 None,
             ),
+        };
+        // During a rollover's transition the distribution point above
+        // serves the previous CA's CRL (its certificates name it); what the
+        // new CA issues names a CRL of its own (routes::crl).
+        let crl_url = match ca.previous() {
+            Some(_) => format!("{crl_url}/{}", ca.fingerprint()),
+            None => crl_url,
         };
         let provisioning_limiter =
             crate::limits::RateLimiter::new(config.provisioning_rate, config.provisioning_burst);
@@ -143,7 +150,7 @@ impl AppState {
             directory_json,
             crl_url,
             ocsp_url,
-            ocsp: crate::ocsp::OcspService::new(responder),
+            ocsp: crate::ocsp::OcspService::new(responders),
             revocation_limiter,
             revocation_limits,
             crl_hook,

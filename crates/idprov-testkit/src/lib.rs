@@ -175,7 +175,13 @@ impl TestServer {
     }
 
     /// Stops the server; the data directory stays until the value is dropped.
+    /// A later [`TestServer::restart`] listens where it listened (the
+    /// revocation listener too: certificates name it).
     pub async fn stop(&mut self) {
+        let revocation_addr = self.revocation_addr();
+        if let (Some(r), Some(addr)) = (self.config.revocation.as_mut(), revocation_addr) {
+            r.listen = addr;
+        }
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }

@@ -48,6 +48,7 @@ pub fn document() -> String {
         super::provreq::post,
         super::status::get,
         super::crl::get,
+        super::crl::get_of,
         super::ocsp::post,
         super::ocsp::get,
         super::openapi,

@@ -49,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/idprov/provreq"),
     ("get", "/idprov/status/{deviceID}"),
     ("get", "/idprov/crl"),
+    ("get", "/idprov/crl/{ca}"),
     ("post", "/idprov/ocsp"),
     ("get", "/idprov/ocsp/{request}"),
     ("get", "/idprov/openapi.json"),
@@ -120,6 +121,7 @@ pub const OCSP_PATH: &str = "/idprov/ocsp";
 fn revocation_routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route(CRL_PATH, get(crl::get))
+        .route(&format!("{CRL_PATH}/{{ca}}"), get(crl::get_of))
         .route(OCSP_PATH, post(ocsp::post))
         .route(&format!("{OCSP_PATH}/{{*request}}"), get(ocsp::get))
         .route_layer(from_fn_with_state(state, limit_revocation))

@@ -15,5 +15,6 @@ mod registry;
 mod renewal;
 mod replicas;
 mod revocation;
+mod rollover;
 mod tls;
 mod web;

@@ -202,22 +202,26 @@ fn a_ca_key_generated_in_a_softhsm_token_signs_everything_and_never_lands_on_dis
     let server = Running::start(&data, &config, &conf_env);
     assert!(!data.join("ca.key").exists(), "no CA key file");
     assert!(data.join("ca.pem").exists());
+    // The token's private keys, as pkcs11-tool lists them.
+    let private_keys = || {
+        let out = run(Command::new("pkcs11-tool")
+            .env("SOFTHSM2_CONF", &conf)
+            .args([
+                "--module",
+                SOFTHSM_MODULE,
+                "--token-label",
+                "idprov-test",
+                "--login",
+                "--pin",
+                "1234",
+                "--list-objects",
+                "--type",
+                "privkey",
+            ]));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
     // Generated inside the token: sensitive, never extractable.
-    let objects = run(Command::new("pkcs11-tool")
-        .env("SOFTHSM2_CONF", &conf)
-        .args([
-            "--module",
-            SOFTHSM_MODULE,
-            "--token-label",
-            "idprov-test",
-            "--login",
-            "--pin",
-            "1234",
-            "--list-objects",
-            "--type",
-            "privkey",
-        ]));
-    let objects = String::from_utf8_lossy(&objects.stdout).into_owned();
+    let objects = private_keys();
     assert!(objects.contains("label:      idprov-ca"), "{objects}");
     assert!(objects.contains("sensitive"), "{objects}");
     assert!(objects.contains("never extractable"), "{objects}");
@@ -282,6 +286,45 @@ fn a_ca_key_generated_in_a_softhsm_token_signs_everything_and_never_lands_on_dis
     );
     server.stop();
 
+    // A rollover makes the new CA's key in the token too; the OCSP
+    // responders' certificates are signed there, each by its own CA; the
+    // finish destroys the old key in the token.
+    let ca_command = |command: &str| {
+        let out = idprov_env(
+            &[
+                "ca",
+                command,
+                "--data-dir",
+                s(&data),
+                "--config",
+                s(&config),
+            ],
+            None,
+            &conf_env,
+        );
+        assert!(out.status.success(), "{command}: {}", stderr(&out));
+        stdout(&out)
+    };
+    let said = ca_command("rollover");
+    assert!(said.contains("PKCS#11 token \"idprov-test\""), "{said}");
+    assert_eq!(private_keys().matches("Private Key Object").count(), 2);
+    for file in ["ca.key", "ca-previous.key"] {
+        assert!(!data.join(file).exists(), "no {file}");
+    }
+    let server = Running::start(&data, &config, &conf_env);
+    let device = tmp.path().join("device-2");
+    server.provision("hsm-dev-2", &secret, &device, &fingerprint(&data));
+    for (ca, cert) in [
+        ("ca.pem", device.join("current/cert.pem")),
+        ("ca.pem", data.join("ocsp.pem")),
+        ("ca-previous.pem", data.join("ocsp-previous.pem")),
+    ] {
+        run(Command::new("openssl").args(["verify", "-CAfile", s(&data.join(ca)), s(&cert)]));
+    }
+    server.stop();
+    ca_command("finish-rollover");
+    assert_eq!(private_keys().matches("Private Key Object").count(), 1);
+
     // A wrong PIN, an absent token, a missing module: a clear error, no start.
     private_file(&pin, "9999\n");
     let err = refused_start(&data, &config, &conf_env);
@@ -290,6 +333,23 @@ fn a_ca_key_generated_in_a_softhsm_token_signs_everything_and_never_lands_on_dis
         "{err}"
     );
     private_file(&pin, "1234\n");
+    // A token locked for use: its security officer never set a user PIN.
+    run(Command::new("pkcs11-tool")
+        .env("SOFTHSM2_CONF", &conf)
+        .args([
+            "--module",
+            SOFTHSM_MODULE,
+            "--slot-index",
+            "1",
+            "--init-token",
+        ])
+        .args(["--label", "idprov-locked", "--so-pin", "5678"]));
+    write_config("idprov-locked", SOFTHSM_MODULE);
+    let err = refused_start(&data, &config, &conf_env);
+    assert!(
+        err.contains("token \"idprov-locked\" has no user PIN yet"),
+        "{err}"
+    );
     write_config("no-such-token", SOFTHSM_MODULE);
     let err = refused_start(&data, &config, &conf_env);
     assert!(err.contains("no token labelled \"no-such-token\""), "{err}");

@@ -38,7 +38,7 @@ async fn server_and_device(name: &str) -> (TestServer, PathBuf, PathBuf) {
     (server, cert, key)
 }
 
-fn revoke(server: &TestServer, device: &str) {
+pub(crate) fn revoke(server: &TestServer, device: &str) {
     let data = server.data_dir();
     let out = tokio::task::block_in_place(|| {
         idprov(
@@ -65,6 +65,17 @@ fn text(out: &Output) -> String {
 
 /// `openssl ocsp` about `cert`, at the URL the certificate names.
 fn openssl_ocsp(ca: &Path, cert: &Path, extra: &[&str]) -> String {
+    openssl_ocsp_with(ca, ca, cert, extra)
+}
+
+/// `openssl ocsp` about `cert` of `issuer`, the answer verified with the
+/// CAs of `cafile`, at the URL the certificate names.
+pub(crate) fn openssl_ocsp_with(
+    issuer: &Path,
+    cafile: &Path,
+    cert: &Path,
+    extra: &[&str],
+) -> String {
     let uri = Command::new("openssl")
         .args(["x509", "-noout", "-ocsp_uri", "-in"])
         .arg(cert)
@@ -78,9 +89,9 @@ fn openssl_ocsp(ca: &Path, cert: &Path, extra: &[&str]) -> String {
     let out = Command::new("openssl")
         .arg("ocsp")
         .arg("-issuer")
-        .arg(ca)
+        .arg(issuer)
         .arg("-CAfile")
-        .arg(ca)
+        .arg(cafile)
         // (A digest option must come before -cert.)
         .args(extra)
         .arg("-cert")

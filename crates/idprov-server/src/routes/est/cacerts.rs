@@ -1,7 +1,9 @@
 //! `GET /.well-known/est/cacerts` (RFC 7030 §4.1): the CA chain devices
 //! trust — the issuing CA and its chain up to the root — as a certs-only
-//! PKCS#7. Public, like the directory: a device fetches it before it
-//! trusts anything (and should check it out of band, docs/EST.md).
+//! PKCS#7; during a CA rollover's transition also the previous CA and the
+//! two cross-certificates (§4.1.3's "root CA key update" certificates).
+//! Public, like the directory: a device fetches it before it trusts
+//! anything (and should check it out of band, docs/EST.md).
 
 use axum::extract::State;
 use axum::response::Response;
@@ -16,12 +18,13 @@ use crate::state::AppState;
     tag = "est",
     summary = "The CA chain, a base64 certs-only PKCS#7 (RFC 7030 §4.1)",
     security(()),
-    responses((status = 200, description = "The issuing CA and its chain up to the root",
+    responses((status = 200, description = "The issuing CA and its chain up to the root (during a CA rollover, also the previous CA and the cross-certificates)",
         headers(("Content-Transfer-Encoding" = String, description = "base64")),
         content((String = "application/pkcs7-mime"))),
     ),
 )]
 pub(crate) async fn get(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let chain: Vec<&[u8]> = app.ca.chain_der().iter().map(|c| c.as_ref()).collect();
+    let certs = app.ca.key_update_certs();
+    let chain: Vec<&[u8]> = certs.iter().map(|c| c.as_ref()).collect();
     super::pkcs7_answer(&chain)
 }
