@@ -366,3 +366,53 @@ fn malformed_requests_are_refused_with_the_reason() {
         assert!(verify_answer(&ca, &der, SystemTime::now()).is_err());
     }
 }
+
+#[test]
+fn in_a_rollover_transition_each_ca_answers_with_a_responder_it_signed_itself() {
+    let now = SystemTime::now();
+    let (old, new) = (ca(), ca());
+    let new_by_old = old.cross_certify(new.cert_der(), now).expect("cross");
+    let old_by_new = new.cross_certify(old.cert_der(), now).expect("cross");
+    let responder_params = || IssueParams {
+        common_name: "OCSP responder",
+        organizational_unit: "service",
+        ..params(Usage::OcspSigning, None)
+    };
+    let (by_old, key) = old
+        .issue_with_new_key(KeyAlgorithm::EcdsaP256, responder_params())
+        .expect("responder certificate");
+    let old_responder = Responder::new(&old, by_old.der.clone(), &key, now).expect("responder");
+    let old_device = device(&old);
+    let new = new
+        .with_previous(old, &new_by_old.pem, &old_by_new.pem)
+        .expect("transition");
+    // The new CA trusts the previous one, yet a responder the previous CA
+    // signed does not answer for the new CA.
+    assert!(matches!(
+        Responder::new(&new, by_old.der, &key, now),
+        Err(idprov_ca::CaError::UnusableCa(_))
+    ));
+    let (new_responder, _) = responder(&new);
+    // Each answers for its own CA's certificates only.
+    let ask = |issuer: &Ca, serial: &SerialNumber| {
+        OcspQuery::from_der(
+            &request_der(issuer.cert_der(), std::slice::from_ref(serial), None).expect("request"),
+        )
+        .expect("parse")
+    };
+    let previous = new.previous().expect("previous");
+    let old_query = ask(previous, &old_device.serial);
+    assert!(old_responder.serials(&old_query).is_some());
+    assert!(new_responder.serials(&old_query).is_none());
+    let new_device = device(&new);
+    let new_query = ask(&new, &new_device.serial);
+    assert!(new_responder.serials(&new_query).is_some());
+    assert!(old_responder.serials(&new_query).is_none());
+    // A relying party that trusts the transition's CAs verifies either.
+    let der = old_responder
+        .respond(&old_query, &[CertState::Good], times())
+        .expect("answer");
+    assert!(verify_answer(&new, &der, now).is_ok());
+    // The key-update certificates: both CAs and both cross-certificates.
+    assert_eq!(new.key_update_certs().len(), 4);
+}

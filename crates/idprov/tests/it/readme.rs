@@ -55,7 +55,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ),
     (
         "systemctl stop idprov; idprov ca rollover; systemctl start idprov",
-        "a CA rollover stops and starts a systemd service and lasts a device validity; it is tested in idprov-client's tests/it/rollover.rs and in tests/it/mosquitto.rs",
+        "a CA rollover stops and starts a systemd service and lasts a device validity; it is tested in idprov-client's and idprov-server's tests/it/rollover.rs and in tests/it/mosquitto.rs, est.rs and cakeys.rs",
     ),
     (
         "idprov ca init --intermediate --data-dir /var/lib/idprov > idprov.csr",
