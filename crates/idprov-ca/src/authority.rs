@@ -129,6 +129,24 @@ pub struct IssuedCert {
     pub not_after: UnixTime,
 }
 
+impl IssuedCert {
+    /// The certificate `der` with its serial and validity.
+    pub(crate) fn new(
+        serial: idprov_proto::SerialNumber,
+        der: CertificateDer<'static>,
+        not_before: SystemTime,
+        not_after: SystemTime,
+    ) -> IssuedCert {
+        IssuedCert {
+            serial,
+            pem: certificate_pem(&der),
+            der,
+            not_before: UnixTime::from(not_before),
+            not_after: UnixTime::from(not_after),
+        }
+    }
+}
+
 /// A freshly generated CA's files.
 #[derive(Debug)]
 pub struct GeneratedCa {
@@ -426,13 +444,7 @@ impl Ca {
                 .unwrap_or_default(),
         )
         .map_err(|e| CaError::BadCertificate(format!("serial number: {e}")))?;
-        Ok(IssuedCert {
-            serial,
-            pem: certificate_pem(&der),
-            der,
-            not_before: UnixTime::from(not_before),
-            not_after: UnixTime::from(not_after),
-        })
+        Ok(IssuedCert::new(serial, der, not_before, not_after))
     }
 
     /// Adds a transition's extra trust: the previous CA after the chain

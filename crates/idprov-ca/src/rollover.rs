@@ -10,7 +10,6 @@
 
 use std::time::SystemTime;
 
-use idprov_proto::UnixTime;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, KeyUsagePurpose,
 };
@@ -20,7 +19,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use crate::authority::{BACKDATE, Ca, IssuedCert};
 use crate::error::{CaError, signing};
 use crate::inspect::CertInfo;
-use crate::pem::{certificate_pem, parse_certificates};
+use crate::pem::parse_certificates;
 
 /// The subject of a certificate, as rcgen rebuilds it: every attribute
 /// with its type and string value, in order (names of the CAs idprov
@@ -71,13 +70,7 @@ impl Ca {
         let cert = params.signed_by(&key, self.issuer()).map_err(signing)?;
         let der = cert.der().clone();
         let serial = CertInfo::from_der(&der)?.serial;
-        Ok(IssuedCert {
-            serial,
-            pem: certificate_pem(&der),
-            der,
-            not_before: UnixTime::from(not_before),
-            not_after: UnixTime::from(not_after),
-        })
+        Ok(IssuedCert::new(serial, der, not_before, not_after))
     }
 
     /// This (new) CA in a transition from `previous`: it issues, and what

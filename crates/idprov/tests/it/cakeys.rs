@@ -170,6 +170,31 @@ fn refused_start(data: &Path, config: &Path, env: &[(&str, &str)]) -> String {
     stderr(&out)
 }
 
+/// `idprov backup` of `data` (with `config` and `env`) into `backup`: it
+/// succeeds, and says `not_copied` (stderr) and `holds` (stdout).
+fn backup_saying(
+    (data, config, env): (&Path, &Path, &[(&str, &str)]),
+    backup: &Path,
+    not_copied: &str,
+    holds: &str,
+) {
+    let out = idprov_env(
+        &[
+            "backup",
+            s(backup),
+            "--data-dir",
+            s(data),
+            "--config",
+            s(config),
+        ],
+        None,
+        env,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(not_copied), "{}", stderr(&out));
+    assert!(stdout(&out).contains(holds), "{}", stdout(&out));
+}
+
 fn fingerprint(data: &Path) -> String {
     let out = idprov(&["ca-fingerprint", "--data-dir", s(data)], None);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -260,29 +285,11 @@ fn a_ca_key_generated_in_a_softhsm_token_signs_everything_and_never_lands_on_dis
         "{}",
         stdout(&out)
     );
-    let backup = tmp.path().join("backup");
-    let out = idprov_env(
-        &[
-            "backup",
-            s(&backup),
-            "--data-dir",
-            s(&data),
-            "--config",
-            s(&config),
-        ],
-        None,
-        &conf_env,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not copied: the CA key: it is in PKCS#11 token \"idprov-test\""),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("holds no CA private key"),
-        "{}",
-        stdout(&out)
+    backup_saying(
+        (&data, &config, &conf_env),
+        &tmp.path().join("backup"),
+        "not copied: the CA key: it is in PKCS#11 token \"idprov-test\"",
+        "holds no CA private key",
     );
     server.stop();
 
@@ -420,27 +427,11 @@ fn an_encrypted_ca_key_file_openssl_reads_encrypt_key_and_a_backup_restored_with
     );
     // A backup says what it did not copy; it restores with the passphrase.
     let backup = tmp.path().join("backup");
-    let out = idprov(
-        &[
-            "backup",
-            s(&backup),
-            "--data-dir",
-            s(&data),
-            "--config",
-            s(&with_pass),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not copied: the passphrase of the encrypted CA key (file "),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("restores only with the passphrase"),
-        "{}",
-        stdout(&out)
+    backup_saying(
+        (&data, &with_pass, &[]),
+        &backup,
+        "not copied: the passphrase of the encrypted CA key (file ",
+        "restores only with the passphrase",
     );
     server.stop();
     let restored = tmp.path().join("restored");
