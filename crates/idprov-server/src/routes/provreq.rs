@@ -107,12 +107,13 @@ pub(crate) async fn post(
             response.status = ProvisionStatus::Approved;
             response.retry_sec = issued.renew_after_secs;
             response.client_cert = issued.chain_pem;
-            match issued.key {
-                AnswerKey::Empty => response.sign(b"", KeyVariant::RawSecret),
+            let signed = match issued.key {
+                AnswerKey::Empty => response.signed_json(b"", KeyVariant::RawSecret),
                 AnswerKey::Secret(secret, variant) => {
-                    response.sign(secret.expose().as_bytes(), variant)
+                    response.signed_json(secret.expose().as_bytes(), variant)
                 }
-            }
+            };
+            return Ok(json_bytes(signed));
         }
         Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),
         // v1 answers every rejection alike.
