@@ -148,6 +148,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                             created_at: now,
                             valid_until: now + 3600,
                             created_by: Actor::named("admin", "bench"),
+                            pake: None,
                         },
                         AuditOf::always(AuditRecord::new(
                             now,

@@ -11,6 +11,8 @@ pub enum AnswerKey {
     Empty,
     /// The secret the request proved, in the variant it used.
     Secret(OobSecret, KeyVariant),
+    /// An idprov v2 run's `K_answer`.
+    Session(zeroize::Zeroizing<[u8; 32]>),
 }
 
 /// A certificate handed out: issued now, or re-delivered.
@@ -41,6 +43,8 @@ pub enum Refusal {
     GuessBudgetSpent,
     /// Too many waiting requests from this source.
     WaitingFromSource,
+    /// Too many unfinished idprov v2 runs (from this source, or in all).
+    PakeSessions,
 }
 
 impl Refusal {
@@ -53,6 +57,7 @@ impl Refusal {
                  an administrator can approve this request or register a new secret"
             }
             Refusal::WaitingFromSource => "too many waiting requests from this address",
+            Refusal::PakeSessions => "too many unfinished idprov v2 runs; try again shortly",
         }
     }
 }

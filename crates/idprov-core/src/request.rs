@@ -7,6 +7,7 @@ use idprov_ca::PublicKey;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, KeyFingerprint, OobSecret};
 use idprov_store::Actor;
+use zeroize::Zeroizing;
 
 /// The role a verified certificate's subject OU grants (PROTOCOL.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +83,27 @@ pub enum Proof {
     /// idprov v1: an HMAC over the canonical form of this message (§5);
     /// an empty signature proves nothing and is no guess.
     V1(idprov_proto::ProvisionRequest),
+    /// idprov v2: a SPAKE2+ run of this TLS connection
+    /// ([`crate::Provisioner::pake_finish`]). Always a guess.
+    V2(PakeProof),
+}
+
+/// What an idprov v2 run proved: against which registration it ran, and,
+/// when the device's confirmation matched and its request verified under
+/// the run's `K_request`, the key that signs the answer (`K_answer`).
+#[derive(Clone)]
+pub struct PakeProof {
+    pub(crate) registration: Option<i64>,
+    pub(crate) answer_key: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for PakeProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PakeProof")
+            .field("registration", &self.registration)
+            .field("confirmed", &self.answer_key.is_some())
+            .finish()
+    }
 }
 
 impl Proof {
@@ -90,15 +112,26 @@ impl Proof {
         match self {
             Proof::None => false,
             Proof::V1(m) => !m.signature.is_empty(),
+            Proof::V2(_) => true,
         }
     }
 
-    /// How it verifies under `secret`, if it does: the variant the answer
-    /// is then signed in.
-    pub(crate) fn verify(&self, secret: &OobSecret) -> Option<KeyVariant> {
+    /// How a v1 proof verifies under `secret`, if it does: the variant the
+    /// answer is then signed in. A v2 run is never checked against a secret.
+    pub(crate) fn verify_secret(&self, secret: &OobSecret) -> Option<KeyVariant> {
         match self {
-            Proof::None => None,
             Proof::V1(m) => m.verify(secret.expose().as_bytes()).map(|v| v.variant),
+            Proof::None | Proof::V2(_) => None,
+        }
+    }
+
+    /// The answer's key of a v2 run that proved the registration
+    /// `registration` (the one live now: a run against a replaced
+    /// registration proves nothing).
+    pub(crate) fn verify_run(&self, registration: i64) -> Option<Zeroizing<[u8; 32]>> {
+        match self {
+            Proof::V2(p) if p.registration == Some(registration) => p.answer_key.clone(),
+            _ => None,
         }
     }
 }

@@ -155,6 +155,7 @@ pub async fn serve(
         let router = router.clone();
         let watcher = graceful.watcher();
         let http = http.clone();
+        let v2 = state.config.v2;
         tokio::spawn(async move {
             let slot = permit.slot.clone();
             let _permit = permit;
@@ -194,7 +195,29 @@ pub async fn serve(
                         None
                     }
                 });
-            let info = ConnInfo { peer, leaf };
+            // idprov v2 binds its runs to this value (PROTOCOL.md §11.3):
+            // taken here, while the TLS state is ours, into a fixed array.
+            let exporter = if v2 {
+                let session = tls.get_ref().1;
+                (session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
+                    .then(|| {
+                        session
+                            .export_keying_material(
+                                [0u8; idprov_proto::v2::EXPORTER_LEN],
+                                idprov_proto::v2::EXPORTER_LABEL,
+                                None,
+                            )
+                            .ok()
+                    })
+                    .flatten()
+            } else {
+                None
+            };
+            let info = ConnInfo {
+                peer,
+                leaf,
+                exporter,
+            };
             let tracker = slot.clone();
             let service = tower::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());

@@ -23,6 +23,8 @@ pub use idprov_core::metrics::{
 };
 /// Provisioning outcomes (approved, waiting, rejected, locked_out).
 pub const PROVISIONING: &str = "idprov_provisioning_total";
+/// idprov v2 provisioning outcomes (approved, waiting, rejected, locked_out).
+pub const PROVISIONING_V2: &str = "idprov_provisioning_v2_total";
 /// Certificates revoked.
 pub const CERTIFICATES_REVOKED: &str = "idprov_certificates_revoked_total";
 /// Idle connections closed to make room near the connection total.

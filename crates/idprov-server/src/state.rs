@@ -61,8 +61,13 @@ impl AppState {
         secrets: SecretBox,
         clock: Arc<dyn Clock>,
     ) -> AppState {
-        let directory_json =
-            Bytes::from(Directory::new(ca.chain_pem(), config.services.clone()).to_json());
+        let directory = Directory::new(ca.chain_pem(), config.services.clone());
+        let directory = if config.v2 {
+            directory.with_v2()
+        } else {
+            directory
+        };
+        let directory_json = Bytes::from(directory.to_json());
         let host = if config.public_name.contains(':') && !config.public_name.starts_with('[') {
             format!("[{}]", config.public_name)
         } else {
@@ -91,6 +96,12 @@ impl AppState {
                 waiting_caps: config.waiting_caps,
                 waiting_retry: config.waiting_retry,
                 reserved_device_ids: config.reserved_device_ids.clone(),
+                v2_iterations: config.v2_kdf_iterations,
+                v2_sessions: idprov_core::SessionLimits {
+                    lifetime: config.v2_session_lifetime,
+                    per_source: crate::defaults::V2_SESSIONS_PER_SOURCE,
+                    total: crate::defaults::V2_SESSIONS_TOTAL,
+                },
             },
         ));
         AppState(Arc::new(Inner {

@@ -85,7 +85,8 @@ pub trait Secrets: Send + Sync {
     async fn existing_secrets(&self, device_ids: Vec<String>, now: UnixTime)
     -> Result<Vec<String>>;
 
-    /// Sealed secrets for an export with secrets, in device-ID order.
+    /// Sealed secrets for an export with secrets, in device-ID order
+    /// (v2-only registrations, which keep none, are left out).
     async fn sealed_secrets(&self, page: &Page, now: UnixTime) -> Result<Vec<SealedSecret>>;
 
     /// The failure counter of (device, source), if any.

@@ -260,6 +260,7 @@ impl TestServer {
                 device_id: device_id.into(),
                 oob_secret: secret.into(),
                 valid_until: String::new(),
+                pake_only: false,
             })
             .await
             .expect("secret registered");

@@ -6,6 +6,7 @@ mod agent;
 mod store;
 mod time;
 mod trust;
+mod v2;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub struct DeviceOptions {
     /// was trusted on first use. Dangerous: a rogue server on the network
     /// could then hand out its own CA.
     pub danger_accept_empty_key_after_first_contact: bool,
+    /// First contact with idprov v2 (SPAKE2+, PROTOCOL.md §11) only: never
+    /// v1, whatever the server's directory says (a label `idprov:2?…`).
+    pub v2: bool,
 }
 
 impl std::fmt::Debug for DeviceOptions {
@@ -91,6 +95,7 @@ impl std::fmt::Debug for DeviceOptions {
             .field("has_secret", &self.secret.is_some())
             .field("ca_fingerprint", &self.ca_fingerprint)
             .field("server", &self.server)
+            .field("v2", &self.v2)
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
@@ -117,6 +122,7 @@ impl DeviceOptions {
             clock: Arc::new(SystemClock),
             build_time: build_time(),
             danger_accept_empty_key_after_first_contact: false,
+            v2: false,
         }
     }
 }
@@ -193,6 +199,19 @@ pub enum DeviceError {
          certificate again for a few minutes (its re-delivery window); after that an administrator approves again"
     )]
     EmptyKeyUntrusted,
+    /// The device speaks idprov v2 only, and the server does not offer it.
+    #[error(
+        "the server does not offer idprov v2 ({0} is unknown there); this device is configured for v2 \
+         (its label says idprov:2) and never falls back to v1: enable v2 on the server (provisioning.v2)"
+    )]
+    NoV2(String),
+    /// The server could not prove it holds this device's v2 verifier.
+    #[error(
+        "idprov v2: the server's confirmation does not match: it holds no verifier for this device and secret \
+         (not registered, already used or expired, or another secret), or the exchange was relayed over another \
+         TLS connection; nothing more was sent"
+    )]
+    PakeFailed,
     /// The issued certificate is not acceptable.
     #[error("the issued certificate was refused: {0}")]
     BadCertificate(String),
@@ -226,7 +245,7 @@ pub struct Installed {
     pub not_before: UnixTime,
     /// notAfter.
     pub not_after: UnixTime,
-    /// Which key verified the answer: "secret" or "empty key".
+    /// Which key verified the answer: "secret", "empty key" or "v2 session key".
     pub verified_with: &'static str,
 }
 
@@ -469,6 +488,10 @@ impl Device {
     /// One provisioning attempt. With `use_certificate`, the installed
     /// certificate is presented (renewal over mutual TLS).
     pub async fn provision(&mut self, use_certificate: bool) -> Result<Outcome, DeviceError> {
+        if self.opts.v2 && !use_certificate {
+            // First contact of a v2 device: v2 or nothing (no downgrade).
+            return self.provision_v2().await;
+        }
         let target = self.target().await?;
         let (ca_pem, pinned) = self.trust(&target).await?;
         let current = if use_certificate {
@@ -553,7 +576,7 @@ impl Device {
             ProvisionStatus::Waiting => Ok(Outcome::Waiting(secs(answer.retry_sec))),
             ProvisionStatus::Rejected => Ok(Outcome::Rejected(secs(answer.retry_sec))),
             ProvisionStatus::Approved => {
-                let installed = self.accept(&answer, &ca_pem, pinned || presented)?;
+                let installed = self.accept(&answer, &ca_pem, pinned, presented)?;
                 Ok(Outcome::Approved(installed))
             }
         }
@@ -564,8 +587,10 @@ impl Device {
         &self,
         answer: &ProvisionResponse,
         pinned_ca: &str,
-        empty_key_ok: bool,
+        pinned: bool,
+        presented: bool,
     ) -> Result<Installed, DeviceError> {
+        let empty_key_ok = pinned || presented;
         let by_secret = self
             .opts
             .secret
@@ -582,13 +607,35 @@ impl Device {
             return Err(DeviceError::BadSignature);
         };
         tracing::info!(verified_with, "the Approved answer's signature verified");
-        if answer.ca_cert.trim().is_empty() {
-            return Err(DeviceError::BadCertificate(
-                "the answer carries no CA".into(),
-            ));
-        }
+        self.install(answer, pinned_ca, pinned, by_secret, verified_with)
+    }
+
+    /// Checks the certificate of an Approved answer whose signature
+    /// verified (`by_secret`: under a key only the device and the server
+    /// share) and installs it with its CA. An answer without a CA (the Go
+    /// server never fills `caCert`) is checked against the CA pinned out of
+    /// band, and installed with it; without a pinned CA it is refused.
+    fn install(
+        &self,
+        answer: &ProvisionResponse,
+        pinned_ca: &str,
+        pinned: bool,
+        by_secret: bool,
+        verified_with: &'static str,
+    ) -> Result<Installed, DeviceError> {
+        let ca_pem = if answer.ca_cert.trim().is_empty() {
+            if !pinned {
+                return Err(DeviceError::BadCertificate(
+                    "the answer carries no CA, and no CA is pinned to check it against".into(),
+                ));
+            }
+            tracing::info!("the answer carries no CA; checking the certificate against the pinned CA");
+            pinned_ca
+        } else {
+            answer.ca_cert.as_str()
+        };
         let answer_ca: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(answer.ca_cert.as_bytes())
+            CertificateDer::pem_slice_iter(ca_pem.as_bytes())
                 .collect::<Result<_, _>>()
                 .map_err(|e| DeviceError::BadCertificate(format!("caCert: {e:?}")))?;
         if !by_secret {
@@ -654,7 +701,7 @@ impl Device {
         let name = format!("{stamp}-{}", &serial[..serial.len().min(16)]);
         let key_pem = Zeroizing::new(self.key.serialize_pem());
         self.store
-            .install(&name, &key_pem, &answer.client_cert, &answer.ca_cert)
+            .install(&name, &key_pem, &answer.client_cert, ca_pem)
             .map_err(storage)?;
         tracing::info!(device_id = %self.opts.device_id, serial = %leaf.serial, not_after = %unix_rfc3339(leaf.not_after), "installed a new certificate");
         Ok(Installed {

@@ -103,6 +103,7 @@ impl Lab {
                     created_at: now,
                     valid_until: now.plus_secs(3 * 86_400),
                     created_by: Actor::named("admin", "admin"),
+                    pake: None,
                 },
                 AuditOf::one(move |outcome: &PutSecretOutcome| {
                     AuditRecord::new(

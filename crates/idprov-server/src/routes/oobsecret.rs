@@ -74,7 +74,8 @@ pub(crate) fn validate(
         t
     };
     let mut warnings = Vec::new();
-    if secret.is_short() {
+    // A v2-only secret is never exposed to offline guessing from an exchange.
+    if secret.is_short() && !msg.pake_only {
         warnings.push(format!(
             "the secret is shorter than {} characters: a captured exchange lets an attacker guess it offline",
             idprov_proto::secret::SHORT_SECRET_CHARS
@@ -132,10 +133,32 @@ pub(crate) async fn post(
     let msg = OobSecretMessage::from_json(&bytes)?;
     let now = app.now_unix();
     let reg = validate(&msg, &app.config, now)?;
-    let sealed = app
-        .secrets()
-        .seal(reg.device_id.as_str(), &reg.secret)
+    if msg.pake_only && !app.config.v2 {
+        return Err(ApiError::Invalid {
+            field: "pakeOnly",
+            message: "field \"pakeOnly\": idprov v2 is switched off on this server (provisioning.v2)"
+                .into(),
+        });
+    }
+    // The default keeps the sealed secret (v1, and v2 derives its record
+    // from it); v2-only keeps the verifier and no form of the secret.
+    let (sealed, pake) = if msg.pake_only {
+        let (app2, device, secret) = (app.clone(), reg.device_id.to_string(), reg.secret.clone());
+        let verifier = tokio::task::spawn_blocking(move || {
+            app2.secrets()
+                .pake_verifier(&device, &secret, app2.config.v2_kdf_iterations)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+        (Vec::new(), Some(verifier))
+    } else {
+        let sealed = app
+            .secrets()
+            .seal(reg.device_id.as_str(), &reg.secret)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        (sealed, None)
+    };
     let outcome = app
         .registry
         .put_secret(
@@ -146,6 +169,7 @@ pub(crate) async fn post(
                 created_at: now,
                 valid_until: reg.valid_until,
                 created_by: admin.caller.actor.clone(),
+                pake,
             },
             {
                 let (caller, device) = (admin.caller.clone(), reg.device_id.to_string());
@@ -171,6 +195,7 @@ pub(crate) async fn post(
         device_id = %reg.device_id,
         actor = %admin.caller.actor,
         replaced,
+        v2_only = msg.pake_only,
         "OOB secret registered"
     );
     json(&SecretAdded {

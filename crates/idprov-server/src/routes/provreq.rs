@@ -25,7 +25,11 @@ pub const MAX_FREE_TEXT: usize = 255;
 
 /// Parses a v1 message into the core's request: device-ID syntax,
 /// free-text lengths, the public key (400 naming the field otherwise).
-fn parse(message: ProvisionRequest, caller: &Caller, conn: &ConnInfo) -> Result<Request, ApiError> {
+pub(crate) fn parse(
+    message: ProvisionRequest,
+    caller: &Caller,
+    conn: &ConnInfo,
+) -> Result<Request, ApiError> {
     let device_id = DeviceId::parse(&message.device_id)
         .map_err(|e| ApiError::BadRequest(format!("field \"deviceID\": {e}")))?;
     for (field, value) in [("ip", &message.ip), ("mac", &message.mac)] {
@@ -88,10 +92,21 @@ pub(crate) async fn post(
     let privileged = caller
         .verified()
         .is_some_and(|v| matches!(v.role, crate::auth::Role::Admin | crate::auth::Role::Plugin));
-    if !privileged
-        && let Err(wait) = app
-            .provisioning_limiter
-            .check(conn.peer.ip(), std::time::Instant::now())
+    if !privileged {
+        rate_limit(&app, &conn)?;
+    }
+    // The body is JSON whatever its Content-Type: Go clients may send none.
+    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
+    let request = parse(ProvisionRequest::from_json(&bytes)?, &caller, &conn)?;
+    let outcome = app.core.provision(&request).await?;
+    answer(&app, &conn, outcome)
+}
+
+/// The per-source limit of provisioning requests (v1's and v2's).
+pub(crate) fn rate_limit(app: &AppState, conn: &ConnInfo) -> Result<(), ApiError> {
+    if let Err(wait) = app
+        .provisioning_limiter
+        .check(conn.peer.ip(), std::time::Instant::now())
     {
         app.note_limited(conn.peer.ip(), "provisioning_rate");
         return Err(ApiError::TooManyRequests {
@@ -99,10 +114,13 @@ pub(crate) async fn post(
             reason: "too many provisioning requests from this address",
         });
     }
-    // The body is JSON whatever its Content-Type: Go clients may send none.
-    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
-    let request = parse(ProvisionRequest::from_json(&bytes)?, &caller, &conn)?;
-    let outcome = app.core.provision(&request).await?;
+    Ok(())
+}
+
+/// The core's decision as a provisioning response (v1's form, which v2's
+/// last answer shares): Approved, Waiting and Rejected are 200, a refusal
+/// is a 429.
+pub(crate) fn answer(app: &AppState, conn: &ConnInfo, outcome: Outcome) -> Result<Response, ApiError> {
     let label = match &outcome {
         Outcome::Approved(_) => "approved",
         Outcome::Waiting { .. } => "waiting",
@@ -128,6 +146,7 @@ pub(crate) async fn post(
                 AnswerKey::Secret(secret, variant) => {
                     response.sign(secret.expose().as_bytes(), variant)
                 }
+                AnswerKey::Session(key) => response.sign_v2(&key),
             }
         }
         Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),

@@ -197,7 +197,6 @@ from_row! {
     }
     GuessBudget { secret_id: int, window_start: time, failures: u32 }
     Lockout { failures: u32, locked_until: time }
-    StoredSecret { id: int, device_id: text, sealed: blob, key_id: text, created_at: time, valid_until: time }
     ConsumedSecret { sealed: blob, key_id: text, serial: serial, consumed_at: time }
     SecretSummary { device_id: text, created_at: time, valid_until: time, created_by: text }
     SealedSecret { device_id: text, sealed: blob, key_id: text, valid_until: time }
@@ -205,6 +204,40 @@ from_row! {
     Checkpoint { seq: int, head_hash: text, at: time, signer: text, signature: blob }
     CrlRecord { number: int, this_update: time, next_update: time, der: blob }
     RevokedCert { serial: serial, revoked_at: time, reason: int, not_after: time }
+}
+
+/// The columns of a stored secret, in [`StoredSecret`]'s order.
+macro_rules! secret_columns {
+    ($p:literal) => {
+        concat!(
+            $p, "id, ", $p, "device_id, ", $p, "sealed, ", $p, "key_id, ",
+            $p, "created_at, ", $p, "valid_until, ",
+            $p, "pake_salt, ", $p, "pake_iterations, ", $p, "pake_verifier"
+        )
+    };
+}
+pub(crate) use secret_columns;
+
+impl FromRow for StoredSecret {
+    fn from_row(r: &mut Row, at: usize) -> Result<Self> {
+        let pake = match r.opt_blob(at + 6)? {
+            None => None,
+            Some(salt) => Some(PakeVerifier {
+                salt,
+                iterations: r.u32(at + 7)?,
+                sealed_record: r.blob(at + 8)?,
+            }),
+        };
+        Ok(StoredSecret {
+            id: r.int(at)?,
+            device_id: r.text(at + 1)?,
+            sealed: r.blob(at + 2)?,
+            key_id: r.text(at + 3)?,
+            created_at: r.time(at + 4)?,
+            valid_until: r.time(at + 5)?,
+            pake,
+        })
+    }
 }
 
 /// The record at columns `at`… of a `LEFT JOIN`, when it matched: when

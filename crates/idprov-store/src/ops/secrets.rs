@@ -5,15 +5,21 @@ use async_trait::async_trait;
 use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
-use super::{FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined};
+use super::{
+    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined,
+    secret_columns,
+};
 use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
 use crate::model::*;
 use crate::registry::Secrets;
 use crate::sql::{Backend, Db, Dialect, Row, args};
 
-const LIVE_SECRET: &str = "SELECT id, device_id, sealed, key_id, created_at, valid_until
-     FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2";
+const LIVE_SECRET: &str = concat!(
+    "SELECT ",
+    secret_columns!(""),
+    " FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2"
+);
 
 const CONSUMED_SECRET: &str = "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
      WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3";
@@ -32,11 +38,13 @@ async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBu
 /// statement: one round trip and one snapshot. Each join matches at most one
 /// row (its key), so there is exactly one result row, NULL where nothing
 /// matched.
-const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
+const OOB_VIEW: &str = concat!(
+    "SELECT l.failures, l.locked_until,
         j.device_id, j.key_fingerprint, j.rejected_by, j.reason, j.created_at,
         a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
-        c.sealed, c.key_id, c.serial, c.consumed_at,
-        s.id, s.device_id, s.sealed, s.key_id, s.created_at, s.valid_until,
+        c.sealed, c.key_id, c.serial, c.consumed_at, ",
+    secret_columns!("s."),
+    ",
         (SELECT serial FROM certificates
          WHERE kind = 'device' AND subject = $1 AND key_fingerprint = $2
            AND issue_kind = 'approval' AND issued_at >= $5 AND revoked_at IS NULL
@@ -49,7 +57,8 @@ const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
      LEFT JOIN consumed_secrets c ON c.device_id = $1 AND c.key_fingerprint = $2
         AND c.consumed_at >= $5
      LEFT JOIN oob_secrets s ON s.device_id = $1 AND s.valid_until >= $4
-     LEFT JOIN guess_budgets g ON g.device_id = $1";
+     LEFT JOIN guess_budgets g ON g.device_id = $1"
+);
 
 fn oob_view_from_row(mut r: Row) -> Result<OobView> {
     // A NOT NULL column of each joined table tells whether it matched.
@@ -60,8 +69,8 @@ fn oob_view_from_row(mut r: Row) -> Result<OobView> {
         approval: joined(r, 7, 7)?,
         consumed: joined(r, 13, 12)?,
         live_secret: joined(r, 16, 16)?,
-        approved_serial: r.opt_serial(22)?,
-        guess_budget: joined(r, 23, 23)?,
+        approved_serial: r.opt_serial(25)?,
+        guess_budget: joined(r, 26, 26)?,
     })
 }
 
@@ -82,15 +91,19 @@ impl<B: Backend> Secrets for Store<B> {
                 .await?
                 > 0;
             db.exec(
-                "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by,
+                    pake_salt, pake_iterations, pake_verifier)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 args![
                     &s.device_id,
                     &s.sealed,
                     &s.key_id,
                     s.created_at,
                     s.valid_until,
-                    &s.created_by.to_string()
+                    &s.created_by.to_string(),
+                    s.pake.as_ref().map(|p| &p.salt),
+                    s.pake.as_ref().map(|p| p.iterations),
+                    s.pake.as_ref().map(|p| &p.sealed_record)
                 ],
             )
             .await?;
@@ -263,7 +276,8 @@ impl<B: Backend> Secrets for Store<B> {
             all(
                 db,
                 "SELECT device_id, sealed, key_id, valid_until FROM oob_secrets
-                     WHERE device_id > $1 AND valid_until >= $3 ORDER BY device_id LIMIT $2",
+                     WHERE device_id > $1 AND valid_until >= $3 AND length(sealed) > 0
+                     ORDER BY device_id LIMIT $2",
                 args![&after, limit, now],
                 SealedSecret::decode,
             )

@@ -45,7 +45,7 @@ const TABLES: &[(&str, &str, Option<&str>)] = &[
     ("devices", "device_id, created_at", None),
     (
         "oob_secrets",
-        "id, device_id, sealed, key_id, created_at, valid_until, created_by",
+        "id, device_id, sealed, key_id, created_at, valid_until, created_by, pake_salt, pake_iterations, pake_verifier",
         Some("id"),
     ),
     (

@@ -180,6 +180,13 @@ const MIGRATIONS: &[&str] = &[
         failures     BIGINT NOT NULL
     );
     "#,
+    // 5: idprov v2 — the verifier of a registration for v2 only (its
+    // `sealed` is then empty: no form of the secret is kept).
+    r#"
+    ALTER TABLE oob_secrets ADD COLUMN pake_salt BYTEA;
+    ALTER TABLE oob_secrets ADD COLUMN pake_iterations BIGINT;
+    ALTER TABLE oob_secrets ADD COLUMN pake_verifier BYTEA;
+    "#,
 ];
 
 /// The newest schema version this binary knows. Equal to the SQLite

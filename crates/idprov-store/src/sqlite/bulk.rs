@@ -168,6 +168,7 @@ pub(super) async fn put_secrets(
                             created_at: UnixTime::from_secs(r.get(4)?),
                             valid_until: UnixTime::from_secs(r.get(5)?),
                             created_by: Actor::parse(&r.get::<_, String>(6)?),
+                            pake: None,
                         },
                     };
                     let s = &row.secret;

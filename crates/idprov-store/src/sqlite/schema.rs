@@ -156,6 +156,13 @@ const MIGRATIONS: &[&str] = &[
         failures     INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 5: idprov v2 — the verifier of a registration for v2 only (its
+    // `sealed` is then empty: no form of the secret is kept).
+    r#"
+    ALTER TABLE oob_secrets ADD COLUMN pake_salt BLOB;
+    ALTER TABLE oob_secrets ADD COLUMN pake_iterations INTEGER;
+    ALTER TABLE oob_secrets ADD COLUMN pake_verifier BLOB;
+    "#,
 ];
 
 /// The newest schema version this binary knows.

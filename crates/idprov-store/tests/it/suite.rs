@@ -16,6 +16,7 @@ macro_rules! backend_tests {
     ($open:ident) => {
         $crate::suite::backend_tests!(@each $open;
             secrets_add_replace_list_remove,
+            a_v2_only_registration_keeps_its_verifier_and_no_secret,
             consuming_a_secret_is_conditional,
             redelivery_window,
             lockout_doubles_and_resets,
@@ -217,6 +218,7 @@ pub(crate) fn secret(device: &str, valid_until: UnixTime) -> NewSecret {
         created_at: NOW,
         valid_until,
         created_by: Actor::named("admin", "tester"),
+        pake: None,
     }
 }
 
@@ -248,6 +250,43 @@ pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRe
         clear_waiting_key: Some(fp("fp-1")),
         audit: audit("certificate_issued", device),
     }
+}
+
+/// A v2-only registration (PROTOCOL.md §11) stores its verifier and an
+/// empty `sealed`; the single read and the OOB path's one-statement view
+/// both return it; a default registration has no verifier.
+pub async fn a_v2_only_registration_keeps_its_verifier_and_no_secret(reg: &Arc<dyn Registry>) {
+    let verifier = PakeVerifier {
+        salt: vec![9; 16],
+        iterations: 10_000,
+        sealed_record: vec![7; 125],
+    };
+    let mut s = secret("pake-1", NOW + 100);
+    s.sealed = Vec::new();
+    s.pake = Some(verifier.clone());
+    reg.put_secret(s, added("pake-1")).await.expect("put");
+    let live = reg
+        .live_secret("pake-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(live.sealed_secret(), None);
+    assert_eq!(live.pake, Some(verifier.clone()));
+    let view = reg
+        .oob_view("pake-1", &fp("k"), "127.0.0.1", NOW, NOW - 600)
+        .await
+        .expect("view");
+    assert_eq!(view.live_secret, Some(live));
+    reg.put_secret(secret("plain-1", NOW + 100), added("plain-1"))
+        .await
+        .expect("put");
+    let plain = reg
+        .live_secret("plain-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(plain.pake, None);
+    assert!(plain.sealed_secret().is_some());
 }
 
 pub async fn secrets_add_replace_list_remove(reg: &Arc<dyn Registry>) {

@@ -124,6 +124,7 @@ async fn listings_in_json_return_every_entry() {
                 device_id: format!("bulk-{i:04}"),
                 oob_secret: "listing-secret".into(),
                 valid_until: String::new(),
+                pake_only: false,
             })
             .await
             .expect("add");
@@ -178,6 +179,7 @@ async fn devices_show_requests_list_and_status() {
             device_id: "shown".into(),
             oob_secret: "show-me-secret".into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("add");

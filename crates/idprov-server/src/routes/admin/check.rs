@@ -89,6 +89,7 @@ pub(crate) async fn check(
                 device_id: label.device_id.into_string(),
                 oob_secret: label.secret.expose().to_owned(),
                 valid_until,
+                pake_only: false,
             };
             (message, label.ca, true)
         }
@@ -97,6 +98,7 @@ pub(crate) async fn check(
                 device_id,
                 oob_secret: oob_secret.unwrap_or_default(),
                 valid_until,
+                pake_only: false,
             };
             (message, None, false)
         }
@@ -124,6 +126,7 @@ pub(crate) async fn check(
         ca_fingerprint: ca.as_ref().map(ToString::to_string),
         ca_matches: ca.as_ref().map(|fp| fp.ct_eq(&ours)),
         label: Label {
+ version: 1,
             device_id: reg.device_id,
             secret: reg.secret,
             ca: Some(ours),

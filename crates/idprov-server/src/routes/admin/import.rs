@@ -141,6 +141,17 @@ impl Importer {
 
     /// Handles one row.
     pub(crate) async fn row(&mut self, row: InputRow) -> Result<(), ApiError> {
+        if row.message.pake_only {
+            self.refuse(
+                row.index,
+                row.line,
+                &row.message.device_id,
+                "field \"pakeOnly\": v2-only registrations are made one at a time \
+                 (idprov oob add ID --pake-only), not in bulk"
+                    .into(),
+            );
+            return Ok(());
+        }
         let reg = match validate(&row.message, &self.app.config, self.now) {
             Ok(r) => r,
             Err(e) => {
@@ -178,6 +189,7 @@ impl Importer {
                 created_at: self.now,
                 valid_until: reg.valid_until,
                 created_by: self.admin.actor.clone(),
+                pake: None,
             },
         });
         if self.tx.send(message).await.is_err() {
@@ -319,6 +331,7 @@ impl Cursor {
                             device_id: row.device_id,
                             oob_secret: row.oob_secret,
                             valid_until: row.valid_until,
+                            pake_only: false,
                         },
                     })
                     .await
@@ -578,6 +591,7 @@ async fn csv(admin: &Admin, q: &ImportQuery, mut body: Body) -> Result<Response,
                                     device_id: content.device_id,
                                     oob_secret: secret,
                                     valid_until: content.valid_until,
+                                    pake_only: false,
                                 },
                             })
                             .await?

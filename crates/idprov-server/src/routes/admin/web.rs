@@ -212,10 +212,12 @@ pub(crate) async fn labels(
                 created_at: now,
                 valid_until,
                 created_by: admin.caller.actor.clone(),
+                pake: None,
             },
         }))
         .map_err(|_| ApiError::Internal("the label sheet's rows".into()))?;
         let uri = idprov_proto::Label {
+ version: 1,
             device_id: id.clone(),
             secret,
             ca: Some(fingerprint),

@@ -1,0 +1,315 @@
+//! idprov v2 first contact (PROTOCOL.md §11): the server's side of a
+//! SPAKE2+ run, and the unfinished runs it keeps between the device's two
+//! messages.
+//!
+//! A run belongs to one TLS connection: it is bound to the connection's
+//! exporter value, and kept under it, so only that connection can finish
+//! it. What an unauthenticated client can make the server hold is bounded
+//! (ARCHITECTURE.md, invariants): one run per connection, at most
+//! [`SessionLimits::per_source`] per source and [`SessionLimits::total`] in
+//! all, each for [`SessionLimits::lifetime`]; a run is taken out when it is
+//! finished, whatever the outcome.
+//!
+//! Guesses are counted when a run starts, not when it ends: whoever sends
+//! `shareP` learns from `confirmV` whether its guess was right without ever
+//! sending `confirmP`, so every run against a registration is one guess,
+//! under the same per-source lockout and per-device budget as v1's wrong
+//! secrets, checked and counted before the server answers. A run the device
+//! confirms issues its certificate, which clears the source's count as a
+//! right v1 secret does ([`Proof::V2`] in [`crate::Provisioner::provision`]).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use idprov_proto::v2::{self, Binding, KdfParams, SeededRng};
+use idprov_proto::{DeviceId, UnixTime};
+use zeroize::Zeroizing;
+
+use crate::error::CoreError;
+use crate::outcome::Refusal;
+use crate::request::{PakeProof, Proof};
+use crate::service::{Provisioner, lockout_source, source_key};
+
+/// How many unfinished runs are kept, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// An unfinished run is forgotten after this long.
+    pub lifetime: Duration,
+    /// Runs kept per source (an IPv6 source counts as its /64).
+    pub per_source: usize,
+    /// Runs kept in all.
+    pub total: usize,
+}
+
+struct Session {
+    device_id: DeviceId,
+    registration: Option<i64>,
+    verifier: v2::Verifier,
+    source: IpAddr,
+    expires: UnixTime,
+}
+
+/// The unfinished runs, by the exporter value of their connection.
+#[derive(Default)]
+pub struct PakeSessions {
+    runs: Mutex<HashMap<[u8; v2::EXPORTER_LEN], Session>>,
+}
+
+impl std::fmt::Debug for PakeSessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PakeSessions")
+            .field("open", &self.len())
+            .finish()
+    }
+}
+
+impl PakeSessions {
+    /// How many runs are kept now.
+    pub fn len(&self) -> usize {
+        self.runs.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert(
+        &self,
+        exporter: [u8; v2::EXPORTER_LEN],
+        session: Session,
+        now: UnixTime,
+        limits: &SessionLimits,
+    ) -> Result<(), Refusal> {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        // A new run on a connection replaces its unfinished one.
+        runs.remove(&exporter);
+        let key = source_key(session.source);
+        let from_source = |runs: &HashMap<_, Session>| {
+            runs.values()
+                .filter(|s| source_key(s.source) == key)
+                .count()
+        };
+        if runs.len() >= limits.total || from_source(&runs) >= limits.per_source {
+            runs.retain(|_, s| s.expires > now);
+        }
+        if runs.len() >= limits.total || from_source(&runs) >= limits.per_source {
+            return Err(Refusal::PakeSessions);
+        }
+        runs.insert(exporter, session);
+        Ok(())
+    }
+
+    fn take(&self, exporter: &[u8; v2::EXPORTER_LEN], now: UnixTime) -> Option<Session> {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.remove(exporter).filter(|s| s.expires > now)
+    }
+}
+
+fn rng() -> Result<SeededRng, CoreError> {
+    let mut seed = Zeroizing::new([0u8; 64]);
+    aws_lc_rs::rand::fill(&mut seed[..])
+        .map_err(|_| CoreError::Issue("the system's random generator failed".into()))?;
+    Ok(SeededRng::new(*seed))
+}
+
+/// What a v2 run needs of the device's registration.
+enum Record {
+    /// The registration's record and identity.
+    Registered(i64, Zeroizing<[u8; v2::RECORD_LEN]>),
+    /// No registration that can run v2: a decoy run.
+    None,
+}
+
+impl Provisioner {
+    /// The KDF parameters of a device (PROTOCOL.md §11.2): a v2-only
+    /// registration's own; for every other device ID, registered or not,
+    /// the salt derived from the ID and the configured iterations, so the
+    /// answer says nothing about which IDs exist.
+    pub async fn pake_params(&self, device_id: &DeviceId) -> Result<KdfParams, CoreError> {
+        self.policy
+            .check_device_id("deviceID", device_id.as_str())
+            .map_err(CoreError::Invalid)?;
+        let live = self
+            .registry
+            .live_secret(device_id.as_str(), self.now())
+            .await?;
+        Ok(match live.and_then(|s| s.pake) {
+            Some(p) => KdfParams {
+                salt: p.salt,
+                iterations: p.iterations,
+            },
+            None => self.derived_params(device_id),
+        })
+    }
+
+    fn derived_params(&self, device_id: &DeviceId) -> KdfParams {
+        KdfParams {
+            salt: self.secrets.derived_salt(device_id.as_str()),
+            iterations: self.policy.v2_iterations,
+        }
+    }
+
+    async fn record(&self, device_id: &DeviceId) -> Result<Record, CoreError> {
+        let device = device_id.as_str();
+        let Some(live) = self.registry.live_secret(device, self.now()).await? else {
+            return Ok(Record::None);
+        };
+        if let Some(p) = &live.pake {
+            return Ok(match self.secrets.open_record(device, &p.sealed_record) {
+                Ok(r) => Record::Registered(live.id, r),
+                Err(e) => {
+                    tracing::warn!(device_id = device, error = %e, "a stored v2 record does not open; treating it as absent");
+                    Record::None
+                }
+            });
+        }
+        let Some(sealed) = live.sealed_secret() else {
+            return Ok(Record::None);
+        };
+        let secret = match self.secrets.open(device, sealed) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(device_id = device, error = %e, "a stored secret does not open; treating it as absent");
+                return Ok(Record::None);
+            }
+        };
+        // A default registration keeps the sealed secret: its record is
+        // derived here, with the parameters `pake_params` announced.
+        let record = v2::derive(
+            secret.expose().as_bytes(),
+            device,
+            &self.derived_params(device_id),
+        )
+        .map_err(|e| CoreError::Issue(format!("idprov v2 record: {e}")))?
+        .record();
+        Ok(Record::Registered(live.id, record))
+    }
+
+    /// The server's answer to a device's `shareP` (PROTOCOL.md §11.3):
+    /// `shareV` and `confirmV`, bound to the connection whose exporter
+    /// value is `exporter`; the run is kept under it until
+    /// [`Provisioner::pake_finish`]. A device without a registration that
+    /// can run v2 gets a decoy run, indistinguishable until its check of
+    /// `confirmV` fails.
+    pub async fn pake_start(
+        &self,
+        device_id: &DeviceId,
+        share_p: &[u8; v2::SHARE_LEN],
+        exporter: &[u8; v2::EXPORTER_LEN],
+        source: IpAddr,
+    ) -> Result<Result<([u8; v2::SHARE_LEN], [u8; v2::CONFIRMATION_LEN]), (Refusal, u64)>, CoreError>
+    {
+        self.policy
+            .check_device_id("deviceID", device_id.as_str())
+            .map_err(CoreError::Invalid)?;
+        let mut rng = rng()?;
+        let (registration, record) = match self.record(device_id).await? {
+            Record::Registered(id, record) => {
+                // One run is one guess: refused while the source is locked
+                // out or the device's budget is spent, counted otherwise.
+                if let Some(refusal) = self.admit_guess(device_id, source, id).await? {
+                    return Ok(Err(refusal));
+                }
+                (Some(id), record)
+            }
+            Record::None => (
+                None,
+                v2::decoy_record(&mut rng).map_err(|e| CoreError::Issue(e.to_string()))?,
+            ),
+        };
+        let binding = Binding::new(device_id.as_str(), &self.ca.fingerprint(), exporter);
+        let (verifier, share_v, confirm_v) =
+            v2::verifier_respond(&record, &binding, share_p, &mut rng)
+                .map_err(|e| CoreError::Invalid(format!("field \"shareP\": {e}")))?;
+        let now = self.now();
+        let session = Session {
+            device_id: device_id.clone(),
+            registration,
+            verifier,
+            source,
+            expires: now.plus(self.policy.v2_sessions.lifetime),
+        };
+        let limits = &self.policy.v2_sessions;
+        Ok(self
+            .pake_sessions
+            .insert(*exporter, session, now, limits)
+            .map(|()| (share_v, confirm_v))
+            .map_err(|r| (r, limits.lifetime.as_secs().max(1))))
+    }
+
+    /// Checks the lockout of (device, source) and the device's guess
+    /// budget against registration `id`, and counts the run as a wrong
+    /// guess (undone for the source when the run is confirmed and issues).
+    async fn admit_guess(
+        &self,
+        device_id: &DeviceId,
+        source: IpAddr,
+        id: i64,
+    ) -> Result<Option<(Refusal, u64)>, CoreError> {
+        let device = device_id.as_str();
+        let now = self.now();
+        let src = lockout_source(source);
+        if let Some(lock) = self.registry.lockout(device, &src).await?
+            && lock.locked_until > now
+        {
+            return Ok(Some((
+                Refusal::LockedOut,
+                u64::try_from(lock.locked_until.secs_since(now)).unwrap_or(0).max(1),
+            )));
+        }
+        let budget = self.registry.guess_budget(device).await?;
+        if let Some(until) = idprov_store::GuessBudget::exhausted_until(
+            budget.as_ref(),
+            id,
+            &self.policy.lockout,
+            now,
+        ) {
+            metrics::counter!(crate::metrics::GUESS_BUDGET_REFUSALS).increment(1);
+            return Ok(Some((
+                Refusal::GuessBudgetSpent,
+                u64::try_from(until.secs_since(now)).unwrap_or(0).max(1),
+            )));
+        }
+        let actor = idprov_store::Actor::source(&source.to_string());
+        self.count_wrong_guess(device_id, actor, now, &src, id).await?;
+        Ok(None)
+    }
+
+    /// The proof of the device's second message (PROTOCOL.md §11.4): its
+    /// `confirmP`, and its provisioning request signed with the run's
+    /// `K_request`, checked against the run of this connection (taken out:
+    /// a run is finished once). The proof goes into a [`crate::Request`]
+    /// for [`Provisioner::provision`], which counts a wrong one.
+    pub fn pake_finish(
+        &self,
+        request: &v2::FinishRequest,
+        confirm_p: &[u8; v2::CONFIRMATION_LEN],
+        exporter: &[u8; v2::EXPORTER_LEN],
+    ) -> Result<Proof, CoreError> {
+        let session = self.pake_sessions.take(exporter, self.now()).ok_or_else(|| {
+            CoreError::Invalid(
+                "no unfinished idprov v2 run on this TLS connection: send shareP to /idprov/v2/start \
+                 on the same connection first (a run lasts a minute)"
+                    .into(),
+            )
+        })?;
+        if session.device_id.as_str() != request.request.device_id {
+            return Err(CoreError::Invalid(
+                "field \"deviceID\": not the device of this connection's idprov v2 run".into(),
+            ));
+        }
+        let answer_key = session
+            .verifier
+            .finish(confirm_p)
+            .ok()
+            .filter(|keys| request.verify(keys))
+            .map(|keys| keys.answer_key());
+        Ok(Proof::V2(PakeProof {
+            registration: session.registration,
+            answer_key,
+        }))
+    }
+}
