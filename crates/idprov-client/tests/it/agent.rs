@@ -132,3 +132,55 @@ async fn a_refused_renewal_retries_once_without_the_certificate() {
     let _ = stop.send(true);
     agent.await.expect("join").expect("agent stops cleanly");
 }
+
+/// A v2 agent (a label idprov:2): first contact over idprov v2 with a
+/// v2-only registration, renewal over mutual TLS, and after expiry v2
+/// again once re-registered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_agent_provisions_over_v2_and_renews_over_mutual_tls() {
+    capture_logs();
+    let server = TestServer::start().await;
+    let register = || async {
+        server
+            .admin()
+            .add_secret(&idprov_proto::OobSecretMessage {
+                device_id: "agent-v2".into(),
+                oob_secret: "20461".into(),
+                valid_until: String::new(),
+                pake_only: true,
+            })
+            .await
+            .expect("registered")
+    };
+    register().await;
+    let dir = server.temp_dir().join("agent-v2");
+    let mut opts = DeviceOptions::new(DeviceId::parse("agent-v2").expect("id"), dir.clone());
+    opts.secret = Some(OobSecret::parse("20461").expect("secret"));
+    opts.server = ServerTarget::Address(server.server_arg());
+    opts.clock = server.clock.clone();
+    opts.ca_fingerprint = Some(server.ca().fingerprint());
+    opts.v2 = true;
+    let (stop, stopped) = watch::channel(false);
+    let pace = AgentOptions {
+        poll: Duration::from_millis(20),
+        ..AgentOptions::default()
+    };
+    let agent = tokio::spawn(run(opts, pace, stopped));
+    eventually("the first certificate", || serial_in(&dir).is_some()).await;
+    let first = serial_in(&dir).expect("serial");
+    server.clock.advance(Duration::from_secs(17 * 86_400));
+    eventually("a renewed certificate", || {
+        serial_in(&dir).is_some_and(|s| s != first)
+    })
+    .await;
+    let history = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "agent-v2")
+        .await
+        .expect("history");
+    assert_eq!(history[0].issue_kind, idprov_store::IssueKind::Renewal);
+    assert_eq!(history[1].issue_kind, idprov_store::IssueKind::Oob);
+    let _ = stop.send(true);
+    agent.await.expect("join").expect("agent stops cleanly");
+    assert!(captured_logs().contains("idprov v2: the server proved it holds this device's verifier"));
+}

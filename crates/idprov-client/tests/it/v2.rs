@@ -345,3 +345,54 @@ async fn a_v2_device_never_falls_back_to_v1() {
     assert!(!directory.contains("pake"), "{directory}");
     drop(dir);
 }
+
+/// The independent Go implementation (tests/go/v2device, written from RFC
+/// 9383 and PROTOCOL.md §11): RFC 9383's vectors, then a v2 run against
+/// this server with a v2-only registration; a wrong secret stops at the
+/// device's check of `confirmV`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_go_v2_device_passes_the_vectors_and_provisions() {
+    let Some(binary) = idprov_testkit::build_go_program("v2device") else {
+        return;
+    };
+    let out = std::process::Command::new(&binary)
+        .arg("-vectors")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "vectors ok");
+
+    let server = TestServer::start().await;
+    add_v2_only(&server, "go-pake", "271828").await;
+    let ca = server.temp_dir().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem()).expect("CA file");
+    let run = |secret: &str| {
+        let (binary, ca, server_arg) = (binary.clone(), ca.clone(), server.server_arg());
+        let dir = server.temp_dir().join("go-pake");
+        let secret = secret.to_owned();
+        move || {
+            std::process::Command::new(binary)
+                .args(["-server", &server_arg, "-id", "go-pake", "-secret", &secret])
+                .arg("-ca")
+                .arg(ca)
+                .arg("-dir")
+                .arg(dir)
+                .output()
+                .expect("runs")
+        }
+    };
+    let wrong = tokio::task::spawn_blocking(run("271829")).await.expect("join");
+    assert_eq!(wrong.status.code(), Some(2), "{}", String::from_utf8_lossy(&wrong.stderr));
+    let ok = tokio::task::spawn_blocking(run("271828")).await.expect("join");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let line = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[0], "Approved", "{line}");
+    assert_eq!(fields[2], "go-pake");
+    let certs = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "go-pake")
+        .await
+        .expect("read");
+    assert_eq!(certs.len(), 1);
+}

@@ -612,3 +612,55 @@ async fn admin_password_is_set_and_removed_from_the_cli() {
         tokio::task::block_in_place(|| run(&server, &["admin", "password", "dave"], Some("\n")));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+/// `idprov oob add ID --pake-only` prints an idprov:2 label; `idprov device
+/// provision --label` with it provisions over idprov v2; a v1 attempt with
+/// the same secret is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pake_only_registration_and_its_v2_label_provision_from_the_command_line() {
+    let server = TestServer::start().await;
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &["oob", "add", "cli-v2", "-", "--pake-only", "--json"],
+            Some("314159\n"),
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    let uri = v["label"].as_str().expect("the label is printed");
+    assert!(uri.starts_with("idprov:2?id=cli-v2&s=314159&ca="), "{uri}");
+    assert!(v.get("oobSecret").is_none(), "a given secret is not echoed");
+    assert!(
+        !stderr(&out).contains("shorter than"),
+        "no offline-guessing warning for v2 only"
+    );
+
+    let v1 = TestDevice::new("cli-v2");
+    let (_, resp, _) = provision(&server.http(), &server, &v1.request(Some("314159"))).await;
+    assert_eq!(
+        resp.expect("response").status,
+        idprov_proto::ProvisionStatus::Rejected
+    );
+
+    let dir = server.temp_dir().join("cli-v2");
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "device",
+                "provision",
+                "--label",
+                uri,
+                "--server",
+                &server.server_arg(),
+                "--dir",
+                dir.to_str().expect("path"),
+            ],
+            None,
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Approved: certificate"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("verified_with=\"v2 session key\""), "{}", stderr(&out));
+    assert!(dir.join("current/cert.pem").exists());
+}
