@@ -30,7 +30,7 @@ mod service;
 pub mod sweep;
 
 pub use error::CoreError;
-pub use outcome::{AnswerKey, Issued, Outcome, Refusal};
+pub use outcome::{AnswerKey, Issued, Outcome, Refusal, SessionKey};
 pub use policy::{Policy, reserved_device_id};
 pub use queue::QueueState;
 pub use pake::{PakeSessions, SessionLimits};

@@ -12,7 +12,24 @@ pub enum AnswerKey {
     /// The secret the request proved, in the variant it used.
     Secret(OobSecret, KeyVariant),
     /// An idprov v2 run's `K_answer`.
-    Session(zeroize::Zeroizing<[u8; 32]>),
+    Session(SessionKey),
+}
+
+/// An idprov v2 run's `K_answer`: zeroized on drop, never shown.
+#[derive(Clone)]
+pub struct SessionKey(pub(crate) zeroize::Zeroizing<[u8; 32]>);
+
+impl SessionKey {
+    /// The key's bytes, to sign the answer with.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
 }
 
 /// A certificate handed out: issued now, or re-delivered.

@@ -102,6 +102,35 @@ impl PakeSessions {
         Ok(())
     }
 
+    /// Whether a run from `source` would be kept now (checked before a
+    /// guess is counted, so a refused run costs the device nothing).
+    /// (A run on the same connection, which the new one replaces, does not
+    /// count.)
+    fn has_room(
+        &self,
+        exporter: &[u8; v2::EXPORTER_LEN],
+        source: IpAddr,
+        now: UnixTime,
+        limits: &SessionLimits,
+    ) -> bool {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        let key = source_key(source);
+        let count = |runs: &HashMap<[u8; v2::EXPORTER_LEN], Session>| {
+            let others = runs.iter().filter(|(e, _)| *e != exporter);
+            (
+                others.clone().count(),
+                others.filter(|(_, s)| source_key(s.source) == key).count(),
+            )
+        };
+        let (total, mine) = count(&runs);
+        if total < limits.total && mine < limits.per_source {
+            return true;
+        }
+        runs.retain(|_, s| s.expires > now);
+        let (total, mine) = count(&runs);
+        total < limits.total && mine < limits.per_source
+    }
+
     fn take(&self, exporter: &[u8; v2::EXPORTER_LEN], now: UnixTime) -> Option<Session> {
         let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
         runs.remove(exporter).filter(|s| s.expires > now)
@@ -205,6 +234,13 @@ impl Provisioner {
         self.policy
             .check_device_id("deviceID", device_id.as_str())
             .map_err(CoreError::Invalid)?;
+        let limits = &self.policy.v2_sessions;
+        if !self
+            .pake_sessions
+            .has_room(exporter, source, self.now(), limits)
+        {
+            return Ok(Err((Refusal::PakeSessions, limits.lifetime.as_secs().max(1))));
+        }
         let mut rng = rng()?;
         let (registration, record) = match self.record(device_id).await? {
             Record::Registered(id, record) => {
@@ -232,7 +268,6 @@ impl Provisioner {
             source,
             expires: now.plus(self.policy.v2_sessions.lifetime),
         };
-        let limits = &self.policy.v2_sessions;
         Ok(self
             .pake_sessions
             .insert(*exporter, session, now, limits)
@@ -296,7 +331,7 @@ impl Provisioner {
                     .into(),
             )
         })?;
-        if session.device_id.as_str() != request.request.device_id {
+        if session.device_id.as_str() != request.device_id {
             return Err(CoreError::Invalid(
                 "field \"deviceID\": not the device of this connection's idprov v2 run".into(),
             ));

@@ -254,7 +254,7 @@ impl Provisioner {
         secret: Option<OobSecret>,
     ) -> Option<AnswerKey> {
         if let Some(key) = req.proof.verify_run(stored.id) {
-            return Some(AnswerKey::Session(key));
+            return Some(AnswerKey::Session(crate::outcome::SessionKey(key)));
         }
         let secret = secret?;
         let variant = req.proof.verify_secret(&secret)?;

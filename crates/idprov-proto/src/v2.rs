@@ -563,11 +563,26 @@ impl StartResponse {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FinishRequest {
-    /// The provisioning request, with `signature` the MAC under `K_request`.
-    #[cfg_attr(feature = "openapi", schema(inline))]
-    pub request: ProvisionRequest,
+    /// The device ID, as in v1.
+    #[cfg_attr(feature = "openapi", schema(rename = "deviceID"))]
+    pub device_id: String,
+    /// Free text the device claims as its address, as in v1.
+    #[cfg_attr(feature = "openapi", schema(max_length = 255))]
+    pub ip: String,
+    /// Free text the device claims as its MAC address, as in v1.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(required = false, nullable, max_length = 255)
+    )]
+    pub mac: String,
+    /// The device's public key, PKIX PEM, as in v1.
+    #[cfg_attr(feature = "openapi", schema(rename = "publicKeyPEM"))]
+    pub public_key_pem: String,
     /// `confirmP`, 32 bytes, standard base64.
+    #[cfg_attr(feature = "openapi", schema(rename = "confirmP"))]
     pub confirm_p: String,
+    /// Base64 HMAC-SHA256 under `K_request` over the v1 canonical form.
+    pub signature: String,
 }
 
 impl FinishRequest {
@@ -575,40 +590,57 @@ impl FinishRequest {
     /// `signature` are required; `mac` may be absent or `null`.
     pub fn from_json(bytes: &[u8]) -> Result<(Self, [u8; CONFIRMATION_LEN]), MessageError> {
         let mut o = Object::parse(bytes)?;
-        let request = ProvisionRequest {
-            device_id: o.required_string("deviceID")?,
-            ip: o.required_string("ip")?,
-            mac: o.optional_string("mac")?,
-            public_key_pem: o.required_string("publicKeyPEM")?,
-            signature: o.required_string("signature")?,
-        };
+        let device_id = o.required_string("deviceID")?;
+        let ip = o.required_string("ip")?;
+        let mac = o.optional_string("mac")?;
+        let public_key_pem = o.required_string("publicKeyPEM")?;
+        let signature = o.required_string("signature")?;
         let confirm = b64_field(&mut o, "confirmP", CONFIRMATION_LEN)?;
         let mut confirm_p = [0; CONFIRMATION_LEN];
         confirm_p.copy_from_slice(&confirm);
         Ok((
             FinishRequest {
-                request,
+                device_id,
+                ip,
+                mac,
+                public_key_pem,
                 confirm_p: BASE64.encode(confirm_p),
+                signature,
             },
             confirm_p,
         ))
     }
 
-    /// The request for `request` (whose signature is replaced), signed with
-    /// the session's `K_request`.
+    /// The provisioning request it carries, with its signature.
+    pub fn request(&self) -> ProvisionRequest {
+        ProvisionRequest {
+            device_id: self.device_id.clone(),
+            ip: self.ip.clone(),
+            mac: self.mac.clone(),
+            public_key_pem: self.public_key_pem.clone(),
+            signature: self.signature.clone(),
+        }
+    }
+
+    /// The request for `request` (whose signature is ignored), signed
+    /// with the session's `K_request`.
     pub fn new(
-        mut request: ProvisionRequest,
+        request: ProvisionRequest,
         confirm_p: &[u8; CONFIRMATION_LEN],
         keys: &SessionKeys,
     ) -> FinishRequest {
-        request.signature = crate::sign::sign_bytes(
+        let signature = crate::sign::sign_bytes(
             &keys.request[..],
             KeyVariant::RawSecret,
             &request.signing_bytes(EscapeStyle::Go119),
         );
         FinishRequest {
-            request,
+            device_id: request.device_id,
+            ip: request.ip,
+            mac: request.mac,
+            public_key_pem: request.public_key_pem,
             confirm_p: BASE64.encode(confirm_p),
+            signature,
         }
     }
 
@@ -618,21 +650,20 @@ impl FinishRequest {
         crate::sign::verify_bytes(
             &keys.request[..],
             KeyVariant::RawSecret,
-            &self.request.signing_bytes(EscapeStyle::Go119),
-            &self.request.signature,
+            &self.request().signing_bytes(EscapeStyle::Go119),
+            &self.signature,
         )
     }
 
     /// Encodes it.
     pub fn to_json(&self) -> Vec<u8> {
-        let r = &self.request;
         encode(|w| {
-            w.string("deviceID", r.device_id.as_bytes())
-                .string("ip", r.ip.as_bytes())
-                .string("mac", r.mac.as_bytes())
-                .string("publicKeyPEM", r.public_key_pem.as_bytes())
+            w.string("deviceID", self.device_id.as_bytes())
+                .string("ip", self.ip.as_bytes())
+                .string("mac", self.mac.as_bytes())
+                .string("publicKeyPEM", self.public_key_pem.as_bytes())
                 .string("confirmP", self.confirm_p.as_bytes())
-                .string("signature", r.signature.as_bytes());
+                .string("signature", self.signature.as_bytes());
         })
     }
 }

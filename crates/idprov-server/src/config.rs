@@ -1087,6 +1087,14 @@ mod tests {
             ("[ca]\nkey_type = \"rsa2048\"", "ca.key_type"),
             ("[lockout]\nthreshold = 0", "lockout.threshold"),
             ("[secrets]\nkey = \"short\"", "secrets.key"),
+            (
+                "[provisioning]\nv2_kdf_iterations = 999",
+                "provisioning.v2_kdf_iterations",
+            ),
+            (
+                "[provisioning]\nv2_session_lifetime = \"0s\"",
+                "provisioning.v2_session_lifetime",
+            ),
         ];
         for (toml, key) in cases {
             let err = raw(toml)

@@ -790,6 +790,75 @@ mod tests {
         assert_eq!(endpoint("https://h:1", ""), "https://h:1/idprov/provreq");
     }
 
+    /// The original Go server never fills `caCert`: with a CA pinned out of
+    /// band (a label's fingerprint, `--ca`) the certificate is checked
+    /// against that CA and installed with it; without one it is refused.
+    #[test]
+    fn an_answer_without_a_ca_is_checked_against_the_pinned_ca() {
+        let now = SystemTime::now();
+        let generated = idprov_ca::Ca::generate(
+            "test",
+            KeyAlgorithm::EcdsaP256,
+            now,
+            Duration::from_secs(86_400),
+        )
+        .expect("CA");
+        let dir = tempfile::tempdir().expect("dir");
+        let mut opts = DeviceOptions::new(
+            DeviceId::parse("go-served").expect("id"),
+            dir.path().join("device"),
+        );
+        opts.secret = Some(OobSecret::parse("the-device-secret").expect("secret"));
+        let device = Device::open(opts).expect("open");
+        let key = idprov_ca::PublicKey::from_pem(&device.key.public_key_pem()).expect("key");
+        let issued = generated
+            .ca
+            .issue(
+                &key,
+                &idprov_ca::IssueParams {
+                    common_name: "go-served",
+                    organizational_unit: "iotdevice",
+                    organization: "test",
+                    usage: idprov_ca::Usage::Client,
+                    now,
+                    validity: Duration::from_secs(3600),
+                    crl_url: None,
+                },
+            )
+            .expect("issue");
+        let mut answer = ProvisionResponse {
+            retry_sec: 1800,
+            status: ProvisionStatus::Approved,
+            ca_cert: String::new(),
+            client_cert: issued.pem,
+            signature: String::new(),
+        };
+        answer.sign(b"the-device-secret", idprov_proto::KeyVariant::RawSecret);
+        let ca_pem = generated.cert_pem.clone();
+        let err = device
+            .accept(&answer, &ca_pem, false, false)
+            .expect_err("no CA to check against");
+        assert!(err.to_string().contains("no CA is pinned"), "{err}");
+        let installed = device
+            .accept(&answer, &ca_pem, true, false)
+            .expect("checked against the pinned CA");
+        assert_eq!(installed.verified_with, "secret");
+        let (set, _) = device.current().expect("read").expect("installed");
+        assert_eq!(set.ca_pem, ca_pem);
+        // A certificate of another CA is still refused.
+        let other = idprov_ca::Ca::generate(
+            "other",
+            KeyAlgorithm::EcdsaP256,
+            now,
+            Duration::from_secs(86_400),
+        )
+        .expect("CA");
+        assert!(matches!(
+            device.accept(&answer, &other.cert_pem, true, false),
+            Err(DeviceError::BadCertificate(_))
+        ));
+    }
+
     #[test]
     fn key_types_parse() {
         assert_eq!(KeyAlgorithm::parse("P-384"), Some(KeyAlgorithm::EcdsaP384));

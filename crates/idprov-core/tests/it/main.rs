@@ -47,6 +47,12 @@ fn policy() -> Policy {
         },
         waiting_retry: Duration::from_secs(60),
         reserved_device_ids: vec!["admin".into(), "localhost".into()],
+        v2_iterations: 1_000,
+        v2_sessions: idprov_core::SessionLimits {
+            lifetime: Duration::from_secs(60),
+            per_source: 4,
+            total: 6,
+        },
     }
 }
 
@@ -622,4 +628,68 @@ async fn unauthenticated_events_are_audited_at_a_bounded_rate() {
     let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
     assert_eq!(events(&entries), ["request_queued", "audit_aggregated"]);
     assert_eq!(entries[1].detail["count"], 49);
+}
+
+/// idprov v2 (pake.rs): unfinished runs are kept per connection, bounded
+/// per source and in all, and expire; a new run on a connection replaces
+/// its old one; a run against a registration is counted as a guess when it
+/// starts, and a locked-out source gets no run.
+#[tokio::test]
+async fn unfinished_v2_runs_are_bounded_counted_and_expire() {
+    use idprov_proto::v2;
+    let lab = lab();
+    let device = idprov_proto::DeviceId::parse("pake-dev").expect("id");
+    let secret = v2::derive(
+        b"493817",
+        "pake-dev",
+        &lab.core.pake_params(&device).await.expect("params"),
+    )
+    .expect("derive");
+    let ca = idprov_proto::Fingerprint::from_bytes([1; 32]);
+    let share = |n: u8| {
+        let binding = v2::Binding::new("pake-dev", &ca, &[n; 32]);
+        v2::prover_start(&secret, &binding, &mut v2::SeededRng::new([n; 64])).1
+    };
+    let start = |n: u8, source: &'static str| {
+        let core = &lab.core;
+        let device = device.clone();
+        let share_p = share(n);
+        async move {
+            core.pake_start(&device, &share_p, &[n; 32], source.parse().expect("ip"))
+                .await
+                .expect("decided")
+        }
+    };
+    // No registration: decoy runs, not counted, but kept and bounded.
+    for n in 0..4 {
+        assert!(start(n, "10.0.0.1").await.is_ok());
+    }
+    assert!(start(0, "10.0.0.1").await.is_ok(), "a connection's new run replaces its old one");
+    let (refusal, _) = start(4, "10.0.0.1").await.expect_err("per source");
+    assert_eq!(refusal, idprov_core::Refusal::PakeSessions);
+    assert!(start(10, "10.0.0.2").await.is_ok());
+    assert!(start(11, "10.0.0.2").await.is_ok());
+    assert!(start(12, "10.0.0.3").await.expect_err("in all").0 == idprov_core::Refusal::PakeSessions);
+    assert_eq!(lab.core.pake_sessions().len(), 6);
+    // A minute later they have expired and make room.
+    lab.clock.advance(Duration::from_secs(61));
+    assert!(start(12, "10.0.0.3").await.is_ok());
+    assert!(lab.registry.lockout("pake-dev", "10.0.0.1").await.expect("read").is_none());
+
+    // Registered: each run is a guess; the fifth locks the source out.
+    lab.add_secret("pake-dev", "493817").await;
+    for n in 20..25 {
+        lab.clock.advance(Duration::from_secs(61));
+        assert!(start(n, "10.0.0.9").await.is_ok());
+    }
+    let lock = lab
+        .registry
+        .lockout("pake-dev", "10.0.0.9")
+        .await
+        .expect("read")
+        .expect("counted");
+    assert_eq!(lock.failures, 5);
+    let (refusal, retry) = start(25, "10.0.0.9").await.expect_err("locked out");
+    assert_eq!(refusal, idprov_core::Refusal::LockedOut);
+    assert!(retry > 0);
 }

@@ -146,7 +146,7 @@ pub(crate) fn answer(app: &AppState, conn: &ConnInfo, outcome: Outcome) -> Resul
                 AnswerKey::Secret(secret, variant) => {
                     response.sign(secret.expose().as_bytes(), variant)
                 }
-                AnswerKey::Session(key) => response.sign_v2(&key),
+                AnswerKey::Session(key) => response.sign_v2(key.bytes()),
             }
         }
         Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),

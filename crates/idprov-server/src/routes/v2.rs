@@ -151,7 +151,7 @@ pub(crate) async fn finish(
     let (msg, confirm_p) = FinishRequest::from_json(&bytes)?;
     // v2 is first contact: whatever certificate the connection carries
     // authorizes nothing here.
-    let mut request = parse(msg.request.clone(), &Caller::Anonymous, &conn)?;
+    let mut request = parse(msg.request(), &Caller::Anonymous, &conn)?;
     request.proof = app.core.pake_finish(&msg, &confirm_p, &exporter)?;
     let outcome = app.core.provision(&request).await?;
     let label = match &outcome {
