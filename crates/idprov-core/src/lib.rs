@@ -31,8 +31,8 @@ pub mod sweep;
 
 pub use error::CoreError;
 pub use outcome::{AnswerKey, Issued, Outcome, Refusal, SessionKey};
+pub use pake::{PakeSessions, SessionLimits};
 pub use policy::{Policy, reserved_device_id};
 pub use queue::QueueState;
-pub use pake::{PakeSessions, SessionLimits};
 pub use request::{Claimed, Identity, PakeProof, Proof, Request, Role};
 pub use service::{AUDIT_AGGREGATE_SECS, Provisioner, lockout_source, source_key, status_of};

@@ -239,7 +239,10 @@ impl Provisioner {
             .pake_sessions
             .has_room(exporter, source, self.now(), limits)
         {
-            return Ok(Err((Refusal::PakeSessions, limits.lifetime.as_secs().max(1))));
+            return Ok(Err((
+                Refusal::PakeSessions,
+                limits.lifetime.as_secs().max(1),
+            )));
         }
         let mut rng = rng()?;
         let (registration, record) = match self.record(device_id).await? {
@@ -292,7 +295,9 @@ impl Provisioner {
         {
             return Ok(Some((
                 Refusal::LockedOut,
-                u64::try_from(lock.locked_until.secs_since(now)).unwrap_or(0).max(1),
+                u64::try_from(lock.locked_until.secs_since(now))
+                    .unwrap_or(0)
+                    .max(1),
             )));
         }
         let budget = self.registry.guess_budget(device).await?;
@@ -309,7 +314,8 @@ impl Provisioner {
             )));
         }
         let actor = idprov_store::Actor::source(&source.to_string());
-        self.count_wrong_guess(device_id, actor, now, &src, id).await?;
+        self.count_wrong_guess(device_id, actor, now, &src, id)
+            .await?;
         Ok(None)
     }
 

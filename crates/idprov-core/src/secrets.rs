@@ -154,10 +154,7 @@ impl SecretBox {
 
     /// Seals a secret for a device: nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, device_id: &str, secret: &OobSecret) -> Result<Vec<u8>, SealError> {
-        self.seal_bytes(
-            Self::aad(AAD_PREFIX, device_id),
-            secret.expose().as_bytes(),
-        )
+        self.seal_bytes(Self::aad(AAD_PREFIX, device_id), secret.expose().as_bytes())
     }
 
     /// Opens a sealed secret of a device.

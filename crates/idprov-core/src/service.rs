@@ -375,11 +375,12 @@ impl Provisioner {
             // (4.3 comes first), and a fresh secret starts a new budget.
             if !v2
                 && let Some(until) = GuessBudget::exhausted_until(
-                view.guess_budget.as_ref(),
-                stored.id,
-                &self.policy.lockout,
-                now,
-            ) {
+                    view.guess_budget.as_ref(),
+                    stored.id,
+                    &self.policy.lockout,
+                    now,
+                )
+            {
                 metrics::counter!(crate::metrics::GUESS_BUDGET_REFUSALS).increment(1);
                 tracing::info!(device_id = device, source = %src, until = %until, "guess budget spent; request refused unevaluated");
                 let _ = self.waiting(req, now).await;

@@ -128,11 +128,7 @@ fn length_prefixed(out: &mut Vec<u8>, part: &[u8]) {
 /// (each length eight bytes, little-endian: RFC 9383 §3.2 with an empty
 /// verifier identity, so a registration outlives a new server certificate),
 /// 80 bytes, each half reduced modulo the group order.
-pub fn derive(
-    secret: &[u8],
-    device_id: &str,
-    params: &KdfParams,
-) -> Result<ProverSecret, V2Error> {
+pub fn derive(secret: &[u8], device_id: &str, params: &KdfParams) -> Result<ProverSecret, V2Error> {
     params.check()?;
     let mut input = Zeroizing::new(Vec::with_capacity(secret.len() + device_id.len() + 24));
     length_prefixed(&mut input, secret);
@@ -319,8 +315,8 @@ impl Prover {
         share_v: &[u8],
         confirm_v: &[u8],
     ) -> Result<([u8; CONFIRMATION_LEN], SessionKeys), V2Error> {
-        let share_v = ShareV::<P256Sha256>::from_bytes(share_v)
-            .map_err(|_| V2Error::Malformed("shareV"))?;
+        let share_v =
+            ShareV::<P256Sha256>::from_bytes(share_v).map_err(|_| V2Error::Malformed("shareV"))?;
         let confirm_v = ConfirmV::<P256Sha256>::from_bytes(confirm_v)
             .map_err(|_| V2Error::Malformed("confirmV"))?;
         let (confirm_p, shared) = self.0.receive(&share_v)?.finish(&confirm_v)?;
@@ -363,9 +359,11 @@ pub fn verifier_respond(
 pub fn decoy_record(rng: &mut SeededRng) -> Result<Zeroizing<[u8; RECORD_LEN]>, V2Error> {
     let mut output = Zeroizing::new([0u8; PBKDF_OUTPUT_LEN]);
     let _ = rng.try_fill_bytes(&mut output[..]);
-    Ok(spake2plus::ProverSecret::<P256Sha256>::from_pbkdf_output(&output[..])?
-        .verifier_record()
-        .to_bytes())
+    Ok(
+        spake2plus::ProverSecret::<P256Sha256>::from_pbkdf_output(&output[..])?
+            .verifier_record()
+            .to_bytes(),
+    )
 }
 
 impl Verifier {
@@ -746,10 +744,7 @@ mod tests {
                 salt: alloc::vec![0; salt],
                 iterations,
             };
-            assert_eq!(
-                derive(b"s", "d", &p).map(|_| ()),
-                Err(V2Error::Parameters)
-            );
+            assert_eq!(derive(b"s", "d", &p).map(|_| ()), Err(V2Error::Parameters));
         }
         let body = br#"{"salt":"AAAA","iterations":1000}"#;
         assert!(ParamsResponse::from_json(body).is_err());

@@ -209,7 +209,13 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                     }
                 }
                 if pake_only {
-                    rows.insert(1, ("protocol", "idprov v2 only (no form of the secret is kept)".into()));
+                    rows.insert(
+                        1,
+                        (
+                            "protocol",
+                            "idprov v2 only (no form of the secret is kept)".into(),
+                        ),
+                    );
                 }
                 fields(&rows);
             }

@@ -186,7 +186,7 @@ pub async fn import(
                 .iter()
                 .filter_map(|(id, secret, _)| {
                     let label = Label {
- version: 1,
+                        version: 1,
                         device_id: DeviceId::parse(id).ok()?,
                         secret: OobSecret::parse(secret).ok()?,
                         ca: fingerprint,

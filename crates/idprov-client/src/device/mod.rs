@@ -629,7 +629,9 @@ impl Device {
                     "the answer carries no CA, and no CA is pinned to check it against".into(),
                 ));
             }
-            tracing::info!("the answer carries no CA; checking the certificate against the pinned CA");
+            tracing::info!(
+                "the answer carries no CA; checking the certificate against the pinned CA"
+            );
             pinned_ca
         } else {
             answer.ca_cert.as_str()

@@ -54,17 +54,15 @@ fn host_port(base: &str) -> Result<(String, u16), DeviceError> {
         _ => (authority, 443),
     };
     Ok((
-        host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
         port,
     ))
 }
 
 impl Device {
-    async fn v2_connect(
-        &self,
-        target: &Target,
-        ca_pem: &str,
-    ) -> Result<Connection, DeviceError> {
+    async fn v2_connect(&self, target: &Target, ca_pem: &str) -> Result<Connection, DeviceError> {
         let (host, port) = host_port(&target.base)?;
         let unreachable = |detail: String| DeviceError::Unreachable {
             server: target.base.clone(),
@@ -225,9 +223,7 @@ impl Device {
         // the first certificate of the CA now trusted.
         let ca: Fingerprint = match &self.opts.ca_fingerprint {
             Some(fp) => fp.clone(),
-            None => pem_fingerprints(&ca_pem)
-                .next()
-                .ok_or(DeviceError::NoCa)?,
+            None => pem_fingerprints(&ca_pem).next().ok_or(DeviceError::NoCa)?,
         };
         let device_id = self.opts.device_id.to_string();
         let mut conn = self.v2_connect(&target, &ca_pem).await?;
@@ -248,7 +244,10 @@ impl Device {
         }
         let params = ParamsResponse::from_json(&answer.body)
             .map_err(|e| DeviceError::Protocol(format!("KDF parameters: {e}")))?;
-        tracing::info!(iterations = params.iterations, "idprov v2: stretching the secret");
+        tracing::info!(
+            iterations = params.iterations,
+            "idprov v2: stretching the secret"
+        );
         let (secret_id, params2) = (device_id.clone(), params.clone());
         let prover_secret = tokio::task::spawn_blocking(move || {
             v2::derive(secret.expose().as_bytes(), &secret_id, &params2)

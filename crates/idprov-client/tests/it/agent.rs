@@ -182,5 +182,7 @@ async fn a_v2_agent_provisions_over_v2_and_renews_over_mutual_tls() {
     assert_eq!(history[1].issue_kind, idprov_store::IssueKind::Oob);
     let _ = stop.send(true);
     agent.await.expect("join").expect("agent stops cleanly");
-    assert!(captured_logs().contains("idprov v2: the server proved it holds this device's verifier"));
+    assert!(
+        captured_logs().contains("idprov v2: the server proved it holds this device's verifier")
+    );
 }

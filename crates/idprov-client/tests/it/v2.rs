@@ -8,12 +8,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome, ServerTarget};
+use idprov_proto::clock::Clock as _;
 use idprov_proto::v2::{
     self, Binding, FinishRequest, ParamsRequest, ParamsResponse, SeededRng, StartRequest,
     StartResponse,
 };
 use idprov_proto::{DeviceId, OobSecret, OobSecretMessage, ProvisionRequest, ProvisionResponse};
-use idprov_proto::clock::Clock as _;
 use idprov_testkit::{Setup, TestDevice, TestServer};
 
 fn options(server: &TestServer, id: &str, secret: &str) -> DeviceOptions {
@@ -100,7 +100,8 @@ async fn a_v2_only_registration_provisions_over_v2_and_never_over_v1() {
 async fn a_default_registration_serves_v1_and_v2() {
     let server = TestServer::start().await;
     server.add_secret("d-both", "default-registration").await;
-    let mut device = Device::open(options(&server, "d-both", "default-registration")).expect("open");
+    let mut device =
+        Device::open(options(&server, "d-both", "default-registration")).expect("open");
     let Outcome::Approved(installed) = device.provision(false).await.expect("attempt") else {
         panic!("expected Approved");
     };
@@ -175,7 +176,9 @@ struct Conn {
 async fn conn(server: &TestServer) -> Conn {
     let mut config = server.tls_config(None);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.expect("tcp");
+    let tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("tcp");
     let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
         .connect(
             rustls_pki_types::ServerName::try_from("localhost").expect("name"),
@@ -208,7 +211,10 @@ async fn post(c: &mut Conn, path: &str, body: Vec<u8>) -> (u16, Bytes) {
         .await
         .expect("answer");
     let status = resp.status().as_u16();
-    (status, resp.into_body().collect().await.expect("body").to_bytes())
+    (
+        status,
+        resp.into_body().collect().await.expect("body").to_bytes(),
+    )
 }
 
 /// A relay: the device's run is bound to connection A (the one it has with
@@ -309,8 +315,7 @@ async fn a_v2_device_never_falls_back_to_v1() {
     .await;
     server.add_secret("d-nov2", "registered-for-v1").await;
     let dir = server.temp_dir().to_owned();
-    let mut device =
-        Device::open(options(&server, "d-nov2", "registered-for-v1")).expect("open");
+    let mut device = Device::open(options(&server, "d-nov2", "registered-for-v1")).expect("open");
     let err = device.provision(false).await.expect_err("no v2");
     assert!(matches!(err, DeviceError::NoV2(_)), "{err}");
     assert!(device.current().expect("read").is_none());
@@ -359,7 +364,11 @@ async fn a_go_v2_device_passes_the_vectors_and_provisions() {
         .arg("-vectors")
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "vectors ok");
 
     let server = TestServer::start().await;
@@ -381,10 +390,23 @@ async fn a_go_v2_device_passes_the_vectors_and_provisions() {
                 .expect("runs")
         }
     };
-    let wrong = tokio::task::spawn_blocking(run("271829")).await.expect("join");
-    assert_eq!(wrong.status.code(), Some(2), "{}", String::from_utf8_lossy(&wrong.stderr));
-    let ok = tokio::task::spawn_blocking(run("271828")).await.expect("join");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let wrong = tokio::task::spawn_blocking(run("271829"))
+        .await
+        .expect("join");
+    assert_eq!(
+        wrong.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let ok = tokio::task::spawn_blocking(run("271828"))
+        .await
+        .expect("join");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     let line = String::from_utf8_lossy(&ok.stdout).trim().to_owned();
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(fields[0], "Approved", "{line}");

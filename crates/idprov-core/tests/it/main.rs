@@ -664,17 +664,28 @@ async fn unfinished_v2_runs_are_bounded_counted_and_expire() {
     for n in 0..4 {
         assert!(start(n, "10.0.0.1").await.is_ok());
     }
-    assert!(start(0, "10.0.0.1").await.is_ok(), "a connection's new run replaces its old one");
+    assert!(
+        start(0, "10.0.0.1").await.is_ok(),
+        "a connection's new run replaces its old one"
+    );
     let (refusal, _) = start(4, "10.0.0.1").await.expect_err("per source");
     assert_eq!(refusal, idprov_core::Refusal::PakeSessions);
     assert!(start(10, "10.0.0.2").await.is_ok());
     assert!(start(11, "10.0.0.2").await.is_ok());
-    assert!(start(12, "10.0.0.3").await.expect_err("in all").0 == idprov_core::Refusal::PakeSessions);
+    assert!(
+        start(12, "10.0.0.3").await.expect_err("in all").0 == idprov_core::Refusal::PakeSessions
+    );
     assert_eq!(lab.core.pake_sessions().len(), 6);
     // A minute later they have expired and make room.
     lab.clock.advance(Duration::from_secs(61));
     assert!(start(12, "10.0.0.3").await.is_ok());
-    assert!(lab.registry.lockout("pake-dev", "10.0.0.1").await.expect("read").is_none());
+    assert!(
+        lab.registry
+            .lockout("pake-dev", "10.0.0.1")
+            .await
+            .expect("read")
+            .is_none()
+    );
 
     // Registered: each run is a guess; the fifth locks the source out.
     lab.add_secret("pake-dev", "493817").await;

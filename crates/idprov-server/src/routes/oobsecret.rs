@@ -136,8 +136,9 @@ pub(crate) async fn post(
     if msg.pake_only && !app.config.v2 {
         return Err(ApiError::Invalid {
             field: "pakeOnly",
-            message: "field \"pakeOnly\": idprov v2 is switched off on this server (provisioning.v2)"
-                .into(),
+            message:
+                "field \"pakeOnly\": idprov v2 is switched off on this server (provisioning.v2)"
+                    .into(),
         });
     }
     // The default keeps the sealed secret (v1, and v2 derives its record

@@ -120,7 +120,11 @@ pub(crate) fn rate_limit(app: &AppState, conn: &ConnInfo) -> Result<(), ApiError
 /// The core's decision as a provisioning response (v1's form, which v2's
 /// last answer shares): Approved, Waiting and Rejected are 200, a refusal
 /// is a 429.
-pub(crate) fn answer(app: &AppState, conn: &ConnInfo, outcome: Outcome) -> Result<Response, ApiError> {
+pub(crate) fn answer(
+    app: &AppState,
+    conn: &ConnInfo,
+    outcome: Outcome,
+) -> Result<Response, ApiError> {
     let label = match &outcome {
         Outcome::Approved(_) => "approved",
         Outcome::Waiting { .. } => "waiting",

@@ -37,7 +37,9 @@ fn device_id(text: &str) -> Result<DeviceId, ApiError> {
 /// The connection's exporter value: v2 runs only over TLS 1.3.
 fn exporter(conn: &ConnInfo) -> Result<[u8; idprov_proto::v2::EXPORTER_LEN], ApiError> {
     conn.exporter.ok_or_else(|| {
-        ApiError::BadRequest("idprov v2 needs TLS 1.3 (its runs are bound to the connection's exporter)".into())
+        ApiError::BadRequest(
+            "idprov v2 needs TLS 1.3 (its runs are bound to the connection's exporter)".into(),
+        )
     })
 }
 

@@ -210,9 +210,24 @@ from_row! {
 macro_rules! secret_columns {
     ($p:literal) => {
         concat!(
-            $p, "id, ", $p, "device_id, ", $p, "sealed, ", $p, "key_id, ",
-            $p, "created_at, ", $p, "valid_until, ",
-            $p, "pake_salt, ", $p, "pake_iterations, ", $p, "pake_verifier"
+            $p,
+            "id, ",
+            $p,
+            "device_id, ",
+            $p,
+            "sealed, ",
+            $p,
+            "key_id, ",
+            $p,
+            "created_at, ",
+            $p,
+            "valid_until, ",
+            $p,
+            "pake_salt, ",
+            $p,
+            "pake_iterations, ",
+            $p,
+            "pake_verifier"
         )
     };
 }

@@ -660,7 +660,15 @@ async fn a_pake_only_registration_and_its_v2_label_provision_from_the_command_li
         )
     });
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).contains("Approved: certificate"), "{}", stdout(&out));
-    assert!(stderr(&out).contains("verified_with=\"v2 session key\""), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Approved: certificate"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("verified_with=\"v2 session key\""),
+        "{}",
+        stderr(&out)
+    );
     assert!(dir.join("current/cert.pem").exists());
 }

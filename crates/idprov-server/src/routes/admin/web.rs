@@ -217,7 +217,7 @@ pub(crate) async fn labels(
         }))
         .map_err(|_| ApiError::Internal("the label sheet's rows".into()))?;
         let uri = idprov_proto::Label {
- version: 1,
+            version: 1,
             device_id: id.clone(),
             secret,
             ca: Some(fingerprint),
