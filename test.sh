@@ -7,6 +7,9 @@
 #   openssl            an independent check of issued certificates
 #   curl               the README's curl commands, run by the README test
 #   mosquitto(-clients) a real MQTT broker that must accept issued certificates
+#                      and refuse a revoked one (reloaded by the CRL hook)
+#   nginx              a real TLS terminator checking client certificates with
+#                      idprov's OCSP responder (ssl_ocsp on)
 #   iproute2           network namespaces and veth for real multicast DNS-SD
 #   zbar-tools         an independent QR decoder for the label sheets
 #   librsvg2-bin       an independent SVG renderer for the label sheets
@@ -46,6 +49,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v mosquitto >/dev/null 2>&1 || need+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v zbarimg >/dev/null 2>&1 || need+=(zbar-tools)
 command -v rsvg-convert >/dev/null 2>&1 || need+=(librsvg2-bin)
@@ -70,6 +74,11 @@ if [ ${#need[@]} -gt 0 ]; then
         # their own brokers on free ports and need none.
         if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v service >/dev/null 2>&1; then
             service mosquitto stop >/dev/null 2>&1 || true
+        fi
+        # Likewise Debian's own nginx (port 80): the tests run theirs on
+        # free loopback ports.
+        if [[ " ${need[*]} " == *" nginx "* ]] && command -v service >/dev/null 2>&1; then
+            service nginx stop >/dev/null 2>&1 || true
         fi
         # Likewise Debian's own PostgreSQL cluster: the tests start theirs.
         if [[ " ${need[*]} " == *" postgresql "* ]] && command -v service >/dev/null 2>&1; then

@@ -37,16 +37,26 @@ print(f"ECDSA P-256 signatures/s: {med(r['signatures_per_second'][0] for r in ru
       f"{med(r['signatures_per_second'][1] for r in runs):.0f} (all cores)")
 print(f"durable SQLite commits/s: {med(r['durable_commits_per_second'] for r in runs):.0f}")
 names = [p["name"] for p in runs[0]["phases"]]
-print(f"\n| phase | req/s | % of ceiling | req per server CPU-s | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MiB | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print(f"\n| phase | req/s | % of ceiling | req per server CPU-s | % of ceiling's | p50 ms | p99 ms | max ms | server CPU s | server peak RSS MiB | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for n in names:
     ps = [p for r in runs for p in r["phases"] if p["name"] == n]
     g = lambda k: med(p[k] for p in ps if p.get(k) is not None) if any(p.get(k) is not None for p in ps) else None
     pct = g("percent_of_ceiling")
+    cpct = g("cpu_percent_of_ceiling")
     errors = sum(sum(p["errors"].values()) for p in ps)
     fmt = lambda v, f: ("-" if v is None else format(v, f))
     print(f"| {n} | {fmt(g('throughput'), '.0f')} | {fmt(pct, '.0f') + '%' if pct is not None else '-'} | "
-          f"{fmt(g('requests_per_cpu_second'), '.0f')} | "
+          f"{fmt(g('requests_per_cpu_second'), '.0f')} | {fmt(cpct, '.0f') + '%' if cpct is not None else '-'} | "
           f"{fmt(g('p50_ms'), '.1f')} | {fmt(g('p99_ms'), '.1f')} | {fmt(g('max_ms'), '.1f')} | "
           f"{fmt(g('server_cpu_seconds'), '.1f')} | {fmt(g('server_peak_rss_mib'), '.0f')} | {errors} |")
+print("\nwhere the server's CPU went, by thread (median share over the runs):")
+for n in names:
+    ps = [p for r in runs for p in r["phases"] if p["name"] == n and p.get("threads")]
+    if not ps:
+        continue
+    threads = sorted({t["name"] for p in ps for t in p["threads"]})
+    share = {t: med([next((x["percent"] for x in p["threads"] if x["name"] == t), 0.0) for p in ps]) for t in threads}
+    parts = [f"{t} {v:.0f}%" for t, v in sorted(share.items(), key=lambda kv: -kv[1]) if v >= 0.5]
+    print(f"  {n}: {', '.join(parts)}")
 PY

@@ -94,6 +94,7 @@ fn issue_device_certificate(bencher: divan::Bencher) {
                 now: SystemTime::now(),
                 validity: Duration::from_secs(30 * 86_400),
                 crl_url: Some("https://hub.local:43776/idprov/crl"),
+                ocsp_url: None,
             },
         )
         .expect("issued")
@@ -192,6 +193,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                             issued_at: now,
                             issue_kind: IssueKind::Oob,
                             authorized_by: "source:127.0.0.1".into(),
+                            protocol: Some(idprov_proto::kinds::Protocol::V1),
                         },
                         consume_secret: Some(ConsumeSecret {
                             secret_id: id,
@@ -200,6 +202,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                         consume_approval: None,
                         reset_lockout_for: Some("127.0.0.1".into()),
                         clear_waiting_key: Some(fp.clone()),
+                        supersede_older_at: None,
                         audit: AuditRecord::new(
                             now,
                             Actor::source("127.0.0.1"),
@@ -211,6 +214,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                                 key_fingerprint: fp.clone(),
                                 key_type: "ECDSA-P256".into(),
                                 not_after: now + 30 * 86_400,
+                                protocol: Some(idprov_proto::kinds::Protocol::V1),
                             },
                             Some(&device),
                         ),

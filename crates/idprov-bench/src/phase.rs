@@ -48,6 +48,23 @@ pub struct PhaseReport {
     pub ceiling: Option<String>,
     /// `throughput` as a percentage of the ceiling's.
     pub percent_of_ceiling: Option<f64>,
+    /// `requests_per_cpu_second` as a percentage of the ceiling's.
+    pub cpu_percent_of_ceiling: Option<f64>,
+    /// Where the server's CPU went, by thread name (one server process
+    /// only), largest first; threads that ended during the phase are
+    /// counted as `(ended threads)`.
+    pub threads: Vec<ThreadCpu>,
+}
+
+/// The CPU one kind of server thread used during a phase.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ThreadCpu {
+    /// The thread name (`comm`, at most 15 characters).
+    pub name: String,
+    /// CPU seconds.
+    pub seconds: f64,
+    /// Share of the server's CPU during the phase, percent.
+    pub percent: f64,
 }
 
 /// The `p`th percentile of sorted microsecond samples, in milliseconds.
@@ -105,8 +122,13 @@ pub async fn run(
         .into_iter()
         .filter_map(|p| procstat::cpu_seconds(p).map(|c| (p, c)))
         .collect();
+    let threads_before = match &measured {
+        Measured::One(pid) => Some(procstat::thread_cpu_seconds(*pid)),
+        Measured::Group { .. } => None,
+    };
     let fixed = measured.fixed();
     let rss = (!fixed.is_empty()).then(|| procstat::PeakRss::start(fixed));
+    phase_hook("start", name, &measured);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
@@ -131,6 +153,7 @@ pub async fn run(
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    phase_hook("end", name, &measured);
     // Processes that appeared during the phase started from zero.
     let cpu_used = Some(
         measured
@@ -141,6 +164,12 @@ pub async fn run(
             })
             .sum::<f64>(),
     );
+    let threads = match (&measured, threads_before, cpu_used) {
+        (Measured::One(pid), Some(before), Some(total)) if total > 0.0 => {
+            thread_shares(&before, &procstat::thread_cpu_seconds(*pid), total)
+        }
+        _ => Vec::new(),
+    };
     let peak = match rss {
         Some(r) => Some(r.finish().await),
         None => None,
@@ -171,7 +200,56 @@ pub async fn run(
         server_peak_rss_mib: peak.map(|b| b as f64 / (1024.0 * 1024.0)),
         ceiling: None,
         percent_of_ceiling: None,
+        cpu_percent_of_ceiling: None,
+        threads,
     }
+}
+
+/// Runs `IDPROV_BENCH_PHASE_HOOK`, when set, as `sh -c HOOK hook EVENT
+/// PHASE PID…` at the start and end of each phase (`bench/profile.sh`
+/// starts and stops `perf record` on the server this way).
+fn phase_hook(event: &str, name: &str, measured: &Measured) {
+    let Ok(hook) = std::env::var("IDPROV_BENCH_PHASE_HOOK") else {
+        return;
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&hook)
+        .args(["hook", event, name])
+        .args(measured.fixed().iter().map(u32::to_string))
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        eprintln!("warning: the phase hook failed at the {event} of {name:?}");
+    }
+}
+
+/// The CPU each thread name used between two readings, as shares of
+/// `total` (the process's, which also counts threads that have ended).
+fn thread_shares(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    total: f64,
+) -> Vec<ThreadCpu> {
+    let mut shares: Vec<ThreadCpu> = after
+        .iter()
+        .map(|(name, t)| (name, t - before.get(name).copied().unwrap_or(0.0)))
+        .filter(|(_, s)| *s > 0.0)
+        .map(|(name, seconds)| ThreadCpu {
+            name: name.clone(),
+            seconds,
+            percent: 100.0 * seconds / total,
+        })
+        .collect();
+    let ended = total - shares.iter().map(|t| t.seconds).sum::<f64>();
+    if ended > 0.01 * total {
+        shares.push(ThreadCpu {
+            name: "(ended threads)".into(),
+            seconds: ended,
+            percent: 100.0 * ended / total,
+        });
+    }
+    shares.sort_by(|a, b| b.seconds.total_cmp(&a.seconds));
+    shares
 }
 
 impl PhaseReport {
@@ -181,7 +259,24 @@ impl PhaseReport {
         if ceiling.throughput > 0.0 {
             self.percent_of_ceiling = Some(100.0 * self.throughput / ceiling.throughput);
         }
+        if let (Some(mine), Some(theirs)) = (
+            self.requests_per_cpu_second,
+            ceiling.requests_per_cpu_second,
+        ) && theirs > 0.0
+        {
+            self.cpu_percent_of_ceiling = Some(100.0 * mine / theirs);
+        }
         self
+    }
+
+    /// Where the server's CPU went, on one line (empty when unknown).
+    pub fn profile_line(&self) -> String {
+        self.threads
+            .iter()
+            .filter(|t| t.percent >= 0.5)
+            .map(|t| format!("{} {:.0}%", t.name, t.percent))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// One line of the printed table.
@@ -196,7 +291,7 @@ impl PhaseReport {
                 .join(",")
         };
         format!(
-            "{:<28} {:>7} {:>6} {:>9.0} {:>6} {:>9} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>7} {}",
+            "{:<30} {:>7} {:>6} {:>9.0} {:>6} {:>9} {:>6} {:>7.1} {:>7.1} {:>7.1} {:>8.1} {:>7} {:>7} {}",
             self.name,
             self.requests,
             self.concurrency,
@@ -205,6 +300,8 @@ impl PhaseReport {
                 .map_or("-".to_owned(), |p| format!("{p:.0}%")),
             self.requests_per_cpu_second
                 .map_or("-".to_owned(), |r| format!("{r:.0}")),
+            self.cpu_percent_of_ceiling
+                .map_or("-".to_owned(), |p| format!("{p:.0}%")),
             self.p50_ms,
             self.p90_ms,
             self.p99_ms,
@@ -220,13 +317,14 @@ impl PhaseReport {
     /// The table's header.
     pub fn header() -> String {
         format!(
-            "{:<28} {:>7} {:>6} {:>9} {:>6} {:>9} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {}",
+            "{:<30} {:>7} {:>6} {:>9} {:>6} {:>9} {:>6} {:>7} {:>7} {:>7} {:>8} {:>7} {:>7} {}",
             "phase",
             "reqs",
             "conc",
             "req/s",
             "ceil",
             "req/cpu-s",
+            "ceil",
             "p50 ms",
             "p90 ms",
             "p99 ms",

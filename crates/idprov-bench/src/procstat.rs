@@ -81,3 +81,32 @@ pub fn pids_named(name: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// CPU seconds used so far by each thread of `pid`, summed by thread name
+/// (`comm`: tokio's workers, the SQLite writer, the log writer…).
+pub fn thread_cpu_seconds(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    let ticks = ticks_per_second();
+    for task in tasks.filter_map(|e| e.ok()) {
+        let path = task.path();
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let used = fields
+            .get(11)
+            .zip(fields.get(12))
+            .and_then(|(u, s)| Some(u.parse::<f64>().ok()? + s.parse::<f64>().ok()?));
+        if let Some(used) = used {
+            *by_name.entry(name).or_insert(0.0) += used / ticks;
+        }
+    }
+    by_name
+}

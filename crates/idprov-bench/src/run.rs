@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Concurrent connections of the renewal storm.
     #[arg(long, default_value_t = 500)]
     pub renew_concurrency: usize,
+    /// First contacts: devices never seen before, each asking once and
+    /// recorded in the waiting queue.
+    #[arg(long, default_value_t = 10_000)]
+    pub first_contact: usize,
     /// Waiting polls (unregistered devices asking again).
     #[arg(long, default_value_t = 5_000)]
     pub waiting: usize,
@@ -90,6 +94,41 @@ pub(crate) fn expect_status(
     }
 }
 
+/// Request `i` is device `i` (modulo the fleet) asking without a secret,
+/// answered "waiting": a first contact while `i` is below the fleet's size,
+/// a poll after.
+fn unregistered_asks(
+    addr: std::net::SocketAddr,
+    tls: &Arc<rustls::ClientConfig>,
+    devices: &Arc<Vec<Device>>,
+) -> Work {
+    let (target, tls, devices) = (servers::target(addr), tls.clone(), devices.clone());
+    Arc::new(move |i| {
+        let (target, tls, devices) = (target.clone(), tls.clone(), devices.clone());
+        Box::pin(async move {
+            let n = devices.len();
+            let body = load::request(
+                &target,
+                &tls,
+                "POST",
+                "/idprov/provreq",
+                devices[i % n].plain_body.clone(),
+            )
+            .await?;
+            expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
+        })
+    })
+}
+
+/// Prints a phase's line, and where the server's CPU went.
+fn print_phase(report: &PhaseReport) {
+    println!("{}", report.line());
+    let profile = report.profile_line();
+    if !profile.is_empty() {
+        println!("    server CPU by thread: {profile}");
+    }
+}
+
 /// Runs everything and prints the report.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let server_bin = crate::servers::server_bin(args.server_bin.as_deref())?;
@@ -120,10 +159,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     println!(
         "\npreparing {} devices (+{} waiting) ...",
         args.devices,
-        args.waiting.min(1000)
+        args.waiting.min(1000) + args.first_contact
     );
     let devices = Arc::new(fleet::generate("bench", args.devices).await?);
     let waiting_devices = Arc::new(fleet::generate("poll", args.waiting.clamp(1, 1000)).await?);
+    let first_devices = Arc::new(fleet::generate("first", args.first_contact.max(1)).await?);
 
     let data = tmp.path().join("server");
     let server = servers::idprov(
@@ -201,7 +241,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await
         .against(&noop_oob)
     };
-    println!("{}", oob.line());
+    print_phase(&oob);
+    phase::settle().await;
+
+    // First contact: every request is a device never seen, so every one is
+    // recorded in the waiting queue before its answer.
+    let first = phase::run(
+        "idprov first contact (waiting)",
+        first_devices.len(),
+        args.concurrency,
+        pid.clone(),
+        unregistered_asks(server.addr, &anon, &first_devices),
+    )
+    .await
+    .against(&noop_oob);
+    print_phase(&first);
     phase::settle().await;
 
     // Client configurations for the renewal storm, built before it starts.
@@ -252,42 +306,27 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .await
     .against(&noop_mtls);
-    println!("{}", renew.line());
+    print_phase(&renew);
     phase::settle().await;
 
-    let waiting = {
-        let (target, tls, devices) = (
-            servers::target(server.addr),
-            anon.clone(),
-            waiting_devices.clone(),
-        );
-        let n = devices.len();
-        let work: Work = Arc::new(move |i| {
-            let (target, tls, devices) = (target.clone(), tls.clone(), devices.clone());
-            Box::pin(async move {
-                let body = load::request(
-                    &target,
-                    &tls,
-                    "POST",
-                    "/idprov/provreq",
-                    devices[i % n].plain_body.clone(),
-                )
-                .await?;
-                expect_status(&body, ProvisionStatus::Waiting).map(|_| ())
-            })
-        });
-        phase::run(
-            "idprov waiting polls",
-            args.waiting,
-            args.concurrency,
-            pid,
-            work,
-        )
-        .await
-        .against(&noop_oob)
-    };
-    println!("{}", waiting.line());
-    phases.extend([noop_oob.clone(), oob, noop_mtls.clone(), renew, waiting]);
+    let waiting = phase::run(
+        "idprov waiting polls",
+        args.waiting,
+        args.concurrency,
+        pid,
+        unregistered_asks(server.addr, &anon, &waiting_devices),
+    )
+    .await
+    .against(&noop_oob);
+    print_phase(&waiting);
+    phases.extend([
+        noop_oob.clone(),
+        oob,
+        first,
+        noop_mtls.clone(),
+        renew,
+        waiting,
+    ]);
 
     if args.no_postgres {
         println!("(PostgreSQL replicas skipped)");

@@ -85,6 +85,10 @@ pub enum Usage {
         /// IP addresses for the subjectAltName.
         ip_addresses: Vec<IpAddr>,
     },
+    /// The delegated OCSP responder: EKU OCSPSigning only, and
+    /// `id-pkix-ocsp-nocheck` (RFC 6960 §4.2.2.2.1), so relying parties do
+    /// not ask about the responder's own certificate.
+    OcspSigning,
 }
 
 /// Everything the CA needs to issue one certificate.
@@ -104,6 +108,9 @@ pub struct IssueParams<'a> {
     pub validity: Duration,
     /// CRL distribution point URL, if any.
     pub crl_url: Option<&'a str>,
+    /// OCSP responder URL for the authority information access extension,
+    /// if any.
+    pub ocsp_url: Option<&'a str>,
 }
 
 /// A certificate the CA issued.
@@ -260,7 +267,8 @@ impl Ca {
     }
 
     /// Issues a certificate: random serial, notBefore backdated, SKI + AKI,
-    /// CA:false, the usage's EKU, the CRL distribution point if given.
+    /// CA:false, the usage's EKU, the CRL distribution point and the OCSP
+    /// responder (authority information access) if given.
     pub fn issue(
         &self,
         public_key: &PublicKey,
@@ -294,6 +302,13 @@ impl Ca {
                 dns_names,
                 ip_addresses,
             } => (true, true, &dns_names[..], &ip_addresses[..]),
+            Usage::OcspSigning => {
+                params
+                    .extended_key_usages
+                    .push(ExtendedKeyUsagePurpose::OcspSigning);
+                params.custom_extensions.push(crate::ext::ocsp_nocheck()?);
+                (false, false, &[][..], &[][..])
+            }
         };
         if client {
             params
@@ -317,6 +332,11 @@ impl Ca {
             params.crl_distribution_points = vec![CrlDistributionPoint {
                 uris: vec![url.to_owned()],
             }];
+        }
+        if let Some(url) = p.ocsp_url {
+            params
+                .custom_extensions
+                .push(crate::ext::authority_info_access(url)?);
         }
         let cert = params.signed_by(public_key.rcgen(), &self.issuer)?;
         let der = cert.der().clone();
@@ -401,6 +421,8 @@ pub enum Purpose {
     ClientAuth,
     /// TLS server authentication.
     ServerAuth,
+    /// Signing OCSP answers (a delegated responder).
+    OcspSigning,
 }
 
 impl Ca {
@@ -430,6 +452,7 @@ impl Ca {
         let usage = match purpose {
             Purpose::ClientAuth => webpki::KeyUsage::client_auth(),
             Purpose::ServerAuth => webpki::KeyUsage::server_auth(),
+            Purpose::OcspSigning => webpki::KeyUsage::required(EKU_OCSP_SIGNING_OID.as_bytes()),
         };
         cert.verify_for_usage(
             webpki::ALL_VERIFICATION_ALGS,
@@ -443,6 +466,11 @@ impl Ca {
         .is_ok()
     }
 }
+
+/// id-kp-OCSPSigning, whose content octets are what webpki takes as an
+/// extended key usage.
+static EKU_OCSP_SIGNING_OID: const_oid::ObjectIdentifier =
+    const_oid::db::rfc5280::ID_KP_OCSP_SIGNING;
 
 fn is_self_issued(der: &[u8]) -> Result<bool, CaError> {
     use x509_parser::prelude::{FromDer, X509Certificate};

@@ -28,6 +28,38 @@ pub enum KeyError {
     InvalidKey(&'static str),
 }
 
+/// Why a PKCS#10 certification request was refused. Messages name the
+/// problem so a device maker can see what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CsrError {
+    /// The bytes are not a DER PKCS#10 `CertificationRequest`.
+    #[error("not a DER PKCS#10 certification request")]
+    NotPkcs10,
+    /// PEM text that holds no single CERTIFICATE REQUEST block.
+    #[error("not a PEM certification request: {0}")]
+    NotPem(String),
+    /// A version other than v1 (0).
+    #[error("unsupported PKCS#10 version {0}; only v1 (0) exists")]
+    Version(u32),
+    /// The request's public key was refused.
+    #[error("the request's public key: {0}")]
+    Key(#[from] KeyError),
+    /// A signature algorithm that is not accepted, or does not go with
+    /// the key.
+    #[error("the request's signature: {0}")]
+    SignatureAlgorithm(String),
+    /// The signature does not verify with the request's own key: no proof
+    /// that the sender holds the private key.
+    #[error(
+        "the request's signature does not verify with its public key \
+         (no proof of possession of the private key)"
+    )]
+    BadSignature,
+    /// The subject's CN is missing, repeated or not text.
+    #[error("the request's subject: {0}")]
+    CommonName(&'static str),
+}
+
 /// Errors of certificate issuance, CA loading and certificate inspection.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -49,6 +81,15 @@ pub enum CaError {
     /// A public key was refused.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// A DER structure could not be built (a certs-only PKCS#7, the EST
+    /// attributes).
+    #[error("encoding {what}: {detail}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// Why it failed.
+        detail: String,
+    },
     /// The system random number generator failed.
     #[error("random number generator failed")]
     Random,

@@ -4,7 +4,7 @@ use std::fmt;
 
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey};
 use idprov_proto::KeyFingerprint;
-use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::pem::SectionKind;
 use x509_parser::oid_registry::{
     OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
     OID_SIG_ED25519,
@@ -53,6 +53,9 @@ pub struct PublicKey {
     spki_der: Vec<u8>,
     key_type: KeyType,
     rcgen: rcgen::SubjectPublicKeyInfo,
+    /// Computed once: a request's key is looked up, queued, approved and
+    /// recorded by it several times.
+    fingerprint: KeyFingerprint,
 }
 
 impl fmt::Debug for PublicKey {
@@ -78,18 +81,12 @@ fn modulus_bits(modulus: &[u8]) -> usize {
 impl PublicKey {
     /// Parses `-----BEGIN PUBLIC KEY-----` PEM (exactly one block).
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let mut blocks = <(SectionKind, Vec<u8>)>::pem_slice_iter(pem.as_bytes());
-        let (kind, der) = match blocks.next() {
-            None => return Err(KeyError::NotPem("no PEM block found".into())),
-            Some(Err(e)) => return Err(KeyError::NotPem(pem_error_text(&e))),
-            Some(Ok(block)) => block,
-        };
-        if blocks.next().is_some() {
-            return Err(KeyError::MultipleBlocks);
-        }
-        if kind != SectionKind::PublicKey {
-            return Err(KeyError::WrongPemKind(section_name(kind).into()));
-        }
+        use crate::pem::OneBlockError;
+        let der = crate::pem::one_block(pem, SectionKind::PublicKey).map_err(|e| match e {
+            OneBlockError::NotPem(why) => KeyError::NotPem(why),
+            OneBlockError::Several => KeyError::MultipleBlocks,
+            OneBlockError::OtherKind(kind) => KeyError::WrongPemKind(kind.into()),
+        })?;
         Self::from_spki_der(&der)
     }
 
@@ -161,6 +158,7 @@ impl PublicKey {
             spki_der: der.to_vec(),
             key_type,
             rcgen,
+            fingerprint: KeyFingerprint::of_spki(der),
         })
     }
 
@@ -177,7 +175,7 @@ impl PublicKey {
     /// SHA-256 of the DER SubjectPublicKeyInfo: identifies a device key in the
     /// waiting queue, approvals and re-delivery.
     pub fn fingerprint(&self) -> KeyFingerprint {
-        KeyFingerprint::of_spki(&self.spki_der)
+        self.fingerprint.clone()
     }
 
     /// PKIX PEM of the key.

@@ -8,16 +8,21 @@
 
 mod authority;
 mod crl;
+mod csr;
 mod error;
+mod ext;
 mod inspect;
 mod key;
+pub mod ocsp;
 pub mod pem;
+pub mod pkcs7;
 
 pub use authority::{
     BACKDATE, Ca, GeneratedCa, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, key_type_of,
 };
 pub use crl::{CrlEntry, REASONS, reason_code, verify_signed_by};
-pub use error::{CaError, KeyError};
+pub use csr::{CertRequest, csr_attributes};
+pub use error::{CaError, CsrError, KeyError};
 pub use inspect::CertInfo;
 pub use key::{KeyType, PublicKey};
 pub use rcgen::KeyPair;

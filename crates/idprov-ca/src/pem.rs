@@ -20,6 +20,34 @@ pub fn certificate_pem(der: &[u8]) -> String {
     encode("CERTIFICATE", der)
 }
 
+/// Why a text is not exactly one PEM block of the kind expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum OneBlockError {
+    /// No block, or a malformed one (what is wrong).
+    NotPem(String),
+    /// More than one block.
+    Several,
+    /// A block of another kind (its label).
+    OtherKind(&'static str),
+}
+
+/// The DER of the one PEM block of `text`, which must be of kind `want`.
+pub(crate) fn one_block(text: &str, want: SectionKind) -> Result<Vec<u8>, OneBlockError> {
+    let mut blocks = <(SectionKind, Vec<u8>)>::pem_slice_iter(text.as_bytes());
+    let (kind, der) = match blocks.next() {
+        None => return Err(OneBlockError::NotPem("no PEM block found".into())),
+        Some(Err(e)) => return Err(OneBlockError::NotPem(pem_error_text(&e))),
+        Some(Ok(block)) => block,
+    };
+    if blocks.next().is_some() {
+        return Err(OneBlockError::Several);
+    }
+    if kind != want {
+        return Err(OneBlockError::OtherKind(section_name(kind)));
+    }
+    Ok(der)
+}
+
 /// Reads every CERTIFICATE block of `pem`, refusing other block kinds and
 /// malformed blocks; at least one certificate is required.
 pub fn parse_certificates(pem: &str) -> Result<Vec<CertificateDer<'static>>, CaError> {

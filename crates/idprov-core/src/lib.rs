@@ -1,8 +1,8 @@
 //! The provisioning core: what the server decides when a device asks for a
 //! certificate (PROTOCOL.md §6, in order), once, for every front door.
 //!
-//! A front door (idprov v1's `POST /idprov/provreq` today; EST and a PAKE
-//! first contact next) parses its wire format into a [`Request`] — the
+//! A front door (idprov v1's `POST /idprov/provreq`, EST's
+//! `/.well-known/est/`; a PAKE first contact next) parses its wire format into a [`Request`] — the
 //! device ID, its public key, what it claims, who the transport verified
 //! it to be, and its [`Proof`] of a secret — calls
 //! [`Provisioner::provision`], and maps the [`Outcome`] back onto its wire.
@@ -30,7 +30,7 @@ mod service;
 pub mod sweep;
 
 pub use error::CoreError;
-pub use outcome::{AnswerKey, Issued, Outcome, Refusal, SessionKey};
+pub use outcome::{AnswerKey, Issued, Outcome, Refusal, RejectReason, SessionKey};
 pub use pake::{PakeSessions, SessionLimits};
 pub use policy::{Policy, reserved_device_id};
 pub use queue::QueueState;

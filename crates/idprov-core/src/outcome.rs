@@ -79,6 +79,26 @@ impl Refusal {
     }
 }
 
+/// Why a request was Rejected: a front door whose wire tells them apart
+/// (EST: 403 against 401) needs to know; idprov v1 answers all alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// An administrator rejected this device ID and key (§6 4.2), until
+    /// cleared; not counted.
+    Administrator,
+    /// A secret is registered and the request proved none; no guess, not
+    /// counted.
+    NoProof,
+    /// The proof verifies under no variant of the registered secret (§6
+    /// 4.6); counted toward the lockout and the guess budget. (For idprov
+    /// v2: a run that did not confirm, counted when it started.)
+    WrongSecret,
+    /// The device is registered for idprov v2 only (PROTOCOL.md §11.1): no
+    /// form of its secret is kept, so a proof of the secret itself (v1's
+    /// HMAC, EST's password) is never checked; not counted.
+    V2Only,
+}
+
 /// The decision.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -93,6 +113,8 @@ pub enum Outcome {
     Rejected {
         /// Seconds.
         retry_secs: u64,
+        /// Why.
+        why: RejectReason,
     },
     /// Refused unevaluated; ask again after `retry_after_secs`.
     Refused {

@@ -13,6 +13,12 @@ pub struct Policy {
     pub device_validity: Duration,
     /// The CRL distribution point written into device certificates.
     pub crl_url: String,
+    /// The OCSP responder written into device certificates (authority
+    /// information access), if there is one to name.
+    pub ocsp_url: Option<String>,
+    /// When set, a new certificate of a device supersedes its older ones:
+    /// they are revoked (reason superseded) this long after it was issued.
+    pub supersede_after: Option<Duration>,
     /// How long a consumed secret or an approval's certificate may be
     /// re-delivered to the same key (§6 4.4).
     pub redelivery_window: Duration,

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use idprov_ca::PublicKey;
+use idprov_proto::kinds::Protocol;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, KeyFingerprint, OobSecret};
 use idprov_store::Actor;
@@ -83,6 +84,11 @@ pub enum Proof {
     /// idprov v1: an HMAC over the canonical form of this message (§5);
     /// an empty signature proves nothing and is no guess.
     V1(idprov_proto::ProvisionRequest),
+    /// The secret itself, as EST's HTTP Basic password carries it (inside
+    /// TLS): compared in constant time with the registered secret, and a
+    /// guess like a v1 HMAC — counted when wrong, toward the same lockout
+    /// and guess budget.
+    Secret(OobSecret),
     /// idprov v2: a SPAKE2+ run of this TLS connection
     /// ([`crate::Provisioner::pake_finish`]). Always a guess.
     V2(PakeProof),
@@ -112,15 +118,33 @@ impl Proof {
         match self {
             Proof::None => false,
             Proof::V1(m) => !m.signature.is_empty(),
+            // An OobSecret is never empty.
+            Proof::Secret(_) => true,
             Proof::V2(_) => true,
         }
     }
 
-    /// How a v1 proof verifies under `secret`, if it does: the variant the
-    /// answer is then signed in. A v2 run is never checked against a secret.
+    /// How a proof of the secret itself (v1, EST) verifies under `secret`,
+    /// if it does: the variant the answer is then signed in. A v2 run is
+    /// never checked against a secret.
     pub(crate) fn verify_secret(&self, secret: &OobSecret) -> Option<KeyVariant> {
         match self {
             Proof::V1(m) => m.verify(secret.expose().as_bytes()).map(|v| v.variant),
+            // Digests of equal length compared in constant time, so the
+            // time taken says nothing of the secret, not even its length.
+            // (An answer that carried a signature would be signed with the
+            // raw secret; EST's carry none.)
+            Proof::Secret(presented) => {
+                let digest = |s: &OobSecret| {
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.expose().as_bytes())
+                };
+                aws_lc_rs::constant_time::verify_slices_are_equal(
+                    digest(presented).as_ref(),
+                    digest(secret).as_ref(),
+                )
+                .ok()
+                .map(|()| KeyVariant::RawSecret)
+            }
             Proof::None | Proof::V2(_) => None,
         }
     }
@@ -151,6 +175,9 @@ pub struct Request {
     pub caller: Option<Identity>,
     /// Its proof of a secret.
     pub proof: Proof,
+    /// The front door it came through: recorded with the certificate, the
+    /// waiting request and their audit entries.
+    pub protocol: Protocol,
 }
 
 impl Request {

@@ -36,7 +36,7 @@ use crate::aggregate::Aggregator;
 /// The queue's audit event name: aggregated per source (anyone can cause it).
 const REQUEST_QUEUED: &str = "request_queued";
 use crate::error::CoreError;
-use crate::outcome::{AnswerKey, Issued, Outcome, Refusal};
+use crate::outcome::{AnswerKey, Issued, Outcome, Refusal, RejectReason};
 use crate::policy::{Policy, secs};
 use crate::queue::{Queue, QueueState};
 use crate::request::{Request, Role};
@@ -295,7 +295,10 @@ impl Provisioner {
         // 4.2: an administrator rejected this device and key.
         if let Some(r) = &view.rejection {
             tracing::info!(device_id = device, rejected_by = %r.rejected_by, "request of a rejected key");
-            return Ok(Outcome::Rejected { retry_secs: 0 });
+            return Ok(Outcome::Rejected {
+                retry_secs: 0,
+                why: RejectReason::Administrator,
+            });
         }
 
         // 4.3: an administrator approved this key; the approval is used up.
@@ -355,19 +358,26 @@ impl Provisioner {
                     return self.waiting(req, now).await;
                 }
             };
-            if !req.proof.is_guess() {
-                // No proof is no guess: nothing to count, nothing to verify.
-                return Ok(Outcome::Rejected { retry_secs: 0 });
-            }
-            if secret.is_none() && matches!(req.proof, crate::Proof::V1(_)) {
-                // v1 for a device registered for v2 only: there is no
-                // secret to check a v1 signature against, so it never
+            if secret.is_none() && !v2 {
+                // v1 or EST for a device registered for v2 only: there is
+                // no secret to check their proof against, so it never
                 // succeeds; nothing was guessed, so nothing is counted.
                 tracing::info!(
                     device_id = device,
-                    "a v1 request for a device registered for idprov v2 only; refused"
+                    protocol = req.protocol.as_str(),
+                    "a request for a device registered for idprov v2 only; refused"
                 );
-                return Ok(Outcome::Rejected { retry_secs: 0 });
+                return Ok(Outcome::Rejected {
+                    retry_secs: 0,
+                    why: RejectReason::V2Only,
+                });
+            }
+            if !req.proof.is_guess() {
+                // No proof is no guess: nothing to count, nothing to verify.
+                return Ok(Outcome::Rejected {
+                    retry_secs: 0,
+                    why: RejectReason::NoProof,
+                });
             }
             // 4.6 (ext): the device's budget of wrong secrets across every
             // source is spent: no guess is evaluated until its window ends.
@@ -393,7 +403,10 @@ impl Provisioner {
             let Some(key) = Self::verify(req, &stored, secret) else {
                 if v2 {
                     // Counted when the run started.
-                    return Ok(Outcome::Rejected { retry_secs: 0 });
+                    return Ok(Outcome::Rejected {
+                        retry_secs: 0,
+                        why: RejectReason::WrongSecret,
+                    });
                 }
                 return self.wrong_secret(req, now, &src, stored.id).await;
             };
@@ -428,6 +441,7 @@ impl Provisioner {
             .await?;
         Ok(Outcome::Rejected {
             retry_secs: u64_secs(lock.locked_until.secs_since(now)),
+            why: RejectReason::WrongSecret,
         })
     }
 
@@ -537,6 +551,7 @@ impl Provisioner {
                     serial: cert.serial.clone(),
                     key_fingerprint: req.key_fingerprint(),
                     how: how.to_owned(),
+                    protocol: Some(req.protocol),
                 },
                 Some(device),
             ))
@@ -574,6 +589,7 @@ impl Provisioner {
                         source: source.to_string(),
                         claimed_ip: req.claimed.ip.clone(),
                         claimed_mac: req.claimed.mac.clone(),
+                        protocol: Some(req.protocol),
                     },
                     Some(req.device_id.as_str()),
                 )
@@ -592,6 +608,7 @@ impl Provisioner {
                     first_seen: now,
                     last_seen: now,
                     attempts: 1,
+                    protocol: req.protocol,
                 },
                 self.policy.waiting_caps,
                 audit,
@@ -649,6 +666,7 @@ impl Provisioner {
                     now,
                     validity: self.policy.device_validity,
                     crl_url: Some(&self.policy.crl_url),
+                    ocsp_url: self.policy.ocsp_url.as_deref(),
                 },
             )
             .map_err(|e| CoreError::Issue(e.to_string()))?;
@@ -668,6 +686,7 @@ impl Provisioner {
                 issued_at,
                 issue_kind: kind,
                 authorized_by: actor.to_string(),
+                protocol: Some(req.protocol),
             },
             consume_secret: match &consume {
                 Consume::Secret(s) => Some(s.clone()),
@@ -679,6 +698,10 @@ impl Provisioner {
             },
             reset_lockout_for,
             clear_waiting_key: Some(fingerprint.clone()),
+            // Any new certificate of a device supersedes its older ones
+            // (renewal, re-key, or a new provisioning): once the grace
+            // period is over, one device ID holds one valid certificate.
+            supersede_older_at: self.policy.supersede_after.map(|d| issued_at.plus(d)),
             audit: AuditRecord::new(
                 issued_at,
                 actor,
@@ -689,6 +712,7 @@ impl Provisioner {
                     key_fingerprint: fingerprint.clone(),
                     key_type: req.key.key_type().to_string(),
                     not_after: issued.not_after,
+                    protocol: Some(req.protocol),
                 },
                 Some(req.device_id.as_str()),
             ),
@@ -702,6 +726,7 @@ impl Provisioner {
                     device_id = %req.device_id,
                     serial = %issued.serial,
                     how = kind.as_str(),
+                    protocol = req.protocol.as_str(),
                     "certificate issued"
                 );
                 Ok(Attempt::Done(Outcome::Approved(Issued {

@@ -1,10 +1,10 @@
 //! The audit entries of the periodic sweeps (expired and unreadable
-//! secrets, the stale waiting queue): the server's housekeeping decides what
-//! to delete through the store, and the entries come from here, made from
-//! what was deleted.
+//! secrets, the stale waiting queue, superseded certificates): the server's
+//! housekeeping acts through the store, and the entries come from here,
+//! made from what it deleted or revoked.
 
 use idprov_proto::UnixTime;
-use idprov_store::{Actor, AuditEvent, AuditOf, AuditRecord};
+use idprov_store::{Actor, AuditEvent, AuditOf, AuditRecord, Superseded};
 
 /// The entries of a sweep of secrets at `now`, from its (unreadable,
 /// expired) counts: one per kind that deleted anything.
@@ -52,5 +52,37 @@ pub fn queue_swept(now: UnixTime) -> AuditOf<(u64, u64)> {
             },
             None,
         )]
+    })
+}
+
+/// The entries of the revocation of superseded certificates at `now`: one
+/// `certificate_revoked` (reason 4, superseded) per device, naming the
+/// certificate that superseded them.
+pub fn superseded(now: UnixTime) -> AuditOf<[Superseded]> {
+    AuditOf::new(move |superseded: &[Superseded]| {
+        let mut by_device: Vec<(&str, Vec<&Superseded>)> = Vec::new();
+        for s in superseded {
+            match by_device.iter_mut().find(|(d, _)| *d == s.device_id) {
+                Some((_, list)) => list.push(s),
+                None => by_device.push((&s.device_id, vec![s])),
+            }
+        }
+        by_device
+            .into_iter()
+            .map(|(device, list)| {
+                let mut newer: Vec<String> = list.iter().map(|s| s.by.to_string()).collect();
+                newer.dedup();
+                AuditRecord::new(
+                    now,
+                    Actor::system(),
+                    AuditEvent::CertificateRevoked {
+                        reason: 4,
+                        note: format!("superseded by {}", newer.join(", ")),
+                        serials: list.iter().map(|s| s.serial.clone()).collect(),
+                    },
+                    Some(device),
+                )
+            })
+            .collect()
     })
 }

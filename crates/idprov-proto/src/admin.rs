@@ -5,7 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use crate::kinds::{CertKind, DecisionKind, IssueKind, QueueState};
+use crate::kinds::{CertKind, DecisionKind, IssueKind, Protocol, QueueState};
 use crate::{KeyFingerprint, ProvisionStatus, SerialNumber, UnixTime};
 
 /// One page of a listing; `next` is the `after` value of the following page.
@@ -53,6 +53,9 @@ pub struct DeviceView {
     pub live_secret: bool,
     /// Waiting requests recorded.
     pub waiting: u64,
+    /// The protocol its newest certificate was asked for by (`v1`, `est`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
 }
 
 /// A certificate as administrators see it.
@@ -86,6 +89,10 @@ pub struct CertView {
     pub issue_kind: IssueKind,
     /// Who authorized it.
     pub authorized_by: String,
+    /// The protocol the device asked by (`v1`, `est`); absent for
+    /// credentials the server issued itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
     /// When it was revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(format = DateTime))]
@@ -215,6 +222,9 @@ pub struct WaitingView {
     pub last_seen: String,
     /// Number of requests.
     pub attempts: i64,
+    /// The protocol of its latest request (`v1`, `est`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<Protocol>,
     /// `waiting`, `approved` (the next request with this key is Approved)
     /// or `rejected` (until cleared).
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! The registry's vocabulary, shared by the store, the server and the admin
 //! API's documents: what a certificate was issued to and how, where a
-//! waiting request stands. Each serializes as its stable lower-case name.
+//! waiting request stands, which protocol a device spoke. Each serializes
+//! as its stable lower-case name.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +20,8 @@ pub enum CertKind {
     Service,
     /// The idprov server's own TLS certificate.
     Server,
+    /// The server's delegated OCSP responder (EKU OCSPSigning).
+    Ocsp,
 }
 
 impl CertKind {
@@ -30,6 +33,7 @@ impl CertKind {
             CertKind::Plugin => "plugin",
             CertKind::Service => "service",
             CertKind::Server => "server",
+            CertKind::Ocsp => "ocsp",
         }
     }
 
@@ -41,6 +45,7 @@ impl CertKind {
             "plugin" => CertKind::Plugin,
             "service" => CertKind::Service,
             "server" => CertKind::Server,
+            "ocsp" => CertKind::Ocsp,
             _ => return None,
         })
     }
@@ -87,6 +92,40 @@ impl IssueKind {
             "admin" => IssueKind::Admin,
             "approval" => IssueKind::Approval,
             "local" => IssueKind::Local,
+            _ => return None,
+        })
+    }
+}
+
+/// The protocol a device spoke: which front door a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// idprov v1 (`POST /idprov/provreq`, PROTOCOL.md).
+    V1,
+    /// EST, RFC 7030 (`/.well-known/est/`, docs/EST.md).
+    Est,
+    /// idprov v2, SPAKE2+ first contact (`/idprov/v2/`, PROTOCOL.md §11).
+    V2,
+}
+
+impl Protocol {
+    /// Stable text form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::V1 => "v1",
+            Protocol::Est => "est",
+            Protocol::V2 => "v2",
+        }
+    }
+
+    /// Parses the text form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "v1" => Protocol::V1,
+            "est" => Protocol::Est,
+            "v2" => Protocol::V2,
             _ => return None,
         })
     }
@@ -151,4 +190,4 @@ macro_rules! display_as_str {
     )*};
 }
 
-display_as_str!(CertKind, IssueKind, QueueState, DecisionKind);
+display_as_str!(CertKind, IssueKind, Protocol, QueueState, DecisionKind);

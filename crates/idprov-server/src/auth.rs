@@ -50,6 +50,17 @@ pub struct VerifiedCaller {
     pub leaf: Arc<CertInfo>,
 }
 
+impl VerifiedCaller {
+    /// The caller as the provisioning core knows it.
+    pub fn identity(&self) -> idprov_core::Identity {
+        idprov_core::Identity {
+            role: self.role,
+            name: self.name.clone(),
+            spki_der: self.leaf.spki_der.clone(),
+        }
+    }
+}
+
 /// Who is calling.
 #[derive(Debug, Clone)]
 pub enum Caller {

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::SystemTime;
 
+use idprov_ca::ocsp::Responder;
 use idprov_ca::{Ca, CertInfo, IssueParams, IssuedCert, KeyAlgorithm, Purpose, Usage, pem};
 use idprov_proto::UnixTime;
 use idprov_store::{
@@ -190,6 +191,53 @@ async fn issue_local(
     record_local(registry, kind, &subject, &issued, now, reason).await
 }
 
+/// Issues one of the server's own credentials again (see [`issue_local`])
+/// when [`stale_reason`] finds the files at `paths` stale for `purpose`
+/// (and, for the server certificate, its `wanted` names); says why it did.
+async fn reissue_if_stale(
+    ca: &Ca,
+    registry: &dyn Registry,
+    (kind, purpose): (CertKind, Purpose),
+    params: IssueParams<'_>,
+    (key_path, cert_path): (&Path, &Path),
+    wanted: Option<(&[String], &[IpAddr])>,
+) -> Result<Option<&'static str>, StartError> {
+    let Some(reason) = stale_reason(ca, cert_path, key_path, params.now, purpose, wanted) else {
+        return Ok(None);
+    };
+    issue_local(ca, registry, kind, params, (key_path, cert_path), reason).await?;
+    Ok(Some(reason))
+}
+
+/// What the CA is asked for one of the server's own credentials: no
+/// revocation URLs (the server's own certificates are not checked by
+/// relying parties through them).
+fn local_params<'a>(
+    config: &'a ServerConfig,
+    common_name: &'a str,
+    organizational_unit: &'a str,
+    usage: Usage,
+    now: SystemTime,
+    validity: std::time::Duration,
+) -> IssueParams<'a> {
+    IssueParams {
+        common_name,
+        organizational_unit,
+        organization: &config.organization,
+        usage,
+        now,
+        validity,
+        crl_url: None,
+        ocsp_url: None,
+    }
+}
+
+/// The certificates of a PEM file.
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, StartError> {
+    pem::parse_certificates(&read(path)?)
+        .map_err(|e| StartError::Ca(format!("{}: {e}", path.display())))
+}
+
 async fn record_local(
     registry: &dyn Registry,
     kind: CertKind,
@@ -216,11 +264,13 @@ async fn record_local(
                 issued_at: at,
                 issue_kind: IssueKind::Local,
                 authorized_by: Actor::system().to_string(),
+                protocol: None,
             },
             consume_secret: None,
             consume_approval: None,
             reset_lockout_for: None,
             clear_waiting_key: None,
+            supersede_older_at: None,
             audit: AuditRecord::new(
                 at,
                 Actor::system(),
@@ -258,40 +308,20 @@ pub async fn server_credential(
     let cert_path = config.data_dir.join(files::SERVER_CERT);
     let key_path = config.data_dir.join(files::SERVER_KEY);
     let (names, ips) = server_identities(config);
-    if let Some(reason) = stale_reason(
-        ca,
-        &cert_path,
-        &key_path,
-        now,
-        Purpose::ServerAuth,
-        Some((&names, &ips)),
-    ) {
-        issue_local(
-            ca,
-            registry,
-            CertKind::Server,
-            IssueParams {
-                common_name: &host_name(),
-                organizational_unit: "service",
-                organization: &config.organization,
-                usage: Usage::Server {
-                    dns_names: names.clone(),
-                    ip_addresses: ips.clone(),
-                },
-                now,
-                validity: config.server_validity,
-                crl_url: None,
-            },
-            (&key_path, &cert_path),
-            reason,
-        )
-        .await?;
+    let host = host_name();
+    let usage = Usage::Server {
+        dns_names: names.clone(),
+        ip_addresses: ips.clone(),
+    };
+    let params = local_params(config, &host, "service", usage, now, config.server_validity);
+    let paths = (key_path.as_path(), cert_path.as_path());
+    let wanted = Some((&names[..], &ips[..]));
+    let kind = (CertKind::Server, Purpose::ServerAuth);
+    if let Some(reason) = reissue_if_stale(ca, registry, kind, params, paths, wanted).await? {
         tracing::info!(reason, names = ?names, addresses = ?ips, "issued the server TLS certificate");
     }
-    let chain = pem::parse_certificates(&read(&cert_path)?)
-        .map_err(|e| StartError::Ca(format!("{}: {e}", cert_path.display())))?;
     Ok(ServerCredential {
-        chain,
+        chain: read_chain(&cert_path)?,
         key_pem: zeroize::Zeroizing::new(read(&key_path)?),
     })
 }
@@ -310,25 +340,56 @@ pub async fn local_admin_credential(
         .map_err(|e| StartError::file(&chain_path, e))?;
     let cert_path = dir.path(files::ADMIN_CERT);
     let key_path = dir.path(files::ADMIN_KEY);
-    if let Some(reason) = stale_reason(ca, &cert_path, &key_path, now, Purpose::ClientAuth, None) {
-        issue_local(
-            ca,
-            registry,
-            CertKind::Admin,
-            IssueParams {
-                common_name: LOCAL_ADMIN_NAME,
-                organizational_unit: "admin",
-                organization: &config.organization,
-                usage: Usage::Client,
-                now,
-                validity: config.admin_validity,
-                crl_url: None,
-            },
-            (&key_path, &cert_path),
-            reason,
-        )
-        .await?;
+    let params = local_params(
+        config,
+        LOCAL_ADMIN_NAME,
+        "admin",
+        Usage::Client,
+        now,
+        config.admin_validity,
+    );
+    let paths = (key_path.as_path(), cert_path.as_path());
+    let kind = (CertKind::Admin, Purpose::ClientAuth);
+    if let Some(reason) = reissue_if_stale(ca, registry, kind, params, paths, None).await? {
         tracing::info!(reason, path = %cert_path.display(), "issued the local administrator credential");
     }
     Ok(())
+}
+
+/// The delegated OCSP responder: its certificate and key are reused from
+/// the data directory, or (re-)issued — with a new key, recorded and
+/// audited like the server's own certificate — when missing, not the
+/// current CA's, or close to expiry. The housekeeping sweep calls this too,
+/// so the responder is renewed while the server runs.
+///
+/// Why a delegated responder rather than the CA: answers are signed per
+/// request, and the CA key signs only certificates and CRLs, so it stays
+/// out of the per-request path (and may live somewhere slow to reach, a
+/// token); a leaked responder key is worth at most its short validity.
+pub async fn ocsp_responder(
+    config: &ServerConfig,
+    ca: &Ca,
+    registry: &dyn Registry,
+    now: SystemTime,
+) -> Result<Responder, StartError> {
+    let cert_path = config.data_dir.join(files::OCSP_CERT);
+    let key_path = config.data_dir.join(files::OCSP_KEY);
+    let common_name = format!("{} OCSP responder", config.organization);
+    let params = local_params(
+        config,
+        &common_name,
+        "service",
+        Usage::OcspSigning,
+        now,
+        defaults::OCSP_RESPONDER_VALIDITY,
+    );
+    let paths = (key_path.as_path(), cert_path.as_path());
+    let kind = (CertKind::Ocsp, Purpose::OcspSigning);
+    if let Some(reason) = reissue_if_stale(ca, registry, kind, params, paths, None).await? {
+        tracing::info!(reason, "issued the OCSP responder certificate");
+    }
+    let chain = read_chain(&cert_path)?;
+    let key_pem = zeroize::Zeroizing::new(read(&key_path)?);
+    Responder::new(ca, chain[0].clone(), &key_pem, now)
+        .map_err(|e| StartError::Ca(format!("{}: {e}", cert_path.display())))
 }

@@ -158,6 +158,27 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub tls: RawTls,
+    #[serde(default)]
+    pub revocation: RawRevocation,
+    #[serde(default)]
+    pub crl: RawCrl,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub http_listen: Option<String>,
+    pub public_url: Option<String>,
+    pub rate: Option<f64>,
+    pub burst: Option<f64>,
+}
+
+#[allow(missing_docs)]
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCrl {
+    pub on_publish: Option<String>,
 }
 
 #[allow(missing_docs)]
@@ -194,6 +215,7 @@ pub struct RawCertificates {
     pub device_validity: Option<ConfigDuration>,
     pub server_validity: Option<ConfigDuration>,
     pub admin_validity: Option<ConfigDuration>,
+    pub revoke_superseded_after: Option<ConfigDuration>,
 }
 
 #[allow(missing_docs)]
@@ -361,6 +383,28 @@ impl Database {
     }
 }
 
+/// The plain-HTTP revocation listener (`[revocation]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationListener {
+    /// Where it listens (`revocation.http_listen`).
+    pub listen: SocketAddr,
+    /// The base URL written into certificates (`revocation.public_url`),
+    /// without a trailing `/`; by default `http://<public_name>:<port>`
+    /// (see [`RevocationListener::base_url`]).
+    pub public_url: Option<String>,
+}
+
+impl RevocationListener {
+    /// The base URL written into certificates: the configured one, or
+    /// `http://<public_name>:<port>` (the port it is bound to: the server
+    /// fills in the URL when the configured port is 0).
+    pub fn base_url(&self, public_name: &str) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}:{}", url_host(public_name), self.listen.port()))
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -395,6 +439,18 @@ pub struct ServerConfig {
     pub server_validity: Duration,
     /// Administrator certificate validity.
     pub admin_validity: Duration,
+    /// When set, a device's new certificate supersedes its older ones,
+    /// which are revoked (reason superseded) this long after it was issued.
+    pub supersede_after: Option<Duration>,
+    /// The plain-HTTP listener serving the CRL and OCSP, off by default.
+    pub revocation: Option<RevocationListener>,
+    /// Requests (and new connections) per second per source on the
+    /// revocation listener, and on the OCSP routes of the TLS listener.
+    pub revocation_rate: f64,
+    /// Burst of those per source.
+    pub revocation_burst: f64,
+    /// A command run (`sh -c`) after every CRL publication.
+    pub crl_on_publish: Option<String>,
     /// Default OOB secret lifetime.
     pub secret_lifetime: Duration,
     /// Re-delivery window after a secret is consumed.
@@ -529,6 +585,8 @@ const ENV_KEYS: &[&str] = &[
     "log",
     "admin",
     "tls",
+    "revocation",
+    "crl",
 ];
 
 /// Reads the configuration file (the named one, which must exist, or the
@@ -752,6 +810,16 @@ impl RawConfig {
                 ));
             }
         };
+        let revocation = revocation_listener(&self.revocation)?;
+        let crl_on_publish = match self.crl.on_publish {
+            Some(c) if c.trim().is_empty() || c.chars().any(|ch| ch == '\0') => {
+                return Err(invalid(
+                    "crl.on_publish",
+                    "must be a non-empty command line (run with sh -c)",
+                ));
+            }
+            c => c,
+        };
         let database = Database::parse(self.database_url.clone())?;
         let dns_sd_instance = match self.dns_sd.enabled {
             Some(false) => None,
@@ -802,6 +870,24 @@ impl RawConfig {
                 self.certificates.admin_validity,
                 d::ADMIN_VALIDITY,
             )?,
+            supersede_after: match self.certificates.revoke_superseded_after {
+                None => None,
+                Some(ConfigDuration(d)) if d.is_zero() => {
+                    return Err(invalid(
+                        "certificates.revoke_superseded_after",
+                        "must be longer than zero (leave it out to keep superseded certificates valid)",
+                    ));
+                }
+                Some(ConfigDuration(d)) => Some(d),
+            },
+            revocation,
+            revocation_rate: rate("revocation.rate", self.revocation.rate, d::REVOCATION_RATE)?,
+            revocation_burst: rate(
+                "revocation.burst",
+                self.revocation.burst,
+                d::REVOCATION_BURST,
+            )?,
+            crl_on_publish,
             secret_lifetime: positive(
                 "secrets.lifetime",
                 self.secrets.lifetime,
@@ -941,6 +1027,71 @@ impl RawConfig {
     }
 }
 
+/// A host name or address as a URL writes it (an IPv6 address in brackets).
+pub fn url_host(name: &str) -> String {
+    if name.contains(':') && !name.starts_with('[') {
+        format!("[{name}]")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// `[revocation]`: off without `http_listen`; the public URL defaults to
+/// `http://<public_name>:<port>`, and must be plain `http://` (what relying
+/// parties fetch revocation data over).
+fn revocation_listener(raw: &RawRevocation) -> Result<Option<RevocationListener>, ConfigError> {
+    let Some(listen) = &raw.http_listen else {
+        if raw.public_url.is_some() {
+            return Err(invalid(
+                "revocation.public_url",
+                "needs revocation.http_listen (the listener the URL reaches)",
+            ));
+        }
+        return Ok(None);
+    };
+    let listen = match listen.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(addr)) => addr,
+        Ok(None) => {
+            return Err(invalid(
+                "revocation.http_listen",
+                format!("{listen:?} resolves to no address"),
+            ));
+        }
+        Err(e) => {
+            return Err(invalid(
+                "revocation.http_listen",
+                format!("{listen:?} is not HOST:PORT ({e})"),
+            ));
+        }
+    };
+    let public_url = match &raw.public_url {
+        Some(url) => {
+            let url = url.trim_end_matches('/');
+            let Some(rest) = url.strip_prefix("http://") else {
+                return Err(invalid(
+                    "revocation.public_url",
+                    "must start with http:// (revocation data is fetched over plain HTTP: \
+                     a TLS client cannot check revocation over a connection that needs the check)",
+                ));
+            };
+            if rest.is_empty()
+                || !url.is_ascii()
+                || url.chars().any(|c| {
+                    c.is_ascii_control() || c.is_ascii_whitespace() || "?#\"<>\\".contains(c)
+                })
+            {
+                return Err(invalid(
+                    "revocation.public_url",
+                    "must be http://HOST[:PORT][/PATH], ASCII, without query or fragment",
+                ));
+            }
+            Some(url.to_owned())
+        }
+        None => None,
+    };
+    Ok(Some(RevocationListener { listen, public_url }))
+}
+
 fn nonzero(key: &'static str, v: Option<u32>, default: u32) -> Result<u32, ConfigError> {
     match v.unwrap_or(default) {
         0 => Err(invalid(key, "must be at least 1")),
@@ -1065,6 +1216,38 @@ mod tests {
     }
 
     #[test]
+    fn the_revocation_listener_is_off_by_default_and_names_its_url() {
+        let c = RawConfig::default().validate().expect("defaults");
+        assert_eq!(c.revocation, None);
+        assert_eq!(c.supersede_after, None);
+        assert_eq!(c.crl_on_publish, None);
+        let c = raw("public_name = \"hub.local\"\n[revocation]\nhttp_listen = \"127.0.0.1:8080\"")
+            .expect("parse")
+            .validate()
+            .expect("valid");
+        let r = c.revocation.expect("on");
+        assert_eq!(r.listen, "127.0.0.1:8080".parse().expect("addr"));
+        assert_eq!(r.base_url(&c.public_name), "http://hub.local:8080");
+        let c = raw(
+            "[revocation]\nhttp_listen = \"[::]:80\"\npublic_url = \"http://hub.example.net/pki/\"\n\
+             [certificates]\nrevoke_superseded_after = \"2h\"\n[crl]\non_publish = \"systemctl reload mosquitto\"",
+        )
+        .expect("parse")
+        .validate()
+        .expect("valid");
+        assert_eq!(
+            c.revocation.expect("on").base_url("ignored"),
+            "http://hub.example.net/pki",
+            "without the trailing slash"
+        );
+        assert_eq!(c.supersede_after, Some(Duration::from_secs(7200)));
+        assert_eq!(
+            c.crl_on_publish.as_deref(),
+            Some("systemctl reload mosquitto")
+        );
+    }
+
+    #[test]
     fn durations_in_words_or_seconds() {
         let c = raw("[certificates]\ndevice_validity = \"7d\"\n[provisioning]\nwaiting_retry = 5")
             .expect("parse")
@@ -1094,6 +1277,28 @@ mod tests {
             (
                 "[provisioning]\nv2_session_lifetime = \"0s\"",
                 "provisioning.v2_session_lifetime",
+            ),
+            (
+                "[revocation]\npublic_url = \"http://hub.local:8080\"",
+                "revocation.public_url",
+            ),
+            (
+                "[revocation]\nhttp_listen = \"nonsense\"",
+                "revocation.http_listen",
+            ),
+            (
+                "[revocation]\nhttp_listen = \"127.0.0.1:8080\"\npublic_url = \"https://hub.local\"",
+                "revocation.public_url",
+            ),
+            (
+                "[revocation]\nhttp_listen = \"127.0.0.1:8080\"\npublic_url = \"http://hub.local/?x\"",
+                "revocation.public_url",
+            ),
+            ("[revocation]\nrate = 0", "revocation.rate"),
+            ("[crl]\non_publish = \"  \"", "crl.on_publish"),
+            (
+                "[certificates]\nrevoke_superseded_after = 0",
+                "certificates.revoke_superseded_after",
             ),
         ];
         for (toml, key) in cases {

@@ -16,6 +16,10 @@ pub mod files {
     pub const SERVER_CERT: &str = "server.pem";
     /// The server's TLS private key (PKCS#8 PEM, 0600).
     pub const SERVER_KEY: &str = "server.key";
+    /// The delegated OCSP responder's certificate (PEM).
+    pub const OCSP_CERT: &str = "ocsp.pem";
+    /// Its private key (PKCS#8 PEM, 0600).
+    pub const OCSP_KEY: &str = "ocsp.key";
     /// The administrator client certificate the CLI uses (PEM).
     pub const ADMIN_CERT: &str = "admin.pem";
     /// Its private key (PKCS#8 PEM, 0600).

@@ -152,3 +152,30 @@ pub const SIGNIN_GLOBAL_BURST: f64 = 20.0;
 /// Shortest web password: a person types it, an attacker guesses it offline
 /// only from a stolen database, where argon2id makes each guess expensive.
 pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Requests and new connections per second from one source on the
+/// revocation listener (and requests on the TLS listener's OCSP routes): a
+/// relying party that checks every client's handshake asks once per
+/// handshake (nginx without `ssl_ocsp_cache`), so one busy proxy is one
+/// source asking often.
+pub const REVOCATION_RATE: f64 = 100.0;
+/// Burst of those per source.
+pub const REVOCATION_BURST: f64 = 1000.0;
+/// How long an OCSP answer is valid (nextUpdate − thisUpdate): a relying
+/// party that caches answers learns of a revocation within this time; the
+/// responder itself answers from the registry on every request.
+pub const OCSP_VALIDITY: Duration = Duration::from_secs(3600);
+/// A cached OCSP answer is signed again once it is this old, so what a
+/// relying party receives is always valid for at least three quarters of
+/// [`OCSP_VALIDITY`].
+pub const OCSP_REFRESH: Duration = Duration::from_secs(15 * 60);
+/// Signed OCSP answers kept for reuse (about a kilobyte each); the cache is
+/// emptied when it holds this many.
+pub const OCSP_CACHE_ENTRIES: usize = 16_384;
+/// The delegated OCSP responder's certificate: short-lived (a leaked
+/// responder key cannot be revoked in any useful way: relying parties do
+/// not check the responder, by its `ocsp-nocheck`), re-issued by the
+/// server's housekeeping when a third of it is left.
+pub const OCSP_RESPONDER_VALIDITY: Duration = Duration::from_secs(7 * DAY);
+/// How long a `crl.on_publish` command may run before it is stopped.
+pub const CRL_HOOK_TIMEOUT: Duration = Duration::from_secs(60);

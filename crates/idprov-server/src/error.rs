@@ -68,6 +68,10 @@ impl StartError {
     }
 }
 
+/// The challenge of a 401 that asks for HTTP Basic credentials (EST: the
+/// device ID and its out-of-band secret).
+pub const BASIC_CHALLENGE: &str = r#"Basic realm="idprov EST", charset="UTF-8""#;
+
 /// The body of every error answer: `{"error": message, "status": code}`,
 /// and `"field"` when one input field is at fault.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
@@ -101,6 +105,9 @@ pub enum ApiError {
     Unauthenticated,
     /// 401: a web sign-in or session that did not authenticate.
     SignIn(&'static str),
+    /// 401 with an HTTP Basic challenge (EST, RFC 7030 §3.2.3): a wrong
+    /// secret, or none where one is registered.
+    BasicAuth(&'static str),
     /// 403: the verified caller may not do this.
     Forbidden(&'static str),
     /// 404: unknown path, or unknown device on the status endpoint.
@@ -109,6 +116,9 @@ pub enum ApiError {
     MethodNotAllowed,
     /// 413: the body exceeds the route's limit.
     PayloadTooLarge(usize),
+    /// 415: a body of another type than the route takes (the message says
+    /// which).
+    UnsupportedMediaType(&'static str),
     /// 429: locked out or rate limited; retry after this many seconds.
     TooManyRequests {
         /// Seconds until a retry can succeed.
@@ -127,6 +137,55 @@ pub enum ApiError {
         /// Why.
         reason: &'static str,
     },
+    /// An OCSP request answered with an unsigned failure status (RFC 6960
+    /// §4.2.1) in an `application/ocsp-response` body, which is what an
+    /// OCSP client reads: `malformedRequest` 400, `unauthorized` 200 (a
+    /// well-formed answer: "not my certificates"), `tryLater` 503,
+    /// `internalError` 500. The detail is logged only.
+    Ocsp {
+        /// The status.
+        failure: idprov_ca::ocsp::OcspFailure,
+        /// What happened, for the log.
+        detail: String,
+    },
+}
+
+/// The answer of [`ApiError::Ocsp`].
+fn ocsp_failure(failure: idprov_ca::ocsp::OcspFailure, detail: &str) -> Response {
+    use idprov_ca::ocsp::OcspFailure;
+    let (status, retry_after) = match failure {
+        OcspFailure::MalformedRequest => {
+            tracing::debug!(detail, "malformed OCSP request");
+            (StatusCode::BAD_REQUEST, None)
+        }
+        OcspFailure::Unauthorized => {
+            tracing::debug!(detail, "OCSP request for certificates not answered here");
+            (StatusCode::OK, None)
+        }
+        OcspFailure::TryLater => {
+            tracing::warn!(detail, "OCSP request answered tryLater");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Some(HeaderValue::from_static("5")),
+            )
+        }
+        OcspFailure::InternalError => {
+            tracing::error!(error = detail, "OCSP request failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, None)
+        }
+    };
+    let mut response = (status, failure.to_der()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::routes::ocsp::OCSP_RESPONSE),
+    );
+    // An error is about this moment, never to be reused.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(v) = retry_after {
+        headers.insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -157,7 +216,9 @@ impl From<idprov_proto::MessageError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut field = None;
+        let mut challenge = None;
         let (status, message, retry_after) = match self {
+            ApiError::Ocsp { failure, detail } => return ocsp_failure(failure, &detail),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
             ApiError::Invalid { field: f, message } => {
                 field = Some(f);
@@ -169,6 +230,10 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::SignIn(m) => (StatusCode::UNAUTHORIZED, m.to_owned(), None),
+            ApiError::BasicAuth(m) => {
+                challenge = Some(BASIC_CHALLENGE);
+                (StatusCode::UNAUTHORIZED, m.to_owned(), None)
+            }
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_owned(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_owned(), None),
             ApiError::MethodNotAllowed => (
@@ -181,6 +246,9 @@ impl IntoResponse for ApiError {
                 format!("request body exceeds the limit of {limit} bytes for this path"),
                 None,
             ),
+            ApiError::UnsupportedMediaType(m) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, m.to_owned(), None)
+            }
             ApiError::TooManyRequests {
                 retry_after,
                 reason,
@@ -223,6 +291,12 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if let Some(challenge) = challenge {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

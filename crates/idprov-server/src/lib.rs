@@ -1,6 +1,7 @@
 //! The idprov server: the protocol endpoints of PROTOCOL.md over rustls, the
 //! admin API, the data directory (CA, server and administrator credentials),
-//! and the accept loop.
+//! the accept loop, and the revocation data relying parties fetch (the CRL
+//! and an OCSP responder, also on an optional plain-HTTP listener).
 //!
 //! This is the only crate that knows HTTP. It owns no storage format (that is
 //! `idprov-store`) and no certificate encoding (that is `idprov-ca`); it wires
@@ -20,6 +21,7 @@ pub mod error;
 pub mod limits;
 mod listener;
 pub mod observe;
+pub mod ocsp;
 pub mod password;
 pub mod routes;
 pub mod secrets;

@@ -1,6 +1,7 @@
 //! The accept loop: TCP accept, TLS handshake with a timeout, the verified
 //! leaf parsed once per connection, then HTTP/1.1 or HTTP/2 served by hyper
-//! with the router. Owning the loop (rather than a ready-made server) is
+//! with the router (or, on the revocation listener, plain HTTP without the
+//! handshake). Owning the loop (rather than a ready-made server) is
 //! what lets per-source limits act before the handshake.
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::auth::ConnInfo;
+use crate::limits::{ConnectionLimits, Slot};
 
 /// A response body that marks its request finished when it is done (or
 /// dropped), so a connection streaming an answer is never taken for idle.
@@ -101,13 +103,52 @@ fn handshake_failure(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// The connection's exporter value that idprov v2 binds its runs to
+/// (PROTOCOL.md §11.3), taken while the TLS state is ours, into a fixed
+/// array: TLS 1.3 only.
+fn exporter(session: &rustls::ServerConnection) -> Option<[u8; idprov_proto::v2::EXPORTER_LEN]> {
+    if session.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    session
+        .export_keying_material(
+            [0u8; idprov_proto::v2::EXPORTER_LEN],
+            idprov_proto::v2::EXPORTER_LABEL,
+            None,
+        )
+        .ok()
+}
+
+/// How a listener's connections are carried.
+#[derive(Clone)]
+pub enum Transport {
+    /// TLS, client certificates verified when presented: the protocol,
+    /// the admin API and the page.
+    Tls(TlsAcceptor),
+    /// Plain HTTP: the revocation listener, which serves signed objects
+    /// only (a relying party cannot check revocation over a TLS connection
+    /// that itself needs the check).
+    Plain,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::Tls(_) => "Tls",
+            Transport::Plain => "Plain",
+        })
+    }
+}
+
 /// Serves connections until `shutdown` turns true, then lets requests in
-/// flight finish (up to the grace period).
+/// flight finish (up to the grace period). `limits` admits each connection
+/// before anything is read from it.
 pub async fn serve(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
+    transport: Transport,
     router: Router,
     state: crate::state::AppState,
+    limits: Arc<ConnectionLimits>,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -138,10 +179,7 @@ pub async fn serve(
         let peer = canonical(peer);
         // Limits act here, before any TLS work: a refused connection costs
         // an accept and a close.
-        let permit = match state
-            .connection_limits
-            .admit(peer.ip(), std::time::Instant::now())
-        {
+        let permit = match limits.admit(peer.ip(), std::time::Instant::now()) {
             Ok(p) => p,
             Err(refusal) => {
                 state.note_limited(peer.ip(), refusal.as_str());
@@ -149,16 +187,30 @@ pub async fn serve(
                 continue;
             }
         };
-        metrics::gauge!(crate::observe::CONNECTIONS).set(f64::from(state.connection_limits.open()));
+        if let Transport::Tls(_) = transport {
+            metrics::gauge!(crate::observe::CONNECTIONS).set(f64::from(limits.open()));
+        }
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let watcher = graceful.watcher();
-        let http = http.clone();
+        let transport = transport.clone();
         let v2 = state.config.v2;
+        let connection = Connection {
+            router: router.clone(),
+            watcher: graceful.watcher(),
+            http: http.clone(),
+            timeouts,
+            peer,
+        };
         tokio::spawn(async move {
             let slot = permit.slot.clone();
             let _permit = permit;
+            let acceptor = match transport {
+                Transport::Plain => {
+                    slot.handshake_done();
+                    connection.serve(TokioIo::new(tcp), None, None, slot).await;
+                    return;
+                }
+                Transport::Tls(acceptor) => acceptor,
+            };
             let handshake = tokio::select! {
                 r = tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)) => r,
                 () = slot.close_requested() => {
@@ -195,80 +247,10 @@ pub async fn serve(
                         None
                     }
                 });
-            // idprov v2 binds its runs to this value (PROTOCOL.md §11.3):
-            // taken here, while the TLS state is ours, into a fixed array.
-            let exporter = if v2 {
-                let session = tls.get_ref().1;
-                (session.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3))
-                    .then(|| {
-                        session
-                            .export_keying_material(
-                                [0u8; idprov_proto::v2::EXPORTER_LEN],
-                                idprov_proto::v2::EXPORTER_LABEL,
-                                None,
-                            )
-                            .ok()
-                    })
-                    .flatten()
-            } else {
-                None
-            };
-            let info = ConnInfo {
-                peer,
-                leaf,
-                exporter,
-            };
-            let tracker = slot.clone();
-            let service = tower::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                // In flight from its head to the end of its answer's body.
-                let guard = tracker.request_started();
-                let router = router.clone();
-                async move {
-                    let response = router.oneshot(req).await?;
-                    Ok::<_, std::convert::Infallible>(response.map(|body| {
-                        axum::body::Body::new(Tracked {
-                            body,
-                            _guard: guard,
-                        })
-                    }))
-                }
-            });
-            let conn = http
-                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(service))
-                .into_owned();
-            let conn = watcher.watch(conn);
-            tokio::pin!(conn);
-            loop {
-                // A connection that sends no request in time, or sits idle
-                // too long, or is asked to make room, is closed.
-                let limit = if slot.requests() == 0 {
-                    timeouts.header
-                } else {
-                    timeouts.idle
-                };
-                let check = limit
-                    .saturating_sub(slot.idle_for())
-                    .max(Duration::from_millis(50));
-                tokio::select! {
-                    r = &mut conn => {
-                        if let Err(e) = r {
-                            tracing::debug!(%peer, error = %e, "connection ended with an error");
-                        }
-                        return;
-                    }
-                    () = tokio::time::sleep(check) => {
-                        if slot.idle_for() >= limit {
-                            tracing::debug!(%peer, "idle connection closed");
-                            return;
-                        }
-                    }
-                    () = slot.close_requested() => {
-                        tracing::debug!(%peer, "idle connection closed to make room");
-                        return;
-                    }
-                }
-            }
+            let exporter = v2.then(|| exporter(tls.get_ref().1)).flatten();
+            connection
+                .serve(TokioIo::new(tls), leaf, exporter, slot)
+                .await;
         });
     }
     drop(listener);
@@ -277,6 +259,93 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("requests still in flight after the shutdown grace period");
+    }
+}
+
+/// What serving one admitted connection needs.
+struct Connection {
+    router: Router,
+    watcher: hyper_util::server::graceful::Watcher,
+    http: auto::Builder<TokioExecutor>,
+    timeouts: Timeouts,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves HTTP on `io` until the peer is done, the connection sits
+    /// idle too long, or the limits ask for its slot.
+    async fn serve<I>(
+        self,
+        io: I,
+        leaf: Option<Arc<CertInfo>>,
+        exporter: Option<[u8; idprov_proto::v2::EXPORTER_LEN]>,
+        slot: Arc<Slot>,
+    ) where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let Connection {
+            router,
+            watcher,
+            http,
+            timeouts,
+            peer,
+        } = self;
+        let info = ConnInfo {
+            peer,
+            leaf,
+            exporter,
+        };
+        let tracker = slot.clone();
+        let service = tower::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(info.clone());
+            // In flight from its head to the end of its answer's body.
+            let guard = tracker.request_started();
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(req).await?;
+                Ok::<_, std::convert::Infallible>(response.map(|body| {
+                    axum::body::Body::new(Tracked {
+                        body,
+                        _guard: guard,
+                    })
+                }))
+            }
+        });
+        let conn = http
+            .serve_connection(io, TowerToHyperService::new(service))
+            .into_owned();
+        let conn = watcher.watch(conn);
+        tokio::pin!(conn);
+        loop {
+            // A connection that sends no request in time, or sits idle
+            // too long, or is asked to make room, is closed.
+            let limit = if slot.requests() == 0 {
+                timeouts.header
+            } else {
+                timeouts.idle
+            };
+            let check = limit
+                .saturating_sub(slot.idle_for())
+                .max(Duration::from_millis(50));
+            tokio::select! {
+                r = &mut conn => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(check) => {
+                    if slot.idle_for() >= limit {
+                        tracing::debug!(%peer, "idle connection closed");
+                        return;
+                    }
+                }
+                () = slot.close_requested() => {
+                    tracing::debug!(%peer, "idle connection closed to make room");
+                    return;
+                }
+            }
+        }
     }
 }
 

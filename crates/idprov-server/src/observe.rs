@@ -25,6 +25,8 @@ pub use idprov_core::metrics::{
 pub const PROVISIONING: &str = "idprov_provisioning_total";
 /// idprov v2 provisioning outcomes (approved, waiting, rejected, locked_out).
 pub const PROVISIONING_V2: &str = "idprov_provisioning_v2_total";
+/// EST requests by operation and outcome (`routes::est`).
+pub const EST_REQUESTS: &str = "idprov_est_requests_total";
 /// Certificates revoked.
 pub const CERTIFICATES_REVOKED: &str = "idprov_certificates_revoked_total";
 /// Idle connections closed to make room near the connection total.
@@ -39,8 +41,16 @@ pub const DB_COMMIT_SECONDS: &str = "idprov_db_commit_seconds";
 pub const WAITING: &str = "idprov_waiting_requests";
 /// Device certificates valid now that expire within 7 days.
 pub const EXPIRING_SOON: &str = "idprov_certificates_expiring_soon";
-/// Open connections.
+/// Open connections of the TLS listener.
 pub const CONNECTIONS: &str = "idprov_open_connections";
+/// OCSP answers: per certificate asked about (good, revoked, unknown), or
+/// per request for an unsigned failure (malformed, unauthorized,
+/// try_later, internal_error).
+pub const OCSP_ANSWERS: &str = "idprov_ocsp_answers_total";
+/// OCSP answers served from the cache of signed answers (not signed again).
+pub const OCSP_CACHE_HITS: &str = "idprov_ocsp_cache_hits_total";
+/// Runs of the `crl.on_publish` command, by result (ok, failed, timeout).
+pub const CRL_HOOK_RUNS: &str = "idprov_crl_hook_runs_total";
 
 /// The process-wide Prometheus recorder (installed once).
 pub fn prometheus() -> &'static PrometheusHandle {

@@ -16,7 +16,7 @@ use crate::config::{Database, SecretKeySource, ServerConfig};
 use crate::datadir::{DataDir, files};
 use crate::defaults;
 use crate::error::StartError;
-use crate::listener::{self, Timeouts};
+use crate::listener::{self, Timeouts, Transport};
 use crate::routes;
 use crate::secrets::SecretBox;
 use crate::state::AppState;
@@ -78,6 +78,7 @@ impl Backend {
 #[derive(Debug)]
 pub struct RunningServer {
     addrs: Vec<SocketAddr>,
+    revocation_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
     backend: Backend,
@@ -176,6 +177,7 @@ pub async fn start(
     let ca = Arc::new(bootstrap::load_or_generate_ca(&config, &dir, now)?);
     let credential = bootstrap::server_credential(&config, &ca, &*registry, now).await?;
     bootstrap::local_admin_credential(&config, &dir, &ca, &*registry, now).await?;
+    let responder = bootstrap::ocsp_responder(&config, &ca, &*registry, now).await?;
     let certs = crate::tls::CertSwap::new(&credential)?;
     let resumption = options.tls_resumption && config.tls_session_resumption;
     let tls = crate::tls::server_config(&ca, certs.clone(), clock.clone(), resumption)?;
@@ -193,6 +195,23 @@ pub async fn start(
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect::<Vec<_>>();
+    // The plain-HTTP revocation listener, when configured.
+    let revocation_listener = config
+        .revocation
+        .as_ref()
+        .map(|r| bind(r.listen))
+        .transpose()?;
+    let revocation_addr = revocation_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok());
+    let mut config = config;
+    if let (Some(r), Some(bound)) = (config.revocation.as_mut(), revocation_addr)
+        && r.listen.port() == 0
+        && r.public_url.is_none()
+    {
+        // Port 0 picks a free port: the URL names the one bound.
+        r.listen = bound;
+    }
     let timeouts = Timeouts {
         handshake: config.handshake_timeout,
         header: config.header_timeout,
@@ -201,6 +220,7 @@ pub async fn start(
     };
     tracing::info!(
         listen = ?addrs,
+        revocation_listen = ?revocation_addr,
         data_dir = %config.data_dir.display(),
         ca_fingerprint = %ca.fingerprint(),
         secrets_persistent = secrets.is_persistent(),
@@ -210,7 +230,7 @@ pub async fn start(
         (Some(instance), Some(addr)) => Some(crate::dnssd::Advert::publish(instance, addr.port())?),
         _ => None,
     };
-    let state = AppState::new(config, ca, registry, secrets, clock);
+    let state = AppState::new(config, ca, registry, secrets, clock, responder);
     // An empty CRL exists from the first start; later starts refresh a stale one.
     crate::crl::current(&state)
         .await
@@ -224,14 +244,26 @@ pub async fn start(
         .map(|l| {
             tokio::spawn(listener::serve(
                 l,
-                acceptor.clone(),
+                Transport::Tls(acceptor.clone()),
                 router.clone(),
                 state.clone(),
+                state.connection_limits.clone(),
                 timeouts,
                 rx.clone(),
             ))
         })
         .collect();
+    if let Some(l) = revocation_listener {
+        tasks.push(tokio::spawn(listener::serve(
+            l,
+            Transport::Plain,
+            routes::revocation_router(state.clone()),
+            state.clone(),
+            state.revocation_limits.clone(),
+            timeouts,
+            rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(sweep(
         state.clone(),
         certs,
@@ -240,6 +272,7 @@ pub async fn start(
     )));
     Ok(RunningServer {
         addrs,
+        revocation_addr,
         shutdown,
         tasks,
         backend,
@@ -251,8 +284,11 @@ pub async fn start(
 }
 
 /// Once a minute: removes expired secrets, stale re-delivery records, stale
-/// waiting requests and lapsed approvals; re-issues the CRL daily; signs the
-/// audit head at the checkpoint interval. Signs a last checkpoint on shutdown.
+/// waiting requests and lapsed approvals; revokes superseded certificates
+/// whose grace period is over (when configured); re-issues the CRL daily
+/// (and after such revocations); renews the server's TLS certificate and
+/// the OCSP responder's; signs the audit head at the checkpoint interval.
+/// Signs a last checkpoint on shutdown.
 async fn sweep(
     state: AppState,
     certs: Arc<crate::tls::CertSwap>,
@@ -296,9 +332,11 @@ async fn sweep(
         {
             tracing::warn!(error = %e, "expiring the waiting queue failed");
         }
+        revoke_superseded(&state, now).await;
         if let Err(e) = crate::crl::current(&state).await {
             tracing::warn!(error = ?e, "refreshing the CRL failed");
         }
+        renew_ocsp_responder(&state).await;
         // The server certificate: re-issued when a third of its validity is
         // left or the machine's names or addresses changed, then swapped in.
         match bootstrap::server_credential(
@@ -329,10 +367,60 @@ async fn sweep(
     }
 }
 
+/// Revokes the certificates a newer one of their device superseded once
+/// their grace period is over (`certificates.revoke_superseded_after`), and
+/// publishes the CRL when it did.
+async fn revoke_superseded(state: &AppState, now: idprov_proto::UnixTime) {
+    if state.config.supersede_after.is_none() {
+        return;
+    }
+    match state
+        .registry
+        .revoke_superseded(now, idprov_core::sweep::superseded(now))
+        .await
+    {
+        Ok(revoked) if revoked.is_empty() => {}
+        Ok(revoked) => {
+            metrics::counter!(crate::observe::CERTIFICATES_REVOKED).increment(revoked.len() as u64);
+            tracing::info!(count = revoked.len(), "superseded certificates revoked");
+            if let Err(e) = crate::crl::regenerate(state).await {
+                tracing::warn!(error = ?e, "publishing the CRL after revoking superseded certificates failed");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "revoking superseded certificates failed"),
+    }
+}
+
+/// Re-issues the OCSP responder's certificate when a third of it is left
+/// (audited), and answers with whichever responder the data directory now
+/// holds (a replica sharing it may have renewed it).
+async fn renew_ocsp_responder(state: &AppState) {
+    match bootstrap::ocsp_responder(
+        &state.config,
+        &state.ca,
+        &*state.registry,
+        state.clock.now(),
+    )
+    .await
+    {
+        Ok(responder) if responder.cert_der() != state.ocsp.responder().cert_der() => {
+            state.ocsp.replace(responder);
+            tracing::info!("now answering OCSP with the re-issued responder certificate");
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "checking the OCSP responder certificate failed"),
+    }
+}
+
 impl RunningServer {
     /// The bound addresses (useful with port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The plain-HTTP revocation listener's address, when it is configured.
+    pub fn revocation_addr(&self) -> Option<SocketAddr> {
+        self.revocation_addr
     }
 
     /// The one-time web sign-in token created by this start, if any: for

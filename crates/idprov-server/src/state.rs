@@ -11,6 +11,7 @@ use idprov_store::Registry;
 
 use crate::config::ServerConfig;
 use crate::error::ApiError;
+use crate::routes::{CRL_PATH, OCSP_PATH};
 use crate::secrets::SecretBox;
 
 /// The shared state, cheap to clone.
@@ -35,6 +36,18 @@ pub struct Inner {
     pub directory_json: Bytes,
     /// The CRL distribution point written into device certificates.
     pub crl_url: String,
+    /// The OCSP responder written into device certificates, when the
+    /// revocation listener is configured.
+    pub ocsp_url: Option<String>,
+    /// The OCSP responder and its cache of signed answers.
+    pub ocsp: crate::ocsp::OcspService,
+    /// Revocation requests per source (both listeners).
+    pub revocation_limiter: crate::limits::RateLimiter,
+    /// Connections and new connections per source on the revocation
+    /// listener (its own counts, apart from the TLS listener's).
+    pub revocation_limits: std::sync::Arc<crate::limits::ConnectionLimits>,
+    /// The `crl.on_publish` command, run after each CRL publication.
+    pub crl_hook: crate::crl::PublishHook,
     /// Serializes CRL regeneration.
     pub crl_lock: tokio::sync::Mutex<()>,
     /// Provisioning requests per source.
@@ -60,6 +73,7 @@ impl AppState {
         registry: Arc<dyn Registry>,
         secrets: SecretBox,
         clock: Arc<dyn Clock>,
+        responder: idprov_ca::ocsp::Responder,
     ) -> AppState {
         let directory = Directory::new(ca.chain_pem(), config.services.clone());
         let directory = if config.v2 {
@@ -68,12 +82,25 @@ impl AppState {
             directory
         };
         let directory_json = Bytes::from(directory.to_json());
-        let host = if config.public_name.contains(':') && !config.public_name.starts_with('[') {
-            format!("[{}]", config.public_name)
-        } else {
-            config.public_name.clone()
+        // Certificates name the plain-HTTP revocation listener when there
+        // is one (CRL and OCSP), else the TLS listener's CRL as before.
+        let (crl_url, ocsp_url) = match &config.revocation {
+            Some(r) => {
+                let base = r.base_url(&config.public_name);
+                (
+                    format!("{base}{CRL_PATH}"),
+                    Some(format!("{base}{OCSP_PATH}")),
+                )
+            }
+            None => (
+                format!(
+                    "https://{}:{}{CRL_PATH}",
+                    crate::config::url_host(&config.public_name),
+                    config.port()
+                ),
+                None,
+            ),
         };
-        let crl_url = format!("https://{host}:{}/idprov/crl", config.port());
         let provisioning_limiter =
             crate::limits::RateLimiter::new(config.provisioning_rate, config.provisioning_burst);
         let connection_limits = crate::limits::ConnectionLimits::new(
@@ -91,6 +118,8 @@ impl AppState {
                 organization: config.organization.clone(),
                 device_validity: config.device_validity,
                 crl_url: crl_url.clone(),
+                ocsp_url: ocsp_url.clone(),
+                supersede_after: config.supersede_after,
                 redelivery_window: config.redelivery_window,
                 lockout: config.lockout,
                 waiting_caps: config.waiting_caps,
@@ -104,6 +133,15 @@ impl AppState {
                 },
             },
         ));
+        let revocation_limiter =
+            crate::limits::RateLimiter::new(config.revocation_rate, config.revocation_burst);
+        let revocation_limits = crate::limits::ConnectionLimits::new(
+            config.source_connections,
+            config.total_connections,
+            config.revocation_rate,
+            config.revocation_burst,
+        );
+        let crl_hook = crate::crl::PublishHook::new(config.crl_on_publish.clone());
         AppState(Arc::new(Inner {
             config,
             ca,
@@ -112,6 +150,11 @@ impl AppState {
             clock,
             directory_json,
             crl_url,
+            ocsp_url,
+            ocsp: crate::ocsp::OcspService::new(responder),
+            revocation_limiter,
+            revocation_limits,
+            crl_hook,
             crl_lock: tokio::sync::Mutex::new(()),
             provisioning_limiter,
             connection_limits,

@@ -4,6 +4,7 @@
 //! its name and its detail as JSON, so entries written before this enum
 //! existed (the same names and keys) read and verify unchanged.
 
+use idprov_proto::kinds::Protocol;
 use idprov_proto::{KeyFingerprint, SerialNumber, UnixTime};
 use serde::Serialize;
 
@@ -110,6 +111,9 @@ audit_events! {
         claimed_ip: String,
         #[serde(rename = "claimedMAC")]
         claimed_mac: String,
+        /// The protocol it came by (entries written before EST have none).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        protocol: Option<Protocol>,
     }
     /// An administrator approved a waiting request's key.
     RequestApproved = "request_approved" { key_fingerprint: KeyFingerprint, expires_at: UnixTime }
@@ -126,9 +130,13 @@ audit_events! {
         key_fingerprint: KeyFingerprint,
         key_type: String,
         not_after: UnixTime,
+        /// The protocol the request came by (entries written before EST
+        /// have none: they all came by idprov v1).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        protocol: Option<Protocol>,
     }
     /// The server issued one of its own certificates (its TLS certificate,
-    /// the first administrator's).
+    /// the first administrator's, the OCSP responder's), or renewed one.
     ServerCertificateIssued = "certificate_issued" {
         serial: SerialNumber,
         kind: String,
@@ -141,6 +149,9 @@ audit_events! {
         serial: SerialNumber,
         key_fingerprint: KeyFingerprint,
         how: String,
+        /// The protocol the request came by (none before EST).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        protocol: Option<Protocol>,
     }
     /// A device's certificates were revoked.
     CertificateRevoked = "certificate_revoked" {
@@ -215,6 +226,7 @@ mod tests {
             source: "10.0.0.1".into(),
             claimed_ip: "".into(),
             claimed_mac: "".into(),
+            protocol: None,
         };
         assert_eq!(e.name(), "request_queued");
         assert_eq!(

@@ -169,7 +169,7 @@ impl std::fmt::Debug for ConsumedSecret {
 }
 
 pub use idprov_proto::ProvisionStatus;
-pub use idprov_proto::kinds::{CertKind, IssueKind};
+pub use idprov_proto::kinds::{CertKind, IssueKind, Protocol};
 
 /// A certificate to record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -196,6 +196,10 @@ pub struct NewCertificate {
     pub issue_kind: IssueKind,
     /// Who authorized it (the actor text).
     pub authorized_by: String,
+    /// The protocol the device asked by: none for the server's own and
+    /// operators' credentials (and `v1` for device certificates recorded
+    /// before EST, the only protocol then).
+    pub protocol: Option<Protocol>,
 }
 
 /// A recorded certificate: what was recorded, and its revocation. Reads
@@ -249,8 +253,23 @@ pub struct IssueRecord {
     pub reset_lockout_for: Option<String>,
     /// Remove waiting requests of this device with this key fingerprint.
     pub clear_waiting_key: Option<KeyFingerprint>,
+    /// For a device certificate: the device's older unrevoked, unexpired
+    /// certificates are superseded by this one, and revoked (reason
+    /// superseded) by [`crate::Devices::revoke_superseded`] from this time.
+    pub supersede_older_at: Option<UnixTime>,
     /// The audit entry describing the issuance.
     pub audit: AuditRecord,
+}
+
+/// A certificate revoked because a newer one of its device superseded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    /// The device.
+    pub device_id: String,
+    /// The revoked certificate.
+    pub serial: SerialNumber,
+    /// The certificate that superseded it.
+    pub by: SerialNumber,
 }
 
 /// The result of recording an issuance.
@@ -287,6 +306,8 @@ pub struct WaitingRequest {
     pub last_seen: UnixTime,
     /// Number of requests.
     pub attempts: i64,
+    /// The protocol of its latest request.
+    pub protocol: Protocol,
 }
 
 /// Limits that keep a flood of unknown devices from filling the registry.
@@ -521,6 +542,8 @@ pub struct DeviceSummary {
     pub approved: bool,
     /// An administrator rejected one of its keys.
     pub rejected: bool,
+    /// The protocol its newest certificate was asked for by.
+    pub protocol: Option<Protocol>,
 }
 
 /// An administrator's approval of a waiting request, bound to its key.

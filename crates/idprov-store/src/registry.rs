@@ -255,6 +255,17 @@ pub trait Devices: Send + Sync {
         audit: AuditOf<[SerialNumber]>,
     ) -> Result<Option<Vec<SerialNumber>>>;
 
+    /// Revokes (reason superseded, at `now`) the certificates whose
+    /// supersession is due at `now` and that are still unrevoked and
+    /// unexpired, and forgets every due supersession; returns what it
+    /// revoked, in issuance order. When there is something, `audit` makes
+    /// the entries from it.
+    async fn revoke_superseded(
+        &self,
+        now: UnixTime,
+        audit: AuditOf<[Superseded]>,
+    ) -> Result<Vec<Superseded>>;
+
     /// Revoked certificates not yet expired at `now`.
     async fn revoked_certificates(&self, now: UnixTime) -> Result<Vec<RevokedCert>>;
 

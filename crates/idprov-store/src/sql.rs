@@ -281,6 +281,21 @@ impl Row {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown issue kind {v:?}")))
     }
 
+    /// A protocol stored as its name.
+    pub(crate) fn protocol(&mut self, i: usize) -> Result<crate::model::Protocol> {
+        let v = self.text(i)?;
+        crate::model::Protocol::parse(&v)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown protocol {v:?}")))
+    }
+
+    /// A protocol, or NULL.
+    pub(crate) fn opt_protocol(&mut self, i: usize) -> Result<Option<crate::model::Protocol>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.protocol(i).map(Some),
+        }
+    }
+
     /// JSON text; a value that no longer parses is `null` (an audit detail:
     /// it then fails the hash check, it does not fail the read).
     pub(crate) fn json(&mut self, i: usize) -> Result<serde_json::Value> {
@@ -358,6 +373,19 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut dyn Db) -> BoxFuture<'c, Result<T>> + Send + 'static;
+
+    /// Runs `f`, a point read (a few lookups by key, microseconds), on a
+    /// connection for reads. SQLite runs it where it is called: handing
+    /// it to another thread and back cost more than the read (the
+    /// provisioning hot path reads once per request). Reads that may scan
+    /// (listings, exports, the audit chain) use [`Backend::read`].
+    fn read_point<T, F>(&self, f: F) -> impl Future<Output = Result<T>> + Send
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Db) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.read(f)
+    }
 
     /// Stores many secrets, streamed in, in one transaction (see
     /// [`crate::Secrets::put_secrets_bulk`]): SQLite spools them to a file

@@ -72,6 +72,28 @@ impl std::fmt::Debug for Setup {
     }
 }
 
+impl Setup {
+    /// With the plain-HTTP revocation listener on a free loopback port
+    /// (certificates then name it, as `http://127.0.0.1:PORT`: relying
+    /// parties such as nginx need no resolver for it), and `configure`
+    /// applied after.
+    pub fn with_revocation_listener(
+        configure: impl FnOnce(&mut ServerConfig) + Send + 'static,
+    ) -> Setup {
+        Setup {
+            configure: Box::new(move |c| {
+                c.public_name = "127.0.0.1".into();
+                c.revocation = Some(idprov_server::config::RevocationListener {
+                    listen: "127.0.0.1:0".parse().expect("address"),
+                    public_url: None,
+                });
+                configure(c);
+            }),
+            ..Setup::default()
+        }
+    }
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Setup {
@@ -128,11 +150,16 @@ impl TestServer {
     /// Stops the server and starts it again on the same data directory (and
     /// the same port), keeping the clock.
     pub async fn restart(&mut self) {
+        let revocation_addr = self.revocation_addr();
         if let Some(s) = self.server.take() {
             s.shutdown().await;
         }
         let mut config = self.config.clone();
         config.listen = vec![self.addr];
+        // The revocation listener comes back where certificates point.
+        if let (Some(r), Some(addr)) = (config.revocation.as_mut(), revocation_addr) {
+            r.listen = addr;
+        }
         let server = idprov_server::start(
             config,
             ServerOptions {
@@ -157,6 +184,23 @@ impl TestServer {
     /// The running server.
     pub fn server(&self) -> &RunningServer {
         self.server.as_ref().expect("server is running")
+    }
+
+    /// The plain-HTTP revocation listener's address, when configured.
+    pub fn revocation_addr(&self) -> Option<SocketAddr> {
+        self.server
+            .as_ref()
+            .and_then(RunningServer::revocation_addr)
+    }
+
+    /// A URL on the plain-HTTP revocation listener (which must be
+    /// configured: [`Setup::with_revocation_listener`]).
+    pub fn revocation_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{path}",
+            self.revocation_addr()
+                .expect("the revocation listener is configured")
+        )
     }
 
     /// `https://127.0.0.1:PORT`.
@@ -266,6 +310,17 @@ impl TestServer {
             .expect("secret registered");
     }
 
+    /// A TLS server certificate for a service the test runs on loopback
+    /// (a broker, a proxy), issued directly with the server's CA for
+    /// `localhost` and 127.0.0.1, valid a day: its PEM and key.
+    pub fn issue_loopback_server_cert(&self, cn: &str) -> (String, Zeroizing<String>) {
+        let usage = idprov_ca::Usage::Server {
+            dns_names: vec!["localhost".into()],
+            ip_addresses: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+        };
+        self.issue("service", cn, usage, Duration::from_secs(86_400))
+    }
+
     /// Issues a certificate directly with the server's CA (a test PKI made
     /// by code): any OU, CN and validity, recorded in the registry only if
     /// the caller records it.
@@ -273,6 +328,17 @@ impl TestServer {
         &self,
         ou: &str,
         cn: &str,
+        validity: Duration,
+    ) -> (String, Zeroizing<String>) {
+        self.issue(ou, cn, idprov_ca::Usage::Client, validity)
+    }
+
+    /// A certificate and key from the server's CA, from the server clock's now.
+    fn issue(
+        &self,
+        ou: &str,
+        cn: &str,
+        usage: idprov_ca::Usage,
         validity: Duration,
     ) -> (String, Zeroizing<String>) {
         let (issued, key) = self
@@ -283,14 +349,29 @@ impl TestServer {
                     common_name: cn,
                     organizational_unit: ou,
                     organization: "idprov",
-                    usage: idprov_ca::Usage::Client,
+                    usage,
                     now: idprov_proto::clock::Clock::now(&*self.clock),
                     validity,
                     crl_url: None,
+                    ocsp_url: None,
                 },
             )
             .expect("issue");
         (issued.pem, Zeroizing::new(key))
+    }
+
+    /// The Prometheus text of `/metrics`, read as a monitoring service
+    /// reads it (with a `service` certificate).
+    pub async fn metrics(&self) -> String {
+        let (cert, key) = self.issue_client_cert("service", "prometheus", Duration::from_secs(600));
+        self.http_with(&cert, &key)
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 }
 

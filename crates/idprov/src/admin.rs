@@ -313,6 +313,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                         "REVOKED",
                         "SECRET",
                         "WAITING",
+                        "VIA",
                     ],
                     rows.iter()
                         .map(|d| {
@@ -324,6 +325,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                                 d.revoked.to_string(),
                                 if d.live_secret { "yes" } else { "no" }.into(),
                                 d.waiting.to_string(),
+                                via(d.protocol),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -427,6 +429,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                         "BY",
                         "KEY",
                         "REVOKED",
+                        "VIA",
                     ],
                     detail
                         .certificates
@@ -440,6 +443,7 @@ pub async fn devices(cmd: DevicesCommand) -> Result<(), Failure> {
                                 c.authorized_by.clone(),
                                 c.key_type.clone(),
                                 c.revoked_at.clone().unwrap_or_else(|| "-".into()),
+                                via(c.protocol),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -498,6 +502,7 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                         "FIRST SEEN",
                         "LAST SEEN",
                         "ATTEMPTS",
+                        "VIA",
                     ],
                     rows.iter()
                         .map(|w| {
@@ -512,6 +517,7 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
                                 w.first_seen.clone(),
                                 w.last_seen.clone(),
                                 w.attempts.to_string(),
+                                via(w.protocol),
                             ]
                         })
                         .collect::<Vec<_>>(),
@@ -520,6 +526,12 @@ pub async fn requests(cmd: RequestsCommand) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// The VIA column: the protocol a device asked by (`v1`, `est`), `-`
+/// where none applies.
+fn via(protocol: Option<idprov_proto::kinds::Protocol>) -> String {
+    protocol.map_or_else(|| "-".into(), |p| p.to_string())
 }
 
 /// Approve, reject or clear.

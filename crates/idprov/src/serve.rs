@@ -7,18 +7,35 @@ use tracing_subscriber::EnvFilter;
 use crate::Failure;
 use crate::cli::ServeArgs;
 
-fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
+/// Log lines a request may queue ahead of the log thread before it waits
+/// for room (it never drops one: a certificate issued or a lockout is a
+/// security event).
+const LOG_QUEUE_LINES: usize = 65_536;
+
+/// Logs go to standard error through a thread of their own, so a request
+/// never waits for a write to the terminal, pipe or journal (one `write`
+/// per line on the runtime's threads showed in the profile). The returned
+/// guard flushes what is queued when dropped.
+fn init_logging(
+    level: &str,
+    format: LogFormat,
+) -> Result<tracing_appender::non_blocking::WorkerGuard, Failure> {
     // RUST_LOG, when set, overrides the configured level.
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::try_new(v),
         _ => EnvFilter::try_new(level),
     }
     .map_err(|e| Failure::usage(format!("configuration key `log.level`: {e}")))?;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("idprov-log")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colour only for a person at a terminal, not in files or journals.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         // Span fields (the request ID) go on every line of a request.
@@ -29,7 +46,8 @@ fn init_logging(level: &str, format: LogFormat) -> Result<(), Failure> {
             .with_span_list(false)
             .try_init(),
     };
-    result.map_err(|e| Failure::usage(format!("logging: {e}")))
+    result.map_err(|e| Failure::usage(format!("logging: {e}")))?;
+    Ok(guard)
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), Failure> {
@@ -47,7 +65,7 @@ pub async fn run(args: ServeArgs) -> Result<(), Failure> {
         raw.log.format = Some(f);
     }
     let config = raw.validate().map_err(Failure::usage)?;
-    init_logging(&config.log_level, config.log_format)?;
+    let _log_guard = init_logging(&config.log_level, config.log_format)?;
     // Every connection is a file: take the hard limit (the usual soft one,
     // 1024, is below the default connection total).
     let wanted = u64::from(config.total_connections) + 256;

@@ -29,6 +29,7 @@ fn device_params(now: SystemTime) -> IssueParams<'static> {
         now,
         validity: 30 * DAY,
         crl_url: Some("https://hub.local:43776/idprov/crl"),
+        ocsp_url: None,
     }
 }
 
@@ -107,29 +108,18 @@ fn device_certificate_profile() {
     assert!(!bc.ca);
     let mut has_ski = false;
     let mut has_aki = false;
-    let mut crl = Vec::new();
     for ext in cert.extensions() {
         match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(_) => has_ski = true,
             ParsedExtension::AuthorityKeyIdentifier(_) => has_aki = true,
-            ParsedExtension::CRLDistributionPoints(points) => {
-                for p in points.iter() {
-                    if let Some(x509_parser::extensions::DistributionPointName::FullName(names)) =
-                        &p.distribution_point
-                    {
-                        for n in names {
-                            if let GeneralName::URI(u) = n {
-                                crl.push(u.to_string());
-                            }
-                        }
-                    }
-                }
-            }
             _ => {}
         }
     }
     assert!(has_ski && has_aki, "SKI and AKI present");
-    assert_eq!(crl, vec!["https://hub.local:43776/idprov/crl".to_string()]);
+    assert_eq!(
+        crl_uris(&cert),
+        vec!["https://hub.local:43776/idprov/crl".to_string()]
+    );
 
     // Backdated by one minute, valid for 30 days from now.
     let now_unix = idprov_proto::UnixTime::from(now);
@@ -289,6 +279,7 @@ fn server_certificates_verify_with_openssl() {
                 now: SystemTime::now(),
                 validity: 90 * DAY,
                 crl_url: None,
+                ocsp_url: None,
             },
         )
         .expect("issue");
@@ -327,4 +318,25 @@ fn openssl_verify(root_pem: &str, intermediate_pem: Option<&str>, leaf_pem: &str
         }
         Err(e) => panic!("running openssl: {e}"),
     }
+}
+
+/// The URIs of a certificate's CRL distribution points.
+pub(crate) fn crl_uris(cert: &X509Certificate<'_>) -> Vec<String> {
+    let mut crl = Vec::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for p in points.iter() {
+                if let Some(x509_parser::extensions::DistributionPointName::FullName(names)) =
+                    &p.distribution_point
+                {
+                    for n in names {
+                        if let GeneralName::URI(u) = n {
+                            crl.push((*u).to_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    crl
 }

@@ -1,3 +1,4 @@
 //! Integration tests of the certificate authority.
 
 mod issue;
+mod ocsp;

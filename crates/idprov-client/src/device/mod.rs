@@ -825,6 +825,7 @@ mod tests {
                     now,
                     validity: Duration::from_secs(3600),
                     crl_url: None,
+                    ocsp_url: None,
                 },
             )
             .expect("issue");

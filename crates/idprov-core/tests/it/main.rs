@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use idprov_ca::{Ca, KeyAlgorithm, PublicKey};
 use idprov_core::{
-    AnswerKey, Claimed, Identity, Outcome, Policy, Proof, Provisioner, Refusal, Request, Role,
-    secrets::SecretBox,
+    AnswerKey, Claimed, Identity, Outcome, Policy, Proof, Provisioner, Refusal, RejectReason,
+    Request, Role, secrets::SecretBox,
 };
 use idprov_proto::UnixTime;
 use idprov_proto::clock::{Clock, ManualClock};
+use idprov_proto::kinds::Protocol;
 use idprov_proto::{DeviceId, OobSecret, ProvisionRequest};
 use idprov_store::{
     Actor, AuditEvent, AuditOf, AuditRecord, LockoutPolicy, NewSecret, PutSecretOutcome, Registry,
@@ -32,6 +33,8 @@ fn policy() -> Policy {
         organization: "lab".into(),
         device_validity: Duration::from_secs(30 * 86_400),
         crl_url: "https://hub.local:43776/idprov/crl".into(),
+        ocsp_url: Some("http://hub.local:8080/idprov/ocsp".into()),
+        supersede_after: None,
         redelivery_window: Duration::from_secs(600),
         lockout: LockoutPolicy {
             threshold: 5,
@@ -91,6 +94,28 @@ fn lab_with(policy: Policy) -> Lab {
 impl Lab {
     fn now(&self) -> UnixTime {
         UnixTime::from(self.clock.now())
+    }
+
+    /// Step 5: the secret `device` proved is consumed and `issued` is
+    /// recorded before the answer; its record.
+    async fn consumed_and_recorded(
+        &self,
+        device: &str,
+        issued: &idprov_core::Issued,
+    ) -> idprov_store::CertRecord {
+        assert!(
+            self.registry
+                .live_secret(device, self.now())
+                .await
+                .expect("read")
+                .is_none(),
+            "the secret is consumed"
+        );
+        self.registry
+            .certificate(&issued.serial)
+            .await
+            .expect("read")
+            .expect("recorded")
     }
 
     async fn add_secret(&self, device: &str, secret: &str) {
@@ -194,6 +219,7 @@ fn v1(device: &str, key: &Key, secret: Option<&str>, from: &str) -> Request {
         source: source(from),
         caller: None,
         proof: Proof::V1(message),
+        protocol: Protocol::V1,
     }
 }
 
@@ -364,7 +390,13 @@ async fn step_4_2_a_rejected_key_is_rejected_without_counting() {
         .await
         .expect("decided");
     assert!(
-        matches!(out, Outcome::Rejected { retry_secs: 0 }),
+        matches!(
+            out,
+            Outcome::Rejected {
+                retry_secs: 0,
+                why: RejectReason::Administrator
+            }
+        ),
         "{out:?}"
     );
     assert!(
@@ -509,7 +541,13 @@ async fn step_4_6_a_wrong_secret_is_rejected_and_counted_and_the_budget_holds_ac
         .provision(&v1("pin-1", &k, Some("000000"), "10.0.1.1"))
         .await
         .expect("decided");
-    assert!(matches!(out, Outcome::Rejected { retry_secs: 0 }));
+    assert!(matches!(
+        out,
+        Outcome::Rejected {
+            retry_secs: 0,
+            why: RejectReason::WrongSecret
+        }
+    ));
     assert_eq!(
         lab.registry
             .lockout("pin-1", "10.0.1.1")
@@ -532,7 +570,13 @@ async fn step_4_6_a_wrong_secret_is_rejected_and_counted_and_the_budget_holds_ac
         .provision(&v1("pin-1", &k, None, "10.0.1.2"))
         .await
         .expect("decided");
-    assert!(matches!(unsigned, Outcome::Rejected { retry_secs: 0 }));
+    assert!(matches!(
+        unsigned,
+        Outcome::Rejected {
+            retry_secs: 0,
+            why: RejectReason::NoProof
+        }
+    ));
     // 29 more wrong secrets from 29 addresses spend the budget of 30.
     for n in 2..=30 {
         lab.core
@@ -578,19 +622,7 @@ async fn step_4_7_the_right_secret_issues_consumes_and_is_recorded_at_once() {
     assert_eq!(issued.renew_after_secs, 15 * 86_400);
     // Step 5: the certificate, the consumed secret and the audit entry are
     // in the registry before the answer.
-    assert!(
-        lab.registry
-            .live_secret("ok-1", lab.now())
-            .await
-            .expect("read")
-            .is_none()
-    );
-    let cert = lab
-        .registry
-        .certificate(&issued.serial)
-        .await
-        .expect("read")
-        .expect("recorded");
+    let cert = lab.consumed_and_recorded("ok-1", issued).await;
     assert_eq!(cert.subject, "ok-1");
     let entries = lab.registry.audit_entries(0, 100).await.expect("audit");
     assert!(events(&entries).contains(&"certificate_issued"));
@@ -703,4 +735,209 @@ async fn unfinished_v2_runs_are_bounded_counted_and_expire() {
     let (refusal, retry) = start(25, "10.0.0.9").await.expect_err("locked out");
     assert_eq!(refusal, idprov_core::Refusal::LockedOut);
     assert!(retry > 0);
+}
+
+#[tokio::test]
+async fn a_renewal_supersedes_the_older_certificates_after_the_grace_period() {
+    let lab = lab_with(Policy {
+        supersede_after: Some(Duration::from_secs(3600)),
+        ..policy()
+    });
+    let k = key();
+    let caller = Identity {
+        role: Role::Device,
+        name: "sensor-s".into(),
+        spki_der: k.public.spki_der().to_vec(),
+    };
+    let mut first = v1("sensor-s", &k, None, "10.0.0.1");
+    first.caller = Some(caller.clone());
+    let old = approved(&lab.core.provision(&first).await.expect("issued")).clone();
+    // The certificate names the configured OCSP responder and CRL.
+    let der = idprov_ca::pem::parse_certificates(&old.chain_pem).expect("PEM")[0].clone();
+    let text = String::from_utf8_lossy(&der).into_owned();
+    assert!(
+        text.contains("http://hub.local:8080/idprov/ocsp"),
+        "AIA OCSP URL"
+    );
+    assert!(
+        text.contains("https://hub.local:43776/idprov/crl"),
+        "CRL DP"
+    );
+
+    // A re-key 10 minutes later: the old certificate is superseded an hour
+    // after that, by the registry's sweep, with reason 4.
+    lab.clock.advance(Duration::from_secs(600));
+    let k2 = key();
+    let mut rekey = v1("sensor-s", &k2, None, "10.0.0.1");
+    rekey.caller = Some(caller);
+    let new = approved(&lab.core.provision(&rekey).await.expect("re-key")).clone();
+    let sweep = |at: UnixTime| {
+        let registry = lab.registry.clone();
+        async move {
+            registry
+                .revoke_superseded(at, idprov_core::sweep::superseded(at))
+                .await
+                .expect("sweep")
+        }
+    };
+    assert!(
+        sweep(lab.now().plus_secs(3599)).await.is_empty(),
+        "grace period"
+    );
+    let revoked = sweep(lab.now().plus_secs(3600)).await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0].serial, old.serial);
+    assert_eq!(revoked[0].by, new.serial);
+    let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
+    let last = entries.last().expect("entry");
+    assert_eq!(last.event, "certificate_revoked");
+    assert_eq!(last.actor, "system");
+    assert_eq!(last.device_id.as_deref(), Some("sensor-s"));
+    assert_eq!(last.detail["reason"], 4);
+    assert_eq!(
+        last.detail["note"],
+        format!("superseded by {}", new.serial).as_str()
+    );
+    let current = lab
+        .registry
+        .certificate(&new.serial)
+        .await
+        .expect("read")
+        .expect("known");
+    assert!(current.revoked_at.is_none(), "the newest stays valid");
+}
+
+#[tokio::test]
+async fn without_the_policy_nothing_is_superseded() {
+    let lab = lab();
+    let k = key();
+    let mut req = v1("sensor-n", &k, None, "10.0.0.1");
+    req.caller = Some(Identity {
+        role: Role::Device,
+        name: "sensor-n".into(),
+        spki_der: k.public.spki_der().to_vec(),
+    });
+    approved(&lab.core.provision(&req).await.expect("issued"));
+    approved(&lab.core.provision(&req).await.expect("renewed"));
+    let at = lab.now().plus_secs(365 * 86_400);
+    assert!(
+        lab.registry
+            .revoke_superseded(at, idprov_core::sweep::superseded(at))
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+}
+
+/// An EST request from `from` for `device` with `key`, with its Basic
+/// password `secret` (the secret in clear) or none.
+fn est(device: &str, key: &Key, secret: Option<&str>, from: &str) -> Request {
+    Request {
+        device_id: DeviceId::parse(device).expect("id"),
+        key: key.public.clone(),
+        claimed: Claimed::default(),
+        source: source(from),
+        caller: None,
+        proof: secret.map_or(Proof::None, |s| {
+            Proof::Secret(OobSecret::parse(s).expect("secret"))
+        }),
+        protocol: Protocol::Est,
+    }
+}
+
+#[tokio::test]
+async fn a_secret_in_clear_is_checked_consumed_and_counted_like_an_hmac() {
+    let lab = lab();
+    lab.add_secret("est-1", "the-real-secret").await;
+    let k = key();
+    // No password where a secret is registered: no guess, nothing counted.
+    let out = lab
+        .core
+        .provision(&est("est-1", &k, None, "10.0.4.1"))
+        .await
+        .expect("decided");
+    assert!(
+        matches!(
+            out,
+            Outcome::Rejected {
+                retry_secs: 0,
+                why: RejectReason::NoProof
+            }
+        ),
+        "{out:?}"
+    );
+    // Wrong secrets over EST and wrong HMACs over v1 count toward one lock.
+    for n in 0..4 {
+        let out = lab
+            .core
+            .provision(&est("est-1", &k, Some(&format!("guess-{n}")), "10.0.4.1"))
+            .await
+            .expect("decided");
+        assert!(
+            matches!(
+                out,
+                Outcome::Rejected {
+                    why: RejectReason::WrongSecret,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+    lab.core
+        .provision(&v1("est-1", &k, Some("guess-v1"), "10.0.4.1"))
+        .await
+        .expect("decided");
+    let out = lab
+        .core
+        .provision(&est("est-1", &k, Some("the-real-secret"), "10.0.4.1"))
+        .await
+        .expect("decided");
+    assert!(
+        matches!(
+            out,
+            Outcome::Refused {
+                reason: Refusal::LockedOut,
+                ..
+            }
+        ),
+        "{out:?}"
+    );
+    // Another source with the right secret: issued, consumed, recorded as EST.
+    let out = lab
+        .core
+        .provision(&est("est-1", &k, Some("the-real-secret"), "10.0.4.2"))
+        .await
+        .expect("decided");
+    let issued = approved(&out).clone();
+    assert!(!issued.redelivered);
+    let cert = lab.consumed_and_recorded("est-1", &issued).await;
+    assert_eq!(cert.protocol, Some(Protocol::Est));
+    let entries = lab.registry.audit_entries(0, 100).await.expect("audit");
+    let entry = entries
+        .iter()
+        .find(|e| e.event == "certificate_issued")
+        .expect("audited");
+    assert_eq!(entry.detail["protocol"], "est");
+    assert_eq!(entry.detail["how"], "oob");
+    // A lost answer: the same secret and key get the same certificate.
+    let again = lab
+        .core
+        .provision(&est("est-1", &k, Some("the-real-secret"), "10.0.4.2"))
+        .await
+        .expect("decided");
+    assert_eq!(approved(&again).serial, issued.serial);
+    assert!(approved(&again).redelivered);
+    // A device that asks with nothing is queued as an EST request.
+    let k2 = key();
+    assert!(matches!(
+        lab.core
+            .provision(&est("est-2", &k2, None, "10.0.4.3"))
+            .await
+            .expect("decided"),
+        Outcome::Waiting { .. }
+    ));
+    let waiting = lab.registry.waiting_for("est-2").await.expect("read");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].protocol, Protocol::Est);
 }

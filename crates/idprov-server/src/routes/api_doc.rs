@@ -38,7 +38,7 @@ pub fn document() -> String {
     info(
         title = "idprov",
         version = "1",
-        description = "The idprov v1 protocol endpoints and the administration API. Everything is served over TLS on one port; administrative calls need a verified client certificate with OU admin or plugin (or an administrator's web session).",
+        description = "The idprov v1 protocol endpoints and the administration API. Everything is served over TLS on one port (the CRL and OCSP also over plain HTTP when the revocation listener is configured); administrative calls need a verified client certificate with OU admin or plugin (or an administrator's web session).",
         license(name = "MIT OR Apache-2.0"),
     ),
     servers((url = "https://{host}:43776", variables(("host" = (default = "localhost"))))),
@@ -51,10 +51,16 @@ pub fn document() -> String {
         super::v2::start,
         super::v2::finish,
         super::crl::get,
+        super::ocsp::post,
+        super::ocsp::get,
         super::openapi,
         super::health::healthz,
         super::health::readyz,
         super::health::metrics,
+        super::est::cacerts::get,
+        super::est::csrattrs::get,
+        super::est::simpleenroll::post,
+        super::est::simplereenroll::post,
         super::admin::devices::list,
         super::admin::devices::show,
         super::admin::devices::remove,
@@ -95,18 +101,23 @@ pub fn document() -> String {
             Forbidden,
             NotFound,
             PayloadTooLarge,
-            TooManyRequests
+            TooManyRequests,
+            BasicChallenge,
+            UnsupportedMediaType,
+            EstIssued
         )
     ),
     modifiers(&SecuritySchemes, &AdminRoutes, &OptionalBodies),
     tags(
         (name = "protocol", description = "idprov v1 and v2 (PROTOCOL.md): what devices and their provisioning plugins call"),
+        (name = "est", description = "EST, RFC 7030 (docs/EST.md): enrollment for devices that do not speak idprov, on the same registry"),
         (name = "devices", description = "Devices and their certificates"),
         (name = "secrets", description = "Out-of-band secrets: registration, bulk import and export, label sheets"),
         (name = "requests", description = "The waiting queue of requests without a secret, and administrators' decisions"),
         (name = "audit", description = "The hash-chained audit log and its signed checkpoints"),
         (name = "credentials", description = "Certificates and web passwords of administrators, plugins and services"),
         (name = "web", description = "The web page's session API"),
+        (name = "revocation", description = "The CRL and the OCSP responder: signed objects, also served over plain HTTP by the optional revocation listener (revocation.http_listen), which serves nothing else"),
         (name = "meta", description = "This document, health, readiness and metrics"),
     )
 )]
@@ -126,6 +137,19 @@ impl Modify for SecuritySchemes {
                 deprecated: None,
                 extensions: None,
             },
+        );
+        components.add_security_scheme(
+            "httpBasic",
+            SecurityScheme::Http({
+                let mut basic = utoipa::openapi::security::Http::new(
+                    utoipa::openapi::security::HttpAuthScheme::Basic,
+                );
+                basic.description = Some(
+                    "EST (RFC 7030 §3.2.3): the device ID as user name, its out-of-band secret as password"
+                        .into(),
+                );
+                basic
+            }),
         );
         components.add_security_scheme(
             "adminSession",
@@ -234,6 +258,24 @@ pub struct NotFound(pub ErrorDocument);
 /// Body too large
 #[derive(Debug, ToResponse)]
 pub struct PayloadTooLarge(pub ErrorDocument);
+
+/// A wrong secret, or none where one is registered: authenticate with HTTP
+/// Basic (the device ID and its out-of-band secret)
+#[derive(Debug, ToResponse)]
+#[response(headers(("WWW-Authenticate" = String, description = "Basic realm=\"idprov EST\", charset=\"UTF-8\"")))]
+pub struct BasicChallenge(pub ErrorDocument);
+
+/// Issued: the certificate, a base64 certs-only PKCS#7 (EST, RFC 7030 §4.2.3)
+#[derive(Debug, ToResponse)]
+#[response(
+    content_type = "application/pkcs7-mime",
+    headers(("Content-Transfer-Encoding" = String, description = "base64"))
+)]
+pub struct EstIssued(pub String);
+
+/// The body is not of the type the route takes
+#[derive(Debug, ToResponse)]
+pub struct UnsupportedMediaType(pub ErrorDocument);
 
 /// Locked out or rate limited: retry after the seconds of Retry-After
 #[derive(Debug, ToResponse)]
@@ -394,7 +436,7 @@ pub enum LabelFormat {
 #[schema(value_type = Object)]
 pub struct OpenApiDocument(pub serde_json::Value);
 
-/// Bytes (a DER CRL, a PNG).
+/// Bytes (a DER CRL or OCSP message, a PNG).
 #[derive(Debug, ToSchema)]
 #[schema(value_type = String, format = Binary)]
 pub struct Binary(pub Vec<u8>);

@@ -12,7 +12,7 @@ use crate::state::AppState;
     get,
     path = "/idprov/crl",
     operation_id = "crl",
-    tag = "protocol",
+    tag = "revocation",
     summary = "The CRL, DER, or PEM with Accept: application/x-pem-file",
     security(()),
     responses((status = 200, description = "The CRL", content(

@@ -8,7 +8,9 @@ mod admin;
 pub mod api_doc;
 mod crl;
 mod directory;
+pub mod est;
 mod health;
+pub(crate) mod ocsp;
 pub(crate) mod oobsecret;
 pub(crate) mod provreq;
 mod status;
@@ -16,6 +18,7 @@ mod v2;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
@@ -50,10 +53,16 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/idprov/v2/start"),
     ("post", "/idprov/v2/finish"),
     ("get", "/idprov/crl"),
+    ("post", "/idprov/ocsp"),
+    ("get", "/idprov/ocsp/{request}"),
     ("get", "/idprov/openapi.json"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
+    ("get", "/.well-known/est/cacerts"),
+    ("get", "/.well-known/est/csrattrs"),
+    ("post", "/.well-known/est/simpleenroll"),
+    ("post", "/.well-known/est/simplereenroll"),
     ("get", "/idprov/admin/devices"),
     ("get", "/idprov/admin/devices/{deviceID}"),
     ("delete", "/idprov/admin/devices/{deviceID}"),
@@ -105,9 +114,78 @@ async fn openapi() -> Response {
     r
 }
 
+/// Where the CRL is served (both listeners).
+pub const CRL_PATH: &str = "/idprov/crl";
+/// Where the OCSP responder answers (both listeners); a GET appends the
+/// request.
+pub const OCSP_PATH: &str = "/idprov/ocsp";
+
+/// The revocation routes (CRL, OCSP), limited per source.
+fn revocation_routes(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route(CRL_PATH, get(crl::get))
+        .route(OCSP_PATH, post(ocsp::post))
+        .route(&format!("{OCSP_PATH}/{{*request}}"), get(ocsp::get))
+        .route_layer(from_fn_with_state(state, limit_revocation))
+}
+
+/// Requests to the revocation routes per source
+/// (`revocation.rate`/`burst`): 429 with `Retry-After` beyond.
+async fn limit_revocation(
+    State(app): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Result<Response, ApiError> {
+    if let Some(conn) = req.extensions().get::<crate::auth::ConnInfo>()
+        && let Err(wait) = app
+            .revocation_limiter
+            .check(conn.peer.ip(), std::time::Instant::now())
+    {
+        app.note_limited(conn.peer.ip(), "revocation_rate");
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+            reason: "too many revocation requests from this address",
+        });
+    }
+    Ok(next.run(req).await)
+}
+
+/// The layers every answer passes on both listeners: the request ID (the
+/// server's own, returned to the client), the request's span and metrics,
+/// and the headers every answer carries.
+fn observed(router: Router<AppState>) -> Router<AppState> {
+    router
+        .layer(axum::middleware::from_fn(crate::observe::observe))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestHeaderLayer::overriding(
+            X_REQUEST_ID.clone(),
+            crate::observe::new_request_id,
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+}
+
+/// The plain-HTTP revocation listener's router: the CRL and OCSP and
+/// nothing else — every other path is 404, no administrative or
+/// provisioning route, no authentication, no cookies.
+pub fn revocation_router(state: AppState) -> Router {
+    observed(
+        revocation_routes(state.clone())
+            .fallback(not_found)
+            .method_not_allowed_fallback(method_not_allowed),
+    )
+    .with_state(state)
+}
+
 /// The whole router; tests can drive it without a socket.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(idprov_proto::messages::DIRECTORY_PATH, get(directory::get))
         .route(
             idprov_proto::messages::PROVISION_REQUEST_PATH,
@@ -117,11 +195,12 @@ pub fn router(state: AppState) -> Router {
         .route(idprov_proto::v2::START_PATH, post(v2::start))
         .route(idprov_proto::v2::FINISH_PATH, post(v2::finish))
         .route("/idprov/status/{device_id}", get(status::get))
-        .route("/idprov/crl", get(crl::get))
+        .merge(revocation_routes(state.clone()))
         .route("/idprov/openapi.json", get(openapi))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(est::router())
         .merge(admin_router(state.clone()))
         // The web page: its files, and its session API.
         .route("/admin", get(crate::web::redirect))
@@ -135,31 +214,19 @@ pub fn router(state: AppState) -> Router {
         // Runs after authentication: it needs to know whether a certificate
         // or a session cookie authenticated the request.
         .layer(from_fn_with_state(state.clone(), crate::web::guard))
-        .layer(from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(axum::middleware::from_fn(crate::observe::observe))
-        // The request ID: always the server's own, returned to the client.
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestHeaderLayer::overriding(
-            X_REQUEST_ID.clone(),
-            crate::observe::new_request_id,
-        ))
-        // Headers every answer carries (the page's CSP and caching, which
-        // depend on the path, are set by `web::guard`).
-        .layer(SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
+        .layer(from_fn_with_state(state.clone(), auth::authenticate));
+    // (The page's CSP and caching, which depend on the path, are set by
+    // `web::guard`.)
+    observed(routes)
         .layer(SetResponseHeaderLayer::overriding(
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-        // Nothing here listens in plain HTTP: a browser that once reached
-        // the page never tries it unencrypted (nor lets a user click
-        // through a certificate warning for it).
+        // The page is never served in plain HTTP: a browser that once
+        // reached it never tries it unencrypted (nor lets a user click
+        // through a certificate warning for it). (The revocation listener
+        // is plain HTTP on another port; relying parties fetching a CRL or
+        // an OCSP answer do not apply HSTS.)
         .layer(SetResponseHeaderLayer::overriding(
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=31536000"),
@@ -250,6 +317,49 @@ pub fn is_admin_route(method: &str, path: &str) -> bool {
     path.starts_with("/idprov/admin/")
         || (method == "post" && path == idprov_proto::messages::OOB_SECRET_PATH)
         || (method == "post" && path == "/admin/api/password")
+}
+
+/// The per-source rate limit of provisioning requests (idprov v1 and EST
+/// enrollments alike); administrators and plugins requesting for devices
+/// are exempt.
+pub(crate) fn provisioning_rate(
+    app: &AppState,
+    conn: &auth::ConnInfo,
+    caller: &auth::Caller,
+) -> Result<(), ApiError> {
+    let privileged = caller
+        .verified()
+        .is_some_and(|v| matches!(v.role, auth::Role::Admin | auth::Role::Plugin));
+    if !privileged
+        && let Err(wait) = app
+            .provisioning_limiter
+            .check(conn.peer.ip(), std::time::Instant::now())
+    {
+        app.note_limited(conn.peer.ip(), "provisioning_rate");
+        return Err(ApiError::TooManyRequests {
+            retry_after: wait.as_secs().max(1),
+            reason: "too many provisioning requests from this address",
+        });
+    }
+    Ok(())
+}
+
+/// The core's refusal (a lockout, a spent guess budget, too many waiting
+/// requests) as the 429 every front door answers; a source's full share of
+/// the queue is noted like the other per-source limits.
+pub(crate) fn refused(
+    app: &AppState,
+    conn: &auth::ConnInfo,
+    reason: idprov_core::Refusal,
+    retry_after_secs: u64,
+) -> ApiError {
+    if reason == idprov_core::Refusal::WaitingFromSource {
+        app.note_limited(conn.peer.ip(), "waiting_per_source");
+    }
+    ApiError::TooManyRequests {
+        retry_after: retry_after_secs,
+        reason: reason.message(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -11,7 +11,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use idprov_ca::PublicKey;
-use idprov_core::{AnswerKey, Claimed, Identity, Outcome, Proof, Refusal, Request};
+use idprov_core::{AnswerKey, Claimed, Outcome, Proof, Request};
+use idprov_proto::kinds::Protocol;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, ProvisionRequest, ProvisionResponse, ProvisionStatus};
 
@@ -56,12 +57,9 @@ pub(crate) fn parse(
             mac: message.mac.clone(),
         },
         source: conn.peer.ip(),
-        caller: caller.verified().map(|v| Identity {
-            role: v.role,
-            name: v.name.clone(),
-            spki_der: v.leaf.spki_der.clone(),
-        }),
+        caller: caller.verified().map(crate::auth::VerifiedCaller::identity),
         proof: Proof::V1(message),
+        protocol: Protocol::V1,
     })
 }
 
@@ -88,42 +86,22 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // Per-source rate limit; administrators requesting for devices are exempt.
-    let privileged = caller
-        .verified()
-        .is_some_and(|v| matches!(v.role, crate::auth::Role::Admin | crate::auth::Role::Plugin));
-    if !privileged {
-        rate_limit(&app, &conn)?;
-    }
+    crate::routes::provisioning_rate(&app, &conn, &caller)?;
     // The body is JSON whatever its Content-Type: Go clients may send none.
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let request = parse(ProvisionRequest::from_json(&bytes)?, &caller, &conn)?;
     let outcome = app.core.provision(&request).await?;
-    answer(&app, &conn, outcome)
-}
-
-/// The per-source limit of provisioning requests (v1's and v2's).
-pub(crate) fn rate_limit(app: &AppState, conn: &ConnInfo) -> Result<(), ApiError> {
-    if let Err(wait) = app
-        .provisioning_limiter
-        .check(conn.peer.ip(), std::time::Instant::now())
-    {
-        app.note_limited(conn.peer.ip(), "provisioning_rate");
-        return Err(ApiError::TooManyRequests {
-            retry_after: wait.as_secs().max(1),
-            reason: "too many provisioning requests from this address",
-        });
-    }
-    Ok(())
+    answer(&app, &conn, outcome, crate::observe::PROVISIONING)
 }
 
 /// The core's decision as a provisioning response (v1's form, which v2's
-/// last answer shares): Approved, Waiting and Rejected are 200, a refusal
-/// is a 429.
+/// last answer shares), counted in `metric` by outcome: Approved, Waiting
+/// and Rejected are 200, a refusal is a 429.
 pub(crate) fn answer(
     app: &AppState,
     conn: &ConnInfo,
     outcome: Outcome,
+    metric: &'static str,
 ) -> Result<Response, ApiError> {
     let label = match &outcome {
         Outcome::Approved(_) => "approved",
@@ -131,7 +109,7 @@ pub(crate) fn answer(
         Outcome::Rejected { .. } => "rejected",
         Outcome::Refused { .. } => "locked_out",
     };
-    metrics::counter!(crate::observe::PROVISIONING, "outcome" => label).increment(1);
+    metrics::counter!(metric, "outcome" => label).increment(1);
     let mut response = ProvisionResponse {
         retry_sec: 0,
         status: ProvisionStatus::Waiting,
@@ -154,7 +132,8 @@ pub(crate) fn answer(
             }
         }
         Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),
-        Outcome::Rejected { retry_secs } => {
+        // v1 answers every rejection alike.
+        Outcome::Rejected { retry_secs, .. } => {
             response.status = ProvisionStatus::Rejected;
             response.retry_sec = secs(retry_secs);
         }
@@ -162,13 +141,7 @@ pub(crate) fn answer(
             reason,
             retry_after_secs,
         } => {
-            if reason == Refusal::WaitingFromSource {
-                app.note_limited(conn.peer.ip(), "waiting_per_source");
-            }
-            return Err(ApiError::TooManyRequests {
-                retry_after: retry_after_secs,
-                reason: reason.message(),
-            });
+            return Err(crate::routes::refused(app, conn, reason, retry_after_secs));
         }
     }
     Ok(json_bytes(response.to_json()))

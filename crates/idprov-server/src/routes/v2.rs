@@ -12,13 +12,14 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
+use idprov_proto::kinds::Protocol;
 use idprov_proto::v2::{FinishRequest, ParamsRequest, ParamsResponse, StartRequest, StartResponse};
 use idprov_proto::{DeviceId, ProvisionResponse};
 
 use crate::auth::{Caller, ConnInfo};
 use crate::error::ApiError;
 use crate::routes::json_bytes;
-use crate::routes::provreq::{answer, parse, rate_limit};
+use crate::routes::provreq::{answer, parse};
 use crate::state::AppState;
 
 /// Refuses when v2 is switched off: its paths are then unknown.
@@ -67,7 +68,7 @@ pub(crate) async fn params(
     body: Body,
 ) -> Result<Response, ApiError> {
     offered(&app)?;
-    rate_limit(&app, &conn)?;
+    crate::routes::provisioning_rate(&app, &conn, &Caller::Anonymous)?;
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let msg = ParamsRequest::from_json(&bytes)?;
     let params = app.core.pake_params(&device_id(&msg.device_id)?).await?;
@@ -99,7 +100,7 @@ pub(crate) async fn start(
 ) -> Result<Response, ApiError> {
     offered(&app)?;
     let exporter = exporter(&conn)?;
-    rate_limit(&app, &conn)?;
+    crate::routes::provisioning_rate(&app, &conn, &Caller::Anonymous)?;
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let (msg, share_p) = StartRequest::from_json(&bytes)?;
     let device = device_id(&msg.device_id)?;
@@ -148,20 +149,14 @@ pub(crate) async fn finish(
 ) -> Result<Response, ApiError> {
     offered(&app)?;
     let exporter = exporter(&conn)?;
-    rate_limit(&app, &conn)?;
+    crate::routes::provisioning_rate(&app, &conn, &Caller::Anonymous)?;
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let (msg, confirm_p) = FinishRequest::from_json(&bytes)?;
     // v2 is first contact: whatever certificate the connection carries
     // authorizes nothing here.
     let mut request = parse(msg.request(), &Caller::Anonymous, &conn)?;
     request.proof = app.core.pake_finish(&msg, &confirm_p, &exporter)?;
+    request.protocol = Protocol::V2;
     let outcome = app.core.provision(&request).await?;
-    let label = match &outcome {
-        idprov_core::Outcome::Approved(_) => "approved",
-        idprov_core::Outcome::Waiting { .. } => "waiting",
-        idprov_core::Outcome::Rejected { .. } => "rejected",
-        idprov_core::Outcome::Refused { .. } => "locked_out",
-    };
-    metrics::counter!(crate::observe::PROVISIONING_V2, "outcome" => label).increment(1);
-    answer(&app, &conn, outcome)
+    answer(&app, &conn, outcome, crate::observe::PROVISIONING_V2)
 }

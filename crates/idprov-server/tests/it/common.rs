@@ -29,14 +29,34 @@ pub fn leaf_of(pem: &str) -> CertInfo {
     CertInfo::from_der(&certs[0]).expect("certificate")
 }
 
-/// Audit events recorded so far, by name.
-pub async fn audit_events(server: &TestServer) -> Vec<String> {
+/// The audit entries recorded so far, oldest first.
+pub async fn audit_entries(server: &TestServer) -> Vec<idprov_store::AuditEntry> {
     server
         .registry()
         .audit_entries(0, 10_000)
         .await
         .expect("audit")
+}
+
+/// Audit events recorded so far, by name.
+pub async fn audit_events(server: &TestServer) -> Vec<String> {
+    audit_entries(server)
+        .await
         .into_iter()
         .map(|e| e.event)
         .collect()
+}
+
+/// The newest audit entry that `matches`; fails when there is none.
+pub async fn last_audit(
+    server: &TestServer,
+    what: &str,
+    matches: impl Fn(&idprov_store::AuditEntry) -> bool,
+) -> idprov_store::AuditEntry {
+    audit_entries(server)
+        .await
+        .into_iter()
+        .rev()
+        .find(|e| matches(e))
+        .unwrap_or_else(|| panic!("no audit entry: {what}"))
 }

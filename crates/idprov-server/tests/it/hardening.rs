@@ -307,16 +307,7 @@ async fn health_readiness_and_metrics() {
         .await
         .expect("request");
     assert_eq!(r.status(), 403);
-    let (cert, key) = server.issue_client_cert("service", "prometheus", Duration::from_secs(600));
-    let text = server
-        .http_with(&cert, &key)
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("request")
-        .text()
-        .await
-        .expect("body");
+    let text = server.metrics().await;
     for name in [
         "idprov_requests_total",
         "idprov_provisioning_total",

@@ -14,5 +14,6 @@ mod provision;
 mod registry;
 mod renewal;
 mod replicas;
+mod revocation;
 mod tls;
 mod web;

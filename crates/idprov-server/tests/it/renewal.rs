@@ -146,6 +146,7 @@ mod rcgen_shim {
                     now: std::time::SystemTime::now(),
                     validity: std::time::Duration::from_secs(86_400),
                     crl_url: None,
+                    ocsp_url: None,
                 },
             )
             .expect("issue")

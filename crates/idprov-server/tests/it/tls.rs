@@ -38,6 +38,7 @@ async fn a_certificate_from_another_ca_fails_the_handshake_and_the_server_stays_
                 now: std::time::SystemTime::now(),
                 validity: Duration::from_secs(3600),
                 crl_url: None,
+                ocsp_url: None,
             },
         )
         .expect("issue");

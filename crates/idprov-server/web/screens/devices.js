@@ -6,7 +6,7 @@ import { api, showError } from '../lib/api.js';
 import { ask } from '../lib/modal.js';
 import { current, setQuery } from '../lib/page.js';
 import { download } from '../lib/download.js';
-import { shortFingerprint } from './queue.js';
+import { protocolName, shortFingerprint, viaEl } from './queue.js';
 import { timeEl } from '../lib/time.js';
 
 export function renderDevices(main, { rest, query }) {
@@ -89,7 +89,7 @@ export function devicesTable(items) {
     deviceLink(d.deviceID),
     badge(d.status),
     d.validUntil ? timeEl(d.validUntil, { withRelative: true }) : h('span', { class: 'muted', text: '—' }),
-    timeEl(d.lastIssuedAt),
+    h('span', {}, timeEl(d.lastIssuedAt), viaEl(d.protocol)),
     `${d.certificates ?? 0}${d.revoked ? ` (${d.revoked} revoked)` : ''}`,
     d.liveSecret ? 'registered' : h('span', { class: 'muted', text: 'none' }),
     String(d.waiting ?? 0),
@@ -151,7 +151,7 @@ export function certificateTable(certs) {
   const rows = certs.map((c) => [
     h('code', { text: c.serial }),
     timeEl(c.issuedAt),
-    h('span', {}, h('span', { text: c.issueKind || '' }), h('span', { class: 'sub', text: c.authorizedBy ? `by ${c.authorizedBy}` : '' })),
+    h('span', {}, h('span', { text: [c.issueKind, protocolName(c.protocol)].filter(Boolean).join(' · ') }), h('span', { class: 'sub', text: c.authorizedBy ? `by ${c.authorizedBy}` : '' })),
     h('span', {}, h('span', { text: c.keyType || '' }), h('code', { class: 'sub', title: c.keyFingerprint, text: shortFingerprint(c.keyFingerprint) })),
     h('span', {}, timeEl(c.notBefore), h('span', { class: 'sub' }, 'to ', timeEl(c.notAfter))),
     c.revokedAt

@@ -70,7 +70,7 @@ export function queueTable(items, refresh) {
       state,
       h('span', { class: 'mono claimed-ip', text: r.claimedIP ?? '' }),
       h('span', { class: 'mono claimed-mac', text: r.claimedMAC ?? '' }),
-      h('span', { class: 'mono', text: r.source ?? '' }),
+      h('span', {}, h('span', { class: 'mono', text: r.source ?? '' }), viaEl(r.protocol)),
       h('span', {}, h('span', { text: r.keyType || '' }),
         h('code', { class: 'sub', title: r.keyFingerprint, text: shortFingerprint(r.keyFingerprint) })),
       h('span', {}, timeEl(r.lastSeen, { withRelative: true }), h('span', { class: 'sub' }, 'first ', timeEl(r.firstSeen))),
@@ -81,6 +81,16 @@ export function queueTable(items, refresh) {
   const t = table(columns, rows, 'No device is waiting. A device that asks without a valid secret appears here within seconds.');
   t.querySelectorAll('tbody tr').forEach((tr, i) => { if (items[i]) tr.dataset.device = items[i].deviceID; });
   return t;
+}
+
+/** The protocol a device asked by, under another value: "via EST". */
+export function viaEl(protocol) {
+  return protocol ? h('span', { class: 'sub via', text: `via ${protocolName(protocol)}` }) : null;
+}
+
+/** How a protocol is named to a person: "idprov v1", "idprov v2", "EST". */
+export function protocolName(protocol) {
+  return { v1: 'idprov v1', v2: 'idprov v2', est: 'EST' }[protocol] ?? protocol ?? '';
 }
 
 export function shortFingerprint(fp) {

@@ -3,7 +3,9 @@
 
 use async_trait::async_trait;
 
-use super::{FromRow, Store, all, append_audit, cert_columns, first, in_read, in_write};
+use super::{
+    FromRow, Store, all, append_audit, cert_columns, first, in_read, in_read_point, in_write,
+};
 use crate::audit::AuditRecord;
 use crate::error::Result;
 use crate::model::*;
@@ -28,7 +30,7 @@ impl<B: Backend> Accounts for Store<B> {
 
     async fn web_password(&self, name: &str) -> Result<Option<WebPassword>> {
         let name = name.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 "SELECT name, hash, updated_at FROM web_passwords WHERE name = $1",

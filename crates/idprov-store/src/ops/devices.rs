@@ -10,7 +10,7 @@ use super::append_all;
 use super::rules::{STATUS_SQL, device_facts_sql, missed_sql};
 use super::{
     FromRow, Store, all, append_audit, cert_columns, decode, ensure_device, first, in_read,
-    in_write, joined,
+    in_read_point, in_write, joined,
 };
 use crate::audit::AuditOf;
 use crate::error::Result;
@@ -23,7 +23,7 @@ use crate::sql::{Backend, Db, args};
 
 /// One device's facts and its newest valid certificate: `$1` the device,
 /// `$2` now. One statement, so one snapshot.
-static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
+pub(crate) static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH d AS ({} WHERE dv.device_id = $1)
                          SELECT d.created_at, d.certs, d.revoked, d.live, d.waiting, d.approved,
@@ -38,6 +38,14 @@ static DEVICE_SQL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// One certificate by its serial (every request over mutual TLS reads it:
+/// is the caller's certificate revoked?).
+pub(crate) const CERTIFICATE_BY_SERIAL: &str = concat!(
+    "SELECT ",
+    cert_columns!(),
+    " FROM certificates WHERE serial = $1"
+);
+
 /// The device listing: `$1` after, `$2` limit, `$3` now, `$4` prefix, `$5`
 /// status, `$6` expiring within, `$7` missed renewals only.
 static LIST_DEVICES_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -48,7 +56,7 @@ static LIST_DEVICES_SQL: LazyLock<String> = LazyLock::new(|| {
                                    OR substr(dv.device_id, 1, length(CAST($4 AS TEXT))) = CAST($4 AS TEXT))
                          ), s AS (
                             SELECT d.*, v.not_after AS valid_until, v.serial AS valid_serial,
-                              l.issued_at AS last_issued,
+                              l.issued_at AS last_issued, l.protocol AS last_protocol,
                               {status_sql} AS status,
                               {missed} AS missed
                             FROM d
@@ -56,7 +64,7 @@ static LIST_DEVICES_SQL: LazyLock<String> = LazyLock::new(|| {
                             LEFT JOIN certificates l ON l.id = d.latest_id
                          )
                          SELECT device_id, created_at, certs, revoked, valid_until, valid_serial,
-                                last_issued, live, waiting, approved, rejected, status
+                                last_issued, live, waiting, approved, rejected, status, last_protocol
                          FROM s
                          WHERE (CAST($5 AS TEXT) IS NULL OR status = CAST($5 AS TEXT))
                            AND (CAST($6 AS BIGINT) IS NULL
@@ -151,13 +159,25 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
     }
     if cert.kind == CertKind::Device {
         ensure_device(db, &cert.subject, cert.issued_at).await?;
+        if let Some(due) = rec.supersede_older_at {
+            // Before the new certificate is inserted: every certificate
+            // of the device that is still in use is an older one.
+            db.exec(
+                "INSERT INTO supersessions (cert_id, device_id, by_serial, due_at)
+                 SELECT id, subject, $2, $3 FROM certificates
+                 WHERE kind = 'device' AND subject = $1 AND revoked_at IS NULL AND not_after >= $4
+                 ON CONFLICT (cert_id) DO NOTHING",
+                args![&cert.subject, &cert.serial, due, cert.issued_at],
+            )
+            .await?;
+        }
     }
     db.exec(
         concat!(
             "INSERT INTO certificates (",
             cert_columns!(),
             ")
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL)"
         ),
         args![
             &cert.serial,
@@ -170,7 +190,8 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
             cert.not_after,
             cert.issued_at,
             cert.issue_kind.as_str(),
-            &cert.authorized_by
+            &cert.authorized_by,
+            cert.protocol.map(Protocol::as_str)
         ],
     )
     .await?;
@@ -237,14 +258,10 @@ impl<B: Backend> Devices for Store<B> {
 
     async fn certificate(&self, serial: &SerialNumber) -> Result<Option<CertRecord>> {
         let serial = serial.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
-                concat!(
-                    "SELECT ",
-                    cert_columns!(),
-                    " FROM certificates WHERE serial = $1"
-                ),
+                CERTIFICATE_BY_SERIAL,
                 args![&serial],
                 CertRecord::decode,
             )
@@ -274,7 +291,7 @@ impl<B: Backend> Devices for Store<B> {
 
     async fn device(&self, device_id: &str, now: UnixTime) -> Result<Option<DeviceFacts>> {
         let device_id = device_id.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             // One statement, so one snapshot for all the facts.
             let Some(mut r) = db.opt(&DEVICE_SQL, args![&device_id, now]).await? else {
                 return Ok(None);
@@ -334,6 +351,7 @@ impl<B: Backend> Devices for Store<B> {
                         rejected: r.bool(10)?,
                         status: ProvisionStatus::parse_any_case(&status)
                             .unwrap_or(ProvisionStatus::Waiting),
+                        protocol: r.opt_protocol(12)?,
                     })
                 },
             )
@@ -363,7 +381,7 @@ impl<B: Backend> Devices for Store<B> {
         in_read!(self, |db| {
             let r = db
                 .one(
-                    "SELECT (SELECT COUNT(*) FROM waiting_requests),
+                    "SELECT COALESCE((SELECT n FROM waiting_counts WHERE source = ''), 0),
                             (SELECT COUNT(*) FROM devices),
                             (SELECT COUNT(*) FROM certificates WHERE kind = 'device' AND revoked_at IS NULL
                                AND not_after >= $1 AND not_after < $2)",
@@ -433,6 +451,7 @@ impl<B: Backend> Devices for Store<B> {
                 "rejections",
                 "lockouts",
                 "guess_budgets",
+                "supersessions",
             ] {
                 db.exec(
                     &format!("DELETE FROM {table} WHERE device_id = $1"),
@@ -442,6 +461,46 @@ impl<B: Backend> Devices for Store<B> {
             }
             append_all(db, audit.records(&serials)).await?;
             Ok(Some(serials))
+        })
+        .await
+    }
+
+    async fn revoke_superseded(
+        &self,
+        now: UnixTime,
+        audit: AuditOf<[Superseded]>,
+    ) -> Result<Vec<Superseded>> {
+        in_write!(self, |db| {
+            let rows = db
+                .rows(
+                    "SELECT s.device_id, c.serial, s.by_serial FROM supersessions s
+                     JOIN certificates c ON c.id = s.cert_id
+                     WHERE s.due_at <= $1 AND c.revoked_at IS NULL AND c.not_after >= $1
+                     ORDER BY s.cert_id",
+                    args![now],
+                )
+                .await?;
+            let superseded = decode(rows, |mut r| {
+                Ok(Superseded {
+                    device_id: r.text(0)?,
+                    serial: r.serial(1)?,
+                    by: r.serial(2)?,
+                })
+            })?;
+            if !superseded.is_empty() {
+                // Reason 4: superseded (RFC 5280).
+                db.exec(
+                    "UPDATE certificates SET revoked_at = $1, revocation_reason = 4
+                     WHERE revoked_at IS NULL AND not_after >= $1
+                       AND id IN (SELECT cert_id FROM supersessions WHERE due_at <= $1)",
+                    args![now],
+                )
+                .await?;
+                append_all(db, audit.records(&superseded)).await?;
+            }
+            db.exec("DELETE FROM supersessions WHERE due_at <= $1", args![now])
+                .await?;
+            Ok(superseded)
         })
         .await
     }

@@ -9,10 +9,10 @@
 
 mod accounts;
 mod audit;
-mod devices;
+pub(crate) mod devices;
 mod queue;
 pub(crate) mod rules;
-mod secrets;
+pub(crate) mod secrets;
 
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::error::Result;
@@ -51,7 +51,16 @@ macro_rules! in_read {
             .read(move |$db: &mut dyn $crate::sql::Db| Box::pin(async move { $body }))
     };
 }
-pub(crate) use {in_read, in_write};
+/// Runs `$body`, a point read (lookups by key), on a read connection of
+/// `$store` (see [`crate::sql::Backend::read_point`]).
+macro_rules! in_read_point {
+    ($store:expr, |$db:ident| $body:expr) => {
+        $store
+            .backend
+            .read_point(move |$db: &mut dyn $crate::sql::Db| Box::pin(async move { $body }))
+    };
+}
+pub(crate) use {in_read, in_read_point, in_write};
 
 /// Appends an audit entry inside the current write transaction, linked to
 /// the chain's head. Both backends serialise writes (one writer thread, one
@@ -151,14 +160,14 @@ macro_rules! from_row {
 /// The columns [`CertRecord`] decodes, in order.
 macro_rules! cert_columns {
     () => {
-        "serial, kind, subject, pem, key_fingerprint, key_type, not_before, not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason"
+        "serial, kind, subject, pem, key_fingerprint, key_type, not_before, not_after, issued_at, issue_kind, authorized_by, protocol, revoked_at, revocation_reason"
     };
 }
 
 /// The columns [`WaitingRequest`] decodes, in order.
 macro_rules! waiting_columns {
     () => {
-        "device_id, key_fingerprint, key_type, public_key_pem, claimed_ip, claimed_mac, source, first_seen, last_seen, attempts"
+        "device_id, key_fingerprint, key_type, public_key_pem, claimed_ip, claimed_mac, source, first_seen, last_seen, attempts, protocol"
     };
 }
 
@@ -176,12 +185,12 @@ from_row! {
     NewCertificate {
         serial: serial, kind: cert_kind, subject: text, pem: text,
         key_fingerprint: key_fingerprint, key_type: text, not_before: time, not_after: time,
-        issued_at: time, issue_kind: issue_kind, authorized_by: text,
+        issued_at: time, issue_kind: issue_kind, authorized_by: text, protocol: opt_protocol,
     }
     WaitingRequest {
         device_id: text, key_fingerprint: key_fingerprint, key_type: text, public_key_pem: text,
         claimed_ip: text, claimed_mac: text, source: text, first_seen: time, last_seen: time,
-        attempts: int,
+        attempts: int, protocol: protocol,
     }
     AuditEntry {
         seq: int, at: time, actor: text, event: text, device_id: opt_text, detail: json,
@@ -269,8 +278,8 @@ impl FromRow for CertRecord {
     fn from_row(r: &mut Row, at: usize) -> Result<Self> {
         Ok(CertRecord {
             cert: NewCertificate::from_row(r, at)?,
-            revoked_at: r.opt_time(at + 11)?,
-            revocation_reason: r.opt_int(at + 12)?,
+            revoked_at: r.opt_time(at + 12)?,
+            revocation_reason: r.opt_int(at + 13)?,
         })
     }
 }

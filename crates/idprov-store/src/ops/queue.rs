@@ -41,7 +41,7 @@ impl<B: Backend> Queue for Store<B> {
             let updated = db
                 .exec(
                     "UPDATE waiting_requests SET claimed_ip = $3, claimed_mac = $4, source = $5,
-                        last_seen = $6, attempts = attempts + 1
+                        last_seen = $6, attempts = attempts + 1, protocol = $7
                      WHERE device_id = $1 AND key_fingerprint = $2",
                     args![
                         &w.device_id,
@@ -49,17 +49,20 @@ impl<B: Backend> Queue for Store<B> {
                         &w.claimed_ip,
                         &w.claimed_mac,
                         &w.source,
-                        w.last_seen
+                        w.last_seen,
+                        w.protocol.as_str()
                     ],
                 )
                 .await?;
             if updated > 0 {
                 return Ok(WaitingOutcome::Updated);
             }
+            // The counts the schema's triggers keep (source '' is the total):
+            // counting the queue itself would cost as much as it holds.
             let counts = db
                 .one(
-                    "SELECT (SELECT COUNT(*) FROM waiting_requests WHERE source = $1),
-                            (SELECT COUNT(*) FROM waiting_requests)",
+                    "SELECT COALESCE((SELECT n FROM waiting_counts WHERE source = $1), 0),
+                            COALESCE((SELECT n FROM waiting_counts WHERE source = ''), 0)",
                     args![&w.source],
                 )
                 .await?;
@@ -73,8 +76,8 @@ impl<B: Backend> Queue for Store<B> {
                 // recently seen entry, if it holds more than this one.
                 let top = db
                     .opt(
-                        "SELECT source, COUNT(*) AS n FROM waiting_requests
-                         GROUP BY source ORDER BY n DESC, source LIMIT 1",
+                        "SELECT source, n FROM waiting_counts WHERE source <> ''
+                         ORDER BY n DESC, source LIMIT 1",
                         args![],
                     )
                     .await?;
@@ -100,7 +103,7 @@ impl<B: Backend> Queue for Store<B> {
                     "INSERT INTO waiting_requests (",
                     waiting_columns!(),
                     ")
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1)"
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10)"
                 ),
                 args![
                     &w.device_id,
@@ -111,7 +114,8 @@ impl<B: Backend> Queue for Store<B> {
                     &w.claimed_mac,
                     &w.source,
                     w.first_seen,
-                    w.last_seen
+                    w.last_seen,
+                    w.protocol.as_str()
                 ],
             )
             .await?;
@@ -173,7 +177,7 @@ impl<B: Backend> Queue for Store<B> {
             // statement (one snapshot).
             all(db, concat!("SELECT w.device_id, w.key_fingerprint, w.key_type, w.public_key_pem,
                                 w.claimed_ip, w.claimed_mac, w.source, w.first_seen, w.last_seen,
-                                w.attempts,
+                                w.attempts, w.protocol,
                                 a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
                                 r.device_id, r.key_fingerprint, r.rejected_by, r.reason, r.created_at
                          FROM waiting_requests w
@@ -186,8 +190,8 @@ impl<B: Backend> Queue for Store<B> {
                     args![&device, &fp, limit, now], |mut r| {
                 Ok(QueueEntry {
                     request: WaitingRequest::from_row(&mut r, 0)?,
-                    approval: joined(&mut r, 10, 10)?,
-                    rejection: joined(&mut r, 15, 15)?,
+                    approval: joined(&mut r, 11, 11)?,
+                    rejection: joined(&mut r, 16, 16)?,
                 })
             }).await
         })

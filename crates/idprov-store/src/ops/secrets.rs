@@ -6,8 +6,8 @@ use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
 use super::{
-    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_write, joined,
-    secret_columns,
+    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_read_point, in_write,
+    joined, secret_columns,
 };
 use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
@@ -15,13 +15,14 @@ use crate::model::*;
 use crate::registry::Secrets;
 use crate::sql::{Backend, Db, Dialect, Row, args};
 
-const LIVE_SECRET: &str = concat!(
+pub(crate) const LIVE_SECRET: &str = concat!(
     "SELECT ",
     secret_columns!(""),
     " FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2"
 );
 
-const CONSUMED_SECRET: &str = "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
+pub(crate) const CONSUMED_SECRET: &str =
+    "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
      WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3";
 
 async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBudget>> {
@@ -38,7 +39,7 @@ async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBu
 /// statement: one round trip and one snapshot. Each join matches at most one
 /// row (its key), so there is exactly one result row, NULL where nothing
 /// matched.
-const OOB_VIEW: &str = concat!(
+pub(crate) const OOB_VIEW: &str = concat!(
     "SELECT l.failures, l.locked_until,
         j.device_id, j.key_fingerprint, j.rejected_by, j.reason, j.created_at,
         a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
@@ -138,7 +139,7 @@ impl<B: Backend> Secrets for Store<B> {
 
     async fn live_secret(&self, device_id: &str, now: UnixTime) -> Result<Option<StoredSecret>> {
         let device_id = device_id.to_owned();
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 LIVE_SECRET,
@@ -157,7 +158,7 @@ impl<B: Backend> Secrets for Store<B> {
         since: UnixTime,
     ) -> Result<Option<ConsumedSecret>> {
         let (device_id, fp) = (device_id.to_owned(), key_fingerprint.to_owned());
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 CONSUMED_SECRET,
@@ -288,7 +289,7 @@ impl<B: Backend> Secrets for Store<B> {
 
     async fn lockout(&self, device_id: &str, source: &str) -> Result<Option<Lockout>> {
         let (device_id, source) = (device_id.to_owned(), source.to_owned());
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             first(
                 db,
                 "SELECT failures, locked_until FROM lockouts WHERE device_id = $1 AND source = $2",
@@ -353,7 +354,7 @@ impl<B: Backend> Secrets for Store<B> {
 
     async fn guess_budget(&self, device_id: &str) -> Result<Option<GuessBudget>> {
         let device_id = device_id.to_owned();
-        in_read!(self, |db| guess_budget(db, &device_id).await).await
+        in_read_point!(self, |db| guess_budget(db, &device_id).await).await
     }
 
     async fn clear_lockouts(&self, device_id: &str, audit: AuditRecord) -> Result<u64> {
@@ -392,7 +393,7 @@ impl<B: Backend> Secrets for Store<B> {
             key_fingerprint.to_owned(),
             source.to_owned(),
         );
-        in_read!(self, |db| {
+        in_read_point!(self, |db| {
             let row = db
                 .one(
                     OOB_VIEW,

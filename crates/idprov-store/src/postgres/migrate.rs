@@ -55,12 +55,12 @@ const TABLES: &[(&str, &str, Option<&str>)] = &[
     ),
     (
         "certificates",
-        "id, serial, kind, subject, pem, key_fingerprint, key_type, not_before, not_after, issued_at, issue_kind, authorized_by, revoked_at, revocation_reason",
+        "id, serial, kind, subject, pem, key_fingerprint, key_type, not_before, not_after, issued_at, issue_kind, authorized_by, protocol, revoked_at, revocation_reason",
         Some("id"),
     ),
     (
         "waiting_requests",
-        "device_id, key_fingerprint, key_type, public_key_pem, claimed_ip, claimed_mac, source, first_seen, last_seen, attempts",
+        "device_id, key_fingerprint, key_type, public_key_pem, claimed_ip, claimed_mac, source, first_seen, last_seen, attempts, protocol",
         None,
     ),
     (
@@ -71,6 +71,11 @@ const TABLES: &[(&str, &str, Option<&str>)] = &[
     (
         "guess_budgets",
         "device_id, secret_id, window_start, failures",
+        None,
+    ),
+    (
+        "supersessions",
+        "cert_id, device_id, by_serial, due_at",
         None,
     ),
     (

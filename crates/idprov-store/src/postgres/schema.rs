@@ -180,7 +180,81 @@ const MIGRATIONS: &[&str] = &[
         failures     BIGINT NOT NULL
     );
     "#,
-    // 5: idprov v2 — the verifier of a registration for v2 only (its
+    // 5: the waiting queue's size per source and in total (source ''),
+    // kept by triggers (per statement, from the transition tables, so a
+    // sweep deleting thousands of rows updates each count once).
+    r#"
+    CREATE TABLE waiting_counts (
+        source TEXT COLLATE "C" PRIMARY KEY,
+        n      BIGINT NOT NULL
+    );
+    INSERT INTO waiting_counts (source, n)
+        SELECT source, COUNT(*) FROM waiting_requests GROUP BY source;
+    INSERT INTO waiting_counts (source, n) SELECT '', COUNT(*) FROM waiting_requests;
+
+    CREATE FUNCTION idprov_waiting_counts_add() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        INSERT INTO waiting_counts (source, n)
+            SELECT source, COUNT(*) FROM added GROUP BY source
+            ON CONFLICT (source) DO UPDATE SET n = waiting_counts.n + excluded.n;
+        UPDATE waiting_counts SET n = n + (SELECT COUNT(*) FROM added) WHERE source = '';
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION idprov_waiting_counts_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE waiting_counts w SET n = w.n - g.k
+            FROM (SELECT source, COUNT(*) AS k FROM removed GROUP BY source) g
+            WHERE w.source = g.source;
+        DELETE FROM waiting_counts WHERE n <= 0 AND source <> '';
+        UPDATE waiting_counts SET n = n - (SELECT COUNT(*) FROM removed) WHERE source = '';
+        RETURN NULL;
+    END $$;
+    CREATE FUNCTION idprov_waiting_counts_move() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE waiting_counts w SET n = w.n - g.k
+            FROM (SELECT o.source, COUNT(*) AS k FROM removed o
+                  JOIN added a ON a.device_id = o.device_id AND a.key_fingerprint = o.key_fingerprint
+                  WHERE a.source <> o.source GROUP BY o.source) g
+            WHERE w.source = g.source;
+        DELETE FROM waiting_counts WHERE n <= 0 AND source <> '';
+        INSERT INTO waiting_counts (source, n)
+            SELECT a.source, COUNT(*) FROM added a
+              JOIN removed o ON a.device_id = o.device_id AND a.key_fingerprint = o.key_fingerprint
+              WHERE a.source <> o.source GROUP BY a.source
+            ON CONFLICT (source) DO UPDATE SET n = waiting_counts.n + excluded.n;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER waiting_counts_insert AFTER INSERT ON waiting_requests
+        REFERENCING NEW TABLE AS added
+        FOR EACH STATEMENT EXECUTE FUNCTION idprov_waiting_counts_add();
+    CREATE TRIGGER waiting_counts_delete AFTER DELETE ON waiting_requests
+        REFERENCING OLD TABLE AS removed
+        FOR EACH STATEMENT EXECUTE FUNCTION idprov_waiting_counts_remove();
+    CREATE TRIGGER waiting_counts_move AFTER UPDATE ON waiting_requests
+        REFERENCING OLD TABLE AS removed NEW TABLE AS added
+        FOR EACH STATEMENT EXECUTE FUNCTION idprov_waiting_counts_move();
+    "#,
+    // 6: the protocol a device asked by (idprov v1 or EST), recorded with
+    // each device certificate and waiting request; everything before came
+    // by v1, the only protocol then.
+    r#"
+    ALTER TABLE certificates ADD COLUMN protocol TEXT COLLATE "C";
+    UPDATE certificates SET protocol = 'v1' WHERE kind = 'device';
+    ALTER TABLE waiting_requests ADD COLUMN protocol TEXT COLLATE "C" NOT NULL DEFAULT 'v1';
+    "#,
+    // 7: certificates a newer one of their device supersedes, revoked
+    // (reason superseded) by the housekeeping sweep once due.
+    r#"
+    CREATE TABLE supersessions (
+        cert_id    BIGINT PRIMARY KEY,
+        device_id  TEXT COLLATE "C" NOT NULL,
+        by_serial  TEXT COLLATE "C" NOT NULL,
+        due_at     BIGINT NOT NULL
+    );
+    CREATE INDEX supersessions_due ON supersessions(due_at);
+    CREATE INDEX supersessions_device ON supersessions(device_id);
+    "#,
+    // 8: idprov v2 — the verifier of a registration for v2 only (its
     // `sealed` is then empty: no form of the secret is kept).
     r#"
     ALTER TABLE oob_secrets ADD COLUMN pake_salt BYTEA;

@@ -156,7 +156,58 @@ const MIGRATIONS: &[&str] = &[
         failures     INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
-    // 5: idprov v2 — the verifier of a registration for v2 only (its
+    // 5: the waiting queue's size per source and in total (the row whose
+    // source is '': a source is a socket address, never empty), kept by
+    // triggers, so the caps are checked in constant time instead of by
+    // counting the queue on every new request.
+    r#"
+    CREATE TABLE waiting_counts (
+        source TEXT PRIMARY KEY,
+        n      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO waiting_counts (source, n)
+        SELECT source, COUNT(*) FROM waiting_requests GROUP BY source;
+    INSERT INTO waiting_counts (source, n) SELECT '', COUNT(*) FROM waiting_requests;
+
+    CREATE TRIGGER waiting_counts_insert AFTER INSERT ON waiting_requests BEGIN
+        INSERT INTO waiting_counts (source, n) VALUES (NEW.source, 1)
+            ON CONFLICT (source) DO UPDATE SET n = n + 1;
+        UPDATE waiting_counts SET n = n + 1 WHERE source = '';
+    END;
+    CREATE TRIGGER waiting_counts_delete AFTER DELETE ON waiting_requests BEGIN
+        UPDATE waiting_counts SET n = n - 1 WHERE source = OLD.source;
+        DELETE FROM waiting_counts WHERE source = OLD.source AND n <= 0;
+        UPDATE waiting_counts SET n = n - 1 WHERE source = '';
+    END;
+    CREATE TRIGGER waiting_counts_move AFTER UPDATE OF source ON waiting_requests
+    WHEN OLD.source <> NEW.source BEGIN
+        UPDATE waiting_counts SET n = n - 1 WHERE source = OLD.source;
+        DELETE FROM waiting_counts WHERE source = OLD.source AND n <= 0;
+        INSERT INTO waiting_counts (source, n) VALUES (NEW.source, 1)
+            ON CONFLICT (source) DO UPDATE SET n = n + 1;
+    END;
+    "#,
+    // 6: the protocol a device asked by (idprov v1 or EST), recorded with
+    // each device certificate and waiting request; everything before came
+    // by v1, the only protocol then.
+    r#"
+    ALTER TABLE certificates ADD COLUMN protocol TEXT;
+    UPDATE certificates SET protocol = 'v1' WHERE kind = 'device';
+    ALTER TABLE waiting_requests ADD COLUMN protocol TEXT NOT NULL DEFAULT 'v1';
+    "#,
+    // 7: certificates a newer one of their device supersedes, revoked
+    // (reason superseded) by the housekeeping sweep once due.
+    r#"
+    CREATE TABLE supersessions (
+        cert_id    INTEGER PRIMARY KEY,
+        device_id  TEXT NOT NULL,
+        by_serial  TEXT NOT NULL,
+        due_at     INTEGER NOT NULL
+    );
+    CREATE INDEX supersessions_due ON supersessions(due_at);
+    CREATE INDEX supersessions_device ON supersessions(device_id);
+    "#,
+    // 8: idprov v2 — the verifier of a registration for v2 only (its
     // `sealed` is then empty: no form of the secret is kept).
     r#"
     ALTER TABLE oob_secrets ADD COLUMN pake_salt BLOB;

@@ -11,6 +11,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
@@ -39,6 +40,14 @@ pub(crate) fn open(path: &Path, read_only: bool) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Room for every statement of the hot paths (the default 16 would evict).
     conn.set_prepared_statement_cache_capacity(128);
+    // One plan per statement, whatever its parameters: without the query
+    // planner stability guarantee SQLite plans some statements (a LEFT
+    // JOIN off a one-row table, a CTE joined to a table) by their bound
+    // values and compiles them again whenever a value changes — the OOB
+    // view and a device's facts on every request, a fifth of the server's
+    // CPU. Every statement here looks rows up by key: the plan does not
+    // depend on the values.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     // WAL lets readers run beside the writer; FULL makes every commit durable
     // across power loss, not only across a crash of the process.
     if !read_only {
@@ -218,22 +227,41 @@ impl Readers {
         F: FnOnce(&mut Connection) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        let idle = self.idle.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = match idle.lock().ok().and_then(|mut v| v.pop()) {
-                Some(c) => c,
-                None => open(&path, true)?,
-            };
-            let result = f(&mut conn);
-            if let Ok(mut v) = idle.lock()
-                && v.len() < 8
-            {
-                v.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|_| StoreError::Database("a registry read panicked".into()))?
+        let (idle, path) = (self.idle.clone(), self.path.clone());
+        tokio::task::spawn_blocking(move || with_reader(&idle, &path, f))
+            .await
+            .map_err(|_| StoreError::Database("a registry read panicked".into()))?
     }
+
+    /// Runs `f`, a point read, on a read-only connection on the calling
+    /// thread (see [`crate::sql::Backend::read_point`]).
+    pub(crate) fn read_here<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&mut Connection) -> Result<T>,
+    {
+        catch_unwind(AssertUnwindSafe(|| with_reader(&self.idle, &self.path, f)))
+            .unwrap_or_else(|_| Err(StoreError::Database("a registry read panicked".into())))
+    }
+}
+
+/// Idle read connections kept (more are opened under load and closed after).
+const IDLE_READERS: usize = 8;
+
+/// Runs `f` on an idle read connection (or a new one), then keeps it.
+fn with_reader<T>(
+    idle: &Mutex<Vec<Connection>>,
+    path: &Path,
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+) -> Result<T> {
+    let mut conn = match idle.lock().ok().and_then(|mut v| v.pop()) {
+        Some(c) => c,
+        None => open(path, true)?,
+    };
+    let result = f(&mut conn);
+    if let Ok(mut v) = idle.lock()
+        && v.len() < IDLE_READERS
+    {
+        v.push(conn);
+    }
+    result
 }

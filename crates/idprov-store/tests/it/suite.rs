@@ -28,12 +28,14 @@ macro_rules! backend_tests {
             concurrent_writers_all_commit,
             approvals_rejections_and_clearing,
             revocation_crl_and_removal,
+            superseded_certificates_are_revoked_when_due,
             device_filters_agree_with_the_status_table,
             bulk_secrets_in_one_transaction,
             audit_filters_and_checkpoints,
             queue_expiry,
             web_passwords_are_kept_replaced_and_audited,
-            an_issue_that_fails_a_precondition_changes_nothing
+            an_issue_that_fails_a_precondition_changes_nothing,
+            the_protocol_is_kept_with_certificates_requests_and_the_listing
         );
     };
     (@each $open:ident; $($name:ident),* $(,)?) => {
@@ -98,6 +100,7 @@ pub(crate) fn event_named(name: &str) -> AuditEvent {
             source: "10.0.0.1".into(),
             claimed_ip: String::new(),
             claimed_mac: String::new(),
+            protocol: Some(Protocol::Est),
         },
         "request_approved" => AuditEvent::RequestApproved {
             key_fingerprint: fp(),
@@ -117,6 +120,7 @@ pub(crate) fn event_named(name: &str) -> AuditEvent {
             key_fingerprint: fp(),
             key_type: "ECDSA-P256".into(),
             not_after: NOW,
+            protocol: Some(Protocol::V1),
         },
         "lockout_cleared" => AuditEvent::LockoutCleared {},
         "web_password_set" => AuditEvent::WebPasswordSet {
@@ -235,6 +239,7 @@ pub(crate) fn cert(device: &str, hex: &str, not_after: UnixTime) -> NewCertifica
         issued_at: NOW,
         issue_kind: IssueKind::Oob,
         authorized_by: format!("device:{device}"),
+        protocol: Some(Protocol::V1),
     }
 }
 
@@ -248,6 +253,7 @@ pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRe
         }),
         reset_lockout_for: Some("10.0.0.9".into()),
         clear_waiting_key: Some(fp("fp-1")),
+        supersede_older_at: None,
         audit: audit("certificate_issued", device),
     }
 }
@@ -648,6 +654,7 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
         first_seen: at,
         last_seen: at,
         attempts: 1,
+        protocol: Protocol::V1,
     };
     assert_eq!(
         reg.record_waiting(
@@ -759,6 +766,30 @@ pub async fn waiting_requests_are_recorded_once_and_capped(reg: &Arc<dyn Registr
         .len(),
         2
     );
+    // The caps follow what left the queue: 10.0.0.1 holds nothing now and
+    // the queue two of three, so its next request is queued, and then the
+    // queue is full again.
+    assert_eq!(
+        reg.record_waiting(
+            req("w6", "k1", "10.0.0.1", NOW),
+            caps,
+            Some(audit("request_queued", "w6"))
+        )
+        .await
+        .expect("w"),
+        WaitingOutcome::Queued
+    );
+    assert_eq!(
+        reg.record_waiting(
+            req("w7", "k1", "10.0.0.3", NOW),
+            caps,
+            Some(audit("request_queued", "w7"))
+        )
+        .await
+        .expect("w"),
+        WaitingOutcome::TotalCapReached
+    );
+    assert_eq!(reg.gauges(NOW, NOW).await.expect("gauges").waiting, 3);
 }
 
 pub async fn device_facts_and_listing(reg: &Arc<dyn Registry>) {
@@ -957,6 +988,7 @@ pub(crate) fn waiting(device: &str, key: &str) -> WaitingRequest {
         first_seen: NOW,
         last_seen: NOW,
         attempts: 1,
+        protocol: Protocol::V1,
     }
 }
 
@@ -1089,6 +1121,187 @@ pub async fn approvals_rejections_and_clearing(reg: &Arc<dyn Registry>) {
         .expect("clear");
     assert_eq!(n, 2, "the k2 request and its approval");
     assert!(reg.waiting_for("q1").await.expect("read").is_empty());
+}
+
+/// One entry per device of a supersession sweep, as the core makes them.
+fn superseding() -> AuditOf<[Superseded]> {
+    AuditOf::new(|superseded: &[Superseded]| {
+        superseded
+            .iter()
+            .map(|s| {
+                AuditRecord::new(
+                    NOW,
+                    Actor::system(),
+                    AuditEvent::CertificateRevoked {
+                        reason: 4,
+                        note: format!("superseded by {}", s.by),
+                        serials: vec![s.serial.clone()],
+                    },
+                    Some(&s.device_id),
+                )
+            })
+            .collect()
+    })
+}
+
+pub async fn superseded_certificates_are_revoked_when_due(reg: &Arc<dyn Registry>) {
+    let renew = |device: &str, hex: &str, due: UnixTime| IssueRecord {
+        supersede_older_at: Some(due),
+        ..issue(device, hex, None)
+    };
+    let entries = |reg: &Arc<dyn Registry>| {
+        let reg = reg.clone();
+        async move { reg.audit_entries(0, 10_000).await.expect("audit").len() }
+    };
+    reg.record_issue(issue("sup", "ab10", None))
+        .await
+        .expect("issue");
+    // Another device's certificate is never its business.
+    reg.record_issue(issue("bystander", "ab20", None))
+        .await
+        .expect("issue");
+    reg.record_issue(renew("sup", "ab11", NOW + 100))
+        .await
+        .expect("renewal");
+    // A second renewal before the first is due: the first supersession
+    // keeps its time, the second renewal supersedes the first one.
+    reg.record_issue(renew("sup", "ab12", NOW + 200))
+        .await
+        .expect("renewal");
+
+    let before = entries(reg).await;
+    assert!(
+        reg.revoke_superseded(NOW + 99, superseding())
+            .await
+            .expect("sweep")
+            .is_empty(),
+        "nothing is due yet"
+    );
+    assert_eq!(
+        entries(reg).await,
+        before,
+        "nothing revoked, nothing audited"
+    );
+
+    let first = reg
+        .revoke_superseded(NOW + 100, superseding())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        first,
+        vec![Superseded {
+            device_id: "sup".into(),
+            serial: serial("ab10"),
+            by: serial("ab11"),
+        }]
+    );
+    let ab10 = reg
+        .certificate(&serial("ab10"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(ab10.revoked_at, Some(NOW + 100));
+    assert_eq!(ab10.revocation_reason, Some(4), "reason superseded");
+    assert_eq!(entries(reg).await, before + 1, "one entry for the device");
+    let audited = reg
+        .audit_query(&AuditFilter {
+            device_id: Some("sup".into()),
+            limit: 1000,
+            ..AuditFilter::default()
+        })
+        .await
+        .expect("query");
+    let last = audited.last().expect("entries");
+    assert_eq!(last.event, "certificate_revoked");
+    assert_eq!(last.detail["reason"], 4);
+
+    let second = reg
+        .revoke_superseded(NOW + 200, superseding())
+        .await
+        .expect("sweep");
+    assert_eq!(
+        second
+            .iter()
+            .map(|s| (s.serial.as_str(), s.by.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("ab11", "ab12")]
+    );
+    for (hex, revoked) in [("ab12", false), ("ab20", false), ("ab11", true)] {
+        let c = reg
+            .certificate(&serial(hex))
+            .await
+            .expect("read")
+            .expect("known");
+        assert_eq!(c.revoked_at.is_some(), revoked, "{hex}");
+    }
+    assert!(
+        reg.revoke_superseded(NOW + 10_000, superseding())
+            .await
+            .expect("sweep")
+            .is_empty(),
+        "a supersession is acted on once"
+    );
+
+    // Revoked meanwhile by an administrator, or expired by the time it is
+    // due: nothing to do, nothing audited.
+    reg.record_issue(issue("sup2", "ac10", None))
+        .await
+        .expect("issue");
+    reg.record_issue(IssueRecord {
+        cert: cert("sup2", "ac11", NOW + 150),
+        ..issue("sup2", "ac11", None)
+    })
+    .await
+    .expect("issue");
+    reg.record_issue(renew("sup2", "ac12", NOW + 300))
+        .await
+        .expect("renewal");
+    reg.revoke(Revocation {
+        kind: CertKind::Device,
+        subject: "sup2".into(),
+        serial: Some(serial("ac10")),
+        reason: 1,
+        at: NOW + 10,
+        audit: revoking("sup2"),
+    })
+    .await
+    .expect("revoke");
+    let before = entries(reg).await;
+    assert!(
+        reg.revoke_superseded(NOW + 300, superseding())
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
+    assert_eq!(entries(reg).await, before);
+    let ac10 = reg
+        .certificate(&serial("ac10"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(
+        ac10.revocation_reason,
+        Some(1),
+        "the administrator's reason stays"
+    );
+
+    // Removing a device forgets its pending supersessions.
+    reg.record_issue(issue("sup3", "ad10", None))
+        .await
+        .expect("issue");
+    reg.record_issue(renew("sup3", "ad11", NOW + 400))
+        .await
+        .expect("renewal");
+    reg.remove_device("sup3", NOW + 1, revoking("sup3"))
+        .await
+        .expect("remove")
+        .expect("known");
+    assert!(
+        reg.revoke_superseded(NOW + 400, superseding())
+            .await
+            .expect("sweep")
+            .is_empty()
+    );
 }
 
 pub async fn revocation_crl_and_removal(reg: &Arc<dyn Registry>) {
@@ -1628,4 +1841,89 @@ pub async fn an_issue_that_fails_a_precondition_changes_nothing(reg: &Arc<dyn Re
             .expect("read")
             .is_none()
     );
+}
+
+/// Which protocol a device asked by is kept with each certificate (none
+/// for the server's own credentials), with each waiting request (its
+/// latest attempt's), and the device listing shows its newest
+/// certificate's.
+pub async fn the_protocol_is_kept_with_certificates_requests_and_the_listing(
+    reg: &Arc<dyn Registry>,
+) {
+    let caps = WaitingCaps {
+        per_source: 10,
+        total: 10,
+    };
+    let mut queued = waiting("router-1", "k1");
+    queued.protocol = Protocol::Est;
+    reg.record_waiting(queued.clone(), caps, None)
+        .await
+        .expect("queued");
+    assert_eq!(
+        reg.waiting_for("router-1").await.expect("read")[0].protocol,
+        Protocol::Est
+    );
+    // A later attempt by v1 with the same key is what the entry shows.
+    queued.protocol = Protocol::V1;
+    queued.last_seen = NOW + 1;
+    reg.record_waiting(queued, caps, None)
+        .await
+        .expect("updated");
+    let entries = reg
+        .list_queue(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+        )
+        .await
+        .expect("queue");
+    assert_eq!(entries[0].request.protocol, Protocol::V1);
+    assert_eq!(entries[0].request.attempts, 2);
+
+    let mut first = issue("router-1", "0a01", None);
+    first.cert.protocol = Some(Protocol::V1);
+    reg.record_issue(first).await.expect("issued");
+    let mut second = issue("router-1", "0a02", None);
+    second.cert.protocol = Some(Protocol::Est);
+    second.cert.issued_at = NOW + 10;
+    reg.record_issue(second).await.expect("issued");
+    let mut local = issue("hub", "0a03", None);
+    local.cert.kind = CertKind::Server;
+    local.cert.protocol = None;
+    local.clear_waiting_key = None;
+    reg.record_issue(local).await.expect("issued");
+
+    let history = reg
+        .certificates_of(CertKind::Device, "router-1")
+        .await
+        .expect("history");
+    let protocols: Vec<_> = history.iter().map(|c| c.protocol).collect();
+    assert_eq!(protocols, [Some(Protocol::Est), Some(Protocol::V1)]);
+    assert_eq!(
+        reg.certificate(&serial("0a03"))
+            .await
+            .expect("read")
+            .expect("recorded")
+            .protocol,
+        None
+    );
+    let listed = reg
+        .list_devices(
+            &Page {
+                after: None,
+                limit: 10,
+            },
+            NOW,
+            &DeviceFilter::default(),
+        )
+        .await
+        .expect("listing");
+    let row = listed
+        .iter()
+        .find(|d| d.device_id == "router-1")
+        .expect("listed");
+    assert_eq!(row.protocol, Some(Protocol::Est));
+    assert_eq!(row.certificates, 2);
 }

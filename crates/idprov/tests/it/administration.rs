@@ -9,7 +9,7 @@ use std::time::Duration;
 use idprov_proto::ProvisionStatus;
 use idprov_testkit::{TestDevice, TestServer, provision};
 
-use crate::{idprov, stderr, stdout};
+use crate::{idprov, require, stderr, stdout};
 
 /// Runs the CLI against the test server as its local administrator.
 fn cli(server: &TestServer, args: &[&str], stdin: Option<&str>) -> Output {
@@ -37,25 +37,6 @@ fn ok(out: &Output) -> String {
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("JSON output")
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn require(cmd: &str, package: &str) -> bool {
-    if have(cmd) {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{package} is required in CI"
-    );
-    eprintln!("skipping: {cmd} ({package}) is not installed");
-    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,7 +227,7 @@ async fn revocation_reaches_the_crl_and_openssl_refuses_the_certificate() {
     .await;
     assert_eq!(resp.expect("response").status, ProvisionStatus::Waiting);
 
-    if !require("openssl", "openssl") {
+    if !require(&["openssl"], "openssl") {
         return;
     }
     let out = Command::new("openssl")
@@ -356,7 +337,7 @@ async fn personal_and_service_credentials() {
             .any(|c| c["subject"] == "alice")
     );
 
-    if require("openssl", "openssl") {
+    if require(&["openssl"], "openssl") {
         let out = Command::new("openssl")
             .args([
                 "pkcs12",
@@ -659,7 +640,7 @@ async fn generated_secrets_labels_and_export() {
     assert_eq!(again.status.code(), Some(2));
 
     // The sheet holds one QR code per device with the label URI and the CA fingerprint.
-    if require("zbarimg", "zbar-tools") {
+    if require(&["zbarimg"], "zbar-tools") {
         let decoded = Command::new("zbarimg")
             .args(["-q", "--raw"])
             .arg(&sheet)
@@ -680,7 +661,8 @@ async fn generated_secrets_labels_and_export() {
         }
     }
     // The same as SVG, rendered by an independent renderer.
-    let with_svg = require("rsvg-convert", "librsvg2-bin") && require("zbarimg", "zbar-tools");
+    let with_svg =
+        require(&["rsvg-convert"], "librsvg2-bin") && require(&["zbarimg"], "zbar-tools");
     if with_svg {
         let svg = dir.join("one.svg");
         ok(&cli(
@@ -901,18 +883,7 @@ async fn a_locked_out_device_is_unlocked_from_the_cli() {
         events.contains(&"lockout_cleared admin:admin".to_owned()),
         "{events:?}"
     );
-    let metrics = server
-        .http_with(
-            &std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert"),
-            &std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key"),
-        )
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics().await;
     assert!(metrics.contains("idprov_lockouts_total"), "{metrics}");
 }
 

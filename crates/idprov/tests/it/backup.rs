@@ -113,8 +113,9 @@ async fn a_backup_taken_while_serving_restores_into_a_working_server() {
     .expect("manifest JSON");
     writer.await.expect("writer");
     assert_eq!(manifest["format"], "idprov-backup");
-    // The server's, the local administrator's and the device's.
-    assert_eq!(manifest["database"]["certificates"], 3);
+    // The server's, the local administrator's, the OCSP responder's and
+    // the device's.
+    assert_eq!(manifest["database"]["certificates"], 4);
     assert!(
         manifest["database"]["audit_entries"]
             .as_u64()
@@ -127,6 +128,7 @@ async fn a_backup_taken_while_serving_restores_into_a_working_server() {
         "ca.key",
         "server.key",
         "admin.key",
+        "ocsp.key",
         "idprov.db",
         "manifest.json",
     ] {

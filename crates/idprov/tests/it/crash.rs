@@ -21,6 +21,8 @@ use idprov_proto::ProvisionStatus;
 use idprov_testkit::{TestDevice, http_client, provision_at};
 use rusqlite::params;
 
+use crate::free_port;
+
 /// Devices whose secrets are registered before the kills start.
 const DEVICES: usize = 2_000;
 /// Rows of each bulk import that runs during a round (not [`DEVICES`], so
@@ -253,14 +255,6 @@ fn check_database(db: &Path, received: &Received, prefixes: &[String]) {
         .collect::<Result<_, _>>()
         .expect("rows");
     idprov_store::verify_chain(None, &entries).expect("the audit chain verifies after the kill");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -33,11 +33,7 @@ async fn a_sqlite_registry_moves_to_postgresql_with_its_history_and_secrets() {
         return;
     }
     let Some(url) = idprov_testkit::postgres::fresh_database("migrate").await else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "PostgreSQL is required in CI"
-        );
-        eprintln!("skipping: PostgreSQL is not installed");
+        crate::skip("PostgreSQL is not installed");
         return;
     };
     let outside = tempfile::tempdir().expect("tempdir");
@@ -49,17 +45,29 @@ async fn a_sqlite_registry_moves_to_postgresql_with_its_history_and_secrets() {
     .expect("key");
     let sqlite_key = key.clone();
     let mut old = TestServer::start_with(Setup {
-        configure: Box::new(move |c| c.secret_key = SecretKeySource::File(sqlite_key)),
+        configure: Box::new(move |c| {
+            c.secret_key = SecretKeySource::File(sqlite_key);
+            c.supersede_after = Some(std::time::Duration::from_secs(3600));
+        }),
         ..Setup::default()
     })
     .await;
-    // History: a provisioned then revoked device, a live secret, a waiting
-    // request, a signed checkpoint.
+    // History: a provisioned, renewed (its first certificate due to be
+    // superseded) then revoked device, a live secret, a waiting request, a
+    // signed checkpoint.
     add(&old, "mig-1", "secret-of-mig-1").await;
     add(&old, "mig-2", "secret-of-mig-2").await;
     let d1 = TestDevice::new("mig-1");
     let (_, resp, _) = provision(&old.http(), &old, &d1.request(Some("secret-of-mig-1"))).await;
-    assert_eq!(resp.expect("answer").status, ProvisionStatus::Approved);
+    let resp = resp.expect("answer");
+    assert_eq!(resp.status, ProvisionStatus::Approved);
+    let renewing = old.http_with(&resp.client_cert, &d1.key_pem());
+    let (_, renewed, body) = provision(&renewing, &old, &d1.request(None)).await;
+    assert_eq!(
+        renewed.expect("answer").status,
+        ProvisionStatus::Approved,
+        "{body}"
+    );
     let revoked = old
         .admin()
         .revoke_device(
@@ -103,7 +111,15 @@ async fn a_sqlite_registry_moves_to_postgresql_with_its_history_and_secrets() {
     };
     assert_eq!(rows("oob_secrets"), 1);
     assert_eq!(rows("waiting_requests"), 1);
-    assert!(rows("certificates") >= 3, "server, admin and the device");
+    assert!(
+        rows("certificates") >= 4,
+        "server, admin and the device's two"
+    );
+    assert_eq!(
+        rows("supersessions"),
+        1,
+        "the renewal's pending supersession"
+    );
     assert!(rows("audit_checkpoints") >= 1);
 
     // Into a database that holds a registry already: refused, nothing changed.
@@ -153,8 +169,8 @@ async fn a_sqlite_registry_moves_to_postgresql_with_its_history_and_secrets() {
         "{body}"
     );
     let history = new.admin().device("mig-1").await.expect("device");
-    assert_eq!(history.certificates.len(), 1);
-    assert!(history.certificates[0].revoked_at.is_some());
+    assert_eq!(history.certificates.len(), 2);
+    assert!(history.certificates.iter().all(|c| c.revoked_at.is_some()));
     let queue = new.admin().list_requests(None).await.expect("queue");
     assert!(queue.iter().any(|w| w.device_id == "mig-3"));
     let verify = run(&[

@@ -213,12 +213,19 @@ async fn devices_list_filters_by_every_flag() {
     assert_eq!(cell(&rows[0], "STATUS"), "Approved");
     assert_eq!(cell(&rows[0], "CERTS"), "1");
     assert_eq!(cell(&rows[0], "SECRET"), "no");
+    assert_eq!(cell(&rows[0], "VIA"), "v1");
     let rows = table(&ok(&run(
         &server,
         &["devices", "list", "--status", "Rejected"],
     )));
     assert_eq!(cell(&rows[0], "REVOKED"), "1");
     assert_eq!(cell(&rows[0], "VALID UNTIL"), "-");
+    // A device that never had a certificate came by no protocol yet.
+    let rows = table(&ok(&run(
+        &server,
+        &["devices", "list", "--prefix", "sensor-w"],
+    )));
+    assert_eq!(cell(&rows[0], "VIA"), "-");
 
     // Bad values are usage errors, named, before anything is sent.
     for (args, names) in [
@@ -260,7 +267,8 @@ async fn requests_list_puts_every_value_under_its_header() {
             "SOURCE",
             "FIRST SEEN",
             "LAST SEEN",
-            "ATTEMPTS"
+            "ATTEMPTS",
+            "VIA"
         ]
     );
     let w2 = &rows[0];
@@ -271,6 +279,7 @@ async fn requests_list_puts_every_value_under_its_header() {
     assert_eq!(cell(w2, "CLAIMED MAC"), "02:00:00:00:00:01");
     assert_eq!(cell(w2, "SOURCE"), "127.0.0.1");
     assert_eq!(cell(w2, "ATTEMPTS"), "1");
+    assert_eq!(cell(w2, "VIA"), "v1");
     let w3 = &rows[1];
     assert_eq!(cell(w3, "CLAIMED IP"), "<nil>");
     assert_eq!(cell(w3, "CLAIMED MAC"), "aa:bb:cc:dd:ee:ff");

@@ -6,11 +6,13 @@ mod attacks;
 mod backup;
 mod crash;
 mod db;
+mod est;
 mod listing;
 mod mosquitto;
 mod netns;
 mod packaging;
 mod readme;
+mod revocation;
 mod serve;
 
 use std::io::Write;
@@ -70,6 +72,20 @@ pub fn idprov(args: &[&str], stdin: Option<&str>) -> Output {
     }
 }
 
+/// True when `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// True when every one of `cmds` is on the PATH; otherwise [`skip`]s,
+/// naming the Debian `packages` test.sh installs.
+pub fn require(cmds: &[&str], packages: &str) -> bool {
+    cmds.iter().all(|c| have(c)) || skip(&format!("{packages} not installed"))
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
@@ -78,4 +94,40 @@ pub fn stdout(o: &Output) -> String {
 /// Standard error as text.
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// A test that cannot run here because of `why`: under `CI=true` (where
+/// ./test.sh installed everything and runs as root) that fails it; else it
+/// says it skips. Always false, for `if !… { return; }`.
+pub fn skip(why: &str) -> bool {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "required in CI: {why}"
+    );
+    eprintln!("skipping: {why}");
+    false
+}
+
+/// A loopback port free a moment ago (for a program that binds it itself).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits (up to 20 s) until something listens on loopback `port`; fails
+/// with `why()` otherwise.
+pub fn wait_for_port(port: u16, why: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{}", why());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

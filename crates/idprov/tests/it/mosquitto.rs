@@ -1,27 +1,33 @@
 //! A real service accepts the certificate: Debian's mosquitto, requiring
 //! client certificates from our CA, lets a device provisioned by our agent
-//! connect and publish, and refuses a certificate from another CA.
+//! connect and publish, and refuses a certificate from another CA; reading
+//! our CRL file, it refuses a revoked device after a SIGHUP — sent by hand,
+//! or by the server's `crl.on_publish` hook.
 //!
 //! Needs mosquitto and mosquitto-clients; skipped otherwise, except under
 //! `CI=true`.
 
-use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use idprov_ca::{IssueParams, KeyAlgorithm, Usage};
-use idprov_testkit::TestServer;
+use idprov_testkit::{Setup, TestServer};
 
-use crate::{idprov, stderr};
+use crate::{free_port, idprov, require, stderr, wait_for_port};
 
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
+pub(crate) struct Broker(Child);
+
+impl Broker {
+    /// Makes the broker reread its files (the CRL) with SIGHUP, and gives
+    /// it a moment to do so.
+    pub(crate) fn reload(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.0.id().to_string()])
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
-
-struct Broker(Child);
 
 impl Drop for Broker {
     fn drop(&mut self) {
@@ -30,15 +36,60 @@ impl Drop for Broker {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// True, after saying so, when mosquitto and its clients are missing and
+/// the test should stop; under `CI=true` their absence fails the test.
+pub(crate) fn mosquitto_missing() -> bool {
+    !require(
+        &["mosquitto", "mosquitto_pub", "mosquitto_sub"],
+        "mosquitto and mosquitto-clients",
+    )
 }
 
-fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::process::Output {
+/// Starts mosquitto on a free loopback port with the broker's `cert` and
+/// `key`, requiring client certificates that chain to `ca` (and, with
+/// `crl`, are not on that CRL); returns once it listens.
+pub(crate) fn start_broker(
+    dir: &Path,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    crl: Option<&Path>,
+) -> (Broker, u16) {
+    let port = free_port();
+    let conf = dir.join(format!("mosquitto-{port}.conf"));
+    let crl = crl.map_or(String::new(), |c| format!("crlfile {}\n", c.display()));
+    std::fs::write(
+        &conf,
+        format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
+             cafile {}\ncertfile {}\nkeyfile {}\n{crl}require_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\n",
+            ca.display(),
+            cert.display(),
+            key.display(),
+        ),
+    )
+    .expect("write");
+    let broker = Broker(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts"),
+    );
+    wait_for_port(port, || "mosquitto did not start".into());
+    (broker, port)
+}
+
+pub(crate) fn publish(
+    port: u16,
+    ca: &str,
+    cert: &str,
+    key: &str,
+    message: &str,
+) -> std::process::Output {
     Command::new("mosquitto_pub")
         .args([
             "-h",
@@ -59,12 +110,7 @@ fn publish(port: u16, ca: &str, cert: &str, key: &str, message: &str) -> std::pr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
-    if !(have("mosquitto") && have("mosquitto_pub") && have("mosquitto_sub")) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "mosquitto and mosquitto-clients are required in CI"
-        );
-        eprintln!("skipping: mosquitto is not installed");
+    if mosquitto_missing() {
         return;
     }
     let server = TestServer::start().await;
@@ -116,55 +162,17 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
     });
 
     // The broker: a server certificate from our CA, client certificates required.
-    let (broker_cert, broker_key) = server
-        .ca()
-        .issue_with_new_key(
-            KeyAlgorithm::EcdsaP256,
-            IssueParams {
-                common_name: "mqtt-broker",
-                organizational_unit: "service",
-                organization: "idprov",
-                usage: Usage::Server {
-                    dns_names: vec!["localhost".into()],
-                    ip_addresses: vec!["127.0.0.1".parse().expect("ip")],
-                },
-                now: std::time::SystemTime::now(),
-                validity: Duration::from_secs(86_400),
-                crl_url: None,
-            },
-        )
-        .expect("broker certificate");
-    std::fs::write(dir.join("broker.pem"), &broker_cert.pem).expect("write");
-    std::fs::write(dir.join("broker.key"), &broker_key).expect("write");
-    let port = free_port();
+    let (broker_cert, broker_key) = server.issue_loopback_server_cert("mqtt-broker");
+    std::fs::write(dir.join("broker.pem"), &broker_cert).expect("write");
+    std::fs::write(dir.join("broker.key"), broker_key.as_bytes()).expect("write");
     let ca = data.join("ca-chain.pem");
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nallow_anonymous false\n",
-            ca.display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display()
-        ),
-    )
-    .expect("write");
-    let _broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
+    let (_broker, port) = start_broker(
+        &dir,
+        &ca,
+        &dir.join("broker.pem"),
+        &dir.join("broker.key"),
+        None,
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 
     let cert = dev.join("current/cert.pem");
     let key = dev.join("current/key.pem");
@@ -222,6 +230,7 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
                 now: std::time::SystemTime::now(),
                 validity: Duration::from_secs(3600),
                 crl_url: None,
+                ocsp_url: None,
             },
         )
         .expect("rogue certificate");
@@ -242,15 +251,35 @@ async fn mosquitto_accepts_a_provisioned_device_and_refuses_another_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
-    if !(have("mosquitto") && have("mosquitto_pub")) {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "mosquitto and mosquitto-clients are required in CI"
-        );
-        eprintln!("skipping: mosquitto is not installed");
+    revoked_device_refused_by_mosquitto(false).await;
+}
+
+/// `crl.on_publish` reloads the broker: no SIGHUP by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crl_hook_reloads_mosquitto_which_then_refuses_the_revoked_device() {
+    revoked_device_refused_by_mosquitto(true).await;
+}
+
+/// A device accepted by a broker reading `crl.pem`, revoked with the CLI,
+/// then refused once the broker rereads the file: after a SIGHUP sent by
+/// the test, or — with `hook` — sent by the server's `crl.on_publish`
+/// command (the README's configuration line).
+async fn revoked_device_refused_by_mosquitto(hook: bool) {
+    if mosquitto_missing() {
         return;
     }
-    let server = TestServer::start().await;
+    let server = if hook {
+        TestServer::start_with(Setup {
+            configure: Box::new(|c| {
+                let pid_file = c.data_dir.with_file_name("broker.pid");
+                c.crl_on_publish = Some(format!("kill -HUP \"$(cat '{}')\"", pid_file.display()));
+            }),
+            ..Setup::default()
+        })
+        .await
+    } else {
+        TestServer::start().await
+    };
     let dir = server.temp_dir().to_owned();
     let data = server.data_dir();
     let (server_arg, data_s, dir_s) = (
@@ -308,51 +337,30 @@ async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
             assert!(out.status.success(), "{args:?}: {}", stderr(&out));
         }
     });
-    let port = free_port();
     let ca = data.join("ca-chain.pem");
-    let conf = dir.join("mosquitto-crl.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\n\
-             cafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\n\
-             use_identity_as_username true\nallow_anonymous false\n",
-            ca.display(),
-            dir.join("broker.pem").display(),
-            dir.join("broker.key").display(),
-            data.join("crl.pem").display(),
-        ),
-    )
-    .expect("write");
-    let broker = Broker(
-        Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts"),
+    let (broker, port) = start_broker(
+        &dir,
+        &ca,
+        &dir.join("broker.pem"),
+        &dir.join("broker.key"),
+        Some(&data.join("crl.pem")),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "mosquitto did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    std::fs::write(dir.join("broker.pid"), broker.0.id().to_string()).expect("pid file");
     let cert = dir.join("device/current/cert.pem");
     let key = dir.join("device/current/key.pem");
     let ca_s = ca.to_str().expect("p");
-    let out = publish(
-        port,
-        ca_s,
-        cert.to_str().expect("p"),
-        key.to_str().expect("p"),
-        "before",
-    );
-    assert!(
-        out.status.success(),
-        "accepted before revocation: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let device_publishes = |message: &str| {
+        publish(
+            port,
+            ca_s,
+            cert.to_str().expect("p"),
+            key.to_str().expect("p"),
+            message,
+        )
+        .status
+        .success()
+    };
+    assert!(device_publishes("before"), "accepted before revocation");
 
     tokio::task::block_in_place(|| {
         let out = idprov(
@@ -371,22 +379,18 @@ async fn mosquitto_reading_our_crl_refuses_a_revoked_device_after_sighup() {
         );
         assert!(out.status.success(), "{}", stderr(&out));
     });
-    // The broker rereads its CRL file on SIGHUP.
-    let _ = Command::new("kill")
-        .args(["-HUP", &broker.0.id().to_string()])
-        .status();
-    std::thread::sleep(Duration::from_millis(500));
-    let out = publish(
-        port,
-        ca_s,
-        cert.to_str().expect("p"),
-        key.to_str().expect("p"),
-        "after",
-    );
-    assert!(
-        !out.status.success(),
-        "the revoked certificate must be refused"
-    );
+    if !hook {
+        // The broker rereads its CRL file on SIGHUP.
+        broker.reload();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while device_publishes("after") {
+        assert!(
+            Instant::now() < deadline,
+            "the revoked certificate must be refused once the broker reloaded"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // The broker is up and still accepts a certificate that is not revoked.
     let out = publish(
         port,

@@ -9,31 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{idprov, stderr};
+use crate::{idprov, is_root, require, skip, stderr};
 
 fn packaging(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../packaging")
         .join(name)
-}
-
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn available(cmd: &str, why: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{cmd} is required in CI ({why})"
-        );
-        eprintln!("skipping: {cmd} is not installed ({why})");
-    }
-    found
 }
 
 fn unit_value(key: &str) -> Vec<String> {
@@ -58,7 +39,7 @@ fn the_unit_file_verifies_and_is_hardened() {
     ] {
         assert_eq!(unit_value(key), vec![value.to_owned()], "{key}");
     }
-    if !available("systemd-analyze", "package systemd") {
+    if !require(&["systemd-analyze"], "systemd") {
         return;
     }
     // verify checks that ExecStart's program exists: point it at this build.
@@ -89,14 +70,10 @@ fn the_example_configuration_is_valid() {
 #[test]
 fn the_server_runs_as_its_own_unprivileged_user() {
     if !is_root() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "this test needs root in CI"
-        );
-        eprintln!("skipping: running as another user needs root");
+        skip("running as another user needs root");
         return;
     }
-    if !available("setpriv", "package util-linux") {
+    if !require(&["setpriv"], "util-linux") {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -125,6 +125,7 @@ pub(crate) async fn issue(
                 now,
                 validity: Duration::from_secs(u64::from(days) * 86_400),
                 crl_url: Some(&app.crl_url),
+                ocsp_url: app.ocsp_url.as_deref(),
             },
         )
         .map_err(|e| ApiError::Internal(format!("issuing a credential: {e}")))?;
@@ -144,11 +145,13 @@ pub(crate) async fn issue(
                 issued_at: at,
                 issue_kind: IssueKind::Local,
                 authorized_by: admin.caller.actor.to_string(),
+                protocol: None,
             },
             consume_secret: None,
             consume_approval: None,
             reset_lockout_for: None,
             clear_waiting_key: None,
+            supersede_older_at: None,
             audit: admin.caller.audit(
                 at,
                 AuditEvent::CredentialIssued {

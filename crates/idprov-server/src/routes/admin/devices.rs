@@ -9,10 +9,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use idprov_proto::admin::{DeviceDetail, DeviceView, Page, RevokeRequest, Revoked};
-use idprov_proto::{DeviceId, SerialNumber, UnixTime};
+use idprov_proto::{DeviceId, SerialNumber};
 use idprov_store::{AuditEvent, AuditOf};
 use idprov_store::{
-    CertKind, DeviceFacts, DeviceFilter, DeviceSummary, ProvisionStatus, Revocation,
+    CertKind, CertRecord, DeviceFacts, DeviceFilter, DeviceSummary, ProvisionStatus, Revocation,
 };
 
 use super::{cert_view, device_id, json_body, next_of};
@@ -55,10 +55,12 @@ fn summary_view(d: &DeviceSummary) -> DeviceView {
         last_issued_at: d.last_issued_at.map(rfc3339),
         live_secret: d.live_secret,
         waiting: d.waiting,
+        protocol: d.protocol,
     }
 }
 
-fn facts_view(f: &DeviceFacts, last_issued_at: Option<UnixTime>) -> DeviceView {
+/// A device's facts, with its newest certificate (valid or not).
+fn facts_view(f: &DeviceFacts, newest: Option<&CertRecord>) -> DeviceView {
     let valid = f.newest_valid.as_ref();
     DeviceView {
         device_id: f.device_id.clone(),
@@ -68,9 +70,10 @@ fn facts_view(f: &DeviceFacts, last_issued_at: Option<UnixTime>) -> DeviceView {
         revoked: f.revoked,
         valid_until: valid.map(|c| rfc3339(c.not_after)),
         serial: valid.map(|c| c.serial.clone()),
-        last_issued_at: last_issued_at.map(rfc3339),
+        last_issued_at: newest.map(|c| rfc3339(c.issued_at)),
         live_secret: f.live_secret,
         waiting: f.waiting,
+        protocol: newest.and_then(|c| c.protocol),
     }
 }
 
@@ -168,7 +171,7 @@ pub(crate) async fn show(admin: Admin, Path(raw): Path<String>) -> Result<Respon
         _ => None,
     };
     json(&DeviceDetail {
-        device: facts_view(&facts, certs.first().map(|c| c.issued_at)),
+        device: facts_view(&facts, certs.first()),
         certificates: certs.iter().map(cert_view).collect(),
         guesses,
     })

@@ -100,6 +100,7 @@ pub(crate) fn cert_view(c: &CertRecord) -> CertView {
         issued_at: rfc3339(c.issued_at),
         issue_kind: c.issue_kind,
         authorized_by: c.authorized_by.clone(),
+        protocol: c.protocol,
         revoked_at: c.revoked_at.map(rfc3339),
         revocation_reason: c.revocation_reason,
         pem: c.pem.clone(),

@@ -59,6 +59,7 @@ pub(crate) async fn list(
                     first_seen: rfc3339(w.first_seen),
                     last_seen: rfc3339(w.last_seen),
                     attempts: w.attempts,
+                    protocol: Some(w.protocol),
                     state,
                     decided_by,
                     approval_expires_at: e.approval.as_ref().map(|a| rfc3339(a.expires_at)),
