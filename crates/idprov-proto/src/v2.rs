@@ -178,7 +178,7 @@ impl Binding {
         Binding {
             context,
             device_id: device_id.into(),
-            ca: ca.clone(),
+            ca: *ca,
         }
     }
 

@@ -222,7 +222,7 @@ impl Device {
         // The issuing CA the run is bound to: the label's fingerprint, else
         // the first certificate of the CA now trusted.
         let ca: Fingerprint = match &self.opts.ca_fingerprint {
-            Some(fp) => fp.clone(),
+            Some(fp) => *fp,
             None => pem_fingerprints(&ca_pem).next().ok_or(DeviceError::NoCa)?,
         };
         let device_id = self.opts.device_id.to_string();
