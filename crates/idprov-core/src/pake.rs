@@ -17,6 +17,13 @@
 //! secrets, checked and counted before the server answers. A run the device
 //! confirms issues its certificate, which clears the source's count as a
 //! right v1 secret does ([`Proof::V2`] in [`crate::Provisioner::provision`]).
+//!
+//! A run is against the device's live registration, or, when it has none,
+//! the one consumed last within the re-delivery window, so a device whose
+//! Approved answer was lost runs again and is given the same certificate
+//! (§6 4.4 for v2). A default registration's record is derived from its
+//! sealed secret only once the run is admitted: a locked-out source costs
+//! the server no KDF work.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -144,12 +151,39 @@ fn rng() -> Result<SeededRng, CoreError> {
     Ok(SeededRng::new(*seed))
 }
 
-/// What a v2 run needs of the device's registration.
-enum Record {
-    /// The registration's record and identity.
-    Registered(i64, Zeroizing<[u8; v2::RECORD_LEN]>),
-    /// No registration that can run v2: a decoy run.
+/// The registration a v2 run is against, as stored.
+enum Registration {
+    /// A v2-only registration: its KDF parameters and sealed record.
+    Verifier(i64, KdfParams, Vec<u8>),
+    /// A default registration: its sealed secret, from which the record is
+    /// derived with the derived parameters (SECURITY.md, "idprov v2").
+    Secret(i64, Vec<u8>),
+    /// None that can run v2: a decoy run.
     None,
+}
+
+impl Registration {
+    fn of(id: i64, pake: Option<idprov_store::PakeVerifier>, sealed: Vec<u8>) -> Registration {
+        match pake {
+            Some(p) => Registration::Verifier(
+                id,
+                KdfParams {
+                    salt: p.salt,
+                    iterations: p.iterations,
+                },
+                p.sealed_record,
+            ),
+            None if sealed.is_empty() => Registration::None,
+            None => Registration::Secret(id, sealed),
+        }
+    }
+}
+
+/// A registration's secret side, opened: the record itself, or the secret
+/// it is derived from once the run is admitted (the KDF is the costly part).
+enum Opened {
+    Record(Zeroizing<[u8; v2::RECORD_LEN]>),
+    Secret(idprov_proto::OobSecret),
 }
 
 impl Provisioner {
@@ -161,16 +195,9 @@ impl Provisioner {
         self.policy
             .check_device_id("deviceID", device_id.as_str())
             .map_err(CoreError::Invalid)?;
-        let live = self
-            .registry
-            .live_secret(device_id.as_str(), self.now())
-            .await?;
-        Ok(match live.and_then(|s| s.pake) {
-            Some(p) => KdfParams {
-                salt: p.salt,
-                iterations: p.iterations,
-            },
-            None => self.derived_params(device_id),
+        Ok(match self.registration(device_id).await? {
+            Registration::Verifier(_, params, _) => params,
+            Registration::Secret(..) | Registration::None => self.derived_params(device_id),
         })
     }
 
@@ -181,40 +208,67 @@ impl Provisioner {
         }
     }
 
-    async fn record(&self, device_id: &DeviceId) -> Result<Record, CoreError> {
+    /// The registration a v2 run of `device_id` is against now: the live
+    /// one, else the one consumed last within the re-delivery window (a
+    /// device whose answer was lost runs against it again and is given the
+    /// same certificate: PROTOCOL.md §11.5). Both are read whatever the
+    /// first finds, so the time taken does not tell them apart.
+    async fn registration(&self, device_id: &DeviceId) -> Result<Registration, CoreError> {
+        let (device, now) = (device_id.as_str(), self.now());
+        let live = self.registry.live_secret(device, now).await?;
+        let since = now.plus_secs(-self.policy.redelivery_window_secs());
+        let consumed = self.registry.last_consumed(device, since).await?;
+        Ok(match (live, consumed) {
+            (Some(live), _) => Registration::of(live.id, live.pake, live.sealed),
+            (None, Some(c)) => match c.secret_id {
+                Some(id) => Registration::of(id, c.pake, c.sealed),
+                // Consumed before schema 8: no id to count guesses against.
+                None => Registration::None,
+            },
+            (None, None) => Registration::None,
+        })
+    }
+
+    /// Opens a registration's sealed record or secret (cheap: no KDF).
+    fn open(&self, device_id: &DeviceId, registration: Registration) -> Option<(i64, Opened)> {
         let device = device_id.as_str();
-        let Some(live) = self.registry.live_secret(device, self.now()).await? else {
-            return Ok(Record::None);
+        let opened = match registration {
+            Registration::None => return None,
+            Registration::Verifier(id, _, sealed) => self
+                .secrets
+                .open_record(device, &sealed)
+                .map(|r| (id, Opened::Record(r))),
+            Registration::Secret(id, sealed) => self
+                .secrets
+                .open(device, &sealed)
+                .map(|s| (id, Opened::Secret(s))),
         };
-        if let Some(p) = &live.pake {
-            return Ok(match self.secrets.open_record(device, &p.sealed_record) {
-                Ok(r) => Record::Registered(live.id, r),
-                Err(e) => {
-                    tracing::warn!(device_id = device, error = %e, "a stored v2 record does not open; treating it as absent");
-                    Record::None
-                }
-            });
-        }
-        let Some(sealed) = live.sealed_secret() else {
-            return Ok(Record::None);
-        };
-        let secret = match self.secrets.open(device, sealed) {
-            Ok(s) => s,
+        match opened {
+            Ok(o) => Some(o),
             Err(e) => {
-                tracing::warn!(device_id = device, error = %e, "a stored secret does not open; treating it as absent");
-                return Ok(Record::None);
+                tracing::warn!(device_id = device, error = %e, "a stored secret or v2 record does not open; treating it as absent");
+                None
             }
-        };
-        // A default registration keeps the sealed secret: its record is
-        // derived here, with the parameters `pake_params` announced.
-        let record = v2::derive(
-            secret.expose().as_bytes(),
-            device,
-            &self.derived_params(device_id),
-        )
+        }
+    }
+
+    /// A default registration's record, derived from its secret with the
+    /// parameters [`Provisioner::pake_params`] announced, off the async
+    /// runtime's threads (PBKDF2 takes milliseconds).
+    async fn derive(
+        &self,
+        device_id: &DeviceId,
+        secret: idprov_proto::OobSecret,
+    ) -> Result<Zeroizing<[u8; v2::RECORD_LEN]>, CoreError> {
+        let params = self.derived_params(device_id);
+        let device = device_id.clone();
+        tokio::task::spawn_blocking(move || {
+            v2::derive(secret.expose().as_bytes(), device.as_str(), &params)
+                .map(|s| s.record())
+                .map_err(|e| CoreError::Issue(format!("idprov v2 record: {e}")))
+        })
+        .await
         .map_err(|e| CoreError::Issue(format!("idprov v2 record: {e}")))?
-        .record();
-        Ok(Record::Registered(live.id, record))
     }
 
     /// The server's answer to a device's `shareP` (PROTOCOL.md §11.3):
@@ -245,16 +299,22 @@ impl Provisioner {
             )));
         }
         let mut rng = rng()?;
-        let (registration, record) = match self.record(device_id).await? {
-            Record::Registered(id, record) => {
+        let registration = self.registration(device_id).await?;
+        let (registration, record) = match self.open(device_id, registration) {
+            Some((id, opened)) => {
                 // One run is one guess: refused while the source is locked
-                // out or the device's budget is spent, counted otherwise.
+                // out or the device's budget is spent, counted otherwise —
+                // before any KDF work, so a locked-out source costs none.
                 if let Some(refusal) = self.admit_guess(device_id, source, id).await? {
                     return Ok(Err(refusal));
                 }
+                let record = match opened {
+                    Opened::Record(record) => record,
+                    Opened::Secret(secret) => self.derive(device_id, secret).await?,
+                };
                 (Some(id), record)
             }
-            Record::None => (
+            None => (
                 None,
                 v2::decoy_record(&mut rng).map_err(|e| CoreError::Issue(e.to_string()))?,
             ),

@@ -149,6 +149,15 @@ impl Proof {
         }
     }
 
+    /// The answer's key of a v2 run that confirmed, against whichever
+    /// registration.
+    pub(crate) fn run_key(&self) -> Option<Zeroizing<[u8; 32]>> {
+        match self {
+            Proof::V2(p) => p.answer_key.clone(),
+            _ => None,
+        }
+    }
+
     /// The answer's key of a v2 run that proved the registration
     /// `registration` (the one live now: a run against a replaced
     /// registration proves nothing).

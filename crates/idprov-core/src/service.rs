@@ -231,9 +231,19 @@ impl Provisioner {
         self.oob(req).await
     }
 
+    /// A v2 answer is signed with its run's key whichever branch approved
+    /// it (an administrator's approval of the key included): a v2 device
+    /// accepts an answer under nothing else (PROTOCOL.md §11.4).
+    fn v2_answer_key(req: &Request, key: AnswerKey) -> AnswerKey {
+        match req.proof.run_key() {
+            Some(k) => AnswerKey::Session(crate::outcome::SessionKey(k)),
+            None => key,
+        }
+    }
+
     /// §5 rule 1: any verified certificate on the connection means the
     /// empty key, else the secret the request proved. (A v2 answer is
-    /// always signed with its run's key: [`AnswerKey::Session`].)
+    /// always signed with its run's key: [`Self::v2_answer_key`].)
     fn answer_key(
         req: &Request,
         secret: OobSecret,
@@ -504,7 +514,9 @@ impl Provisioner {
     }
 
     /// §6 4.4: the same certificate again for a device whose Approved answer
-    /// was lost, if its request verifies under the secret consumed for it.
+    /// was lost, if its request verifies under the secret consumed for it —
+    /// or, for idprov v2, if its run was against that registration and
+    /// confirmed (PROTOCOL.md §11.5).
     async fn redeliver_consumed(
         &self,
         req: &Request,
@@ -514,7 +526,16 @@ impl Provisioner {
         let Some(consumed) = consumed else {
             return Ok(None);
         };
-        let Ok(secret) = self.secrets.open(req.device_id.as_str(), &consumed.sealed) else {
+        if let Some(key) = consumed.secret_id.and_then(|id| req.proof.verify_run(id)) {
+            let key = AnswerKey::Session(crate::outcome::SessionKey(key));
+            return self
+                .redeliver(req, now, &consumed.serial, key, "secret")
+                .await;
+        }
+        let Some(sealed) = consumed.sealed_secret() else {
+            return Ok(None);
+        };
+        let Ok(secret) = self.secrets.open(req.device_id.as_str(), sealed) else {
             return Ok(None);
         };
         let Some(variant) = req.proof.verify_secret(&secret) else {
@@ -563,7 +584,7 @@ impl Provisioner {
             not_before: cert.not_before,
             not_after: cert.not_after,
             renew_after_secs: half_validity(cert.not_before, cert.not_after),
-            key,
+            key: Self::v2_answer_key(req, key),
             redelivered: true,
         })))
     }
@@ -735,7 +756,7 @@ impl Provisioner {
                     serial: issued.serial,
                     not_before: issued.not_before,
                     not_after: issued.not_after,
-                    key,
+                    key: Self::v2_answer_key(req, key),
                     redelivered: false,
                 })))
             }

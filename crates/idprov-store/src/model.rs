@@ -46,7 +46,8 @@ impl Page {
 /// The idprov v2 verifier of a registration made for v2 only (PROTOCOL.md
 /// §11): the device's PBKDF2 salt and iterations, and its SPAKE2+ record
 /// (w0, L) sealed by the caller. A default registration has none: its
-/// record is derived from the sealed secret when a v2 run needs it.
+/// record is derived from the sealed secret when a v2 run needs it
+/// (SECURITY.md, "idprov v2").
 #[derive(Clone, PartialEq, Eq)]
 pub struct PakeVerifier {
     /// PBKDF2 salt (random, per registration).
@@ -149,7 +150,7 @@ pub enum PutSecretOutcome {
 /// response was lost gets the same certificate again (PROTOCOL.md §6 4.4).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConsumedSecret {
-    /// Sealed secret.
+    /// Sealed secret (empty for a v2-only registration).
     pub sealed: Vec<u8>,
     /// Sealing key identity.
     pub key_id: String,
@@ -157,6 +158,18 @@ pub struct ConsumedSecret {
     pub serial: SerialNumber,
     /// When it was consumed.
     pub consumed_at: UnixTime,
+    /// The id the registration had while it was live (what its wrong
+    /// guesses count against); `None` for one consumed before schema 8.
+    pub secret_id: Option<i64>,
+    /// The v2 verifier of a v2-only registration.
+    pub pake: Option<PakeVerifier>,
+}
+
+impl ConsumedSecret {
+    /// The sealed secret, unless the registration was for v2 only.
+    pub fn sealed_secret(&self) -> Option<&[u8]> {
+        (!self.sealed.is_empty()).then_some(&self.sealed[..])
+    }
 }
 
 impl std::fmt::Debug for ConsumedSecret {

@@ -49,6 +49,15 @@ pub trait Secrets: Send + Sync {
         since: UnixTime,
     ) -> Result<Option<ConsumedSecret>>;
 
+    /// The registration of this device consumed last, at or after `since`,
+    /// whatever key it was consumed by (an idprov v2 run, which learns the
+    /// key only at its end, runs against it to re-deliver a lost answer).
+    async fn last_consumed(
+        &self,
+        device_id: &str,
+        since: UnixTime,
+    ) -> Result<Option<ConsumedSecret>>;
+
     /// Secrets, without their values, in device-ID order.
     async fn list_secrets(&self, page: &Page) -> Result<Vec<SecretSummary>>;
 

@@ -23,6 +23,7 @@ use idprov_store::{
 /// The service over a fresh registry, with what tests reach into.
 struct Lab {
     core: Provisioner,
+    ca: Arc<Ca>,
     registry: Arc<dyn Registry>,
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
@@ -76,15 +77,17 @@ fn lab_with(policy: Policy) -> Lab {
     )
     .expect("CA")
     .ca;
+    let ca = Arc::new(ca);
     let core = Provisioner::new(
         registry.clone(),
-        Arc::new(ca),
+        ca.clone(),
         SecretBox::ephemeral().expect("key"),
         clock.clone(),
         policy,
     );
     Lab {
         core,
+        ca,
         registry,
         clock,
         _dir: dir,
@@ -153,6 +156,88 @@ impl Lab {
             )
             .await
             .expect("secret");
+    }
+
+    /// Registers `secret` for idprov v2 only: its verifier, no secret.
+    async fn add_v2_only(&self, device: &str, secret: &str) {
+        let now = self.now();
+        let verifier = self
+            .core
+            .secrets()
+            .pake_verifier(
+                device,
+                &OobSecret::parse(secret).expect("secret"),
+                self.core.policy().v2_iterations,
+            )
+            .expect("verifier");
+        let dev = device.to_owned();
+        self.registry
+            .put_secret(
+                NewSecret {
+                    device_id: device.into(),
+                    sealed: Vec::new(),
+                    key_id: self.core.secrets().key_id().into(),
+                    created_at: now,
+                    valid_until: now.plus_secs(3 * 86_400),
+                    created_by: Actor::named("admin", "admin"),
+                    pake: Some(verifier),
+                },
+                AuditOf::one(move |_: &PutSecretOutcome| {
+                    AuditRecord::new(
+                        now,
+                        Actor::named("admin", "admin"),
+                        AuditEvent::SecretAdded {
+                            valid_until: now.plus_secs(3 * 86_400),
+                            short: None,
+                            generated: None,
+                            labels: None,
+                            replaced: false,
+                        },
+                        Some(dev.as_str()),
+                    )
+                }),
+            )
+            .await
+            .expect("secret");
+    }
+
+    /// A whole idprov v2 run of `device` with `secret` and `key` on the
+    /// connection whose exporter value is `[connection; 32]`, as the device
+    /// sees it: `None` when the server's `confirmV` does not verify (the
+    /// device stops there), else the outcome and the run's keys.
+    async fn v2_run(
+        &self,
+        device: &str,
+        secret: &str,
+        key: &Key,
+        connection: u8,
+    ) -> Option<(Outcome, idprov_proto::v2::SessionKeys)> {
+        use idprov_proto::v2;
+        let id = DeviceId::parse(device).expect("id");
+        let params = self.core.pake_params(&id).await.expect("params");
+        let prover = v2::derive(secret.as_bytes(), device, &params).expect("derive");
+        let exporter = [connection; 32];
+        let binding = v2::Binding::new(device, &self.ca.fingerprint(), &exporter);
+        let (prover, share_p) =
+            v2::prover_start(&prover, &binding, &mut v2::SeededRng::new([connection; 64]));
+        let (share_v, confirm_v) = self
+            .core
+            .pake_start(&id, &share_p, &exporter, source("10.0.9.9"))
+            .await
+            .expect("decided")
+            .expect("a run");
+        let (confirm_p, keys) = prover.finish(&share_v, &confirm_v).ok()?;
+        let mut request = v1(device, key, None, "10.0.9.9");
+        let Proof::V1(message) = &request.proof else {
+            unreachable!()
+        };
+        let finish = v2::FinishRequest::new(message.clone(), &confirm_p, &keys);
+        request.proof = self
+            .core
+            .pake_finish(&finish, &confirm_p, &exporter)
+            .expect("finished");
+        request.protocol = Protocol::V2;
+        Some((self.core.provision(&request).await.expect("decided"), keys))
     }
 
     async fn approve(&self, device: &str, key: &Key) {
@@ -940,4 +1025,53 @@ async fn a_secret_in_clear_is_checked_consumed_and_counted_like_an_hmac() {
     let waiting = lab.registry.waiting_for("est-2").await.expect("read");
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].protocol, Protocol::Est);
+}
+
+/// idprov v2 re-delivery (PROTOCOL.md §11.5, §6 4.4): a device whose
+/// Approved answer was lost runs v2 again, with the same key, against the
+/// registration its first run consumed, and is given the same certificate,
+/// signed with the new run's key; with another key it is not. For a
+/// v2-only registration (its stored verifier) and a default one (the record
+/// derived from its sealed secret) alike.
+#[tokio::test]
+async fn a_lost_v2_answer_is_delivered_again() {
+    let lab = lab();
+    lab.add_v2_only("pake-lost", "493817").await;
+    lab.add_secret("plain-lost", "7K3MQ2Z8WX4VTN6R").await;
+    for (device, secret) in [("pake-lost", "493817"), ("plain-lost", "7K3MQ2Z8WX4VTN6R")] {
+        let k = key();
+        let (first, _) = lab.v2_run(device, secret, &k, 1).await.expect("confirmed");
+        let first = approved(&first).clone();
+        assert!(!first.redelivered);
+        lab.consumed_and_recorded(device, &first).await;
+
+        // The answer was lost: the same run again, on a new connection.
+        lab.clock.advance(Duration::from_secs(30));
+        let (again, keys) = lab.v2_run(device, secret, &k, 2).await.expect("confirmed");
+        let again = approved(&again);
+        assert!(again.redelivered, "{device}");
+        assert_eq!(again.serial, first.serial);
+        match &again.key {
+            AnswerKey::Session(s) => assert_eq!(s.bytes(), &*keys.answer_key()),
+            other => panic!("expected the run's key, got {other:?}"),
+        }
+        let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
+        let last = entries.last().expect("entry");
+        assert_eq!(last.event, "certificate_redelivered");
+        assert_eq!(last.detail["protocol"], "v2");
+
+        // A wrong secret against the consumed registration confirms nothing.
+        assert!(lab.v2_run(device, "000000", &k, 3).await.is_none());
+        // Another key gets no certificate: there is no live registration.
+        let (other, _) = lab
+            .v2_run(device, secret, &key(), 4)
+            .await
+            .expect("confirmed");
+        assert!(matches!(other, Outcome::Waiting { .. }), "{other:?}");
+
+        // After the re-delivery window the consumed registration is gone:
+        // a decoy run, whose confirmV the device refuses.
+        lab.clock.advance(Duration::from_secs(601));
+        assert!(lab.v2_run(device, secret, &k, 5).await.is_none());
+    }
 }

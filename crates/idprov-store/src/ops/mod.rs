@@ -206,7 +206,6 @@ from_row! {
     }
     GuessBudget { secret_id: int, window_start: time, failures: u32 }
     Lockout { failures: u32, locked_until: time }
-    ConsumedSecret { sealed: blob, key_id: text, serial: serial, consumed_at: time }
     SecretSummary { device_id: text, created_at: time, valid_until: time, created_by: text }
     SealedSecret { device_id: text, sealed: blob, key_id: text, valid_until: time }
     WebPassword { name: text, hash: text, updated_at: time }
@@ -242,16 +241,46 @@ macro_rules! secret_columns {
 }
 pub(crate) use secret_columns;
 
+/// The columns of a consumed secret, in [`ConsumedSecret`]'s order.
+macro_rules! consumed_columns {
+    ($p:literal) => {
+        concat!(
+            $p,
+            "sealed, ",
+            $p,
+            "key_id, ",
+            $p,
+            "serial, ",
+            $p,
+            "consumed_at, ",
+            $p,
+            "secret_id, ",
+            $p,
+            "pake_salt, ",
+            $p,
+            "pake_iterations, ",
+            $p,
+            "pake_verifier"
+        )
+    };
+}
+pub(crate) use consumed_columns;
+
+/// The v2 verifier at columns `at`… (salt, iterations, sealed record),
+/// NULL for a registration that is not v2-only.
+fn pake_verifier(r: &mut Row, at: usize) -> Result<Option<PakeVerifier>> {
+    let Some(salt) = r.opt_blob(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(PakeVerifier {
+        salt,
+        iterations: r.u32(at + 1)?,
+        sealed_record: r.blob(at + 2)?,
+    }))
+}
+
 impl FromRow for StoredSecret {
     fn from_row(r: &mut Row, at: usize) -> Result<Self> {
-        let pake = match r.opt_blob(at + 6)? {
-            None => None,
-            Some(salt) => Some(PakeVerifier {
-                salt,
-                iterations: r.u32(at + 7)?,
-                sealed_record: r.blob(at + 8)?,
-            }),
-        };
         Ok(StoredSecret {
             id: r.int(at)?,
             device_id: r.text(at + 1)?,
@@ -259,7 +288,20 @@ impl FromRow for StoredSecret {
             key_id: r.text(at + 3)?,
             created_at: r.time(at + 4)?,
             valid_until: r.time(at + 5)?,
-            pake,
+            pake: pake_verifier(r, at + 6)?,
+        })
+    }
+}
+
+impl FromRow for ConsumedSecret {
+    fn from_row(r: &mut Row, at: usize) -> Result<Self> {
+        Ok(ConsumedSecret {
+            sealed: r.blob(at)?,
+            key_id: r.text(at + 1)?,
+            serial: r.serial(at + 2)?,
+            consumed_at: r.time(at + 3)?,
+            secret_id: r.opt_int(at + 4)?,
+            pake: pake_verifier(r, at + 5)?,
         })
     }
 }

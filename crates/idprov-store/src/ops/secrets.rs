@@ -6,8 +6,8 @@ use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
 use super::{
-    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_read_point, in_write,
-    joined, secret_columns,
+    FromRow, Store, all, append_audit, consumed_columns, ensure_device, first, in_read,
+    in_read_point, in_write, joined, secret_columns,
 };
 use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
@@ -21,9 +21,19 @@ pub(crate) const LIVE_SECRET: &str = concat!(
     " FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2"
 );
 
-pub(crate) const CONSUMED_SECRET: &str =
-    "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
-     WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3";
+pub(crate) const CONSUMED_SECRET: &str = concat!(
+    "SELECT ",
+    consumed_columns!(""),
+    " FROM consumed_secrets WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3"
+);
+
+/// The device's registration consumed last, at or after `$2`.
+const LAST_CONSUMED: &str = concat!(
+    "SELECT ",
+    consumed_columns!(""),
+    " FROM consumed_secrets WHERE device_id = $1 AND consumed_at >= $2
+     ORDER BY consumed_at DESC, serial DESC LIMIT 1"
+);
 
 async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBudget>> {
     first(
@@ -43,7 +53,10 @@ pub(crate) const OOB_VIEW: &str = concat!(
     "SELECT l.failures, l.locked_until,
         j.device_id, j.key_fingerprint, j.rejected_by, j.reason, j.created_at,
         a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
-        c.sealed, c.key_id, c.serial, c.consumed_at, ",
+        ",
+    consumed_columns!("c."),
+    ",
+        ",
     secret_columns!("s."),
     ",
         (SELECT serial FROM certificates
@@ -69,9 +82,9 @@ fn oob_view_from_row(mut r: Row) -> Result<OobView> {
         rejection: joined(r, 2, 2)?,
         approval: joined(r, 7, 7)?,
         consumed: joined(r, 13, 12)?,
-        live_secret: joined(r, 16, 16)?,
-        approved_serial: r.opt_serial(25)?,
-        guess_budget: joined(r, 26, 26)?,
+        live_secret: joined(r, 20, 20)?,
+        approved_serial: r.opt_serial(29)?,
+        guess_budget: joined(r, 30, 30)?,
     })
 }
 
@@ -163,6 +176,24 @@ impl<B: Backend> Secrets for Store<B> {
                 db,
                 CONSUMED_SECRET,
                 args![&device_id, &fp, since],
+                ConsumedSecret::decode,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn last_consumed(
+        &self,
+        device_id: &str,
+        since: UnixTime,
+    ) -> Result<Option<ConsumedSecret>> {
+        let device_id = device_id.to_owned();
+        in_read_point!(self, |db| {
+            first(
+                db,
+                LAST_CONSUMED,
+                args![&device_id, since],
                 ConsumedSecret::decode,
             )
             .await

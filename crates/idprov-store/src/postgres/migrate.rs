@@ -50,7 +50,7 @@ const TABLES: &[(&str, &str, Option<&str>)] = &[
     ),
     (
         "consumed_secrets",
-        "device_id, key_fingerprint, sealed, key_id, serial, consumed_at",
+        "device_id, key_fingerprint, sealed, key_id, serial, consumed_at, secret_id, pake_salt, pake_iterations, pake_verifier",
         None,
     ),
     (

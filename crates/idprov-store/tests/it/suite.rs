@@ -260,7 +260,10 @@ pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRe
 
 /// A v2-only registration (PROTOCOL.md §11) stores its verifier and an
 /// empty `sealed`; the single read and the OOB path's one-statement view
-/// both return it; a default registration has no verifier.
+/// both return it; a default registration has no verifier. Consumed, it
+/// keeps its verifier and its id for re-delivery (§11.5), found by device
+/// and key, and as the device's last consumed registration; a bulk import
+/// stores a row's verifier too.
 pub async fn a_v2_only_registration_keeps_its_verifier_and_no_secret(reg: &Arc<dyn Registry>) {
     let verifier = PakeVerifier {
         salt: vec![9; 16],
@@ -282,7 +285,7 @@ pub async fn a_v2_only_registration_keeps_its_verifier_and_no_secret(reg: &Arc<d
         .oob_view("pake-1", &fp("k"), "127.0.0.1", NOW, NOW - 600)
         .await
         .expect("view");
-    assert_eq!(view.live_secret, Some(live));
+    assert_eq!(view.live_secret.as_ref(), Some(&live));
     reg.put_secret(secret("plain-1", NOW + 100), added("plain-1"))
         .await
         .expect("put");
@@ -293,6 +296,81 @@ pub async fn a_v2_only_registration_keeps_its_verifier_and_no_secret(reg: &Arc<d
         .expect("live");
     assert_eq!(plain.pake, None);
     assert!(plain.sealed_secret().is_some());
+
+    // Consumed: kept for re-delivery with its verifier and its id.
+    reg.record_issue(issue("pake-1", "cc01", Some(live.id)))
+        .await
+        .expect("issue");
+    let consumed = reg
+        .consumed_secret("pake-1", &fp("fp-1"), NOW - 600)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(consumed.sealed_secret(), None);
+    assert_eq!(consumed.pake, Some(verifier.clone()));
+    assert_eq!(consumed.secret_id, Some(live.id));
+    assert_eq!(
+        reg.last_consumed("pake-1", NOW - 600)
+            .await
+            .expect("read")
+            .as_ref(),
+        Some(&consumed)
+    );
+    assert!(
+        reg.last_consumed("pake-1", NOW + 1)
+            .await
+            .expect("read")
+            .is_none(),
+        "outside the window"
+    );
+    let view = reg
+        .oob_view("pake-1", &fp("fp-1"), "127.0.0.1", NOW, NOW - 600)
+        .await
+        .expect("view");
+    assert_eq!(view.consumed, Some(consumed));
+    assert_eq!(view.live_secret, None);
+    // A default registration's consumed record has a sealed secret and
+    // no verifier.
+    reg.record_issue(issue("plain-1", "cc02", Some(plain.id)))
+        .await
+        .expect("issue");
+    let consumed = reg
+        .last_consumed("plain-1", NOW - 600)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!((consumed.pake, consumed.secret_id), (None, Some(plain.id)));
+    assert_eq!(consumed.sealed, plain.sealed);
+
+    // In bulk.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut row = secret("pake-bulk", NOW + 100);
+    row.sealed = Vec::new();
+    row.pake = Some(verifier.clone());
+    tx.send(BulkMessage::Row(BulkSecret {
+        index: 0,
+        secret: row,
+    }))
+    .await
+    .expect("send");
+    tx.send(BulkMessage::End {
+        rows_sha256: "abc".into(),
+    })
+    .await
+    .expect("end");
+    drop(tx);
+    let outcome = reg
+        .put_secrets_bulk(rx, true, false, imported())
+        .await
+        .expect("import");
+    assert_eq!(outcome.accepted, 1);
+    let bulk = reg
+        .live_secret("pake-bulk", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(bulk.sealed_secret(), None);
+    assert_eq!(bulk.pake, Some(verifier));
 }
 
 pub async fn secrets_add_replace_list_remove(reg: &Arc<dyn Registry>) {
