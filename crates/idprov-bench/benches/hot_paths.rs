@@ -159,6 +159,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                                 short: None,
                                 generated: None,
                                 labels: None,
+                                v2_only: None,
                                 replaced: false,
                             },
                             Some(&device),

@@ -227,12 +227,13 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             dry_run,
             no_replace,
             generate,
+            pake_only,
             out,
             labels,
             conn,
         } => {
             crate::bulk::import(
-                file, format, dry_run, no_replace, generate, out, labels, conn,
+                file, format, dry_run, no_replace, generate, pake_only, out, labels, conn,
             )
             .await
         }

@@ -236,8 +236,8 @@ pub enum OobCommand {
         #[command(flatten)]
         conn: Connection,
     },
-    /// Register many secrets from a file: CSV (deviceID,secret[,validUntil]),
-    /// a JSON array or NDJSON (deviceID, oobSecret, validUntil). Valid rows
+    /// Register many secrets from a file: CSV (deviceID,secret[,validUntil[,pakeOnly]]),
+    /// a JSON array or NDJSON (deviceID, oobSecret, validUntil, pakeOnly). Valid rows
     /// are committed in one transaction; problems are reported by line.
     Import {
         /// The file.
@@ -254,6 +254,11 @@ pub enum OobCommand {
         /// Generate strong secrets for rows without one (needs --out).
         #[arg(long, requires = "out")]
         generate: bool,
+        /// Register every row for idprov v2 (SPAKE2+) only, as a file's
+        /// pakeOnly column does for some: the server keeps verifiers and no
+        /// form of the secrets; labels say idprov:2.
+        #[arg(long)]
+        pake_only: bool,
         /// Where --generate writes every row with its secret (a new 0600 CSV file).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,

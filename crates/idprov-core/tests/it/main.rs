@@ -148,6 +148,7 @@ impl Lab {
                             short: None,
                             generated: None,
                             labels: None,
+                            v2_only: None,
                             replaced: *outcome == PutSecretOutcome::Replaced,
                         },
                         Some(dev.as_str()),
@@ -191,6 +192,7 @@ impl Lab {
                             short: None,
                             generated: None,
                             labels: None,
+                            v2_only: None,
                             replaced: false,
                         },
                         Some(dev.as_str()),
@@ -1074,4 +1076,48 @@ async fn a_lost_v2_answer_is_delivered_again() {
         lab.clock.advance(Duration::from_secs(601));
         assert!(lab.v2_run(device, secret, &k, 5).await.is_none());
     }
+}
+
+/// A v2-only registration keeps no form of the secret, so a proof of the
+/// secret itself — v1's HMAC, EST's password, or none — is Rejected as
+/// `V2Only` and not counted (PROTOCOL.md §11.1); the registration stays, and
+/// a v2 run with the same secret then issues.
+#[tokio::test]
+async fn a_v2_only_registration_refuses_v1_and_est_without_counting() {
+    let lab = lab();
+    lab.add_v2_only("pin-only", "493817").await;
+    let k = key();
+    for request in [
+        v1("pin-only", &k, Some("493817"), "10.0.5.1"),
+        v1("pin-only", &k, None, "10.0.5.1"),
+        est("pin-only", &k, Some("493817"), "10.0.5.1"),
+        est("pin-only", &k, None, "10.0.5.1"),
+    ] {
+        for _ in 0..6 {
+            let out = lab.core.provision(&request).await.expect("decided");
+            assert!(
+                matches!(
+                    out,
+                    Outcome::Rejected {
+                        why: RejectReason::V2Only,
+                        retry_secs: 0
+                    }
+                ),
+                "{out:?}"
+            );
+        }
+    }
+    assert!(
+        lab.registry
+            .lockout("pin-only", "10.0.5.1")
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing counted"
+    );
+    let (out, _) = lab
+        .v2_run("pin-only", "493817", &k, 7)
+        .await
+        .expect("confirmed");
+    approved(&out);
 }

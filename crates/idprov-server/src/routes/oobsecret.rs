@@ -89,6 +89,38 @@ pub(crate) fn validate(
     })
 }
 
+/// Why a v2-only registration is refused when v2 is off.
+pub(crate) const V2_OFF: &str =
+    "field \"pakeOnly\": idprov v2 is switched off on this server (provisioning.v2)";
+
+/// What a registration keeps (PROTOCOL.md §11.1): by default the sealed
+/// secret (v1, and v2 derives its record from it); for v2 only the
+/// verifier — a random salt, the KDF (on the blocking pool: milliseconds)
+/// and the record sealed — and no form of the secret.
+pub(crate) async fn sealed_forms(
+    app: &AppState,
+    device_id: &DeviceId,
+    secret: &OobSecret,
+    pake_only: bool,
+) -> Result<(Vec<u8>, Option<idprov_store::PakeVerifier>), ApiError> {
+    if !pake_only {
+        let sealed = app
+            .secrets()
+            .seal(device_id.as_str(), secret)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok((sealed, None));
+    }
+    let (app, device, secret) = (app.clone(), device_id.to_string(), secret.clone());
+    let verifier = tokio::task::spawn_blocking(move || {
+        app.secrets()
+            .pake_verifier(&device, &secret, app.config.v2_kdf_iterations)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((Vec::new(), Some(verifier)))
+}
+
 #[utoipa::path(
     post,
     path = "/idprov/oobsecret",
@@ -136,30 +168,10 @@ pub(crate) async fn post(
     if msg.pake_only && !app.config.v2 {
         return Err(ApiError::Invalid {
             field: "pakeOnly",
-            message:
-                "field \"pakeOnly\": idprov v2 is switched off on this server (provisioning.v2)"
-                    .into(),
+            message: V2_OFF.into(),
         });
     }
-    // The default keeps the sealed secret (v1, and v2 derives its record
-    // from it); v2-only keeps the verifier and no form of the secret.
-    let (sealed, pake) = if msg.pake_only {
-        let (app2, device, secret) = (app.clone(), reg.device_id.to_string(), reg.secret.clone());
-        let verifier = tokio::task::spawn_blocking(move || {
-            app2.secrets()
-                .pake_verifier(&device, &secret, app2.config.v2_kdf_iterations)
-        })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-        (Vec::new(), Some(verifier))
-    } else {
-        let sealed = app
-            .secrets()
-            .seal(reg.device_id.as_str(), &reg.secret)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        (sealed, None)
-    };
+    let (sealed, pake) = sealed_forms(app, &reg.device_id, &reg.secret, msg.pake_only).await?;
     let outcome = app
         .registry
         .put_secret(
@@ -175,6 +187,7 @@ pub(crate) async fn post(
             {
                 let (caller, device) = (admin.caller.clone(), reg.device_id.to_string());
                 let (valid_until, short) = (reg.valid_until, reg.secret.is_short());
+                let v2_only = msg.pake_only.then_some(true);
                 AuditOf::one(move |outcome: &PutSecretOutcome| {
                     caller.audit(
                         now,
@@ -183,6 +196,7 @@ pub(crate) async fn post(
                             short: Some(short),
                             generated: None,
                             labels: None,
+                            v2_only,
                             replaced: *outcome == PutSecretOutcome::Replaced,
                         },
                         Some(&device),
