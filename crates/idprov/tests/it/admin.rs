@@ -831,3 +831,59 @@ async fn v2_only_registrations_in_bulk_and_on_label_sheets() {
         .expect("audited");
     assert_eq!(generated.detail["v2Only"], true, "{}", generated.detail);
 }
+
+/// `idprov device provision --label idprov:2?…` against a server with v2
+/// switched off: refused (exit 1, saying the server offers no v2), never
+/// downgraded: the secret stays unused and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_label_against_a_server_without_v2_is_refused_not_downgraded() {
+    let server = TestServer::start_with(idprov_testkit::Setup {
+        configure: Box::new(|c| c.v2 = false),
+        ..idprov_testkit::Setup::default()
+    })
+    .await;
+    server.add_secret("old-server", "registered-for-v1").await;
+    let uri = idprov_proto::Label {
+        version: 2,
+        device_id: idprov_proto::DeviceId::parse("old-server").expect("id"),
+        secret: idprov_proto::OobSecret::parse("registered-for-v1").expect("secret"),
+        ca: Some(server.ca().fingerprint()),
+    }
+    .to_uri();
+    let dir = server.temp_dir().join("old-server");
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "device",
+                "provision",
+                "--label",
+                &uri,
+                "--server",
+                &server.server_arg(),
+                "--dir",
+                dir.to_str().expect("path"),
+            ],
+            None,
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("idprov v2"), "{}", stderr(&out));
+    assert!(!dir.join("current/cert.pem").exists());
+    let registry = server.registry();
+    let now = idprov_proto::UnixTime::from(idprov_proto::clock::Clock::now(&*server.clock));
+    assert!(
+        registry
+            .live_secret("old-server", now)
+            .await
+            .expect("read")
+            .is_some(),
+        "the secret was not used by v1"
+    );
+    assert!(
+        registry
+            .waiting_for("old-server")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
