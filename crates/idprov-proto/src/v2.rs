@@ -692,6 +692,104 @@ mod tests {
         SeededRng::new([byte; 64])
     }
 
+    fn unhex(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+            .collect()
+    }
+
+    /// A generator that gives the bytes which reduce to one scalar: zeros,
+    /// then the scalar (the exchange draws a scalar as wide bytes reduced
+    /// modulo the group order), so a run uses RFC 9383's `x` or `y`.
+    struct Replay(Vec<u8>);
+
+    impl TryRng for Replay {
+        type Error = Infallible;
+
+        fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+            unreachable!("the exchange draws bytes")
+        }
+
+        fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+            unreachable!("the exchange draws bytes")
+        }
+
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+            let start = dst.len() - self.0.len();
+            dst[..start].fill(0);
+            dst[start..].copy_from_slice(&self.0);
+            Ok(())
+        }
+    }
+
+    impl TryCryptoRng for Replay {}
+
+    /// RFC 9383 Appendix C, P256-SHA256-HKDF-SHA256-HMAC-SHA256: the
+    /// exchange this crate runs (the `spake2plus` crate, through its public
+    /// API as `v2` uses it) reproduces every value the RFC prints: `L`,
+    /// `shareP`, `shareV`, both confirmations and `K_shared`. The Go device
+    /// (tests/go/v2device -vectors) checks the same vector.
+    #[test]
+    fn rfc_9383_test_vector() {
+        let context = Context {
+            context: b"SPAKE2+-P256-SHA256-HKDF-SHA256-HMAC-SHA256 Test Vectors",
+            prover_id: b"client",
+            verifier_id: b"server",
+        };
+        let w0 = "bb8e1bbcf3c48f62c08db243652ae55d3e5586053fca77102994f23ad95491b3";
+        let w1 = "7e945f34d78785b8a3ef44d0df5a1a97d6b3b460409a345ca7830387a74b1dba";
+        // A PBKDF output whose 40-byte halves reduce to w0 and w1.
+        let mut output = Vec::new();
+        for w in [w0, w1] {
+            output.extend_from_slice(&[0; 8]);
+            output.extend_from_slice(&unhex(w));
+        }
+        let secret =
+            spake2plus::ProverSecret::<P256Sha256>::from_pbkdf_output(&output).expect("w0, w1");
+        let record = secret.verifier_record();
+        let mut expected_record = unhex(w0);
+        expected_record.extend(unhex(
+            "04eb7c9db3d9a9eb1f8adab81b5794c1f13ae3e225efbe91ea487425854c7fc00f00bfedcbd09b2400142d40a14f2064ef31dfaa903b91d1faea7093d835966efd",
+        ));
+        assert_eq!(&record.to_bytes()[..], &expected_record[..], "w0 ‖ L");
+
+        let x = unhex("d1232c8e8693d02368976c174e2088851b8365d0d79a9eee709c6a05a2fad539");
+        let y = unhex("717a72348a182085109c8d3917d6c43d59b224dc6a7fc4f0483232fa6516d8b3");
+        let (prover, share_p) = spake2plus::Prover::start(&secret, &context, &mut Replay(x));
+        let (verifier, share_v) = spake2plus::Verifier::start(&record, &context, &mut Replay(y));
+        assert_eq!(
+            share_p.as_bytes()[..],
+            unhex(
+                "04ef3bd051bf78a2234ec0df197f7828060fe9856503579bb1733009042c15c0c1de127727f418b5966afadfdd95a6e4591d171056b333dab97a79c7193e341727"
+            )[..]
+        );
+        assert_eq!(
+            share_v.as_bytes()[..],
+            unhex(
+                "04c0f65da0d11927bdf5d560c69e1d7d939a05b0e88291887d679fcadea75810fb5cc1ca7494db39e82ff2f50665255d76173e09986ab46742c798a9a68437b048"
+            )[..]
+        );
+        let (verifier, confirm_v) = verifier.receive(&share_p).expect("shareP");
+        assert_eq!(
+            confirm_v.as_bytes()[..],
+            unhex("9747bcc4f8fe9f63defee53ac9b07876d907d55047e6ff2def2e7529089d3e68")[..]
+        );
+        let (confirm_p, prover_key) = prover
+            .receive(&share_v)
+            .expect("shareV")
+            .finish(&confirm_v)
+            .expect("confirmV");
+        assert_eq!(
+            confirm_p.as_bytes()[..],
+            unhex("926cc713504b9b4d76c9162ded04b5493e89109f6d89462cd33adc46fda27527")[..]
+        );
+        let verifier_key = verifier.finish(&confirm_p).expect("confirmP");
+        let k_shared = unhex("0c5f8ccd1413423a54f6c1fb26ff01534a87f893779c6e68666d772bfd91f3e7");
+        assert_eq!(prover_key.as_bytes()[..], k_shared[..]);
+        assert_eq!(verifier_key.as_bytes()[..], k_shared[..]);
+    }
+
     #[test]
     fn a_run_agrees_and_binds_the_connection() {
         let params = KdfParams {
