@@ -416,7 +416,7 @@ impl Device {
             .send()
             .await
             .map_err(|e| self.transport_error(target, &e, false))?;
-        let date = server_date(&resp);
+        let date = server_date(resp.headers());
         let status = resp.status();
         let body = resp
             .bytes()
@@ -541,15 +541,11 @@ impl Device {
             .send()
             .await
             .map_err(|e| self.transport_error(&target, &e, presented))?;
-        if let Some(d) = server_date(&resp) {
+        if let Some(d) = server_date(resp.headers()) {
             self.time.learn_server_date(d);
         }
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let retry_after = retry_after(resp.headers());
         let body = resp
             .bytes()
             .await
@@ -571,11 +567,9 @@ impl Device {
         }
         let answer = ProvisionResponse::from_json(&body)
             .map_err(|e| DeviceError::Protocol(e.to_string()))?;
-        let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(0));
-        match answer.status {
-            ProvisionStatus::Waiting => Ok(Outcome::Waiting(secs(answer.retry_sec))),
-            ProvisionStatus::Rejected => Ok(Outcome::Rejected(secs(answer.retry_sec))),
-            ProvisionStatus::Approved => {
+        match not_approved(&answer) {
+            Some(outcome) => Ok(outcome),
+            None => {
                 let installed = self.accept(&answer, &ca_pem, pinned, presented)?;
                 Ok(Outcome::Approved(installed))
             }
@@ -729,11 +723,30 @@ fn endpoint(base: &str, value: &str) -> String {
     }
 }
 
-fn server_date(resp: &reqwest::Response) -> Option<SystemTime> {
-    resp.headers()
+/// A Waiting or Rejected answer as the outcome it is; `None` for Approved.
+fn not_approved(answer: &ProvisionResponse) -> Option<Outcome> {
+    let secs = Duration::from_secs(u64::try_from(answer.retry_sec).unwrap_or(0));
+    match answer.status {
+        ProvisionStatus::Waiting => Some(Outcome::Waiting(secs)),
+        ProvisionStatus::Rejected => Some(Outcome::Rejected(secs)),
+        ProvisionStatus::Approved => None,
+    }
+}
+
+/// The server's `Date`, if it sent a valid one.
+fn server_date(headers: &reqwest::header::HeaderMap) -> Option<SystemTime> {
+    headers
         .get("date")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
+/// A `Retry-After` in seconds, if the server sent one.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn time_stamp(t: SystemTime) -> String {

@@ -21,7 +21,7 @@ use idprov_proto::v2::{
     self, Binding, FinishRequest, ParamsRequest, ParamsResponse, SeededRng, StartRequest,
     StartResponse,
 };
-use idprov_proto::{Fingerprint, ProvisionRequest, ProvisionResponse, ProvisionStatus};
+use idprov_proto::{Fingerprint, ProvisionRequest, ProvisionResponse};
 use rustls_pki_types::ServerName;
 use zeroize::Zeroizing;
 
@@ -167,20 +167,11 @@ impl Device {
             .await
             .map_err(|_| unreachable("no answer within 60 s".into()))?
             .map_err(|e| unreachable(e.to_string()))?;
-        if let Some(d) = resp
-            .headers()
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| httpdate::parse_http_date(v).ok())
-        {
+        if let Some(d) = super::server_date(resp.headers()) {
             self.time.learn_server_date(d);
         }
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let retry_after = super::retry_after(resp.headers());
         let body = resp
             .into_body()
             .collect()
@@ -302,11 +293,9 @@ impl Device {
         }
         let answer = ProvisionResponse::from_json(&answer.body)
             .map_err(|e| DeviceError::Protocol(e.to_string()))?;
-        let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(0));
-        match answer.status {
-            ProvisionStatus::Waiting => Ok(Outcome::Waiting(secs(answer.retry_sec))),
-            ProvisionStatus::Rejected => Ok(Outcome::Rejected(secs(answer.retry_sec))),
-            ProvisionStatus::Approved => {
+        match super::not_approved(&answer) {
+            Some(outcome) => Ok(outcome),
+            None => {
                 if !answer.verify_v2(&keys) {
                     return Err(DeviceError::BadSignature);
                 }

@@ -13,7 +13,7 @@ use idprov_proto::v2::{
     self, Binding, FinishRequest, ParamsRequest, ParamsResponse, SeededRng, StartRequest,
     StartResponse,
 };
-use idprov_proto::{DeviceId, OobSecret, OobSecretMessage, ProvisionRequest, ProvisionResponse};
+use idprov_proto::{DeviceId, OobSecret, ProvisionRequest, ProvisionResponse};
 use idprov_testkit::{Setup, TestDevice, TestServer};
 
 fn options(server: &TestServer, id: &str, secret: &str) -> DeviceOptions {
@@ -29,24 +29,11 @@ fn options(server: &TestServer, id: &str, secret: &str) -> DeviceOptions {
     o
 }
 
-async fn add_v2_only(server: &TestServer, device: &str, secret: &str) {
-    server
-        .admin()
-        .add_secret(&OobSecretMessage {
-            device_id: device.into(),
-            oob_secret: secret.into(),
-            valid_until: String::new(),
-            pake_only: true,
-        })
-        .await
-        .expect("registered for v2 only");
-}
-
 #[tokio::test]
 async fn a_v2_only_registration_provisions_over_v2_and_never_over_v1() {
     let server = TestServer::start().await;
     // A six-digit PIN: what v2 makes safe to print.
-    add_v2_only(&server, "d-pake", "493817").await;
+    server.add_v2_only("d-pake", "493817").await;
     let live = server
         .registry()
         .live_secret("d-pake", idprov_proto::UnixTime::from(server.clock.now()))
@@ -111,7 +98,7 @@ async fn a_default_registration_serves_v1_and_v2() {
 #[tokio::test]
 async fn a_wrong_v2_secret_is_refused_and_counted_as_a_guess() {
     let server = TestServer::start().await;
-    add_v2_only(&server, "d-guess", "493817").await;
+    server.add_v2_only("d-guess", "493817").await;
     let mut device = Device::open(options(&server, "d-guess", "493818")).expect("open");
     for n in 1..=2u32 {
         let err = device.provision(false).await.expect_err("wrong secret");
@@ -225,7 +212,7 @@ async fn post(c: &mut Conn, path: &str, body: Vec<u8>) -> (u16, Bytes) {
 #[tokio::test]
 async fn a_run_relayed_over_another_tls_connection_fails() {
     let server = TestServer::start().await;
-    add_v2_only(&server, "d-relay", "493817").await;
+    server.add_v2_only("d-relay", "493817").await;
     let mut a = conn(&server).await;
     let mut b = conn(&server).await;
     let (status, body) = post(
@@ -372,7 +359,7 @@ async fn a_go_v2_device_passes_the_vectors_and_provisions() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "vectors ok");
 
     let server = TestServer::start().await;
-    add_v2_only(&server, "go-pake", "271828").await;
+    server.add_v2_only("go-pake", "271828").await;
     let ca = server.temp_dir().join("ca.pem");
     std::fs::write(&ca, server.ca_pem()).expect("CA file");
     let run = |secret: &str| {

@@ -122,22 +122,47 @@ impl Lab {
     }
 
     async fn add_secret(&self, device: &str, secret: &str) {
+        let sealed = self
+            .core
+            .secrets()
+            .seal(device, &OobSecret::parse(secret).expect("secret"))
+            .expect("seal");
+        self.register(device, sealed, None).await;
+    }
+
+    /// Registers `secret` for idprov v2 only: its verifier, no secret.
+    async fn add_v2_only(&self, device: &str, secret: &str) {
+        let verifier = self
+            .core
+            .secrets()
+            .pake_verifier(
+                device,
+                &OobSecret::parse(secret).expect("secret"),
+                self.core.policy().v2_iterations,
+            )
+            .expect("verifier");
+        self.register(device, Vec::new(), Some(verifier)).await;
+    }
+
+    async fn register(
+        &self,
+        device: &str,
+        sealed: Vec<u8>,
+        pake: Option<idprov_store::PakeVerifier>,
+    ) {
         let now = self.now();
         let dev = device.to_owned();
+        let v2_only = pake.is_some().then_some(true);
         self.registry
             .put_secret(
                 NewSecret {
                     device_id: device.into(),
-                    sealed: self
-                        .core
-                        .secrets()
-                        .seal(device, &OobSecret::parse(secret).expect("secret"))
-                        .expect("seal"),
+                    sealed,
                     key_id: self.core.secrets().key_id().into(),
                     created_at: now,
                     valid_until: now.plus_secs(3 * 86_400),
                     created_by: Actor::named("admin", "admin"),
-                    pake: None,
+                    pake,
                 },
                 AuditOf::one(move |outcome: &PutSecretOutcome| {
                     AuditRecord::new(
@@ -148,52 +173,8 @@ impl Lab {
                             short: None,
                             generated: None,
                             labels: None,
-                            v2_only: None,
+                            v2_only,
                             replaced: *outcome == PutSecretOutcome::Replaced,
-                        },
-                        Some(dev.as_str()),
-                    )
-                }),
-            )
-            .await
-            .expect("secret");
-    }
-
-    /// Registers `secret` for idprov v2 only: its verifier, no secret.
-    async fn add_v2_only(&self, device: &str, secret: &str) {
-        let now = self.now();
-        let verifier = self
-            .core
-            .secrets()
-            .pake_verifier(
-                device,
-                &OobSecret::parse(secret).expect("secret"),
-                self.core.policy().v2_iterations,
-            )
-            .expect("verifier");
-        let dev = device.to_owned();
-        self.registry
-            .put_secret(
-                NewSecret {
-                    device_id: device.into(),
-                    sealed: Vec::new(),
-                    key_id: self.core.secrets().key_id().into(),
-                    created_at: now,
-                    valid_until: now.plus_secs(3 * 86_400),
-                    created_by: Actor::named("admin", "admin"),
-                    pake: Some(verifier),
-                },
-                AuditOf::one(move |_: &PutSecretOutcome| {
-                    AuditRecord::new(
-                        now,
-                        Actor::named("admin", "admin"),
-                        AuditEvent::SecretAdded {
-                            valid_until: now.plus_secs(3 * 86_400),
-                            short: None,
-                            generated: None,
-                            labels: None,
-                            v2_only: None,
-                            replaced: false,
                         },
                         Some(dev.as_str()),
                     )

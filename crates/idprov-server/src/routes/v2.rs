@@ -22,13 +22,20 @@ use crate::routes::json_bytes;
 use crate::routes::provreq::{answer, parse};
 use crate::state::AppState;
 
-/// Refuses when v2 is switched off: its paths are then unknown.
-fn offered(app: &AppState) -> Result<(), ApiError> {
-    if app.config.v2 {
-        Ok(())
-    } else {
-        Err(ApiError::NotFound("not found"))
+/// What every v2 post does first: refused when v2 is switched off (its
+/// paths are then unknown), the provisioning rate limit (v2 is first
+/// contact, never privileged), the body within the limit.
+async fn admitted(
+    app: &AppState,
+    conn: &ConnInfo,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<bytes::Bytes, ApiError> {
+    if !app.config.v2 {
+        return Err(ApiError::NotFound("not found"));
     }
+    crate::routes::provisioning_rate(app, conn, &Caller::Anonymous)?;
+    crate::routes::read_body(app, headers, body, app.config.body_limit).await
 }
 
 fn device_id(text: &str) -> Result<DeviceId, ApiError> {
@@ -67,9 +74,7 @@ pub(crate) async fn params(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    offered(&app)?;
-    crate::routes::provisioning_rate(&app, &conn, &Caller::Anonymous)?;
-    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
+    let bytes = admitted(&app, &conn, &headers, body).await?;
     let msg = ParamsRequest::from_json(&bytes)?;
     let params = app.core.pake_params(&device_id(&msg.device_id)?).await?;
     Ok(json_bytes(ParamsResponse::new(&params).to_json()))
@@ -98,10 +103,8 @@ pub(crate) async fn start(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    offered(&app)?;
+    let bytes = admitted(&app, &conn, &headers, body).await?;
     let exporter = exporter(&conn)?;
-    crate::routes::provisioning_rate(&app, &conn, &Caller::Anonymous)?;
-    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let (msg, share_p) = StartRequest::from_json(&bytes)?;
     let device = device_id(&msg.device_id)?;
     match app
@@ -147,10 +150,8 @@ pub(crate) async fn finish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    offered(&app)?;
+    let bytes = admitted(&app, &conn, &headers, body).await?;
     let exporter = exporter(&conn)?;
-    crate::routes::provisioning_rate(&app, &conn, &Caller::Anonymous)?;
-    let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let (msg, confirm_p) = FinishRequest::from_json(&bytes)?;
     // v2 is first contact: whatever certificate the connection carries
     // authorizes nothing here.

@@ -214,29 +214,19 @@ from_row! {
     RevokedCert { serial: serial, revoked_at: time, reason: int, not_after: time }
 }
 
+/// Column names joined with ", ", each with the prefix `$p` (a table
+/// alias and its dot, or nothing), at compile time.
+macro_rules! prefixed {
+    ($p:literal; $first:literal $(, $rest:literal)* $(,)?) => {
+        concat!($p, $first $(, ", ", $p, $rest)*)
+    };
+}
+
 /// The columns of a stored secret, in [`StoredSecret`]'s order.
 macro_rules! secret_columns {
     ($p:literal) => {
-        concat!(
-            $p,
-            "id, ",
-            $p,
-            "device_id, ",
-            $p,
-            "sealed, ",
-            $p,
-            "key_id, ",
-            $p,
-            "created_at, ",
-            $p,
-            "valid_until, ",
-            $p,
-            "pake_salt, ",
-            $p,
-            "pake_iterations, ",
-            $p,
-            "pake_verifier"
-        )
+        $crate::ops::prefixed!($p; "id", "device_id", "sealed", "key_id", "created_at", "valid_until",
+            "pake_salt", "pake_iterations", "pake_verifier")
     };
 }
 pub(crate) use secret_columns;
@@ -244,27 +234,12 @@ pub(crate) use secret_columns;
 /// The columns of a consumed secret, in [`ConsumedSecret`]'s order.
 macro_rules! consumed_columns {
     ($p:literal) => {
-        concat!(
-            $p,
-            "sealed, ",
-            $p,
-            "key_id, ",
-            $p,
-            "serial, ",
-            $p,
-            "consumed_at, ",
-            $p,
-            "secret_id, ",
-            $p,
-            "pake_salt, ",
-            $p,
-            "pake_iterations, ",
-            $p,
-            "pake_verifier"
-        )
+        $crate::ops::prefixed!($p; "sealed", "key_id", "serial", "consumed_at", "secret_id",
+            "pake_salt", "pake_iterations", "pake_verifier")
     };
 }
 pub(crate) use consumed_columns;
+pub(crate) use prefixed;
 
 /// The v2 verifier at columns `at`… (salt, iterations, sealed record),
 /// NULL for a registration that is not v2-only.
