@@ -88,7 +88,9 @@ pub extern "C" fn idprov_verify_response(body: *const u8, len: usize) -> i32 {
 /// idprov v2 on firmware: stretches the secret with the parameters the
 /// server sent (`params`, its JSON), starts a run bound to the connection's
 /// exporter value (32 bytes) with 64 random bytes from the hardware
-/// generator (`seed`), and writes the `/idprov/v2/start` body into `out`.
+/// generator (`seed`), and writes the `/idprov/v2/start` body into `out`;
+/// the rest of a run (the check of `confirmV`, the signed finish message,
+/// the answer's check) is linked too.
 /// Returns its length, or 0.
 #[unsafe(no_mangle)]
 pub extern "C" fn idprov_v2_start(
@@ -121,8 +123,19 @@ pub extern "C" fn idprov_v2_start(
     let binding = v2::Binding::new("device1", &ca, exporter);
     let (prover, share_p) = v2::prover_start(&secret, &binding, &mut v2::SeededRng::new(seed));
     // The run goes on with the server's answer: `prover.finish(shareV,
-    // confirmV)` gives confirmP and the keys of `v2::FinishRequest::new`.
-    let _ = prover.finish(&[0; 65], &[0; 32]);
+    // confirmV)` checks confirmV and gives confirmP and the run's keys,
+    // which sign the provisioning request and check the answer.
+    if let Ok((confirm_p, keys)) = prover.finish(&[0; 65], &[0; 32]) {
+        let request = ProvisionRequest {
+            device_id: "device1".into(),
+            ip: "<nil>".into(),
+            ..ProvisionRequest::default()
+        };
+        let _ = v2::FinishRequest::new(request, &confirm_p, &keys).to_json();
+        if let Ok(answer) = ProvisionResponse::from_json(b"{}") {
+            let _ = answer.verify_v2(&keys);
+        }
+    }
     let json = v2::StartRequest::new("device1", &share_p).to_json();
     if json.len() > out_len {
         return 0;
