@@ -180,6 +180,14 @@ impl<'a> ObjectWriter<'a> {
         self
     }
 
+    /// Writes `"key":true` or `"key":false`.
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
+        self
+    }
+
     /// Writes `"key":null`.
     pub fn null(&mut self, key: &str) -> &mut Self {
         self.key(key);

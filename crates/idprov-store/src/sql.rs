@@ -302,6 +302,14 @@ impl Row {
         Ok(serde_json::from_str(&self.text(i)?).unwrap_or(serde_json::Value::Null))
     }
 
+    /// Bytes or NULL, moved out of the row.
+    pub(crate) fn opt_blob(&mut self, i: usize) -> Result<Option<Vec<u8>>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.blob(i).map(Some),
+        }
+    }
+
     /// Bytes, moved out of the row.
     pub(crate) fn blob(&mut self, i: usize) -> Result<Vec<u8>> {
         match self.0.get_mut(i) {

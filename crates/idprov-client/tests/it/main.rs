@@ -2,3 +2,4 @@
 
 mod agent;
 mod device;
+mod v2;
