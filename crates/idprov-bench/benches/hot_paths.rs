@@ -149,6 +149,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                             created_at: now,
                             valid_until: now + 3600,
                             created_by: Actor::named("admin", "bench"),
+                            pake: None,
                         },
                         AuditOf::always(AuditRecord::new(
                             now,
@@ -158,6 +159,7 @@ fn store_issue_transaction(bencher: divan::Bencher) {
                                 short: None,
                                 generated: None,
                                 labels: None,
+                                v2_only: None,
                                 replaced: false,
                             },
                             Some(&device),

@@ -11,6 +11,25 @@ pub enum AnswerKey {
     Empty,
     /// The secret the request proved, in the variant it used.
     Secret(OobSecret, KeyVariant),
+    /// An idprov v2 run's `K_answer`.
+    Session(SessionKey),
+}
+
+/// An idprov v2 run's `K_answer`: zeroized on drop, never shown.
+#[derive(Clone)]
+pub struct SessionKey(pub(crate) zeroize::Zeroizing<[u8; 32]>);
+
+impl SessionKey {
+    /// The key's bytes, to sign the answer with.
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionKey(..)")
+    }
 }
 
 /// A certificate handed out: issued now, or re-delivered.
@@ -41,6 +60,8 @@ pub enum Refusal {
     GuessBudgetSpent,
     /// Too many waiting requests from this source.
     WaitingFromSource,
+    /// Too many unfinished idprov v2 runs (from this source, or in all).
+    PakeSessions,
 }
 
 impl Refusal {
@@ -53,6 +74,7 @@ impl Refusal {
                  an administrator can approve this request or register a new secret"
             }
             Refusal::WaitingFromSource => "too many waiting requests from this address",
+            Refusal::PakeSessions => "too many unfinished idprov v2 runs; try again shortly",
         }
     }
 }
@@ -68,8 +90,13 @@ pub enum RejectReason {
     /// counted.
     NoProof,
     /// The proof verifies under no variant of the registered secret (§6
-    /// 4.6); counted toward the lockout and the guess budget.
+    /// 4.6); counted toward the lockout and the guess budget. (For idprov
+    /// v2: a run that did not confirm, counted when it started.)
     WrongSecret,
+    /// The device is registered for idprov v2 only (PROTOCOL.md §11.1): no
+    /// form of its secret is kept, so a proof of the secret itself (v1's
+    /// HMAC, EST's password) is never checked; not counted.
+    V2Only,
 }
 
 /// The decision.

@@ -31,6 +31,12 @@ pub struct Policy {
     /// Device IDs refused because they name a role or this server
     /// (compared without case).
     pub reserved_device_ids: Vec<String>,
+    /// idprov v2: PBKDF2 iterations of new v2-only registrations, and of
+    /// the records derived from default registrations' sealed secrets.
+    pub v2_iterations: u32,
+    /// idprov v2: how long an unfinished run is kept, and how many are
+    /// kept per source and in all.
+    pub v2_sessions: crate::pake::SessionLimits,
 }
 
 impl Policy {

@@ -8,6 +8,7 @@ use idprov_proto::kinds::Protocol;
 use idprov_proto::sign::KeyVariant;
 use idprov_proto::{DeviceId, KeyFingerprint, OobSecret};
 use idprov_store::Actor;
+use zeroize::Zeroizing;
 
 /// The role a verified certificate's subject OU grants (PROTOCOL.md §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,27 @@ pub enum Proof {
     /// guess like a v1 HMAC — counted when wrong, toward the same lockout
     /// and guess budget.
     Secret(OobSecret),
+    /// idprov v2: a SPAKE2+ run of this TLS connection
+    /// ([`crate::Provisioner::pake_finish`]). Always a guess.
+    V2(PakeProof),
+}
+
+/// What an idprov v2 run proved: against which registration it ran, and,
+/// when the device's confirmation matched and its request verified under
+/// the run's `K_request`, the key that signs the answer (`K_answer`).
+#[derive(Clone)]
+pub struct PakeProof {
+    pub(crate) registration: Option<i64>,
+    pub(crate) answer_key: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for PakeProof {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PakeProof")
+            .field("registration", &self.registration)
+            .field("confirmed", &self.answer_key.is_some())
+            .finish()
+    }
 }
 
 impl Proof {
@@ -98,14 +120,15 @@ impl Proof {
             Proof::V1(m) => !m.signature.is_empty(),
             // An OobSecret is never empty.
             Proof::Secret(_) => true,
+            Proof::V2(_) => true,
         }
     }
 
-    /// How it verifies under `secret`, if it does: the variant the answer
-    /// is then signed in.
-    pub(crate) fn verify(&self, secret: &OobSecret) -> Option<KeyVariant> {
+    /// How a proof of the secret itself (v1, EST) verifies under `secret`,
+    /// if it does: the variant the answer is then signed in. A v2 run is
+    /// never checked against a secret.
+    pub(crate) fn verify_secret(&self, secret: &OobSecret) -> Option<KeyVariant> {
         match self {
-            Proof::None => None,
             Proof::V1(m) => m.verify(secret.expose().as_bytes()).map(|v| v.variant),
             // Digests of equal length compared in constant time, so the
             // time taken says nothing of the secret, not even its length.
@@ -122,6 +145,26 @@ impl Proof {
                 .ok()
                 .map(|()| KeyVariant::RawSecret)
             }
+            Proof::None | Proof::V2(_) => None,
+        }
+    }
+
+    /// The answer's key of a v2 run that confirmed, against whichever
+    /// registration.
+    pub(crate) fn run_key(&self) -> Option<Zeroizing<[u8; 32]>> {
+        match self {
+            Proof::V2(p) => p.answer_key.clone(),
+            _ => None,
+        }
+    }
+
+    /// The answer's key of a v2 run that proved the registration
+    /// `registration` (the one live now: a run against a replaced
+    /// registration proves nothing).
+    pub(crate) fn verify_run(&self, registration: i64) -> Option<Zeroizing<[u8; 32]>> {
+        match self {
+            Proof::V2(p) if p.registration == Some(registration) => p.answer_key.clone(),
+            _ => None,
         }
     }
 }

@@ -51,6 +51,11 @@ pub struct SecretBox {
     key: RandomizedNonceKey,
     key_id: String,
     persistent: bool,
+    /// Keys the idprov v2 salts of devices without a v2-only registration
+    /// (a keyed hash of the device ID): derived from the sealing key, so
+    /// replicas sharing it answer alike, and a restart of an ephemeral key,
+    /// which forgets every registration, changes them too.
+    decoy: aws_lc_rs::hmac::Key,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -63,6 +68,9 @@ impl std::fmt::Debug for SecretBox {
 }
 
 const AAD_PREFIX: &[u8] = b"idprov oob secret v1\0";
+/// Associated data of a sealed idprov v2 record (w0 ‖ L), before the
+/// device ID: a record never opens as a secret, nor the other way round.
+const RECORD_AAD_PREFIX: &[u8] = b"idprov v2 record v1\0";
 
 /// The key identity: a keyed hash of a fixed label, so it reveals nothing
 /// about the key but tells two keys apart.
@@ -87,10 +95,16 @@ impl SecretBox {
     /// A key of 32 bytes (from a key file or the configuration; see
     /// [`decode_key`]); `persistent` when it outlives this process.
     pub fn from_bytes(key: &[u8], persistent: bool) -> Result<SecretBox, SealError> {
+        use aws_lc_rs::hmac;
+        let decoy = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, key),
+            b"idprov v2 salt key",
+        );
         Ok(SecretBox {
             key: RandomizedNonceKey::new(&AES_256_GCM, key).map_err(|_| SealError::Crypto)?,
             key_id: key_id_of(key),
             persistent,
+            decoy: hmac::Key::new(hmac::HMAC_SHA256, decoy.as_ref()),
         })
     }
 
@@ -104,18 +118,17 @@ impl SecretBox {
         self.persistent
     }
 
-    fn aad(device_id: &str) -> Vec<u8> {
-        let mut aad = AAD_PREFIX.to_vec();
+    fn aad(prefix: &[u8], device_id: &str) -> Vec<u8> {
+        let mut aad = prefix.to_vec();
         aad.extend_from_slice(device_id.as_bytes());
         aad
     }
 
-    /// Seals a secret for a device: nonce ‖ ciphertext ‖ tag.
-    pub fn seal(&self, device_id: &str, secret: &OobSecret) -> Result<Vec<u8>, SealError> {
-        let mut buf = secret.expose().as_bytes().to_vec();
+    fn seal_bytes(&self, aad: Vec<u8>, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        let mut buf = Zeroizing::new(plain.to_vec());
         let nonce = self
             .key
-            .seal_in_place_append_tag(Aad::from(Self::aad(device_id)), &mut buf)
+            .seal_in_place_append_tag(Aad::from(aad), &mut *buf)
             .map_err(|_| SealError::Crypto)?;
         let mut out = Vec::with_capacity(NONCE_LEN + buf.len());
         out.extend_from_slice(nonce.as_ref());
@@ -123,20 +136,88 @@ impl SecretBox {
         Ok(out)
     }
 
-    /// Opens a sealed secret of a device.
-    pub fn open(&self, device_id: &str, sealed: &[u8]) -> Result<OobSecret, SealError> {
+    fn open_bytes(&self, aad: Vec<u8>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         if sealed.len() < NONCE_LEN {
             return Err(SealError::WrongKey);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::WrongKey)?;
         let mut buf = Zeroizing::new(ciphertext.to_vec());
-        let plain = self
+        let len = self
             .key
-            .open_in_place(nonce, Aad::from(Self::aad(device_id)), &mut buf)
-            .map_err(|_| SealError::WrongKey)?;
-        let text = std::str::from_utf8(plain).map_err(|_| SealError::Corrupt)?;
+            .open_in_place(nonce, Aad::from(aad), &mut buf)
+            .map_err(|_| SealError::WrongKey)?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+
+    /// Seals a secret for a device: nonce ‖ ciphertext ‖ tag.
+    pub fn seal(&self, device_id: &str, secret: &OobSecret) -> Result<Vec<u8>, SealError> {
+        self.seal_bytes(Self::aad(AAD_PREFIX, device_id), secret.expose().as_bytes())
+    }
+
+    /// Opens a sealed secret of a device.
+    pub fn open(&self, device_id: &str, sealed: &[u8]) -> Result<OobSecret, SealError> {
+        let plain = self.open_bytes(Self::aad(AAD_PREFIX, device_id), sealed)?;
+        let text = std::str::from_utf8(&plain).map_err(|_| SealError::Corrupt)?;
         OobSecret::parse(text).map_err(|_| SealError::Corrupt)
+    }
+
+    /// Seals a device's idprov v2 record (w0 ‖ L).
+    pub fn seal_record(
+        &self,
+        device_id: &str,
+        record: &[u8; idprov_proto::v2::RECORD_LEN],
+    ) -> Result<Vec<u8>, SealError> {
+        self.seal_bytes(Self::aad(RECORD_AAD_PREFIX, device_id), record)
+    }
+
+    /// Opens a device's sealed idprov v2 record.
+    pub fn open_record(
+        &self,
+        device_id: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<[u8; idprov_proto::v2::RECORD_LEN]>, SealError> {
+        let plain = self.open_bytes(Self::aad(RECORD_AAD_PREFIX, device_id), sealed)?;
+        let mut record = Zeroizing::new([0u8; idprov_proto::v2::RECORD_LEN]);
+        if plain.len() != record.len() {
+            return Err(SealError::Corrupt);
+        }
+        record.copy_from_slice(&plain);
+        Ok(record)
+    }
+
+    /// The idprov v2 verifier of a v2-only registration of `secret`: a
+    /// random salt, PBKDF2 with `iterations`, the record sealed. The secret
+    /// itself is kept in no form. (PBKDF2 runs here: call it off the async
+    /// runtime's threads for large counts.)
+    pub fn pake_verifier(
+        &self,
+        device_id: &str,
+        secret: &OobSecret,
+        iterations: u32,
+    ) -> Result<idprov_store::PakeVerifier, SealError> {
+        let mut salt = vec![0u8; idprov_proto::v2::SALT_LEN];
+        aws_lc_rs::rand::fill(&mut salt).map_err(|_| SealError::Crypto)?;
+        let params = idprov_proto::v2::KdfParams { salt, iterations };
+        let record = idprov_proto::v2::derive(secret.expose().as_bytes(), device_id, &params)
+            .map_err(|_| SealError::Crypto)?
+            .record();
+        Ok(idprov_store::PakeVerifier {
+            sealed_record: self.seal_record(device_id, &record)?,
+            salt: params.salt,
+            iterations,
+        })
+    }
+
+    /// The idprov v2 salt of a device that has no v2-only registration
+    /// (an unknown device, or a default registration, whose record is
+    /// derived from its sealed secret): a keyed hash of its ID, so a device
+    /// ID's salt says nothing about whether it is registered.
+    pub fn derived_salt(&self, device_id: &str) -> Vec<u8> {
+        let tag = aws_lc_rs::hmac::sign(&self.decoy, device_id.as_bytes());
+        tag.as_ref()[..idprov_proto::v2::SALT_LEN].to_vec()
     }
 }
 
@@ -160,6 +241,19 @@ mod tests {
         assert_ne!(b.key_id(), other.key_id());
         // Two seals of the same secret differ (random nonce).
         assert_ne!(sealed, b.seal("dev-1", &s).expect("seal"));
+    }
+
+    #[test]
+    fn records_are_sealed_apart_from_secrets() {
+        let b = SecretBox::ephemeral().expect("key");
+        let record = [5u8; idprov_proto::v2::RECORD_LEN];
+        let sealed = b.seal_record("dev-1", &record).expect("seal");
+        assert_eq!(*b.open_record("dev-1", &sealed).expect("open"), record);
+        assert!(b.open_record("dev-2", &sealed).is_err());
+        assert!(b.open("dev-1", &sealed).is_err(), "a record is no secret");
+        assert_eq!(b.derived_salt("dev-1"), b.derived_salt("dev-1"));
+        assert_ne!(b.derived_salt("dev-1"), b.derived_salt("dev-2"));
+        assert_eq!(b.derived_salt("dev-1").len(), 16);
     }
 
     #[test]

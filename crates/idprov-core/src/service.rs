@@ -49,13 +49,14 @@ pub const AUDIT_AGGREGATE_SECS: i64 = 60;
 /// The provisioning service every front door calls.
 #[derive(Debug)]
 pub struct Provisioner {
-    registry: Arc<dyn Registry>,
-    ca: Arc<Ca>,
-    secrets: SecretBox,
+    pub(crate) registry: Arc<dyn Registry>,
+    pub(crate) ca: Arc<Ca>,
+    pub(crate) secrets: SecretBox,
     clock: Arc<dyn Clock>,
-    policy: Policy,
+    pub(crate) policy: Policy,
     aggregate: Aggregator,
     queue: Queue,
+    pub(crate) pake_sessions: crate::pake::PakeSessions,
 }
 
 /// What an issuance uses up.
@@ -134,6 +135,7 @@ impl Provisioner {
             policy,
             aggregate: Aggregator::new(AUDIT_AGGREGATE_SECS),
             queue: Queue::default(),
+            pake_sessions: Default::default(),
         }
     }
 
@@ -157,7 +159,12 @@ impl Provisioner {
         self.queue.state()
     }
 
-    fn now(&self) -> UnixTime {
+    /// The unfinished idprov v2 runs.
+    pub fn pake_sessions(&self) -> &crate::pake::PakeSessions {
+        &self.pake_sessions
+    }
+
+    pub(crate) fn now(&self) -> UnixTime {
         UnixTime::from(self.clock.now())
     }
 
@@ -224,8 +231,19 @@ impl Provisioner {
         self.oob(req).await
     }
 
+    /// A v2 answer is signed with its run's key whichever branch approved
+    /// it (an administrator's approval of the key included): a v2 device
+    /// accepts an answer under nothing else (PROTOCOL.md §11.4).
+    fn v2_answer_key(req: &Request, key: AnswerKey) -> AnswerKey {
+        match req.proof.run_key() {
+            Some(k) => AnswerKey::Session(crate::outcome::SessionKey(k)),
+            None => key,
+        }
+    }
+
     /// §5 rule 1: any verified certificate on the connection means the
-    /// empty key, else the secret the request proved.
+    /// empty key, else the secret the request proved. (A v2 answer is
+    /// always signed with its run's key: [`Self::v2_answer_key`].)
     fn answer_key(
         req: &Request,
         secret: OobSecret,
@@ -235,6 +253,22 @@ impl Provisioner {
             Some(_) => AnswerKey::Empty,
             None => AnswerKey::Secret(secret, variant),
         }
+    }
+
+    /// How the request's proof verifies against the live registration
+    /// `stored` (its secret opened, unless it is for v2 only): the answer's
+    /// key, or `None` for a wrong proof.
+    fn verify(
+        req: &Request,
+        stored: &idprov_store::StoredSecret,
+        secret: Option<OobSecret>,
+    ) -> Option<AnswerKey> {
+        if let Some(key) = req.proof.verify_run(stored.id) {
+            return Some(AnswerKey::Session(crate::outcome::SessionKey(key)));
+        }
+        let secret = secret?;
+        let variant = req.proof.verify_secret(&secret)?;
+        Some(Self::answer_key(req, secret, variant))
     }
 
     fn waiting_outcome(&self) -> Outcome {
@@ -255,8 +289,11 @@ impl Provisioner {
             .oob_view(device, &fingerprint, &src, now, consumed_since)
             .await?;
 
+        // A v2 run was admitted, and counted, when it started (pake.rs).
+        let v2 = matches!(req.proof, crate::Proof::V2(_));
         // 4.1: a locked (device, source) pair is refused even with a correct proof.
-        if let Some(lock) = &view.lockout
+        if !v2
+            && let Some(lock) = &view.lockout
             && lock.locked_until > now
         {
             return Ok(Outcome::Refused {
@@ -322,13 +359,29 @@ impl Provisioner {
             let Some(stored) = live else {
                 return self.waiting(req, now).await;
             };
-            let secret = match self.secrets.open(device, &stored.sealed) {
-                Ok(s) => s,
-                Err(e) => {
+            // A v2-only registration keeps no secret (PROTOCOL.md §11.1).
+            let secret = match stored.sealed_secret().map(|s| self.secrets.open(device, s)) {
+                None => None,
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => {
                     tracing::warn!(device_id = device, error = %e, "a stored secret does not open; treating it as absent");
                     return self.waiting(req, now).await;
                 }
             };
+            if secret.is_none() && !v2 {
+                // v1 or EST for a device registered for v2 only: there is
+                // no secret to check their proof against, so it never
+                // succeeds; nothing was guessed, so nothing is counted.
+                tracing::info!(
+                    device_id = device,
+                    protocol = req.protocol.as_str(),
+                    "a request for a device registered for idprov v2 only; refused"
+                );
+                return Ok(Outcome::Rejected {
+                    retry_secs: 0,
+                    why: RejectReason::V2Only,
+                });
+            }
             if !req.proof.is_guess() {
                 // No proof is no guess: nothing to count, nothing to verify.
                 return Ok(Outcome::Rejected {
@@ -340,12 +393,14 @@ impl Provisioner {
             // source is spent: no guess is evaluated until its window ends.
             // The request is queued, so an administrator can approve its key
             // (4.3 comes first), and a fresh secret starts a new budget.
-            if let Some(until) = GuessBudget::exhausted_until(
-                view.guess_budget.as_ref(),
-                stored.id,
-                &self.policy.lockout,
-                now,
-            ) {
+            if !v2
+                && let Some(until) = GuessBudget::exhausted_until(
+                    view.guess_budget.as_ref(),
+                    stored.id,
+                    &self.policy.lockout,
+                    now,
+                )
+            {
                 metrics::counter!(crate::metrics::GUESS_BUDGET_REFUSALS).increment(1);
                 tracing::info!(device_id = device, source = %src, until = %until, "guess budget spent; request refused unevaluated");
                 let _ = self.waiting(req, now).await;
@@ -355,11 +410,17 @@ impl Provisioner {
                 });
             }
             // 4.6: a wrong proof is Rejected and counted; the secret stays.
-            let Some(variant) = req.proof.verify(&secret) else {
+            let Some(key) = Self::verify(req, &stored, secret) else {
+                if v2 {
+                    // Counted when the run started.
+                    return Ok(Outcome::Rejected {
+                        retry_secs: 0,
+                        why: RejectReason::WrongSecret,
+                    });
+                }
                 return self.wrong_secret(req, now, &src, stored.id).await;
             };
             // 4.7: verified → issue and consume in one transaction.
-            let key = Self::answer_key(req, secret, variant);
             let consume = Consume::Secret(ConsumeSecret {
                 secret_id: stored.id,
                 key_fingerprint: fingerprint.clone(),
@@ -385,7 +446,27 @@ impl Provisioner {
         src: &str,
         secret_id: i64,
     ) -> Result<Outcome, CoreError> {
-        let device = req.device_id.as_str();
+        let lock = self
+            .count_wrong_guess(&req.device_id, req.actor(), now, src, secret_id)
+            .await?;
+        Ok(Outcome::Rejected {
+            retry_secs: u64_secs(lock.locked_until.secs_since(now)),
+            why: RejectReason::WrongSecret,
+        })
+    }
+
+    /// Counts one wrong guess at the secret `secret_id` (a v1 signature
+    /// that does not verify, or a v2 run): for (device, source) and in the
+    /// device's budget; audits a lock or a spent budget at a bounded rate.
+    pub(crate) async fn count_wrong_guess(
+        &self,
+        device_id: &idprov_proto::DeviceId,
+        actor: Actor,
+        now: UnixTime,
+        src: &str,
+        secret_id: i64,
+    ) -> Result<idprov_store::Lockout, CoreError> {
+        let device = device_id.as_str();
         let failure = self
             .registry
             .record_failure(device, src, secret_id, now, &self.policy.lockout)
@@ -401,7 +482,7 @@ impl Provisioner {
                 src,
                 AuditRecord::new(
                     now,
-                    req.actor(),
+                    actor.clone(),
                     AuditEvent::LockoutStarted {
                         source: src.to_owned(),
                         failures: lock.failures,
@@ -418,7 +499,7 @@ impl Provisioner {
                 device,
                 AuditRecord::new(
                     now,
-                    req.actor(),
+                    actor.clone(),
                     AuditEvent::GuessBudgetSpent {
                         failures: failure.budget.failures,
                         window_seconds: window,
@@ -429,14 +510,13 @@ impl Provisioner {
             )
             .await;
         }
-        Ok(Outcome::Rejected {
-            retry_secs: u64_secs(lock.locked_until.secs_since(now)),
-            why: RejectReason::WrongSecret,
-        })
+        Ok(lock)
     }
 
     /// §6 4.4: the same certificate again for a device whose Approved answer
-    /// was lost, if its request verifies under the secret consumed for it.
+    /// was lost, if its request verifies under the secret consumed for it —
+    /// or, for idprov v2, if its run was against that registration and
+    /// confirmed (PROTOCOL.md §11.5).
     async fn redeliver_consumed(
         &self,
         req: &Request,
@@ -446,10 +526,19 @@ impl Provisioner {
         let Some(consumed) = consumed else {
             return Ok(None);
         };
-        let Ok(secret) = self.secrets.open(req.device_id.as_str(), &consumed.sealed) else {
+        if let Some(key) = consumed.secret_id.and_then(|id| req.proof.verify_run(id)) {
+            let key = AnswerKey::Session(crate::outcome::SessionKey(key));
+            return self
+                .redeliver(req, now, &consumed.serial, key, "secret")
+                .await;
+        }
+        let Some(sealed) = consumed.sealed_secret() else {
             return Ok(None);
         };
-        let Some(variant) = req.proof.verify(&secret) else {
+        let Ok(secret) = self.secrets.open(req.device_id.as_str(), sealed) else {
+            return Ok(None);
+        };
+        let Some(variant) = req.proof.verify_secret(&secret) else {
             return Ok(None);
         };
         let key = Self::answer_key(req, secret, variant);
@@ -495,7 +584,7 @@ impl Provisioner {
             not_before: cert.not_before,
             not_after: cert.not_after,
             renew_after_secs: half_validity(cert.not_before, cert.not_after),
-            key,
+            key: Self::v2_answer_key(req, key),
             redelivered: true,
         })))
     }
@@ -667,7 +756,7 @@ impl Provisioner {
                     serial: issued.serial,
                     not_before: issued.not_before,
                     not_after: issued.not_after,
-                    key,
+                    key: Self::v2_answer_key(req, key),
                     redelivered: false,
                 })))
             }

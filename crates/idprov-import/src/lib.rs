@@ -1,6 +1,7 @@
-//! Reading bulk-registration files: CSV (header `deviceID,secret[,validUntil]`,
-//! or `deviceID` alone for generated secrets),
-//! a JSON array, or NDJSON (keys `deviceID`, `oobSecret`, `validUntil`).
+//! Reading bulk-registration files: CSV (header
+//! `deviceID,secret[,validUntil[,pakeOnly]]`, or `deviceID[,pakeOnly]` for
+//! generated secrets), a JSON array, or NDJSON (keys `deviceID`,
+//! `oobSecret`, `validUntil`, `pakeOnly`).
 //!
 //! Every row carries the physical 1-based line of the file where it starts
 //! (the CSV header is line 1) and its 0-based index among the rows, so that
@@ -78,6 +79,9 @@ pub struct RowContent {
     pub secret: Option<String>,
     /// RFC 3339, or empty for the default lifetime.
     pub valid_until: String,
+    /// Registered for idprov v2 only (`pakeOnly`: `true`; `false` or empty
+    /// for a default registration).
+    pub pake_only: bool,
 }
 
 impl std::fmt::Debug for RowContent {
@@ -86,6 +90,7 @@ impl std::fmt::Debug for RowContent {
             .field("device_id", &self.device_id)
             .field("has_secret", &self.secret.is_some())
             .field("valid_until", &self.valid_until)
+            .field("pake_only", &self.pake_only)
             .finish()
     }
 }
@@ -96,9 +101,9 @@ pub enum ImportFileError {
     /// Reading failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
-    /// The CSV header is not `deviceID[,secret[,validUntil]]`.
+    /// The CSV header is not `deviceID[,secret[,validUntil[,pakeOnly]]]`.
     #[error(
-        "line 1: the CSV header must be deviceID,secret[,validUntil] (or deviceID alone, for --generate) (found {0:?})"
+        "line 1: the CSV header must be deviceID,secret[,validUntil[,pakeOnly]] (or deviceID[,pakeOnly], for --generate) (found {0:?})"
     )]
     Header(String),
     /// The JSON array is malformed around this line.
@@ -211,12 +216,17 @@ fn csv_rows(
         .map_err(|e| ImportFileError::Header(e.to_string()))?
         .clone();
     let names: Vec<&str> = header.iter().map(str::trim).collect();
-    // The columns a row may have: a list of device IDs alone is for
+    // The columns a row may have, and where its cells are (secret,
+    // validUntil, pakeOnly): a list of device IDs alone is for
     // `--generate`, which makes every secret.
-    let columns: &[usize] = match names.as_slice() {
-        ["deviceID"] => &[1],
-        ["deviceID", "secret"] => &[2],
-        ["deviceID", "secret", "validUntil"] => &[3, 2],
+    let (columns, cells): (&[usize], [Option<usize>; 3]) = match names.as_slice() {
+        ["deviceID"] => (&[1], [None, None, None]),
+        ["deviceID", "pakeOnly"] => (&[2, 1], [None, None, Some(1)]),
+        ["deviceID", "secret"] => (&[2], [Some(1), None, None]),
+        ["deviceID", "secret", "validUntil"] => (&[3, 2], [Some(1), Some(2), None]),
+        ["deviceID", "secret", "validUntil", "pakeOnly"] => {
+            (&[4, 3, 2], [Some(1), Some(2), Some(3)])
+        }
         _ => return Err(ImportFileError::Header(names.join(","))),
     };
     let mut index = 0u64;
@@ -255,13 +265,17 @@ fn csv_rows(
                 } else {
                     // Cells marked as text for a spreadsheet (an export's
                     // `'=…`) read back as the value that was written.
-                    let cell =
-                        |i| idprov_proto::spreadsheet::unescape(rec.get(i).unwrap_or_default());
-                    let secret = cell(1);
-                    Ok(RowContent {
-                        device_id: cell(0).to_owned(),
+                    let cell = |i: Option<usize>| {
+                        idprov_proto::spreadsheet::unescape(
+                            i.and_then(|i| rec.get(i)).unwrap_or_default(),
+                        )
+                    };
+                    let [secret, valid_until, pake_only] = cells.map(cell);
+                    pake_only_cell(pake_only).map(|pake_only| RowContent {
+                        device_id: cell(Some(0)).to_owned(),
                         secret: (!secret.is_empty()).then(|| secret.to_owned()),
-                        valid_until: cell(2).to_owned(),
+                        valid_until: valid_until.to_owned(),
+                        pake_only,
                     })
                 };
                 FileRow {
@@ -285,8 +299,18 @@ fn start_line<R: Read>(r: &csv::Reader<R>, rec: &csv::StringRecord) -> u64 {
     end.saturating_sub(inner as u64).max(1)
 }
 
+/// A CSV `pakeOnly` cell: `true`, or `false` or empty.
+fn pake_only_cell(text: &str) -> Result<bool, String> {
+    match text.trim() {
+        "true" => Ok(true),
+        "false" | "" => Ok(false),
+        _ => Err("field \"pakeOnly\": true, false or empty".into()),
+    }
+}
+
 /// Reads one JSON object row: `deviceID` (required), `oobSecret` and
-/// `validUntil` (optional strings); unknown keys are ignored.
+/// `validUntil` (optional strings), `pakeOnly` (optional boolean); unknown
+/// keys are ignored.
 fn object_row(value: serde_json::Value) -> Result<RowContent, String> {
     let serde_json::Value::Object(map) = value else {
         return Err("expected a JSON object".into());
@@ -298,10 +322,16 @@ fn object_row(value: serde_json::Value) -> Result<RowContent, String> {
             Some(_) => Err(format!("field {key:?} must be a string")),
         }
     };
+    let pake_only = match map.get("pakeOnly") {
+        None | Some(serde_json::Value::Null) => false,
+        Some(serde_json::Value::Bool(b)) => *b,
+        Some(_) => return Err("field \"pakeOnly\" must be true or false".into()),
+    };
     Ok(RowContent {
         device_id: string("deviceID")?.ok_or("missing field \"deviceID\"")?,
         secret: string("oobSecret")?.filter(|s| !s.is_empty()),
         valid_until: string("validUntil")?.unwrap_or_default(),
+        pake_only,
     })
 }
 
@@ -453,6 +483,36 @@ mod tests {
             ids[1].content.as_ref().unwrap_err(),
             "expected 1 columns, found 2"
         );
+    }
+
+    #[test]
+    fn a_pake_only_column_marks_v2_only_rows() {
+        let r = rows(
+            "deviceID,secret,validUntil,pakeOnly\na,s1,,true\nb,s2,,false\nc,s3\nd,s4,,yes\n",
+            Format::Csv,
+        );
+        let pake = |i: usize| r[i].content.as_ref().map(|c| c.pake_only);
+        assert_eq!(
+            (pake(0), pake(1), pake(2)),
+            (Ok(true), Ok(false), Ok(false))
+        );
+        assert_eq!(
+            pake(3).unwrap_err(),
+            "field \"pakeOnly\": true, false or empty"
+        );
+        // A list of device IDs for --generate, some for v2 only.
+        let ids = rows("deviceID,pakeOnly\nd1,true\nd2\n", Format::Csv);
+        let c = ids[0].content.as_ref().expect("ok");
+        assert_eq!((c.device_id.as_str(), c.secret.as_deref()), ("d1", None));
+        assert!(c.pake_only);
+        assert!(!ids[1].content.as_ref().expect("ok").pake_only);
+        // JSON and NDJSON: a boolean.
+        let r = rows(
+            "{\"deviceID\":\"a\",\"oobSecret\":\"s\",\"pakeOnly\":true}\n{\"deviceID\":\"b\",\"pakeOnly\":\"true\"}\n",
+            Format::Ndjson,
+        );
+        assert!(r[0].content.as_ref().expect("ok").pake_only);
+        assert!(r[1].content.is_err());
     }
 
     #[test]

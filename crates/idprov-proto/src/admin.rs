@@ -318,6 +318,9 @@ pub struct ImportRow {
     /// RFC 3339 or empty.
     #[serde(default)]
     pub valid_until: String,
+    /// (ext) Register for idprov v2 only (PROTOCOL.md §11.1).
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub pake_only: bool,
     /// Physical line of the file where the row starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub line: Option<u64>,

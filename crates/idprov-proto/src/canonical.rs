@@ -28,16 +28,22 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `s` as a JSON string literal (with quotes) in Go's escaping.
 pub fn write_string(out: &mut Vec<u8>, s: &[u8], style: EscapeStyle) {
+    // Room for the common case up front (a PEM block escapes one newline
+    // per 64 characters: one extra byte each), so the copies below do not
+    // grow the buffer several times over.
+    out.reserve(s.len() + s.len() / 32 + 2);
     out.push(b'"');
     let mut start = 0;
     let mut i = 0;
     while i < s.len() {
+        // Runs of bytes that need no escape are copied as a whole: this
+        // scan is the encoder's hot loop (certificates on every answer).
+        match s[i..].iter().position(|&b| !HTML_SAFE[usize::from(b)]) {
+            Some(n) => i += n,
+            None => break,
+        }
         let b = s[i];
         if b < 0x80 {
-            if is_html_safe(b) {
-                i += 1;
-                continue;
-            }
             out.extend_from_slice(&s[start..i]);
             match (b, style) {
                 (b'\\' | b'"', _) => out.extend_from_slice(&[b'\\', b]),
@@ -86,10 +92,18 @@ pub fn write_string(out: &mut Vec<u8>, s: &[u8], style: EscapeStyle) {
     out.push(b'"');
 }
 
-/// Go's `htmlSafeSet`: printable ASCII (DEL included) except `"`, `\`, `<`, `>`, `&`.
-fn is_html_safe(b: u8) -> bool {
-    b >= 0x20 && !matches!(b, b'"' | b'\\' | b'<' | b'>' | b'&')
-}
+/// Go's `htmlSafeSet`, as a table indexed by byte: printable ASCII (DEL
+/// included) except `"`, `\`, `<`, `>`, `&`. Bytes from 0x80 up are not in
+/// it: they start a UTF-8 sequence, which is checked on its own.
+const HTML_SAFE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x20;
+    while b < 0x80 {
+        table[b] = !matches!(b as u8, b'"' | b'\\' | b'<' | b'>' | b'&');
+        b += 1;
+    }
+    table
+};
 
 /// Decodes one UTF-8 scalar value at the start of `s` (which starts with a
 /// non-ASCII byte), the way Go's `utf8.DecodeRune` accepts it: shortest form
@@ -163,6 +177,14 @@ impl<'a> ObjectWriter<'a> {
             self.out.push(b'-');
         }
         self.out.extend_from_slice(&buf[pos..]);
+        self
+    }
+
+    /// Writes `"key":true` or `"key":false`.
+    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+        self.key(key);
+        self.out
+            .extend_from_slice(if value { b"true" } else { b"false" });
         self
     }
 

@@ -122,6 +122,15 @@ impl Object {
         }
     }
 
+    /// An optional boolean, absent or `null` reading as false.
+    pub(crate) fn optional_bool(&mut self, key: &'static str) -> Result<bool, MessageError> {
+        match self.take(key) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(MessageError::WrongType(key, "a boolean")),
+        }
+    }
+
     /// An optional integer (Go `int`), absent or `null` reading as 0.
     pub(crate) fn optional_int(&mut self, key: &'static str) -> Result<i64, MessageError> {
         match self.take(key) {

@@ -106,6 +106,8 @@ pub enum Protocol {
     V1,
     /// EST, RFC 7030 (`/.well-known/est/`, docs/EST.md).
     Est,
+    /// idprov v2, SPAKE2+ first contact (`/idprov/v2/`, PROTOCOL.md §11).
+    V2,
 }
 
 impl Protocol {
@@ -114,6 +116,7 @@ impl Protocol {
         match self {
             Protocol::V1 => "v1",
             Protocol::Est => "est",
+            Protocol::V2 => "v2",
         }
     }
 
@@ -122,6 +125,7 @@ impl Protocol {
         Some(match s {
             "v1" => Protocol::V1,
             "est" => Protocol::Est,
+            "v2" => Protocol::V2,
             _ => return None,
         })
     }

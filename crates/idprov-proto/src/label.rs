@@ -1,7 +1,8 @@
 //! Label URIs (PROTOCOL.md §9): what a QR code on a device holds.
 //!
 //! `idprov:1?id=<percent-encoded device ID>&s=<percent-encoded secret>&ca=<fingerprint>`,
-//! `ca` optional.
+//! `ca` optional; `idprov:2?…` (same parameters) says the device speaks
+//! idprov v2 (PROTOCOL.md §11) and must never fall back to v1.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -23,6 +24,8 @@ const VALUE: &AsciiSet = &NON_ALPHANUMERIC
 /// A parsed label.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Label {
+    /// The protocol the device speaks: 1, or 2 (v2 only, no fallback).
+    pub version: u8,
     /// The device ID.
     pub device_id: DeviceId,
     /// The OOB secret.
@@ -34,6 +37,7 @@ pub struct Label {
 impl fmt::Debug for Label {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Label")
+            .field("version", &self.version)
             .field("device_id", &self.device_id)
             .field("ca", &self.ca)
             .finish_non_exhaustive()
@@ -43,8 +47,8 @@ impl fmt::Debug for Label {
 /// Why a label URI was refused. Never repeats the secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
-    /// Not `idprov:1?…`.
-    #[error("a label starts with \"idprov:1?\"")]
+    /// Not `idprov:1?…` or `idprov:2?…`.
+    #[error("a label starts with \"idprov:1?\" or \"idprov:2?\"")]
     Scheme,
     /// A parameter appears twice, or is not `key=value`.
     #[error("label parameter {0:?} is malformed or repeated")]
@@ -70,10 +74,14 @@ impl Label {
     /// Parses a label URI strictly; unknown parameters are ignored (later
     /// label versions may add some).
     pub fn parse(uri: &str) -> Result<Label, LabelError> {
-        let query = uri
-            .trim()
-            .strip_prefix("idprov:1?")
-            .ok_or(LabelError::Scheme)?;
+        let uri = uri.trim();
+        let (version, query) = if let Some(q) = uri.strip_prefix("idprov:1?") {
+            (1, q)
+        } else if let Some(q) = uri.strip_prefix("idprov:2?") {
+            (2, q)
+        } else {
+            return Err(LabelError::Scheme);
+        };
         let (mut id, mut secret, mut ca) = (None, None, None);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair
@@ -99,6 +107,7 @@ impl Label {
         let id = decode("id", id.ok_or(LabelError::Missing("id"))?)?;
         let secret = decode("s", secret.ok_or(LabelError::Missing("s"))?)?;
         Ok(Label {
+            version,
             device_id: DeviceId::parse(&id).map_err(LabelError::DeviceId)?,
             secret: OobSecret::parse(&secret).map_err(LabelError::Secret)?,
             ca: match ca {
@@ -113,7 +122,8 @@ impl Label {
     /// The URI for a QR code.
     pub fn to_uri(&self) -> String {
         let mut uri = format!(
-            "idprov:1?id={}&s={}",
+            "idprov:{}?id={}&s={}",
+            self.version,
             utf8_percent_encode(self.device_id.as_str(), VALUE),
             utf8_percent_encode(self.secret.expose(), VALUE)
         );
@@ -142,6 +152,7 @@ mod tests {
     #[test]
     fn round_trip_with_awkward_characters() {
         let label = Label {
+            version: 1,
             device_id: DeviceId::parse("AA:BB:CC:dd.1").expect("id"),
             secret: OobSecret::parse("p&ss=w ord/ü%").expect("secret"),
             ca: Some(Fingerprint::of_der(b"ca")),
@@ -153,13 +164,16 @@ mod tests {
         assert_eq!(Label::parse(&uri).expect("parse"), label);
         let no_ca = Label::parse("idprov:1?id=d1&s=secret-1&x=ignored").expect("parse");
         assert_eq!(no_ca.ca, None);
+        let v2 = Label::parse("idprov:2?id=d1&s=123456").expect("parse");
+        assert_eq!(v2.version, 2);
+        assert_eq!(v2.to_uri(), "idprov:2?id=d1&s=123456");
     }
 
     #[test]
     fn refusals() {
         let cases: &[(&str, LabelError)] = &[
             ("https://x", LabelError::Scheme),
-            ("idprov:2?id=a&s=b", LabelError::Scheme),
+            ("idprov:3?id=a&s=b", LabelError::Scheme),
             ("idprov:1?s=secret", LabelError::Missing("id")),
             ("idprov:1?id=a", LabelError::Missing("s")),
             ("idprov:1?id=a&id=b&s=c", LabelError::Parameter("id".into())),

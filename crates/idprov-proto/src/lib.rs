@@ -81,6 +81,7 @@ pub mod serial;
 pub mod sign;
 pub mod spreadsheet;
 pub mod unix_time;
+pub mod v2;
 
 pub use canonical::EscapeStyle;
 pub use device_id::{DeviceId, DeviceIdError};

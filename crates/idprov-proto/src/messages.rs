@@ -322,6 +322,11 @@ pub struct OobSecretMessage {
     /// RFC 3339, or `""` (or absent) for the default lifespan (3 days).
     #[cfg_attr(feature = "openapi", schema(required = false))]
     pub valid_until: String,
+    /// (ext) Register for idprov v2 only: the server keeps the SPAKE2+
+    /// verifier and no form of the secret, so v1 can never use it
+    /// (PROTOCOL.md §11.1). Written only when true.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub pake_only: bool,
 }
 
 impl core::fmt::Debug for OobSecretMessage {
@@ -330,6 +335,7 @@ impl core::fmt::Debug for OobSecretMessage {
             .field("device_id", &self.device_id)
             .field("oob_secret", &"<redacted>")
             .field("valid_until", &self.valid_until)
+            .field("pake_only", &self.pake_only)
             .finish()
     }
 }
@@ -350,6 +356,7 @@ impl OobSecretMessage {
             device_id: o.required_string("deviceID")?,
             oob_secret: o.required_string("oobSecret")?,
             valid_until: o.optional_string("validUntil")?,
+            pake_only: o.optional_bool("pakeOnly")?,
         })
     }
 
@@ -360,6 +367,9 @@ impl OobSecretMessage {
         w.string("deviceID", self.device_id.as_bytes())
             .string("oobSecret", self.oob_secret.as_bytes())
             .string("validUntil", self.valid_until.as_bytes());
+        if self.pake_only {
+            w.bool("pakeOnly", true);
+        }
         w.finish();
         out
     }
@@ -378,6 +388,16 @@ pub struct Endpoints {
     pub post_oob_secret: String,
     /// Where devices send provisioning requests.
     pub post_provision_request: String,
+    /// (ext) idprov v2: where a device asks for its KDF parameters; `""`
+    /// (and left out of the JSON) when v2 is not offered.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub pake_params: String,
+    /// (ext) idprov v2: where a device sends `shareP`.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub pake_start: String,
+    /// (ext) idprov v2: where a device sends `confirmP` and its request.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub pake_finish: String,
 }
 
 impl Default for Endpoints {
@@ -388,6 +408,9 @@ impl Default for Endpoints {
             status: STATUS_PATH_TEMPLATE.to_string(),
             post_oob_secret: OOB_SECRET_PATH.to_string(),
             post_provision_request: PROVISION_REQUEST_PATH.to_string(),
+            pake_params: String::new(),
+            pake_start: String::new(),
+            pake_finish: String::new(),
         }
     }
 }
@@ -409,6 +432,10 @@ pub struct Directory {
     pub version: String,
     /// Services that accept the issued certificates, name → URL.
     pub services: BTreeMap<String, String>,
+    /// (ext) idprov v2: the SPAKE2+ suite offered (PROTOCOL.md §11), `""`
+    /// (and left out of the JSON) when v2 is not offered.
+    #[cfg_attr(feature = "openapi", schema(required = false))]
+    pub pake: String,
 }
 
 /// Why the CA in a directory could not be read.
@@ -428,7 +455,17 @@ impl Directory {
             ca_cert: BASE64.encode(ca_chain_pem.as_bytes()),
             version: PROTOCOL_VERSION.to_string(),
             services,
+            pake: String::new(),
         }
+    }
+
+    /// The same directory offering idprov v2 (PROTOCOL.md §11).
+    pub fn with_v2(mut self) -> Self {
+        self.endpoints.pake_params = crate::v2::PARAMS_PATH.to_string();
+        self.endpoints.pake_start = crate::v2::START_PATH.to_string();
+        self.endpoints.pake_finish = crate::v2::FINISH_PATH.to_string();
+        self.pake = crate::v2::SUITE.to_string();
+        self
     }
 
     /// Parses a directory leniently in encodings (relative or absolute
@@ -442,12 +479,16 @@ impl Directory {
             status: e.optional_string("status")?,
             post_oob_secret: e.optional_string("postOobSecret")?,
             post_provision_request: e.required_string("postProvisionRequest")?,
+            pake_params: e.optional_string("pakeParams")?,
+            pake_start: e.optional_string("pakeStart")?,
+            pake_finish: e.optional_string("pakeFinish")?,
         };
         Ok(Directory {
             endpoints,
             ca_cert: o.optional_string("caCert")?,
             version: o.optional_string("version")?,
             services: o.optional_string_map("services")?,
+            pake: o.optional_string("pake")?,
         })
     }
 
@@ -484,6 +525,15 @@ impl Directory {
                     "postProvisionRequest",
                     self.endpoints.post_provision_request.as_bytes(),
                 );
+            for (key, value) in [
+                ("pakeParams", &self.endpoints.pake_params),
+                ("pakeStart", &self.endpoints.pake_start),
+                ("pakeFinish", &self.endpoints.pake_finish),
+            ] {
+                if !value.is_empty() {
+                    e.string(key, value.as_bytes());
+                }
+            }
         })
         .string("caCert", self.ca_cert.as_bytes())
         .string("version", self.version.as_bytes())
@@ -492,6 +542,9 @@ impl Directory {
                 s.string(name, url.as_bytes());
             }
         });
+        if !self.pake.is_empty() {
+            w.string("pake", self.pake.as_bytes());
+        }
         w.finish();
         out
     }

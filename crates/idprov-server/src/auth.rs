@@ -31,6 +31,9 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The leaf certificate rustls verified, parsed once per connection.
     pub leaf: Option<Arc<CertInfo>>,
+    /// The connection's TLS exporter value for idprov v2 (RFC 8446 §7.5,
+    /// label `EXPORTER-idprov-v2`): TLS 1.3 only, and only while v2 is on.
+    pub exporter: Option<[u8; idprov_proto::v2::EXPORTER_LEN]>,
 }
 
 /// The role a verified certificate's subject OU grants (the core's).

@@ -388,6 +388,9 @@ pub struct RawProvisioning {
     pub waiting_per_source: Option<u64>,
     pub waiting_total: Option<u64>,
     pub allow_device_ids: Option<Vec<String>>,
+    pub v2: Option<bool>,
+    pub v2_kdf_iterations: Option<u32>,
+    pub v2_session_lifetime: Option<ConfigDuration>,
 }
 
 #[allow(missing_docs)]
@@ -602,6 +605,12 @@ pub struct ServerConfig {
     pub waiting_retry: Duration,
     /// Waiting-queue caps.
     pub waiting_caps: WaitingCaps,
+    /// Whether idprov v2 (SPAKE2+) is offered.
+    pub v2: bool,
+    /// PBKDF2 iterations of v2 registrations.
+    pub v2_kdf_iterations: u32,
+    /// How long an unfinished v2 run is kept.
+    pub v2_session_lifetime: Duration,
     /// Device IDs refused because they name a role or this server
     /// (lower-case: host names compare without case).
     pub reserved_device_ids: Vec<String>,
@@ -1109,6 +1118,31 @@ impl RawConfig {
                 d::WAITING_RETRY,
             )?,
             reserved_device_ids,
+            v2: self.provisioning.v2.unwrap_or(d::V2_ENABLED),
+            v2_kdf_iterations: match self.provisioning.v2_kdf_iterations {
+                None => d::V2_KDF_ITERATIONS,
+                Some(n)
+                    if (idprov_proto::v2::MIN_ITERATIONS..=idprov_proto::v2::MAX_ITERATIONS)
+                        .contains(&n) =>
+                {
+                    n
+                }
+                Some(n) => {
+                    return Err(invalid(
+                        "provisioning.v2_kdf_iterations",
+                        format!(
+                            "{n} is outside {}-{} (what devices accept)",
+                            idprov_proto::v2::MIN_ITERATIONS,
+                            idprov_proto::v2::MAX_ITERATIONS
+                        ),
+                    ));
+                }
+            },
+            v2_session_lifetime: positive(
+                "provisioning.v2_session_lifetime",
+                self.provisioning.v2_session_lifetime,
+                d::V2_SESSION_LIFETIME,
+            )?,
             waiting_caps: WaitingCaps {
                 per_source: self
                     .provisioning
@@ -1476,6 +1510,14 @@ mod tests {
             (
                 "[ca]\nkey_passphrase_credential = \"a/b\"",
                 "ca.key_passphrase_credential",
+            ),
+            (
+                "[provisioning]\nv2_kdf_iterations = 999",
+                "provisioning.v2_kdf_iterations",
+            ),
+            (
+                "[provisioning]\nv2_session_lifetime = \"0s\"",
+                "provisioning.v2_session_lifetime",
             ),
             (
                 "[revocation]\npublic_url = \"http://hub.local:8080\"",

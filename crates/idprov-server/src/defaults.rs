@@ -87,6 +87,20 @@ pub const WAITING_PER_SOURCE: u64 = 1_000;
 /// Waiting requests recorded in total.
 pub const WAITING_TOTAL: u64 = 100_000;
 
+/// idprov v2 (SPAKE2+) answered beside v1: a device configured for v2
+/// never falls back, so the server offers it unless told not to.
+pub const V2_ENABLED: bool = true;
+/// PBKDF2-HMAC-SHA256 iterations that stretch a v2 secret: ten times
+/// Matter's minimum, about 10 ms on this server's cores and a second or
+/// two on a small microcontroller, once per provisioning (PROTOCOL.md §11.1).
+pub const V2_KDF_ITERATIONS: u32 = 10_000;
+/// How long an unfinished v2 run is kept: a device answers within seconds.
+pub const V2_SESSION_LIFETIME: Duration = Duration::from_secs(60);
+/// Unfinished v2 runs kept per source: one per allowed connection.
+pub const V2_SESSIONS_PER_SOURCE: usize = SOURCE_CONNECTIONS as usize;
+/// Unfinished v2 runs kept in all: one per allowed connection, twice over.
+pub const V2_SESSIONS_TOTAL: usize = 2 * TOTAL_CONNECTIONS as usize;
+
 /// Open connections from one source address (IPv6: one /64): a device
 /// needs one, an administrator's tools a few; 32 sources at this cap hold
 /// half the total, and near the total idle connections are closed first.

@@ -103,6 +103,22 @@ fn handshake_failure(e: &std::io::Error) -> &'static str {
     }
 }
 
+/// The connection's exporter value that idprov v2 binds its runs to
+/// (PROTOCOL.md §11.3), taken while the TLS state is ours, into a fixed
+/// array: TLS 1.3 only.
+fn exporter(session: &rustls::ServerConnection) -> Option<[u8; idprov_proto::v2::EXPORTER_LEN]> {
+    if session.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+        return None;
+    }
+    session
+        .export_keying_material(
+            [0u8; idprov_proto::v2::EXPORTER_LEN],
+            idprov_proto::v2::EXPORTER_LABEL,
+            None,
+        )
+        .ok()
+}
+
 /// How a listener's connections are carried.
 #[derive(Clone)]
 pub enum Transport {
@@ -176,6 +192,7 @@ pub async fn serve(
         }
         let _ = tcp.set_nodelay(true);
         let transport = transport.clone();
+        let v2 = state.config.v2;
         let connection = Connection {
             router: router.clone(),
             watcher: graceful.watcher(),
@@ -189,7 +206,7 @@ pub async fn serve(
             let acceptor = match transport {
                 Transport::Plain => {
                     slot.handshake_done();
-                    connection.serve(TokioIo::new(tcp), None, slot).await;
+                    connection.serve(TokioIo::new(tcp), None, None, slot).await;
                     return;
                 }
                 Transport::Tls(acceptor) => acceptor,
@@ -230,7 +247,10 @@ pub async fn serve(
                         None
                     }
                 });
-            connection.serve(TokioIo::new(tls), leaf, slot).await;
+            let exporter = v2.then(|| exporter(tls.get_ref().1)).flatten();
+            connection
+                .serve(TokioIo::new(tls), leaf, exporter, slot)
+                .await;
         });
     }
     drop(listener);
@@ -254,8 +274,13 @@ struct Connection {
 impl Connection {
     /// Serves HTTP on `io` until the peer is done, the connection sits
     /// idle too long, or the limits ask for its slot.
-    async fn serve<I>(self, io: I, leaf: Option<Arc<CertInfo>>, slot: Arc<Slot>)
-    where
+    async fn serve<I>(
+        self,
+        io: I,
+        leaf: Option<Arc<CertInfo>>,
+        exporter: Option<[u8; idprov_proto::v2::EXPORTER_LEN]>,
+        slot: Arc<Slot>,
+    ) where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
         let Connection {
@@ -265,7 +290,11 @@ impl Connection {
             timeouts,
             peer,
         } = self;
-        let info = ConnInfo { peer, leaf };
+        let info = ConnInfo {
+            peer,
+            leaf,
+            exporter,
+        };
         let tracker = slot.clone();
         let service = tower::service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(info.clone());

@@ -23,6 +23,8 @@ pub use idprov_core::metrics::{
 };
 /// Provisioning outcomes (approved, waiting, rejected, locked_out).
 pub const PROVISIONING: &str = "idprov_provisioning_total";
+/// idprov v2 provisioning outcomes (approved, waiting, rejected, locked_out).
+pub const PROVISIONING_V2: &str = "idprov_provisioning_v2_total";
 /// EST requests by operation and outcome (`routes::est`).
 pub const EST_REQUESTS: &str = "idprov_est_requests_total";
 /// Certificates revoked.

@@ -78,8 +78,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         responders: Vec<idprov_ca::ocsp::Responder>,
     ) -> AppState {
-        let directory_json =
-            Bytes::from(Directory::new(ca.chain_pem(), config.services.clone()).to_json());
+        let directory = Directory::new(ca.chain_pem(), config.services.clone());
+        let directory = if config.v2 {
+            directory.with_v2()
+        } else {
+            directory
+        };
+        let directory_json = Bytes::from(directory.to_json());
         // Certificates name the plain-HTTP revocation listener when there
         // is one (CRL and OCSP), else the TLS listener's CRL as before.
         let (crl_url, ocsp_url) = match &config.revocation {
@@ -130,6 +135,12 @@ impl AppState {
                 waiting_caps: config.waiting_caps,
                 waiting_retry: config.waiting_retry,
                 reserved_device_ids: config.reserved_device_ids.clone(),
+                v2_iterations: config.v2_kdf_iterations,
+                v2_sessions: idprov_core::SessionLimits {
+                    lifetime: config.v2_session_lifetime,
+                    per_source: crate::defaults::V2_SESSIONS_PER_SOURCE,
+                    total: crate::defaults::V2_SESSIONS_TOTAL,
+                },
             },
         ));
         let revocation_limiter =

@@ -64,6 +64,9 @@ audit_events! {
         /// Registered for a label sheet.
         #[serde(skip_serializing_if = "Option::is_none")]
         labels: Option<bool>,
+        /// Registered for idprov v2 only: a verifier, no form of the secret.
+        #[serde(rename = "v2Only", skip_serializing_if = "Option::is_none")]
+        v2_only: Option<bool>,
         /// It replaced a secret the device had.
         replaced: bool,
     }
@@ -75,6 +78,9 @@ audit_events! {
         labels: bool,
         #[serde(rename = "deviceIDs")]
         device_ids: Vec<String>,
+        /// Registered for idprov v2 only.
+        #[serde(rename = "v2Only", skip_serializing_if = "Option::is_none")]
+        v2_only: Option<bool>,
         /// Secrets stored, of which `replaced` replaced one the device had.
         accepted: u64,
         replaced: u64,
@@ -255,6 +261,7 @@ mod tests {
             short: Some(false),
             generated: None,
             labels: None,
+            v2_only: None,
             replaced: true,
         };
         assert_eq!(

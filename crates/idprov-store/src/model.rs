@@ -43,13 +43,40 @@ impl Page {
     }
 }
 
+/// The idprov v2 verifier of a registration made for v2 only (PROTOCOL.md
+/// §11): the device's PBKDF2 salt and iterations, and its SPAKE2+ record
+/// (w0, L) sealed by the caller. A default registration has none: its
+/// record is derived from the sealed secret when a v2 run needs it
+/// (SECURITY.md, "idprov v2").
+#[derive(Clone, PartialEq, Eq)]
+pub struct PakeVerifier {
+    /// PBKDF2 salt (random, per registration).
+    pub salt: Vec<u8>,
+    /// PBKDF2 iterations.
+    pub iterations: u32,
+    /// Nonce + ciphertext + tag of w0 ‖ L.
+    pub sealed_record: Vec<u8>,
+}
+
+impl std::fmt::Debug for PakeVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PakeVerifier")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An OOB secret to store, already sealed (AEAD) by the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSecret {
     /// The device it belongs to.
     pub device_id: String,
     /// Nonce + ciphertext + tag; the plaintext never reaches the store.
+    /// Empty for a registration made for idprov v2 only, which keeps no
+    /// form of the secret (only `pake`).
     pub sealed: Vec<u8>,
+    /// The v2 verifier of a v2-only registration.
+    pub pake: Option<PakeVerifier>,
     /// Identifies the key that sealed it, so unreadable rows can be purged.
     pub key_id: String,
     /// Creation time.
@@ -68,7 +95,7 @@ pub struct StoredSecret {
     pub id: i64,
     /// The device.
     pub device_id: String,
-    /// Sealed secret.
+    /// Sealed secret (empty for a v2-only registration).
     pub sealed: Vec<u8>,
     /// Sealing key identity.
     pub key_id: String,
@@ -76,6 +103,15 @@ pub struct StoredSecret {
     pub created_at: UnixTime,
     /// End of its life.
     pub valid_until: UnixTime,
+    /// The v2 verifier of a v2-only registration.
+    pub pake: Option<PakeVerifier>,
+}
+
+impl StoredSecret {
+    /// The sealed secret, unless the registration is for v2 only.
+    pub fn sealed_secret(&self) -> Option<&[u8]> {
+        (!self.sealed.is_empty()).then_some(&self.sealed[..])
+    }
 }
 
 impl std::fmt::Debug for StoredSecret {
@@ -114,7 +150,7 @@ pub enum PutSecretOutcome {
 /// response was lost gets the same certificate again (PROTOCOL.md §6 4.4).
 #[derive(Clone, PartialEq, Eq)]
 pub struct ConsumedSecret {
-    /// Sealed secret.
+    /// Sealed secret (empty for a v2-only registration).
     pub sealed: Vec<u8>,
     /// Sealing key identity.
     pub key_id: String,
@@ -122,6 +158,18 @@ pub struct ConsumedSecret {
     pub serial: SerialNumber,
     /// When it was consumed.
     pub consumed_at: UnixTime,
+    /// The id the registration had while it was live (what its wrong
+    /// guesses count against); `None` for one consumed before schema 8.
+    pub secret_id: Option<i64>,
+    /// The v2 verifier of a v2-only registration.
+    pub pake: Option<PakeVerifier>,
+}
+
+impl ConsumedSecret {
+    /// The sealed secret, unless the registration was for v2 only.
+    pub fn sealed_secret(&self) -> Option<&[u8]> {
+        (!self.sealed.is_empty()).then_some(&self.sealed[..])
+    }
 }
 
 impl std::fmt::Debug for ConsumedSecret {

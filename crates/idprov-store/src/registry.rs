@@ -49,6 +49,15 @@ pub trait Secrets: Send + Sync {
         since: UnixTime,
     ) -> Result<Option<ConsumedSecret>>;
 
+    /// The registration of this device consumed last, at or after `since`,
+    /// whatever key it was consumed by (an idprov v2 run, which learns the
+    /// key only at its end, runs against it to re-deliver a lost answer).
+    async fn last_consumed(
+        &self,
+        device_id: &str,
+        since: UnixTime,
+    ) -> Result<Option<ConsumedSecret>>;
+
     /// Secrets, without their values, in device-ID order.
     async fn list_secrets(&self, page: &Page) -> Result<Vec<SecretSummary>>;
 
@@ -85,7 +94,8 @@ pub trait Secrets: Send + Sync {
     async fn existing_secrets(&self, device_ids: Vec<String>, now: UnixTime)
     -> Result<Vec<String>>;
 
-    /// Sealed secrets for an export with secrets, in device-ID order.
+    /// Sealed secrets for an export with secrets, in device-ID order
+    /// (v2-only registrations, which keep none, are left out).
     async fn sealed_secrets(&self, page: &Page, now: UnixTime) -> Result<Vec<SealedSecret>>;
 
     /// The failure counter of (device, source), if any.

@@ -302,6 +302,14 @@ impl Row {
         Ok(serde_json::from_str(&self.text(i)?).unwrap_or(serde_json::Value::Null))
     }
 
+    /// Bytes or NULL, moved out of the row.
+    pub(crate) fn opt_blob(&mut self, i: usize) -> Result<Option<Vec<u8>>> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.blob(i).map(Some),
+        }
+    }
+
     /// Bytes, moved out of the row.
     pub(crate) fn blob(&mut self, i: usize) -> Result<Vec<u8>> {
         match self.0.get_mut(i) {
@@ -392,22 +400,33 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Rewrites PostgreSQL's `$N` placeholders to SQLite's `?N` (outside quoted
-/// text; the statements hold no `$` otherwise).
-pub(crate) fn sqlite_placeholders(sql: &str) -> String {
+/// text; the statements hold no `$` otherwise). Runs on every statement a
+/// SQLite registry executes, so it copies the text between placeholders
+/// and quotes in runs rather than character by character: `$` and `'` are
+/// ASCII, so every run ends on a character boundary.
+pub(crate) fn sqlite_placeholders(sql: &str) -> std::borrow::Cow<'_, str> {
+    let special = |b: &u8| *b == b'$' || *b == b'\'';
+    let bytes = sql.as_bytes();
+    let Some(mut i) = bytes.iter().position(special) else {
+        return std::borrow::Cow::Borrowed(sql);
+    };
     let mut out = String::with_capacity(sql.len());
-    let mut quoted = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\'' {
+    let (mut start, mut quoted) = (0, false);
+    loop {
+        if bytes[i] == b'\'' {
             quoted = !quoted;
-        }
-        if c == '$' && !quoted && chars.peek().is_some_and(char::is_ascii_digit) {
+        } else if !quoted && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+            out.push_str(&sql[start..i]);
             out.push('?');
-        } else {
-            out.push(c);
+            start = i + 1;
+        }
+        match bytes[i + 1..].iter().position(special) {
+            Some(n) => i += 1 + n,
+            None => break,
         }
     }
-    out
+    out.push_str(&sql[start..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Runs a future that never waits (the SQLite side: every call is
@@ -432,6 +451,13 @@ mod tests {
         assert_eq!(
             sqlite_placeholders("SELECT a FROM t WHERE b = $1 AND c = '$2' AND d = $10"),
             "SELECT a FROM t WHERE b = ?1 AND c = '$2' AND d = ?10"
+        );
+        assert_eq!(sqlite_placeholders("SELECT 1"), "SELECT 1");
+        assert_eq!(sqlite_placeholders("$1"), "?1");
+        assert_eq!(sqlite_placeholders("'é$1' || $2 || $"), "'é$1' || ?2 || $");
+        assert_eq!(
+            sqlite_placeholders("x = $1, 'a''b', y = $22"),
+            "x = ?1, 'a''b', y = ?22"
         );
     }
 

@@ -305,11 +305,23 @@ impl TestServer {
     /// Registers `secret` for `device_id` (default lifetime) as the local
     /// administrator.
     pub async fn add_secret(&self, device_id: &str, secret: &str) {
+        self.register(device_id, secret, false).await;
+    }
+
+    /// Registers `secret` for `device_id` for idprov v2 only (the server
+    /// keeps its verifier, no form of the secret), as the local
+    /// administrator.
+    pub async fn add_v2_only(&self, device_id: &str, secret: &str) {
+        self.register(device_id, secret, true).await;
+    }
+
+    async fn register(&self, device_id: &str, secret: &str, pake_only: bool) {
         self.admin()
             .add_secret(&idprov_proto::OobSecretMessage {
                 device_id: device_id.into(),
                 oob_secret: secret.into(),
                 valid_until: String::new(),
+                pake_only,
             })
             .await
             .expect("secret registered");

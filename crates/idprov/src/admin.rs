@@ -118,6 +118,7 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             secret_file,
             valid_until,
             labels,
+            pake_only,
             conn,
         } => {
             if labels.is_some() && (secret.is_some() || secret_file.is_some()) {
@@ -147,6 +148,7 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                     device_id,
                     oob_secret: secret.to_string(),
                     valid_until: valid_until.unwrap_or_default(),
+                    pake_only,
                 })
                 .await?;
             for w in &added.warnings {
@@ -155,9 +157,12 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             // A generated secret is shown once, with the label URI that
             // carries it (and the CA fingerprint, when the CA is known
             // here): what a label sheet's QR code holds, and what
-            // `idprov device provision --label` takes.
-            let label_uri = if generated {
+            // `idprov device provision --label` takes. A v2-only
+            // registration's label (idprov:2) is always shown: it is what
+            // tells the device to speak v2 and never v1.
+            let label_uri = if generated || pake_only {
                 let label = idprov_proto::Label {
+                    version: if pake_only { 2 } else { 1 },
                     device_id: idprov_proto::DeviceId::parse(&added.device_id)
                         .map_err(|e| Failure::usage(e.to_string()))?,
                     secret: OobSecret::parse(&secret).map_err(|e| Failure::usage(e.to_string()))?,
@@ -179,7 +184,9 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             if conn.json {
                 let mut v = serde_json::to_value(&added).unwrap_or_default();
                 if let (Some(o), Some(uri)) = (v.as_object_mut(), &label_uri) {
-                    o.insert("oobSecret".into(), secret.as_str().into());
+                    if generated {
+                        o.insert("oobSecret".into(), secret.as_str().into());
+                    }
                     o.insert("label".into(), uri.as_str().into());
                 }
                 output::json(&v);
@@ -190,14 +197,25 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
                     ("replaced", added.replaced.to_string()),
                 ];
                 if let Some(uri) = &label_uri {
+                    rows.insert(1, ("label", uri.to_string()));
+                    if generated {
+                        rows.insert(
+                            1,
+                            (
+                                "secret",
+                                format!("{} (generated; shown only now)", secret.as_str()),
+                            ),
+                        );
+                    }
+                }
+                if pake_only {
                     rows.insert(
                         1,
                         (
-                            "secret",
-                            format!("{} (generated; shown only now)", secret.as_str()),
+                            "protocol",
+                            "idprov v2 only (no form of the secret is kept)".into(),
                         ),
                     );
-                    rows.insert(2, ("label", uri.to_string()));
                 }
                 fields(&rows);
             }
@@ -209,12 +227,13 @@ pub async fn oob(cmd: OobCommand) -> Result<(), Failure> {
             dry_run,
             no_replace,
             generate,
+            pake_only,
             out,
             labels,
             conn,
         } => {
             crate::bulk::import(
-                file, format, dry_run, no_replace, generate, out, labels, conn,
+                file, format, dry_run, no_replace, generate, pake_only, out, labels, conn,
             )
             .await
         }

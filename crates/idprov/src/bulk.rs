@@ -15,22 +15,25 @@ use crate::cli::Connection;
 use crate::files::{write_labels, write_new_private};
 use crate::output;
 
-/// A secrets CSV (`deviceID,secret,validUntil`), written by the `csv` crate
-/// (quoting where needed), every cell safe to open in a spreadsheet: a cell
-/// that would start a formula is marked as text (`idprov_proto::spreadsheet`),
-/// and `oob import` reads it back unchanged. Held in a buffer that is wiped.
+/// A secrets CSV (`deviceID,secret,validUntil`, and `pakeOnly` when
+/// `pake_column`), written by the `csv` crate (quoting where needed), every
+/// cell safe to open in a spreadsheet: a cell that would start a formula is
+/// marked as text (`idprov_proto::spreadsheet`), and `oob import` reads it
+/// back unchanged. Held in a buffer that is wiped.
 fn secrets_csv<'a>(
-    rows: impl IntoIterator<Item = [&'a str; 3]>,
+    rows: impl IntoIterator<Item = [&'a str; 4]>,
+    pake_column: bool,
 ) -> Result<Zeroizing<Vec<u8>>, Failure> {
     let mut w = csv::WriterBuilder::new()
         .quote_style(csv::QuoteStyle::Necessary)
         .from_writer(Vec::new());
     let fail = |e: csv::Error| Failure::usage(format!("writing CSV: {e}"));
-    w.write_record(["deviceID", "secret", "validUntil"])
+    let columns = if pake_column { 4 } else { 3 };
+    w.write_record(&["deviceID", "secret", "validUntil", "pakeOnly"][..columns])
         .map_err(fail)?;
     for row in rows {
         w.write_record(
-            row.map(idprov_proto::spreadsheet::escape)
+            row.map(idprov_proto::spreadsheet::escape)[..columns]
                 .iter()
                 .map(|c| c.as_ref()),
         )
@@ -49,6 +52,7 @@ pub async fn import(
     dry_run: bool,
     no_replace: bool,
     generate: bool,
+    pake_only: bool,
     out: Option<PathBuf>,
     labels: Option<PathBuf>,
     conn: Connection,
@@ -90,7 +94,7 @@ pub async fn import(
         async move { client.import(rx, dry_run, !no_replace).await }
     });
     let mut local: Vec<RejectedRow> = Vec::new();
-    let mut generated: Vec<(String, Zeroizing<String>, String)> = Vec::new();
+    let mut generated: Vec<(String, Zeroizing<String>, String, bool)> = Vec::new();
     let progress = std::io::stderr().is_terminal().then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
@@ -120,7 +124,10 @@ pub async fn import(
             device_id,
             secret,
             valid_until,
+            pake_only: row_pake_only,
         } = content;
+        // --pake-only makes every row v2-only; a file may mark some.
+        let pake_only = pake_only || row_pake_only;
         let secret = match secret {
             Some(s) => Zeroizing::new(s),
             None if generate => Zeroizing::new(generate_secret()?.expose().to_owned()),
@@ -135,12 +142,18 @@ pub async fn import(
             }
         };
         if generate {
-            generated.push((device_id.clone(), secret.clone(), valid_until.clone()));
+            generated.push((
+                device_id.clone(),
+                secret.clone(),
+                valid_until.clone(),
+                pake_only,
+            ));
         }
         let line = ImportRow {
             device_id,
             oob_secret: secret.to_string(),
             valid_until,
+            pake_only,
             line: Some(row.line),
             index: Some(row.index),
         };
@@ -174,18 +187,28 @@ pub async fn import(
     result.rejected.sort_by_key(|r| (r.line, r.index));
     if !dry_run && generate {
         if let Some(out) = &out {
+            // A v2-only row keeps its mark, so the file imports back as it was.
             let csv = secrets_csv(
-                generated
-                    .iter()
-                    .map(|(id, secret, valid)| [id.as_str(), secret.as_str(), valid.as_str()]),
+                generated.iter().map(|(id, secret, valid, v2)| {
+                    [
+                        id.as_str(),
+                        secret.as_str(),
+                        valid.as_str(),
+                        if *v2 { "true" } else { "" },
+                    ]
+                }),
+                generated.iter().any(|(.., v2)| *v2),
             )?;
             write_new_private(out, &csv)?;
         }
         if let Some(sheet) = &labels {
             let items = generated
                 .iter()
-                .filter_map(|(id, secret, _)| {
+                .filter_map(|(id, secret, _, v2)| {
+                    // A v2-only device's label says so (idprov:2): a device
+                    // given it never falls back to v1.
                     let label = Label {
+                        version: if *v2 { 2 } else { 1 },
                         device_id: DeviceId::parse(id).ok()?,
                         secret: OobSecret::parse(secret).ok()?,
                         ca: fingerprint,
@@ -249,13 +272,17 @@ pub async fn export(
     conn: Connection,
 ) -> Result<(), Failure> {
     let rows = connect(&conn)?.export(with_secrets).await?;
-    let csv = secrets_csv(rows.iter().map(|r| {
-        [
-            r.device_id.as_str(),
-            r.oob_secret.as_deref().unwrap_or(""),
-            r.valid_until.as_str(),
-        ]
-    }))?;
+    let csv = secrets_csv(
+        rows.iter().map(|r| {
+            [
+                r.device_id.as_str(),
+                r.oob_secret.as_deref().unwrap_or(""),
+                r.valid_until.as_str(),
+                "",
+            ]
+        }),
+        false,
+    )?;
     match out {
         Some(path) => write_new_private(&path, &csv)?,
         None if with_secrets && std::io::stdout().is_terminal() => {

@@ -234,11 +234,15 @@ pub enum OobCommand {
         /// With a generated secret: write a printable label sheet (.svg or .png, 0600).
         #[arg(long, value_name = "FILE")]
         labels: Option<PathBuf>,
+        /// For idprov v2 (SPAKE2+) only: the server keeps the verifier and no
+        /// form of the secret; v1 can never use it. Prints the idprov:2 label.
+        #[arg(long)]
+        pake_only: bool,
         #[command(flatten)]
         conn: Connection,
     },
-    /// Register many secrets from a file: CSV (deviceID,secret[,validUntil]),
-    /// a JSON array or NDJSON (deviceID, oobSecret, validUntil). Valid rows
+    /// Register many secrets from a file: CSV (deviceID,secret[,validUntil[,pakeOnly]]),
+    /// a JSON array or NDJSON (deviceID, oobSecret, validUntil, pakeOnly). Valid rows
     /// are committed in one transaction; problems are reported by line.
     Import {
         /// The file.
@@ -255,6 +259,11 @@ pub enum OobCommand {
         /// Generate strong secrets for rows without one (needs --out).
         #[arg(long, requires = "out")]
         generate: bool,
+        /// Register every row for idprov v2 (SPAKE2+) only, as a file's
+        /// pakeOnly column does for some: the server keeps verifiers and no
+        /// form of the secrets; labels say idprov:2.
+        #[arg(long)]
+        pake_only: bool,
         /// Where --generate writes every row with its secret (a new 0600 CSV file).
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -608,7 +617,8 @@ pub struct DeviceArgs {
     /// Read the OOB secret from this file (first line).
     #[arg(long, value_name = "FILE", conflicts_with = "label")]
     pub secret_file: Option<PathBuf>,
-    /// A label URI (idprov:1?id=…&s=…&ca=…): ID, secret and CA fingerprint.
+    /// A label URI (idprov:1?id=…&s=…&ca=…): ID, secret and CA fingerprint;
+    /// idprov:2?… means idprov v2 only (as --v2).
     #[arg(long, value_name = "URI")]
     pub label: Option<String>,
     /// The expected CA fingerprint (SHA-256, base64url or colon hex).
@@ -644,6 +654,10 @@ pub struct DeviceArgs {
     /// contact. Dangerous: a rogue server could hand out its own CA.
     #[arg(long)]
     pub danger_accept_empty_key: bool,
+    /// First contact with idprov v2 (SPAKE2+) only, never v1, whatever the
+    /// server says (a label idprov:2?… implies it). Renewal stays mutual TLS.
+    #[arg(long)]
+    pub v2: bool,
     /// Print JSON.
     #[arg(long)]
     pub json: bool,

@@ -27,7 +27,10 @@ impl From<DeviceError> for Failure {
             | DeviceError::BadSignature
             | DeviceError::EmptyKeyUntrusted
             | DeviceError::BadCertificate(_) => 4,
-            DeviceError::Refused { .. } | DeviceError::Protocol(_) => 1,
+            DeviceError::Refused { .. }
+            | DeviceError::Protocol(_)
+            | DeviceError::NoV2(_)
+            | DeviceError::PakeFailed => 1,
             DeviceError::Storage(_) | DeviceError::Key(_) => 2,
         };
         let message = match e {
@@ -177,6 +180,12 @@ fn options(args: &DeviceArgs) -> Result<DeviceOptions, Failure> {
     opts.claimed_ip = args.claimed_ip.clone();
     opts.claimed_mac = args.claimed_mac.clone();
     opts.danger_accept_empty_key_after_first_contact = args.danger_accept_empty_key;
+    opts.v2 = args.v2 || label.as_ref().is_some_and(|l| l.version == 2);
+    if opts.v2 && opts.secret.is_none() {
+        return Err(Failure::usage(
+            "idprov v2 (--v2 or an idprov:2 label) needs the device's secret",
+        ));
+    }
     Ok(opts)
 }
 

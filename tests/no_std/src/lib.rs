@@ -84,3 +84,63 @@ pub extern "C" fn idprov_verify_response(body: *const u8, len: usize) -> i32 {
         Err(_) => 0,
     }
 }
+
+/// idprov v2 on firmware: stretches the secret with the parameters the
+/// server sent (`params`, its JSON), starts a run bound to the connection's
+/// exporter value (32 bytes) with 64 random bytes from the hardware
+/// generator (`seed`), and writes the `/idprov/v2/start` body into `out`;
+/// the rest of a run (the check of `confirmV`, the signed finish message,
+/// the answer's check) is linked too.
+/// Returns its length, or 0.
+#[unsafe(no_mangle)]
+pub extern "C" fn idprov_v2_start(
+    params: *const u8,
+    params_len: usize,
+    exporter: *const u8,
+    seed: *const u8,
+    out: *mut u8,
+    out_len: usize,
+) -> usize {
+    use idprov_proto::v2;
+    if params.is_null() || exporter.is_null() || seed.is_null() || out.is_null() {
+        return 0;
+    }
+    // SAFETY: the caller passes readable buffers of the stated lengths.
+    let (params, exporter, seed) = unsafe {
+        (
+            core::slice::from_raw_parts(params, params_len),
+            &*(exporter as *const [u8; 32]),
+            *(seed as *const [u8; 64]),
+        )
+    };
+    let Ok(kdf) = v2::ParamsResponse::from_json(params) else {
+        return 0;
+    };
+    let Ok(secret) = v2::derive(b"493817", "device1", &kdf) else {
+        return 0;
+    };
+    let ca = idprov_proto::Fingerprint::from_bytes([7; 32]);
+    let binding = v2::Binding::new("device1", &ca, exporter);
+    let (prover, share_p) = v2::prover_start(&secret, &binding, &mut v2::SeededRng::new(seed));
+    // The run goes on with the server's answer: `prover.finish(shareV,
+    // confirmV)` checks confirmV and gives confirmP and the run's keys,
+    // which sign the provisioning request and check the answer.
+    if let Ok((confirm_p, keys)) = prover.finish(&[0; 65], &[0; 32]) {
+        let request = ProvisionRequest {
+            device_id: "device1".into(),
+            ip: "<nil>".into(),
+            ..ProvisionRequest::default()
+        };
+        let _ = v2::FinishRequest::new(request, &confirm_p, &keys).to_json();
+        if let Ok(answer) = ProvisionResponse::from_json(b"{}") {
+            let _ = answer.verify_v2(&keys);
+        }
+    }
+    let json = v2::StartRequest::new("device1", &share_p).to_json();
+    if json.len() > out_len {
+        return 0;
+    }
+    // SAFETY: the caller passes a writable buffer of `out_len` bytes.
+    unsafe { core::ptr::copy_nonoverlapping(json.as_ptr(), out, json.len()) };
+    json.len()
+}

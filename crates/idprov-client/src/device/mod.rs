@@ -6,6 +6,7 @@ mod agent;
 mod store;
 mod time;
 mod trust;
+mod v2;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -82,6 +83,9 @@ pub struct DeviceOptions {
     /// was trusted on first use. Dangerous: a rogue server on the network
     /// could then hand out its own CA.
     pub danger_accept_empty_key_after_first_contact: bool,
+    /// First contact with idprov v2 (SPAKE2+, PROTOCOL.md §11) only: never
+    /// v1, whatever the server's directory says (a label `idprov:2?…`).
+    pub v2: bool,
 }
 
 impl std::fmt::Debug for DeviceOptions {
@@ -91,6 +95,7 @@ impl std::fmt::Debug for DeviceOptions {
             .field("has_secret", &self.secret.is_some())
             .field("ca_fingerprint", &self.ca_fingerprint)
             .field("server", &self.server)
+            .field("v2", &self.v2)
             .field("dir", &self.dir)
             .finish_non_exhaustive()
     }
@@ -117,6 +122,7 @@ impl DeviceOptions {
             clock: Arc::new(SystemClock),
             build_time: build_time(),
             danger_accept_empty_key_after_first_contact: false,
+            v2: false,
         }
     }
 }
@@ -209,6 +215,19 @@ pub enum DeviceError {
         /// The TLS error.
         detail: String,
     },
+    /// The device speaks idprov v2 only, and the server does not offer it.
+    #[error(
+        "the server does not offer idprov v2 ({0} is unknown there); this device is configured for v2 \
+         (its label says idprov:2) and never falls back to v1: enable v2 on the server (provisioning.v2)"
+    )]
+    NoV2(String),
+    /// The server could not prove it holds this device's v2 verifier.
+    #[error(
+        "idprov v2: the server's confirmation does not match: it holds no verifier for this device and secret \
+         (not registered, already used or expired, or another secret), or the exchange was relayed over another \
+         TLS connection; nothing more was sent"
+    )]
+    PakeFailed,
     /// The issued certificate is not acceptable.
     #[error("the issued certificate was refused: {0}")]
     BadCertificate(String),
@@ -242,7 +261,7 @@ pub struct Installed {
     pub not_before: UnixTime,
     /// notAfter.
     pub not_after: UnixTime,
-    /// Which key verified the answer: "secret" or "empty key".
+    /// Which key verified the answer: "secret", "empty key" or "v2 session key".
     pub verified_with: &'static str,
 }
 
@@ -417,7 +436,7 @@ impl Device {
             .send()
             .await
             .map_err(|e| self.transport_error(target, &e, false))?;
-        let date = server_date(&resp);
+        let date = server_date(resp.headers());
         let status = resp.status();
         let body = resp
             .bytes()
@@ -489,6 +508,10 @@ impl Device {
     /// One provisioning attempt. With `use_certificate`, the installed
     /// certificate is presented (renewal over mutual TLS).
     pub async fn provision(&mut self, use_certificate: bool) -> Result<Outcome, DeviceError> {
+        if self.opts.v2 && !use_certificate {
+            // First contact of a v2 device: v2 or nothing (no downgrade).
+            return self.provision_v2().await;
+        }
         let target = self.target().await?;
         let from_set = self.opts.ca_pem.is_none()
             && !self.ca_replaced
@@ -556,15 +579,11 @@ impl Device {
             .send()
             .await
             .map_err(|e| self.transport_error(&target, &e, presented))?;
-        if let Some(d) = server_date(&resp) {
+        if let Some(d) = server_date(resp.headers()) {
             self.time.learn_server_date(d);
         }
         let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
+        let retry_after = retry_after(resp.headers());
         let body = resp
             .bytes()
             .await
@@ -586,12 +605,10 @@ impl Device {
         }
         let answer = ProvisionResponse::from_json(&body)
             .map_err(|e| DeviceError::Protocol(e.to_string()))?;
-        let secs = |s: i64| Duration::from_secs(u64::try_from(s).unwrap_or(0));
-        match answer.status {
-            ProvisionStatus::Waiting => Ok(Outcome::Waiting(secs(answer.retry_sec))),
-            ProvisionStatus::Rejected => Ok(Outcome::Rejected(secs(answer.retry_sec))),
-            ProvisionStatus::Approved => {
-                let installed = self.accept(&answer, &ca_pem, pinned || presented)?;
+        match not_approved(&answer) {
+            Some(outcome) => Ok(outcome),
+            None => {
+                let installed = self.accept(&answer, &ca_pem, pinned, presented)?;
                 Ok(Outcome::Approved(installed))
             }
         }
@@ -602,8 +619,10 @@ impl Device {
         &self,
         answer: &ProvisionResponse,
         pinned_ca: &str,
-        empty_key_ok: bool,
+        pinned: bool,
+        presented: bool,
     ) -> Result<Installed, DeviceError> {
+        let empty_key_ok = pinned || presented;
         let by_secret = self
             .opts
             .secret
@@ -620,13 +639,37 @@ impl Device {
             return Err(DeviceError::BadSignature);
         };
         tracing::info!(verified_with, "the Approved answer's signature verified");
-        if answer.ca_cert.trim().is_empty() {
-            return Err(DeviceError::BadCertificate(
-                "the answer carries no CA".into(),
-            ));
-        }
+        self.install(answer, pinned_ca, pinned, by_secret, verified_with)
+    }
+
+    /// Checks the certificate of an Approved answer whose signature
+    /// verified (`by_secret`: under a key only the device and the server
+    /// share) and installs it with its CA. An answer without a CA (the Go
+    /// server never fills `caCert`) is checked against the CA pinned out of
+    /// band, and installed with it; without a pinned CA it is refused.
+    fn install(
+        &self,
+        answer: &ProvisionResponse,
+        pinned_ca: &str,
+        pinned: bool,
+        by_secret: bool,
+        verified_with: &'static str,
+    ) -> Result<Installed, DeviceError> {
+        let ca_pem = if answer.ca_cert.trim().is_empty() {
+            if !pinned {
+                return Err(DeviceError::BadCertificate(
+                    "the answer carries no CA, and no CA is pinned to check it against".into(),
+                ));
+            }
+            tracing::info!(
+                "the answer carries no CA; checking the certificate against the pinned CA"
+            );
+            pinned_ca
+        } else {
+            answer.ca_cert.as_str()
+        };
         let answer_ca: Vec<CertificateDer<'static>> =
-            CertificateDer::pem_slice_iter(answer.ca_cert.as_bytes())
+            CertificateDer::pem_slice_iter(ca_pem.as_bytes())
                 .collect::<Result<_, _>>()
                 .map_err(|e| DeviceError::BadCertificate(format!("caCert: {e:?}")))?;
         if !by_secret {
@@ -692,7 +735,7 @@ impl Device {
         let name = format!("{stamp}-{}", &serial[..serial.len().min(16)]);
         let key_pem = Zeroizing::new(self.key.serialize_pem());
         self.store
-            .install(&name, &key_pem, &answer.client_cert, &answer.ca_cert)
+            .install(&name, &key_pem, &answer.client_cert, ca_pem)
             .map_err(storage)?;
         tracing::info!(device_id = %self.opts.device_id, serial = %leaf.serial, not_after = %unix_rfc3339(leaf.not_after), "installed a new certificate");
         Ok(Installed {
@@ -718,11 +761,30 @@ fn endpoint(base: &str, value: &str) -> String {
     }
 }
 
-fn server_date(resp: &reqwest::Response) -> Option<SystemTime> {
-    resp.headers()
+/// A Waiting or Rejected answer as the outcome it is; `None` for Approved.
+fn not_approved(answer: &ProvisionResponse) -> Option<Outcome> {
+    let secs = Duration::from_secs(u64::try_from(answer.retry_sec).unwrap_or(0));
+    match answer.status {
+        ProvisionStatus::Waiting => Some(Outcome::Waiting(secs)),
+        ProvisionStatus::Rejected => Some(Outcome::Rejected(secs)),
+        ProvisionStatus::Approved => None,
+    }
+}
+
+/// The server's `Date`, if it sent a valid one.
+fn server_date(headers: &reqwest::header::HeaderMap) -> Option<SystemTime> {
+    headers
         .get("date")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
+/// A `Retry-After` in seconds, if the server sent one.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<u64> {
+    headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
 }
 
 fn time_stamp(t: SystemTime) -> String {
@@ -779,6 +841,76 @@ mod tests {
             "https://h:1/idprov/provreq"
         );
         assert_eq!(endpoint("https://h:1", ""), "https://h:1/idprov/provreq");
+    }
+
+    /// The original Go server never fills `caCert`: with a CA pinned out of
+    /// band (a label's fingerprint, `--ca`) the certificate is checked
+    /// against that CA and installed with it; without one it is refused.
+    #[test]
+    fn an_answer_without_a_ca_is_checked_against_the_pinned_ca() {
+        let now = SystemTime::now();
+        let generated = idprov_ca::Ca::generate(
+            "test",
+            KeyAlgorithm::EcdsaP256,
+            now,
+            Duration::from_secs(86_400),
+        )
+        .expect("CA");
+        let dir = tempfile::tempdir().expect("dir");
+        let mut opts = DeviceOptions::new(
+            DeviceId::parse("go-served").expect("id"),
+            dir.path().join("device"),
+        );
+        opts.secret = Some(OobSecret::parse("the-device-secret").expect("secret"));
+        let device = Device::open(opts).expect("open");
+        let key = idprov_ca::PublicKey::from_pem(&device.key.public_key_pem()).expect("key");
+        let issued = generated
+            .ca
+            .issue(
+                &key,
+                &idprov_ca::IssueParams {
+                    common_name: "go-served",
+                    organizational_unit: "iotdevice",
+                    organization: "test",
+                    usage: idprov_ca::Usage::Client,
+                    now,
+                    validity: Duration::from_secs(3600),
+                    crl_url: None,
+                    ocsp_url: None,
+                },
+            )
+            .expect("issue");
+        let mut answer = ProvisionResponse {
+            retry_sec: 1800,
+            status: ProvisionStatus::Approved,
+            ca_cert: String::new(),
+            client_cert: issued.pem,
+            signature: String::new(),
+        };
+        answer.sign(b"the-device-secret", idprov_proto::KeyVariant::RawSecret);
+        let ca_pem = generated.cert_pem.clone();
+        let err = device
+            .accept(&answer, &ca_pem, false, false)
+            .expect_err("no CA to check against");
+        assert!(err.to_string().contains("no CA is pinned"), "{err}");
+        let installed = device
+            .accept(&answer, &ca_pem, true, false)
+            .expect("checked against the pinned CA");
+        assert_eq!(installed.verified_with, "secret");
+        let (set, _) = device.current().expect("read").expect("installed");
+        assert_eq!(set.ca_pem, ca_pem);
+        // A certificate of another CA is still refused.
+        let other = idprov_ca::Ca::generate(
+            "other",
+            KeyAlgorithm::EcdsaP256,
+            now,
+            Duration::from_secs(86_400),
+        )
+        .expect("CA");
+        assert!(matches!(
+            device.accept(&answer, &other.cert_pem, true, false),
+            Err(DeviceError::BadCertificate(_))
+        ));
     }
 
     #[test]

@@ -14,6 +14,25 @@ fn serial_in(dir: &std::path::Path) -> Option<idprov_proto::SerialNumber> {
     leaf_of_pem(&pem).ok().map(|l| l.serial)
 }
 
+/// A device of the test server, `id` with `secret`, in a directory of its
+/// own (returned), on the server's clock.
+fn device(server: &TestServer, id: &str, secret: &str) -> (DeviceOptions, std::path::PathBuf) {
+    let dir = server.temp_dir().join(id);
+    let mut opts = DeviceOptions::new(DeviceId::parse(id).expect("id"), dir.clone());
+    opts.secret = Some(OobSecret::parse(secret).expect("secret"));
+    opts.server = ServerTarget::Address(server.server_arg());
+    opts.clock = server.clock.clone();
+    (opts, dir)
+}
+
+/// The agent's pace in tests: polls every 20 ms.
+fn pace() -> AgentOptions {
+    AgentOptions {
+        poll: Duration::from_millis(20),
+        ..AgentOptions::default()
+    }
+}
+
 /// Waits (real time, bounded) until `f` holds.
 async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     for _ in 0..400 {
@@ -29,17 +48,9 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 async fn the_agent_provisions_renews_and_recovers_from_expiry() {
     capture_logs();
     let server = TestServer::start().await;
-    let dir = server.temp_dir().join("agent-1");
-    let mut opts = DeviceOptions::new(DeviceId::parse("agent-1").expect("id"), dir.clone());
-    opts.secret = Some(OobSecret::parse("agent-secret-1").expect("secret"));
-    opts.server = ServerTarget::Address(server.server_arg());
-    opts.clock = server.clock.clone();
+    let (opts, dir) = device(&server, "agent-1", "agent-secret-1");
     let (stop, stopped) = watch::channel(false);
-    let pace = AgentOptions {
-        poll: Duration::from_millis(20),
-        ..AgentOptions::default()
-    };
-    let agent = tokio::spawn(run(opts, pace, stopped));
+    let agent = tokio::spawn(run(opts, pace(), stopped));
 
     // No secret yet: the agent waits, then provisions once it is registered.
     eventually("a waiting request", || {
@@ -95,17 +106,9 @@ async fn a_refused_renewal_retries_once_without_the_certificate() {
     capture_logs();
     let server = TestServer::start().await;
     server.add_secret("agent-2", "agent-secret-2").await;
-    let dir = server.temp_dir().join("agent-2");
-    let mut opts = DeviceOptions::new(DeviceId::parse("agent-2").expect("id"), dir.clone());
-    opts.secret = Some(OobSecret::parse("agent-secret-2").expect("secret"));
-    opts.server = ServerTarget::Address(server.server_arg());
-    opts.clock = server.clock.clone();
+    let (opts, dir) = device(&server, "agent-2", "agent-secret-2");
     let (stop, stopped) = watch::channel(false);
-    let pace = AgentOptions {
-        poll: Duration::from_millis(20),
-        ..AgentOptions::default()
-    };
-    let agent = tokio::spawn(run(opts, pace, stopped));
+    let agent = tokio::spawn(run(opts, pace(), stopped));
     eventually("the first certificate", || serial_in(&dir).is_some()).await;
     // An administrator revokes it.
     let serial = serial_in(&dir).expect("serial");
@@ -131,4 +134,37 @@ async fn a_refused_renewal_retries_once_without_the_certificate() {
     .await;
     let _ = stop.send(true);
     agent.await.expect("join").expect("agent stops cleanly");
+}
+
+/// A v2 agent (a label idprov:2): first contact over idprov v2 with a
+/// v2-only registration, then renewal over mutual TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_agent_provisions_over_v2_and_renews_over_mutual_tls() {
+    capture_logs();
+    let server = TestServer::start().await;
+    server.add_v2_only("agent-v2", "20461").await;
+    let (mut opts, dir) = device(&server, "agent-v2", "20461");
+    opts.ca_fingerprint = Some(server.ca().fingerprint());
+    opts.v2 = true;
+    let (stop, stopped) = watch::channel(false);
+    let agent = tokio::spawn(run(opts, pace(), stopped));
+    eventually("the first certificate", || serial_in(&dir).is_some()).await;
+    let first = serial_in(&dir).expect("serial");
+    server.clock.advance(Duration::from_secs(17 * 86_400));
+    eventually("a renewed certificate", || {
+        serial_in(&dir).is_some_and(|s| s != first)
+    })
+    .await;
+    let history = server
+        .registry()
+        .certificates_of(idprov_store::CertKind::Device, "agent-v2")
+        .await
+        .expect("history");
+    assert_eq!(history[0].issue_kind, idprov_store::IssueKind::Renewal);
+    assert_eq!(history[1].issue_kind, idprov_store::IssueKind::Oob);
+    let _ = stop.send(true);
+    agent.await.expect("join").expect("agent stops cleanly");
+    assert!(
+        captured_logs().contains("idprov v2: the server proved it holds this device's verifier")
+    );
 }

@@ -136,6 +136,7 @@ async fn a_label_with_the_ca_fingerprint_provisions_without_trust_on_first_use()
     let server = TestServer::start().await;
     server.add_secret("d-label", "label-secret-value").await;
     let label = Label {
+        version: 1,
         device_id: DeviceId::parse("d-label").expect("id"),
         secret: OobSecret::parse("label-secret-value").expect("secret"),
         ca: Some(ca_fingerprint(&server)),

@@ -3,3 +3,4 @@
 mod agent;
 mod device;
 mod rollover;
+mod v2;

@@ -23,6 +23,7 @@ use idprov_store::{
 /// The service over a fresh registry, with what tests reach into.
 struct Lab {
     core: Provisioner,
+    ca: Arc<Ca>,
     registry: Arc<dyn Registry>,
     clock: Arc<ManualClock>,
     _dir: tempfile::TempDir,
@@ -50,6 +51,12 @@ fn policy() -> Policy {
         },
         waiting_retry: Duration::from_secs(60),
         reserved_device_ids: vec!["admin".into(), "localhost".into()],
+        v2_iterations: 1_000,
+        v2_sessions: idprov_core::SessionLimits {
+            lifetime: Duration::from_secs(60),
+            per_source: 4,
+            total: 6,
+        },
     }
 }
 
@@ -70,15 +77,17 @@ fn lab_with(policy: Policy) -> Lab {
     )
     .expect("CA")
     .ca;
+    let ca = Arc::new(ca);
     let core = Provisioner::new(
         registry.clone(),
-        Arc::new(ca),
+        ca.clone(),
         SecretBox::ephemeral().expect("key"),
         clock.clone(),
         policy,
     );
     Lab {
         core,
+        ca,
         registry,
         clock,
         _dir: dir,
@@ -113,21 +122,47 @@ impl Lab {
     }
 
     async fn add_secret(&self, device: &str, secret: &str) {
+        let sealed = self
+            .core
+            .secrets()
+            .seal(device, &OobSecret::parse(secret).expect("secret"))
+            .expect("seal");
+        self.register(device, sealed, None).await;
+    }
+
+    /// Registers `secret` for idprov v2 only: its verifier, no secret.
+    async fn add_v2_only(&self, device: &str, secret: &str) {
+        let verifier = self
+            .core
+            .secrets()
+            .pake_verifier(
+                device,
+                &OobSecret::parse(secret).expect("secret"),
+                self.core.policy().v2_iterations,
+            )
+            .expect("verifier");
+        self.register(device, Vec::new(), Some(verifier)).await;
+    }
+
+    async fn register(
+        &self,
+        device: &str,
+        sealed: Vec<u8>,
+        pake: Option<idprov_store::PakeVerifier>,
+    ) {
         let now = self.now();
         let dev = device.to_owned();
+        let v2_only = pake.is_some().then_some(true);
         self.registry
             .put_secret(
                 NewSecret {
                     device_id: device.into(),
-                    sealed: self
-                        .core
-                        .secrets()
-                        .seal(device, &OobSecret::parse(secret).expect("secret"))
-                        .expect("seal"),
+                    sealed,
                     key_id: self.core.secrets().key_id().into(),
                     created_at: now,
                     valid_until: now.plus_secs(3 * 86_400),
                     created_by: Actor::named("admin", "admin"),
+                    pake,
                 },
                 AuditOf::one(move |outcome: &PutSecretOutcome| {
                     AuditRecord::new(
@@ -138,6 +173,7 @@ impl Lab {
                             short: None,
                             generated: None,
                             labels: None,
+                            v2_only,
                             replaced: *outcome == PutSecretOutcome::Replaced,
                         },
                         Some(dev.as_str()),
@@ -146,6 +182,45 @@ impl Lab {
             )
             .await
             .expect("secret");
+    }
+
+    /// A whole idprov v2 run of `device` with `secret` and `key` on the
+    /// connection whose exporter value is `[connection; 32]`, as the device
+    /// sees it: `None` when the server's `confirmV` does not verify (the
+    /// device stops there), else the outcome and the run's keys.
+    async fn v2_run(
+        &self,
+        device: &str,
+        secret: &str,
+        key: &Key,
+        connection: u8,
+    ) -> Option<(Outcome, idprov_proto::v2::SessionKeys)> {
+        use idprov_proto::v2;
+        let id = DeviceId::parse(device).expect("id");
+        let params = self.core.pake_params(&id).await.expect("params");
+        let prover = v2::derive(secret.as_bytes(), device, &params).expect("derive");
+        let exporter = [connection; 32];
+        let binding = v2::Binding::new(device, &self.ca.fingerprint(), &exporter);
+        let (prover, share_p) =
+            v2::prover_start(&prover, &binding, &mut v2::SeededRng::new([connection; 64]));
+        let (share_v, confirm_v) = self
+            .core
+            .pake_start(&id, &share_p, &exporter, source("10.0.9.9"))
+            .await
+            .expect("decided")
+            .expect("a run");
+        let (confirm_p, keys) = prover.finish(&share_v, &confirm_v).ok()?;
+        let mut request = v1(device, key, None, "10.0.9.9");
+        let Proof::V1(message) = &request.proof else {
+            unreachable!()
+        };
+        let finish = v2::FinishRequest::new(message.clone(), &confirm_p, &keys);
+        request.proof = self
+            .core
+            .pake_finish(&finish, &confirm_p, &exporter)
+            .expect("finished");
+        request.protocol = Protocol::V2;
+        Some((self.core.provision(&request).await.expect("decided"), keys))
     }
 
     async fn approve(&self, device: &str, key: &Key) {
@@ -655,6 +730,81 @@ async fn unauthenticated_events_are_audited_at_a_bounded_rate() {
     assert_eq!(entries[1].detail["count"], 49);
 }
 
+/// idprov v2 (pake.rs): unfinished runs are kept per connection, bounded
+/// per source and in all, and expire; a new run on a connection replaces
+/// its old one; a run against a registration is counted as a guess when it
+/// starts, and a locked-out source gets no run.
+#[tokio::test]
+async fn unfinished_v2_runs_are_bounded_counted_and_expire() {
+    use idprov_proto::v2;
+    let lab = lab();
+    let device = idprov_proto::DeviceId::parse("pake-dev").expect("id");
+    let secret = v2::derive(
+        b"493817",
+        "pake-dev",
+        &lab.core.pake_params(&device).await.expect("params"),
+    )
+    .expect("derive");
+    let ca = idprov_proto::Fingerprint::from_bytes([1; 32]);
+    let share = |n: u8| {
+        let binding = v2::Binding::new("pake-dev", &ca, &[n; 32]);
+        v2::prover_start(&secret, &binding, &mut v2::SeededRng::new([n; 64])).1
+    };
+    let start = |n: u8, source: &'static str| {
+        let core = &lab.core;
+        let device = device.clone();
+        let share_p = share(n);
+        async move {
+            core.pake_start(&device, &share_p, &[n; 32], source.parse().expect("ip"))
+                .await
+                .expect("decided")
+        }
+    };
+    // No registration: decoy runs, not counted, but kept and bounded.
+    for n in 0..4 {
+        assert!(start(n, "10.0.0.1").await.is_ok());
+    }
+    assert!(
+        start(0, "10.0.0.1").await.is_ok(),
+        "a connection's new run replaces its old one"
+    );
+    let (refusal, _) = start(4, "10.0.0.1").await.expect_err("per source");
+    assert_eq!(refusal, idprov_core::Refusal::PakeSessions);
+    assert!(start(10, "10.0.0.2").await.is_ok());
+    assert!(start(11, "10.0.0.2").await.is_ok());
+    assert!(
+        start(12, "10.0.0.3").await.expect_err("in all").0 == idprov_core::Refusal::PakeSessions
+    );
+    assert_eq!(lab.core.pake_sessions().len(), 6);
+    // A minute later they have expired and make room.
+    lab.clock.advance(Duration::from_secs(61));
+    assert!(start(12, "10.0.0.3").await.is_ok());
+    assert!(
+        lab.registry
+            .lockout("pake-dev", "10.0.0.1")
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    // Registered: each run is a guess; the fifth locks the source out.
+    lab.add_secret("pake-dev", "493817").await;
+    for n in 20..25 {
+        lab.clock.advance(Duration::from_secs(61));
+        assert!(start(n, "10.0.0.9").await.is_ok());
+    }
+    let lock = lab
+        .registry
+        .lockout("pake-dev", "10.0.0.9")
+        .await
+        .expect("read")
+        .expect("counted");
+    assert_eq!(lock.failures, 5);
+    let (refusal, retry) = start(25, "10.0.0.9").await.expect_err("locked out");
+    assert_eq!(refusal, idprov_core::Refusal::LockedOut);
+    assert!(retry > 0);
+}
+
 #[tokio::test]
 async fn a_renewal_supersedes_the_older_certificates_after_the_grace_period() {
     let lab = lab_with(Policy {
@@ -858,4 +1008,97 @@ async fn a_secret_in_clear_is_checked_consumed_and_counted_like_an_hmac() {
     let waiting = lab.registry.waiting_for("est-2").await.expect("read");
     assert_eq!(waiting.len(), 1);
     assert_eq!(waiting[0].protocol, Protocol::Est);
+}
+
+/// idprov v2 re-delivery (PROTOCOL.md §11.5, §6 4.4): a device whose
+/// Approved answer was lost runs v2 again, with the same key, against the
+/// registration its first run consumed, and is given the same certificate,
+/// signed with the new run's key; with another key it is not. For a
+/// v2-only registration (its stored verifier) and a default one (the record
+/// derived from its sealed secret) alike.
+#[tokio::test]
+async fn a_lost_v2_answer_is_delivered_again() {
+    let lab = lab();
+    lab.add_v2_only("pake-lost", "493817").await;
+    lab.add_secret("plain-lost", "7K3MQ2Z8WX4VTN6R").await;
+    for (device, secret) in [("pake-lost", "493817"), ("plain-lost", "7K3MQ2Z8WX4VTN6R")] {
+        let k = key();
+        let (first, _) = lab.v2_run(device, secret, &k, 1).await.expect("confirmed");
+        let first = approved(&first).clone();
+        assert!(!first.redelivered);
+        lab.consumed_and_recorded(device, &first).await;
+
+        // The answer was lost: the same run again, on a new connection.
+        lab.clock.advance(Duration::from_secs(30));
+        let (again, keys) = lab.v2_run(device, secret, &k, 2).await.expect("confirmed");
+        let again = approved(&again);
+        assert!(again.redelivered, "{device}");
+        assert_eq!(again.serial, first.serial);
+        match &again.key {
+            AnswerKey::Session(s) => assert_eq!(s.bytes(), &*keys.answer_key()),
+            other => panic!("expected the run's key, got {other:?}"),
+        }
+        let entries = lab.registry.audit_entries(0, 1000).await.expect("audit");
+        let last = entries.last().expect("entry");
+        assert_eq!(last.event, "certificate_redelivered");
+        assert_eq!(last.detail["protocol"], "v2");
+
+        // A wrong secret against the consumed registration confirms nothing.
+        assert!(lab.v2_run(device, "000000", &k, 3).await.is_none());
+        // Another key gets no certificate: there is no live registration.
+        let (other, _) = lab
+            .v2_run(device, secret, &key(), 4)
+            .await
+            .expect("confirmed");
+        assert!(matches!(other, Outcome::Waiting { .. }), "{other:?}");
+
+        // After the re-delivery window the consumed registration is gone:
+        // a decoy run, whose confirmV the device refuses.
+        lab.clock.advance(Duration::from_secs(601));
+        assert!(lab.v2_run(device, secret, &k, 5).await.is_none());
+    }
+}
+
+/// A v2-only registration keeps no form of the secret, so a proof of the
+/// secret itself — v1's HMAC, EST's password, or none — is Rejected as
+/// `V2Only` and not counted (PROTOCOL.md §11.1); the registration stays, and
+/// a v2 run with the same secret then issues.
+#[tokio::test]
+async fn a_v2_only_registration_refuses_v1_and_est_without_counting() {
+    let lab = lab();
+    lab.add_v2_only("pin-only", "493817").await;
+    let k = key();
+    for request in [
+        v1("pin-only", &k, Some("493817"), "10.0.5.1"),
+        v1("pin-only", &k, None, "10.0.5.1"),
+        est("pin-only", &k, Some("493817"), "10.0.5.1"),
+        est("pin-only", &k, None, "10.0.5.1"),
+    ] {
+        for _ in 0..6 {
+            let out = lab.core.provision(&request).await.expect("decided");
+            assert!(
+                matches!(
+                    out,
+                    Outcome::Rejected {
+                        why: RejectReason::V2Only,
+                        retry_secs: 0
+                    }
+                ),
+                "{out:?}"
+            );
+        }
+    }
+    assert!(
+        lab.registry
+            .lockout("pin-only", "10.0.5.1")
+            .await
+            .expect("read")
+            .is_none(),
+        "nothing counted"
+    );
+    let (out, _) = lab
+        .v2_run("pin-only", "493817", &k, 7)
+        .await
+        .expect("confirmed");
+    approved(&out);
 }

@@ -47,6 +47,9 @@ pub fn document() -> String {
         super::oobsecret::post,
         super::provreq::post,
         super::status::get,
+        super::v2::params,
+        super::v2::start,
+        super::v2::finish,
         super::crl::get,
         super::crl::get_of,
         super::ocsp::post,
@@ -107,7 +110,7 @@ pub fn document() -> String {
     ),
     modifiers(&SecuritySchemes, &AdminRoutes, &OptionalBodies),
     tags(
-        (name = "protocol", description = "idprov v1 (PROTOCOL.md): what devices and their provisioning plugins call"),
+        (name = "protocol", description = "idprov v1 and v2 (PROTOCOL.md): what devices and their provisioning plugins call"),
         (name = "est", description = "EST, RFC 7030 (docs/EST.md): enrollment for devices that do not speak idprov, on the same registry"),
         (name = "devices", description = "Devices and their certificates"),
         (name = "secrets", description = "Out-of-band secrets: registration, bulk import and export, label sheets"),

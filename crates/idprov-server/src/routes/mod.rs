@@ -12,8 +12,9 @@ pub mod est;
 mod health;
 pub(crate) mod ocsp;
 pub(crate) mod oobsecret;
-mod provreq;
+pub(crate) mod provreq;
 mod status;
+mod v2;
 
 use axum::Router;
 use axum::body::Body;
@@ -48,6 +49,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/idprov/oobsecret"),
     ("post", "/idprov/provreq"),
     ("get", "/idprov/status/{deviceID}"),
+    ("post", "/idprov/v2/params"),
+    ("post", "/idprov/v2/start"),
+    ("post", "/idprov/v2/finish"),
     ("get", "/idprov/crl"),
     ("get", "/idprov/crl/{ca}"),
     ("post", "/idprov/ocsp"),
@@ -189,6 +193,9 @@ pub fn router(state: AppState) -> Router {
             idprov_proto::messages::PROVISION_REQUEST_PATH,
             post(provreq::post),
         )
+        .route(idprov_proto::v2::PARAMS_PATH, post(v2::params))
+        .route(idprov_proto::v2::START_PATH, post(v2::start))
+        .route(idprov_proto::v2::FINISH_PATH, post(v2::finish))
         .route("/idprov/status/{device_id}", get(status::get))
         .merge(revocation_routes(state.clone()))
         .route("/idprov/openapi.json", get(openapi))

@@ -74,7 +74,8 @@ pub(crate) fn validate(
         t
     };
     let mut warnings = Vec::new();
-    if secret.is_short() {
+    // A v2-only secret is never exposed to offline guessing from an exchange.
+    if secret.is_short() && !msg.pake_only {
         warnings.push(format!(
             "the secret is shorter than {} characters: a captured exchange lets an attacker guess it offline",
             idprov_proto::secret::SHORT_SECRET_CHARS
@@ -86,6 +87,38 @@ pub(crate) fn validate(
         valid_until,
         warnings,
     })
+}
+
+/// Why a v2-only registration is refused when v2 is off.
+pub(crate) const V2_OFF: &str =
+    "field \"pakeOnly\": idprov v2 is switched off on this server (provisioning.v2)";
+
+/// What a registration keeps (PROTOCOL.md §11.1): by default the sealed
+/// secret (v1, and v2 derives its record from it); for v2 only the
+/// verifier — a random salt, the KDF (on the blocking pool: milliseconds)
+/// and the record sealed — and no form of the secret.
+pub(crate) async fn sealed_forms(
+    app: &AppState,
+    device_id: &DeviceId,
+    secret: &OobSecret,
+    pake_only: bool,
+) -> Result<(Vec<u8>, Option<idprov_store::PakeVerifier>), ApiError> {
+    if !pake_only {
+        let sealed = app
+            .secrets()
+            .seal(device_id.as_str(), secret)
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok((sealed, None));
+    }
+    let (app, device, secret) = (app.clone(), device_id.to_string(), secret.clone());
+    let verifier = tokio::task::spawn_blocking(move || {
+        app.secrets()
+            .pake_verifier(&device, &secret, app.config.v2_kdf_iterations)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((Vec::new(), Some(verifier)))
 }
 
 #[utoipa::path(
@@ -132,10 +165,13 @@ pub(crate) async fn post(
     let msg = OobSecretMessage::from_json(&bytes)?;
     let now = app.now_unix();
     let reg = validate(&msg, &app.config, now)?;
-    let sealed = app
-        .secrets()
-        .seal(reg.device_id.as_str(), &reg.secret)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if msg.pake_only && !app.config.v2 {
+        return Err(ApiError::Invalid {
+            field: "pakeOnly",
+            message: V2_OFF.into(),
+        });
+    }
+    let (sealed, pake) = sealed_forms(app, &reg.device_id, &reg.secret, msg.pake_only).await?;
     let outcome = app
         .registry
         .put_secret(
@@ -146,10 +182,12 @@ pub(crate) async fn post(
                 created_at: now,
                 valid_until: reg.valid_until,
                 created_by: admin.caller.actor.clone(),
+                pake,
             },
             {
                 let (caller, device) = (admin.caller.clone(), reg.device_id.to_string());
                 let (valid_until, short) = (reg.valid_until, reg.secret.is_short());
+                let v2_only = msg.pake_only.then_some(true);
                 AuditOf::one(move |outcome: &PutSecretOutcome| {
                     caller.audit(
                         now,
@@ -158,6 +196,7 @@ pub(crate) async fn post(
                             short: Some(short),
                             generated: None,
                             labels: None,
+                            v2_only,
                             replaced: *outcome == PutSecretOutcome::Replaced,
                         },
                         Some(&device),
@@ -171,6 +210,7 @@ pub(crate) async fn post(
         device_id = %reg.device_id,
         actor = %admin.caller.actor,
         replaced,
+        v2_only = msg.pake_only,
         "OOB secret registered"
     );
     json(&SecretAdded {

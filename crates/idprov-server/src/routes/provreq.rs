@@ -26,7 +26,11 @@ pub const MAX_FREE_TEXT: usize = 255;
 
 /// Parses a v1 message into the core's request: device-ID syntax,
 /// free-text lengths, the public key (400 naming the field otherwise).
-fn parse(message: ProvisionRequest, caller: &Caller, conn: &ConnInfo) -> Result<Request, ApiError> {
+pub(crate) fn parse(
+    message: ProvisionRequest,
+    caller: &Caller,
+    conn: &ConnInfo,
+) -> Result<Request, ApiError> {
     let device_id = DeviceId::parse(&message.device_id)
         .map_err(|e| ApiError::BadRequest(format!("field \"deviceID\": {e}")))?;
     for (field, value) in [("ip", &message.ip), ("mac", &message.mac)] {
@@ -87,13 +91,25 @@ pub(crate) async fn post(
     let bytes = crate::routes::read_body(&app, &headers, body, app.config.body_limit).await?;
     let request = parse(ProvisionRequest::from_json(&bytes)?, &caller, &conn)?;
     let outcome = app.core.provision(&request).await?;
+    answer(&app, &conn, outcome, crate::observe::PROVISIONING)
+}
+
+/// The core's decision as a provisioning response (v1's form, which v2's
+/// last answer shares), counted in `metric` by outcome: Approved, Waiting
+/// and Rejected are 200, a refusal is a 429.
+pub(crate) fn answer(
+    app: &AppState,
+    conn: &ConnInfo,
+    outcome: Outcome,
+    metric: &'static str,
+) -> Result<Response, ApiError> {
     let label = match &outcome {
         Outcome::Approved(_) => "approved",
         Outcome::Waiting { .. } => "waiting",
         Outcome::Rejected { .. } => "rejected",
         Outcome::Refused { .. } => "locked_out",
     };
-    metrics::counter!(crate::observe::PROVISIONING, "outcome" => label).increment(1);
+    metrics::counter!(metric, "outcome" => label).increment(1);
     let mut response = ProvisionResponse {
         retry_sec: 0,
         status: ProvisionStatus::Waiting,
@@ -107,12 +123,15 @@ pub(crate) async fn post(
             response.status = ProvisionStatus::Approved;
             response.retry_sec = issued.renew_after_secs;
             response.client_cert = issued.chain_pem;
-            match issued.key {
-                AnswerKey::Empty => response.sign(b"", KeyVariant::RawSecret),
+            let signed = match issued.key {
+                AnswerKey::Empty => response.signed_json(b"", KeyVariant::RawSecret),
                 AnswerKey::Secret(secret, variant) => {
-                    response.sign(secret.expose().as_bytes(), variant)
+                    response.signed_json(secret.expose().as_bytes(), variant)
                 }
-            }
+                // v2: the run's answer key (`sign_v2`'s form), in one pass.
+                AnswerKey::Session(key) => response.signed_json(key.bytes(), KeyVariant::RawSecret),
+            };
+            return Ok(json_bytes(signed));
         }
         Outcome::Waiting { retry_secs } => response.retry_sec = secs(retry_secs),
         // v1 answers every rejection alike.
@@ -124,12 +143,7 @@ pub(crate) async fn post(
             reason,
             retry_after_secs,
         } => {
-            return Err(crate::routes::refused(
-                &app,
-                &conn,
-                reason,
-                retry_after_secs,
-            ));
+            return Err(crate::routes::refused(app, conn, reason, retry_after_secs));
         }
     }
     Ok(json_bytes(response.to_json()))

@@ -59,6 +59,7 @@ async fn posting_secrets_needs_an_admin_or_plugin() {
         device_id: "d".into(),
         oob_secret: "some-secret-value".into(),
         valid_until: String::new(),
+        pake_only: false,
     };
     let post = |client: reqwest::Client| {
         let url = server.url("/idprov/oobsecret");

@@ -445,6 +445,7 @@ async fn device_ids_that_name_a_role_or_this_server_are_refused() {
                 device_id: id.into(),
                 oob_secret: "a-good-long-secret".into(),
                 valid_until: String::new(),
+                pake_only: false,
             })
             .await
             .unwrap_err();
@@ -459,6 +460,7 @@ async fn device_ids_that_name_a_role_or_this_server_are_refused() {
             device_id: "service".into(),
             oob_secret: "a-good-long-secret".into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("allowed");

@@ -83,6 +83,103 @@ async fn with_a_configured_key_secrets_survive_a_restart() {
     );
 }
 
+/// The forms a secret could be written in: as it is, hex, base64.
+fn forms_of(secret: &str) -> Vec<String> {
+    vec![
+        secret.to_owned(),
+        secret
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+        secret
+            .bytes()
+            .map(|b| format!("{b:02X}"))
+            .collect::<String>(),
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+    ]
+}
+
+/// No file of the data directory (the database, its WAL, the key files)
+/// and, on PostgreSQL, no row of any table holds one of `forms`.
+async fn assert_nowhere_at_rest(server: &TestServer, forms: &[String]) {
+    let mut files = 0;
+    for entry in std::fs::read_dir(server.data_dir()).expect("data dir") {
+        let path = entry.expect("entry").path();
+        let bytes = std::fs::read(&path).expect("read");
+        files += 1;
+        for form in forms {
+            assert!(
+                !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
+                "{} holds the secret as {form}",
+                path.display()
+            );
+        }
+    }
+    if idprov_testkit::postgres_backend() {
+        // Every row of every table, as PostgreSQL prints it (bytea as hex).
+        let idprov_server::config::Database::Postgres(url) = &server.config.database else {
+            unreachable!("the PostgreSQL backend");
+        };
+        let rows = idprov_testkit::postgres::all_rows_as_text(url).await;
+        assert!(rows.len() > 1000, "the tables were read");
+        for form in forms {
+            assert!(
+                !rows.contains(form.as_str()),
+                "the database holds the secret as {form}"
+            );
+        }
+    } else {
+        assert!(
+            files >= 8,
+            "the database, its WAL and the key files were checked"
+        );
+        assert!(
+            server.data_dir().join("idprov.db-wal").exists(),
+            "the WAL was checked too"
+        );
+    }
+}
+
+/// A v2-only registration (`--pake-only`, PROTOCOL.md §11.1) keeps neither
+/// the secret nor a sealed form of it: its row's `sealed` is empty, what
+/// it keeps (the sealed SPAKE2+ record) does not open as a secret, the
+/// export with secrets leaves it out, and no form of the secret is
+/// anywhere at rest.
+#[tokio::test]
+async fn a_v2_only_registration_keeps_no_form_of_the_secret() {
+    let secret = "Kp4-v2-only-distinctive-5521";
+    let server = TestServer::start().await;
+    server
+        .admin()
+        .add_secret(&idprov_proto::OobSecretMessage {
+            device_id: "v2-only".into(),
+            oob_secret: secret.into(),
+            valid_until: String::new(),
+            pake_only: true,
+        })
+        .await
+        .expect("registered");
+    let now = idprov_proto::UnixTime::from(idprov_proto::clock::Clock::now(&*server.clock));
+    let live = server
+        .registry()
+        .live_secret("v2-only", now)
+        .await
+        .expect("read")
+        .expect("registered");
+    assert!(live.sealed.is_empty(), "no sealed secret");
+    let pake = live.pake.expect("the verifier");
+    assert_eq!(pake.salt.len(), 16);
+    let exported = server
+        .registry()
+        .sealed_secrets(&idprov_store::Page::default(), now)
+        .await
+        .expect("export");
+    assert!(exported.iter().all(|s| s.device_id != "v2-only"));
+    assert_nowhere_at_rest(&server, &forms_of(secret)).await;
+}
+
 #[tokio::test]
 async fn secrets_are_never_at_rest_in_clear_nor_in_logs() {
     capture_logs();
@@ -101,56 +198,8 @@ async fn secrets_are_never_at_rest_in_clear_nor_in_logs() {
     provision_ok(&server, &device, secret).await;
     add_secret(&server, "hidden-2", secret).await;
 
-    let forms = [
-        secret.to_owned(),
-        secret
-            .bytes()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-        secret
-            .bytes()
-            .map(|b| format!("{b:02X}"))
-            .collect::<String>(),
-        base64::engine::general_purpose::STANDARD.encode(secret),
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
-    ];
-    let mut files = 0;
-    for entry in std::fs::read_dir(server.data_dir()).expect("data dir") {
-        let path = entry.expect("entry").path();
-        let bytes = std::fs::read(&path).expect("read");
-        files += 1;
-        for form in &forms {
-            assert!(
-                !bytes.windows(form.len()).any(|w| w == form.as_bytes()),
-                "{} holds the secret as {form}",
-                path.display()
-            );
-        }
-    }
-    if idprov_testkit::postgres_backend() {
-        // Every row of every table, as PostgreSQL prints it (bytea as hex).
-        let idprov_server::config::Database::Postgres(url) = &server.config.database else {
-            unreachable!("the PostgreSQL backend");
-        };
-        let rows = idprov_testkit::postgres::all_rows_as_text(url).await;
-        assert!(rows.len() > 1000, "the tables were read");
-        for form in &forms {
-            assert!(
-                !rows.contains(form.as_str()),
-                "the database holds the secret as {form}"
-            );
-        }
-    } else {
-        assert!(
-            files >= 8,
-            "the database, its WAL and the key files were checked"
-        );
-        assert!(
-            server.data_dir().join("idprov.db-wal").exists(),
-            "the WAL was checked too"
-        );
-    }
+    let forms = forms_of(secret);
+    assert_nowhere_at_rest(&server, &forms).await;
     let logs = captured_logs();
     assert!(logs.contains("OOB secret registered"), "logs were captured");
     for form in &forms {

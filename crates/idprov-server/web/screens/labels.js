@@ -14,6 +14,7 @@ export function renderLabels(main) {
   const format = h('select', { id: 'label-format' },
     h('option', { value: 'svg', text: 'SVG (prints sharp at any size)' }),
     h('option', { value: 'png', text: 'PNG' }));
+  const v2Only = h('input', { type: 'checkbox', id: 'label-v2-only' });
   const output = h('div', { id: 'label-result' });
   const found = h('div', { class: 'picker', id: 'label-picker' });
   const search = h('input', { type: 'search', id: 'label-search', placeholder: 'Device ID starts with…', autocomplete: 'off', spellcheck: 'false' });
@@ -71,7 +72,7 @@ export function renderLabels(main) {
     if (!ok) return;
     output.replaceChildren(notice('', 'Generating…'));
     try {
-      const response = await api('POST', '/idprov/admin/labels', { json: { deviceIDs: list, format: format.value }, raw: true });
+      const response = await api('POST', '/idprov/admin/labels', { json: { deviceIDs: list, format: format.value, pakeOnly: v2Only.checked }, raw: true });
       const blob = await response.blob();
       const name = filenameOf(response.headers.get('Content-Disposition')) || `idprov-labels.${format.value}`;
       const url = download(blob, name);
@@ -94,6 +95,8 @@ export function renderLabels(main) {
         h('label', { for: 'label-ids' }, 'Device IDs', h('span', { class: 'hint', text: 'One per line (or separated by spaces or commas). Pick from the list, or from the secrets page.' })),
         ids,
         h('label', { for: 'label-format' }, 'Format', format),
+        h('label', { class: 'check', for: 'label-v2-only' }, v2Only, 'For idprov v2 only',
+          h('span', { class: 'hint', text: 'SPAKE2+: the server keeps no form of the secrets, and the labels say idprov:2, so the devices never use v1.' })),
         h('div', {}, h('button', { type: 'button', class: 'danger', id: 'label-generate', text: 'Generate new secrets and download sheet', on: { click: generate } }))),
       h('section', { class: 'panel stack' },
         h('h2', { text: 'Pick devices' }),

@@ -88,9 +88,9 @@ export function viaEl(protocol) {
   return protocol ? h('span', { class: 'sub via', text: `via ${protocolName(protocol)}` }) : null;
 }
 
-/** How a protocol is named to a person: "idprov v1", "EST". */
+/** How a protocol is named to a person: "idprov v1", "idprov v2", "EST". */
 export function protocolName(protocol) {
-  return { v1: 'idprov v1', est: 'EST' }[protocol] ?? protocol ?? '';
+  return { v1: 'idprov v1', v2: 'idprov v2', est: 'EST' }[protocol] ?? protocol ?? '';
 }
 
 export function shortFingerprint(fp) {

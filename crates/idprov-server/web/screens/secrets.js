@@ -30,6 +30,7 @@ export function renderSecrets(main) {
   const secretInput = h('input', { type: 'password', id: 'secret-value', autocomplete: 'off', spellcheck: 'false' });
   const validInput = h('input', { type: 'datetime-local', id: 'secret-valid-until' });
   const showSecret = h('input', { type: 'checkbox', id: 'secret-show' });
+  const v2Only = h('input', { type: 'checkbox', id: 'secret-v2-only' });
   showSecret.addEventListener('change', () => { secretInput.type = showSecret.checked ? 'text' : 'password'; });
   secretInput.addEventListener('input', () => { generated = false; });
 
@@ -112,6 +113,8 @@ export function renderSecrets(main) {
     h('div', { class: 'row' }, h('div', { class: 'grow' }, secretInput),
       h('button', { type: 'button', id: 'generate', text: 'Generate', on: { click: generate } })),
     h('label', { class: 'check', for: 'secret-show' }, showSecret, 'Show the secret'),
+    h('label', { class: 'check', for: 'secret-v2-only' }, v2Only, 'For idprov v2 only',
+      h('span', { class: 'hint', text: 'SPAKE2+: the server keeps no form of the secret, so a short printed PIN is safe from offline guessing; the device needs an idprov:2 label. A label that says idprov:2 registers this way by itself.' })),
     h('label', { for: 'secret-valid-until' }, 'Valid until',
       h('span', { class: 'hint', text: 'Empty: 3 days from now. The secret works once.' })),
     validInput,
@@ -131,8 +134,8 @@ export function renderSecrets(main) {
     let answer;
     try {
       answer = await check(fromLabel
-        ? { label: labelInput.value, validUntil }
-        : { deviceID: idInput.value.trim(), oobSecret: secretInput.value, validUntil });
+        ? { label: labelInput.value, validUntil, pakeOnly: v2Only.checked }
+        : { deviceID: idInput.value.trim(), oobSecret: secretInput.value, validUntil, pakeOnly: v2Only.checked });
     } catch (e) {
       showError(e, result);
       return;
@@ -150,11 +153,11 @@ export function renderSecrets(main) {
         `The label's CA fingerprint is ${checked.caFingerprint}; this server's is ${ours || 'unknown'}. The device will refuse this server. Press Register again to register the secret anyway.`));
       return;
     }
-    const { deviceID, oobSecret: secret } = checked;
+    const { deviceID, oobSecret: secret, pakeOnly } = checked;
     try {
-      const added = await api('POST', '/idprov/oobsecret', { json: { deviceID, oobSecret: secret, validUntil } });
+      const added = await api('POST', '/idprov/oobsecret', { json: { deviceID, oobSecret: secret, validUntil, pakeOnly } });
       const warnings = (added && added.warnings) || [];
-      const shown = generated
+      const shown = generated || pakeOnly
         ? [h('p', { text: 'The secret, shown only now:' }), h('div', { class: 'secret-once', text: secret }),
           h('p', { class: 'hint', text: 'Label content for this device:' }), h('div', { class: 'secret-once', text: checked.label })]
         : [];

@@ -119,7 +119,7 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
         let row = db
             .opt(
                 "DELETE FROM oob_secrets WHERE id = $1 AND device_id = $2 AND valid_until >= $3
-                 RETURNING sealed, key_id",
+                 RETURNING sealed, key_id, pake_salt, pake_iterations, pake_verifier",
                 args![consume.secret_id, &cert.subject, cert.issued_at],
             )
             .await?;
@@ -127,19 +127,28 @@ async fn record_issue(db: &mut dyn Db, rec: &IssueRecord) -> Result<IssueOutcome
             return Ok(IssueOutcome::SecretGone);
         };
         let (sealed, key_id) = (row.blob(0)?, row.text(1)?);
+        let (pake_salt, pake_iterations, pake_verifier) =
+            (row.opt_blob(2)?, row.opt_int(3)?, row.opt_blob(4)?);
         db.exec(
-            "INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial, consumed_at)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO consumed_secrets (device_id, key_fingerprint, sealed, key_id, serial,
+                consumed_at, secret_id, pake_salt, pake_iterations, pake_verifier)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (device_id, key_fingerprint) DO UPDATE SET
                 sealed = excluded.sealed, key_id = excluded.key_id,
-                serial = excluded.serial, consumed_at = excluded.consumed_at",
+                serial = excluded.serial, consumed_at = excluded.consumed_at,
+                secret_id = excluded.secret_id, pake_salt = excluded.pake_salt,
+                pake_iterations = excluded.pake_iterations, pake_verifier = excluded.pake_verifier",
             args![
                 &cert.subject,
                 &consume.key_fingerprint,
                 &sealed,
                 &key_id,
                 &cert.serial,
-                cert.issued_at
+                cert.issued_at,
+                consume.secret_id,
+                pake_salt.as_ref(),
+                pake_iterations,
+                pake_verifier.as_ref()
             ],
         )
         .await?;

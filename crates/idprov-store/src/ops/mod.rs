@@ -206,14 +206,79 @@ from_row! {
     }
     GuessBudget { secret_id: int, window_start: time, failures: u32 }
     Lockout { failures: u32, locked_until: time }
-    StoredSecret { id: int, device_id: text, sealed: blob, key_id: text, created_at: time, valid_until: time }
-    ConsumedSecret { sealed: blob, key_id: text, serial: serial, consumed_at: time }
     SecretSummary { device_id: text, created_at: time, valid_until: time, created_by: text }
     SealedSecret { device_id: text, sealed: blob, key_id: text, valid_until: time }
     WebPassword { name: text, hash: text, updated_at: time }
     Checkpoint { seq: int, head_hash: text, at: time, signer: text, signature: blob }
     CrlRecord { number: int, this_update: time, next_update: time, der: blob }
     RevokedCert { serial: serial, revoked_at: time, reason: int, not_after: time }
+}
+
+/// Column names joined with ", ", each with the prefix `$p` (a table
+/// alias and its dot, or nothing), at compile time.
+macro_rules! prefixed {
+    ($p:literal; $first:literal $(, $rest:literal)* $(,)?) => {
+        concat!($p, $first $(, ", ", $p, $rest)*)
+    };
+}
+
+/// The columns of a stored secret, in [`StoredSecret`]'s order.
+macro_rules! secret_columns {
+    ($p:literal) => {
+        $crate::ops::prefixed!($p; "id", "device_id", "sealed", "key_id", "created_at", "valid_until",
+            "pake_salt", "pake_iterations", "pake_verifier")
+    };
+}
+pub(crate) use secret_columns;
+
+/// The columns of a consumed secret, in [`ConsumedSecret`]'s order.
+macro_rules! consumed_columns {
+    ($p:literal) => {
+        $crate::ops::prefixed!($p; "sealed", "key_id", "serial", "consumed_at", "secret_id",
+            "pake_salt", "pake_iterations", "pake_verifier")
+    };
+}
+pub(crate) use consumed_columns;
+pub(crate) use prefixed;
+
+/// The v2 verifier at columns `at`… (salt, iterations, sealed record),
+/// NULL for a registration that is not v2-only.
+fn pake_verifier(r: &mut Row, at: usize) -> Result<Option<PakeVerifier>> {
+    let Some(salt) = r.opt_blob(at)? else {
+        return Ok(None);
+    };
+    Ok(Some(PakeVerifier {
+        salt,
+        iterations: r.u32(at + 1)?,
+        sealed_record: r.blob(at + 2)?,
+    }))
+}
+
+impl FromRow for StoredSecret {
+    fn from_row(r: &mut Row, at: usize) -> Result<Self> {
+        Ok(StoredSecret {
+            id: r.int(at)?,
+            device_id: r.text(at + 1)?,
+            sealed: r.blob(at + 2)?,
+            key_id: r.text(at + 3)?,
+            created_at: r.time(at + 4)?,
+            valid_until: r.time(at + 5)?,
+            pake: pake_verifier(r, at + 6)?,
+        })
+    }
+}
+
+impl FromRow for ConsumedSecret {
+    fn from_row(r: &mut Row, at: usize) -> Result<Self> {
+        Ok(ConsumedSecret {
+            sealed: r.blob(at)?,
+            key_id: r.text(at + 1)?,
+            serial: r.serial(at + 2)?,
+            consumed_at: r.time(at + 3)?,
+            secret_id: r.opt_int(at + 4)?,
+            pake: pake_verifier(r, at + 5)?,
+        })
+    }
 }
 
 /// The record at columns `at`… of a `LEFT JOIN`, when it matched: when

@@ -6,8 +6,8 @@ use idprov_proto::{KeyFingerprint, UnixTime};
 
 use super::append_all;
 use super::{
-    FromRow, Store, all, append_audit, ensure_device, first, in_read, in_read_point, in_write,
-    joined,
+    FromRow, Store, all, append_audit, consumed_columns, ensure_device, first, in_read,
+    in_read_point, in_write, joined, secret_columns,
 };
 use crate::audit::{AuditOf, AuditRecord};
 use crate::error::Result;
@@ -15,12 +15,25 @@ use crate::model::*;
 use crate::registry::Secrets;
 use crate::sql::{Backend, Db, Dialect, Row, args};
 
-pub(crate) const LIVE_SECRET: &str = "SELECT id, device_id, sealed, key_id, created_at, valid_until
-     FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2";
+pub(crate) const LIVE_SECRET: &str = concat!(
+    "SELECT ",
+    secret_columns!(""),
+    " FROM oob_secrets WHERE device_id = $1 AND valid_until >= $2"
+);
 
-pub(crate) const CONSUMED_SECRET: &str =
-    "SELECT sealed, key_id, serial, consumed_at FROM consumed_secrets
-     WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3";
+pub(crate) const CONSUMED_SECRET: &str = concat!(
+    "SELECT ",
+    consumed_columns!(""),
+    " FROM consumed_secrets WHERE device_id = $1 AND key_fingerprint = $2 AND consumed_at >= $3"
+);
+
+/// The device's registration consumed last, at or after `$2`.
+const LAST_CONSUMED: &str = concat!(
+    "SELECT ",
+    consumed_columns!(""),
+    " FROM consumed_secrets WHERE device_id = $1 AND consumed_at >= $2
+     ORDER BY consumed_at DESC, serial DESC LIMIT 1"
+);
 
 async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBudget>> {
     first(
@@ -36,11 +49,16 @@ async fn guess_budget(db: &mut dyn Db, device_id: &str) -> Result<Option<GuessBu
 /// statement: one round trip and one snapshot. Each join matches at most one
 /// row (its key), so there is exactly one result row, NULL where nothing
 /// matched.
-pub(crate) const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
+pub(crate) const OOB_VIEW: &str = concat!(
+    "SELECT l.failures, l.locked_until,
         j.device_id, j.key_fingerprint, j.rejected_by, j.reason, j.created_at,
         a.device_id, a.key_fingerprint, a.approved_by, a.created_at, a.expires_at,
-        c.sealed, c.key_id, c.serial, c.consumed_at,
-        s.id, s.device_id, s.sealed, s.key_id, s.created_at, s.valid_until,
+        ",
+    consumed_columns!("c."),
+    ",
+        ",
+    secret_columns!("s."),
+    ",
         (SELECT serial FROM certificates
          WHERE kind = 'device' AND subject = $1 AND key_fingerprint = $2
            AND issue_kind = 'approval' AND issued_at >= $5 AND revoked_at IS NULL
@@ -53,7 +71,8 @@ pub(crate) const OOB_VIEW: &str = "SELECT l.failures, l.locked_until,
      LEFT JOIN consumed_secrets c ON c.device_id = $1 AND c.key_fingerprint = $2
         AND c.consumed_at >= $5
      LEFT JOIN oob_secrets s ON s.device_id = $1 AND s.valid_until >= $4
-     LEFT JOIN guess_budgets g ON g.device_id = $1";
+     LEFT JOIN guess_budgets g ON g.device_id = $1"
+);
 
 fn oob_view_from_row(mut r: Row) -> Result<OobView> {
     // A NOT NULL column of each joined table tells whether it matched.
@@ -63,9 +82,9 @@ fn oob_view_from_row(mut r: Row) -> Result<OobView> {
         rejection: joined(r, 2, 2)?,
         approval: joined(r, 7, 7)?,
         consumed: joined(r, 13, 12)?,
-        live_secret: joined(r, 16, 16)?,
-        approved_serial: r.opt_serial(22)?,
-        guess_budget: joined(r, 23, 23)?,
+        live_secret: joined(r, 20, 20)?,
+        approved_serial: r.opt_serial(29)?,
+        guess_budget: joined(r, 30, 30)?,
     })
 }
 
@@ -86,15 +105,19 @@ impl<B: Backend> Secrets for Store<B> {
                 .await?
                 > 0;
             db.exec(
-                "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by,
+                    pake_salt, pake_iterations, pake_verifier)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 args![
                     &s.device_id,
                     &s.sealed,
                     &s.key_id,
                     s.created_at,
                     s.valid_until,
-                    &s.created_by.to_string()
+                    &s.created_by.to_string(),
+                    s.pake.as_ref().map(|p| &p.salt),
+                    s.pake.as_ref().map(|p| p.iterations),
+                    s.pake.as_ref().map(|p| &p.sealed_record)
                 ],
             )
             .await?;
@@ -153,6 +176,24 @@ impl<B: Backend> Secrets for Store<B> {
                 db,
                 CONSUMED_SECRET,
                 args![&device_id, &fp, since],
+                ConsumedSecret::decode,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn last_consumed(
+        &self,
+        device_id: &str,
+        since: UnixTime,
+    ) -> Result<Option<ConsumedSecret>> {
+        let device_id = device_id.to_owned();
+        in_read_point!(self, |db| {
+            first(
+                db,
+                LAST_CONSUMED,
+                args![&device_id, since],
                 ConsumedSecret::decode,
             )
             .await
@@ -267,7 +308,8 @@ impl<B: Backend> Secrets for Store<B> {
             all(
                 db,
                 "SELECT device_id, sealed, key_id, valid_until FROM oob_secrets
-                     WHERE device_id > $1 AND valid_until >= $3 ORDER BY device_id LIMIT $2",
+                     WHERE device_id > $1 AND valid_until >= $3 AND length(sealed) > 0
+                     ORDER BY device_id LIMIT $2",
                 args![&after, limit, now],
                 SealedSecret::decode,
             )

@@ -46,7 +46,10 @@ pub(super) async fn put_secrets(
             key_id      TEXT COLLATE "C" NOT NULL,
             created_at  BIGINT NOT NULL,
             valid_until BIGINT NOT NULL,
-            created_by  TEXT COLLATE "C" NOT NULL
+            created_by  TEXT COLLATE "C" NOT NULL,
+            pake_salt       BYTEA,
+            pake_iterations BIGINT,
+            pake_verifier   BYTEA
         ) ON COMMIT DROP"#,
     )
     .await
@@ -67,6 +70,9 @@ pub(super) async fn put_secrets(
             Type::INT8,
             Type::INT8,
             Type::TEXT,
+            Type::BYTEA,
+            Type::INT8,
+            Type::BYTEA,
         ],
     );
     // Returning early drops the writer, which aborts the COPY (CopyFail);
@@ -86,6 +92,7 @@ pub(super) async fn put_secrets(
         let index = i64::try_from(row.index)
             .map_err(|_| StoreError::Conflict(format!("row index {} out of range", row.index)))?;
         let s = &row.secret;
+        let pake = s.pake.as_ref();
         writer
             .as_mut()
             .write(&[
@@ -97,6 +104,9 @@ pub(super) async fn put_secrets(
                 &s.created_at.secs(),
                 &s.valid_until.secs(),
                 &s.created_by.to_string(),
+                &pake.map(|p| &p.salt[..]),
+                &pake.map(|p| i64::from(p.iterations)),
+                &pake.map(|p| &p.sealed_record[..]),
             ])
             .await
             .map_err(db_error)?;
@@ -183,8 +193,10 @@ pub(super) async fn put_secrets(
     .await?;
     execute(
         tx,
-        "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
-         SELECT DISTINCT ON (device_id) device_id, sealed, key_id, created_at, valid_until, created_by
+        "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by,
+            pake_salt, pake_iterations, pake_verifier)
+         SELECT DISTINCT ON (device_id) device_id, sealed, key_id, created_at, valid_until,
+            created_by, pake_salt, pake_iterations, pake_verifier
          FROM idprov_bulk_rows WHERE accepted ORDER BY device_id, ord DESC",
         &[],
     )

@@ -45,12 +45,12 @@ const TABLES: &[(&str, &str, Option<&str>)] = &[
     ("devices", "device_id, created_at", None),
     (
         "oob_secrets",
-        "id, device_id, sealed, key_id, created_at, valid_until, created_by",
+        "id, device_id, sealed, key_id, created_at, valid_until, created_by, pake_salt, pake_iterations, pake_verifier",
         Some("id"),
     ),
     (
         "consumed_secrets",
-        "device_id, key_fingerprint, sealed, key_id, serial, consumed_at",
+        "device_id, key_fingerprint, sealed, key_id, serial, consumed_at, secret_id, pake_salt, pake_iterations, pake_verifier",
         None,
     ),
     (

@@ -52,7 +52,8 @@ impl Spool {
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
              CREATE TABLE rows (seq INTEGER PRIMARY KEY, idx INTEGER NOT NULL, device_id TEXT NOT NULL,
                sealed BLOB NOT NULL, key_id TEXT NOT NULL, created_at INTEGER NOT NULL,
-               valid_until INTEGER NOT NULL, created_by TEXT NOT NULL);",
+               valid_until INTEGER NOT NULL, created_by TEXT NOT NULL,
+               pake_salt BLOB, pake_iterations INTEGER, pake_verifier BLOB);",
         )?;
         spool.conn = Some(conn);
         Ok(spool)
@@ -68,13 +69,15 @@ impl Spool {
         conn.execute_batch("BEGIN")?;
         {
             let mut insert = conn.prepare(
-                "INSERT INTO rows (idx, device_id, sealed, key_id, created_at, valid_until, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO rows (idx, device_id, sealed, key_id, created_at, valid_until, created_by,
+                    pake_salt, pake_iterations, pake_verifier)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )?;
             loop {
                 match rows.blocking_recv() {
                     Some(BulkMessage::Row(row)) => {
                         let s = &row.secret;
+                        let pake = s.pake.as_ref();
                         insert.execute(params![
                             i64::try_from(row.index).unwrap_or(i64::MAX),
                             s.device_id,
@@ -82,7 +85,10 @@ impl Spool {
                             s.key_id,
                             s.created_at.secs(),
                             s.valid_until.secs(),
-                            s.created_by.to_string()
+                            s.created_by.to_string(),
+                            pake.map(|p| &p.salt),
+                            pake.map(|p| p.iterations),
+                            pake.map(|p| &p.sealed_record)
                         ])?;
                     }
                     Some(BulkMessage::End { rows_sha256 }) => {
@@ -145,13 +151,15 @@ pub(super) async fn put_secrets(
                     "INSERT INTO devices (device_id, created_at) VALUES (?1, ?2) ON CONFLICT(device_id) DO NOTHING",
                 )?;
                 let mut insert = c.prepare_cached(
-                    "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO oob_secrets (device_id, sealed, key_id, created_at, valid_until, created_by,
+                        pake_salt, pake_iterations, pake_verifier)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )?;
                 let digest = spool.digest.clone();
                 let reader = spool.reader()?;
                 let mut spooled = reader.prepare(
-                    "SELECT idx, device_id, sealed, key_id, created_at, valid_until, created_by
+                    "SELECT idx, device_id, sealed, key_id, created_at, valid_until, created_by,
+                        pake_salt, pake_iterations, pake_verifier
                      FROM rows ORDER BY seq",
                 )?;
                 let mut spooled = spooled.query([])?;
@@ -168,6 +176,14 @@ pub(super) async fn put_secrets(
                             created_at: UnixTime::from_secs(r.get(4)?),
                             valid_until: UnixTime::from_secs(r.get(5)?),
                             created_by: Actor::parse(&r.get::<_, String>(6)?),
+                            pake: match r.get::<_, Option<Vec<u8>>>(7)? {
+                                None => None,
+                                Some(salt) => Some(PakeVerifier {
+                                    salt,
+                                    iterations: r.get(8)?,
+                                    sealed_record: r.get(9)?,
+                                }),
+                            },
                         },
                     };
                     let s = &row.secret;
@@ -191,13 +207,17 @@ pub(super) async fn put_secrets(
                         delete.execute([&s.device_id])?;
                     }
                     device.execute(params![s.device_id, s.created_at.secs()])?;
+                    let pake = s.pake.as_ref();
                     insert.execute(params![
                         s.device_id,
                         s.sealed,
                         s.key_id,
                         s.created_at.secs(),
                         s.valid_until.secs(),
-                        s.created_by.to_string()
+                        s.created_by.to_string(),
+                        pake.map(|p| &p.salt),
+                        pake.map(|p| p.iterations),
+                        pake.map(|p| &p.sealed_record)
                     ])?;
                 }
                     digest

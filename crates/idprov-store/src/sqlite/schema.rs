@@ -207,6 +207,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX supersessions_due ON supersessions(due_at);
     CREATE INDEX supersessions_device ON supersessions(device_id);
     "#,
+    // 8: idprov v2 — the verifier of a registration for v2 only (its
+    // `sealed` is then empty: no form of the secret is kept), carried into
+    // consumed_secrets with the registration's id (its guess budget), so a
+    // device whose v2 answer was lost can run v2 against it again and be
+    // re-delivered its certificate (PROTOCOL.md §11.5).
+    r#"
+    ALTER TABLE oob_secrets ADD COLUMN pake_salt BLOB;
+    ALTER TABLE oob_secrets ADD COLUMN pake_iterations INTEGER;
+    ALTER TABLE oob_secrets ADD COLUMN pake_verifier BLOB;
+    ALTER TABLE consumed_secrets ADD COLUMN secret_id INTEGER;
+    ALTER TABLE consumed_secrets ADD COLUMN pake_salt BLOB;
+    ALTER TABLE consumed_secrets ADD COLUMN pake_iterations INTEGER;
+    ALTER TABLE consumed_secrets ADD COLUMN pake_verifier BLOB;
+    "#,
 ];
 
 /// The newest schema version this binary knows.

@@ -16,6 +16,7 @@ macro_rules! backend_tests {
     ($open:ident) => {
         $crate::suite::backend_tests!(@each $open;
             secrets_add_replace_list_remove,
+            a_v2_only_registration_keeps_its_verifier_and_no_secret,
             consuming_a_secret_is_conditional,
             redelivery_window,
             lockout_doubles_and_resets,
@@ -84,6 +85,7 @@ pub(crate) fn event_named(name: &str) -> AuditEvent {
             short: None,
             generated: None,
             labels: None,
+            v2_only: None,
             replaced: false,
         },
         "secret_removed" => AuditEvent::SecretRemoved {},
@@ -145,6 +147,7 @@ pub(crate) fn added(device: &str) -> AuditOf<PutSecretOutcome> {
                 short: None,
                 generated: None,
                 labels: None,
+                v2_only: None,
                 replaced: *outcome == PutSecretOutcome::Replaced,
             },
             Some(&device),
@@ -221,6 +224,7 @@ pub(crate) fn secret(device: &str, valid_until: UnixTime) -> NewSecret {
         created_at: NOW,
         valid_until,
         created_by: Actor::named("admin", "tester"),
+        pake: None,
     }
 }
 
@@ -254,6 +258,121 @@ pub(crate) fn issue(device: &str, serial: &str, consume: Option<i64>) -> IssueRe
         supersede_older_at: None,
         audit: audit("certificate_issued", device),
     }
+}
+
+/// A v2-only registration (PROTOCOL.md §11) stores its verifier and an
+/// empty `sealed`; the single read and the OOB path's one-statement view
+/// both return it; a default registration has no verifier. Consumed, it
+/// keeps its verifier and its id for re-delivery (§11.5), found by device
+/// and key, and as the device's last consumed registration; a bulk import
+/// stores a row's verifier too.
+pub async fn a_v2_only_registration_keeps_its_verifier_and_no_secret(reg: &Arc<dyn Registry>) {
+    let verifier = PakeVerifier {
+        salt: vec![9; 16],
+        iterations: 10_000,
+        sealed_record: vec![7; 125],
+    };
+    let mut s = secret("pake-1", NOW + 100);
+    s.sealed = Vec::new();
+    s.pake = Some(verifier.clone());
+    reg.put_secret(s, added("pake-1")).await.expect("put");
+    let live = reg
+        .live_secret("pake-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(live.sealed_secret(), None);
+    assert_eq!(live.pake, Some(verifier.clone()));
+    let view = reg
+        .oob_view("pake-1", &fp("k"), "127.0.0.1", NOW, NOW - 600)
+        .await
+        .expect("view");
+    assert_eq!(view.live_secret.as_ref(), Some(&live));
+    reg.put_secret(secret("plain-1", NOW + 100), added("plain-1"))
+        .await
+        .expect("put");
+    let plain = reg
+        .live_secret("plain-1", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(plain.pake, None);
+    assert!(plain.sealed_secret().is_some());
+
+    // Consumed: kept for re-delivery with its verifier and its id.
+    reg.record_issue(issue("pake-1", "cc01", Some(live.id)))
+        .await
+        .expect("issue");
+    let consumed = reg
+        .consumed_secret("pake-1", &fp("fp-1"), NOW - 600)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(consumed.sealed_secret(), None);
+    assert_eq!(consumed.pake, Some(verifier.clone()));
+    assert_eq!(consumed.secret_id, Some(live.id));
+    assert_eq!(
+        reg.last_consumed("pake-1", NOW - 600)
+            .await
+            .expect("read")
+            .as_ref(),
+        Some(&consumed)
+    );
+    assert!(
+        reg.last_consumed("pake-1", NOW + 1)
+            .await
+            .expect("read")
+            .is_none(),
+        "outside the window"
+    );
+    let view = reg
+        .oob_view("pake-1", &fp("fp-1"), "127.0.0.1", NOW, NOW - 600)
+        .await
+        .expect("view");
+    assert_eq!(view.consumed, Some(consumed));
+    assert_eq!(view.live_secret, None);
+    // A default registration's consumed record has a sealed secret and
+    // no verifier.
+    reg.record_issue(issue("plain-1", "cc02", Some(plain.id)))
+        .await
+        .expect("issue");
+    let consumed = reg
+        .last_consumed("plain-1", NOW - 600)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!((consumed.pake, consumed.secret_id), (None, Some(plain.id)));
+    assert_eq!(consumed.sealed, plain.sealed);
+
+    // In bulk.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut row = secret("pake-bulk", NOW + 100);
+    row.sealed = Vec::new();
+    row.pake = Some(verifier.clone());
+    tx.send(BulkMessage::Row(BulkSecret {
+        index: 0,
+        secret: row,
+    }))
+    .await
+    .expect("send");
+    tx.send(BulkMessage::End {
+        rows_sha256: "abc".into(),
+    })
+    .await
+    .expect("end");
+    drop(tx);
+    let outcome = reg
+        .put_secrets_bulk(rx, true, false, imported())
+        .await
+        .expect("import");
+    assert_eq!(outcome.accepted, 1);
+    let bulk = reg
+        .live_secret("pake-bulk", NOW)
+        .await
+        .expect("read")
+        .expect("live");
+    assert_eq!(bulk.sealed_secret(), None);
+    assert_eq!(bulk.pake, Some(verifier));
 }
 
 pub async fn secrets_add_replace_list_remove(reg: &Arc<dyn Registry>) {

@@ -124,6 +124,7 @@ async fn listings_in_json_return_every_entry() {
                 device_id: format!("bulk-{i:04}"),
                 oob_secret: "listing-secret".into(),
                 valid_until: String::new(),
+                pake_only: false,
             })
             .await
             .expect("add");
@@ -178,6 +179,7 @@ async fn devices_show_requests_list_and_status() {
             device_id: "shown".into(),
             oob_secret: "show-me-secret".into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("add");
@@ -609,4 +611,279 @@ async fn admin_password_is_set_and_removed_from_the_cli() {
     let out =
         tokio::task::block_in_place(|| run(&server, &["admin", "password", "dave"], Some("\n")));
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// `idprov oob add ID --pake-only` prints an idprov:2 label; `idprov device
+/// provision --label` with it provisions over idprov v2; a v1 attempt with
+/// the same secret is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pake_only_registration_and_its_v2_label_provision_from_the_command_line() {
+    let server = TestServer::start().await;
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &["oob", "add", "cli-v2", "-", "--pake-only", "--json"],
+            Some("314159\n"),
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("one JSON object");
+    let uri = v["label"].as_str().expect("the label is printed");
+    assert!(uri.starts_with("idprov:2?id=cli-v2&s=314159&ca="), "{uri}");
+    assert!(v.get("oobSecret").is_none(), "a given secret is not echoed");
+    assert!(
+        !stderr(&out).contains("shorter than"),
+        "no offline-guessing warning for v2 only"
+    );
+
+    let v1 = TestDevice::new("cli-v2");
+    let (_, resp, _) = provision(&server.http(), &server, &v1.request(Some("314159"))).await;
+    assert_eq!(
+        resp.expect("response").status,
+        idprov_proto::ProvisionStatus::Rejected
+    );
+
+    let dir = server.temp_dir().join("cli-v2");
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "device",
+                "provision",
+                "--label",
+                uri,
+                "--server",
+                &server.server_arg(),
+                "--dir",
+                dir.to_str().expect("path"),
+            ],
+            None,
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("Approved: certificate"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("verified_with=\"v2 session key\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(dir.join("current/cert.pem").exists());
+}
+
+/// Decodes every QR code of a label sheet (PNG) with zbarimg, sorted; `None`
+/// where zbarimg is not installed (and not required).
+fn qr_codes(sheet: &std::path::Path) -> Option<Vec<String>> {
+    if !crate::require(&["zbarimg"], "zbar-tools") {
+        return None;
+    }
+    let out = std::process::Command::new("zbarimg")
+        .args(["-q", "--raw", "--nodbus"])
+        .arg(sheet)
+        .output()
+        .expect("zbarimg");
+    let mut codes: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    codes.sort();
+    Some(codes)
+}
+
+/// v2-only registrations in bulk (PROTOCOL.md §11.1): a file's `pakeOnly`
+/// column, `idprov oob import --pake-only --generate --labels` (labels say
+/// idprov:2, the secrets file keeps the mark) and the admin API's label
+/// sheet with `pakeOnly`; each keeps a verifier and no form of the secret,
+/// a label provisions over v2, and v1 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_only_registrations_in_bulk_and_on_label_sheets() {
+    let server = TestServer::start().await;
+    let dir = server.temp_dir().join("bulk-v2");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let registry = server.registry();
+    let live = |device: &'static str| {
+        let registry = registry.clone();
+        async move {
+            registry
+                .live_secret(
+                    device,
+                    idprov_proto::UnixTime::from(std::time::SystemTime::now()),
+                )
+                .await
+                .expect("read")
+                .expect("registered")
+        }
+    };
+
+    // A file marks some rows; a bad mark is refused by its line.
+    let file = dir.join("devices.csv");
+    std::fs::write(
+        &file,
+        "deviceID,secret,validUntil,pakeOnly\nimp-v2,271828,,true\nimp-v1,7K3MQ2Z8WX4VTN6R,,\nimp-bad,7K3MQ2Z8WX4VTN6R,,yes\n",
+    )
+    .expect("file");
+    let out = tokio::task::block_in_place(|| {
+        run(&server, &["oob", "import", file.to_str().expect("p")], None)
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 rows accepted"), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("line 4: field \"pakeOnly\": true, false or empty"),
+        "{}",
+        stderr(&out)
+    );
+    let v2 = live("imp-v2").await;
+    assert!(v2.pake.is_some() && v2.sealed_secret().is_none());
+    let v1 = live("imp-v1").await;
+    assert!(v1.pake.is_none() && v1.sealed_secret().is_some());
+    let refused = TestDevice::new("imp-v2");
+    let (_, resp, _) = provision(&server.http(), &server, &refused.request(Some("271828"))).await;
+    assert_eq!(
+        resp.expect("response").status,
+        idprov_proto::ProvisionStatus::Rejected,
+        "v1 for a v2-only row"
+    );
+
+    // Generated, every row v2-only, with a label sheet.
+    let ids = dir.join("ids.csv");
+    std::fs::write(&ids, "deviceID\nlbl-v2\n").expect("file");
+    let (secrets, sheet) = (dir.join("secrets.csv"), dir.join("labels.png"));
+    let out = tokio::task::block_in_place(|| {
+        run(
+            &server,
+            &[
+                "oob",
+                "import",
+                ids.to_str().expect("p"),
+                "--generate",
+                "--pake-only",
+                "--out",
+                secrets.to_str().expect("p"),
+                "--labels",
+                sheet.to_str().expect("p"),
+            ],
+            None,
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let written = std::fs::read_to_string(&secrets).expect("secrets file");
+    let mut lines = written.lines();
+    assert_eq!(lines.next(), Some("deviceID,secret,validUntil,pakeOnly"));
+    let row: Vec<&str> = lines.next().expect("row").split(',').collect();
+    assert_eq!((row[0], row[3]), ("lbl-v2", "true"));
+    let generated = live("lbl-v2").await;
+    assert!(generated.pake.is_some() && generated.sealed_secret().is_none());
+    if let Some(codes) = qr_codes(&sheet) {
+        assert_eq!(codes.len(), 1, "{codes:?}");
+        assert!(
+            codes[0].starts_with(&format!("idprov:2?id=lbl-v2&s={}&ca=", row[1])),
+            "{codes:?}"
+        );
+        // The label provisions over v2.
+        let device_dir = dir.join("lbl-v2");
+        let out = tokio::task::block_in_place(|| {
+            idprov(
+                &[
+                    "device",
+                    "provision",
+                    "--label",
+                    &codes[0],
+                    "--server",
+                    &server.server_arg(),
+                    "--dir",
+                    device_dir.to_str().expect("p"),
+                ],
+                None,
+            )
+        });
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(stdout(&out).contains("Approved: certificate"));
+    }
+
+    // The admin API's label sheet (the page's Labels screen).
+    let admin = server.http_with(
+        &std::fs::read_to_string(server.data_dir().join("admin.pem")).expect("cert"),
+        &std::fs::read_to_string(server.data_dir().join("admin.key")).expect("key"),
+    );
+    let r = admin
+        .post(server.url("/idprov/admin/labels"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::json!({ "deviceIDs": ["web-v2"], "format": "png", "pakeOnly": true })
+                .to_string(),
+        )
+        .send()
+        .await
+        .expect("labels");
+    assert_eq!(r.status(), 200);
+    let page_sheet = dir.join("page.png");
+    std::fs::write(&page_sheet, r.bytes().await.expect("png")).expect("sheet");
+    let web = live("web-v2").await;
+    assert!(web.pake.is_some() && web.sealed_secret().is_none());
+    if let Some(codes) = qr_codes(&page_sheet) {
+        assert_eq!(codes.len(), 1, "{codes:?}");
+        assert!(codes[0].starts_with("idprov:2?id=web-v2&s="), "{codes:?}");
+    }
+    let entries = registry.audit_entries(0, 10_000).await.expect("audit");
+    let generated = entries
+        .iter()
+        .rev()
+        .find(|e| e.event == "secrets_generated")
+        .expect("audited");
+    assert_eq!(generated.detail["v2Only"], true, "{}", generated.detail);
+}
+
+/// `idprov device provision --label idprov:2?…` against a server with v2
+/// switched off: refused (exit 1, saying the server offers no v2), never
+/// downgraded: the secret stays unused and nothing is queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_label_against_a_server_without_v2_is_refused_not_downgraded() {
+    let server = TestServer::start_with(idprov_testkit::Setup {
+        configure: Box::new(|c| c.v2 = false),
+        ..idprov_testkit::Setup::default()
+    })
+    .await;
+    server.add_secret("old-server", "registered-for-v1").await;
+    let uri = idprov_proto::Label {
+        version: 2,
+        device_id: idprov_proto::DeviceId::parse("old-server").expect("id"),
+        secret: idprov_proto::OobSecret::parse("registered-for-v1").expect("secret"),
+        ca: Some(server.ca().fingerprint()),
+    }
+    .to_uri();
+    let dir = server.temp_dir().join("old-server");
+    let out = tokio::task::block_in_place(|| {
+        idprov(
+            &[
+                "device",
+                "provision",
+                "--label",
+                &uri,
+                "--server",
+                &server.server_arg(),
+                "--dir",
+                dir.to_str().expect("path"),
+            ],
+            None,
+        )
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("idprov v2"), "{}", stderr(&out));
+    assert!(!dir.join("current/cert.pem").exists());
+    let registry = server.registry();
+    let now = idprov_proto::UnixTime::from(idprov_proto::clock::Clock::now(&*server.clock));
+    assert!(
+        registry
+            .live_secret("old-server", now)
+            .await
+            .expect("read")
+            .is_some(),
+        "the secret was not used by v1"
+    );
+    assert!(
+        registry
+            .waiting_for("old-server")
+            .await
+            .expect("read")
+            .is_empty()
+    );
 }

@@ -140,6 +140,7 @@ async fn revocation_reaches_the_crl_and_openssl_refuses_the_certificate() {
             device_id: "stolen".into(),
             oob_secret: "crl-test-secret".into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("secret");
@@ -417,6 +418,7 @@ async fn bulk_import_reports_by_line_and_commits_valid_rows_at_once() {
             device_id: "existing".into(),
             oob_secret: "an-older-secret".into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("secret");
@@ -773,6 +775,7 @@ async fn audit_export_verifies_and_names_tampering() {
                 device_id: format!("audited-{i}"),
                 oob_secret: "audited-secret".into(),
                 valid_until: String::new(),
+                pake_only: false,
             })
             .await
             .expect("secret");

@@ -54,6 +54,7 @@ async fn add_secret(server: &TestServer, device: &str, secret: &str) {
             device_id: device.into(),
             oob_secret: secret.into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("secret added");
@@ -89,6 +90,7 @@ async fn a_backup_taken_while_serving_restores_into_a_working_server() {
                     device_id: format!("during-{i}"),
                     oob_secret: "a-secret-added-during-the-backup".into(),
                     valid_until: String::new(),
+                    pake_only: false,
                 })
                 .await
                 .expect("secret added");

@@ -21,6 +21,7 @@ async fn add(server: &TestServer, device: &str, secret: &str) {
             device_id: device.into(),
             oob_secret: secret.into(),
             valid_until: String::new(),
+            pake_only: false,
         })
         .await
         .expect("secret added");

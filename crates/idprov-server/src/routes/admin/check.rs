@@ -33,6 +33,9 @@ pub(crate) struct CheckRequest {
     device_id: Option<String>,
     oob_secret: Option<String>,
     valid_until: Option<String>,
+    /// For idprov v2 only (an `idprov:2` label implies it).
+    #[serde(default)]
+    pake_only: bool,
 }
 
 /// The registration the input stands for.
@@ -49,8 +52,11 @@ pub(crate) struct Checked {
     ca_fingerprint: Option<String>,
     /// Whether that is this server's CA; `null` when the label names none.
     ca_matches: Option<bool>,
-    /// The label URI for this device and secret, naming this server's CA.
+    /// The label URI for this device and secret, naming this server's CA
+    /// (`idprov:2` for a v2-only registration).
     label: String,
+    /// Whether it registers for idprov v2 only (asked, or an `idprov:2` label).
+    pake_only: bool,
     warnings: Vec<String>,
 }
 
@@ -89,6 +95,7 @@ pub(crate) async fn check(
                 device_id: label.device_id.into_string(),
                 oob_secret: label.secret.expose().to_owned(),
                 valid_until,
+                pake_only: req.pake_only || label.version == 2,
             };
             (message, label.ca, true)
         }
@@ -97,6 +104,7 @@ pub(crate) async fn check(
                 device_id,
                 oob_secret: oob_secret.unwrap_or_default(),
                 valid_until,
+                pake_only: req.pake_only,
             };
             (message, None, false)
         }
@@ -124,11 +132,13 @@ pub(crate) async fn check(
         ca_fingerprint: ca.as_ref().map(ToString::to_string),
         ca_matches: ca.as_ref().map(|fp| fp.ct_eq(&ours)),
         label: Label {
+            version: if message.pake_only { 2 } else { 1 },
             device_id: reg.device_id,
             secret: reg.secret,
             ca: Some(ours),
         }
         .to_uri(),
+        pake_only: message.pake_only,
         warnings: reg.warnings,
     };
     json(&checked)

@@ -130,6 +130,11 @@ struct LabelsRequest {
     #[serde(default)]
     #[schema(value_type = Option<crate::routes::api_doc::LabelFormat>, default = "svg")]
     format: Option<String>,
+    /// (ext) Register every device for idprov v2 only: the server keeps
+    /// verifiers and no form of the secrets, and the labels say
+    /// `idprov:2` (PROTOCOL.md §9, §11.1).
+    #[serde(default)]
+    pake_only: bool,
 }
 
 /// `POST /idprov/admin/labels`: new strong secrets for the given devices
@@ -168,6 +173,12 @@ pub(crate) async fn labels(
         Some("png") => true,
         Some(_) => return Err(ApiError::BadRequest("field \"format\": svg or png".into())),
     };
+    if req.pake_only && !app.config.v2 {
+        return Err(ApiError::Invalid {
+            field: "pakeOnly",
+            message: crate::routes::oobsecret::V2_OFF.into(),
+        });
+    }
     let mut ids = Vec::with_capacity(req.device_ids.len());
     for (i, raw) in req.device_ids.iter().enumerate() {
         let id = DeviceId::parse(raw)
@@ -195,15 +206,16 @@ pub(crate) async fn labels(
     let mut sheet = Vec::with_capacity(ids.len());
     for (index, id) in ids.iter().enumerate() {
         let secret = super::check::generate_secret()?;
-        let sealed = app
-            .secrets()
-            .seal(id.as_str(), &secret)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let (sealed, pake) =
+            crate::routes::oobsecret::sealed_forms(app, id, &secret, req.pake_only).await?;
         // The same digest of the rows as a bulk import records.
         digest.update(id.as_str().as_bytes());
         digest.update(b"\n");
         digest.update(valid_until.to_string().as_bytes());
         digest.update(b"\n");
+        if req.pake_only {
+            digest.update(b"v2\n");
+        }
         tx.try_send(BulkMessage::Row(BulkSecret {
             index: index as u64,
             secret: NewSecret {
@@ -213,10 +225,12 @@ pub(crate) async fn labels(
                 created_at: now,
                 valid_until,
                 created_by: admin.caller.actor.clone(),
+                pake,
             },
         }))
         .map_err(|_| ApiError::Internal("the label sheet's rows".into()))?;
         let uri = idprov_proto::Label {
+            version: if req.pake_only { 2 } else { 1 },
             device_id: id.clone(),
             secret,
             ca: Some(fingerprint),
@@ -253,6 +267,7 @@ pub(crate) async fn labels(
         let caller = admin.caller.clone();
         let one = (ids.len() == 1).then(|| ids[0].to_string());
         let device_ids: Vec<String> = device_ids.iter().map(|d| (*d).to_owned()).collect();
+        let v2_only = req.pake_only.then_some(true);
         AuditOf::one(move |outcome: &BulkOutcome| {
             caller.audit(
                 now,
@@ -261,6 +276,7 @@ pub(crate) async fn labels(
                     generated: true,
                     labels: true,
                     device_ids,
+                    v2_only,
                     accepted: outcome.accepted,
                     replaced: outcome.replaced,
                     rejected: outcome.rejected.len() as u64,

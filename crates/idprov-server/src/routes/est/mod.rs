@@ -249,6 +249,10 @@ fn answer(app: &AppState, conn: &ConnInfo, outcome: Outcome) -> Result<Response,
                  ID as user name and the secret as password",
             ),
             RejectReason::WrongSecret => ApiError::BasicAuth("wrong secret for this device"),
+            RejectReason::V2Only => ApiError::Forbidden(
+                "this device is registered for idprov v2 only: no form of its secret is kept, so \
+                 a password cannot be checked",
+            ),
         }),
         Outcome::Refused {
             reason,
