@@ -4,21 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome, ServerTarget};
+use idprov_client::device::{Device, DeviceError, Outcome};
 use idprov_proto::clock::ManualClock;
 use idprov_proto::{DeviceId, Fingerprint, Label, OobSecret};
 use idprov_testkit::TestServer;
 
-fn options(server: &TestServer, id: &str, secret: Option<&str>) -> DeviceOptions {
-    let mut o = DeviceOptions::new(
-        DeviceId::parse(id).expect("id"),
-        server.temp_dir().join(format!("device-{id}")),
-    );
-    o.secret = secret.map(|s| OobSecret::parse(s).expect("secret"));
-    o.server = ServerTarget::Address(server.server_arg());
-    o.clock = server.clock.clone();
-    o
-}
+use crate::options;
 
 fn ca_fingerprint(server: &TestServer) -> Fingerprint {
     server.ca().fingerprint()

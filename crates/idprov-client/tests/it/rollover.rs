@@ -4,25 +4,16 @@
 
 use std::time::SystemTime;
 
-use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome, ServerTarget};
+use idprov_client::device::{Device, DeviceError, Outcome};
+use idprov_proto::Fingerprint;
 use idprov_proto::clock::Clock;
-use idprov_proto::{DeviceId, Fingerprint, OobSecret};
 use idprov_server::cakeys;
 use idprov_server::datadir::DataDir;
 use idprov_testkit::TestServer;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-fn options(server: &TestServer, id: &str, secret: &str) -> DeviceOptions {
-    let mut o = DeviceOptions::new(
-        DeviceId::parse(id).expect("id"),
-        server.temp_dir().join(format!("device-{id}")),
-    );
-    o.secret = Some(OobSecret::parse(secret).expect("secret"));
-    o.server = ServerTarget::Address(server.server_arg());
-    o.clock = server.clock.clone();
-    o
-}
+use crate::options;
 
 fn certs(pem: &str) -> Vec<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem.as_bytes())
@@ -75,8 +66,8 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
     let mut server = TestServer::start().await;
     server.add_secret("roll-a", "secret-of-roll-a").await;
     server.add_secret("roll-b", "secret-of-roll-b").await;
-    let mut a = Device::open(options(&server, "roll-a", "secret-of-roll-a")).expect("a");
-    let mut b = Device::open(options(&server, "roll-b", "secret-of-roll-b")).expect("b");
+    let mut a = Device::open(options(&server, "roll-a", Some("secret-of-roll-a"))).expect("a");
+    let mut b = Device::open(options(&server, "roll-b", Some("secret-of-roll-b"))).expect("b");
     for d in [&mut a, &mut b] {
         assert!(matches!(
             d.provision(false).await.expect("provision"),
@@ -207,7 +198,8 @@ async fn a_device_renews_through_a_rollover_and_one_offline_throughout_falls_bac
         Outcome::Waiting(_)
     ));
     server.add_secret("roll-b", "a-new-secret-of-roll-b").await;
-    let mut b = Device::open(options(&server, "roll-b", "a-new-secret-of-roll-b")).expect("b");
+    let mut b =
+        Device::open(options(&server, "roll-b", Some("a-new-secret-of-roll-b"))).expect("b");
     let err = b.provision(true).await.expect_err("still the old CA");
     assert!(matches!(err, DeviceError::CaReplaced { .. }), "{err}");
     let Outcome::Approved(_) = b.provision(false).await.expect("OOB") else {

@@ -7,23 +7,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome, ServerTarget};
+use idprov_client::device::{Device, DeviceError, DeviceOptions, Outcome};
 use idprov_proto::clock::Clock as _;
 use idprov_proto::v2::{
     self, Binding, FinishRequest, ParamsRequest, ParamsResponse, SeededRng, StartRequest,
     StartResponse,
 };
-use idprov_proto::{DeviceId, OobSecret, ProvisionRequest, ProvisionResponse};
+use idprov_proto::{ProvisionRequest, ProvisionResponse};
 use idprov_testkit::{Setup, TestDevice, TestServer};
 
+/// A v2 device pinned to the server's CA.
 fn options(server: &TestServer, id: &str, secret: &str) -> DeviceOptions {
-    let mut o = DeviceOptions::new(
-        DeviceId::parse(id).expect("id"),
-        server.temp_dir().join(format!("device-{id}")),
-    );
-    o.secret = Some(OobSecret::parse(secret).expect("secret"));
-    o.server = ServerTarget::Address(server.server_arg());
-    o.clock = server.clock.clone();
+    let mut o = crate::options(server, id, Some(secret));
     o.ca_fingerprint = Some(server.ca().fingerprint());
     o.v2 = true;
     o
